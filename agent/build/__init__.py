@@ -1,0 +1,1 @@
+"""The image builder: Dockerfile or buildpack detection, build contexts, docker builds."""

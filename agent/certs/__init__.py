@@ -1,0 +1,1 @@
+"""The certificate manager: ACME accounts, HTTP-01 issuance, storage and renewal."""

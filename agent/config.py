@@ -1,0 +1,132 @@
+"""Berth's configuration: read once from berth.toml, frozen, grouped by concern.
+
+The file is /etc/berth/berth.toml unless `BERTH_CONFIG` names another; a missing file
+means all defaults. Each table maps to one frozen dataclass owned by the subsystem that
+uses it (`[proxy]` -> `agent.proxy.settings.ProxySettings`, ...); this module owns only
+the sections that belong to no single subsystem (paths, the control socket, SSH, deploys)
+and the composition. Nothing below the CLI's and the agent's entry points reads the
+environment: they call `load_config()` once and pass the result down.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from agent.build.settings import BuildSettings
+from agent.certs.settings import AcmeSettings
+from agent.errors import ConfigError
+from agent.firewall.settings import FirewallSettings
+from agent.proxy.settings import ProxySettings
+from agent.settings import load_section
+
+DEFAULT_CONFIG_PATH = Path("/etc/berth/berth.toml")
+CONFIG_ENV = "BERTH_CONFIG"
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Where Berth keeps its state (`[paths]`)."""
+
+    data_dir: Path = Path("/var/lib/berth")
+    # Directory of the control socket; 0750 root:<ssh.user>, so only root and the berth
+    # user can open the socket whatever mode the socket file itself has.
+    run_dir: Path = Path("/run/berth")
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "berth.db"
+
+    @property
+    def repos(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def builds(self) -> Path:
+        return self.data_dir / "builds"
+
+    @property
+    def certs(self) -> Path:
+        return self.data_dir / "certs"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "control.sock"
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """The git/SSH side (`[ssh]`): who owns the repos and how keys are written."""
+
+    user: str = "berth"
+    authorized_keys: Path = Path("/home/berth/.ssh/authorized_keys")
+    # The command sshd runs for every key; empty means the `berth` executable found next
+    # to the running interpreter (or on PATH).
+    command: str = ""
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """How releases are started, checked, swapped and kept (`[deploy]`)."""
+
+    # Global domain: an app gets APP.<domain> when set.
+    domain: str = ""
+    container_port: int = 5000
+    health_timeout: float = 60.0
+    health_interval: float = 1.0
+    drain_timeout: float = 30.0
+    stop_timeout: float = 10.0
+    release_timeout: float = 600.0
+    keep_releases: int = 5
+    restart_policy: str = "unless-stopped"
+    log_max_size: str = "10m"
+    log_max_files: int = 3
+    max_body_bytes: int = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    paths: PathSettings = field(default_factory=PathSettings)
+    ssh: SshSettings = field(default_factory=SshSettings)
+    deploy: DeploySettings = field(default_factory=DeploySettings)
+    build: BuildSettings = field(default_factory=BuildSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
+    firewall: FirewallSettings = field(default_factory=FirewallSettings)
+    # Where this configuration came from (None: defaults only).
+    source: Path | None = field(default=None, metadata={"config": False})
+
+
+def config_path(environ: Mapping[str, str]) -> Path:
+    """The configuration file named by the environment, or the default."""
+    named = environ.get(CONFIG_ENV, "")
+    return Path(named) if named else DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration file; a missing default file means defaults."""
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or bool(environ.get(CONFIG_ENV))
+    path = path or config_path(environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError("", f"{path} does not exist") from None
+        return Config()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
+    return parse_config(text, source=path)
+
+
+def parse_config(text: str, source: Path | None = None) -> Config:
+    """Parse berth.toml text into a `Config` (pure)."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where = f"{source}: " if source else ""
+        raise ConfigError("", f"{where}not valid TOML: {exc}") from exc
+    return replace(load_section(Config, table, ""), source=source)

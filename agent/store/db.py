@@ -1,0 +1,66 @@
+"""The SQLite database the agent owns: opening it in WAL mode, schemas, transactions.
+
+One process writes (the agent); transactions are short and run on the event loop's thread
+(they take microseconds to milliseconds, less than a thread hop). Each subsystem that owns
+tables declares them as a tuple of `CREATE ... IF NOT EXISTS` statements and passes it to
+`Database.open`; this module knows no table by name.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+Schema = Sequence[str]
+
+
+class Database:
+    """A connection to the state database, with a transaction helper."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path | None) -> None:
+        self._conn = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | None, schemas: Iterable[Schema] = ()) -> "Database":
+        """Open (creating if needed) the database at `path`; None means in memory."""
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not path.exists()
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if fresh:
+                os.chmod(path, 0o600)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        db = cls(conn, path)
+        with db.transaction() as tx:
+            for schema in schemas:
+                for statement in schema:
+                    tx.execute(statement)
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back if the block raises."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """Run a read-only statement outside an explicit transaction."""
+        return self._conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the stand-in base images the tests use in place of the official language images.
+#
+# No container registry is reachable from the test machines, so `python:X-slim`,
+# `node:X-slim` and `nginx:X` cannot be pulled. One Debian bookworm root filesystem made
+# with debootstrap carries python3 (with venv), nodejs + npm and nginx, and is imported
+# under the tags the test configuration points the buildpacks at. The product's own
+# defaults stay the official images; only the tests' berth.toml names these tags.
+#
+# Idempotent: an image that already exists is left alone.
+set -euo pipefail
+
+TAG=${BERTH_STAND_IN_TAG:-berth-stand-in/bookworm:1}
+CACHE=${BERTH_STAND_IN_CACHE:-/var/cache/berth-stand-in}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+PACKAGES=python3,python3-venv,python3-pip,ca-certificates,nodejs,npm,nginx-light,curl
+
+if docker image inspect "$TAG" >/dev/null 2>&1; then
+    echo "stand-in image $TAG present"
+    exit 0
+fi
+
+rootfs="$CACHE/rootfs"
+if [ ! -f "$CACHE/rootfs.done" ]; then
+    rm -rf "$rootfs"
+    mkdir -p "$rootfs"
+    echo "debootstrap bookworm into $rootfs (a few minutes)"
+    debootstrap --variant=minbase --include="$PACKAGES" bookworm "$rootfs" "$MIRROR" \
+        >"$CACHE/debootstrap.log" 2>&1 || { tail -n 30 "$CACHE/debootstrap.log"; exit 1; }
+    # Debian's nginx starts a default site on :80; the static buildpack writes its own
+    # config, so drop the default to keep the image close to the official one.
+    rm -f "$rootfs/etc/nginx/sites-enabled/default"
+    chroot "$rootfs" apt-get clean
+    touch "$CACHE/rootfs.done"
+fi
+echo "importing $rootfs as $TAG"
+tar -C "$rootfs" -c . | docker import \
+    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    -c 'ENV LANG=C.UTF-8' - "$TAG" >/dev/null
+echo "stand-in image $TAG built"
