@@ -13,7 +13,10 @@ set -euo pipefail
 TAG=${BERTH_STAND_IN_TAG:-berth-stand-in/bookworm:1}
 CACHE=${BERTH_STAND_IN_CACHE:-/var/cache/berth-stand-in}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES=python3,python3-venv,python3-pip,ca-certificates,nodejs,npm,nginx-light,curl
+# debootstrap's resolver cannot satisfy npm's web of virtual node-* packages, so the
+# rootfs gets the base set first and apt (a real resolver) adds the rest inside it.
+PACKAGES=python3,python3-venv,python3-pip,ca-certificates,nginx-light,curl
+APT_EXTRA=(nodejs npm)
 
 if docker image inspect "$TAG" >/dev/null 2>&1; then
     echo "stand-in image $TAG present"
@@ -27,6 +30,15 @@ if [ ! -f "$CACHE/rootfs.done" ]; then
     echo "debootstrap bookworm into $rootfs (a few minutes)"
     debootstrap --variant=minbase --include="$PACKAGES" bookworm "$rootfs" "$MIRROR" \
         >"$CACHE/debootstrap.log" 2>&1 || { tail -n 30 "$CACHE/debootstrap.log"; exit 1; }
+    echo "apt-get install ${APT_EXTRA[*]} inside the rootfs"
+    mount -t proc proc "$rootfs/proc"
+    trap 'umount "$rootfs/proc" 2>/dev/null || true' EXIT
+    cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+    chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${APT_EXTRA[@]}" \
+        >>"$CACHE/debootstrap.log" 2>&1 || { tail -n 30 "$CACHE/debootstrap.log"; exit 1; }
+    umount "$rootfs/proc"
+    trap - EXIT
     # Debian's nginx starts a default site on :80; the static buildpack writes its own
     # config, so drop the default to keep the image close to the official one.
     rm -f "$rootfs/etc/nginx/sites-enabled/default"
