@@ -20,8 +20,8 @@ _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 CONFIG_KEY_RULE = "must match ^[A-Za-z_][A-Za-z0-9_]*$ (letters, digits and underscores)"
 _CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
 
-PROCESS_TYPE_RULE = "must match ^[a-z][a-z0-9_-]{0,29}$"
-_PROCESS_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,29}")
+PROCESS_TYPE_RULE = "must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$"
+_PROCESS_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,29}")
 
 DOMAIN_RULE = "must be a DNS name such as www.example.com (lowercase, no wildcard, not an IP address)"
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")

@@ -1,0 +1,108 @@
+"""Per-app settings (`berth apps:set APP key=value`): parsing, validation, defaults.
+
+These are Berth's knobs for one app, kept apart from the app's config vars (which are the
+app's own environment): which branch deploys, the restart policy, the request body
+limit, HSTS, automatic certificates, the health-check deadline. Stored as JSON on the app;
+an unset key means the global default from berth.toml.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+from agent.errors import BerthError
+
+RESTART_POLICY = re.compile(r"no|always|unless-stopped|on-failure(:[1-9][0-9]{0,2})?")
+BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
+SIZE = re.compile(r"([0-9]+)\s*([kmg]?)b?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_BOOLEAN = {"on": True, "true": True, "yes": True, "1": True,
+            "off": False, "false": False, "no": False, "0": False}
+
+
+class InvalidSetting(BerthError):
+    def __init__(self, key: str, value: str, rule: str) -> None:
+        super().__init__(f"invalid value {value!r} for {key}: {rule}")
+        self.key = key
+        self.value = value
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What `apps:set` can change; None means "the global default"."""
+
+    deploy_branch: str | None = None  # None: main or master
+    restart_policy: str | None = None
+    max_body: int | None = None  # bytes
+    hsts: bool = False
+    acme: bool = True
+    health_timeout: float | None = None  # seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != f.default}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "AppSettings":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def deploys(self, branch: str) -> bool:
+        """Whether a push to `branch` deploys."""
+        if self.deploy_branch is None:
+            return branch in ("main", "master")
+        return branch == self.deploy_branch
+
+
+def parse_size(text: str) -> int:
+    match = SIZE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(text)
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    try:
+        return _BOOLEAN[value.lower()]
+    except KeyError:
+        raise InvalidSetting(key, value, "expected on or off") from None
+
+
+def apply_setting(settings: AppSettings, key: str, value: str) -> AppSettings:
+    """Return `settings` with `key` (as typed on the command line) set to `value`.
+
+    An empty value resets the key to its default.
+    """
+    name = key.replace("-", "_")
+    if name not in {f.name for f in fields(AppSettings)}:
+        known = ", ".join(f.name.replace("_", "-") for f in fields(AppSettings))
+        raise BerthError(f"unknown app setting {key!r} (known: {known})")
+    if value == "":
+        default = next(f.default for f in fields(AppSettings) if f.name == name)
+        return replace(settings, **{name: default})
+    parsed: Any
+    if name == "deploy_branch":
+        if not BRANCH.fullmatch(value) or ".." in value:
+            raise InvalidSetting(key, value, "expected a git branch name")
+        parsed = value
+    elif name == "restart_policy":
+        if not RESTART_POLICY.fullmatch(value):
+            raise InvalidSetting(key, value, "expected no, always, unless-stopped or on-failure[:N]")
+        parsed = value
+    elif name == "max_body":
+        try:
+            parsed = parse_size(value)
+        except ValueError:
+            raise InvalidSetting(key, value, "expected a size such as 100m or 1g") from None
+    elif name == "health_timeout":
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise InvalidSetting(key, value, "expected seconds") from None
+        if not 1 <= parsed <= 3600:
+            raise InvalidSetting(key, value, "expected between 1 and 3600 seconds")
+    else:
+        parsed = _parse_bool(key, value)
+    return replace(settings, **{name: parsed})

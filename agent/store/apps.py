@@ -1,0 +1,130 @@
+"""Apps, their config vars, domains and formation, as stored in the state database."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from agent.appsettings import AppSettings
+from agent.errors import AppNotFound, Conflict, NotFound
+from agent.store.db import Database
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    created_at: float
+    settings: AppSettings = field(default_factory=AppSettings)
+    formation: Mapping[str, int] = field(default_factory=dict)
+    stopped: bool = False
+
+
+class AppStore:
+    """Reads and writes the apps table and the tables hanging off it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # apps ---------------------------------------------------------------------------
+
+    def create(self, name: str, *, now: float | None = None) -> App:
+        with self._db.transaction() as tx:
+            if tx.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"app {name!r} already exists")
+            created = time.time() if now is None else now
+            tx.execute("INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, created))
+        return App(name=name, created_at=created)
+
+    def get(self, name: str) -> App:
+        rows = self._db.query("SELECT * FROM apps WHERE name = ?", (name,))
+        if not rows:
+            raise AppNotFound(name)
+        row = rows[0]
+        return App(
+            name=row["name"],
+            created_at=row["created_at"],
+            settings=AppSettings.from_json(json.loads(row["settings"])),
+            formation=json.loads(row["formation"]),
+            stopped=bool(row["stopped"]),
+        )
+
+    def exists(self, name: str) -> bool:
+        return bool(self._db.query("SELECT 1 FROM apps WHERE name = ?", (name,)))
+
+    def names(self) -> list[str]:
+        return [r["name"] for r in self._db.query("SELECT name FROM apps ORDER BY name")]
+
+    def delete(self, name: str) -> None:
+        with self._db.transaction() as tx:
+            if tx.execute("DELETE FROM apps WHERE name = ?", (name,)).rowcount == 0:
+                raise AppNotFound(name)
+
+    def save_settings(self, name: str, settings: AppSettings) -> None:
+        self._update(name, "settings", json.dumps(settings.to_json()))
+
+    def save_formation(self, name: str, formation: Mapping[str, int]) -> None:
+        self._update(name, "formation", json.dumps(dict(sorted(formation.items()))))
+
+    def set_stopped(self, name: str, stopped: bool) -> None:
+        self._update(name, "stopped", int(stopped))
+
+    def _update(self, name: str, column: str, value: object) -> None:
+        with self._db.transaction() as tx:
+            cursor = tx.execute(f"UPDATE apps SET {column} = ? WHERE name = ?", (value, name))
+            if cursor.rowcount == 0:
+                raise AppNotFound(name)
+
+    # config vars ---------------------------------------------------------------------
+
+    def config(self, name: str) -> dict[str, str]:
+        self.get(name)
+        rows = self._db.query(
+            "SELECT key, value FROM config_vars WHERE app = ? ORDER BY key", (name,)
+        )
+        return {r["key"]: r["value"] for r in rows}
+
+    def replace_config(self, name: str, config: Mapping[str, str]) -> None:
+        with self._db.transaction() as tx:
+            if not tx.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
+                raise AppNotFound(name)
+            tx.execute("DELETE FROM config_vars WHERE app = ?", (name,))
+            tx.executemany(
+                "INSERT INTO config_vars (app, key, value) VALUES (?, ?, ?)",
+                [(name, k, v) for k, v in config.items()],
+            )
+
+    # domains -------------------------------------------------------------------------
+
+    def domains(self, name: str) -> list[str]:
+        self.get(name)
+        rows = self._db.query("SELECT domain FROM domains WHERE app = ? ORDER BY domain", (name,))
+        return [r["domain"] for r in rows]
+
+    def domain_owner(self, domain: str) -> str | None:
+        rows = self._db.query("SELECT app FROM domains WHERE domain = ?", (domain,))
+        return rows[0]["app"] if rows else None
+
+    def add_domain(self, name: str, domain: str, *, now: float | None = None) -> None:
+        with self._db.transaction() as tx:
+            if not tx.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
+                raise AppNotFound(name)
+            row = tx.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone()
+            if row is not None:
+                owner = row["app"]
+                if owner == name:
+                    raise Conflict(f"{domain} is already a domain of {name}")
+                raise Conflict(f"{domain} belongs to app {owner}")
+            tx.execute(
+                "INSERT INTO domains (domain, app, created_at) VALUES (?, ?, ?)",
+                (domain, name, time.time() if now is None else now),
+            )
+
+    def remove_domain(self, name: str, domain: str) -> None:
+        with self._db.transaction() as tx:
+            cursor = tx.execute(
+                "DELETE FROM domains WHERE app = ? AND domain = ?", (name, domain)
+            )
+            if cursor.rowcount == 0:
+                raise NotFound("domain", f"{domain} of {name}")
