@@ -1,10 +1,87 @@
-"""Settings of the host firewall (the `[firewall]` table of berth.toml)."""
+"""Settings of the host firewall (the `[firewall]` table of berth.toml).
+
+Every value is checked when the settings are built (so at config load), before anything
+is applied: a bad port, protocol, CIDR or interface name is one `InvalidFirewallSetting`
+line naming the key. Example:
+
+    [firewall]
+    enabled = true
+    allow = ["8443/tcp", "51820/udp", "5432/tcp from 10.0.0.0/8"]
+    publish = ["25565/tcp"]          # a container port the world may reach
+    trusted_interfaces = ["wg0"]     # everything from here is let in
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.firewall.errors import InvalidFirewallSetting
+from agent.firewall.rules import (
+    PortRule,
+    check_interface,
+    check_netns,
+    check_port,
+    parse_port_rules,
+)
+
 
 @dataclass(frozen=True)
 class FirewallSettings:
+    # Apply the firewall when the agent starts.
     enabled: bool = False
+    # Network namespace the rules go into; "" is the host's own (production only: tests
+    # always name a namespace they made).
+    netns: str = ""
+    # SSH ports always let in, besides those read from `sshd -T` and the port of the SSH
+    # connection the change is made over.
+    ssh_ports: tuple[int, ...] = ()
+    # The proxy's ports, open to everyone.
+    web_ports: tuple[int, ...] = (80, 443)
+    # Further host ports to let in: "PORT[-PORT]/tcp|udp [from CIDR[,CIDR]]".
+    allow: tuple[str, ...] = ()
+    # Container ports published on the host that the outside may reach (same syntax, the
+    # host-side port). Every other published port is closed to the outside.
+    publish: tuple[str, ...] = ()
+    # Interfaces whose traffic is trusted entirely (a VPN, a private LAN; "docker0" lets
+    # containers reach services on the host). A trailing * matches a prefix.
+    trusted_interfaces: tuple[str, ...] = ()
+    # Interfaces containers sit behind (Docker's default bridge and user networks).
+    container_interfaces: tuple[str, ...] = ("docker0", "br-*")
+    # Ping replies per second (ICMP and ICMPv6 echo), beyond which requests are dropped.
+    icmp_echo_rate: int = 10
+    # Deadline of each nft / ss / sshd run, in seconds.
+    command_timeout: float = 10.0
+    # How the running sshd's effective configuration is read (its `port` lines).
+    sshd_command: tuple[str, ...] = ("sshd", "-T")
+    nft_command: str = "nft"
+
+    def __post_init__(self) -> None:
+        check_netns(self.netns, "firewall.netns")
+        for name in ("ssh_ports", "web_ports"):
+            for i, port in enumerate(getattr(self, name)):
+                check_port(port, f"firewall.{name}[{i}]")
+        self.allow_rules()
+        self.publish_rules()
+        for name in ("trusted_interfaces", "container_interfaces"):
+            for i, interface in enumerate(getattr(self, name)):
+                check_interface(interface, f"firewall.{name}[{i}]")
+        if not 1 <= self.icmp_echo_rate <= 10000:
+            raise InvalidFirewallSetting(
+                "firewall.icmp_echo_rate", self.icmp_echo_rate, "must be 1-10000 per second"
+            )
+        if not self.command_timeout > 0:
+            raise InvalidFirewallSetting(
+                "firewall.command_timeout", self.command_timeout, "must be above 0"
+            )
+        if not self.sshd_command or not all(self.sshd_command):
+            raise InvalidFirewallSetting(
+                "firewall.sshd_command", self.sshd_command, "must name a program"
+            )
+        if not self.nft_command:
+            raise InvalidFirewallSetting("firewall.nft_command", self.nft_command, "empty")
+
+    def allow_rules(self) -> tuple[PortRule, ...]:
+        return parse_port_rules(self.allow, "firewall.allow")
+
+    def publish_rules(self) -> tuple[PortRule, ...]:
+        return parse_port_rules(self.publish, "firewall.publish")

@@ -1,0 +1,261 @@
+"""The firewall service the agent's control API and the CLI call: plan, apply, confirm,
+disable, status.
+
+It owns the only state the firewall has in the agent process: a change waiting for
+confirmation (with its asyncio revert timer and the table to go back to) and the listing
+of the table as Berth last loaded it. Everything else is read from the kernel each time.
+
+Rules it keeps:
+- Nothing is applied before the settings, the SSH ports and the neighbours are checked;
+  the kernel gets one `nft -f` transaction that touches only `table inet berth`.
+- The SSH ports in use are always let in (see `agent.firewall.sshd`).
+- `apply(confirm_within=N)` reverts to the table that was there before (or to none)
+  unless `confirm()` arrives within N seconds. Successive unconfirmed applies revert to
+  the last confirmed state. `aclose()` (agent shutdown) reverts an unconfirmed change.
+- Re-applying what is loaded changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from agent.firewall import coexist
+from agent.firewall.errors import FirewallError, NothingToConfirm
+from agent.firewall.nft import NftRunner, read_sshd_ports
+from agent.firewall.policy import OPEN, Policy, Verdict
+from agent.firewall.render import (
+    remove_transaction,
+    render_table,
+    replace_transaction,
+    table_digest,
+    transaction_for,
+)
+from agent.firewall.results import ApplyResult, FirewallPlan, FirewallStatus, SocketReach
+from agent.firewall.settings import FirewallSettings
+from agent.firewall.sockets import ListeningSocket, parse_ss
+from agent.firewall.sshd import SshPorts, combine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    """An applied change waiting for confirmation."""
+
+    previous: str | None  # listing of the table to go back to; None: no table
+    applied_at: float
+    deadline: float  # wall clock, for people
+    task: asyncio.Task[None]
+
+
+class FirewallService:
+    def __init__(self, settings: FirewallSettings, runner: NftRunner | None = None) -> None:
+        self.settings = settings
+        self.runner = runner or NftRunner.from_settings(settings)
+        self._lock = asyncio.Lock()
+        self._pending: _Pending | None = None
+        self._applied_listing: str | None = None
+        self._last_revert: str | None = None
+
+    async def plan(self, ssh_connection: str | None) -> FirewallPlan:
+        """What `apply` would do; nothing is changed."""
+        ssh = await self._ssh_ports(ssh_connection)
+        neighbours = coexist.detect(await self.runner.list_ruleset())
+        policy = Policy.build(self.settings, ssh.ports)
+        table = render_table(policy)
+        text = transaction_for(table, _plan_comments(ssh, neighbours))
+        return FirewallPlan(
+            text=text,
+            digest=table_digest(table) or "",
+            policy=policy,
+            ssh=ssh,
+            neighbours=tuple(neighbours),
+            netns=self.settings.netns,
+        )
+
+    async def apply(
+        self, *, ssh_connection: str | None, confirm_within: float | None
+    ) -> ApplyResult:
+        if confirm_within is not None and not confirm_within > 0:
+            raise FirewallError(f"confirm within {confirm_within:g}s: must be above 0 seconds")
+        async with self._lock:
+            plan = await self.plan(ssh_connection)
+            coexist.refuse_if_unsafe(list(plan.neighbours))
+            notes = _apply_notes(plan)
+            live = await self.runner.list_table()
+            edited = self._edited_outside(live)
+            if table_digest(live) == plan.digest and not edited:
+                return self._unchanged(plan, notes)
+            if edited:
+                notes.append("Berth's table had been edited outside Berth; replaced it")
+            previous = self._pending.previous if self._pending else live
+            await self.runner.load(plan.text)
+            self._applied_listing = await self.runner.list_table()
+            log.info("firewall applied digest=%s netns=%s", plan.digest, self.settings.netns)
+            kept = await self._drop_pending()
+            if kept:
+                notes.append("the earlier change that waited for confirmation is replaced")
+            if confirm_within is None:
+                return ApplyResult(True, _applied_message(plan), plan.digest, None, tuple(notes))
+            return self._start_pending(plan, previous, confirm_within, notes)
+
+    async def confirm(self) -> str:
+        async with self._lock:
+            if self._pending is None:
+                raise NothingToConfirm(
+                    self._last_revert or "no firewall change is waiting for confirmation"
+                )
+            await self._drop_pending()
+            log.info("firewall change confirmed netns=%s", self.settings.netns)
+            return "Firewall change confirmed: it stays in place."
+
+    async def disable(self) -> str:
+        """Remove Berth's table, and only it."""
+        async with self._lock:
+            await self._drop_pending()
+            live = await self.runner.list_table()
+            await self.runner.load(remove_transaction())
+            self._applied_listing = None
+            log.info("firewall disabled netns=%s", self.settings.netns)
+            if live is None:
+                return "Berth's firewall was not active: nothing to remove."
+            return "Berth's firewall table removed; other tables were left untouched."
+
+    async def status(self, *, ssh_connection: str | None = None) -> FirewallStatus:
+        plan = await self.plan(ssh_connection)
+        live = await self.runner.list_table()
+        sockets = parse_ss(await self.runner.listening_sockets())
+        active = live is not None
+        live_digest = table_digest(live)
+        notes = list(plan.ssh.notes)
+        if active and live_digest != plan.digest:
+            notes.append("verdicts are for the configuration, not the table loaded now")
+        reaches = tuple(SocketReach(s, _judge(plan.policy, s, active)) for s in sockets)
+        pending = self._pending
+        return FirewallStatus(
+            enabled=self.settings.enabled,
+            netns=self.settings.netns,
+            active=active,
+            live_digest=live_digest,
+            config_digest=plan.digest,
+            allowed=tuple(plan.policy.allowances()),
+            sockets=reaches,
+            neighbours=plan.neighbours,
+            pending_confirm_until=pending.deadline if pending else None,
+            last_revert=self._last_revert,
+            notes=tuple(notes),
+        )
+
+    async def aclose(self) -> None:
+        """Agent shutdown: an unconfirmed change is reverted now rather than left behind."""
+        async with self._lock:
+            pending = self._pending
+            if pending is None:
+                return
+            await self._drop_pending()
+            await self._restore(pending, "the agent stopped before it was confirmed")
+
+    # -- internals ---------------------------------------------------------------------
+
+    async def _ssh_ports(self, ssh_connection: str | None) -> SshPorts:
+        ports, problem = await read_sshd_ports(self.settings.sshd_command, self.runner)
+        return combine(
+            configured=self.settings.ssh_ports,
+            sshd_ports=ports,
+            sshd_problem=problem,
+            ssh_connection=ssh_connection,
+        )
+
+    def _edited_outside(self, live: str | None) -> bool:
+        """Whether the loaded table carries our digest yet differs from what we loaded."""
+        known = self._applied_listing
+        if known is None or live is None or table_digest(known) != table_digest(live):
+            return False
+        return known != live
+
+    def _unchanged(self, plan: FirewallPlan, notes: list[str]) -> ApplyResult:
+        message = f"Firewall unchanged: the loaded table already matches (sha256:{plan.digest})."
+        deadline = self._pending.deadline if self._pending else None
+        if deadline is not None:
+            notes.append(f"still waiting for confirmation until {_clock(deadline)}")
+        return ApplyResult(False, message, plan.digest, deadline, tuple(notes))
+
+    def _start_pending(
+        self, plan: FirewallPlan, previous: str | None, within: float, notes: list[str]
+    ) -> ApplyResult:
+        now = time.time()
+        task = asyncio.create_task(self._revert_after(within), name="berth-firewall-revert")
+        self._pending = _Pending(previous, now, now + within, task)
+        self._last_revert = None
+        message = (
+            f"{_applied_message(plan)} It reverts at {_clock(now + within)} unless "
+            f"`berth firewall:confirm` arrives within {within:g}s."
+        )
+        return ApplyResult(True, message, plan.digest, now + within, tuple(notes))
+
+    async def _drop_pending(self) -> bool:
+        """Cancel the revert timer, if any; True if there was one. Caller holds the lock."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return False
+        pending.task.cancel()
+        await asyncio.wait([pending.task])
+        return True
+
+    async def _revert_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self._lock:
+            pending, self._pending = self._pending, None
+            if pending is None:
+                return
+            try:
+                await self._restore(pending, "not confirmed in time")
+            except Exception as exc:  # task boundary: nobody awaits this task
+                log.exception("firewall revert failed netns=%s", self.settings.netns)
+                self._last_revert = f"Reverting the unconfirmed firewall change FAILED: {exc}"
+
+    async def _restore(self, pending: _Pending, why: str) -> None:
+        if pending.previous is None:
+            await self.runner.load(remove_transaction())
+        else:
+            await self.runner.load(replace_transaction(pending.previous))
+        self._applied_listing = await self.runner.list_table()
+        self._last_revert = (
+            f"The firewall change applied at {_clock(pending.applied_at)} was reverted at "
+            f"{_clock(time.time())}: {why}."
+        )
+        log.warning("firewall change reverted why=%r netns=%s", why, self.settings.netns)
+
+
+def _judge(policy: Policy, socket: ListeningSocket, active: bool) -> Verdict:
+    if not active and not socket.loopback:
+        return Verdict(OPEN, "Berth's firewall is not active")
+    return policy.judge(
+        socket.protocol, socket.port, loopback=socket.loopback, container=socket.container
+    )
+
+
+def _plan_comments(ssh: SshPorts, neighbours: list[coexist.Neighbour]) -> list[str]:
+    sources = ", ".join(f"{port} ({source})" for port, source in ssh.sources)
+    lines = [f"SSH ports kept open: {sources}"]
+    lines += list(ssh.notes)
+    lines += [n.explanation for n in neighbours]
+    return lines
+
+
+def _apply_notes(plan: FirewallPlan) -> list[str]:
+    notes = list(plan.ssh.notes)
+    notes += [n.explanation for n in plan.neighbours if n.decision == coexist.BESIDE]
+    return notes
+
+
+def _applied_message(plan: FirewallPlan) -> str:
+    ports = ", ".join(str(p) for p in plan.ssh.ports)
+    return f"Firewall applied (sha256:{plan.digest}); SSH stays open on {ports}."
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
