@@ -1,0 +1,485 @@
+"""The certificate manager: the service the agent runs for automatic HTTPS.
+
+It holds the desired state (which app serves which domains, ACME on or off, custom
+certificates), keeps the proxy's certificate store (the sink) in line with it, and runs
+one scan loop that starts an attempt for every domain whose plan (`policy.plan`) says
+issue or renew. Attempts run as tasks, at most `max_parallel_orders` at once and one per
+domain; serving never waits for them. A failed attempt records the error and the backoff
+in the database and the current certificate keeps being served.
+
+Boot: `start()` serves what is stored (no re-issuance), then scans. The deploy side calls
+`set_app_domains` whenever an app's domains change; the control API calls `renew`,
+`add_custom`, `remove` and `status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+from agent.certs import policy, preflight
+from agent.certs.acme_client import AcmeIssuer
+from agent.certs.errors import (
+    AcmeFailure,
+    AcmeOff,
+    CertificateError,
+    DryRunFailed,
+    NamesNotCovered,
+    OrderFailed,
+    RateLimited,
+)
+from agent.certs.interfaces import CertificateSink, ChallengeResponder, Issuer, Resolver
+from agent.certs.keys import (
+    CertInfo,
+    check_pair,
+    generate_key,
+    key_to_pem,
+    make_csr,
+    missing_names,
+)
+from agent.certs.settings import AcmeSettings
+from agent.certs.state import AttemptRecord, CertState
+from agent.certs.status import DAY, CertStatus, State
+from agent.certs.storage import CertStore, KeyPair
+from agent.errors import Conflict, NotFound
+from agent.names import check_app, check_domain
+from agent.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A certificate the manager holds in memory: the PEM pair and what it says."""
+
+    pair: KeyPair
+    info: CertInfo
+
+    @property
+    def times(self) -> policy.CertTimes:
+        return policy.CertTimes(self.info.not_before, self.info.not_after)
+
+
+class CertificateManager:
+    def __init__(
+        self,
+        settings: AcmeSettings,
+        state_dir: Path,
+        db: Database,
+        challenges: ChallengeResponder,
+        sink: CertificateSink,
+        *,
+        resolver: Resolver = preflight.system_resolver,
+        issuer: Issuer | None = None,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.directory = settings.active_directory
+        self._store = CertStore(state_dir)
+        self._state = CertState(db)
+        self._challenges = challenges
+        self._sink = sink
+        self._resolver = resolver
+        self._issuer: Issuer = issuer or AcmeIssuer(settings, self._store)
+        self._clock = clock
+        self._rand = rand
+        self._desired: dict[str, tuple[str, bool]] = {}  # domain -> (app, acme on)
+        self._custom: dict[str, Held] = {}  # app -> its own certificate
+        self._acme: dict[str, Held] = {}  # domain -> ACME certificate (this directory)
+        self._served: dict[str, str] = {}  # domain -> serial of what the sink has
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # domain -> attempt in flight
+        self._ari_tasks: dict[str, asyncio.Task[None]] = {}
+        self._orders = asyncio.Semaphore(settings.max_parallel_orders)
+        self._wake = asyncio.Event()
+        self._scan_task: asyncio.Task[None] | None = None
+
+    # Lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Serve the stored certificates (nothing is re-issued), then start scanning."""
+        self._desired = self._state.desired()
+        for app in self._state.custom():
+            held = self._load_custom(app)
+            if held is not None:
+                self._custom[app] = held
+        for domain in self._desired:
+            self._load_acme(domain)
+        self._sync(self._desired)
+        log.info("certificates loaded domains=%d served=%d directory=%s",
+                 len(self._desired), len(self._served), self.directory)
+        self._scan_task = asyncio.create_task(self._scan_loop(), name="certs-scan")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._scan_task, *self._tasks.values(), *self._ari_tasks.values())
+                 if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._scan_task = None
+
+    # Desired state from the deploy side ---------------------------------------------
+    def set_app_domains(self, app: str, domains: Sequence[str], *, acme: bool = True) -> None:
+        """The app's complete list of domains; new names get certificates in the background."""
+        check_app(app)
+        wanted = tuple(dict.fromkeys(check_domain(d) for d in domains))
+        for domain in wanted:
+            owner = self._desired.get(domain, (app, acme))[0]
+            if owner != app:
+                raise Conflict(f"domain {domain!r} belongs to app {owner!r}")
+        previous = {d for d, (a, _) in self._desired.items() if a == app}
+        self._state.set_app_domains(app, wanted, acme)
+        for domain in previous:
+            del self._desired[domain]
+        for domain in wanted:
+            self._desired[domain] = (app, acme)
+            if domain not in self._acme:
+                self._load_acme(domain)
+        for domain in previous - set(wanted):
+            self._cancel(domain)
+        self._sync(previous | set(wanted))
+        self._wake.set()
+
+    def forget_app(self, app: str) -> None:
+        """The app is gone: its domains and its custom certificate."""
+        self.set_app_domains(app, ())
+        self._state.remove_custom(app)
+        self._store.remove_custom(app)
+        self._custom.pop(app, None)
+
+    # Control API ---------------------------------------------------------------------
+    async def renew(self, target: str, *, force: bool = False) -> list[CertStatus]:
+        """Renew the app's or the domain's certificates that are due (all with `force`)."""
+        domains = self._target(target)
+        eligible = [d for d in domains if self._acme_applies(d)]
+        if not eligible:
+            raise AcmeOff(target)
+        if not self.settings.enabled:
+            raise AcmeOff("this server (acme.enabled is false)")
+        now = self._clock()
+        waits: list[asyncio.Task[None]] = []
+        for domain in eligible:
+            task = self._tasks.get(domain)
+            if task is None:
+                step = self._plan(domain, now, manual=True, force=force)
+                if step.action == "wait":
+                    continue
+                task = self._start_attempt(domain, step)
+            waits.append(task)
+        if waits:
+            await asyncio.gather(*(asyncio.shield(t) for t in waits), return_exceptions=True)
+        return [self._status_of(d) for d in domains if d in self._desired]
+
+    async def add_custom(self, app: str, cert_pem: bytes, key_pem: bytes) -> CertStatus:
+        """Serve the user's own certificate for the app's domains instead of ACME's."""
+        check_app(app)
+        info = check_pair(cert_pem, key_pem)
+        domains = sorted(d for d, (a, _) in self._desired.items() if a == app)
+        if not domains:
+            raise CertificateError(f"app {app!r} has no domains; add one with domains:add first")
+        missing = missing_names(info, domains)
+        if missing:
+            raise NamesNotCovered(app, missing)
+        now = self._clock()
+        if info.not_after <= now:
+            raise CertificateError("the certificate has expired")
+        held = Held(KeyPair(cert_pem, key_pem), info)
+        await asyncio.to_thread(self._store.save_custom, app, held.pair)
+        self._state.set_custom(app, info.names, info.not_after, now)
+        self._custom[app] = held
+        self._sync(domains)
+        log.info("custom certificate added app=%s names=%s", app, ",".join(info.names))
+        return self._status_of(domains[0])
+
+    async def remove(self, app: str) -> None:
+        """Remove the app's custom certificate; its domains go back to ACME (if on)."""
+        check_app(app)
+        removed_row = self._state.remove_custom(app)
+        removed_file = await asyncio.to_thread(self._store.remove_custom, app)
+        if not (removed_row or removed_file):
+            raise NotFound("custom certificate of app", app)
+        self._custom.pop(app, None)
+        self._sync([d for d, (a, _) in self._desired.items() if a == app])
+        self._wake.set()
+
+    def status(self, app: str | None = None) -> list[CertStatus]:
+        domains = sorted(self._desired.items(), key=lambda item: (item[1][0], item[0]))
+        return [self._status_of(d) for d, (a, _) in domains if app is None or a == app]
+
+    def orders_placed(self, domain: str, directory: str | None = None) -> int:
+        """How many orders were placed for `domain` (the persisted counter)."""
+        return self._state.attempts(directory or self.directory, domain).orders
+
+    # Serving -------------------------------------------------------------------------
+    def _choice(self, domain: str) -> Held | None:
+        """The certificate `domain` should be served with now, if any."""
+        if domain not in self._desired:
+            return None
+        app, acme = self._desired[domain]
+        custom = self._custom.get(app)
+        if custom is not None and custom.info.covers(domain):
+            return custom
+        return self._acme.get(domain) if acme else None
+
+    def _sync(self, domains: Iterable[str]) -> None:
+        """Make the sink serve what `_choice` says for each of `domains`."""
+        for domain in sorted(domains):
+            held = self._choice(domain)
+            current = self._served.get(domain)
+            if held is None and current is not None:
+                self._sink.remove(domain)
+                del self._served[domain]
+                log.info("certificate withdrawn domain=%s", domain)
+            elif held is not None and current != held.info.serial:
+                self._sink.put(domain, held.pair.chain_pem, held.pair.key_pem)
+                self._served[domain] = held.info.serial
+                log.info("certificate served domain=%s serial=%s not_after=%s", domain,
+                         held.info.serial, int(held.info.not_after))
+
+    def _load_acme(self, domain: str) -> None:
+        pair = self._store.load_acme(self.directory, domain)
+        if pair is None:
+            return
+        try:
+            self._acme[domain] = Held(pair, check_pair(pair.chain_pem, pair.key_pem))
+        except CertificateError as exc:
+            log.error("stored certificate unusable domain=%s error=%s", domain, exc)
+
+    def _load_custom(self, app: str) -> Held | None:
+        pair = self._store.load_custom(app)
+        if pair is None:
+            return None
+        try:
+            return Held(pair, check_pair(pair.chain_pem, pair.key_pem))
+        except CertificateError as exc:
+            log.error("stored custom certificate unusable app=%s error=%s", app, exc)
+            return None
+
+    # Scanning ------------------------------------------------------------------------
+    def _acme_applies(self, domain: str) -> bool:
+        app, acme = self._desired[domain]
+        custom = self._custom.get(app)
+        return acme and not (custom is not None and custom.info.covers(domain))
+
+    def _plan(self, domain: str, now: float, *, manual: bool = False,
+              force: bool = False) -> policy.Plan:
+        record = self._state.attempts(self.directory, domain)
+        held = self._acme.get(domain)
+        return policy.plan(held.times if held else None, record.attempts, now, self.settings,
+                           ari_time=record.ari_time, manual=manual, force=force)
+
+    async def _scan_loop(self) -> None:
+        next_scan = self._clock()
+        while True:
+            self._wake.clear()
+            now = self._clock()
+            if now >= next_scan:
+                next_scan = now + policy.scan_delay(self.settings, self._rand())
+            try:
+                wake_times = self._scan(now)
+            except Exception:  # task boundary: log, keep the loop (and its sleep) alive
+                log.exception("certificate scan failed")
+                wake_times = []
+            delay = policy.sleep_until(next_scan, wake_times, now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _scan(self, now: float) -> list[float]:
+        """Start the attempts that are due; return when to look again."""
+        if not self.settings.enabled:
+            return []
+        wake_times: list[float] = []
+        for domain in sorted(self._desired):
+            if not self._acme_applies(domain) or domain in self._tasks:
+                continue
+            step = self._plan(domain, now)
+            if step.action == "wait":
+                wake_times.append(step.at)
+                self._maybe_check_ari(domain, now)
+            else:
+                self._start_attempt(domain, step)
+        return wake_times
+
+    def _start_attempt(self, domain: str, step: policy.Plan) -> asyncio.Task[None]:
+        log.info("certificate attempt domain=%s action=%s reason=%s", domain, step.action,
+                 step.reason)
+        task = asyncio.create_task(self._attempt(domain), name=f"certs-{domain}")
+        self._tasks[domain] = task
+        task.add_done_callback(partial(self._attempt_done, domain))
+        return task
+
+    def _attempt_done(self, domain: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(domain) is task:
+            del self._tasks[domain]
+        self._wake.set()
+
+    def _cancel(self, domain: str) -> None:
+        task = self._tasks.pop(domain, None)
+        if task is not None:
+            task.cancel()
+
+    # One attempt ---------------------------------------------------------------------
+    async def _attempt(self, domain: str) -> None:
+        try:
+            async with self._orders:
+                record = self._state.attempts(self.directory, domain)
+                if self.settings.preflight:
+                    await preflight.check(domain, self._resolver, self.settings.public_addresses,
+                                          self.settings.preflight_timeout)
+                dry_run = self.settings.dry_run_directory
+                if record.attempts.failures > 0 and dry_run is not None:
+                    try:
+                        await self._obtain(dry_run, domain)
+                    except AcmeFailure as failure:
+                        raise DryRunFailed(domain, failure) from failure
+                held = await self._obtain(self.directory, domain)
+        except AcmeFailure as failure:
+            self._record_failure(domain, failure)
+            return
+        except Exception as exc:  # task boundary: an unexpected error still backs off
+            log.exception("certificate attempt crashed domain=%s", domain)
+            self._record_failure(domain, OrderFailed(domain, f"internal error: {exc!r}"))
+            return
+        await asyncio.to_thread(self._store.save_acme, self.directory, domain, held.pair)
+        self._acme[domain] = held
+        self._record_success(domain)
+        self._sync([domain])
+
+    async def _obtain(self, directory: str, domain: str) -> Held:
+        key = await asyncio.to_thread(generate_key, self.settings.key_type)
+        key_pem = key_to_pem(key)
+        chain = await self._issuer.issue(
+            directory, domain, make_csr(domain, key), self._challenges,
+            on_order_placed=lambda: self._count_order(directory, domain),
+        )
+        try:
+            info = check_pair(chain, key_pem)
+        except CertificateError as exc:
+            raise OrderFailed(domain, f"the CA's certificate is unusable: {exc}") from exc
+        if not info.covers(domain):
+            raise OrderFailed(domain, f"the CA's certificate names {info.names}, not {domain}")
+        return Held(KeyPair(chain, key_pem), info)
+
+    def _count_order(self, directory: str, domain: str) -> None:
+        record = self._state.attempts(directory, domain)
+        self._state.save_attempts(directory, domain, replace(record, orders=record.orders + 1))
+
+    def _record_success(self, domain: str) -> None:
+        now = self._clock()
+        record = self._state.attempts(self.directory, domain)
+        self._state.save_attempts(self.directory, domain, replace(
+            record, attempts=policy.Attempts(), last_error=None, last_issued_at=now,
+            issued=record.issued + 1, ari_time=None, ari_next_check=None))
+        held = self._acme[domain]
+        log.info("certificate obtained domain=%s serial=%s not_after=%d", domain,
+                 held.info.serial, held.info.not_after)
+
+    def _record_failure(self, domain: str, failure: AcmeFailure) -> None:
+        now = self._clock()
+        record = self._state.attempts(self.directory, domain)
+        held = self._acme.get(domain)
+        attempts = policy.after_failure(record.attempts, now, self.settings,
+                                        retry_after=_retry_after(failure),
+                                        cert=held.times if held else None)
+        self._state.save_attempts(self.directory, domain, replace(
+            record, attempts=attempts, last_error=str(failure)))
+        emergency = held is not None and now >= policy.emergency_time(held.times)
+        level = logging.ERROR if emergency else logging.WARNING
+        log.log(level, "certificate attempt failed domain=%s failures=%d next_attempt=%d "
+                "emergency=%s error=%s", domain, attempts.failures, attempts.next_attempt or 0,
+                emergency, failure)
+
+    # ARI -----------------------------------------------------------------------------
+    def _maybe_check_ari(self, domain: str, now: float) -> None:
+        if not self.settings.ari or domain in self._ari_tasks or domain not in self._acme:
+            return
+        record = self._state.attempts(self.directory, domain)
+        if record.ari_next_check is not None and record.ari_next_check > now:
+            return
+        task = asyncio.create_task(self._check_ari(domain), name=f"certs-ari-{domain}")
+        self._ari_tasks[domain] = task
+        task.add_done_callback(partial(self._ari_done, domain))
+
+    def _ari_done(self, domain: str, task: asyncio.Task[None]) -> None:
+        if self._ari_tasks.get(domain) is task:
+            del self._ari_tasks[domain]
+
+    async def _check_ari(self, domain: str) -> None:
+        held = self._acme[domain]
+        try:
+            info = await self._issuer.renewal_info(self.directory, held.pair.chain_pem)
+        except AcmeFailure as failure:
+            log.info("ARI check failed domain=%s error=%s", domain, failure)
+            info = None
+        record = self._state.attempts(self.directory, domain)
+        if info is None:
+            record = replace(record, ari_next_check=self._clock() + self.settings.backoff_max)
+        else:
+            record = replace(record, ari_time=info.renew_at, ari_next_check=info.next_check)
+        self._state.save_attempts(self.directory, domain, record)
+        if info is not None and info.renew_at is not None:
+            self._wake.set()
+
+    # Status --------------------------------------------------------------------------
+    def _target(self, target: str) -> list[str]:
+        by_app = sorted(d for d, (a, _) in self._desired.items() if a == target)
+        if by_app:
+            return by_app
+        if target in self._desired:
+            return [target]
+        raise NotFound("app or domain with certificates", target)
+
+    def _status_of(self, domain: str) -> CertStatus:
+        now = self._clock()
+        app, acme = self._desired[domain]
+        held = self._choice(domain)
+        custom = held is not None and held is self._custom.get(app)
+        record = self._state.attempts(self.directory, domain)
+        state = self._state_of(domain, acme, held, custom, record, now)
+        next_renewal = None
+        if held is not None and not custom and self.settings.enabled:
+            next_renewal = policy.renewal_time(held.times, record.ari_time)
+        failing = not custom and acme and record.attempts.failures > 0
+        return CertStatus(
+            app=app, domain=domain, acme=acme, state=state,
+            source="custom" if custom else ("acme" if held is not None else "none"),
+            issuer=held.info.issuer if held else None,
+            not_after=held.info.not_after if held else None,
+            days_left=(held.info.not_after - now) / DAY if held else None,
+            next_renewal=next_renewal,
+            last_error=record.last_error if failing else None,
+            next_attempt=record.attempts.next_attempt if failing else None,
+            failures=record.attempts.failures if failing else 0,
+        )
+
+    def _state_of(self, domain: str, acme: bool, held: Held | None, custom: bool,
+                  record: AttemptRecord, now: float) -> State:
+        if held is None and not acme:
+            return "http-only"
+        if held is not None and held.info.not_after <= now:
+            return "expired"
+        if custom:
+            return "valid"
+        if not self.settings.enabled:
+            return "acme-disabled" if held is None else "valid"
+        if domain in self._tasks:
+            return "renewing" if held is not None else "issuing"
+        if record.attempts.failures > 0:
+            return "failing"
+        return "valid" if held is not None else "pending"
+
+
+def _retry_after(failure: AcmeFailure) -> float | None:
+    if isinstance(failure, RateLimited):
+        return failure.retry_after
+    if isinstance(failure, DryRunFailed) and isinstance(failure.cause, RateLimited):
+        return failure.cause.retry_after
+    return None
