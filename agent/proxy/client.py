@@ -1,0 +1,325 @@
+"""A client connection (plain or TLS): requests in, responses out, in order.
+
+The connection feeds its reads to a `RequestReader`, turns each head into an `Exchange`
+and runs them one at a time (pipelined requests wait, with reading paused). It owns the
+connection-level rules: the open-connection cap, the head timeout (slowloris), the
+keep-alive idle timeout, backpressure from the upstream side, answering a malformed
+request and closing, and the lingering close that lets the client read that answer
+instead of a reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from agent.proxy import pages
+from agent.proxy.exchange import Exchange
+from agent.proxy.request_head import (
+    RequestHead,
+    RequestReader,
+    Rejected,
+    StopReading,
+    upstream_request_head,
+)
+
+if TYPE_CHECKING:
+    from agent.proxy.context import Context
+    from agent.proxy.tunnel import Tunnel
+
+log = logging.getLogger(__name__)
+
+_NEVER = float("inf")
+
+
+class ClientConnection(asyncio.Protocol):
+    PAUSE_UPSTREAM = 1  # the upstream does not take the request body as fast as it comes
+    PAUSE_PENDING = 2  # body buffered while the upstream connection opens
+    PAUSE_QUEUE = 4  # pipelined requests wait for the active one
+
+    __slots__ = (
+        "ctx", "tls", "transport", "reader", "peer_ip", "trusted", "forwarded", "active",
+        "incoming", "latest", "queue", "raw_exchange", "tunnel", "deadline", "closed",
+        "lingering", "eof", "paused_for", "write_paused", "pending_reject", "scheme",
+    )  # fmt: skip
+
+    def __init__(self, ctx: Context, tls: bool) -> None:
+        self.ctx = ctx
+        self.tls = tls
+        self.scheme = b"https" if tls else b"http"
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set at once
+        self.reader: RequestReader = None  # type: ignore[assignment]
+        self.peer_ip = "-"
+        self.trusted = False
+        self.forwarded = b""
+        self.active: Exchange | None = None  # the exchange whose response is being sent
+        self.incoming: Exchange | None = None  # the exchange whose body is being read
+        self.latest: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.raw_exchange: Exchange | None = None
+        self.tunnel: Tunnel | None = None
+        self.deadline = _NEVER
+        self.closed = False
+        self.lingering = False
+        self.eof = False
+        self.paused_for = 0
+        self.write_paused = False
+        self.pending_reject = 0
+
+    # asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        ctx = self.ctx
+        settings = ctx.settings
+        if ctx.stopping or len(ctx.clients) >= settings.max_connections:
+            self.closed = True
+            transport.write(pages.error_response(503, True))
+            transport.close()
+            return
+        ctx.clients.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if isinstance(peer, tuple) else "-"
+        self.trusted = ctx.is_trusted(self.peer_ip)
+        if not self.trusted:
+            ip = self.peer_ip.encode()
+            self.forwarded = b"".join(
+                (b"X-Forwarded-For: ", ip, b"\r\nX-Real-IP: ", ip,
+                 b"\r\nX-Forwarded-Proto: ", self.scheme, b"\r\n")
+            )  # fmt: skip
+        self.reader = RequestReader(
+            self,
+            trusted=self.trusted,
+            max_request_line=settings.max_request_line_bytes,
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            host_cache=ctx.host_cache,
+        )
+        self.deadline = ctx.loop.time() + settings.request_head_timeout
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
+        if self.lingering or self.closed:
+            return
+        if self.raw_exchange is not None:
+            self.raw_exchange.raw(data)
+            return
+        reader = self.reader
+        if self.active is None and not reader.in_head:
+            self.deadline = self.ctx.loop.time() + self.ctx.settings.request_head_timeout
+        try:
+            offset = reader.feed(data)
+        except Rejected as rejected:
+            self._reject(rejected.status)
+            return
+        except StopReading:
+            return
+        if offset is not None:
+            self._upgrade(data[offset:])
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.lingering or (self.active is None and not self.queue):
+            self.close()
+            return None
+        return True  # half-closed: still answer what was asked
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.deadline = _NEVER
+        self.ctx.clients.discard(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+        active, self.active = self.active, None
+        if active is not None:
+            active.client_gone()
+        while self.queue:
+            self.queue.popleft().client_gone()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.client_full(True)
+            return
+        active = self.active
+        if active is not None and active.upstream is not None:
+            active.upstream.pause_reading()
+            self.deadline = self.ctx.loop.time() + self.ctx.settings.send_timeout
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.client_full(False)
+            return
+        active = self.active
+        if active is not None and active.upstream is not None:
+            active.upstream.resume_reading()
+
+    # RequestSink -----------------------------------------------------------------------
+
+    def request_head(self, head: RequestHead) -> None:
+        if self.closed or self.lingering:
+            raise StopReading()
+        exchange = Exchange(self, head, self.ctx.loop.time())
+        self.incoming = self.latest = exchange
+        if self.active is None:
+            self.active = exchange
+            exchange.begin()
+        else:
+            self.queue.append(exchange)
+            self.pause(self.PAUSE_QUEUE)
+
+    def request_body(self, data: bytes) -> None:
+        exchange = self.incoming
+        if exchange is not None:
+            exchange.body(data)
+
+    def request_end(self) -> None:
+        exchange, self.incoming = self.incoming, None
+        if exchange is not None:
+            exchange.body_end()
+
+    # the exchanges' side ---------------------------------------------------------------
+
+    def upstream_head(self, head: RequestHead, request_id: bytes) -> bytes:
+        """The request head for the upstream, forwarding headers included."""
+        if self.trusted:
+            forwarded = self._trusted_forwarded(head, request_id)
+        else:
+            forwarded = b"".join(
+                (self.forwarded, b"X-Forwarded-Host: ", head.host_header,
+                 b"\r\nX-Request-ID: ", request_id, b"\r\n")
+            )  # fmt: skip
+        return upstream_request_head(head, forwarded)
+
+    def _trusted_forwarded(self, head: RequestHead, request_id: bytes) -> bytes:
+        ip = self.peer_ip.encode()
+        chain = head.forwarded_for + b", " + ip if head.forwarded_for else ip
+        return b"".join(
+            (b"X-Forwarded-For: ", chain,
+             b"\r\nX-Real-IP: ", head.real_ip or (head.forwarded_for or ip).split(b",")[0].strip(),
+             b"\r\nX-Forwarded-Proto: ", head.forwarded_proto or self.scheme,
+             b"\r\nX-Forwarded-Host: ", head.forwarded_host or head.host_header,
+             b"\r\nX-Request-ID: ", request_id, b"\r\n")
+        )  # fmt: skip
+
+    def exchange_done(self, exchange: Exchange, tunnel: bool) -> None:
+        if exchange is not self.active:
+            return
+        self.active = None
+        if tunnel or self.closed:
+            return
+        if self.pending_reject:
+            self._answer_and_linger(self.pending_reject)
+            return
+        if not exchange.keep_alive or self.eof or self.ctx.stopping:
+            if exchange.request_complete and not self.queue:
+                self.close()
+            else:
+                self._linger()
+            return
+        if self.queue:
+            following = self.queue.popleft()
+            self.active = following
+            if not self.queue:
+                self.resume(self.PAUSE_QUEUE)
+            following.begin()
+            return
+        settings = self.ctx.settings
+        timeout = settings.request_head_timeout if self.reader.in_head else settings.keepalive_timeout
+        self.deadline = self.ctx.loop.time() + timeout
+
+    def pause(self, reason: int) -> None:
+        if not self.paused_for and not self.closed:
+            self.transport.pause_reading()
+        self.paused_for |= reason
+
+    def resume(self, reason: int) -> None:
+        if self.paused_for & reason:
+            self.paused_for &= ~reason
+            if not self.paused_for and not self.closed:
+                self.transport.resume_reading()
+
+    def become_tunnel(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+        self.raw_exchange = None
+        if self.paused_for:
+            self.paused_for = 0
+            self.transport.resume_reading()
+
+    def abort_after_exchange(self) -> None:
+        """The response was cut mid-way: the client must see the connection end."""
+        self.closed = True
+        if self.write_paused:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    # ending ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def shut_down(self) -> None:
+        """The proxy is stopping: close now if idle, else after the current response."""
+        if self.tunnel is not None:
+            self.tunnel.close()
+        elif self.active is None and not self.reader.in_head:
+            self.close()
+
+    def _upgrade(self, rest: bytes) -> None:
+        exchange = self.latest
+        if exchange is None or exchange.head.upgrade is None:
+            self._reject(400)
+            return
+        exchange.keep_alive = False
+        exchange.raw_upgrade = True
+        self.raw_exchange = exchange
+        if rest:
+            exchange.raw(rest)
+
+    def _reject(self, status: int) -> None:
+        if self.active is not None:
+            # Answer in order: after the response being sent.
+            self.pending_reject = status
+            self.pause(self.PAUSE_QUEUE)
+            return
+        self._answer_and_linger(status)
+
+    def _answer_and_linger(self, status: int) -> None:
+        log.debug("request rejected client=%s status=%d", self.peer_ip, status)
+        self.transport.write(pages.error_response(status, True))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close without losing the answer to a reset: send FIN, discard input, then close."""
+        self.lingering = True
+        self.raw_exchange = None
+        if self.paused_for:
+            self.paused_for = 0
+            self.transport.resume_reading()
+        if not self.transport.can_write_eof():  # TLS: no half-close; flush and close
+            self.close()
+            return
+        self.transport.write_eof()
+        self.deadline = self.ctx.loop.time() + self.ctx.settings.linger_timeout
+
+    def on_deadline(self, now: float) -> None:
+        self.deadline = _NEVER
+        if self.tunnel is not None:
+            self.tunnel.close()
+        elif self.lingering:
+            self.closed = True
+            self.transport.abort()
+        elif self.active is not None:
+            self.active.on_deadline()
+        elif self.reader.in_head:
+            self._answer_and_linger(408)
+        else:
+            self.close()

@@ -1,0 +1,156 @@
+"""What every connection of one proxy shares: settings, routes, certificates, clocks.
+
+A `Context` is created by `Proxy` and handed to each connection it accepts. It also runs
+the deadline sweeper: instead of one timer per connection and per wait, each connection
+keeps a single `deadline` (a loop time) and the sweeper, ticking a few times a second,
+calls `on_deadline()` on those whose time has come. Setting a deadline on the hot path is
+one float store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from agent.proxy.certs import CertificateStore
+from agent.proxy.challenges import ChallengeTokens
+from agent.proxy.routes import RouteTable, Target
+from agent.proxy.settings import ProxySettings
+
+if TYPE_CHECKING:
+    from agent.proxy.upstream import UpstreamConnection
+
+log = logging.getLogger(__name__)
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class HasDeadline(Protocol):
+    deadline: float
+
+    def on_deadline(self, now: float) -> None: ...
+
+
+class Context:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        loop: asyncio.AbstractEventLoop,
+        table: RouteTable,
+        certificates: CertificateStore,
+        challenges: ChallengeTokens,
+        access_log: logging.Logger | None,
+    ) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.table = table
+        self.certificates = certificates
+        self.challenges = challenges
+        self.access_log = access_log
+        self.clients: set[HasDeadline] = set()
+        self.draining: set[Target] = set()  # targets dropped from routes, still winding down
+        self.https_port: int | None = None  # bound HTTPS port, for redirects
+        self.stopping = False
+        self.host_cache: dict[bytes, str | None] = {}
+        self._trusted = tuple(
+            ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
+        )
+        self._trusted_cache: dict[str, bool] = {}
+        self._request_prefix = os.urandom(10).hex()
+        self._request_count = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        shortest = min(
+            settings.request_head_timeout, settings.keepalive_timeout,
+            settings.upstream_connect_timeout, settings.upstream_response_timeout,
+            settings.request_body_timeout, settings.send_timeout, settings.linger_timeout,
+        )  # fmt: skip
+        self.tick = min(0.5, max(0.02, shortest / 5))
+
+    # identities ----------------------------------------------------------------------
+
+    def next_request_id(self) -> bytes:
+        self._request_count += 1
+        return b"%s%012x" % (self._request_prefix.encode(), self._request_count)
+
+    def is_trusted(self, ip: str) -> bool:
+        if not self._trusted:
+            return False
+        known = self._trusted_cache.get(ip)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(ip)
+            except ValueError:
+                return False
+            known = any(address in network for network in self._trusted)
+            if len(self._trusted_cache) > 4096:
+                self._trusted_cache.clear()
+            self._trusted_cache[ip] = known
+        return known
+
+    # upstream pools --------------------------------------------------------------------
+
+    def pooled(self, target: Target) -> UpstreamConnection | None:
+        """An idle keep-alive connection to `target`, or None."""
+        idle = target.idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                return conn
+        return None
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Return a finished upstream connection to its pool, or close it."""
+        target = conn.target
+        if target.draining or self.stopping or len(target.idle) >= self.settings.pool_size:
+            conn.close()
+            return
+        conn.idle_since = self.loop.time()
+        target.idle.append(conn)
+
+    # deadlines -------------------------------------------------------------------------
+
+    def start_sweeper(self, extra: Callable[[float], None]) -> None:
+        self._sweeper = self.loop.create_task(self._sweep(extra))
+
+    async def stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            try:
+                await self._sweeper
+            except asyncio.CancelledError:
+                pass
+            self._sweeper = None
+
+    async def _sweep(self, extra: Callable[[float], None]) -> None:
+        idle_every = max(1, int(1.0 / self.tick))
+        rounds = 0
+        while True:
+            await asyncio.sleep(self.tick)
+            now = self.loop.time()
+            for client in [c for c in self.clients if c.deadline <= now]:
+                try:
+                    client.on_deadline(now)
+                except Exception:  # task boundary: one connection must not stop the sweeper
+                    log.exception("deadline handling failed")
+            rounds += 1
+            if rounds % idle_every == 0:
+                extra(now)
+
+    def close_idle_upstreams(self, now: float) -> None:
+        limit = now - self.settings.upstream_idle_timeout
+        for route in self.table.routes():
+            for target in route.targets:
+                if target.idle and target.idle[0].idle_since < limit:
+                    expired = [c for c in target.idle if c.idle_since < limit]
+                    target.idle[:] = [c for c in target.idle if c.idle_since >= limit]
+                    for conn in expired:
+                        conn.close()
+
+
+def access_time() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,440 @@
+"""One request and its response, from a parsed head to the last byte.
+
+An `Exchange` is created by the client connection for each request head, in order. When
+it becomes the connection's active exchange it decides what to do (ACME answer, 404,
+redirect, 413, 503, or forward), picks a target and registers as in flight in the same
+step, takes a pooled upstream connection or opens one, writes the request head once,
+streams the body (buffering only while the upstream connection is being opened, with
+the client paused), and relays the response the upstream connection parses. It ends
+exactly once (`_finish`), which unregisters it, counts it, logs it and lets the client
+connection go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from typing import TYPE_CHECKING
+
+from agent.proxy import pages
+from agent.proxy.challenges import PREFIX as CHALLENGE_PREFIX
+from agent.proxy.context import access_time
+from agent.proxy.response_head import HSTS_LINE, UNTIL_CLOSE, ResponseHead, client_response_head
+from agent.proxy.routes import Route, Tally, Target
+from agent.proxy.upstream import UpstreamConnection
+
+if TYPE_CHECKING:
+    from agent.proxy.client import ClientConnection
+    from agent.proxy.request_head import RequestHead
+
+log = logging.getLogger(__name__)
+
+# Phases.
+ROUTING, CONNECTING, SENDING, WAITING, STREAMING, DONE = range(6)
+_PENDING_LIMIT = 256 * 1024  # request body buffered while the upstream connection opens
+_REDIRECT_METHODS = (b"GET", b"HEAD")
+_CLOSE = b"Connection: close\r\n"
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+
+
+class Exchange:
+    __slots__ = (
+        "client", "head", "route", "tally", "target", "upstream", "phase", "started",
+        "request_id", "pending", "pending_bytes", "request_complete", "body_bytes",
+        "max_body", "status", "bytes_out", "keep_alive", "tried", "body_sent",
+        "connect_task", "raw_upgrade",
+    )  # fmt: skip
+
+    def __init__(self, client: ClientConnection, head: RequestHead, started: float) -> None:
+        self.client = client
+        self.head = head
+        self.route: Route | None = None
+        self.tally: Tally | None = None
+        self.target: Target | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.phase = ROUTING
+        self.started = started
+        self.request_id = b"-"
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.request_complete = False
+        self.body_bytes = 0
+        self.max_body = 0
+        self.status = 0
+        self.bytes_out = 0
+        self.keep_alive = head.keep_alive
+        self.tried: list[Target] = []
+        self.body_sent = False  # some request body already went upstream (no retry)
+        self.connect_task: asyncio.Task[None] | None = None
+        self.raw_upgrade = False
+
+    # deciding ----------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Become the active exchange: answer locally or start forwarding."""
+        client = self.client
+        ctx = client.ctx
+        head = self.head
+        if head.target.startswith(CHALLENGE_PREFIX) and not client.tls:
+            answer = ctx.challenges.answer(head.target)
+            if answer is None:
+                self.respond_error(404)
+            else:
+                self.respond_local(200, pages.challenge_response(answer, not self.keep_alive))
+            return
+        route = ctx.table.lookup(head.host)
+        if route is None:
+            self.respond_error(404)
+            return
+        self.route = route
+        self.tally = route.tally
+        options = route.options
+        if (
+            not client.tls
+            and options.https_redirect
+            and ctx.https_port is not None
+            and ctx.certificates.covers(head.host)
+        ):
+            self._redirect(ctx.https_port)
+            return
+        self.max_body = options.max_body_bytes
+        if head.content_length is not None and head.content_length > self.max_body:
+            self.respond_error(413)
+            return
+        target = route.pick()
+        if target is None:
+            self.respond_error(503)
+            return
+        self.request_id = head.request_id or ctx.next_request_id()
+        self._register(target)
+        if head.expect_continue and head.has_body:
+            client.transport.write(pages.CONTINUE)
+        conn = ctx.pooled(target)
+        if conn is not None:
+            self.attach(conn)
+        else:
+            self._connect(target)
+
+    def _redirect(self, https_port: int) -> None:
+        head = self.head
+        host = head.host.encode()
+        if https_port != 443:
+            host += b":%d" % https_port
+        location = b"https://" + host + (head.target if head.target != b"*" else b"/")
+        status = 301 if head.method in _REDIRECT_METHODS else 308
+        self.respond_local(status, pages.redirect_response(status, location, not self.keep_alive))
+
+    def _register(self, target: Target) -> None:
+        self.target = target
+        self.tried.append(target)
+        target.in_flight += 1
+        target.exchanges.add(self)
+        assert self.tally is not None
+        self.tally.in_flight += 1
+
+    def _unregister(self) -> None:
+        target = self.target
+        if target is not None:
+            target.in_flight -= 1
+            target.exchanges.discard(self)
+            assert self.tally is not None
+            self.tally.in_flight -= 1
+            self.target = None
+            if target.draining and target.in_flight == 0:
+                target.exchanges.clear()
+
+    # upstream connection ---------------------------------------------------------------
+
+    def _connect(self, target: Target) -> None:
+        self.phase = CONNECTING
+        client = self.client
+        client.deadline = client.ctx.loop.time() + client.ctx.settings.upstream_connect_timeout
+        self.connect_task = client.ctx.loop.create_task(self._open(target))
+
+    async def _open(self, target: Target) -> None:
+        ctx = self.client.ctx
+        upstream = target.upstream
+        try:
+            _, conn = await ctx.loop.create_connection(
+                lambda: UpstreamConnection(ctx, target), upstream.host, upstream.port
+            )
+        except OSError as exc:
+            self.connect_task = None
+            if self.phase == CONNECTING:
+                self._connect_failed(exc)
+            return
+        self.connect_task = None
+        if self.phase != CONNECTING or self.target is not target:
+            ctx.release(conn)  # the exchange ended meanwhile; keep the connection
+            return
+        self.attach(conn)
+
+    def _connect_failed(self, exc: OSError) -> None:
+        assert self.tally is not None and self.route is not None
+        self.tally.upstream_errors += 1
+        log.warning(
+            "upstream connect failed route=%s upstream=%s error=%s",
+            self.route.name, self.target.label if self.target else "-", exc.strerror or exc,
+        )  # fmt: skip
+        others = [t for t in self.route.targets if t not in self.tried]
+        if others:
+            self._unregister()
+            self._register(min(others, key=lambda t: t.in_flight))
+            assert self.target is not None
+            self._connect(self.target)
+            return
+        timed_out = exc.errno == errno.ETIMEDOUT
+        self.fail(504 if timed_out else 502)
+
+    def attach(self, conn: UpstreamConnection) -> None:
+        """Send the request on `conn` (fresh or pooled)."""
+        self.upstream = conn
+        conn.exchange = self
+        conn.start_response(self.head.method == b"HEAD", self.head.version == "1.0")
+        client = self.client
+        ctx = client.ctx
+        head_bytes = client.upstream_head(self.head, self.request_id)
+        transport = conn.transport
+        pending = self.pending
+        if pending:
+            self.pending = []
+            self.pending_bytes = 0
+            self.body_sent = True
+            if self.head.chunked:
+                pending = [_chunk(p) for p in pending]
+            transport.writelines([head_bytes, *pending])
+            client.resume(client.PAUSE_PENDING)
+        else:
+            transport.write(head_bytes)
+        if self.raw_upgrade:
+            self.phase = WAITING
+        elif self.request_complete:
+            if self.head.chunked:
+                transport.write(b"0\r\n\r\n")
+            self.phase = WAITING
+        else:
+            self.phase = SENDING
+        client.deadline = ctx.loop.time() + (
+            ctx.settings.upstream_response_timeout
+            if self.phase == WAITING
+            else ctx.settings.request_body_timeout
+        )
+
+    # request body from the client ------------------------------------------------------
+
+    def body(self, data: bytes) -> None:
+        if self.phase == DONE:
+            return
+        size = len(data)
+        self.body_bytes += size
+        if self.body_bytes > self.max_body:
+            self.fail(413)
+            return
+        assert self.tally is not None
+        self.tally.bytes_in += size
+        conn = self.upstream
+        client = self.client
+        if conn is not None and self.phase != CONNECTING:
+            self.body_sent = True
+            conn.transport.write(_chunk(data) if self.head.chunked else data)
+            if self.phase == SENDING:
+                client.deadline = client.ctx.loop.time() + client.ctx.settings.request_body_timeout
+        else:
+            self.pending.append(data)
+            self.pending_bytes += size
+            if self.pending_bytes > _PENDING_LIMIT:
+                client.pause(client.PAUSE_PENDING)
+
+    def raw(self, data: bytes) -> None:
+        """Bytes after an Upgrade request head, before the upstream's 101."""
+        self.raw_upgrade = True
+        if self.phase == DONE:
+            return
+        if self.upstream is not None and self.phase != CONNECTING:
+            self.upstream.transport.write(data)
+        else:
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes > _PENDING_LIMIT:
+                self.client.pause(self.client.PAUSE_PENDING)
+
+    def body_end(self) -> None:
+        self.request_complete = True
+        if self.phase == SENDING:
+            assert self.upstream is not None
+            if self.head.chunked:
+                self.upstream.transport.write(b"0\r\n\r\n")
+            self.phase = WAITING
+            ctx = self.client.ctx
+            self.client.deadline = ctx.loop.time() + ctx.settings.upstream_response_timeout
+
+    # response from the upstream --------------------------------------------------------
+
+    def response_head(self, head: ResponseHead) -> bytes:
+        """The client's head for the upstream's `head`; the exchange now streams."""
+        self.phase = STREAMING
+        self.status = head.status
+        client = self.client
+        keep = (
+            self.keep_alive
+            and self.request_complete
+            and head.framing != UNTIL_CLOSE
+            and not client.ctx.stopping
+            and not (self.head.version == "1.0" and head.framing == 2)
+        )
+        self.keep_alive = keep
+        if not keep:
+            extra = _CLOSE
+        elif self.head.version == "1.0":
+            extra = _KEEP_ALIVE
+        else:
+            extra = b""
+        if client.tls and not head.has_hsts and self.route is not None and self.route.options.hsts:
+            extra += HSTS_LINE
+        ctx = client.ctx
+        client.deadline = ctx.loop.time() + ctx.settings.upstream_read_timeout
+        return client_response_head(head, extra)
+
+    def interim(self, head: ResponseHead) -> None:
+        """A 1xx response: forward it to HTTP/1.1 clients, then wait for the real one."""
+        if self.head.version == "1.1" and head.status != 100:
+            self.write(client_response_head(head, b""))
+
+    def write(self, data: bytes | memoryview) -> None:
+        size = len(data)
+        self.bytes_out += size
+        self.client.transport.write(data)
+
+    def response_end(self) -> None:
+        """The upstream's response is complete (the upstream connection is released)."""
+        self.upstream = None
+        if not self.request_complete:
+            self.keep_alive = False
+        self._finish()
+
+    def upstream_failed(self, status: int, reason: str) -> None:
+        """The upstream connection broke or answered garbage."""
+        if self.phase == DONE:
+            return
+        assert self.tally is not None and self.route is not None
+        self.tally.upstream_errors += 1
+        log.warning(
+            "upstream failed route=%s upstream=%s status=%d reason=%s",
+            self.route.name, self.target.label if self.target else "-", status, reason,
+        )  # fmt: skip
+        self.upstream = None
+        self.fail(status)
+
+    def retry_fresh(self) -> bool:
+        """A reused pooled connection died before answering: try a new one, if safe."""
+        if self.phase not in (SENDING, WAITING) or self.body_sent or self.raw_upgrade:
+            return False
+        if self.head.has_body and not self.request_complete:
+            return False
+        if self.target is None or self.target.draining:
+            return False
+        self.upstream = None
+        self._connect(self.target)
+        return True
+
+    def become_tunnel(self) -> None:
+        """The upstream answered 101: from now on, bytes flow both ways untouched."""
+        self.upstream = None
+        self.keep_alive = False
+        self._finish(tunnel=True)
+
+    # ending ----------------------------------------------------------------------------
+
+    def respond_error(self, status: int) -> None:
+        close = not self.keep_alive or not self.request_complete
+        response = pages.error_response(status, close)
+        if self.head.method == b"HEAD":
+            response = pages.head_only(response)
+        self.respond_local(status, response)
+
+    def respond_local(self, status: int, response: bytes) -> None:
+        self.status = status
+        if b"Connection: close\r\n" in response[: response.find(b"\r\n\r\n")]:
+            self.keep_alive = False
+        self.write(response)
+        self._finish()
+
+    def fail(self, status: int) -> None:
+        """End with an error status; if the response already started, cut the connection."""
+        if self.phase == DONE:
+            return
+        conn, self.upstream = self.upstream, None
+        if conn is not None:
+            conn.abandon()
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            self.connect_task = None
+        if self.phase == STREAMING:
+            self.keep_alive = False
+            self.client.abort_after_exchange()
+            self._finish()
+        else:
+            self.keep_alive = False
+            self.respond_error(status)
+
+    def cut(self, status: int) -> None:
+        """Drain deadline passed while in flight: 504 if nothing was answered yet."""
+        self.fail(status)
+
+    def client_gone(self) -> None:
+        if self.phase == DONE:
+            return
+        if self.status == 0:
+            self.status = 499  # nginx's "client closed request"
+        conn, self.upstream = self.upstream, None
+        if conn is not None:
+            conn.abandon()
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            self.connect_task = None
+        self.keep_alive = False
+        self._finish(notify=False)
+
+    def _finish(self, *, notify: bool = True, tunnel: bool = False) -> None:
+        self.phase = DONE
+        self._unregister()
+        client = self.client
+        tally = self.tally
+        if tally is not None:
+            tally.by_class[min(self.status // 100, 5)] += 1
+            tally.bytes_out += self.bytes_out
+        access = client.ctx.access_log
+        if access is not None:
+            self._log(access)
+        if notify:
+            client.exchange_done(self, tunnel)
+
+    def _log(self, access: logging.Logger) -> None:
+        head = self.head
+        client = self.client
+        access.info(
+            "%s host=%s method=%s path=%s status=%d bytes=%d duration_ms=%.1f client=%s"
+            " upstream=%s request_id=%s",
+            access_time(), head.host or "-", head.method.decode("latin-1"),
+            head.target[:2048].decode("latin-1"), self.status, self.bytes_out,
+            (client.ctx.loop.time() - self.started) * 1000, client.peer_ip,
+            self.tried[-1].label if self.tried else "-", self.request_id.decode("latin-1"),
+        )  # fmt: skip
+
+    # deadlines -------------------------------------------------------------------------
+
+    def on_deadline(self) -> None:
+        phase = self.phase
+        if phase in (CONNECTING, WAITING):
+            if self.tally is not None:
+                self.tally.upstream_errors += 1
+            self.fail(504)
+        elif phase == SENDING:
+            self.fail(408)
+        else:  # streaming: the upstream or the client went silent
+            self.fail(504)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)

@@ -1,0 +1,178 @@
+"""The route table: which hosts go to which upstreams, and how one is chosen.
+
+A `Route` is one app: its host names, its `Target`s (one per upstream address, each with
+its in-flight count, idle keep-alive pool and open tunnels) and its options. The table
+maps exact names and one-label wildcards to routes. All of it lives on the event loop
+thread, so choosing a target and counting the request in flight happen in one step with
+no await in between: after a swap, no new request can land on an old target.
+
+`least_loaded` (the balancer) is pure: fewest requests in flight, ties broken by
+rotating the starting point so equal upstreams share the load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from agent.proxy.errors import HostTaken, RouteNotFound
+from agent.proxy.hosts import check_route_host, wildcard_parent
+from agent.proxy.model import RouteCounters, RouteOptions, Upstream
+
+if TYPE_CHECKING:
+    from agent.proxy.exchange import Exchange
+    from agent.proxy.tunnel import Tunnel
+    from agent.proxy.upstream import UpstreamConnection
+
+
+class Tally:
+    """A route's running counters (mutated on the hot path, read as `RouteCounters`)."""
+
+    __slots__ = ("by_class", "in_flight", "upstream_errors", "bytes_in", "bytes_out")
+
+    def __init__(self) -> None:
+        self.by_class = [0, 0, 0, 0, 0, 0]  # index: status // 100
+        self.in_flight = 0
+        self.upstream_errors = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def snapshot(self) -> RouteCounters:
+        c = self.by_class
+        return RouteCounters(
+            requests=sum(c),
+            status_1xx=c[1],
+            status_2xx=c[2],
+            status_3xx=c[3],
+            status_4xx=c[4],
+            status_5xx=c[5],
+            in_flight=self.in_flight,
+            upstream_errors=self.upstream_errors,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+        )
+
+
+class Target:
+    """One upstream address of one route, with everything open towards it."""
+
+    __slots__ = ("upstream", "label", "in_flight", "exchanges", "idle", "tunnels", "draining")
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.label = str(upstream)
+        self.in_flight = 0
+        self.exchanges: set[Exchange] = set()
+        self.idle: list[UpstreamConnection] = []  # pooled keep-alive connections, LIFO
+        self.tunnels: set[Tunnel] = set()
+        self.draining = False
+
+
+class Route:
+    __slots__ = ("name", "hosts", "targets", "options", "tally", "_turn")
+
+    def __init__(
+        self, name: str, hosts: tuple[str, ...], targets: tuple[Target, ...],
+        options: RouteOptions, tally: Tally,
+    ) -> None:  # fmt: skip
+        self.name = name
+        self.hosts = hosts
+        self.targets = targets
+        self.options = options
+        self.tally = tally
+        self._turn = 0
+
+    def pick(self) -> Target | None:
+        """The target for the next request (None: no upstream at all)."""
+        targets = self.targets
+        if len(targets) == 1:
+            return targets[0]
+        if not targets:
+            return None
+        self._turn += 1
+        return least_loaded(targets, self._turn)
+
+
+def least_loaded(targets: Sequence[Target], turn: int) -> Target:
+    """The target with the fewest requests in flight, starting the scan at `turn`."""
+    count = len(targets)
+    best = targets[turn % count]
+    for i in range(1, count):
+        candidate = targets[(turn + i) % count]
+        if candidate.in_flight < best.in_flight:
+            best = candidate
+    return best
+
+
+class RouteTable:
+    """Routes by name and by host; every change is one synchronous step."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Route] = {}
+        self._hosts: dict[str, Route] = {}  # exact names and "*.suffix" patterns
+        self._tallies: dict[str, Tally] = {}
+
+    def lookup(self, host: str) -> Route | None:
+        route = self._hosts.get(host)
+        if route is None:
+            route = self._hosts.get(wildcard_parent(host))
+        return route
+
+    def get(self, name: str) -> Route:
+        route = self._routes.get(name)
+        if route is None:
+            raise RouteNotFound(name)
+        return route
+
+    def tally(self, name: str) -> Tally:
+        tally = self._tallies.get(name)
+        if tally is None:
+            raise RouteNotFound(name)
+        return tally
+
+    def routes(self) -> Iterable[Route]:
+        return self._routes.values()
+
+    def set(
+        self, name: str, hosts: Sequence[str], upstreams: Sequence[Upstream], options: RouteOptions
+    ) -> list[Target]:
+        """Create or replace a route; returns the targets it no longer uses."""
+        checked = tuple(dict.fromkeys(check_route_host(h) for h in hosts))
+        for host in checked:
+            owner = self._hosts.get(host)
+            if owner is not None and owner.name != name:
+                raise HostTaken(host, owner.name)
+        old = self._routes.get(name)
+        targets, dropped = _retarget(old.targets if old else (), upstreams)
+        tally = self._tallies.setdefault(name, Tally())
+        route = Route(name, checked, targets, options, tally)
+        if old is not None:
+            for host in old.hosts:
+                del self._hosts[host]
+        for host in checked:
+            self._hosts[host] = route
+        self._routes[name] = route
+        return dropped
+
+    def swap(self, name: str, upstreams: Sequence[Upstream]) -> list[Target]:
+        """Point a route at new upstreams; returns the targets it no longer uses."""
+        route = self.get(name)
+        route.targets, dropped = _retarget(route.targets, upstreams)
+        return dropped
+
+    def remove(self, name: str) -> Route:
+        route = self.get(name)
+        for host in route.hosts:
+            del self._hosts[host]
+        del self._routes[name]
+        return route
+
+
+def _retarget(
+    current: tuple[Target, ...], upstreams: Sequence[Upstream]
+) -> tuple[tuple[Target, ...], list[Target]]:
+    """Targets for `upstreams`, reusing current ones for unchanged addresses."""
+    by_upstream = {t.upstream: t for t in current}
+    wanted = list(dict.fromkeys(upstreams))
+    targets = tuple(by_upstream.pop(u, None) or Target(u) for u in wanted)
+    return targets, list(by_upstream.values())

@@ -1,0 +1,221 @@
+"""`Proxy`: the data plane's public face, started and driven in-process by the agent.
+
+It binds the listeners, owns the route table, the certificate store and the ACME tokens,
+and runs the drain that follows a swap: mark the old targets draining (so none is ever
+picked again and their connections are not pooled), close their idle keep-alive
+connections and tunnels, wait for their in-flight requests up to the deadline, then cut
+the stragglers with 504. The caller learns when it is safe to stop the old containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections.abc import Sequence
+
+from agent.proxy.certs import CertificateStore
+from agent.proxy.challenges import ChallengeTokens
+from agent.proxy.client import ClientConnection
+from agent.proxy.context import Context
+from agent.proxy.errors import ProxyNotRunning
+from agent.proxy.model import DrainReport, RouteCounters, RouteOptions, Upstream
+from agent.proxy.routes import RouteTable, Target
+from agent.proxy.settings import ProxySettings
+
+log = logging.getLogger(__name__)
+
+_DRAIN_POLL = 0.01
+
+
+class Proxy:
+    def __init__(self, settings: ProxySettings, *, access_log: logging.Logger | None = None) -> None:
+        self.settings = settings
+        self.certificates = CertificateStore()
+        self.challenges = ChallengeTokens()
+        if not settings.access_log:
+            access_log = None
+        elif access_log is None:
+            access_log = logging.getLogger("agent.proxy.access")
+        self._access_log = access_log
+        self._table = RouteTable()
+        self._ctx: Context | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._http_port: int | None = None
+        self._https_port: int | None = None
+        self._drains: set[asyncio.Task[DrainReport]] = set()
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind HTTP (and HTTPS unless `https_port` is None) and start serving."""
+        if self._ctx is not None:
+            raise ProxyNotRunning("start twice")
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        _raise_open_files_limit(settings.max_connections * 2 + 256)
+        ctx = Context(
+            settings, loop, self._table, self.certificates, self.challenges, self._access_log
+        )
+        http = await loop.create_server(
+            lambda: ClientConnection(ctx, False),
+            settings.listen, settings.http_port,
+            backlog=settings.backlog, reuse_address=True,
+        )  # fmt: skip
+        self._servers.append(http)
+        self._http_port = _bound_port(http)
+        if settings.https_port is not None:
+            https = await loop.create_server(
+                lambda: ClientConnection(ctx, True),
+                settings.listen, settings.https_port,
+                backlog=settings.backlog, reuse_address=True,
+                ssl=self.certificates.listener_context(),
+                ssl_handshake_timeout=settings.tls_handshake_timeout,
+            )  # fmt: skip
+            self._servers.append(https)
+            self._https_port = ctx.https_port = _bound_port(https)
+        ctx.start_sweeper(ctx.close_idle_upstreams)
+        self._ctx = ctx
+        log.info("proxy listening http=%s https=%s", self._http_port, self._https_port)
+
+    @property
+    def http_port(self) -> int:
+        if self._http_port is None:
+            raise ProxyNotRunning("tell the HTTP port")
+        return self._http_port
+
+    @property
+    def https_port(self) -> int | None:
+        return self._https_port
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish up to `timeout`, close the rest."""
+        ctx = self._ctx
+        if ctx is None:
+            return
+        loop = ctx.loop
+        ctx.stopping = True
+        for server in self._servers:
+            server.close()
+        for client in list(ctx.clients):
+            client.shut_down()  # type: ignore[attr-defined]
+        deadline = loop.time() + timeout
+        while ctx.clients and loop.time() < deadline:
+            await asyncio.sleep(_DRAIN_POLL)
+        for client in list(ctx.clients):
+            client.transport.abort()  # type: ignore[attr-defined]
+        for task in list(self._drains):
+            task.cancel()
+        await asyncio.gather(*self._drains, return_exceptions=True)
+        for route in self._table.routes():
+            for target in route.targets:
+                _close_idle(target)
+        await ctx.stop_sweeper()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        await asyncio.sleep(0)  # let the transports' connection_lost callbacks run
+        self._ctx = None
+        log.info("proxy stopped")
+
+    # routes ------------------------------------------------------------------------------
+
+    def set_route(
+        self,
+        name: str,
+        hosts: Sequence[str],
+        upstreams: Sequence[Upstream],
+        options: RouteOptions = RouteOptions(),
+    ) -> None:
+        """Create or replace a route atomically; dropped upstreams drain in the background."""
+        dropped = self._table.set(name, hosts, upstreams, options)
+        log.info(
+            "route set name=%s hosts=%s upstreams=%s",
+            name, ",".join(hosts), ",".join(map(str, upstreams)),
+        )  # fmt: skip
+        if dropped:
+            if self._ctx is None:
+                for target in dropped:
+                    _close_idle(target)
+                return
+            task = self._ctx.loop.create_task(self._drain(dropped, self.settings.drain_timeout))
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
+
+    async def swap(self, name: str, upstreams: Sequence[Upstream], drain_timeout: float) -> DrainReport:
+        """Point a route at new upstreams; returns once the old ones are drained."""
+        dropped = self._table.swap(name, upstreams)
+        log.info("route swapped name=%s upstreams=%s", name, ",".join(map(str, upstreams)))
+        return await self._drain(dropped, drain_timeout)
+
+    async def remove_route(self, name: str, drain_timeout: float) -> None:
+        route = self._table.remove(name)
+        log.info("route removed name=%s", name)
+        await self._drain(list(route.targets), drain_timeout)
+
+    def counters(self, name: str) -> RouteCounters:
+        return self._table.tally(name).snapshot()
+
+    # draining ----------------------------------------------------------------------------
+
+    async def _drain(self, targets: list[Target], timeout: float) -> DrainReport:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ctx = self._ctx
+        idle_closed = tunnels_closed = 0
+        for target in targets:
+            target.draining = True
+            if ctx is not None:
+                ctx.draining.add(target)
+            idle_closed += _close_idle(target)
+            for tunnel in list(target.tunnels):
+                tunnel.close()
+                tunnels_closed += 1
+        in_flight = sum(t.in_flight for t in targets)
+        deadline = started + timeout
+        while any(t.in_flight for t in targets) and loop.time() < deadline:
+            await asyncio.sleep(_DRAIN_POLL)
+        stragglers = [e for t in targets for e in list(t.exchanges)]
+        for exchange in stragglers:
+            exchange.cut(504)
+        for target in targets:
+            _close_idle(target)
+            if ctx is not None:
+                ctx.draining.discard(target)
+        report = DrainReport(
+            upstreams=tuple(t.upstream for t in targets),
+            completed=max(0, in_flight - len(stragglers)),
+            timed_out=len(stragglers),
+            tunnels_closed=tunnels_closed,
+            idle_closed=idle_closed,
+            seconds=loop.time() - started,
+        )
+        log.info(
+            "drained upstreams=%s completed=%d timed_out=%d tunnels=%d seconds=%.2f",
+            ",".join(t.label for t in targets), report.completed, report.timed_out,
+            report.tunnels_closed, report.seconds,
+        )  # fmt: skip
+        return report
+
+
+def _close_idle(target: Target) -> int:
+    idle, target.idle = target.idle, []
+    for conn in idle:
+        conn.close()
+    return len(idle)
+
+
+def _bound_port(server: asyncio.AbstractServer) -> int:
+    sockets = server.sockets  # type: ignore[attr-defined]
+    return int(sockets[0].getsockname()[1])
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Let the process hold as many sockets as `max_connections` asks (up to the hard cap)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit wanted=%d error=%s", target, exc)
