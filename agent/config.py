@@ -85,6 +85,24 @@ class DeploySettings:
     log_max_size: str = "10m"
     log_max_files: int = 3
     max_body_bytes: int = 100 * 1024 * 1024
+    # Largest pushed tree (uncompressed) a deploy accepts.
+    max_push_bytes: int = 1024 * 1024 * 1024
+    # Host ports (on 127.0.0.1 only) published for web instances.
+    port_range_start: int = 20000
+    port_range_end: int = 29999
+    # Seconds a non-web instance must stay up before a deploy counts it as started.
+    settle_time: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 1024 <= self.port_range_start <= self.port_range_end <= 65535:
+            raise ValueError("port_range_start/port_range_end must be 1024-65535, start <= end")
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """How to reach the Docker engine (`[docker]`)."""
+
+    url: str = "unix:///var/run/docker.sock"
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,7 @@ class Config:
     paths: PathSettings = field(default_factory=PathSettings)
     ssh: SshSettings = field(default_factory=SshSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    docker: DockerSettings = field(default_factory=DockerSettings)
     build: BuildSettings = field(default_factory=BuildSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     acme: AcmeSettings = field(default_factory=AcmeSettings)

@@ -6,6 +6,8 @@ developer running plain `pytest` on a bare machine gets skips that name what is 
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import subprocess
@@ -75,3 +77,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             problem = check()
             if problem is not None:
                 pytest.skip(f"{marker}: {problem}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run `async def` tests in a fresh event loop (fixtures stay synchronous)."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True

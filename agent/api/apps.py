@@ -1,0 +1,444 @@
+"""Control API endpoints for apps: lifecycle, settings, config, domains, processes,
+logs, releases, rollback, and receiving a push."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from agent.api.services import Services
+from agent.api.streaming import MEDIA_TYPE, event, stream_operation
+from agent.appsettings import apply_setting
+from agent.deploy.output import DeployOutput
+from agent.deploy.runtime import Container
+from agent.errors import BerthError, Conflict
+from agent.names import check_app, check_config_key, check_domain, check_process_type
+from agent.releases import Release
+from agent.repos import ensure_repo, remove_repo
+from agent.sourcetree import unpack
+
+
+def services(request: Request) -> Services:
+    result: Services = request.app.state.services
+    return result
+
+
+def app_param(request: Request) -> str:
+    return check_app(request.path_params["app"])
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BerthError("request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BerthError("request body must be a JSON object")
+    return data
+
+
+# apps ----------------------------------------------------------------------------------
+
+
+def _summary(s: Services, name: str) -> dict[str, Any]:
+    app = s.apps.get(name)
+    live = s.releases.live(name)
+    return {
+        "name": name,
+        "release": live.number if live else None,
+        "git_sha": live.git_sha if live else None,
+        "domains": s.deployer.hosts(name),
+        "formation": dict(app.formation),
+        "stopped": app.stopped,
+    }
+
+
+async def list_apps(request: Request) -> Response:
+    s = services(request)
+    return JSONResponse([_summary(s, name) for name in s.apps.names()])
+
+
+async def create_app(request: Request) -> Response:
+    s = services(request)
+    name = check_app(str((await json_body(request)).get("name", "")))
+    s.apps.create(name)
+    s.events.record(name, "AppCreated", "created")
+    _ensure_repo(s, name)
+    return JSONResponse(_summary(s, name), status_code=201)
+
+
+def _ensure_repo(s: Services, name: str) -> Path:
+    return ensure_repo(s.config.paths.repos, name, command=s.ssh_command, owner=s.config.ssh.user)
+
+
+async def ensure_app_repo(request: Request) -> Response:
+    """First push: create the app if needed; always (re)install the repo's hooks."""
+    s = services(request)
+    name = app_param(request)
+    created = False
+    if not s.apps.exists(name):
+        s.apps.create(name)
+        s.events.record(name, "AppCreated", "created by a push")
+        created = True
+    path = _ensure_repo(s, name)
+    return JSONResponse({"path": str(path), "created": created})
+
+
+async def app_info(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    info = _summary(s, name)
+    app = s.apps.get(name)
+    info["settings"] = app.settings.to_json()
+    info["created_at"] = app.created_at
+    info["repo"] = str(s.config.paths.repos / f"{name}.git")
+    info["events"] = [
+        {"time": e.time, "kind": e.kind, "message": e.message} for e in s.events.list(name, 10)
+    ]
+    return JSONResponse(info)
+
+
+async def destroy_app(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    if request.query_params.get("confirm") != name:
+        raise BerthError(f"destroying {name} removes its containers, images, repository and "
+                         f"data: confirm with --confirm {name}")
+    s.apps.get(name)
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        await s.deployer.destroy(name, out)
+        remove_repo(s.config.paths.repos, name)
+        out.heading(f"{name} destroyed")
+        return {"destroyed": name}
+
+    return stream_operation(request, operation)
+
+
+async def set_app_settings(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    body = await json_body(request)
+    settings = s.apps.get(name).settings
+    for key, value in body.items():
+        settings = apply_setting(settings, str(key), str(value))
+    s.apps.save_settings(name, settings)
+    await s.deployer.refresh_routing(name)
+    return JSONResponse(settings.to_json())
+
+
+# config --------------------------------------------------------------------------------
+
+
+async def get_config(request: Request) -> Response:
+    return JSONResponse(services(request).apps.config(app_param(request)))
+
+
+async def change_config(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    body = await json_body(request)
+    to_set = body.get("set", {})
+    to_unset = body.get("unset", [])
+    if not isinstance(to_set, dict) or not isinstance(to_unset, list):
+        raise BerthError("expected {'set': {KEY: VALUE}, 'unset': [KEY]}")
+    for key, value in to_set.items():
+        check_config_key(str(key))
+        if not isinstance(value, str):
+            raise BerthError(f"the value of {key} must be a string")
+    config = s.apps.config(name)
+    missing = [k for k in to_unset if k not in config]
+    if missing:
+        raise BerthError(f"{name} has no config var {missing[0]!r}")
+    config.update(to_set)
+    for key in to_unset:
+        config.pop(key)
+    described = ", ".join(sorted(to_set)) and f"Set {', '.join(sorted(to_set))}"
+    if to_unset:
+        described = "; ".join(filter(None, [described, f"Unset {', '.join(sorted(to_unset))}"]))
+    restart = body.get("restart", True) is not False
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        if not restart:
+            s.apps.replace_config(name, config)
+            s.events.record(name, "ConfigChanged", described + " (no restart)")
+            out.heading(f"{described}; not restarted (takes effect on the next release)")
+            return {"release": None}
+        release = await s.deployer.release_config(name, config, described, out)
+        if release is None:
+            out.heading(f"{described}; {name} is not deployed yet, nothing to restart")
+        return {"release": release.number if release else None}
+
+    return stream_operation(request, operation)
+
+
+# domains -------------------------------------------------------------------------------
+
+
+async def list_domains(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    s.apps.get(name)
+    return JSONResponse({"domains": s.deployer.hosts(name), "custom": s.apps.domains(name)})
+
+
+async def add_domain(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    domain = check_domain(str((await json_body(request)).get("domain", "")))
+    if s.config.deploy.domain and domain == f"{name}.{s.config.deploy.domain}":
+        raise Conflict(f"{domain} is already {name}'s default domain")
+    s.apps.add_domain(name, domain)
+    s.events.record(name, "DomainAdded", domain)
+    await s.deployer.refresh_routing(name)
+    return JSONResponse({"domains": s.deployer.hosts(name)}, status_code=201)
+
+
+async def remove_domain(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    domain = request.path_params["domain"]
+    s.apps.remove_domain(name, domain)
+    s.events.record(name, "DomainRemoved", domain)
+    await s.deployer.refresh_routing(name)
+    return JSONResponse({"domains": s.deployer.hosts(name)})
+
+
+# processes -----------------------------------------------------------------------------
+
+
+def _instance_row(container: Container, now: float) -> dict[str, Any]:
+    instance = container.instance
+    return {
+        "dyno": instance.dyno if instance else container.name,
+        "process": instance.process if instance else "",
+        "release": container.release,
+        "state": container.state,
+        "uptime": round(now - container.started_at) if container.running and container.started_at else None,
+        "restarts": container.restart_count,
+        "port": container.host_port,
+        "container": container.name,
+    }
+
+
+async def list_processes(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    app = s.apps.get(name)
+    containers = [c for c in await s.runtime.list(name) if c.role == "process"]
+    now = time.time()
+    rows = sorted((_instance_row(c, now) for c in containers),
+                  key=lambda r: (r["process"], r["dyno"]))
+    return JSONResponse({"formation": dict(app.formation), "stopped": app.stopped,
+                         "instances": rows})
+
+
+async def scale(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    body = await json_body(request)
+    changes: dict[str, int] = {}
+    for process, count in body.items():
+        check_process_type(str(process))
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 100:
+            raise BerthError(f"{process}: the count must be an integer from 0 to 100")
+        changes[str(process)] = count
+    if not changes:
+        raise BerthError("nothing to scale: give TYPE=COUNT, e.g. web=2")
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        formation = await s.deployer.scale(name, changes, out)
+        out.heading("Scaled to " + " ".join(f"{k}={v}" for k, v in sorted(formation.items())))
+        return {"formation": formation}
+
+    return stream_operation(request, operation)
+
+
+async def process_action(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    action = request.path_params["action"]
+    s.apps.get(name)
+    run = {"restart": s.deployer.restart, "stop": s.deployer.stop, "start": s.deployer.start}
+    if action not in run:
+        raise BerthError(f"unknown action {action!r}")
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        await run[action](name, out)
+        out.heading(f"{name}: {action} done")
+        return {"done": action}
+
+    return stream_operation(request, operation)
+
+
+async def logs(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    s.apps.get(name)
+    follow = request.query_params.get("follow") == "1"
+    try:
+        lines = int(request.query_params.get("lines", "100"))
+    except ValueError:
+        raise BerthError("lines must be a number") from None
+    process = request.query_params.get("process") or None
+    containers = [c for c in await s.runtime.list(name) if c.role == "process"]
+    if process is not None:
+        containers = [c for c in containers if c.instance and c.instance.process == process]
+    live = s.releases.live(name)
+    if live is not None:
+        # Old instances still draining would repeat lines; show the live release's.
+        containers = [c for c in containers if c.release == live.number] or containers
+
+    async def body() -> Any:
+        async for line in s.runtime.logs(containers, follow=follow, tail=max(0, lines)):
+            yield event(time=line.time, source=line.source, text=line.text)
+
+    return StreamingResponse(body(), media_type=MEDIA_TYPE)
+
+
+# releases ------------------------------------------------------------------------------
+
+
+def _release_row(release: Release) -> dict[str, Any]:
+    return {
+        "version": release.number,
+        "state": release.state.value,
+        "description": release.description,
+        "created_at": release.created_at,
+        "finished_at": release.finished_at,
+        "git_sha": release.git_sha,
+        "builder": release.builder,
+        "processes": dict(release.processes),
+        "error": release.error,
+    }
+
+
+async def list_releases(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    s.apps.get(name)
+    return JSONResponse([_release_row(r) for r in s.releases.list(name)])
+
+
+async def release_info(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    number = _version(request.path_params["version"])
+    release = s.releases.get(name, number)
+    row = _release_row(release)
+    row["config_keys"] = sorted(release.config)
+    row["log"] = s.releases.log(name, number)
+    return JSONResponse(row)
+
+
+def _version(text: str) -> int:
+    digits = text[1:] if text.startswith("v") else text
+    if not digits.isdigit():
+        raise BerthError(f"invalid release {text!r}: expected vN or N")
+    return int(digits)
+
+
+async def rollback(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    body = await json_body(request)
+    version = body.get("version")
+    number = _version(str(version)) if version is not None else None
+    s.apps.get(name)
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        release = await s.deployer.rollback(name, number, out)
+        return {"release": release.number}
+
+    return stream_operation(request, operation)
+
+
+# receiving a push ----------------------------------------------------------------------
+
+
+async def receive_push(request: Request) -> Response:
+    """The pre-receive hook posts the pushed tree (git archive) and streams the deploy."""
+    s = services(request)
+    name = app_param(request)
+    sha = request.query_params.get("sha", "")
+    if len(sha) not in (40, 64) or any(c not in "0123456789abcdef" for c in sha):
+        raise BerthError("sha must be a full hexadecimal commit id")
+    s.apps.get(name)
+    builds = s.config.paths.builds
+    builds.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-{sha[:8]}-", dir=builds))
+    try:
+        await _receive_tree(request, workdir, s.config.deploy.max_push_bytes)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    committed = False
+
+    def commit() -> None:
+        nonlocal committed
+        committed = True
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        try:
+            release = await s.deployer.deploy_push(name, sha, workdir / "src", out,
+                                                   committed=commit)
+            return {"release": release.number}
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+    return stream_operation(request, operation, may_cancel=lambda: not committed)
+
+
+async def _receive_tree(request: Request, workdir: Path, limit: int) -> None:
+    archive = workdir / "push.tar"
+    size = 0
+    with archive.open("wb") as sink:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BerthError(f"the pushed tree is larger than {limit // (1024 * 1024)} MiB "
+                                 "(deploy.max_push_bytes)")
+            sink.write(chunk)
+
+    def extract() -> None:
+        with archive.open("rb") as source:
+            unpack(source, workdir / "src", max_bytes=limit)
+        archive.unlink()
+
+    await asyncio.to_thread(extract)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/apps", list_apps, methods=["GET"]),
+        Route("/apps", create_app, methods=["POST"]),
+        Route("/apps/{app}", app_info, methods=["GET"]),
+        Route("/apps/{app}", destroy_app, methods=["DELETE"]),
+        Route("/apps/{app}/repo", ensure_app_repo, methods=["POST"]),
+        Route("/apps/{app}/settings", set_app_settings, methods=["PATCH"]),
+        Route("/apps/{app}/config", get_config, methods=["GET"]),
+        Route("/apps/{app}/config", change_config, methods=["POST"]),
+        Route("/apps/{app}/domains", list_domains, methods=["GET"]),
+        Route("/apps/{app}/domains", add_domain, methods=["POST"]),
+        Route("/apps/{app}/domains/{domain}", remove_domain, methods=["DELETE"]),
+        Route("/apps/{app}/ps", list_processes, methods=["GET"]),
+        Route("/apps/{app}/ps/scale", scale, methods=["POST"]),
+        Route("/apps/{app}/ps/{action}", process_action, methods=["POST"]),
+        Route("/apps/{app}/logs", logs, methods=["GET"]),
+        Route("/apps/{app}/releases", list_releases, methods=["GET"]),
+        Route("/apps/{app}/releases/{version}", release_info, methods=["GET"]),
+        Route("/apps/{app}/rollback", rollback, methods=["POST"]),
+        Route("/apps/{app}/deploys", receive_push, methods=["POST"]),
+    ]

@@ -1,0 +1,44 @@
+"""What the control API's endpoints reach: the stores and the agent's services.
+
+The agent builds one `Services` at start and hands it to `build_api`; tests build one
+with real stores in a temp dir and whatever real or small fake services they need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from agent.config import Config
+from agent.deploy.orchestrator import Deployer
+from agent.deploy.runtime import ContainerRuntime
+from agent.store.apps import AppStore
+from agent.store.events import EventStore
+from agent.store.keys import KeyStore
+from agent.store.releases import ReleaseStore
+
+if TYPE_CHECKING:
+    from agent.certs.manager import CertificateManager
+    from agent.firewall.service import FirewallService
+
+
+class ProxyView(Protocol):
+    """Read-only view of the proxy the API shows (counters, certificate names)."""
+
+    def counters(self, name: str) -> object: ...
+
+
+@dataclass
+class Services:
+    config: Config
+    apps: AppStore
+    releases: ReleaseStore
+    events: EventStore
+    keys: KeyStore
+    deployer: Deployer
+    runtime: ContainerRuntime
+    ssh_command: str  # the shell command prefix that runs `berth` as the berth user
+    proxy: ProxyView | None = None
+    certificates: "CertificateManager | None" = None
+    firewall: "FirewallService | None" = None
+    version: str = ""

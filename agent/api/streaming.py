@@ -1,0 +1,64 @@
+"""Running a long operation and streaming its output as NDJSON events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from agent.deploy.output import DeployOutput
+from agent.errors import BerthError
+
+log = logging.getLogger(__name__)
+
+Operation = Callable[[DeployOutput], Awaitable[Any]]
+MEDIA_TYPE = "application/x-ndjson"
+
+
+def event(**fields: Any) -> bytes:
+    return (json.dumps(fields, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def stream_operation(
+    request: Request, operation: Operation, *,
+    may_cancel: Callable[[], bool] = lambda: False,
+) -> StreamingResponse:
+    """Run `operation` as a task and stream its lines, then its result or error.
+
+    When the client goes away, the task is cancelled if `may_cancel()` says so (a deploy
+    before its swap); otherwise it runs to its end in the background.
+    """
+    tasks: set[asyncio.Task[Any]] = request.app.state.background_tasks
+
+    async def body() -> AsyncIterator[bytes]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        out = DeployOutput(queue.put_nowait)
+        task = asyncio.create_task(operation(out))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (line := await queue.get()) is not None:
+                yield event(line=line)
+            yield _outcome(task)
+        finally:
+            if not task.done() and may_cancel():
+                task.cancel()
+
+    return StreamingResponse(body(), media_type=MEDIA_TYPE)
+
+
+def _outcome(task: asyncio.Task[Any]) -> bytes:
+    if task.cancelled():
+        return event(error="cancelled", status=499)
+    exc = task.exception()
+    if exc is None:
+        return event(result=task.result())
+    if isinstance(exc, BerthError):
+        return event(error=str(exc).splitlines()[0], status=exc.status)
+    log.error("operation crashed", exc_info=exc)
+    return event(error=f"internal error: {type(exc).__name__}: {exc}", status=500)

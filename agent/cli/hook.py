@@ -1,0 +1,91 @@
+"""The pre-receive hook: deploy a push before its ref moves.
+
+git runs the hook inside the app's bare repository with the pushed objects still in
+quarantine and the ref updates on stdin (`OLD NEW REF` lines). For the app's deploy
+branch, the hook streams `git archive NEW` to the agent and relays the deploy's output
+(git shows it to the pusher as `remote:` lines). A failed deploy exits non-zero, so git
+rejects the push and the branch keeps its old commit; other branches are stored as they
+are, and the pusher is told they do not deploy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO, Iterator, Mapping, Sequence, TextIO
+
+from agent.appsettings import AppSettings
+from agent.cli.client import ControlClient, path
+from agent.cli.registry import Context, follow
+from agent.config import Config
+from agent.errors import BerthError
+from agent.names import check_app
+
+ZERO = "0" * 40
+CHUNK = 64 * 1024
+
+
+def parse_updates(text: str) -> list[tuple[str, str, str]]:
+    updates = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            updates.append((fields[0], fields[1], fields[2]))
+    return updates
+
+
+def app_of(git_dir: Path) -> str:
+    name = git_dir.resolve().name
+    return check_app(name[:-4] if name.endswith(".git") else name)
+
+
+def run_hook(config: Config, argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    if list(argv) != ["pre-receive"]:
+        raise BerthError("usage: berth hook pre-receive (run by git)")
+    app = app_of(Path(environ.get("GIT_DIR", ".")))
+    updates = parse_updates(sys.stdin.read())
+    return pre_receive(ControlClient(config.paths.control_socket), app, updates, sys.stdout)
+
+
+def pre_receive(
+    client: ControlClient, app: str, updates: Sequence[tuple[str, str, str]], out: TextIO
+) -> int:
+    ctx = Context(client=client, out=out)
+    settings = AppSettings.from_json(client.call("GET", path("apps", app))["settings"])
+    for old, new, ref in updates:
+        if not ref.startswith("refs/heads/"):
+            continue
+        branch = ref[len("refs/heads/"):]
+        if not settings.deploys(branch):
+            wanted = settings.deploy_branch or "main or master"
+            ctx.print(f"-----> {branch} stored; only pushes to {wanted} deploy {app}")
+            continue
+        if new == ZERO:
+            raise BerthError(f"refusing to delete {branch}: it is the branch {app} deploys from")
+        status = _deploy(ctx, client, app, new)
+        if status != 0:
+            return status
+    return 0
+
+
+def _deploy(ctx: Context, client: ControlClient, app: str, sha: str) -> int:
+    archive = subprocess.Popen(
+        ["git", "archive", "--format=tar", sha], stdout=subprocess.PIPE
+    )
+    assert archive.stdout is not None
+    try:
+        events = client.stream("POST", path("apps", app, "deploys"), query={"sha": sha},
+                               body=_chunks(archive.stdout))
+        status = follow(ctx, events)
+    finally:
+        archive.stdout.close()
+        code = archive.wait()
+    if code != 0:
+        raise BerthError(f"git archive {sha[:7]} failed")
+    return status
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK):
+        yield chunk

@@ -1,0 +1,112 @@
+"""`berth`'s entry point: parse the command line, run the verb, turn errors into one line.
+
+Only this module calls `sys.exit` (through `main`'s return value): everything below
+raises `BerthError`, which becomes `error: <message>` on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import BinaryIO, Mapping, NoReturn, Sequence, TextIO
+
+from agent import __version__
+from agent.cli.client import ControlClient
+from agent.cli.registry import Context, Verb
+from agent.cli.verbs import apps, config, processes, releases
+from agent.config import Config, load_config
+from agent.errors import BerthError
+
+
+class UsageError(BerthError):
+    status = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def all_verbs() -> list[Verb]:
+    return apps.VERBS + config.VERBS + processes.VERBS + releases.VERBS
+
+
+LOCAL_COMMANDS = {
+    "agent": "run the agent (proxy, control API, deploys, certificates) in the foreground",
+    "ssh-command": "the SSH forced command (written into authorized_keys by Berth)",
+    "hook": "git hook entry point (installed into app repositories by Berth)",
+}
+
+
+def build_parser(verbs: Sequence[Verb], *, remote: bool) -> argparse.ArgumentParser:
+    prog = "ssh berth@HOST" if remote else "berth"
+    parser = _Parser(prog=prog, description="Berth: git push to deploy, on your own server.")
+    parser.add_argument("--version", action="version", version=f"berth {__version__}")
+    parsers = parser.add_subparsers(title="verbs", metavar="VERB")
+    for verb in verbs:
+        if remote and verb.local_only:
+            continue
+        verb.add_to(parsers)
+    if not remote:
+        for name, summary in LOCAL_COMMANDS.items():
+            parsers.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+def run_verb(
+    config: Config, argv: Sequence[str], *, remote: bool, environ: Mapping[str, str],
+    stdin: BinaryIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
+) -> int:
+    parser = build_parser(all_verbs(), remote=remote)
+    if not argv:
+        parser.print_help(stdout or sys.stdout)
+        return 0
+    args = parser.parse_args(list(argv))
+    if not hasattr(args, "handler"):
+        parser.print_help(stdout or sys.stdout)
+        return 0
+    ctx = Context(
+        client=ControlClient(config.paths.control_socket),
+        out=stdout or sys.stdout,
+        err=stderr or sys.stderr,
+        stdin=stdin or sys.stdin.buffer,
+        remote=remote,
+        environ=environ,
+    )
+    status: int = args.handler(ctx, args)
+    return status
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    try:
+        config = load_config(environ=environ)
+        command = argv[0] if argv else ""
+        if command == "agent":
+            from agent.daemon import run_agent
+
+            return run_agent(config, argv[1:])
+        if command == "ssh-command":
+            from agent.cli.sshcommand import ssh_command
+
+            return ssh_command(config, argv[1:], environ)
+        if command == "hook":
+            from agent.cli.hook import run_hook
+
+            return run_hook(config, argv[1:], environ)
+        return run_verb(config, argv, remote=False, environ=environ)
+    except BerthError as exc:
+        _fail(str(exc))
+        return exc.status if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def _fail(message: str) -> None:
+    first = message.splitlines()[0] if message else "failed"
+    sys.stderr.write(f"error: {first}\n")
+    sys.stderr.flush()

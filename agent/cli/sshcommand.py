@@ -1,0 +1,76 @@
+"""The SSH forced command: what a key may do when it logs in as the berth user.
+
+sshd runs `berth ssh-command KEYNAME` for every login with a Berth key and puts what the
+client asked for in SSH_ORIGINAL_COMMAND. Allowed: `git-receive-pack 'APP'` (a push;
+the first one creates the app), `git-upload-pack 'APP'` (a clone or fetch), and the CLI
+verbs. Anything else, a shell included, is refused with a message.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import Mapping, Sequence
+
+from agent.cli.client import ControlClient, path
+from agent.cli.main import run_verb
+from agent.config import Config
+from agent.errors import BerthError
+from agent.names import check_app, check_key_name
+
+GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
+
+
+class Refused(BerthError):
+    pass
+
+
+def parse_git_target(argument: str) -> str:
+    """'myapp', '/myapp', '~/myapp', 'myapp.git' -> 'myapp' (validated, not mangled)."""
+    name = argument
+    for prefix in ("~/", "/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    if name.endswith(".git"):
+        name = name[: -len(".git")]
+    return check_app(name)
+
+
+def ssh_command(config: Config, argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    if len(argv) != 1:
+        raise Refused("usage: berth ssh-command KEYNAME (run by sshd, not by hand)")
+    key_name = check_key_name(argv[0])
+    original = environ.get("SSH_ORIGINAL_COMMAND", "").strip()
+    if not original:
+        sys.stderr.write(
+            f"Hi {key_name}! You are authenticated, but Berth offers no shell.\n"
+            "Push with: git push berth@HOST:APP main\n"
+            "Run verbs with: ssh berth@HOST VERB (ssh berth@HOST --help lists them)\n"
+        )
+        return 1
+    try:
+        words = shlex.split(original)
+    except ValueError as exc:
+        raise Refused(f"cannot parse the command: {exc}") from None
+    if words[0] in GIT_COMMANDS:
+        return _git(config, words, key_name, environ)
+    if words[0] in ("agent", "ssh-command", "hook"):
+        raise Refused(f"{words[0]!r} is not available over SSH")
+    return run_verb(config, words, remote=True, environ=environ)
+
+
+def _git(config: Config, words: list[str], key_name: str, environ: Mapping[str, str]) -> int:
+    if len(words) != 2:
+        raise Refused(f"{words[0]} takes exactly one repository")
+    app = parse_git_target(words[1])
+    client = ControlClient(config.paths.control_socket)
+    if words[0] == "git-receive-pack":
+        repo = client.call("POST", path("apps", app, "repo"))["path"]
+    else:
+        info = client.call("GET", path("apps", app))
+        repo = info["repo"]
+    env = dict(environ)
+    env["BERTH_PUSHER"] = key_name
+    os.execvpe(words[0], [words[0], repo], env)
+    return 1  # not reached: exec replaced this process

@@ -1,0 +1,96 @@
+"""Verbs for apps: apps, apps:create, apps:info, apps:set, apps:destroy."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from agent.cli.client import path
+from agent.cli.registry import APP, JSON, Context, Verb, arg, follow, table
+from agent.errors import BerthError
+
+
+def apps(ctx: Context, a: argparse.Namespace) -> int:
+    rows = ctx.client.call("GET", "/apps")
+    if a.json:
+        return ctx.json(rows)
+    if not rows:
+        ctx.print("No apps yet. Create one with a push: git push berth@HOST:APP main")
+        return 0
+    table(ctx, ["APP", "RELEASE", "STATE", "DOMAINS"], [
+        (r["name"], f"v{r['release']}" if r["release"] else "-",
+         "stopped" if r["stopped"] else ("running" if r["release"] else "not deployed"),
+         " ".join(r["domains"]) or "-")
+        for r in rows
+    ])
+    return 0
+
+
+def create(ctx: Context, a: argparse.Namespace) -> int:
+    info = ctx.client.call("POST", "/apps", payload={"name": a.app})
+    ctx.print(f"Created {info['name']}. Push to deploy: git push berth@HOST:{info['name']} main")
+    return 0
+
+
+def info(ctx: Context, a: argparse.Namespace) -> int:
+    data = ctx.client.call("GET", path("apps", a.app))
+    if a.json:
+        return ctx.json(data)
+    ctx.print(f"=== {data['name']}")
+    release = f"v{data['release']} ({data['git_sha'][:7]})" if data["release"] else "not deployed"
+    rows = [
+        ("Release", release),
+        ("State", "stopped" if data["stopped"] else "running" if data["release"] else "-"),
+        ("Domains", " ".join(data["domains"]) or "-"),
+        ("Formation", " ".join(f"{k}={v}" for k, v in sorted(data["formation"].items())) or "-"),
+        ("Settings", " ".join(f"{k.replace('_', '-')}={v}"
+                              for k, v in sorted(data["settings"].items())) or "defaults"),
+        ("Repository", data["repo"]),
+        ("Created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["created_at"]))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        ctx.print(f"{key + ':':<{width + 2}}{value}")
+    if data["events"]:
+        ctx.print("Recent events:")
+        for item in data["events"]:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item["time"]))
+            ctx.print(f"  {stamp}  {item['kind']}: {item['message']}")
+    return 0
+
+
+def settings(ctx: Context, a: argparse.Namespace) -> int:
+    changes = {}
+    for pair in a.pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BerthError(f"expected KEY=VALUE, got {pair!r}")
+        changes[key] = value
+    result = ctx.client.call("PATCH", path("apps", a.app, "settings"), payload=changes)
+    shown = " ".join(f"{k.replace('_', '-')}={v}" for k, v in sorted(result.items()))
+    ctx.print(f"{a.app}: {shown or 'all settings at their defaults'}")
+    return 0
+
+
+def destroy(ctx: Context, a: argparse.Namespace) -> int:
+    if a.confirm != a.app:
+        raise BerthError(f"this removes {a.app}'s containers, images, repository and data; "
+                         f"run again with --confirm {a.app}")
+    return follow(ctx, ctx.client.stream("DELETE", path("apps", a.app),
+                                         query={"confirm": a.confirm}))
+
+
+VERBS = [
+    Verb("apps", "list apps", apps, [JSON]),
+    Verb("apps:create", "create an app (a first push creates it too)", create, [APP]),
+    Verb("apps:info", "show an app's release, domains, formation and recent events", info,
+         [APP, JSON]),
+    Verb("apps:set", "change an app's settings", settings,
+         [APP, arg("pairs", nargs="+", metavar="KEY=VALUE")],
+         usage_note="keys: deploy-branch (default main or master), restart-policy "
+                    "(no|always|unless-stopped|on-failure[:N]), max-body (e.g. 100m), "
+                    "hsts (on|off), acme (on|off), health-timeout (seconds). "
+                    "An empty value restores the default."),
+    Verb("apps:destroy", "remove an app: containers, images, repository, routes, data",
+         destroy, [APP, arg("--confirm", metavar="APP", help="the app's name, again")]),
+]

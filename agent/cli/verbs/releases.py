@@ -1,0 +1,98 @@
+"""Verbs for releases and keys: releases, releases:info, rollback, keys*, version."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from agent import __version__
+from agent.cli.client import path
+from agent.cli.registry import APP, JSON, Context, Verb, arg, follow, table
+from agent.errors import BerthError
+from agent.names import check_key_name
+
+
+def releases(ctx: Context, a: argparse.Namespace) -> int:
+    rows = ctx.client.call("GET", path("apps", a.app, "releases"))
+    if a.json:
+        return ctx.json(rows)
+    if not rows:
+        ctx.print(f"{a.app} has no releases yet")
+        return 0
+    table(ctx, ["VERSION", "STATE", "CREATED", "DESCRIPTION"], [
+        (f"v{r['version']}", r["state"],
+         time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
+         r["description"] + (f" ({r['error'].splitlines()[0]})" if r["error"] else ""))
+        for r in rows
+    ])
+    return 0
+
+
+def release_info(ctx: Context, a: argparse.Namespace) -> int:
+    data = ctx.client.call("GET", path("apps", a.app, "releases", a.version))
+    if a.json:
+        return ctx.json(data)
+    ctx.print(f"=== {a.app} v{data['version']}: {data['description']} ({data['state']})")
+    if data["error"]:
+        ctx.print(f"Error: {data['error']}")
+    ctx.print(f"Commit: {data['git_sha'] or '-'}   Built with: {data['builder'] or '-'}")
+    ctx.print("Processes: " + ", ".join(f"{k}: {v or '(image CMD)'}"
+                                        for k, v in sorted(data["processes"].items())))
+    ctx.print(f"Config keys: {' '.join(data['config_keys']) or '-'}")
+    ctx.print("--- build log")
+    ctx.out.write(data["log"])
+    return 0
+
+
+def rollback(ctx: Context, a: argparse.Namespace) -> int:
+    payload = {"version": a.version} if a.version else {}
+    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "rollback"),
+                                         payload=payload))
+
+
+def keys(ctx: Context, a: argparse.Namespace) -> int:
+    rows = ctx.client.call("GET", "/keys")
+    if a.json:
+        return ctx.json(rows)
+    table(ctx, ["NAME", "FINGERPRINT"], [(r["name"], r["fingerprint"]) for r in rows])
+    return 0
+
+
+def add_key(ctx: Context, a: argparse.Namespace) -> int:
+    check_key_name(a.name)
+    public_key = ctx.stdin.read(16 * 1024).decode("utf-8", "replace")
+    data = ctx.client.call("POST", "/keys", payload={"name": a.name, "public_key": public_key})
+    ctx.print(f"Added key {data['name']} ({data['fingerprint']})")
+    return 0
+
+
+def remove_key(ctx: Context, a: argparse.Namespace) -> int:
+    ctx.client.call("DELETE", path("keys", check_key_name(a.name)))
+    ctx.print(f"Removed key {a.name}")
+    return 0
+
+
+def version(ctx: Context, a: argparse.Namespace) -> int:
+    ctx.print(f"berth {__version__}")
+    try:
+        agent = ctx.client.call("GET", "/version")["version"]
+    except BerthError as exc:
+        agent = f"not reachable ({exc})"
+    ctx.print(f"agent {agent}")
+    return 0
+
+
+VERSION_ARG = arg("version", nargs="?", metavar="vN", help="default: the release before the live one")
+
+VERBS = [
+    Verb("releases", "list an app's releases", releases, [APP, JSON]),
+    Verb("releases:info", "show a release and its build log", release_info,
+         [APP, arg("version", metavar="vN"), JSON]),
+    Verb("rollback", "make a new release from an earlier one's image and config", rollback,
+         [APP, VERSION_ARG]),
+    Verb("keys", "list the SSH keys that may push and run verbs", keys, [JSON]),
+    Verb("keys:add", "add an SSH public key (read from stdin)", add_key,
+         [arg("name", metavar="NAME")]),
+    Verb("keys:remove", "remove an SSH key", remove_key, [arg("name", metavar="NAME")]),
+    Verb("version", "print Berth's version", version),
+]

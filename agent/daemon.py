@@ -1,0 +1,241 @@
+"""`berth agent`: the one asyncio process that runs Berth on a server.
+
+It holds the proxy (data plane), the control API (Starlette under uvicorn on a unix
+socket only root and the berth user can open), the deploy worker, the certificate
+manager and the reconciler, over one SQLite database. Start-up order: state, proxy,
+firewall, reconcile (routes restored before the API accepts work), certificates, API.
+Shutdown on SIGTERM/SIGINT: stop accepting API requests, let running operations and
+in-flight proxied requests finish up to their deadlines, then close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import docker
+import uvicorn
+
+from agent import __version__
+from agent.api.app import build_api
+from agent.api.keys import sync_authorized_keys
+from agent.api.services import Services
+from agent.build import Builder
+from agent.config import Config
+from agent.deploy.docker_runtime import DockerRuntime
+from agent.deploy.orchestrator import Deployer
+from agent.deploy.reconciler import Reconciler
+from agent.deploy.rollout import Rollout
+from agent.errors import BerthError
+from agent.proxy import Proxy
+from agent.store.apps import AppStore
+from agent.store.db import Database
+from agent.store.events import EventStore
+from agent.store.keys import KeyStore
+from agent.store.releases import ReleaseStore
+from agent.store.schema import SCHEMA
+
+log = logging.getLogger("berth.agent")
+
+RECONCILE_INTERVAL = 30.0
+SHUTDOWN_TIMEOUT = 30.0
+
+
+class _QuietSignalsServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the agent owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def default_ssh_command(config: Config) -> str:
+    """The shell command sshd and git hooks run to reach this Berth installation."""
+    if config.ssh.command:
+        return config.ssh.command
+    command = f"{shlex.quote(sys.executable)} -m agent"
+    if config.source is not None and config.source != Path("/etc/berth/berth.toml"):
+        command = f"env BERTH_CONFIG={shlex.quote(str(config.source))} {command}"
+    return command
+
+
+def run_agent(config: Config, argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="berth agent")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(list(argv))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop
+    except ImportError:
+        runner: Any = asyncio.run
+    else:
+        runner = uvloop.run
+    return int(runner(serve(config)))
+
+
+def control_socket(config: Config) -> socket.socket:
+    """Bind the control socket in a 0750 root:<ssh.user> directory, the socket 0660."""
+    run_dir = config.paths.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    gid = _group_id(config.ssh.user)
+    os.chmod(run_dir, 0o750)
+    if gid is not None and os.geteuid() == 0:
+        os.chown(run_dir, 0, gid)
+    path = config.paths.control_socket
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    os.chmod(path, 0o660)
+    if gid is not None and os.geteuid() == 0:
+        os.chown(path, 0, gid)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _group_id(user: str) -> int | None:
+    try:
+        return grp.getgrnam(user).gr_gid
+    except KeyError:
+        log.warning("no group named %s: only root can use the control socket", user)
+        return None
+
+
+@dataclass
+class Agent:
+    """Everything `serve` starts, so shutdown can stop it in order."""
+
+    db: Database
+    proxy: Proxy
+    services: Services
+    reconciler: Reconciler
+    certificates: Any = None
+
+
+async def build_agent(config: Config) -> Agent:
+    config.paths.data_dir.mkdir(parents=True, exist_ok=True)
+    schemas: list[Sequence[str]] = [SCHEMA]
+    certificates_schema = _certificates_schema(config)
+    if certificates_schema:
+        schemas.append(certificates_schema)
+    db = Database.open(config.paths.database, schemas)
+    apps, releases, events, keys = AppStore(db), ReleaseStore(db), EventStore(db), KeyStore(db)
+    proxy = Proxy(config.proxy, access_log=logging.getLogger("berth.access"))
+    await proxy.start()
+    client = docker.DockerClient(base_url=config.docker.url)
+    runtime = DockerRuntime(client)
+    rollout = Rollout(runtime, proxy, config.deploy)
+    certificates = _certificate_manager(config, db, proxy)
+    deployer = Deployer(
+        config, apps, releases, events, runtime, Builder(config.build, client), rollout,
+        certificates=certificates, tls_hosts=proxy.certificates.names,
+    )
+    services = Services(
+        config=config, apps=apps, releases=releases, events=events, keys=keys,
+        deployer=deployer, runtime=runtime, ssh_command=default_ssh_command(config),
+        proxy=proxy, certificates=certificates, firewall=_firewall(config),
+        version=__version__,
+    )
+    reconciler = Reconciler(apps, releases, runtime, rollout, deployer)
+    return Agent(db, proxy, services, reconciler, certificates)
+
+
+def _certificates_schema(config: Config) -> Sequence[str]:
+    if not config.acme.enabled:
+        return ()
+    from agent.certs.state import SCHEMA as CERTS_SCHEMA
+
+    return CERTS_SCHEMA
+
+
+def _certificate_manager(config: Config, db: Database, proxy: Proxy) -> Any:
+    if not config.acme.enabled:
+        return None
+    from agent.certs.manager import CertificateManager
+
+    return CertificateManager(config.acme, config.paths.certs, db, proxy.challenges,
+                              proxy.certificates)
+
+
+def _firewall(config: Config) -> Any:
+    from agent.firewall.service import FirewallService
+
+    return FirewallService(config.firewall)
+
+
+async def serve(config: Config) -> int:
+    try:
+        agent = await build_agent(config)
+    except BerthError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    services = agent.services
+    tasks: list[asyncio.Task[Any]] = []
+    server: _QuietSignalsServer | None = None
+    try:
+        if config.firewall.enabled and services.firewall is not None:
+            result = await services.firewall.apply(ssh_connection=None, confirm_within=None)
+            log.info("firewall %s", getattr(result, "message", result))
+        await agent.reconciler.boot()
+        sync_authorized_keys(services)
+        if agent.certificates is not None:
+            await agent.certificates.start()
+        tasks.append(asyncio.create_task(
+            agent.reconciler.run_periodically(RECONCILE_INTERVAL), name="reconciler"))
+        sock = control_socket(config)
+        api = build_api(services)
+        server = _QuietSignalsServer(uvicorn.Config(
+            api, log_level="warning", lifespan="off", timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
+        ))
+        tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name="control-api"))
+        log.info("agent ready http=%s https=%s socket=%s", agent.proxy.http_port,
+                 agent.proxy.https_port, config.paths.control_socket)
+        await _wait_for_stop(stop, tasks)
+    finally:
+        log.info("shutting down")
+        if server is not None:
+            server.should_exit = True
+        await _finish(tasks, api_tasks=services)
+        if agent.certificates is not None:
+            await agent.certificates.stop()
+        await agent.proxy.stop(config.deploy.drain_timeout)
+        agent.db.close()
+        config.paths.control_socket.unlink(missing_ok=True)
+    return 0
+
+
+async def _wait_for_stop(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
+    """Until a signal, or until a core task dies (which is a bug worth stopping for)."""
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            log.error("core task %s died", task.get_name(), exc_info=task.exception())
+
+
+async def _finish(tasks: list[asyncio.Task[Any]], api_tasks: Services) -> None:
+    for task in tasks:
+        if task.get_name() != "control-api":
+            task.cancel()
+    await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT)

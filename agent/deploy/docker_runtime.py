@@ -1,0 +1,321 @@
+"""The Docker engine adapter for running containers (docker-py, blocking, in threads).
+
+Satisfies `agent.deploy.runtime.ContainerRuntime`. Every call to docker-py goes through
+`asyncio.to_thread`; every docker-py error leaves this module as `RuntimeFailure`.
+Containers are created with Docker's init (tini) so signals reach the app, json-file logs
+rotated by size and count, and the web port published on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from datetime import datetime
+from typing import Any, AsyncIterator, Callable
+
+import docker
+import docker.errors
+from docker.types import LogConfig
+
+from agent.deploy.plan import LABEL_APP, LABEL_MANAGED, ContainerSpec
+from agent.deploy.runtime import Container, LogLine
+from agent.errors import BerthError
+
+log = logging.getLogger(__name__)
+
+
+class RuntimeFailure(BerthError):
+    """The container engine refused or failed an operation."""
+
+    status = 502
+
+    def __init__(self, action: str, detail: str) -> None:
+        super().__init__(f"docker: {action}: {detail}")
+        self.action = action
+        self.detail = detail
+
+
+def _explain(exc: docker.errors.DockerException) -> str:
+    if isinstance(exc, docker.errors.APIError):
+        return str(exc.explanation or exc)
+    return str(exc)
+
+
+def restart_policy(policy: str) -> dict[str, Any]:
+    """Docker's RestartPolicy for `no`, `always`, `unless-stopped`, `on-failure[:N]`."""
+    name, _, count = policy.partition(":")
+    result: dict[str, Any] = {"Name": "" if name == "no" else name}
+    if name == "on-failure" and count:
+        result["MaximumRetryCount"] = int(count)
+    return result
+
+
+def _parse_time(text: str) -> float | None:
+    if not text or text.startswith("0001-"):
+        return None
+    # Docker gives nanoseconds; Python parses microseconds.
+    head, _, rest = text.partition(".")
+    fraction = rest.rstrip("Z")[:6]
+    try:
+        return datetime.fromisoformat(f"{head}.{fraction or '0'}+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+def _container(attrs: dict[str, Any]) -> Container:
+    state = attrs.get("State", {})
+    labels = attrs.get("Config", {}).get("Labels") or {}
+    host_port = None
+    bindings = (attrs.get("HostConfig", {}).get("PortBindings") or {})
+    for binding in bindings.values():
+        for entry in binding or []:
+            if entry.get("HostPort", "").isdigit():
+                host_port = int(entry["HostPort"])
+    return Container(
+        id=attrs["Id"],
+        name=attrs.get("Name", "").lstrip("/"),
+        state=state.get("Status", "unknown"),
+        labels=labels,
+        host_port=host_port,
+        started_at=_parse_time(state.get("StartedAt", "")),
+        restart_count=int(attrs.get("RestartCount", 0)),
+        exit_code=state.get("ExitCode"),
+    )
+
+
+def _offer(queue: "asyncio.Queue[LogLine | None]", item: LogLine | None) -> None:
+    """Queue a log line, dropping lines (never end markers) past a bound: a reader
+    that does not keep up loses lines instead of growing the agent's memory."""
+    if item is None or queue.qsize() < 10_000:
+        queue.put_nowait(item)
+
+
+class DockerRuntime:
+    """Runs, lists, stops and removes Berth's containers through the Docker engine."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._client = client
+        self._api = client.api
+
+    # lifecycle -----------------------------------------------------------------------
+
+    async def start(self, spec: ContainerSpec) -> Container:
+        return await asyncio.to_thread(self._start, spec)
+
+    def _start(self, spec: ContainerSpec) -> Container:
+        ports = None
+        if spec.publish_port is not None:
+            ports = {f"{spec.container_port}/tcp": ("127.0.0.1", spec.publish_port)}
+        try:
+            container = self._client.containers.create(
+                spec.image,
+                command=list(spec.command) or None,
+                name=spec.name,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                ports=ports,
+                restart_policy=restart_policy(spec.restart_policy),
+                log_config=LogConfig(
+                    type=LogConfig.types.JSON,
+                    config={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
+                ),
+                init=True,
+            )
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"create {spec.name}", _explain(exc)) from exc
+        try:
+            container.start()
+            container.reload()
+        except docker.errors.DockerException as exc:
+            self._force_remove(container.id)
+            raise RuntimeFailure(f"start {spec.name}", _explain(exc)) from exc
+        return _container(container.attrs)
+
+    async def list(self, app: str | None = None) -> list[Container]:
+        return await asyncio.to_thread(self._list, app)
+
+    def _list(self, app: str | None) -> list[Container]:
+        filters = [f"{LABEL_MANAGED}=1"]
+        if app is not None:
+            filters.append(f"{LABEL_APP}={app}")
+        try:
+            summaries = self._api.containers(all=True, filters={"label": filters})
+            result = []
+            for summary in summaries:
+                try:
+                    result.append(_container(self._api.inspect_container(summary["Id"])))
+                except docker.errors.NotFound:
+                    continue  # removed between the listing and the inspection
+            return result
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure("list containers", _explain(exc)) from exc
+
+    async def get(self, container_id: str) -> Container | None:
+        try:
+            return _container(await asyncio.to_thread(self._api.inspect_container, container_id))
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"inspect {container_id[:12]}", _explain(exc)) from exc
+
+    async def stop(self, container_id: str, timeout: float) -> None:
+        await asyncio.to_thread(self._stop, container_id, timeout)
+
+    def _stop(self, container_id: str, timeout: float) -> None:
+        try:
+            self._api.stop(container_id, timeout=max(0, int(timeout)))
+        except docker.errors.NotFound:
+            return
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"stop {container_id[:12]}", _explain(exc)) from exc
+
+    async def start_existing(self, container_id: str) -> None:
+        try:
+            await asyncio.to_thread(self._api.start, container_id)
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"start {container_id[:12]}", _explain(exc)) from exc
+
+    async def remove(self, container_id: str, timeout: float) -> None:
+        """SIGTERM, up to `timeout` seconds of grace, SIGKILL, then remove."""
+        await self.stop(container_id, timeout)
+        await asyncio.to_thread(self._force_remove, container_id)
+
+    def _force_remove(self, container_id: str) -> None:
+        try:
+            self._api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"remove {container_id[:12]}", _explain(exc)) from exc
+
+    # one-off containers (release phase) ------------------------------------------------
+
+    async def run_once(
+        self, spec: ContainerSpec, timeout: float, emit: Callable[[str], None]
+    ) -> int:
+        """Run `spec` to completion, streaming its output; kill it past `timeout`."""
+        await asyncio.to_thread(self._force_remove_named, spec.name)
+        container = await self.start(spec)
+        loop = asyncio.get_running_loop()
+        follower = threading.Thread(
+            target=self._pump_logs,
+            args=(container.id, lambda line: loop.call_soon_threadsafe(emit, line)),
+            daemon=True,
+        )
+        follower.start()
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(self._api.wait, container.id), timeout
+            )
+            status = int(result.get("StatusCode", 1))
+        except TimeoutError:
+            emit(f"timed out after {timeout:g} s; stopping")
+            status = -1
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"wait for {spec.name}", _explain(exc)) from exc
+        finally:
+            await asyncio.to_thread(self._force_remove, container.id)
+            await asyncio.to_thread(follower.join, 5)
+        return status
+
+    def _force_remove_named(self, name: str) -> None:
+        try:
+            self._api.remove_container(name, force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"remove {name}", _explain(exc)) from exc
+
+    def _pump_logs(self, container_id: str, emit: Callable[[str], None]) -> None:
+        try:
+            buffer = b""
+            for chunk in self._api.logs(container_id, stream=True, follow=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    emit(line.decode("utf-8", "replace"))
+            if buffer:
+                emit(buffer.decode("utf-8", "replace"))
+        except docker.errors.DockerException:
+            return  # the container was removed under the stream: nothing more to say
+
+    # logs ----------------------------------------------------------------------------
+
+    async def logs_tail(self, container_id: str, lines: int) -> list[str]:
+        try:
+            raw = await asyncio.to_thread(self._api.logs, container_id, tail=lines)
+        except docker.errors.DockerException:
+            return []
+        return raw.decode("utf-8", "replace").splitlines()
+
+    async def logs(
+        self, containers: list[Container], *, follow: bool, tail: int
+    ) -> AsyncIterator[LogLine]:
+        """Lines of several containers, merged in arrival order (time order when not
+        following), labelled with each container's dyno name."""
+        queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        streams: list[Any] = []
+        lock = threading.Lock()
+
+        def pump(container: Container) -> None:
+            source = container.instance.dyno if container.instance else container.name
+            try:
+                stream = self._api.logs(
+                    container.id, stream=True, follow=follow, timestamps=True, tail=tail
+                )
+                with lock:
+                    streams.append(stream)
+                buffer = b""
+                for chunk in stream:
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for raw in lines:
+                        stamp, _, text = raw.decode("utf-8", "replace").partition(" ")
+                        loop.call_soon_threadsafe(_offer, queue, LogLine(source, stamp, text))
+            except (docker.errors.DockerException, RuntimeError, OSError):
+                pass  # container gone or stream closed by the consumer
+            finally:
+                loop.call_soon_threadsafe(_offer, queue, None)
+
+        threads = [threading.Thread(target=pump, args=(c,), daemon=True) for c in containers]
+        for thread in threads:
+            thread.start()
+        try:
+            pending = len(threads)
+            collected: list[LogLine] = []
+            while pending:
+                item = await queue.get()
+                if item is None:
+                    pending -= 1
+                elif follow:
+                    yield item
+                else:
+                    collected.append(item)
+            for item in sorted(collected, key=lambda line: line.time):
+                yield item
+        finally:
+            with lock:
+                for stream in streams:
+                    stream.close()
+
+    # images --------------------------------------------------------------------------
+
+    async def remove_image(self, reference: str) -> None:
+        try:
+            await asyncio.to_thread(self._api.remove_image, reference)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            # In use by a container (a straggler, or a user's own): keep it, say why.
+            log.warning("image not removed ref=%s reason=%s", reference, _explain(exc))
+
+    async def image_exists(self, reference: str) -> bool:
+        try:
+            await asyncio.to_thread(self._api.inspect_image, reference)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"inspect image {reference}", _explain(exc)) from exc
+        return True

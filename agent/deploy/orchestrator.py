@@ -1,0 +1,423 @@
+"""The deploy worker: every operation that changes what runs for an app.
+
+A push, a config change, a rollback, a restart, a scale, a stop or start, a domain change
+and a destroy all come through `Deployer`, one operation per app at a time (a second one
+waits, and says so), builds limited to `build.parallel` at once. Each operation makes or
+reuses a release and hands it to `Rollout`; any failure marks the release failed, removes
+what it started, and leaves the previous release serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import AsyncIterator, Callable, Mapping, Protocol, Sequence
+
+from agent.appjson import AppJson, parse_app_json
+from agent.build import BuildRequest, BuiltImage
+from agent.config import Config
+from agent.deploy.output import DeployOutput
+from agent.deploy.plan import WEB, initial_formation, release_phase_spec
+from agent.deploy.rollout import Rollout, Target
+from agent.deploy.runtime import ContainerRuntime
+from agent.errors import BerthError
+from agent.procfile import Procfile, parse_procfile
+from agent.proxy import RouteOptions
+from agent.releases import Release, ReleaseState
+from agent.store.apps import App, AppStore
+from agent.store.events import EventStore
+from agent.store.releases import ReleaseStore
+
+log = logging.getLogger(__name__)
+
+
+class DeployFailed(BerthError):
+    status = 422
+
+    def __init__(self, app: str, version: str, reason: str) -> None:
+        super().__init__(f"{app} {version} failed: {reason}")
+        self.app = app
+        self.reason = reason
+
+
+class NothingToRelease(BerthError):
+    status = 409
+
+    def __init__(self, app: str) -> None:
+        super().__init__(f"{app} has no live release yet: push to deploy it first")
+
+
+class ImageBuilder(Protocol):
+    async def build(
+        self, request: BuildRequest, emit: Callable[[str], None]
+    ) -> BuiltImage: ...
+
+
+class CertificateDesire(Protocol):
+    """What the deploy side tells the certificate manager."""
+
+    def set_app_domains(
+        self, app: str, domains: Sequence[str], *, acme: bool = True
+    ) -> None: ...
+
+
+class Deployer:
+    def __init__(
+        self,
+        config: Config,
+        apps: AppStore,
+        releases: ReleaseStore,
+        events: EventStore,
+        runtime: ContainerRuntime,
+        builder: ImageBuilder,
+        rollout: Rollout,
+        *,
+        certificates: CertificateDesire | None = None,
+        tls_hosts: Callable[[], frozenset[str]] = frozenset,
+    ) -> None:
+        self._config = config
+        self._apps = apps
+        self._releases = releases
+        self._events = events
+        self._runtime = runtime
+        self._builder = builder
+        self._rollout = rollout
+        self._certificates = certificates
+        self._tls_hosts = tls_hosts
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._builds = asyncio.Semaphore(config.build.parallel)
+
+    # the per-app lock ------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def app_lock(self, app: str, out: DeployOutput) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(app, asyncio.Lock())
+        if lock.locked():
+            out.heading(f"Waiting for the operation in progress on {app} to finish")
+        async with lock:
+            yield
+
+    def busy(self, app: str) -> bool:
+        lock = self._locks.get(app)
+        return lock is not None and lock.locked()
+
+    # what an app should look like --------------------------------------------------------
+
+    def hosts(self, app: str) -> list[str]:
+        hosts = []
+        if self._config.deploy.domain:
+            hosts.append(f"{app}.{self._config.deploy.domain}")
+        hosts += [d for d in self._apps.domains(app) if d not in hosts]
+        return hosts
+
+    def target(self, app: App, release: Release, formation: Mapping[str, int] | None = None) -> Target:
+        settings = app.settings
+        hosts = self.hosts(app.name)
+        tls = bool(hosts) and hosts[0] in self._tls_hosts()
+        return Target(
+            release=release,
+            formation=dict(app.formation if formation is None else formation),
+            hosts=hosts,
+            options=RouteOptions(
+                max_body_bytes=settings.max_body or self._config.deploy.max_body_bytes,
+                hsts=settings.hsts,
+            ),
+            checks=parse_app_json(release.app_json).checks,
+            tls=tls,
+            restart_policy=settings.restart_policy or self._config.deploy.restart_policy,
+            health_timeout=settings.health_timeout or self._config.deploy.health_timeout,
+        )
+
+    # operations ------------------------------------------------------------------------
+
+    async def deploy_push(
+        self, app_name: str, git_sha: str, source: Path, out: DeployOutput,
+        *, committed: Callable[[], None] = lambda: None,
+    ) -> Release:
+        """Build `source` (the pushed tree) and make it the live release."""
+        async with self.app_lock(app_name, out):
+            app = self._apps.get(app_name)
+            release = self._releases.create(Release(
+                app=app_name, number=0, state=ReleaseState.PENDING,
+                description=f"Deploy {git_sha[:7]}", created_at=time.time(), git_sha=git_sha,
+                config=self._apps.config(app_name),
+            ))
+            try:
+                release, formation = await self._build(app, release, source, out)
+                return await self._release(app, release, out, formation=formation,
+                                           committed=committed)
+            except BaseException as exc:
+                raise self._failed(release, exc, out) from exc
+            finally:
+                self._flush_log(release, out)
+
+    async def release_config(
+        self, app_name: str, config: Mapping[str, str], description: str, out: DeployOutput
+    ) -> Release | None:
+        """Store `config`; when the app runs, make a release with it (zero downtime)."""
+        async with self.app_lock(app_name, out):
+            app = self._apps.get(app_name)
+            self._apps.replace_config(app_name, config)
+            self._events.record(app_name, "ConfigChanged", description)
+            live = self._releases.live(app_name)
+            if live is None:
+                return None
+            return await self._rerelease(app, live, dict(config), description, out)
+
+    async def rollback(self, app_name: str, number: int | None, out: DeployOutput) -> Release:
+        """A new release with the image and config of release `number` (default: the
+        one before the live one); the app's current config is replaced by it."""
+        async with self.app_lock(app_name, out):
+            app = self._apps.get(app_name)
+            live = self._releases.live(app_name)
+            if live is None:
+                raise NothingToRelease(app_name)
+            source = self._rollback_source(app_name, live, number)
+            if not await self._runtime.image_exists(source.image):
+                raise BerthError(f"the image of {source.version} was pruned "
+                                 f"(deploy.keep_releases keeps the last {self._config.deploy.keep_releases})")
+            self._apps.replace_config(app_name, source.config)
+            release = await self._rerelease(
+                app, source, dict(source.config), f"Rollback to {source.version}", out
+            )
+            return release
+
+    def _rollback_source(self, app: str, live: Release, number: int | None) -> Release:
+        if number is None:
+            earlier = [r for r in self._releases.list(app)
+                       if r.number < live.number and r.state is ReleaseState.SUPERSEDED]
+            if not earlier:
+                raise BerthError(f"{app} has no earlier successful release to roll back to")
+            return earlier[0]
+        source = self._releases.get(app, number)
+        if source.state not in (ReleaseState.SUPERSEDED, ReleaseState.LIVE) or not source.image:
+            raise BerthError(f"{source.version} of {app} never went live; pick a release "
+                             "that did (berth releases)")
+        return source
+
+    async def restart(self, app_name: str, out: DeployOutput) -> None:
+        """Replace every instance of the live release, zero downtime."""
+        async with self.app_lock(app_name, out):
+            app, live = self._live(app_name)
+            await self._rollout.roll(self.target(app, live), out, replace_all=True)
+            self._events.record(app_name, "AppRestarted", f"restarted {live.version}")
+
+    async def scale(self, app_name: str, changes: Mapping[str, int], out: DeployOutput) -> dict[str, int]:
+        async with self.app_lock(app_name, out):
+            app = self._apps.get(app_name)
+            live = self._releases.live(app_name)
+            known = set(live.processes) if live else set(app.formation)
+            unknown = sorted(set(changes) - known)
+            if unknown:
+                raise BerthError(f"{app_name} has no process type {unknown[0]!r} "
+                                 f"(known: {', '.join(sorted(known)) or 'none yet'})")
+            formation = {**app.formation, **changes}
+            if live is not None and not app.stopped:
+                await self._rollout.roll(self.target(app, live, formation), out, replace_all=False)
+            self._apps.save_formation(app_name, formation)
+            self._events.record(app_name, "AppScaled", _formation_text(changes))
+            return formation
+
+    async def stop(self, app_name: str, out: DeployOutput) -> None:
+        async with self.app_lock(app_name, out):
+            self._apps.get(app_name)
+            await self._rollout.stop_all(app_name, out)
+            self._apps.set_stopped(app_name, True)
+            self._events.record(app_name, "AppStopped", "stopped")
+
+    async def start(self, app_name: str, out: DeployOutput) -> None:
+        async with self.app_lock(app_name, out):
+            app, live = self._live(app_name)
+            self._apps.set_stopped(app_name, False)
+            await self._rollout.roll(self.target(app, live), out, replace_all=False)
+            self._events.record(app_name, "AppStarted", "started")
+
+    async def refresh_routing(self, app_name: str) -> None:
+        """Hosts or route options changed (domains, apps:set): update proxy and certs."""
+        out = DeployOutput()
+        async with self.app_lock(app_name, out):
+            app = self._apps.get(app_name)
+            live = self._releases.live(app_name)
+            if live is not None:
+                self._rollout.refresh_route(self.target(app, live))
+            self._desire_certificates(app)
+
+    async def destroy(self, app_name: str, out: DeployOutput) -> None:
+        """Containers, images, route, certificates wish and state: all gone."""
+        async with self.app_lock(app_name, out):
+            self._apps.get(app_name)
+            tags = self._releases.image_tags(app_name)
+            await self._rollout.stop_all(app_name, out)
+            await self._rollout.remove_route(app_name)
+            for container in await self._runtime.list(app_name):
+                await self._runtime.remove(container.id, 0)
+            for tag in sorted(tags):
+                await self._runtime.remove_image(tag)
+            if self._certificates is not None:
+                self._certificates.set_app_domains(app_name, [])
+            self._apps.delete(app_name)
+            self._events.forget(app_name)
+        self._locks.pop(app_name, None)
+
+    # steps -----------------------------------------------------------------------------
+
+    async def _build(
+        self, app: App, release: Release, source: Path, out: DeployOutput
+    ) -> tuple[Release, dict[str, int]]:
+        procfile = _read_procfile(source)
+        app_json_text = _read_text(source / "app.json")
+        app_json = parse_app_json(app_json_text)
+        release = self._releases.move(release, ReleaseState.BUILDING)
+        if self._builds.locked():
+            out.heading("Waiting for a build slot (build.parallel)")
+        async with self._builds:
+            out.step(f"Building {app.name} {release.version} from {release.git_sha[:7]}")
+            loop = asyncio.get_running_loop()
+            built = await self._builder.build(
+                BuildRequest(app=app.name, source=source, tag=f"berth/{app.name}:{release.version}",
+                             env=dict(release.config)),
+                lambda line: loop.call_soon_threadsafe(out.detail, line),
+            )
+            await asyncio.sleep(0)  # let queued output lines through before the next step
+        processes = {**built.default_processes, **procfile.processes}
+        if not processes:
+            processes = {WEB: ""}
+        out.detail(f"built with {built.builder}; process types: {', '.join(sorted(processes))}")
+        release = replace(
+            release, image=built.image_id, image_tag=built.tag, builder=built.builder,
+            processes=processes, release_command=procfile.release, app_json=app_json_text,
+        )
+        self._releases.save(release)
+        formation = initial_formation(processes, app.formation, _requested(app, app_json))
+        return release, formation
+
+    async def _rerelease(
+        self, app: App, source: Release, config: dict[str, str], description: str,
+        out: DeployOutput,
+    ) -> Release:
+        release = self._releases.create(replace(
+            source, description=description, created_at=time.time(), config=config,
+        ))
+        try:
+            return await self._release(app, release, out, formation=None)
+        except BaseException as exc:
+            raise self._failed(release, exc, out) from exc
+        finally:
+            self._flush_log(release, out)
+
+    async def _release(
+        self, app: App, release: Release, out: DeployOutput, *,
+        formation: Mapping[str, int] | None, committed: Callable[[], None] = lambda: None,
+    ) -> Release:
+        release = self._releases.move(release, ReleaseState.RELEASING)
+        if release.release_command:
+            await self._release_phase(release, out)
+        release = self._releases.move(release, ReleaseState.STARTING)
+        formation = dict(app.formation if formation is None else formation)
+        for process in release.processes:
+            formation.setdefault(process, 1 if process == WEB else 0)
+        if app.stopped:
+            self._apps.set_stopped(app.name, False)
+        target = self.target(app, release, formation)
+        await self._rollout.roll(target, out, replace_all=True, before_swap=committed)
+        release = self._releases.go_live(release)
+        self._apps.save_formation(app.name, formation)
+        self._events.record(app.name, "ReleaseDeployed", f"{release.version}: {release.description}")
+        await self._prune_images(app.name)
+        self._desire_certificates(self._apps.get(app.name))
+        self._announce(app.name, release, formation, out)
+        return release
+
+    async def _release_phase(self, release: Release, out: DeployOutput) -> None:
+        out.step(f"Running release command: {release.release_command}")
+        spec = release_phase_spec(release, container_port=self._config.deploy.container_port)
+        code = await self._runtime.run_once(spec, self._config.deploy.release_timeout, out.detail)
+        if code != 0:
+            raise BerthError(f"release command exited with code {code}")
+
+    def _announce(
+        self, app: str, release: Release, formation: Mapping[str, int], out: DeployOutput
+    ) -> None:
+        idle = [p for p in sorted(release.processes) if formation.get(p, 0) == 0]
+        for process in idle:
+            out.heading(f"{process} is scaled to 0: berth ps:scale {app} {process}=1 to run it")
+        hosts = self.hosts(app)
+        if not hosts:
+            out.heading(f"{app} {release.version} is live, but has no domain: "
+                        f"berth domains:add {app} DOMAIN (or set deploy.domain in berth.toml)")
+            return
+        tls = self._tls_hosts()
+        urls = [f"{'https' if h in tls else 'http'}://{h}" for h in hosts]
+        out.step(f"{app} {release.version} is live: {' '.join(urls)}")
+        out.end_step()
+
+    def _failed(self, release: Release, exc: BaseException, out: DeployOutput) -> BaseException:
+        """Mark `release` failed and say why; returns what the caller should raise."""
+        if isinstance(exc, asyncio.CancelledError):
+            reason = "interrupted (the push was cancelled)"
+        elif isinstance(exc, BerthError):
+            reason = str(exc)
+        else:
+            log.exception("deploy crashed app=%s release=%s", release.app, release.number)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+        current = self._releases.get(release.app, release.number)
+        if current.state not in (ReleaseState.LIVE, ReleaseState.SUPERSEDED, ReleaseState.FAILED):
+            self._releases.move(current, ReleaseState.FAILED, error=reason)
+        self._events.record(release.app, "ReleaseFailed", f"{release.version}: {reason}")
+        out.end_step()
+        out.heading(f"{release.version} failed: {reason.splitlines()[0]}")
+        for line in reason.splitlines()[1:]:
+            out.detail(line)
+        if self._releases.live(release.app) is not None:
+            out.heading(f"The previous release keeps serving {release.app}")
+        if isinstance(exc, asyncio.CancelledError):
+            return exc
+        return DeployFailed(release.app, release.version, reason.splitlines()[0])
+
+    def _flush_log(self, release: Release, out: DeployOutput) -> None:
+        text = out.take_unflushed()
+        if text:
+            self._releases.append_log(release.app, release.number, text)
+
+    async def _prune_images(self, app: str) -> None:
+        keep = self._releases.images_in_use(app, self._config.deploy.keep_releases)
+        for tag in sorted(self._releases.image_tags(app) - keep):
+            await self._runtime.remove_image(tag)
+
+    def _desire_certificates(self, app: App) -> None:
+        if self._certificates is not None:
+            self._certificates.set_app_domains(app.name, self.hosts(app.name),
+                                               acme=app.settings.acme)
+
+    def _live(self, app_name: str) -> tuple[App, Release]:
+        app = self._apps.get(app_name)
+        live = self._releases.live(app_name)
+        if live is None:
+            raise NothingToRelease(app_name)
+        return app, live
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BerthError(f"cannot read {path.name}: {exc}") from exc
+
+
+def _read_procfile(source: Path) -> Procfile:
+    return parse_procfile(_read_text(source / "Procfile"))
+
+
+def _requested(app: App, app_json: AppJson) -> Mapping[str, int]:
+    """app.json's formation counts only on an app's first deploy."""
+    return {} if app.formation else app_json.formation
+
+
+def _formation_text(formation: Mapping[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(formation.items()))

@@ -1,0 +1,61 @@
+"""What a pushing user sees: `-----> ` step headings with durations, indented detail.
+
+This is a deliberate stream, separate from the agent's log: lines go to a sink (the
+push's response stream) and are kept for the release's stored build log.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+HEADING = "-----> "
+INDENT = "       "
+
+Sink = Callable[[str], None]
+
+
+class DeployOutput:
+    """Formats and forwards a deploy's lines; remembers them for the build log."""
+
+    def __init__(self, sink: Sink | None = None) -> None:
+        self._sinks: list[Sink] = [sink] if sink else []
+        self._lines: list[str] = []
+        self._flushed = 0
+        self._step: tuple[str, float] | None = None
+
+    def attach(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def _send(self, line: str) -> None:
+        self._lines.append(line)
+        for sink in self._sinks:
+            sink(line)
+
+    def step(self, title: str) -> None:
+        """Start a step; the previous one gets its duration."""
+        self.end_step()
+        self._step = (title, time.monotonic())
+        self._send(HEADING + title)
+
+    def end_step(self) -> None:
+        if self._step is not None:
+            title, started = self._step
+            elapsed = time.monotonic() - started
+            if elapsed >= 0.05:
+                self._send(f"{INDENT}({title.split(' ', 1)[0].lower()} took {elapsed:.1f} s)")
+            self._step = None
+
+    def heading(self, text: str) -> None:
+        """A heading that is not a timed step (the final URL, a notice)."""
+        self._send(HEADING + text)
+
+    def detail(self, text: str) -> None:
+        for line in text.splitlines() or [""]:
+            self._send(INDENT + line)
+
+    def take_unflushed(self) -> str:
+        """Lines not yet handed to the build log, as text."""
+        fresh = self._lines[self._flushed:]
+        self._flushed = len(self._lines)
+        return "".join(line + "\n" for line in fresh)

@@ -1,0 +1,149 @@
+"""What to run for a release, as plain values: instances, names, labels, environment.
+
+Pure: no Docker, no sockets. The orchestrator and the reconciler turn these specs into
+containers through the runtime adapter, and read running containers back through the
+same labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from agent.releases import Release
+
+LABEL_MANAGED = "berth.managed"
+LABEL_APP = "berth.app"
+LABEL_RELEASE = "berth.release"
+LABEL_PROCESS = "berth.process"
+LABEL_INDEX = "berth.index"
+LABEL_ROLE = "berth.role"  # "process" for formation instances, "release" for the release phase
+
+WEB = "web"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One process instance of a release: `web.1`, `worker.2`, ..."""
+
+    process: str
+    index: int
+
+    @property
+    def dyno(self) -> str:
+        return f"{self.process}.{self.index}"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    command: tuple[str, ...]  # () = the image's own CMD
+    env: Mapping[str, str]
+    labels: Mapping[str, str]
+    restart_policy: str
+    publish_port: int | None = None  # host port on 127.0.0.1 for the container port
+    container_port: int = 5000
+    log_max_size: str = "10m"
+    log_max_files: int = 3
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def instances(formation: Mapping[str, int], processes: Mapping[str, str]) -> list[Instance]:
+    """The instances a formation asks for, limited to the release's process types."""
+    result = []
+    for process in sorted(processes):
+        for index in range(1, formation.get(process, 0) + 1):
+            result.append(Instance(process, index))
+    return result
+
+
+def initial_formation(
+    processes: Mapping[str, str], previous: Mapping[str, int], requested: Mapping[str, int]
+) -> dict[str, int]:
+    """The formation for a release: the app's current scale, `web=1` for a new web type.
+
+    Like Heroku and Dokku: web starts with one instance, other types with none until
+    scaled (`requested` comes from app.json's formation on an app's first deploy).
+    """
+    formation = {}
+    for process in processes:
+        if process in previous:
+            formation[process] = previous[process]
+        elif process in requested:
+            formation[process] = requested[process]
+        else:
+            formation[process] = 1 if process == WEB else 0
+    return formation
+
+
+def container_name(app: str, release: int, instance: Instance, generation: str) -> str:
+    """Unique per roll-out (`generation`), so a restart of the same release can start
+    its new containers while the old ones, same release and instance, still serve."""
+    return f"berth-{app}-v{release}-{instance.process}-{instance.index}-{generation}"
+
+
+def process_command(command: str) -> tuple[str, ...]:
+    """A Procfile command runs under /bin/sh like Heroku's; "" keeps the image's CMD."""
+    return ("/bin/sh", "-c", command) if command else ()
+
+
+def environment(
+    config: Mapping[str, str], instance: Instance | None, container_port: int
+) -> dict[str, str]:
+    env = dict(config)
+    env["PORT"] = str(container_port)
+    env["DYNO"] = instance.dyno if instance else "release.1"
+    # tini (docker's --init) passes signals to the whole process group, so a SIGTERM
+    # reaches the app even when /bin/sh -c did not exec it.
+    env["TINI_KILL_PROCESS_GROUP"] = "1"
+    return env
+
+
+def labels(app: str, release: int, role: str, instance: Instance | None) -> dict[str, str]:
+    result = {
+        LABEL_MANAGED: "1",
+        LABEL_APP: app,
+        LABEL_RELEASE: str(release),
+        LABEL_ROLE: role,
+    }
+    if instance is not None:
+        result[LABEL_PROCESS] = instance.process
+        result[LABEL_INDEX] = str(instance.index)
+    return result
+
+
+def instance_spec(
+    release: Release,
+    instance: Instance,
+    *,
+    restart_policy: str,
+    host_port: int | None,
+    container_port: int,
+    log_max_size: str,
+    log_max_files: int,
+    generation: str,
+) -> ContainerSpec:
+    return ContainerSpec(
+        name=container_name(release.app, release.number, instance, generation),
+        image=release.image,
+        command=process_command(release.processes.get(instance.process, "")),
+        env=environment(release.config, instance, container_port),
+        labels=labels(release.app, release.number, "process", instance),
+        restart_policy=restart_policy,
+        publish_port=host_port if instance.process == WEB else None,
+        container_port=container_port,
+        log_max_size=log_max_size,
+        log_max_files=log_max_files,
+    )
+
+
+def release_phase_spec(release: Release, *, container_port: int) -> ContainerSpec:
+    return ContainerSpec(
+        name=f"berth-{release.app}-v{release.number}-release",
+        image=release.image,
+        command=process_command(release.release_command),
+        env=environment(release.config, None, container_port),
+        labels=labels(release.app, release.number, "release", None),
+        restart_policy="no",
+    )

@@ -1,0 +1,104 @@
+"""Making the running world match the database: at boot, then periodically.
+
+At boot: releases left unfinished by a dead agent are marked failed; containers of those
+releases, of one-off release phases and of apps that no longer exist are removed; each
+app's live release gets its running instances adopted, its route restored, and missing
+instances started. Periodically: an instance that vanished or died for good (the restart
+policy gave up, or someone removed it) is replaced. An app with an operation in progress
+is left to that operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+from agent.deploy.orchestrator import Deployer
+from agent.deploy.output import DeployOutput
+from agent.deploy.plan import WEB, instances
+from agent.deploy.rollout import Rollout
+from agent.deploy.runtime import Container, ContainerRuntime
+from agent.errors import BerthError
+from agent.releases import ReleaseState
+from agent.store.apps import AppStore
+from agent.store.releases import ReleaseStore
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the agent stopped during this deploy"
+
+
+class Reconciler:
+    def __init__(
+        self, apps: AppStore, releases: ReleaseStore, runtime: ContainerRuntime,
+        rollout: Rollout, deployer: Deployer,
+    ) -> None:
+        self._apps = apps
+        self._releases = releases
+        self._runtime = runtime
+        self._rollout = rollout
+        self._deployer = deployer
+
+    async def boot(self) -> None:
+        for release in self._releases.unfinished():
+            log.warning("marking interrupted release failed app=%s release=%s",
+                        release.app, release.number)
+            self._releases.move(release, ReleaseState.FAILED, error=INTERRUPTED)
+        containers = await self._runtime.list()
+        await self._remove_strays(containers)
+        for app in self._apps.names():
+            try:
+                await self.reconcile_app(app, adopt=True)
+            except BerthError as exc:
+                log.error("reconcile failed app=%s error=%s", app, exc)
+
+    async def _remove_strays(self, containers: list[Container]) -> None:
+        known = set(self._apps.names())
+        live = {app: r.number for app in known if (r := self._releases.live(app))}
+        for container in containers:
+            stray = (
+                container.app not in known
+                or container.role != "process"
+                or container.release != live.get(container.app)
+            )
+            if stray:
+                log.info("removing leftover container name=%s", container.name)
+                await self._runtime.remove(container.id, 5)
+
+    async def reconcile_app(self, app_name: str, *, adopt: bool = False) -> None:
+        """Bring one app to its live release's formation (no-op when it already is)."""
+        out = DeployOutput()
+        async with self._deployer.app_lock(app_name, out):
+            app = self._apps.get(app_name)
+            live = self._releases.live(app_name)
+            if live is None:
+                return
+            target = self._deployer.target(app, live)
+            if app.stopped:
+                target = replace(target, formation={})
+            current = [c for c in await self._runtime.list(app_name) if c.role == "process"]
+            running = [c for c in current if c.running and c.release == live.number]
+            if adopt:
+                web = [c for c in running if c.instance and c.instance.process == WEB]
+                self._rollout.restore_route(target, web)
+            wanted = set(instances(target.formation, live.processes))
+            have = {c.instance for c in running}
+            extra = [c for c in current if c not in running or c.instance not in wanted]
+            if wanted <= have and not extra:
+                return
+            log.info("reconciling app=%s missing=%s extra=%d", app_name,
+                     sorted(i.dyno for i in wanted - have), len(extra))
+            await self._rollout.roll(target, out, replace_all=False)
+
+    async def run_periodically(self, interval: float) -> None:
+        """The reconciler task: never returns; one app's trouble does not stop others."""
+        while True:
+            await asyncio.sleep(interval)
+            for app in self._apps.names():
+                if self._deployer.busy(app):
+                    continue
+                try:
+                    await self.reconcile_app(app)
+                except BerthError as exc:
+                    log.warning("reconcile failed app=%s error=%s", app, exc)

@@ -1,0 +1,275 @@
+"""Rolling a release's instances onto the engine and the proxy with zero downtime.
+
+The sequence follows kamal-proxy: start the new instances while the old ones serve;
+health-check them outside any lock; swap the route atomically; let the proxy drain the
+old upstreams; only then stop the old containers. Any failure before the swap removes
+what was started and leaves the old instances serving untouched.
+
+The same routine scales (instances that already run and still belong to the formation are
+kept) and restarts (every instance is replaced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol, Sequence
+
+from agent.appjson import HealthCheck
+from agent.config import DeploySettings
+from agent.deploy.health import HealthCheckFailed, wait_healthy
+from agent.deploy.hostports import pick_port
+from agent.deploy.output import DeployOutput
+from agent.deploy.plan import WEB, Instance, instance_spec, instances
+from agent.deploy.runtime import Container, ContainerRuntime
+from agent.errors import BerthError
+from agent.proxy import RouteOptions, Upstream
+from agent.releases import Release
+
+log = logging.getLogger(__name__)
+
+
+class Router(Protocol):
+    """What a roll-out needs of the proxy."""
+
+    def set_route(
+        self, name: str, hosts: Sequence[str], upstreams: Sequence[Upstream],
+        options: RouteOptions = ...,
+    ) -> None: ...
+
+    async def swap(
+        self, name: str, upstreams: Sequence[Upstream], drain_timeout: float
+    ) -> object: ...
+
+    async def remove_route(self, name: str, drain_timeout: float) -> None: ...
+
+
+class InstanceFailed(BerthError):
+    """A new non-web instance exited before it settled."""
+
+    def __init__(self, dyno: str, reason: str) -> None:
+        super().__init__(f"{dyno} {reason}")
+        self.dyno = dyno
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a release should end up: instances, route, checks."""
+
+    release: Release
+    formation: Mapping[str, int]
+    hosts: Sequence[str]
+    options: RouteOptions
+    checks: Sequence[HealthCheck]
+    tls: bool
+    restart_policy: str
+    health_timeout: float
+
+
+class Rollout:
+    """Starts, checks, swaps and stops; remembers each app's current upstreams."""
+
+    def __init__(
+        self, runtime: ContainerRuntime, router: Router, settings: DeploySettings
+    ) -> None:
+        self._runtime = runtime
+        self._router = router
+        self._settings = settings
+        self._upstreams: dict[str, tuple[Upstream, ...]] = {}
+        self._port_lock = asyncio.Lock()
+
+    def upstreams(self, app: str) -> tuple[Upstream, ...]:
+        return self._upstreams.get(app, ())
+
+    def restore_route(self, target: Target, web: Sequence[Container]) -> None:
+        """Point the route at already running instances (the reconciler, at boot)."""
+        upstreams = tuple(Upstream("127.0.0.1", c.host_port) for c in web if c.host_port)
+        self._router.set_route(target.release.app, list(target.hosts), upstreams, target.options)
+        self._upstreams[target.release.app] = upstreams
+
+    def refresh_route(self, target: Target) -> None:
+        """New hosts or options for the current upstreams (domains:add, apps:set)."""
+        app = target.release.app
+        self._router.set_route(app, list(target.hosts), self.upstreams(app), target.options)
+
+    async def remove_route(self, app: str) -> None:
+        self._upstreams.pop(app, None)
+        await self._router.remove_route(app, self._settings.drain_timeout)
+
+    async def roll(
+        self, target: Target, out: DeployOutput, *, replace_all: bool,
+        before_swap: Callable[[], None] = lambda: None,
+    ) -> list[Container]:
+        """Make the app run `target`; returns the instances now serving it."""
+        app = target.release.app
+        current = [c for c in await self._runtime.list(app) if c.role == "process"]
+        keep = [] if replace_all else _kept(current, target)
+        wanted = instances(target.formation, target.release.processes)
+        kept_ids = {c.id for c in keep}
+        have = {c.instance for c in keep}
+        missing = [i for i in wanted if i not in have]
+        retire = [c for c in current if c.id not in kept_ids]
+
+        started: list[Container] = []
+        try:
+            started = await self._start(target, missing, out)
+            await self._check(target, started, out)
+        except BaseException:
+            await asyncio.shield(self._remove(started))
+            raise
+        before_swap()
+        serving = keep + started
+        await self._swap(target, serving, out)
+        if retire:
+            out.step(f"Stopping {_describe(retire)}")
+            await self._remove(retire)
+        return serving
+
+    async def stop_all(self, app: str, out: DeployOutput) -> None:
+        """Route to no instance (503), drain, and remove every process container."""
+        current = [c for c in await self._runtime.list(app) if c.role == "process"]
+        if app in self._upstreams:
+            await self._router.swap(app, (), self._settings.drain_timeout)
+            self._upstreams[app] = ()
+        if current:
+            out.step(f"Stopping {_describe(current)}")
+            await self._remove(current)
+
+    # steps ---------------------------------------------------------------------------
+
+    async def _start(
+        self, target: Target, missing: Sequence[Instance], out: DeployOutput
+    ) -> list[Container]:
+        started: list[Container] = []
+        if not missing:
+            return started
+        out.step(f"Starting {', '.join(i.dyno for i in missing)} of {target.release.version}")
+        generation = secrets.token_hex(3)
+        for instance in missing:
+            async with self._port_lock:
+                port = None
+                if instance.process == WEB:
+                    taken = {c.host_port for c in await self._runtime.list() if c.host_port}
+                    port = pick_port(self._settings.port_range_start,
+                                     self._settings.port_range_end, taken)
+                spec = instance_spec(
+                    target.release, instance,
+                    restart_policy=target.restart_policy,
+                    host_port=port,
+                    container_port=self._settings.container_port,
+                    log_max_size=self._settings.log_max_size,
+                    log_max_files=self._settings.log_max_files,
+                    generation=generation,
+                )
+                started.append(await self._runtime.start(spec))
+        return started
+
+    async def _check(
+        self, target: Target, started: Sequence[Container], out: DeployOutput
+    ) -> None:
+        web = [c for c in started if c.instance and c.instance.process == WEB]
+        others = [c for c in started if c not in web]
+        began = time.monotonic()
+        if web:
+            host = target.hosts[0] if target.hosts else f"{target.release.app}.localhost"
+            out.step(f"Checking {_describe(web)} (Host: {host}, deadline {target.health_timeout:g} s)")
+            deadline = time.monotonic() + target.health_timeout
+            headers = [("X-Forwarded-Proto", "https")] if target.tls else []
+            await asyncio.gather(*(
+                self._check_one(c, target, host, headers, deadline, out) for c in web
+            ))
+        if others:
+            settle = self._settings.settle_time - (time.monotonic() - began)
+            if settle > 0:
+                await asyncio.sleep(settle)
+            for container in others:
+                problem = await self._liveness(container)
+                if problem is not None:
+                    tail = await self._runtime.logs_tail(container.id, 20)
+                    raise InstanceFailed(_dyno(container), problem + _tail_text(tail))
+
+    async def _check_one(
+        self, container: Container, target: Target, host: str,
+        headers: Sequence[tuple[str, str]], deadline: float, out: DeployOutput,
+    ) -> None:
+        assert container.host_port is not None
+        dyno = _dyno(container)
+        try:
+            await wait_healthy(
+                container.host_port, target.checks, host_header=host, extra_headers=headers,
+                deadline=deadline, interval=self._settings.health_interval,
+                alive=lambda: self._liveness(container),
+                say=lambda text: out.detail(f"{dyno}: {text}"),
+            )
+        except HealthCheckFailed as exc:
+            tail = await self._runtime.logs_tail(container.id, 20)
+            raise HealthCheckFailed(exc.url, f"{dyno}: {exc.reason}" + _tail_text(tail), None) from exc
+
+    async def _liveness(self, container: Container) -> str | None:
+        now = await self._runtime.get(container.id)
+        if now is None:
+            return "container disappeared"
+        if now.state in ("exited", "dead") or now.restart_count > container.restart_count:
+            code = f" with code {now.exit_code}" if now.exit_code is not None else ""
+            return f"exited{code}"
+        return None
+
+    async def _swap(self, target: Target, serving: Sequence[Container], out: DeployOutput) -> None:
+        app = target.release.app
+        web = [c for c in serving if c.instance and c.instance.process == WEB and c.host_port]
+        upstreams = tuple(Upstream("127.0.0.1", c.host_port) for c in web if c.host_port)
+        previous = self._upstreams.get(app)
+        if previous == upstreams:
+            self._router.set_route(app, list(target.hosts), upstreams, target.options)
+            return
+        if previous is None:
+            self._router.set_route(app, list(target.hosts), upstreams, target.options)
+        else:
+            self._router.set_route(app, list(target.hosts), previous, target.options)
+            out.step(f"Switching traffic to {target.release.version} and draining the old instances")
+            await self._router.swap(app, upstreams, self._settings.drain_timeout)
+        self._upstreams[app] = upstreams
+
+    async def _remove(self, containers: Sequence[Container]) -> None:
+        results = await asyncio.gather(
+            *(self._runtime.remove(c.id, self._settings.stop_timeout) for c in containers),
+            return_exceptions=True,
+        )
+        for container, result in zip(containers, results):
+            if isinstance(result, BaseException):
+                log.warning("container not removed name=%s error=%s", container.name, result)
+
+
+def _kept(current: Sequence[Container], target: Target) -> list[Container]:
+    """Instances of the target release that run and are still in the formation."""
+    wanted = set(instances(target.formation, target.release.processes))
+    kept = []
+    seen: set[Instance] = set()
+    for container in sorted(current, key=lambda c: c.name):
+        instance = container.instance
+        if (
+            container.release == target.release.number
+            and container.running
+            and instance in wanted
+            and instance not in seen
+        ):
+            kept.append(container)
+            seen.add(instance)
+    return kept
+
+
+def _dyno(container: Container) -> str:
+    return container.instance.dyno if container.instance else container.name
+
+
+def _describe(containers: Sequence[Container]) -> str:
+    return ", ".join(sorted(_dyno(c) for c in containers))
+
+
+def _tail_text(lines: Sequence[str]) -> str:
+    if not lines:
+        return ""
+    return "\nlast log lines:\n" + "\n".join(lines[-20:])

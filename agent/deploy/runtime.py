@@ -1,0 +1,97 @@
+"""The container engine as the deploy code needs it: a Protocol and the values it returns.
+
+The orchestrator and reconciler depend on `ContainerRuntime`, not on docker-py; the
+Docker adapter (`agent.deploy.docker_runtime`) satisfies it, and unit tests can pass a
+small hand-written fake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable, Mapping, Protocol
+
+from agent.deploy.plan import (
+    LABEL_APP,
+    LABEL_INDEX,
+    LABEL_PROCESS,
+    LABEL_RELEASE,
+    LABEL_ROLE,
+    ContainerSpec,
+    Instance,
+)
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container as the engine reports it."""
+
+    id: str
+    name: str
+    state: str  # running, restarting, exited, created, paused, dead
+    labels: Mapping[str, str] = field(default_factory=dict)
+    host_port: int | None = None
+    started_at: float | None = None
+    restart_count: int = 0
+    exit_code: int | None = None
+
+    @property
+    def app(self) -> str:
+        return self.labels.get(LABEL_APP, "")
+
+    @property
+    def release(self) -> int:
+        try:
+            return int(self.labels.get(LABEL_RELEASE, "0"))
+        except ValueError:
+            return 0
+
+    @property
+    def role(self) -> str:
+        return self.labels.get(LABEL_ROLE, "")
+
+    @property
+    def instance(self) -> Instance | None:
+        process = self.labels.get(LABEL_PROCESS)
+        index = self.labels.get(LABEL_INDEX, "")
+        if not process or not index.isdigit():
+            return None
+        return Instance(process, int(index))
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class LogLine:
+    source: str  # dyno name, e.g. web.1
+    time: str  # RFC 3339 from the engine
+    text: str
+
+
+class ContainerRuntime(Protocol):
+    async def start(self, spec: ContainerSpec) -> Container: ...
+
+    async def list(self, app: str | None = None) -> list[Container]: ...
+
+    async def get(self, container_id: str) -> Container | None: ...
+
+    async def stop(self, container_id: str, timeout: float) -> None: ...
+
+    async def start_existing(self, container_id: str) -> None: ...
+
+    async def remove(self, container_id: str, timeout: float) -> None: ...
+
+    async def run_once(
+        self, spec: ContainerSpec, timeout: float, emit: Callable[[str], None]
+    ) -> int: ...
+
+    async def logs_tail(self, container_id: str, lines: int) -> list[str]: ...
+
+    def logs(
+        self, containers: list[Container], *, follow: bool, tail: int
+    ) -> AsyncIterator[LogLine]: ...
+
+    async def remove_image(self, reference: str) -> None: ...
+
+    async def image_exists(self, reference: str) -> bool: ...

@@ -1,0 +1,77 @@
+"""Apps' bare git repositories: created on first push, with Berth's hooks, owned by the
+`berth` user (git-receive-pack runs as that user; the agent runs as root).
+
+The hook templates live in the top-level hooks/ directory (installed as
+share/berth/hooks by pip); `@BERTH_COMMAND@` in them becomes the command that reaches
+the agent.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import sys
+from pathlib import Path
+
+import git
+
+from agent.errors import BerthError
+
+HOOKS = ("pre-receive",)
+
+
+def hooks_dir() -> Path:
+    """Where the hook templates are: the source tree, else the installed data files."""
+    candidates = [
+        Path(__file__).resolve().parent.parent / "hooks",
+        Path(sys.prefix) / "share" / "berth" / "hooks",
+    ]
+    for candidate in candidates:
+        if (candidate / "pre-receive").is_file():
+            return candidate
+    raise BerthError("Berth's git hook templates are missing (hooks/pre-receive)")
+
+
+def repo_path(repos: Path, app: str) -> Path:
+    return repos / f"{app}.git"
+
+
+def ensure_repo(repos: Path, app: str, *, command: str, owner: str | None) -> Path:
+    """Create the app's bare repository if needed and (re)install its hooks."""
+    path = repo_path(repos, app)
+    repos.mkdir(parents=True, exist_ok=True)
+    if not (path / "HEAD").exists():
+        try:
+            repo = git.Repo.init(path, bare=True, initial_branch="main")
+        except git.GitError as exc:
+            raise BerthError(f"cannot create the repository of {app}: {exc}") from exc
+        with repo.config_writer() as config:
+            # Objects of a rejected push are not kept; gc stays quiet in hooks' output.
+            config.set_value("receive", "fsckObjects", "true")
+            config.set_value("gc", "autoDetach", "false")
+        repo.close()
+    for name in HOOKS:
+        template = (hooks_dir() / name).read_text(encoding="utf-8")
+        hook = path / "hooks" / name
+        hook.write_text(template.replace("@BERTH_COMMAND@", command), encoding="utf-8")
+        os.chmod(hook, 0o755)
+    if owner is not None and os.geteuid() == 0:
+        _chown_tree(repos, path, owner)
+    return path
+
+
+def _chown_tree(repos: Path, path: Path, owner: str) -> None:
+    try:
+        entry = pwd.getpwnam(owner)
+    except KeyError:
+        raise BerthError(f"system user {owner!r} does not exist (ssh.user)") from None
+    os.chown(repos, entry.pw_uid, entry.pw_gid)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def remove_repo(repos: Path, app: str) -> None:
+    shutil.rmtree(repo_path(repos, app), ignore_errors=True)

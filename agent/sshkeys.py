@@ -1,0 +1,103 @@
+"""SSH public keys and the authorized_keys file of the `berth` user.
+
+Every key Berth knows is written with a forced command (`berth ssh-command NAME`) and
+every restriction OpenSSH offers (`restrict` plus the explicit no-* options for older
+servers), so a key can push and run Berth's verbs and nothing else: no shell, no port
+forwarding, no agent or X11 forwarding, no pty, no ~/.ssh/rc. Lines that are not Berth's
+are kept as they are. The file is rewritten atomically from the database on every change.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import pwd
+import shlex
+import struct
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from agent.errors import BerthError
+from agent.store.keys import SshKey
+
+KEY_TYPES = frozenset({
+    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
+})
+OPTIONS = "no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty,no-user-rc"
+MARKER = " ssh-command "
+
+
+class InvalidKey(BerthError):
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"invalid public key: {problem}")
+
+
+def parse_public_key(text: str) -> tuple[str, str]:
+    """One public key line -> (normalized "type base64", SHA256 fingerprint)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise InvalidKey("expected exactly one line such as 'ssh-ed25519 AAAA... comment'")
+    fields = lines[0].split()
+    if len(fields) < 2:
+        raise InvalidKey("expected '<type> <base64> [comment]'")
+    kind, body = fields[0], fields[1]
+    if kind not in KEY_TYPES:
+        raise InvalidKey(f"unsupported key type {kind!r} (options are not accepted either)")
+    try:
+        blob = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidKey("the key data is not base64") from None
+    if len(blob) < 4:
+        raise InvalidKey("the key data is truncated")
+    (length,) = struct.unpack(">I", blob[:4])
+    if blob[4:4 + length].decode("ascii", "replace") != kind:
+        raise InvalidKey("the key data does not match its type")
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"{kind} {body}", f"SHA256:{digest}"
+
+
+def authorized_line(command: str, key: SshKey) -> str:
+    forced = f"{command} ssh-command {shlex.quote(key.name)}"
+    escaped = forced.replace("\\", "\\\\").replace('"', '\\"')
+    return f'command="{escaped}",{OPTIONS} {key.public_key} berth:{key.name}'
+
+
+def render(existing: str, command: str, keys: Iterable[SshKey]) -> str:
+    """The new file: others' lines kept, Berth's replaced by one line per key."""
+    kept = [line for line in existing.splitlines()
+            if line.strip() and not _is_berths(line)]
+    ours = [authorized_line(command, key) for key in keys]
+    return "".join(line + "\n" for line in kept + ours)
+
+
+def _is_berths(line: str) -> bool:
+    return line.startswith('command="') and MARKER in line.split('"', 2)[1]
+
+
+def write_authorized_keys(path: Path, text: str, *, owner: str | None) -> None:
+    """Atomically replace `path` (0600, its directory 0700), owned by `owner`."""
+    uid = gid = -1
+    if owner is not None:
+        try:
+            entry = pwd.getpwnam(owner)
+        except KeyError:
+            raise BerthError(f"system user {owner!r} does not exist (ssh.user)") from None
+        uid, gid = entry.pw_uid, entry.pw_gid
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".authorized_keys.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o600)
+        if owner is not None and os.geteuid() == 0:
+            os.chown(temporary, uid, gid)
+            os.chown(path.parent, uid, gid)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

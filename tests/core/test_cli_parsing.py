@@ -1,0 +1,62 @@
+import base64
+
+import pytest
+
+from agent.cli.main import main
+from agent.cli.sshcommand import parse_git_target
+from agent.cli.verbs.config import parse_pairs
+from agent.errors import BerthError
+
+
+def test_values_survive_exactly():
+    value = "a b 'q' \"dq\" = x\nline2 ünï €"
+    assert parse_pairs([f"KEY={value}", "EMPTY="], encoded=False) == {"KEY": value, "EMPTY": ""}
+
+
+def test_encoded_values():
+    value = "multi\nline"
+    encoded = base64.b64encode(value.encode()).decode()
+    assert parse_pairs([f"K={encoded}"], encoded=True) == {"K": value}
+
+
+@pytest.mark.parametrize("pair", ["NOEQUALS", "=value", "BAD KEY=1", "K\nX=1"])
+def test_bad_pairs_are_refused(pair):
+    with pytest.raises(BerthError):
+        parse_pairs([pair], encoded=False)
+
+
+@pytest.mark.parametrize("argument, app", [
+    ("myapp", "myapp"), ("/myapp", "myapp"), ("~/myapp", "myapp"), ("myapp.git", "myapp"),
+])
+def test_git_targets(argument, app):
+    assert parse_git_target(argument) == app
+
+
+@pytest.mark.parametrize("argument", ["../etc", "My_App", "a/b", "", "x" * 40])
+def test_bad_git_targets(argument):
+    with pytest.raises(BerthError):
+        parse_git_target(argument)
+
+
+def test_unreachable_agent_is_one_line_and_exit_1(tmp_path, capsys):
+    config = tmp_path / "berth.toml"
+    config.write_text(f"[paths]\nrun_dir = '{tmp_path}'\ndata_dir = '{tmp_path}'\n")
+    status = main(["apps"], environ={"BERTH_CONFIG": str(config)})
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.count("\n") == 1 and err.startswith("error: the agent is not running")
+
+
+def test_usage_errors_are_one_line(tmp_path, capsys):
+    config = tmp_path / "berth.toml"
+    config.write_text("")
+    status = main(["config:set"], environ={"BERTH_CONFIG": str(config)})
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "required" in err
+
+
+def test_bad_config_file_is_one_line(tmp_path, capsys):
+    config = tmp_path / "berth.toml"
+    config.write_text("[deploy]\nbogus = 1\n")
+    assert main(["apps"], environ={"BERTH_CONFIG": str(config)}) == 1
+    assert capsys.readouterr().err == "error: config: deploy.bogus: unknown setting\n"

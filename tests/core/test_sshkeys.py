@@ -1,0 +1,64 @@
+import os
+import subprocess
+
+import pytest
+
+from agent.sshkeys import InvalidKey, authorized_line, parse_public_key, render, write_authorized_keys
+from agent.store.keys import SshKey
+
+
+@pytest.fixture(scope="module")
+def public_key(tmp_path_factory):
+    path = tmp_path_factory.mktemp("keys") / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "me@laptop",
+                    "-f", str(path)], check=True)
+    return (path.with_suffix(".pub")).read_text(), path
+
+
+def test_fingerprint_matches_ssh_keygen(public_key):
+    text, path = public_key
+    normalized, fingerprint = parse_public_key(text)
+    expected = subprocess.run(["ssh-keygen", "-l", "-f", str(path) + ".pub"],
+                              capture_output=True, text=True, check=True).stdout.split()[1]
+    assert fingerprint == expected
+    assert normalized.startswith("ssh-ed25519 ") and "me@laptop" not in normalized
+
+
+@pytest.mark.parametrize("text", [
+    "", "ssh-ed25519", "ssh-dss AAAAB3NzaC1kc3MAAACBAP", "ssh-ed25519 !!!notbase64",
+    'command="sh" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl',
+    "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+    "ssh-ed25519 AAAA a\nssh-ed25519 AAAA b",
+])
+def test_bad_keys_are_refused(text):
+    with pytest.raises(InvalidKey):
+        parse_public_key(text)
+
+
+def test_lines_force_the_command_and_restrict_everything(public_key):
+    normalized, fingerprint = parse_public_key(public_key[0])
+    line = authorized_line("/usr/bin/berth", SshKey("laptop", normalized, fingerprint, 0))
+    assert line.startswith('command="/usr/bin/berth ssh-command laptop",')
+    for option in ("no-port-forwarding", "no-agent-forwarding", "no-X11-forwarding",
+                   "no-pty", "no-user-rc"):
+        assert option in line
+
+
+def test_render_keeps_foreign_lines_and_replaces_berths(public_key):
+    normalized, fingerprint = parse_public_key(public_key[0])
+    key = SshKey("laptop", normalized, fingerprint, 0)
+    existing = "ssh-ed25519 AAAAforeign admin\n" + authorized_line("/old/berth", key) + "\n"
+    text = render(existing, "/new/berth", [key])
+    assert text.count("ssh-command") == 1
+    assert "/new/berth" in text and "/old/berth" not in text
+    assert "AAAAforeign admin" in text
+    assert render(text, "/new/berth", []) == "ssh-ed25519 AAAAforeign admin\n"
+
+
+def test_file_is_private_and_replaced_atomically(tmp_path):
+    path = tmp_path / "ssh" / "authorized_keys"
+    write_authorized_keys(path, "line\n", owner=None)
+    assert path.read_text() == "line\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert os.listdir(path.parent) == ["authorized_keys"]

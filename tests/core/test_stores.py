@@ -1,0 +1,105 @@
+import pytest
+
+from agent.errors import AppNotFound, Conflict
+from agent.releases import Release, ReleaseState
+from agent.store.apps import AppStore
+from agent.store.db import Database
+from agent.store.events import EventStore
+from agent.store.releases import ReleaseStore
+from agent.store.schema import SCHEMA
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database.open(tmp_path / "berth.db", [SCHEMA])
+    yield database
+    database.close()
+
+
+def template(app="web", **fields):
+    return Release(app=app, number=0, state=ReleaseState.PENDING, description="d",
+                   created_at=1.0, **fields)
+
+
+def test_database_is_wal_and_private(db, tmp_path):
+    mode = db.query("PRAGMA journal_mode")[0][0]
+    assert mode == "wal"
+    assert (tmp_path / "berth.db").stat().st_mode & 0o077 == 0
+
+
+def test_apps_config_and_domains(db):
+    apps = AppStore(db)
+    apps.create("web")
+    with pytest.raises(Conflict):
+        apps.create("web")
+    value = "a b 'quoted' \"double\"\nnew line ünïcödé"
+    apps.replace_config("web", {"KEY": value, "OTHER": ""})
+    assert apps.config("web") == {"KEY": value, "OTHER": ""}
+    apps.add_domain("web", "www.example.com")
+    apps.create("api")
+    with pytest.raises(Conflict, match="belongs to app web"):
+        apps.add_domain("api", "www.example.com")
+    assert apps.domain_owner("www.example.com") == "web"
+    apps.delete("web")
+    assert apps.domain_owner("www.example.com") is None  # cascaded
+    with pytest.raises(AppNotFound):
+        apps.config("web")
+
+
+def test_release_numbers_states_and_live(db):
+    AppStore(db).create("web")
+    store = ReleaseStore(db)
+    first = store.create(template(git_sha="a" * 40))
+    second = store.create(template())
+    assert (first.number, second.number) == (1, 2)
+    first = store.move(first, ReleaseState.BUILDING)
+    first = store.move(first, ReleaseState.RELEASING)
+    first = store.move(first, ReleaseState.STARTING)
+    store.go_live(first)
+    assert store.live("web").number == 1
+    second = store.move(second, ReleaseState.RELEASING)
+    second = store.move(second, ReleaseState.STARTING)
+    store.go_live(second)
+    assert store.live("web").number == 2
+    assert store.get("web", 1).state is ReleaseState.SUPERSEDED
+    assert [r.number for r in store.list("web")] == [2, 1]
+
+
+def test_unfinished_releases_are_found(db):
+    AppStore(db).create("web")
+    store = ReleaseStore(db)
+    release = store.move(store.create(template()), ReleaseState.BUILDING)
+    assert [r.number for r in store.unfinished()] == [release.number]
+
+
+def test_build_log_is_appended_and_bounded(db, monkeypatch):
+    AppStore(db).create("web")
+    store = ReleaseStore(db)
+    release = store.create(template())
+    store.append_log("web", release.number, "line 1\n")
+    store.append_log("web", release.number, "line 2\n")
+    assert store.log("web", release.number) == "line 1\nline 2\n"
+    monkeypatch.setattr("agent.store.releases.MAX_LOG_CHARS", 10)
+    store.append_log("web", release.number, "dropped\n")
+    assert "dropped" not in store.log("web", release.number)
+
+
+def test_images_kept_for_rollback(db):
+    AppStore(db).create("web")
+    store = ReleaseStore(db)
+    for n in range(1, 8):
+        r = store.create(template(image_tag=f"berth/web:v{n}"))
+        r = store.move(r, ReleaseState.RELEASING)
+        r = store.move(r, ReleaseState.STARTING)
+        store.go_live(r)
+    keep = store.images_in_use("web", 5)
+    assert keep == {f"berth/web:v{n}" for n in range(3, 8)}
+    assert store.image_tags("web") - keep == {"berth/web:v1", "berth/web:v2"}
+
+
+def test_events_are_bounded_per_app(db, monkeypatch):
+    monkeypatch.setattr("agent.store.events.MAX_EVENTS_PER_APP", 3)
+    events = EventStore(db)
+    for n in range(6):
+        events.record("web", "Thing", str(n))
+    assert [e.message for e in events.list("web")] == ["5", "4", "3"]
