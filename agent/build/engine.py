@@ -1,0 +1,142 @@
+"""The Docker engine side of a build (docker-py, blocking: call it from a thread).
+
+Owns the three things that touch the engine: how much disk is free where it keeps its
+images, the streamed classic build itself (`client.api.build` with the resource limits
+of BuildSettings, intermediate containers always removed), and stopping the step that is
+running when the build's deadline passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import docker  # type: ignore[import-untyped]
+import docker.errors  # type: ignore[import-untyped]
+import requests.exceptions
+
+from agent.build.errors import BuildFailed, NotEnoughDisk
+from agent.build.output import BuildOutput
+from agent.build.settings import BuildSettings
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+# Extra seconds on top of build.timeout for the HTTP read of the build stream, so a
+# silent step never trips the client before our own deadline does.
+_READ_SLACK = 60.0
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    app: str
+    tag: str
+    dockerfile: str  # path inside the context
+    buildargs: Mapping[str, str]
+    labels: Mapping[str, str]
+
+
+def container_limits(settings: BuildSettings) -> dict[str, int | str]:
+    """docker-py's container_limits for every build step (pure)."""
+    limits: dict[str, int | str] = {}
+    if settings.memory_mb:
+        limits["memory"] = settings.memory_mb * MIB
+        limits["memswap"] = settings.memory_mb * MIB  # no swap on top of the memory limit
+    if settings.cpu_shares:
+        limits["cpushares"] = settings.cpu_shares
+    if settings.cpuset:
+        limits["cpusetcpus"] = settings.cpuset
+    return limits
+
+
+def check_free_disk(path: Path, free_bytes: int, min_free_mb: int) -> None:
+    """Refuse (NotEnoughDisk) when `free_bytes` is under the minimum (pure)."""
+    if free_bytes < min_free_mb * MIB:
+        raise NotEnoughDisk(path, free_bytes // MIB, min_free_mb)
+
+
+class Engine:
+    def __init__(self, client: docker.DockerClient, settings: BuildSettings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def data_dir(self) -> Path:
+        if self.settings.disk_path is not None:
+            return self.settings.disk_path
+        try:
+            return Path(self.client.info()["DockerRootDir"])
+        except (
+            docker.errors.DockerException,
+            requests.exceptions.RequestException,
+            KeyError,
+        ) as exc:
+            raise BuildFailed(
+                "", "", f"cannot ask the Docker engine for its data directory: {exc}", ()
+            ) from exc
+
+    def check_disk(self) -> None:
+        path = self.data_dir()
+        try:
+            free = shutil.disk_usage(path).free
+        except OSError as exc:
+            log.warning("cannot measure free disk path=%s error=%s", path, exc.strerror)
+            return
+        check_free_disk(path, free, self.settings.min_free_disk_mb)
+
+    def build(
+        self, job: EngineJob, context: IO[bytes], output: BuildOutput, show: Callable[[str], None]
+    ) -> str:
+        """Run the build, feeding `output` and showing its lines; the image id, or
+        BuildFailed with the step and the log's tail."""
+        try:
+            stream = self.client.api.build(
+                fileobj=context,
+                custom_context=True,
+                dockerfile=job.dockerfile,
+                tag=job.tag,
+                buildargs=dict(job.buildargs),
+                labels=dict(job.labels),
+                container_limits=container_limits(self.settings),
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+                timeout=self.settings.timeout + _READ_SLACK,
+            )
+            for chunk in stream:
+                for line in output.feed(chunk):
+                    show(line)
+            for line in output.finish():
+                show(line)
+        except docker.errors.APIError as exc:
+            reason = str(exc.explanation or exc)
+            raise BuildFailed(job.app, output.current_step, reason, output.tail()) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            reason = f"lost the Docker engine: {exc}"
+            raise BuildFailed(job.app, output.current_step, reason, output.tail()) from exc
+        if output.error is not None:
+            raise BuildFailed(job.app, output.current_step, output.reason, output.tail())
+        return self._image_id(job, output)
+
+    def _image_id(self, job: EngineJob, output: BuildOutput) -> str:
+        if output.image_id and output.image_id.startswith("sha256:"):
+            return output.image_id
+        try:
+            return str(self.client.api.inspect_image(job.tag)["Id"])
+        except docker.errors.DockerException as exc:
+            raise BuildFailed(
+                job.app, "", f"built, but cannot find {job.tag}: {exc}", output.tail()
+            ) from exc
+
+    def stop_step(self, container_id: str) -> None:
+        """Kill the container of the running step (the build then fails at that step)."""
+        try:
+            self.client.api.kill(container_id)
+        except docker.errors.APIError as exc:
+            log.info(
+                "step container already gone container=%s error=%s", container_id, exc.explanation
+            )
