@@ -11,7 +11,9 @@ else's stay as they are. If the kernel refuses any line the whole file is refuse
 previous table stays.
 
 Hooks, and why they see what they must:
-- `input`, policy drop: what reaches the host's own sockets.
+- `input`, policy drop: what reaches the host's own sockets. Echo requests over the rate
+  are dropped before the established/related shortcut: conntrack files every echo of one
+  ping process under one flow, so a flood would otherwise pass as "established".
 - `forward`, policy accept, priority filter - 10: Docker DNATs published ports in
   prerouting (priority dstnat, -100), before any forward hook runs, so this chain sees the
   packet already addressed to the container; `ct original proto-dst` still knows the
@@ -33,15 +35,21 @@ from __future__ import annotations
 import hashlib
 import re
 
+from agent.firewall.coexist import Neighbour
 from agent.firewall.policy import Policy
+from agent.firewall.results import FirewallPlan
 from agent.firewall.rules import PortRule
+from agent.firewall.settings import FirewallSettings
+from agent.firewall.sshd import SshPorts
 
 TABLE = "inet berth"
 _DIGEST = re.compile(r'comment "berth sha256:([0-9a-f]{16})"')
 
-_HEADER = """\
+_INTRO = """\
 # Berth's host firewall. Loaded with `nft -f` as one transaction that replaces
 # table inet berth and touches no other table (Docker's and anyone else's stay).
+"""
+_HEADER = """\
 table inet berth
 delete table inet berth
 """
@@ -53,16 +61,44 @@ _INPUT_HEAD = """\
 		icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } \
 ip6 hoplimit 255 accept comment "IPv6 neighbour discovery"
 		ct state invalid drop
+		icmp type echo-request limit rate over {rate}/second burst {burst} packets drop \
+comment "ping flood"
+		icmpv6 type echo-request limit rate over {rate}/second burst {burst} packets drop \
+comment "ping flood"
 		ct state established,related accept
 		iif != "lo" ip daddr 127.0.0.0/8 drop comment "loopback addresses from outside"
 		iif != "lo" ip6 daddr ::1 drop comment "loopback addresses from outside"
-		icmp type { destination-unreachable, time-exceeded, parameter-problem } accept
+		icmp type { destination-unreachable, time-exceeded, parameter-problem, echo-request } \
+accept
 		icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, \
-parameter-problem, mld-listener-query } accept
-		icmp type echo-request limit rate {rate}/second burst {burst} packets accept
-		icmpv6 type echo-request limit rate {rate}/second burst {burst} packets accept
+parameter-problem, mld-listener-query, echo-request } accept
 		ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept comment "DHCPv6 replies"
 """
+
+
+def build_plan(
+    settings: FirewallSettings, ssh: SshPorts, neighbours: list[Neighbour]
+) -> FirewallPlan:
+    """The plan for `settings` given the SSH ports and neighbours found (pure)."""
+    policy = Policy.build(settings, ssh.ports)
+    table = render_table(policy)
+    return FirewallPlan(
+        text=transaction_for(table, plan_comments(ssh, neighbours)),
+        digest=table_digest(table) or "",
+        policy=policy,
+        ssh=ssh,
+        neighbours=tuple(neighbours),
+        netns=settings.netns,
+    )
+
+
+def plan_comments(ssh: SshPorts, neighbours: list[Neighbour]) -> list[str]:
+    """The `#` lines heading a plan: where the SSH ports came from, what else was found."""
+    sources = ", ".join(f"{port} ({source})" for port, source in ssh.sources)
+    lines = [f"SSH ports kept open: {sources}"]
+    lines += list(ssh.notes)
+    lines += [n.explanation for n in neighbours]
+    return lines
 
 
 def render_transaction(policy: Policy, comments: list[str] | None = None) -> str:
@@ -72,7 +108,7 @@ def render_transaction(policy: Policy, comments: list[str] | None = None) -> str
 
 def transaction_for(table: str, comments: list[str]) -> str:
     notes = "".join(f"# {line}\n" for line in comments)
-    return notes + _HEADER + table
+    return _INTRO + notes + _HEADER + table
 
 
 def render_table(policy: Policy) -> str:

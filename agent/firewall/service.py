@@ -27,11 +27,10 @@ from agent.firewall.errors import FirewallError, NothingToConfirm
 from agent.firewall.nft import NftRunner, read_sshd_ports
 from agent.firewall.policy import OPEN, Policy, Verdict
 from agent.firewall.render import (
+    build_plan,
     remove_transaction,
-    render_table,
     replace_transaction,
     table_digest,
-    transaction_for,
 )
 from agent.firewall.results import ApplyResult, FirewallPlan, FirewallStatus, SocketReach
 from agent.firewall.settings import FirewallSettings
@@ -64,17 +63,7 @@ class FirewallService:
         """What `apply` would do; nothing is changed."""
         ssh = await self._ssh_ports(ssh_connection)
         neighbours = coexist.detect(await self.runner.list_ruleset())
-        policy = Policy.build(self.settings, ssh.ports)
-        table = render_table(policy)
-        text = transaction_for(table, _plan_comments(ssh, neighbours))
-        return FirewallPlan(
-            text=text,
-            digest=table_digest(table) or "",
-            policy=policy,
-            ssh=ssh,
-            neighbours=tuple(neighbours),
-            netns=self.settings.netns,
-        )
+        return build_plan(self.settings, ssh, neighbours)
 
     async def apply(
         self, *, ssh_connection: str | None, confirm_within: float | None
@@ -236,14 +225,6 @@ def _judge(policy: Policy, socket: ListeningSocket, active: bool) -> Verdict:
     return policy.judge(
         socket.protocol, socket.port, loopback=socket.loopback, container=socket.container
     )
-
-
-def _plan_comments(ssh: SshPorts, neighbours: list[coexist.Neighbour]) -> list[str]:
-    sources = ", ".join(f"{port} ({source})" for port, source in ssh.sources)
-    lines = [f"SSH ports kept open: {sources}"]
-    lines += list(ssh.notes)
-    lines += [n.explanation for n in neighbours]
-    return lines
 
 
 def _apply_notes(plan: FirewallPlan) -> list[str]:
