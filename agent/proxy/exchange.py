@@ -355,7 +355,7 @@ class Exchange:
 
     def respond_local(self, status: int, response: bytes) -> None:
         self.status = status
-        if b"Connection: close\r\n" in response[: response.find(b"\r\n\r\n")]:
+        if b"\r\nConnection: close\r\n" in response[: response.find(b"\r\n\r\n") + 2]:
             self.keep_alive = False
         self.write(response)
         self._finish()
