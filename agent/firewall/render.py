@@ -44,6 +44,7 @@ from agent.firewall.sshd import SshPorts
 
 TABLE = "inet berth"
 _DIGEST = re.compile(r'comment "berth sha256:([0-9a-f]{16})"')
+_SSH_RULE = re.compile(r'^\s*tcp dport (\{ [0-9, ]+ \}|[0-9]+) accept comment "ssh"$', re.MULTILINE)
 
 _INTRO = """\
 # Berth's host firewall. Loaded with `nft -f` as one transaction that replaces
@@ -126,6 +127,14 @@ def table_digest(listing: str | None) -> str | None:
         return None
     match = _DIGEST.search(listing)
     return match.group(1) if match else None
+
+
+def table_ssh_ports(listing: str | None) -> tuple[int, ...]:
+    """The SSH ports a loaded Berth table lets in (from its rule commented "ssh")."""
+    match = _SSH_RULE.search(listing or "")
+    if match is None:
+        return ()
+    return tuple(int(p) for p in re.findall(r"[0-9]+", match.group(1)))
 
 
 def replace_transaction(listing: str | None) -> str:

@@ -144,8 +144,8 @@ class FirewallStatus:
             state = "active, matches the configuration"
         else:
             state = "active, differs from the configuration (run `berth firewall:apply`)"
-        enabled = "enabled" if self.enabled else "disabled"
-        return f"Firewall{where}: {state} (firewall.enabled: {enabled})"
+        enabled = "true" if self.enabled else "false"
+        return f"Firewall{where}: {state} (firewall.enabled = {enabled})"
 
     def _render_sockets(self) -> list[str]:
         if not self.sockets:

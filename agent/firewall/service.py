@@ -31,6 +31,7 @@ from agent.firewall.render import (
     remove_transaction,
     replace_transaction,
     table_digest,
+    table_ssh_ports,
 )
 from agent.firewall.results import ApplyResult, FirewallPlan, FirewallStatus, SocketReach
 from agent.firewall.settings import FirewallSettings
@@ -61,9 +62,7 @@ class FirewallService:
 
     async def plan(self, ssh_connection: str | None) -> FirewallPlan:
         """What `apply` would do; nothing is changed."""
-        ssh = await self._ssh_ports(ssh_connection)
-        neighbours = coexist.detect(await self.runner.list_ruleset())
-        return build_plan(self.settings, ssh, neighbours)
+        return await self._plan(ssh_connection, ())
 
     async def apply(
         self, *, ssh_connection: str | None, confirm_within: float | None
@@ -114,8 +113,14 @@ class FirewallService:
             return "Berth's firewall table removed; other tables were left untouched."
 
     async def status(self, *, ssh_connection: str | None = None) -> FirewallStatus:
-        plan = await self.plan(ssh_connection)
+        """What is loaded and what it lets reach the host's listening sockets.
+
+        SSH ports the loaded table already lets in (say, from the connection it was
+        applied over) count as configured, so they neither show as closed nor make the
+        table look out of date.
+        """
         live = await self.runner.list_table()
+        plan = await self._plan(ssh_connection, table_ssh_ports(live))
         sockets = parse_ss(await self.runner.listening_sockets())
         active = live is not None
         live_digest = table_digest(live)
@@ -148,6 +153,12 @@ class FirewallService:
             await self._restore(pending, "the agent stopped before it was confirmed")
 
     # -- internals ---------------------------------------------------------------------
+
+    async def _plan(self, ssh_connection: str | None, loaded_ssh: tuple[int, ...]) -> FirewallPlan:
+        ssh = await self._ssh_ports(ssh_connection)
+        ssh = ssh.adding(loaded_ssh, "loaded table")
+        neighbours = coexist.detect(await self.runner.list_ruleset())
+        return build_plan(self.settings, ssh, neighbours)
 
     async def _ssh_ports(self, ssh_connection: str | None) -> SshPorts:
         ports, problem = await read_sshd_ports(self.settings.sshd_command, self.runner)

@@ -24,6 +24,17 @@ class SshPorts:
     sources: tuple[tuple[int, str], ...]
     notes: tuple[str, ...] = ()
 
+    def adding(self, ports: tuple[int, ...], source: str) -> SshPorts:
+        """These ports and `ports` (from `source`), for ports not already counted."""
+        new = [p for p in ports if p not in self.ports]
+        if not new:
+            return self
+        return SshPorts(
+            ports=tuple(sorted({*self.ports, *new})),
+            sources=self.sources + tuple((p, source) for p in new),
+            notes=self.notes,
+        )
+
 
 def parse_sshd_ports(text: str) -> tuple[int, ...]:
     """The ports in `sshd -T` output (`port 22` lines; there may be several)."""

@@ -13,6 +13,7 @@ from agent.firewall.render import (
     render_table,
     replace_transaction,
     table_digest,
+    table_ssh_ports,
 )
 from agent.firewall.settings import FirewallSettings
 from agent.firewall.sshd import SshPorts
@@ -114,3 +115,18 @@ def test_restore_and_remove_transactions() -> None:
     assert replace_transaction(listing).endswith("delete table inet berth\n" + listing)
     assert replace_transaction(None).endswith("delete table inet berth\n")
     assert remove_transaction() == "table inet berth\ndelete table inet berth\n"
+
+
+def test_the_ssh_ports_of_a_loaded_table_are_read_back() -> None:
+    assert table_ssh_ports(plan_text()) == (22, 2222)
+    single = render_table(Policy.build(FirewallSettings(), (2200,)))
+    assert table_ssh_ports(single) == (2200,)
+    assert table_ssh_ports(None) == ()
+    assert table_ssh_ports("table inet berth {\n}\n") == ()
+
+
+def test_ssh_ports_added_from_elsewhere_keep_their_source() -> None:
+    more = GOLDEN_SSH.adding((22, 2200), "loaded table")
+    assert more.ports == (22, 2200, 2222)
+    assert more.sources[-1] == (2200, "loaded table")
+    assert GOLDEN_SSH.adding((22,), "loaded table") is GOLDEN_SSH
