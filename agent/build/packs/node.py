@@ -80,8 +80,9 @@ def node_version(spec: str | None, default: str) -> tuple[str, str]:
             )
         operator, major = match.group(1) or "", match.group(2)
         if operator in (">=", ">"):
-            default_major = int(default.split(".")[0])
-            picks.append(default if default_major >= int(major) + (operator == ">") else major)
+            # ">20" means above every 20.x (semver X-ranges), so 21 at least.
+            floor = int(major) + (1 if operator == ">" else 0)
+            picks.append(default if int(default.split(".")[0]) >= floor else str(floor))
         elif not operator and match.group(3) and match.group(4) and match.group(4).isdigit():
             picks.append(f"{major}.{match.group(3)}.{match.group(4)}")
         else:
