@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.firewall.lab import Lab
+from tests.firewall.lab import Lab, remove_stale_namespaces
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     for tool in ("iptables", "ip6tables", "ssh-keygen"):
         if os.geteuid() == 0 and shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed")
+    remove_stale_namespaces()
     pid = os.getpid()
     built = Lab(f"bfw{pid}s", f"bfw{pid}c", f"bfw{pid}k", tmp_path_factory.mktemp("lab"))
     try:

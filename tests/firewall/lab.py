@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,16 @@ class Lab:
         config.write_text(f"Port 22\nHostKey {key}\n")
         os.makedirs("/run/sshd", exist_ok=True)  # sshd -T insists on its privsep directory
         return (sshd, "-T", "-f", str(config))
+
+
+def remove_stale_namespaces() -> None:
+    """Delete lab namespaces left by a test process that was killed before its teardown."""
+    listed = subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True)
+    for line in listed.stdout.splitlines():
+        match = re.match(r"^bfw(\d+)[sck]\b", line)
+        if match and not os.path.exists(f"/proc/{match.group(1)}"):
+            name = line.split()[0]
+            subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
 
 
 def _run(argv: list[str], stdin: str | None = None) -> str:

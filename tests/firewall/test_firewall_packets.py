@@ -122,3 +122,14 @@ def test_ping_answers_and_is_rate_limited(clean_lab: Lab) -> None:
     for host in ("10.77.0.1", "fd77::1"):
         answered = lab.ping(lab.client, host, count=100)
         assert 5 <= answered <= 30, (host, answered)
+
+
+def test_container_interfaces_match_by_prefix(routed_lab: Lab) -> None:
+    # Docker's user networks are br-<id>: a wildcard in the interface set must match.
+    lab = routed_lab
+    apply(lab, container_interfaces=("br-*", "dock*"))
+    assert from_client(lab, V4, 8000) == {8000: "timeout"}
+    direct = lab.connect(lab.client, "172.31.0.2:80", "[fd78::2]:80")
+    assert set(direct.values()) == {"timeout"}
+    outbound = lab.connect(lab.container, "10.77.0.2:9000", "[fd77::2]:9000")
+    assert set(outbound.values()) == {"client:9000"}
