@@ -285,7 +285,17 @@ class ClientConnection(asyncio.Protocol):
             exchange.raw(rest)
 
     def _reject(self, status: int) -> None:
-        if self.active is not None:
+        active = self.active
+        if active is not None and active is self.incoming:
+            # The body of the request being forwarded is broken: that request fails.
+            self.incoming = None
+            active.keep_alive = False
+            self.pending_reject = 0
+            active.fail(status)
+            if not self.closed and not self.lingering:
+                self._linger()
+            return
+        if active is not None:
             # Answer in order: after the response being sent.
             self.pending_reject = status
             self.pause(self.PAUSE_QUEUE)

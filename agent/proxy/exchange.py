@@ -58,7 +58,8 @@ class Exchange:
         self.request_id = b"-"
         self.pending: list[bytes] = []
         self.pending_bytes = 0
-        self.request_complete = False
+        # A request without a body is complete with its head (llhttp says so right after).
+        self.request_complete = not head.has_body and head.upgrade is None
         self.body_bytes = 0
         self.max_body = 0
         self.status = 0

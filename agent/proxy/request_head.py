@@ -163,7 +163,7 @@ class RequestReader:
         if self._in_head:
             # A head still incomplete: bound what llhttp may be holding for us.
             self._fed_in_head += len(data)
-            if self._fed_in_head > self._max_head + self._max_line:
+            if self._fed_in_head > self._max_head + 2048:
                 if not self._head.target and sum(map(len, self._url)) > self._max_line:
                     raise Rejected(414, "request line too long")
                 raise Rejected(431, "header block too large")
@@ -257,7 +257,10 @@ class RequestReader:
             raise Rejected(400, "malformed Host header")
         head.host = host
         if self._coding is not None:
-            if self._coding.lower() != b"chunked":
+            coding = self._coding.lower()
+            if coding.rsplit(b",", 1)[-1].strip() != b"chunked":
+                raise Rejected(400, "Transfer-Encoding must end in chunked")
+            if coding != b"chunked":
                 raise Rejected(501, "only the chunked transfer coding is supported")
             head.chunked = True
         if self._expect is not None:
