@@ -2,7 +2,8 @@
 
 A push, a config change, a rollback, a restart, a scale, a stop or start, a domain change
 and a destroy all come through `Deployer`, one operation per app at a time (a second one
-waits, and says so), builds limited to `build.parallel` at once. Each operation makes or
+waits, and says so); different apps proceed side by side (the builder bounds how many
+build at once). Each operation makes or
 reuses a release and hands it to `Rollout`; any failure marks the release failed, removes
 what it started, and leaves the previous release serving.
 """
@@ -89,7 +90,6 @@ class Deployer:
         self._certificates = certificates
         self._tls_hosts = tls_hosts
         self._locks: dict[str, asyncio.Lock] = {}
-        self._builds = asyncio.Semaphore(config.build.parallel)
 
     # the per-app lock ------------------------------------------------------------------
 
@@ -272,17 +272,15 @@ class Deployer:
         app_json_text = _read_text(source / "app.json")
         app_json = parse_app_json(app_json_text)
         release = self._releases.move(release, ReleaseState.BUILDING)
-        if self._builds.locked():
-            out.heading("Waiting for a build slot (build.parallel)")
-        async with self._builds:
-            out.step(f"Building {app.name} {release.version} from {release.git_sha[:7]}")
-            loop = asyncio.get_running_loop()
-            built = await self._builder.build(
-                BuildRequest(app=app.name, source=source, tag=f"berth/{app.name}:{release.version}",
-                             env=dict(release.config)),
-                lambda line: loop.call_soon_threadsafe(out.detail, line),
-            )
-            await asyncio.sleep(0)  # let queued output lines through before the next step
+        out.step(f"Building {app.name} {release.version} from {release.git_sha[:7]}")
+        loop = asyncio.get_running_loop()
+        # The builder limits parallel builds itself (build.parallel) and says so.
+        built = await self._builder.build(
+            BuildRequest(app=app.name, source=source, tag=f"berth/{app.name}:{release.version}",
+                         env=dict(release.config)),
+            lambda line: loop.call_soon_threadsafe(out.raw, line),
+        )
+        await asyncio.sleep(0)  # let queued output lines through before the next step
         processes = {**built.default_processes, **procfile.processes}
         if not processes:
             processes = {WEB: ""}

@@ -48,7 +48,12 @@ class DeployOutput:
 
     def heading(self, text: str) -> None:
         """A heading that is not a timed step (the final URL, a notice)."""
+        self.end_step()
         self._send(HEADING + text)
+
+    def raw(self, line: str) -> None:
+        """A line formatted by its producer (the builder writes its own headings)."""
+        self._send(line)
 
     def detail(self, text: str) -> None:
         for line in text.splitlines() or [""]:

@@ -1,0 +1,131 @@
+"""Fixtures for end-to-end tests: one real agent (with real Docker, real proxy ports)
+and one real sshd per test module, and a developer who pushes over it."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import STAND_IN_IMAGE, docker_problem, ssh_problem
+from tests.e2e.harness import (
+    AgentProcess, GitUser, SshServer, copy_package, free_port, world_readable_tempdir,
+)
+
+APPS = Path(__file__).resolve().parents[1] / "apps"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DOMAIN = "berth.test"
+
+
+def agent_config(root: Path, *, http_port: int, https_port: int, command: str,
+                 extra: str = "") -> str:
+    ca = f'ca_bundle = "{HOST_CA_BUNDLE}"' if HOST_CA_BUNDLE.exists() else ""
+    return f"""
+[paths]
+data_dir = "{root / 'data'}"
+run_dir = "{root / 'run'}"
+
+[ssh]
+user = "berth"
+authorized_keys = "{root / 'ssh' / 'authorized_keys'}"
+command = {command!r}
+
+[proxy]
+listen = "127.0.0.1"
+http_port = {http_port}
+https_port = {https_port}
+
+[deploy]
+domain = "{DOMAIN}"
+health_timeout = 60
+health_interval = 0.25
+drain_timeout = 10
+stop_timeout = 3
+settle_time = 1.0
+
+[build]
+python_image = "{STAND_IN_IMAGE}"
+node_image = "{STAND_IN_IMAGE}"
+static_image = "{STAND_IN_IMAGE}"
+min_free_disk_mb = 512
+{ca}
+
+[acme]
+enabled = false
+
+[firewall]
+enabled = false
+{extra}
+"""
+
+
+def make_agent(root: Path, extra: str = "") -> AgentProcess:
+    lib = copy_package(root)
+    http_port, https_port = free_port(), free_port()
+    config_path = root / "berth.toml"
+    python = sys.executable
+    command = (f"env BERTH_CONFIG={shlex.quote(str(config_path))} "
+               f"PYTHONPATH={shlex.quote(str(lib))} {shlex.quote(python)} -m agent")
+    config_path.write_text(agent_config(root, http_port=http_port, https_port=https_port,
+                                        command=command, extra=extra))
+    config_path.chmod(0o644)
+    env = {**os.environ, "BERTH_CONFIG": str(config_path), "PYTHONPATH": str(lib)}
+    return AgentProcess(root, config_path, http_port, https_port, env)
+
+
+@pytest.fixture(scope="module")
+def e2e_root() -> Iterator[Path]:
+    if docker_problem() or ssh_problem():
+        pytest.skip(f"needs docker and ssh: {docker_problem() or ssh_problem()}")
+    if not os.access(sys.executable, os.X_OK) or sys.executable.startswith("/root/"):
+        pytest.skip("the test interpreter must be runnable by the berth user (use tests/run)")
+    root = world_readable_tempdir("berth-e2e-")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def agent(e2e_root: Path) -> Iterator[AgentProcess]:
+    process = make_agent(e2e_root)
+    process.start()
+    yield process
+    process.stop()
+    _remove_leftovers(process)
+
+
+def _remove_leftovers(process: AgentProcess) -> None:
+    """Containers and images of the apps the tests made (all named e2e-*)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        for container in client.containers.list(all=True, filters={"label": "berth.managed=1"}):
+            if container.labels.get("berth.app", "").startswith("e2e-"):
+                container.remove(force=True)
+        for image in client.images.list(name="berth/e2e-*"):
+            for tag in image.tags:
+                client.images.remove(tag, force=True)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def sshd(e2e_root: Path, agent: AgentProcess) -> Iterator[SshServer]:
+    server = SshServer(e2e_root, e2e_root / "ssh" / "authorized_keys")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def developer(e2e_root: Path, agent: AgentProcess, sshd: SshServer) -> GitUser:
+    user_root = e2e_root / "developer"
+    user_root.mkdir()
+    user = GitUser(user_root, sshd.port)
+    agent.ok("keys:add", "dev", stdin=user.public_key)
+    return user

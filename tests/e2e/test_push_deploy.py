@@ -1,0 +1,283 @@
+"""git push deploy main, for real: OpenSSH, git, the agent, Docker, the proxy.
+
+The tests of this module share one agent and run in order: later ones build on apps
+the earlier ones deployed (as a user's history would).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.e2e.conftest import APPS, DOMAIN
+from tests.e2e.harness import Load, WorkTree
+
+pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
+
+FLASK = "e2e-flask"
+HOST = f"{FLASK}.{DOMAIN}"
+
+
+@pytest.fixture(scope="module")
+def flask(developer) -> WorkTree:
+    return developer.repo(APPS / "flask", FLASK)
+
+
+def pushed(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+def remote_head(agent, app: str, branch: str = "main") -> str:
+    result = subprocess.run(["git", "--git-dir", str(agent.root / "data" / "repos" / f"{app}.git"),
+                             "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
+                            capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+# (a) a Flask app with requirements.txt and a Procfile with web and worker ----------------
+
+
+def test_flask_app_with_web_and_worker(agent, flask):
+    output = pushed(flask.push())
+    assert "-----> Building e2e-flask v1" in output
+    assert "Python app detected" in output
+    assert f"is live: http://{HOST}" in output
+    assert "worker is scaled to 0" in output
+    status, body = agent.get(HOST)
+    # PORT is 5000 inside; the repo's .env (GREETING=from-dotenv) is not config.
+    assert (status, body) == (200, b"hello from flask on port 5000\n")
+    assert remote_head(agent, FLASK) == flask.head()
+
+    scaled = agent.ok("ps:scale", FLASK, "worker=1", "web=2")
+    assert "Scaled to web=2 worker=1" in scaled
+    ps = json.loads(agent.ok("ps", FLASK, "--json"))
+    running = sorted(i["dyno"] for i in ps["instances"] if i["state"] == "running")
+    assert running == ["web.1", "web.2", "worker.1"]
+    logs = wait_for(lambda: "worker heartbeat" in agent.ok("logs", FLASK, "--process", "worker",
+                                                               "-n", "5"))
+    assert logs, "the worker's output never reached `berth logs`"
+    env = agent.ok("logs", FLASK, "-n", "5")
+    assert f"{FLASK}[worker.1]: worker heartbeat" in env
+
+
+def test_web_instances_are_published_on_loopback_only(agent):
+    import docker
+
+    client = docker.from_env()
+    try:
+        containers = client.containers.list(filters={"label": f"berth.app={FLASK}"})
+        assert containers
+        for container in containers:
+            bindings = container.attrs["HostConfig"]["PortBindings"] or {}
+            process = container.labels["berth.process"]
+            env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+            assert env["PORT"] == "5000" and env["DYNO"].startswith(process + ".")
+            assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+            assert container.attrs["HostConfig"]["LogConfig"]["Config"]["max-file"] == "3"
+            if process == "web":
+                (binding,) = bindings["5000/tcp"]
+                assert binding["HostIp"] == "127.0.0.1"
+            else:
+                assert not bindings
+    finally:
+        client.close()
+
+
+# (b) (c) (d) the other builders ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample, app, expected", [
+    ("express", "e2e-express", b"hello from express on port 5000\n"),
+    ("static", "e2e-static", b"hello from a static site"),
+    ("dockerfile", "e2e-docker", b"hello from a Dockerfile\n"),
+])
+def test_other_kinds_of_apps(agent, developer, sample, app, expected):
+    work = developer.repo(APPS / sample, app)
+    output = pushed(work.push())
+    assert f"is live: http://{app}.{DOMAIN}" in output, output
+    status, body = agent.get(f"{app}.{DOMAIN}")
+    assert status == 200 and expected in body, body
+
+
+# (e) a broken build, (f) a failing health check: rejected, previous still serving -------
+
+
+def test_broken_build_rejects_the_push_and_keeps_serving(agent, flask):
+    before = flask.head()
+    flask.write("requirements.txt", "flask==3.1.3\ngunicorn==23.0.0\nno-such-package-berth==9.9\n")
+    flask.commit("break the build")
+    result = flask.push(check=False)
+    output = pushed(result)
+    assert result.returncode != 0
+    assert "pre-receive hook declined" in output
+    assert "v2 failed" in output and "no-such-package-berth" in output
+    assert "The previous release keeps serving" in output
+    assert remote_head(agent, FLASK) == before  # the branch did not move
+    assert agent.get(HOST) == (200, b"hello from flask on port 5000\n")
+    flask.git("reset", "-q", "--hard", before)
+
+
+def test_failing_health_check_rejects_the_push_with_the_reason(agent, flask):
+    before = flask.head()
+    flask.write("app.py", "from flask import Flask\napp = Flask(__name__)\n\n"
+                "@app.get('/')\ndef index():\n    print('database unreachable', flush=True)\n"
+                "    return 'broken', 500\n")
+    flask.commit("break the app")
+    result = flask.push(check=False)
+    output = pushed(result)
+    assert result.returncode != 0
+    assert "health check" in output and "status 500" in output
+    assert "database unreachable" in output  # the container's last log lines
+    assert remote_head(agent, FLASK) == before
+    assert agent.get(HOST) == (200, b"hello from flask on port 5000\n")
+    releases = json.loads(agent.ok("releases", FLASK, "--json"))
+    assert [r["state"] for r in releases[:2]] == ["failed", "failed"]
+    flask.git("reset", "-q", "--hard", before)
+
+
+# (g) config:set with zero failed requests ------------------------------------------------
+
+
+def test_config_set_restarts_with_zero_failed_requests(agent):
+    with Load(agent.http_port, HOST, clients=4) as load:
+        time.sleep(0.5)
+        agent.ok("config:set", FLASK, "GREETING=bonjour à tous")
+        time.sleep(0.5)
+    assert load.failures == [] and load.ok > 50, (load.failures[:5], load.statuses)
+    assert agent.get(HOST) == (200, "bonjour à tous from flask on port 5000\n".encode())
+    assert agent.ok("config:get", FLASK, "GREETING") == "bonjour à tous\n"
+
+
+def test_config_values_survive_exactly(agent):
+    value = "spaces  and 'single' \"double\" $dollar\nsecond line ünïcödé 🚀"
+    agent.ok("config:set", FLASK, f"ODD={value}", "--no-restart")
+    config = json.loads(agent.ok("config", FLASK, "--json"))
+    assert config["ODD"] == value
+    assert agent.cli("config:set", FLASK, "MISSING_EQUALS").returncode != 0
+    bad = agent.cli("config:set", FLASK, "BAD KEY=1")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "invalid config key" in bad.stderr
+    agent.ok("config:unset", FLASK, "ODD", "--no-restart")
+
+
+# (h) rollback -----------------------------------------------------------------------------
+
+
+def test_rollback_restores_image_and_config(agent):
+    releases = json.loads(agent.ok("releases", FLASK, "--json"))
+    first = min(r["version"] for r in releases if r["state"] in ("live", "superseded"))
+    with Load(agent.http_port, HOST, clients=2) as load:
+        agent.ok("rollback", FLASK, f"v{first}")
+    assert load.failures == [], load.failures[:5]
+    assert agent.get(HOST) == (200, b"hello from flask on port 5000\n")
+    assert "GREETING" not in json.loads(agent.ok("config", FLASK, "--json"))
+    latest = json.loads(agent.ok("releases", FLASK, "--json"))[0]
+    assert latest["state"] == "live" and latest["description"] == f"Rollback to v{first}"
+
+
+# (i) a code-only push reuses the dependency layer -----------------------------------------
+
+
+def test_code_only_push_reuses_the_dependency_layer(agent, flask):
+    flask.write("app.py", (APPS / "flask" / "app.py").read_text().replace("hello", "howdy"))
+    flask.commit("code only")
+    output = pushed(flask.push())
+    install = [line for line in output.splitlines() if "pip install -r requirements.txt" in line]
+    assert install and all("(cached)" in line for line in install), install
+    assert agent.get(HOST) == (200, b"howdy from flask on port 5000\n")
+
+
+# branches, waiting, and the verbs over SSH --------------------------------------------------
+
+
+def test_other_branches_are_stored_without_deploying(agent, flask):
+    live = json.loads(agent.ok("apps:info", FLASK, "--json"))["release"]
+    output = pushed(flask.push("feature"))
+    assert "feature stored; only pushes to main or master deploy" in output
+    assert json.loads(agent.ok("apps:info", FLASK, "--json"))["release"] == live
+    assert remote_head(agent, FLASK, "feature") == flask.head()
+
+
+def test_a_second_operation_waits_for_the_first(agent):
+    outputs: list[str] = []
+
+    def restart() -> None:
+        outputs.append(agent.ok("ps:restart", FLASK))
+
+    threads = [threading.Thread(target=restart) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.3)
+    for thread in threads:
+        thread.join(300)
+    assert len(outputs) == 2
+    assert any("Waiting for the operation in progress on e2e-flask" in o for o in outputs)
+    assert agent.get(HOST)[0] == 200
+
+
+def test_verbs_over_ssh(agent, developer):
+    result = developer.ssh("apps --json")
+    assert result.returncode == 0, result.stderr
+    names = {app["name"] for app in json.loads(result.stdout)}
+    assert {FLASK, "e2e-express", "e2e-static", "e2e-docker"} <= names
+    quoted = developer.ssh(f"config:set {FLASK} 'SPACED=a b  c' --no-restart")
+    assert quoted.returncode == 0, quoted.stderr
+    assert developer.ssh(f"config:get {FLASK} SPACED").stdout == b"a b  c\n"
+    shell = developer.ssh("bash -i")
+    assert shell.returncode != 0 and b"invalid choice" in shell.stderr
+    assert developer.ssh("agent").returncode != 0
+    login = developer.ssh("")
+    assert login.returncode != 0 and b"Berth offers no shell" in login.stderr
+    bad_app = developer.ssh("git-receive-pack '../etc'")
+    assert bad_app.returncode != 0 and b"invalid app name" in bad_app.stderr
+
+
+def test_clone_back_over_ssh(agent, developer, flask, tmp_path):
+    clone = tmp_path / "clone"
+    result = subprocess.run(["git", "clone", "-q", f"berth@127.0.0.1:{FLASK}", str(clone)],
+                            env=developer.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (clone / "Procfile").exists()
+
+
+def test_domains_route_and_refusals(agent):
+    agent.ok("domains:add", FLASK, "www.example.org")
+    assert agent.get("www.example.org")[0] == 200
+    taken = agent.cli("domains:add", "e2e-static", "www.example.org")
+    assert taken.returncode == 1 and "belongs to app e2e-flask" in taken.stderr
+    wildcard = agent.cli("domains:add", FLASK, "*.example.org")
+    assert wildcard.returncode == 1 and "wildcard" in wildcard.stderr
+    agent.ok("domains:remove", FLASK, "www.example.org")
+    assert agent.get("www.example.org")[0] == 404
+
+
+def test_stop_start_and_destroy(agent):
+    agent.ok("ps:stop", "e2e-static")
+    assert agent.get(f"e2e-static.{DOMAIN}")[0] == 503
+    agent.ok("ps:start", "e2e-static")
+    assert agent.get(f"e2e-static.{DOMAIN}")[0] == 200
+    refused = agent.cli("apps:destroy", "e2e-static")
+    assert refused.returncode == 1 and "--confirm e2e-static" in refused.stderr
+    agent.ok("apps:destroy", "e2e-static", "--confirm", "e2e-static")
+    assert agent.get(f"e2e-static.{DOMAIN}")[0] == 404
+    assert not (agent.root / "data" / "repos" / "e2e-static.git").exists()
+    import docker
+
+    client = docker.from_env()
+    try:
+        assert not client.containers.list(all=True, filters={"label": "berth.app=e2e-static"})
+        assert not client.images.list(name="berth/e2e-static")
+    finally:
+        client.close()
