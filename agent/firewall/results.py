@@ -75,6 +75,7 @@ class SocketReach:
             "port": self.socket.port,
             "address": self.socket.address,
             "process": self.socket.process,
+            "target": self.socket.target,
             "reachable": self.verdict.state,
             "reason": self.verdict.reason,
         }
@@ -149,15 +150,14 @@ class FirewallStatus:
 
     def _render_sockets(self) -> list[str]:
         if not self.sockets:
-            return ["Listening sockets: none"]
+            return ["Listening sockets and published ports: none"]
         rows = [("PROTO", "PORT", "ADDRESS", "PROCESS", "FROM OUTSIDE")]
         for reach in self.sockets:
             s, v = reach.socket, reach.verdict
-            rows.append(
-                (s.protocol, str(s.port), s.address, s.process or "-", f"{v.state} ({v.reason})")
-            )
+            owner = f"{s.process} to {s.target}" if s.target else s.process or "-"
+            rows.append((s.protocol, str(s.port), s.address, owner, f"{v.state} ({v.reason})"))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines = ["Listening sockets:"]
+        lines = ["Listening sockets and published ports:"]
         for row in rows:
             cells = [row[i].ljust(widths[i]) for i in range(4)]
             lines.append("  " + "  ".join([*cells, row[4]]))

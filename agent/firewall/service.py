@@ -35,7 +35,7 @@ from agent.firewall.render import (
 )
 from agent.firewall.results import ApplyResult, FirewallPlan, FirewallStatus, SocketReach
 from agent.firewall.settings import FirewallSettings
-from agent.firewall.sockets import ListeningSocket, parse_ss
+from agent.firewall.sockets import ListeningSocket, merge, parse_dnat, parse_ss
 from agent.firewall.sshd import SshPorts, combine
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class FirewallService:
 
     async def plan(self, ssh_connection: str | None) -> FirewallPlan:
         """What `apply` would do; nothing is changed."""
-        return await self._plan(ssh_connection, ())
+        return await self._plan(ssh_connection, (), await self.runner.list_ruleset())
 
     async def apply(
         self, *, ssh_connection: str | None, confirm_within: float | None
@@ -120,8 +120,10 @@ class FirewallService:
         table look out of date.
         """
         live = await self.runner.list_table()
-        plan = await self._plan(ssh_connection, table_ssh_ports(live))
-        sockets = parse_ss(await self.runner.listening_sockets())
+        ruleset = await self.runner.list_ruleset()
+        plan = await self._plan(ssh_connection, table_ssh_ports(live), ruleset)
+        listening = parse_ss(await self.runner.listening_sockets())
+        sockets = merge(listening, parse_dnat(ruleset))
         active = live is not None
         live_digest = table_digest(live)
         notes = list(plan.ssh.notes)
@@ -154,10 +156,12 @@ class FirewallService:
 
     # -- internals ---------------------------------------------------------------------
 
-    async def _plan(self, ssh_connection: str | None, loaded_ssh: tuple[int, ...]) -> FirewallPlan:
+    async def _plan(
+        self, ssh_connection: str | None, loaded_ssh: tuple[int, ...], ruleset: str
+    ) -> FirewallPlan:
         ssh = await self._ssh_ports(ssh_connection)
         ssh = ssh.adding(loaded_ssh, "loaded table")
-        neighbours = coexist.detect(await self.runner.list_ruleset())
+        neighbours = coexist.detect(ruleset)
         return build_plan(self.settings, ssh, neighbours)
 
     async def _ssh_ports(self, ssh_connection: str | None) -> SshPorts:

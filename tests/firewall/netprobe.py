@@ -6,7 +6,7 @@ netprobe.py listen TAG PORT...        TCP listeners on every port (IPv4 and IPv6
 netprobe.py connect TIMEOUT ADDR...   ADDR is HOST:PORT or [V6]:PORT; prints a JSON
                                       object ADDR -> the greeting, "refused" or "timeout".
 netprobe.py ping COUNT HOST           COUNT ICMP/ICMPv6 echo requests at once; prints
-                                      how many replies came back within 2 s.
+                                      how many replies came back within 1 s.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def ping(count: int, host: str) -> None:
             packet = struct.pack("!BBHHH", request, 0, checksum, ident, seq) + payload
             sock.sendto(packet, (host, 0))
         replies: set[int] = set()
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
@@ -90,6 +90,8 @@ def ping(count: int, host: str) -> None:
             kind, _, _, got_ident, seq = struct.unpack("!BBHHH", icmp[:8])
             if kind == reply and got_ident == ident:
                 replies.add(seq)
+                if len(replies) == count:
+                    break
     print(len(replies))
 
 

@@ -8,7 +8,7 @@ from agent.firewall.coexist import BESIDE, INFO, REFUSE, detect, refuse_if_unsaf
 from agent.firewall.errors import FirewallConflict
 from agent.firewall.policy import CLOSED, LOCAL, OPEN, RESTRICTED, Policy
 from agent.firewall.settings import FirewallSettings
-from agent.firewall.sockets import ListeningSocket, parse_ss
+from agent.firewall.sockets import ListeningSocket, merge, parse_dnat, parse_ss
 
 UFW_RULESET = """\
 table ip filter {
@@ -136,3 +136,30 @@ def test_trusted_interfaces_make_the_rest_restricted() -> None:
     verdict = policy.judge("tcp", 5432, loopback=False, container=False)
     assert verdict.state == RESTRICTED and "wg0" in verdict.reason
     assert [a.kind for a in policy.allowances()] == ["ssh", "web", "web", "trusted"]
+
+
+NAT = """\
+table ip nat {
+	chain DOCKER {
+		iifname "docker0" counter return
+		iifname != "docker0" ip daddr 127.0.0.1 tcp dport 8001 counter dnat to 172.17.0.2:5000
+		iifname != "docker0" udp dport 8002 counter dnat to 172.17.0.2:53
+		iifname != "docker0" tcp dport 8080 counter dnat to 172.17.0.3:80
+	}
+}
+"""
+
+
+def test_published_ports_are_read_from_docker_nat_rules() -> None:
+    published = parse_dnat(NAT)
+    assert published == [
+        ListeningSocket("tcp", 8001, "127.0.0.1", "dnat", "172.17.0.2:5000"),
+        ListeningSocket("tcp", 8080, "*", "dnat", "172.17.0.3:80"),
+        ListeningSocket("udp", 8002, "*", "dnat", "172.17.0.2:53"),
+    ]
+    assert all(p.container for p in published)
+    assert published[0].loopback  # Berth's own way: published on 127.0.0.1 only
+    # A docker-proxy socket already stands for 8080; 8001 and 8002 are added.
+    merged = merge(parse_ss(SS), published)
+    assert [s.process for s in merged if s.port == 8080] == ["docker-proxy"]
+    assert {(s.protocol, s.port) for s in merged} >= {("tcp", 8001), ("udp", 8002)}

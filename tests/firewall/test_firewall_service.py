@@ -221,6 +221,7 @@ def test_status_tells_what_is_reachable(clean_lab: Lab) -> None:
         assert states[22] == "open" and states[80] == "open" and states[443] == "open"
         assert states[8080] == "closed" and states[2222] == "closed"
         assert states[5432] == "restricted"
+        assert states[8000] == "closed"  # the Docker-published port, found in the nat table
         text = status.render()
         assert "active, matches the configuration" in text
         assert re.search(r"tcp\s+8080\s+\S+\s+python3\s+closed \(not allowed\)", text), text
@@ -230,6 +231,8 @@ def test_status_tells_what_is_reachable(clean_lab: Lab) -> None:
         # A changed configuration shows as "differs".
         other = await service(lab).status()
         assert not other.current and "differs from the configuration" in other.render()
+        published = await service(lab, publish=("8000/tcp",)).status()
+        assert {r.socket.port: r.verdict.state for r in published.sockets}[8000] == "open"
 
     asyncio.run(scenario())
 
