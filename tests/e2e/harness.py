@@ -82,7 +82,7 @@ class AgentProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"agent exited at start:\n{self.log_tail()}")
-            if self.socket.exists() and self.cli("version").returncode == 0:
+            if self.socket.exists() and self.cli("apps", "--json").returncode == 0:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"agent did not come up:\n{self.log_tail()}")
