@@ -224,7 +224,7 @@ def test_status_tells_what_is_reachable(clean_lab: Lab) -> None:
         assert states[8000] == "closed"  # the Docker-published port, found in the nat table
         text = status.render()
         assert "active, matches the configuration" in text
-        assert re.search(r"tcp\s+8080\s+\S+\s+python3\s+closed \(not allowed\)", text), text
+        assert re.search(r"tcp\s+8080\s+\S+\s+python\S*\s+closed \(not allowed\)", text), text
         as_dict = status.to_dict()
         assert as_dict["active"] is True and as_dict["current"] is True
         assert {"kind": "ssh", "what": "22/tcp"} in as_dict["allowed"]
