@@ -15,6 +15,10 @@ which shows iptables-nft rules too), so it sees what is loaded, not what is inst
   published ports, and it rebuilds its own policy from zones Berth cannot see.
 - Docker's iptables chains are reported for information: Berth filters beside them and
   never edits them.
+
+Limit: rules loaded with iptables-legacy (not the nft backend, Debian's default since 10)
+do not show in `nft list ruleset`, so a ufw running on legacy iptables goes unreported;
+the intersection rule above still holds for it.
 """
 
 from __future__ import annotations
