@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import IO
 
 import docker  # type: ignore[import-untyped]
@@ -22,7 +23,7 @@ from docker.utils import match_tag  # type: ignore[import-untyped]
 
 from agent.build import ca, catalog
 from agent.build.context import dockerfile_path, write_context
-from agent.build.engine import Engine, EngineJob
+from agent.build.engine import Engine, EngineJob, cache_layer
 from agent.build.errors import BuildError, BuildFailed, BuildTimedOut
 from agent.build.model import BuildPlan, BuildRequest, BuiltImage
 from agent.build.output import STEP_INDENT, BuildOutput
@@ -105,14 +106,7 @@ class Builder:
         options = PlanOptions(request.app, self.settings, dict(request.env), trust)
         plan = pack.plan(tree, options)
         if trust and bundle is not None and plan.dockerfile is not None:
-            plan = BuildPlan(
-                builder=plan.builder,
-                dockerfile=plan.dockerfile,
-                files={**plan.files, **ca.context_files(bundle)},
-                default_processes=plan.default_processes,
-                buildargs=plan.buildargs,
-                notes=plan.notes,
-            )
+            plan = replace(plan, files={**plan.files, **ca.context_files(bundle)})
         return plan, reason
 
     async def _run(
@@ -129,7 +123,9 @@ class Builder:
             tag=request.tag,
             dockerfile=dockerfile_path(plan),
             buildargs=plan.buildargs,
-            labels={"berth.app": request.app, "berth.builder": plan.builder},
+            labels={}
+            if plan.labelled
+            else {"berth.app": request.app, "berth.builder": plan.builder},
         )
         task = asyncio.ensure_future(
             asyncio.to_thread(self.engine.build, job, context, output, show)
@@ -141,7 +137,9 @@ class Builder:
             step = output.current_step
             await self._stop(task, output)
             await asyncio.sleep(0)  # let queued output lines reach emit first
-            raise BuildTimedOut(request.app, step, self.settings.timeout, output.tail()) from None
+            raise BuildTimedOut(
+                request.app, step, self.settings.timeout, output.tail(), cache_layer(output)
+            ) from None
         finally:
             await asyncio.sleep(0)
 

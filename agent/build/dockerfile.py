@@ -31,6 +31,11 @@ def copyable(path: str) -> bool:
     return bool(_COPYABLE.fullmatch(path))
 
 
+def labels(app: str, builder: str) -> str:
+    """The LABEL line naming the app and the builder (app names need no quoting)."""
+    return f"LABEL berth.app={app} berth.builder={builder}"
+
+
 def create_user(*writable_dirs: str) -> str:
     """The RUN line that creates the app user and the directories it owns."""
     dirs = " ".join((APP_DIR, *writable_dirs))

@@ -59,6 +59,15 @@ def check_free_disk(path: Path, free_bytes: int, min_free_mb: int) -> None:
         raise NotEnoughDisk(path, free_bytes // MIB, min_free_mb)
 
 
+def cache_layer(output: BuildOutput) -> str:
+    """The image of the last step that completed ("" if none did)."""
+    return output.steps[-1].layer_id if output.steps else ""
+
+
+def _failed(job: EngineJob, output: BuildOutput, reason: str) -> BuildFailed:
+    return BuildFailed(job.app, output.current_step, reason, output.tail(), cache_layer(output))
+
+
 class Engine:
     def __init__(self, client: docker.DockerClient, settings: BuildSettings) -> None:
         self.client = client
@@ -113,13 +122,11 @@ class Engine:
             for line in output.finish():
                 show(line)
         except docker.errors.APIError as exc:
-            reason = str(exc.explanation or exc)
-            raise BuildFailed(job.app, output.current_step, reason, output.tail()) from exc
+            raise _failed(job, output, str(exc.explanation or exc)) from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            reason = f"lost the Docker engine: {exc}"
-            raise BuildFailed(job.app, output.current_step, reason, output.tail()) from exc
+            raise _failed(job, output, f"lost the Docker engine: {exc}") from exc
         if output.error is not None:
-            raise BuildFailed(job.app, output.current_step, output.reason, output.tail())
+            raise _failed(job, output, output.reason)
         return self._image_id(job, output)
 
     def _image_id(self, job: EngineJob, output: BuildOutput) -> str:

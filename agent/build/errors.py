@@ -60,20 +60,30 @@ class NotEnoughDisk(BuildError):
 
 
 class BuildFailed(BuildError):
-    """The image build itself failed at `step`; `log_tail` holds its last output lines."""
+    """The image build itself failed at `step`; `log_tail` holds its last output lines.
 
-    def __init__(self, app: str, step: str, reason: str, log_tail: tuple[str, ...]) -> None:
+    `cache_layer` is the untagged image of the last step that did succeed (kept by the
+    engine as build cache, so the next push reuses it), "" when there is none.
+    """
+
+    def __init__(
+        self, app: str, step: str, reason: str, log_tail: tuple[str, ...], cache_layer: str = ""
+    ) -> None:
         where = f" at {step}" if step else ""
         super().__init__(f"{app}: build failed{where}: {reason}")
         self.app = app
         self.step = step
         self.reason = reason
         self.log_tail = log_tail
+        self.cache_layer = cache_layer
 
 
 class BuildTimedOut(BuildFailed):
     """The build ran past `build.timeout` and was stopped."""
 
-    def __init__(self, app: str, step: str, timeout: float, log_tail: tuple[str, ...]) -> None:
-        super().__init__(app, step, f"stopped after {timeout:g} s (build.timeout)", log_tail)
+    def __init__(
+        self, app: str, step: str, timeout: float, log_tail: tuple[str, ...], cache_layer: str = ""
+    ) -> None:
+        reason = f"stopped after {timeout:g} s (build.timeout)"
+        super().__init__(app, step, reason, log_tail, cache_layer)
         self.timeout = timeout

@@ -66,3 +66,7 @@ class BuildPlan:
     default_processes: Mapping[str, str] = field(default_factory=dict)
     buildargs: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # shown to the pusher under the detection heading
+    # The Dockerfile already labels the image (berth.app, berth.builder) right after
+    # FROM, where the label costs nothing on rebuilds and marks even a failed build's
+    # leftover layers; otherwise the engine appends the labels as final steps.
+    labelled: bool = False

@@ -19,9 +19,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import docker
+import docker.errors
 import pytest
 
-from agent.build import Builder, BuildRequest, BuildSettings, BuiltImage, shell_argv
+from agent.build import (
+    Builder,
+    BuildFailed,
+    BuildRequest,
+    BuildSettings,
+    BuiltImage,
+    shell_argv,
+)
 from tests.conftest import STAND_IN_IMAGE
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
@@ -62,6 +71,7 @@ class Lab:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.tags: list[str] = []
+        self.layers: list[str] = []  # what failed builds left as cache
 
     def tag(self, name: str) -> str:
         tag = f"{TAG_PREFIX}/{name}:{next(_serial)}"
@@ -80,7 +90,12 @@ class Lab:
         lines = [] if lines is None else lines
         builder = Builder(settings or stand_in_settings(), self.client)
         request = BuildRequest(app=name, source=source, tag=self.tag(name), env=dict(env or {}))
-        image = asyncio.run(builder.build(request, lines.append))
+        try:
+            image = asyncio.run(builder.build(request, lines.append))
+        except BuildFailed as failure:
+            if failure.cache_layer:
+                self.layers.append(failure.cache_layer)
+            raise
         return BuildRun(image, lines)
 
     @contextmanager
@@ -117,8 +132,15 @@ class Lab:
         for tag in self.tags:
             try:
                 self.client.images.remove(tag, force=True, noprune=False)
-            except Exception:  # noqa: BLE001 - cleanup: an image a failed build never made
-                pass
+            except docker.errors.ImageNotFound:
+                continue  # a build that failed never made it
+        for layer in self.layers:
+            try:
+                self.client.images.remove(layer, noprune=False)
+            except docker.errors.ImageNotFound:
+                continue
+            except docker.errors.APIError:
+                continue  # a later build grew on it (and was removed above) or it is shared
 
 
 def wait_for_http(url: str, container: Any, deadline: float = 60.0) -> None:
@@ -153,8 +175,6 @@ def fetch(url: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[Any]:
-    import docker
-
     client = docker.from_env(timeout=120)
     try:
         yield client
