@@ -30,26 +30,37 @@ def stream_operation(
     """Run `operation` as a task and stream its lines, then its result or error.
 
     When the client goes away, the task is cancelled if `may_cancel()` says so (a deploy
-    before its swap); otherwise it runs to its end in the background.
+    before its swap); otherwise it runs to its end in the background. An operation that
+    settles early (`DeployOutput.settle`) ends the stream there and finishes unwatched.
     """
     tasks: set[asyncio.Task[Any]] = request.app.state.background_tasks
 
     async def body() -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        out = DeployOutput(queue.put_nowait)
+        queue: asyncio.Queue[str | _Settled | None] = asyncio.Queue()
+        out = DeployOutput(queue.put_nowait, on_settled=lambda r: queue.put_nowait(_Settled(r)))
         task = asyncio.create_task(operation(out))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
-            while (line := await queue.get()) is not None:
-                yield event(line=line)
+            while (item := await queue.get()) is not None:
+                if isinstance(item, _Settled):
+                    yield event(result=item.result)
+                    return
+                yield event(line=item)
             yield _outcome(task)
         finally:
             if not task.done() and may_cancel():
                 task.cancel()
 
     return StreamingResponse(body(), media_type=MEDIA_TYPE)
+
+
+class _Settled:
+    """The operation's result, delivered before its cleanup ends (DeployOutput.settle)."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
 
 
 def _outcome(task: asyncio.Task[Any]) -> bytes:

@@ -321,14 +321,23 @@ class Deployer:
         if app.stopped:
             self._apps.set_stopped(app.name, False)
         target = self.target(app, release, formation)
-        await self._rollout.roll(target, out, replace_all=True, before_swap=committed)
-        release = self._releases.go_live(release)
-        self._apps.save_formation(app.name, formation)
-        self._events.record(app.name, "ReleaseDeployed", f"{release.version}: {release.description}")
+        went_live: Release | None = None
+
+        def go_live() -> None:
+            nonlocal went_live
+            went_live = self._releases.go_live(release)
+            self._apps.save_formation(app.name, formation)
+            self._events.record(app.name, "ReleaseDeployed",
+                                f"{went_live.version}: {went_live.description}")
+            self._announce(app.name, went_live, formation, out)
+            out.settle({"release": went_live.number})
+
+        await self._rollout.roll(target, out, replace_all=True, before_swap=committed,
+                                 after_swap=go_live)
+        assert went_live is not None
         await self._prune_images(app.name)
         self._desire_certificates(self._apps.get(app.name))
-        self._announce(app.name, release, formation, out)
-        return release
+        return went_live
 
     async def _release_phase(self, release: Release, out: DeployOutput) -> None:
         out.step(f"Running release command: {release.release_command}")

@@ -7,7 +7,7 @@ push's response stream) and are kept for the release's stored build log.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 HEADING = "-----> "
 INDENT = "       "
@@ -18,8 +18,11 @@ Sink = Callable[[str], None]
 class DeployOutput:
     """Formats and forwards a deploy's lines; remembers them for the build log."""
 
-    def __init__(self, sink: Sink | None = None) -> None:
+    def __init__(
+        self, sink: Sink | None = None, *, on_settled: Callable[[Any], None] | None = None
+    ) -> None:
         self._sinks: list[Sink] = [sink] if sink else []
+        self._on_settled = on_settled
         self._lines: list[str] = []
         self._flushed = 0
         self._step: tuple[str, float] | None = None
@@ -58,6 +61,15 @@ class DeployOutput:
     def detail(self, text: str) -> None:
         for line in text.splitlines() or [""]:
             self._send(INDENT + line)
+
+    def settle(self, result: Any) -> None:
+        """The outcome is known and final; what follows (stopping drained instances) is
+        cleanup the caller need not wait for. Its lines still reach the build log."""
+        self.end_step()
+        if self._on_settled is not None:
+            self._on_settled(result)
+            self._on_settled = None
+            self._sinks.clear()
 
     def take_unflushed(self) -> str:
         """Lines not yet handed to the build log, as text."""

@@ -102,8 +102,14 @@ class Rollout:
     async def roll(
         self, target: Target, out: DeployOutput, *, replace_all: bool,
         before_swap: Callable[[], None] = lambda: None,
+        after_swap: Callable[[], None] = lambda: None,
     ) -> list[Container]:
-        """Make the app run `target`; returns the instances now serving it."""
+        """Make the app run `target`; returns the instances now serving it.
+
+        `before_swap` runs when nothing can fail any more short of the swap itself (a
+        deploy stops honouring cancellation there); `after_swap` runs once the old
+        instances are drained, before they are stopped (the deploy settles there).
+        """
         app = target.release.app
         current = [c for c in await self._runtime.list(app) if c.role == "process"]
         keep = [] if replace_all else _kept(current, target)
@@ -123,6 +129,7 @@ class Rollout:
         before_swap()
         serving = keep + started
         await self._swap(target, serving, out)
+        after_swap()
         if retire:
             out.step(f"Stopping {_describe(retire)}")
             await self._remove(retire)

@@ -103,3 +103,9 @@ async def test_a_dead_container_fails_at_once():
                            deadline=time.monotonic() + 30, interval=1, alive=dead,
                            say=lambda _: None)
     assert time.monotonic() - started < 5
+
+
+def test_retries_start_fast_and_back_off_to_the_interval():
+    from agent.deploy.health import retry_pause
+
+    assert [retry_pause(n, 1.0) for n in range(1, 7)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]

@@ -1,0 +1,153 @@
+#!/bin/sh
+# Berth installer: sets Berth up on a Debian or Ubuntu server and starts the agent.
+#
+#   sudo ./install.sh                          (from a checkout of Berth)
+#   sudo BERTH_DOMAIN=apps.example.com BERTH_EMAIL=you@example.com ./install.sh
+#
+# What it does, each step skipped when already done:
+#   1. installs docker.io, git, openssh-server, nftables, python3-venv from apt;
+#   2. starts the Docker engine (systemd if it runs, otherwise dockerd in the background);
+#   3. creates the `berth` system user (pushes and verbs over SSH log in as it);
+#   4. installs Berth into /opt/berth/venv and links /usr/local/bin/berth;
+#   5. writes /etc/berth/berth.toml (only if missing) with BERTH_DOMAIN and BERTH_EMAIL;
+#   6. runs `berth agent` under systemd, or under a respawning loop where there is none;
+#   7. lets root's SSH keys push (keys:add admin), unless BERTH_NO_KEYS=1.
+# Environment: BERTH_DOMAIN, BERTH_EMAIL, BERTH_PREFIX (/opt/berth), BERTH_NO_START=1.
+set -eu
+
+PREFIX=${BERTH_PREFIX:-/opt/berth}
+SOURCE=$(cd "$(dirname "$0")" && pwd)
+CONFIG=/etc/berth/berth.toml
+
+say() { printf -- '-----> %s\n' "$*"; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (sudo ./install.sh)"
+[ -f "$SOURCE/pyproject.toml" ] && [ -d "$SOURCE/agent" ] || die "run from a checkout of Berth"
+command -v apt-get >/dev/null 2>&1 || die "needs a Debian or Ubuntu system (apt-get)"
+
+missing=""
+for package in docker.io git openssh-server nftables python3 python3-venv ca-certificates; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+    say "Installing$missing"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
+fi
+
+has_systemd() { [ -d /run/systemd/system ]; }
+
+if ! docker info >/dev/null 2>&1; then
+    say "Starting the Docker engine"
+    if has_systemd; then
+        systemctl enable --now docker >/dev/null
+    else
+        (setsid dockerd >>/var/log/dockerd.log 2>&1 &)
+    fi
+    i=0
+    until docker info >/dev/null 2>&1; do
+        i=$((i + 1)); [ $i -gt 60 ] && die "the Docker engine did not start (see /var/log/dockerd.log)"
+        sleep 1
+    done
+fi
+
+if ! id berth >/dev/null 2>&1; then
+    say "Creating the berth user"
+    useradd --system --create-home --home-dir /home/berth --shell /bin/sh berth
+fi
+usermod -p '*' berth  # key logins only; a locked account would be refused by sshd
+
+say "Installing Berth into $PREFIX"
+mkdir -p "$PREFIX"
+rm -rf "$PREFIX/src"
+cp -a "$SOURCE" "$PREFIX/src"
+rm -rf "$PREFIX/src/.git"
+[ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
+"$PREFIX/venv/bin/pip" install -q --upgrade pip >/dev/null
+# Editable: hooks/ and buildpacks/ stay beside the package, where Berth finds them.
+"$PREFIX/venv/bin/pip" install -q -e "$PREFIX/src" >/dev/null
+chmod -R a+rX "$PREFIX"
+ln -sf "$PREFIX/venv/bin/berth" /usr/local/bin/berth
+
+if [ ! -f "$CONFIG" ]; then
+    say "Writing $CONFIG"
+    mkdir -p /etc/berth
+    cat >"$CONFIG" <<EOF
+# Berth's configuration; see the README for every setting.
+[ssh]
+command = "/usr/local/bin/berth"
+
+[deploy]
+domain = "${BERTH_DOMAIN:-}"
+
+[acme]
+email = "${BERTH_EMAIL:-}"
+
+[firewall]
+# Only SSH, 80 and 443 from outside, Docker's published ports included.
+enabled = true
+EOF
+    chmod 0644 "$CONFIG"
+fi
+
+if [ "${BERTH_NO_START:-0}" != 1 ]; then
+    if has_systemd; then
+        say "Starting berth.service"
+        cat >/etc/systemd/system/berth.service <<EOF
+[Unit]
+Description=Berth agent (proxy, deploys, certificates)
+After=network-online.target docker.service
+Wants=network-online.target docker.service
+
+[Service]
+ExecStart=/usr/local/bin/berth agent
+Restart=always
+RestartSec=2
+KillSignal=SIGTERM
+TimeoutStopSec=90
+
+[Install]
+WantedBy=multi-user.target
+EOF
+        systemctl daemon-reload
+        systemctl enable --now berth.service >/dev/null
+        systemctl restart berth.service
+    else
+        say "Starting the agent (no systemd: a respawning loop, logs in /var/log/berth.log)"
+        cat >/usr/local/sbin/berth-supervise <<'EOF'
+#!/bin/sh
+# Keeps `berth agent` running where there is no systemd.
+while true; do
+    /usr/local/bin/berth agent >>/var/log/berth.log 2>&1
+    sleep 2
+done
+EOF
+        chmod 0755 /usr/local/sbin/berth-supervise
+        pkill -f berth-supervise 2>/dev/null || true
+        pkill -f "berth agent" 2>/dev/null || true
+        (setsid /usr/local/sbin/berth-supervise >/dev/null 2>&1 &)
+        if command -v crontab >/dev/null 2>&1; then
+            (crontab -l 2>/dev/null | grep -v berth-supervise; echo "@reboot /usr/local/sbin/berth-supervise") | crontab -
+        fi
+    fi
+    i=0
+    until berth apps >/dev/null 2>&1; do
+        i=$((i + 1)); [ $i -gt 60 ] && die "the agent did not start (see journalctl -u berth or /var/log/berth.log)"
+        sleep 1
+    done
+    if [ "${BERTH_NO_KEYS:-0}" != 1 ] && [ -f /root/.ssh/authorized_keys ] && ! berth keys | grep -q '^admin '; then
+        n=0
+        grep -E '^(ssh-|ecdsa-|sk-)' /root/.ssh/authorized_keys | while read -r line; do
+            n=$((n + 1)); name=admin; [ $n -gt 1 ] && name="admin-$n"
+            printf '%s\n' "$line" | berth keys:add "$name" >/dev/null && say "Key $name may push"
+        done
+    fi
+fi
+
+host=$(hostname -f 2>/dev/null || hostname)
+say "Berth is installed. From your machine:"
+echo "       git remote add deploy berth@$host:myapp"
+echo "       git push deploy main"
