@@ -151,3 +151,19 @@ def test_invalid_package_json(tmp_path: Path) -> None:
     with pytest.raises(InvalidSource, match="^package.json: not valid JSON"):
         inspect(SourceTree(tmp_path), "20")
     assert NodeBuildpack().detect(SourceTree(tmp_path)) == "package.json"
+
+
+@pytest.mark.parametrize(
+    ("lock", "pnpm"),
+    [
+        ("lockfileVersion: '6.0'\n", "pnpm@8"),
+        ("lockfileVersion: 5.4\n", "pnpm@7"),
+        ("lockfileVersion: '9.0'\n", "pnpm@9"),
+        ("garbage\n", "pnpm@latest"),
+    ],
+)
+def test_pnpm_version_follows_the_lockfile(tmp_path: Path, lock: str, pnpm: str) -> None:
+    tree(tmp_path, {"name": "x"})
+    (tmp_path / "pnpm-lock.yaml").write_text(lock)
+    project = inspect(SourceTree(tmp_path), "20")
+    assert f"npm install --global {pnpm}" in (render(project, options()).dockerfile or "")

@@ -33,6 +33,9 @@ LOCKFILES = (
     ("npm-shrinkwrap.json", "npm"),
 )
 _COMPARATOR = re.compile(r"^(>=|>|\^|~|=|v)?\s*(\d+)(?:\.(\d+|x|X|\*))?(?:\.(\d+|x|X|\*))?$")
+_PNPM_LOCK_VERSION = re.compile(r"^lockfileVersion:\s*['\"]?(\d+)(?:\.(\d+))?", re.MULTILINE)
+# pnpm reads only its own lockfile generation: lockfileVersion -> the pnpm that wrote it.
+_PNPM_FOR_LOCKFILE = {5: "7", 6: "8", 7: "9", 9: "9"}
 _MANAGER = re.compile(r"^(npm|yarn|pnpm)@(\d+(?:\.\d+){0,2}(?:[-+][\w.]+)?)")
 
 
@@ -90,6 +93,12 @@ def node_version(spec: str | None, default: str) -> tuple[str, str]:
     return max(picks, key=lambda v: tuple(int(p) for p in v.split("."))), "engines.node"
 
 
+def pnpm_for_lockfile(text: str) -> str | None:
+    """The pnpm major version that reads a pnpm-lock.yaml (None: unknown, take latest)."""
+    found = _PNPM_LOCK_VERSION.search(text)
+    return _PNPM_FOR_LOCKFILE.get(int(found.group(1))) if found else None
+
+
 def _package_json(tree: SourceTree) -> dict[str, Any]:
     text = tree.read_text("package.json")
     if text is None:
@@ -119,6 +128,8 @@ def inspect(tree: SourceTree, default_version: str) -> NodeProject:
     manager_version = None
     if declared and (lockfile is None or declared.group(1) == manager):
         manager, manager_version = declared.group(1), declared.group(2)
+    elif manager == "pnpm" and lockfile is not None:
+        manager_version = pnpm_for_lockfile(tree.read_text(lockfile) or "")
     berry = manager == "yarn" and tree.is_file(".yarnrc.yml")
     files = ["package.json"] + ([lockfile] if lockfile else [])
     for extra in (".npmrc", ".yarnrc", ".yarnrc.yml", ".pnpmfile.cjs"):

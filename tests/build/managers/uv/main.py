@@ -1,0 +1,2 @@
+import six
+print("ok", six.__version__)
