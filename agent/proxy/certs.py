@@ -3,9 +3,9 @@
 `put` checks a certificate chain and key before anything changes (they parse, the key
 matches, the certificate names the host and has not expired) and then swaps in a new
 `ssl.SSLContext` for that name: handshakes from then on get the new certificate, open
-connections keep theirs, nothing restarts. The listening socket's own context carries no
-certificate at all, so a handshake for a name the store does not hold, or with no SNI,
-ends in a TLS alert instead of another site's certificate.
+connections keep theirs, nothing restarts. The HTTPS listener (`tls_listener`) asks
+`context_for(sni_name)`; a name the store does not hold gets a TLS alert, never another
+site's certificate.
 """
 
 from __future__ import annotations
@@ -53,21 +53,6 @@ class CertificateStore:
         if context is None:
             context = self._contexts.get(wildcard_parent(host))
         return context
-
-    def listener_context(self) -> ssl.SSLContext:
-        """The context of the HTTPS socket: no certificate, SNI picks the real one."""
-        context = _base_context()
-        context.sni_callback = self._select
-        return context
-
-    def _select(
-        self, connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext
-    ) -> int | None:
-        context = self.context_for(server_name.lower()) if server_name else None
-        if context is None:
-            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-        connection.context = context
-        return None
 
 
 def _base_context() -> ssl.SSLContext:

@@ -22,6 +22,7 @@ from agent.proxy.errors import ProxyNotRunning
 from agent.proxy.model import DrainReport, RouteCounters, RouteOptions, Upstream
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
+from agent.proxy.tls_listener import TlsListener
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Proxy:
         self._http_port: int | None = None
         self._https_port: int | None = None
         self._drains: set[asyncio.Task[DrainReport]] = set()
+        self._tls: TlsListener | None = None
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -65,15 +67,14 @@ class Proxy:
         self._servers.append(http)
         self._http_port = _bound_port(http)
         if settings.https_port is not None:
-            https = await loop.create_server(
-                lambda: ClientConnection(ctx, True),
-                settings.listen, settings.https_port,
-                backlog=settings.backlog, reuse_address=True,
-                ssl=self.certificates.listener_context(),
-                ssl_handshake_timeout=settings.tls_handshake_timeout,
+            listener = TlsListener(
+                settings, self.certificates, lambda: ClientConnection(ctx, True),
+                lambda: len(ctx.clients),
             )  # fmt: skip
-            self._servers.append(https)
-            self._https_port = ctx.https_port = _bound_port(https)
+            self._https_port = ctx.https_port = await listener.start(
+                settings.listen, settings.https_port
+            )
+            self._tls = listener
         ctx.start_sweeper(ctx.close_idle_upstreams)
         self._ctx = ctx
         log.info("proxy listening http=%s https=%s", self._http_port, self._https_port)
@@ -97,6 +98,9 @@ class Proxy:
         ctx.stopping = True
         for server in self._servers:
             server.close()
+        if self._tls is not None:
+            await self._tls.close()
+            self._tls = None
         for client in list(ctx.clients):
             client.shut_down()  # type: ignore[attr-defined]
         deadline = loop.time() + timeout

@@ -188,7 +188,7 @@ async def request(
     try:
         await client.send(raw)
         response = await client.response(head=head)
-        closed = await client.closed(timeout=1.0 if response.keep_alive else 5.0)
+        closed = await client.closed(timeout=0.2 if response.keep_alive else 5.0)
         return response, closed
     finally:
         await client.close()

@@ -1,0 +1,135 @@
+"""The HTTPS listener: accept, peek at the ClientHello's SNI, then hand over to TLS.
+
+Each accepted socket is peeked at (MSG_PEEK, nothing consumed) until its ClientHello is
+complete. A name the certificate store holds gets that host's TLS context and the socket
+goes to the event loop's TLS transport with a `ClientConnection` on top; an unknown name,
+or no name, gets a fatal TLS alert written here and the socket closed. So no handshake
+is ever answered with another site's certificate, and the client learns why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+
+from agent.proxy.certs import CertificateStore
+from agent.proxy.client_hello import (
+    ALERT_HANDSHAKE_FAILURE,
+    ALERT_UNRECOGNIZED_NAME,
+    MAX_HELLO,
+    NotTLS,
+    server_name,
+)
+from agent.proxy.settings import ProxySettings
+
+log = logging.getLogger(__name__)
+
+_PEEK_PAUSE = 0.005  # between peeks at a ClientHello that arrives in pieces
+
+
+class TlsListener:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        certificates: CertificateStore,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        open_connections: Callable[[], int],
+    ) -> None:
+        self._settings = settings
+        self._certificates = certificates
+        self._factory = protocol_factory
+        self._open_connections = open_connections
+        self._sock: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._greeting: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(self._settings.backlog)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+        return int(sock.getsockname()[1])
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._accepting, *self._greeting) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._sock is not None
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._sock)
+            except OSError as exc:  # EMFILE and friends: back off, keep listening
+                log.warning("https accept failed error=%s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            if len(self._greeting) + self._open_connections() >= self._settings.max_connections:
+                conn.close()
+                continue
+            task = loop.create_task(self._greet(conn))
+            self._greeting.add(task)
+            task.add_done_callback(self._greeting.discard)
+
+    async def _greet(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self._settings.tls_handshake_timeout
+        handed_over = False
+        try:
+            name = await asyncio.wait_for(_peek_server_name(loop, conn), timeout)
+            context = self._certificates.context_for(name) if name else None
+            if context is None:
+                conn.send(ALERT_HANDSHAKE_FAILURE if name is None else ALERT_UNRECOGNIZED_NAME)
+                log.debug("tls refused server_name=%s", name)
+                return
+            handed_over = True
+            await loop.connect_accepted_socket(
+                self._factory, conn, ssl=context, ssl_handshake_timeout=timeout
+            )
+        except (OSError, ssl.SSLError, NotTLS, asyncio.TimeoutError, EOFError) as exc:
+            log.debug("tls handshake failed error=%s", exc)
+        finally:
+            if not handed_over:
+                conn.close()
+
+
+async def _peek_server_name(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> str | None:
+    """Wait for a complete ClientHello on `conn` (without consuming it); its SNI name."""
+    while True:
+        await _readable(loop, conn)
+        data = conn.recv(MAX_HELLO, socket.MSG_PEEK)
+        if not data:
+            raise EOFError("closed before a ClientHello")
+        name = server_name(data)
+        if name is not False:
+            return name if isinstance(name, str) else None
+        if len(data) >= MAX_HELLO:
+            raise NotTLS("ClientHello too large")
+        await asyncio.sleep(_PEEK_PAUSE)  # the same bytes stay readable: wait for more
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = conn.fileno()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)

@@ -1,0 +1,89 @@
+"""Upstream response heads: validation, framing, hop-by-hop removal (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.proxy.response_head import (
+    CHUNKED,
+    LENGTH,
+    NO_BODY,
+    UNTIL_CLOSE,
+    BadResponse,
+    client_response_head,
+    parse_response_head,
+)
+
+
+def parse(raw: bytes, head: bool = False, dechunk: bool = False):  # type: ignore[no-untyped-def]
+    return parse_response_head(raw, head_request=head, dechunk=dechunk)
+
+
+def test_content_length_response_keeps_end_to_end_headers_only() -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n"
+        b"Content-Length: 12\r\nX-App: 1\r\n\r\n"
+    )
+    head = parse(raw)
+    assert (head.status, head.framing, head.length, head.keep_alive) == (200, LENGTH, 12, True)
+    assert client_response_head(head, b"") == (
+        b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 12\r\nX-App: 1\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "head", "framing", "keep"),
+    [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", False, CHUNKED, True),
+        (b"HTTP/1.1 200 OK\r\n\r\n", False, UNTIL_CLOSE, False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", False, LENGTH, False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\n", False, LENGTH, True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n", False, LENGTH, False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", True, NO_BODY, True),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", False, NO_BODY, True),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", False, NO_BODY, True),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", False, UNTIL_CLOSE, False),
+    ],
+)
+def test_framing(raw: bytes, head: bool, framing: int, keep: bool) -> None:
+    parsed = parse(raw, head)
+    assert (parsed.framing, parsed.keep_alive) == (framing, keep)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX : y\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n",
+        b"HTTP/2 200\r\n\r\n",
+        b"HTTP/1.1 20 OK\r\n\r\n",
+        b"ICY 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n obs-fold\r\n\r\n",
+    ],
+)
+def test_malformed_heads_are_refused(raw: bytes) -> None:
+    with pytest.raises(BadResponse):
+        parse(raw)
+
+
+def test_http_1_0_status_line_is_normalised_and_named_hop_headers_cut() -> None:
+    head = parse(b"HTTP/1.0 200 Fine\r\nConnection: X-Secret\r\nX-Secret: 1\r\nA: b\r\n\r\n")
+    assert client_response_head(head, b"Connection: close\r\n") == (
+        b"HTTP/1.1 200 Fine\r\nA: b\r\nConnection: close\r\n\r\n"
+    )
+
+
+def test_upgrade_kept_only_on_101_and_dechunk_drops_transfer_encoding() -> None:
+    head = parse(b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")
+    assert head.status == 101 and head.lines == b"Upgrade: websocket\r\n"
+    head = parse(b"HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n")
+    assert head.lines == b"Content-Length: 0\r\n"
+    head = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", dechunk=True)
+    assert head.framing == CHUNKED and head.lines == b""
+    assert parse(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n").interim
+    assert parse(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\n\r\n").has_hsts
