@@ -289,8 +289,11 @@ class CertificateManager:
                 log.exception("certificate scan failed")
                 wake_times = []
             delay = policy.sleep_until(next_scan, wake_times, now)
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancel that
+            # arrives as the event fires, and stop() would wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     def _scan(self, now: float) -> list[float]:
         """Start the attempts that are due; return when to look again."""
