@@ -43,8 +43,8 @@ def test_other_key_is_refused(ca: ThrowawayCA, key_type: str) -> None:
         check_pair(chain, key_to_pem(generate_key(key_type)))
 
 
-@pytest.mark.parametrize("pem", [b"", b"hello", b"-----BEGIN CERTIFICATE-----\nAAAA\n"
-                                 b"-----END CERTIFICATE-----\n"])
+@pytest.mark.parametrize("pem", [b"", b"hello", (b"-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                 b"-----END CERTIFICATE-----\n")])
 def test_garbage_certificate_is_one_clear_error(ca: ThrowawayCA, pem: bytes) -> None:
     _, key = ca.issue_pair(["www.example.com"], NOW, NOW + 3600)
     with pytest.raises(InvalidPem) as caught:

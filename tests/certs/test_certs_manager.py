@@ -67,8 +67,8 @@ class Rig:
 
 
 def settings(**overrides: Any) -> AcmeSettings:
-    base: dict[str, Any] = dict(directory=PROD, staging_directory=STAGING, preflight=False,
-                                staging_dry_run=False, backoff_min=60, backoff_max=3600)
+    base: dict[str, Any] = {"directory": PROD, "staging_directory": STAGING, "preflight": False,
+                                "staging_dry_run": False, "backoff_min": 60, "backoff_max": 3600}
     return AcmeSettings(**{**base, **overrides})
 
 
