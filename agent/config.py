@@ -1,7 +1,8 @@
 """Berth's configuration: read once from berth.toml, frozen, grouped by concern.
 
 The file is /etc/berth/berth.toml unless `BERTH_CONFIG` names another; a missing file
-means all defaults. Each table maps to one frozen dataclass owned by the subsystem that
+means all defaults. The `[paths]` section lives in `agent.paths`, which the CLI reads
+alone (it needs only the control socket, and starts faster without the subsystems). Each table maps to one frozen dataclass owned by the subsystem that
 uses it (`[proxy]` -> `agent.proxy.settings.ProxySettings`, ...); this module owns only
 the sections that belong to no single subsystem (paths, the control socket, SSH, deploys)
 and the composition. Nothing below the CLI's and the agent's entry points reads the
@@ -20,41 +21,9 @@ from agent.build.settings import BuildSettings
 from agent.certs.settings import AcmeSettings
 from agent.errors import ConfigError
 from agent.firewall.settings import FirewallSettings
+from agent.paths import CONFIG_ENV, DEFAULT_CONFIG_PATH, PathSettings, config_path, read_toml
 from agent.proxy.settings import ProxySettings
 from agent.settings import load_section
-
-DEFAULT_CONFIG_PATH = Path("/etc/berth/berth.toml")
-CONFIG_ENV = "BERTH_CONFIG"
-
-
-@dataclass(frozen=True)
-class PathSettings:
-    """Where Berth keeps its state (`[paths]`)."""
-
-    data_dir: Path = Path("/var/lib/berth")
-    # Directory of the control socket; 0750 root:<ssh.user>, so only root and the berth
-    # user can open the socket whatever mode the socket file itself has.
-    run_dir: Path = Path("/run/berth")
-
-    @property
-    def database(self) -> Path:
-        return self.data_dir / "berth.db"
-
-    @property
-    def repos(self) -> Path:
-        return self.data_dir / "repos"
-
-    @property
-    def builds(self) -> Path:
-        return self.data_dir / "builds"
-
-    @property
-    def certs(self) -> Path:
-        return self.data_dir / "certs"
-
-    @property
-    def control_socket(self) -> Path:
-        return self.run_dir / "control.sock"
 
 
 @dataclass(frozen=True)
@@ -119,26 +88,12 @@ class Config:
     source: Path | None = field(default=None, metadata={"config": False})
 
 
-def config_path(environ: Mapping[str, str]) -> Path:
-    """The configuration file named by the environment, or the default."""
-    named = environ.get(CONFIG_ENV, "")
-    return Path(named) if named else DEFAULT_CONFIG_PATH
-
-
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate the configuration file; a missing default file means defaults."""
     environ = os.environ if environ is None else environ
-    explicit = path is not None or bool(environ.get(CONFIG_ENV))
     path = path or config_path(environ)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if explicit:
-            raise ConfigError("", f"{path} does not exist") from None
-        return Config()
-    except OSError as exc:
-        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
-    return parse_config(text, source=path)
+    text = read_toml(path, explicit=path != DEFAULT_CONFIG_PATH or bool(environ.get(CONFIG_ENV)))
+    return Config() if text is None else parse_config(text, source=path)
 
 
 def parse_config(text: str, source: Path | None = None) -> Config:

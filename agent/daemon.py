@@ -33,7 +33,8 @@ from agent.api.keys import sync_authorized_keys
 from agent.api.services import Services
 from agent.build import Builder
 from agent.config import Config
-from agent.deploy.docker_runtime import DockerRuntime
+from agent.paths import DEFAULT_CONFIG_PATH
+from agent.deploy.docker_runtime import DockerRuntime, installation_id
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.reconciler import Reconciler
 from agent.deploy.rollout import Rollout
@@ -65,7 +66,7 @@ def default_ssh_command(config: Config) -> str:
     if config.ssh.command:
         return config.ssh.command
     command = f"{shlex.quote(sys.executable)} -m agent"
-    if config.source is not None and config.source != Path("/etc/berth/berth.toml"):
+    if config.source is not None and config.source != DEFAULT_CONFIG_PATH:
         command = f"env BERTH_CONFIG={shlex.quote(str(config.source))} {command}"
     return command
 
@@ -139,7 +140,7 @@ async def build_agent(config: Config) -> Agent:
     proxy = Proxy(config.proxy, access_log=logging.getLogger("berth.access"))
     await proxy.start()
     client = docker.DockerClient(base_url=config.docker.url)
-    runtime = DockerRuntime(client)
+    runtime = DockerRuntime(client, installation_id(config.paths.data_dir))
     rollout = Rollout(runtime, proxy, config.deploy)
     certificates = _certificate_manager(config, db, proxy)
     deployer = Deployer(
@@ -190,38 +191,45 @@ async def serve(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services = agent.services
+    api = build_api(services)
+    server = _QuietSignalsServer(uvicorn.Config(
+        api, log_level="warning", lifespan="off", timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
+    ))
     tasks: list[asyncio.Task[Any]] = []
-    server: _QuietSignalsServer | None = None
     try:
-        if config.firewall.enabled and services.firewall is not None:
-            result = await services.firewall.apply(ssh_connection=None, confirm_within=None)
-            log.info("firewall %s", getattr(result, "message", result))
-        await agent.reconciler.boot()
-        sync_authorized_keys(services)
-        if agent.certificates is not None:
-            await agent.certificates.start()
+        await _start_services(agent)
         tasks.append(asyncio.create_task(
             agent.reconciler.run_periodically(RECONCILE_INTERVAL), name="reconciler"))
-        sock = control_socket(config)
-        api = build_api(services)
-        server = _QuietSignalsServer(uvicorn.Config(
-            api, log_level="warning", lifespan="off", timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
-        ))
-        tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name="control-api"))
+        tasks.append(asyncio.create_task(
+            server.serve(sockets=[control_socket(config)]), name="control-api"))
         log.info("agent ready http=%s https=%s socket=%s", agent.proxy.http_port,
                  agent.proxy.https_port, config.paths.control_socket)
         await _wait_for_stop(stop, tasks)
     finally:
         log.info("shutting down")
-        if server is not None:
-            server.should_exit = True
-        await _finish(tasks, api_tasks=services)
+        server.should_exit = True
+        await _finish(tasks, api.state.background_tasks)
         if agent.certificates is not None:
             await agent.certificates.stop()
+        if services.firewall is not None:
+            await services.firewall.aclose()
         await agent.proxy.stop(config.deploy.drain_timeout)
         agent.db.close()
         config.paths.control_socket.unlink(missing_ok=True)
     return 0
+
+
+async def _start_services(agent: Agent) -> None:
+    """Firewall, then routes and containers, then keys and certificates."""
+    services = agent.services
+    config = services.config
+    if config.firewall.enabled and services.firewall is not None:
+        result = await services.firewall.apply(ssh_connection=None, confirm_within=None)
+        log.info("firewall: %s", result.message)
+    await agent.reconciler.boot()
+    sync_authorized_keys(services)
+    if agent.certificates is not None:
+        await agent.certificates.start()
 
 
 async def _wait_for_stop(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
@@ -230,12 +238,23 @@ async def _wait_for_stop(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) ->
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
     for task in done:
-        if task is not stopper and task.exception() is not None:
+        if task is not stopper and not task.cancelled() and task.exception() is not None:
             log.error("core task %s died", task.get_name(), exc_info=task.exception())
 
 
-async def _finish(tasks: list[asyncio.Task[Any]], api_tasks: Services) -> None:
+async def _finish(tasks: list[asyncio.Task[Any]], operations: set[asyncio.Task[Any]]) -> None:
+    """Stop the reconciler, let the API close, give running operations (deploys) the
+    shutdown timeout to end, then cancel them (a cancelled deploy removes what it
+    started and is marked failed)."""
     for task in tasks:
         if task.get_name() != "control-api":
             task.cancel()
-    await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT)
+    if tasks:
+        await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT)
+    if operations:
+        log.info("waiting for %d running operation(s)", len(operations))
+        _, pending = await asyncio.wait(set(operations), timeout=SHUTDOWN_TIMEOUT)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=SHUTDOWN_TIMEOUT)

@@ -157,7 +157,7 @@ def main() -> int:
         sshd.stop()
         agent.stop()
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
-        for line in subprocess.run(["docker", "ps", "-aq", "--filter", "label=berth.managed=1"],
+        for line in subprocess.run(["docker", "ps", "-aq", "--filter", "label=berth.managed"],
                                    capture_output=True, text=True).stdout.split():
             subprocess.run(["docker", "rm", "-f", line], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)

@@ -18,7 +18,7 @@ from typing import IO, Iterator, Mapping, Sequence, TextIO
 from agent.appsettings import AppSettings
 from agent.cli.client import ControlClient, path
 from agent.cli.registry import Context, follow
-from agent.config import Config
+from agent.paths import PathSettings
 from agent.errors import BerthError
 from agent.names import check_app
 
@@ -40,12 +40,12 @@ def app_of(git_dir: Path) -> str:
     return check_app(name[:-4] if name.endswith(".git") else name)
 
 
-def run_hook(config: Config, argv: Sequence[str], environ: Mapping[str, str]) -> int:
+def run_hook(paths: PathSettings, argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if list(argv) != ["pre-receive"]:
         raise BerthError("usage: berth hook pre-receive (run by git)")
     app = app_of(Path(environ.get("GIT_DIR", ".")))
     updates = parse_updates(sys.stdin.read())
-    return pre_receive(ControlClient(config.paths.control_socket), app, updates, sys.stdout)
+    return pre_receive(ControlClient(paths.control_socket), app, updates, sys.stdout)
 
 
 def pre_receive(

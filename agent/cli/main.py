@@ -14,8 +14,8 @@ from typing import BinaryIO, Mapping, NoReturn, Sequence, TextIO
 from agent import __version__
 from agent.cli.client import ControlClient
 from agent.cli.registry import Context, Verb
-from agent.cli.verbs import apps, config, processes, releases
-from agent.config import Config, load_config
+from agent.cli.verbs import apps, config, firewall, processes, releases
+from agent.paths import PathSettings, load_paths
 from agent.errors import BerthError
 
 
@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def all_verbs() -> list[Verb]:
-    return apps.VERBS + config.VERBS + processes.VERBS + releases.VERBS
+    return apps.VERBS + config.VERBS + processes.VERBS + releases.VERBS + firewall.VERBS
 
 
 LOCAL_COMMANDS = {
@@ -55,7 +55,7 @@ def build_parser(verbs: Sequence[Verb], *, remote: bool) -> argparse.ArgumentPar
 
 
 def run_verb(
-    config: Config, argv: Sequence[str], *, remote: bool, environ: Mapping[str, str],
+    paths: PathSettings, argv: Sequence[str], *, remote: bool, environ: Mapping[str, str],
     stdin: BinaryIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
 ) -> int:
     parser = build_parser(all_verbs(), remote=remote)
@@ -67,7 +67,7 @@ def run_verb(
         parser.print_help(stdout or sys.stdout)
         return 0
     ctx = Context(
-        client=ControlClient(config.paths.control_socket),
+        client=ControlClient(paths.control_socket),
         out=stdout or sys.stdout,
         err=stderr or sys.stderr,
         stdin=stdin or sys.stdin.buffer,
@@ -82,21 +82,22 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
     try:
-        config = load_config(environ=environ)
         command = argv[0] if argv else ""
         if command == "agent":
+            from agent.config import load_config
             from agent.daemon import run_agent
 
-            return run_agent(config, argv[1:])
+            return run_agent(load_config(environ=environ), argv[1:])
+        paths = load_paths(environ)
         if command == "ssh-command":
             from agent.cli.sshcommand import ssh_command
 
-            return ssh_command(config, argv[1:], environ)
+            return ssh_command(paths, argv[1:], environ)
         if command == "hook":
             from agent.cli.hook import run_hook
 
-            return run_hook(config, argv[1:], environ)
-        return run_verb(config, argv, remote=False, environ=environ)
+            return run_hook(paths, argv[1:], environ)
+        return run_verb(paths, argv, remote=False, environ=environ)
     except BerthError as exc:
         _fail(str(exc))
         return exc.status if isinstance(exc, UsageError) else 1

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 from agent.cli.client import ControlClient, path
 from agent.cli.main import run_verb
-from agent.config import Config
+from agent.paths import PathSettings
 from agent.errors import BerthError
 from agent.names import check_app, check_key_name
 
@@ -37,7 +37,7 @@ def parse_git_target(argument: str) -> str:
     return check_app(name)
 
 
-def ssh_command(config: Config, argv: Sequence[str], environ: Mapping[str, str]) -> int:
+def ssh_command(paths: PathSettings, argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if len(argv) != 1:
         raise Refused("usage: berth ssh-command KEYNAME (run by sshd, not by hand)")
     key_name = check_key_name(argv[0])
@@ -54,17 +54,17 @@ def ssh_command(config: Config, argv: Sequence[str], environ: Mapping[str, str])
     except ValueError as exc:
         raise Refused(f"cannot parse the command: {exc}") from None
     if words[0] in GIT_COMMANDS:
-        return _git(config, words, key_name, environ)
+        return _git(paths, words, key_name, environ)
     if words[0] in ("agent", "ssh-command", "hook"):
         raise Refused(f"{words[0]!r} is not available over SSH")
-    return run_verb(config, words, remote=True, environ=environ)
+    return run_verb(paths, words, remote=True, environ=environ)
 
 
-def _git(config: Config, words: list[str], key_name: str, environ: Mapping[str, str]) -> int:
+def _git(paths: PathSettings, words: list[str], key_name: str, environ: Mapping[str, str]) -> int:
     if len(words) != 2:
         raise Refused(f"{words[0]} takes exactly one repository")
     app = parse_git_target(words[1])
-    client = ControlClient(config.paths.control_socket)
+    client = ControlClient(paths.control_socket)
     if words[0] == "git-receive-pack":
         repo = client.call("POST", path("apps", app, "repo"))["path"]
     else:

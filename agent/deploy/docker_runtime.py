@@ -9,9 +9,11 @@ rotated by size and count, and the web port published on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import docker
@@ -91,12 +93,21 @@ def _offer(queue: "asyncio.Queue[LogLine | None]", item: LogLine | None) -> None
         queue.put_nowait(item)
 
 
-class DockerRuntime:
-    """Runs, lists, stops and removes Berth's containers through the Docker engine."""
+def installation_id(data_dir: Path) -> str:
+    """A stable id for one Berth installation (its data directory)."""
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
 
-    def __init__(self, client: docker.DockerClient) -> None:
+
+class DockerRuntime:
+    """Runs, lists, stops and removes Berth's containers through the Docker engine.
+
+    Only containers labelled with this installation's id are listed or touched.
+    """
+
+    def __init__(self, client: docker.DockerClient, installation: str) -> None:
         self._client = client
         self._api = client.api
+        self._installation = installation
 
     # lifecycle -----------------------------------------------------------------------
 
@@ -113,7 +124,7 @@ class DockerRuntime:
                 command=list(spec.command) or None,
                 name=spec.name,
                 environment=dict(spec.env),
-                labels=dict(spec.labels),
+                labels={**spec.labels, LABEL_MANAGED: self._installation},
                 ports=ports,
                 restart_policy=restart_policy(spec.restart_policy),
                 log_config=LogConfig(
@@ -136,7 +147,7 @@ class DockerRuntime:
         return await asyncio.to_thread(self._list, app)
 
     def _list(self, app: str | None) -> list[Container]:
-        filters = [f"{LABEL_MANAGED}=1"]
+        filters = [f"{LABEL_MANAGED}={self._installation}"]
         if app is not None:
             filters.append(f"{LABEL_APP}={app}")
         try:

@@ -12,6 +12,8 @@ from typing import Mapping
 
 from agent.releases import Release
 
+# Set by the runtime adapter to the installation's id, so two Berth agents on one
+# engine (or a test run beside a real install) never touch each other's containers.
 LABEL_MANAGED = "berth.managed"
 LABEL_APP = "berth.app"
 LABEL_RELEASE = "berth.release"
@@ -102,7 +104,6 @@ def environment(
 
 def labels(app: str, release: int, role: str, instance: Instance | None) -> dict[str, str]:
     result = {
-        LABEL_MANAGED: "1",
         LABEL_APP: app,
         LABEL_RELEASE: str(release),
         LABEL_ROLE: role,

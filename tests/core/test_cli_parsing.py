@@ -55,8 +55,16 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     assert status == 2 and err.count("\n") == 1 and "required" in err
 
 
-def test_bad_config_file_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["apps"], ["agent"]])
+def test_bad_config_file_is_one_line(tmp_path, capsys, command):
+    config = tmp_path / "berth.toml"
+    config.write_text("[paths]\nbogus = 1\n")
+    assert main(command, environ={"BERTH_CONFIG": str(config)}) == 1
+    assert capsys.readouterr().err == "error: config: paths.bogus: unknown setting\n"
+
+
+def test_the_agent_validates_every_section(tmp_path, capsys):
     config = tmp_path / "berth.toml"
     config.write_text("[deploy]\nbogus = 1\n")
-    assert main(["apps"], environ={"BERTH_CONFIG": str(config)}) == 1
+    assert main(["agent"], environ={"BERTH_CONFIG": str(config)}) == 1
     assert capsys.readouterr().err == "error: config: deploy.bogus: unknown setting\n"

@@ -7,7 +7,9 @@ from agent.errors import ConfigError
 
 
 def test_missing_default_file_means_defaults(tmp_path, monkeypatch):
-    monkeypatch.setattr("agent.config.DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
+    absent = tmp_path / "absent.toml"
+    monkeypatch.setattr("agent.paths.DEFAULT_CONFIG_PATH", absent)
+    monkeypatch.setattr("agent.config.DEFAULT_CONFIG_PATH", absent)
     assert load_config(environ={}) == Config()
 
 

@@ -23,7 +23,7 @@ DOMAIN = "berth.test"
 
 
 def agent_config(root: Path, *, http_port: int, https_port: int, command: str,
-                 extra: str = "") -> str:
+                 acme: str = "enabled = false", firewall: str = "enabled = false") -> str:
     ca = f'ca_bundle = "{HOST_CA_BUNDLE}"' if HOST_CA_BUNDLE.exists() else ""
     return f"""
 [paths]
@@ -56,15 +56,14 @@ min_free_disk_mb = 512
 {ca}
 
 [acme]
-enabled = false
+{acme}
 
 [firewall]
-enabled = false
-{extra}
+{firewall}
 """
 
 
-def make_agent(root: Path, extra: str = "") -> AgentProcess:
+def make_agent(root: Path, **sections: str) -> AgentProcess:
     lib = copy_package(root)
     http_port, https_port = free_port(), free_port()
     config_path = root / "berth.toml"
@@ -72,7 +71,7 @@ def make_agent(root: Path, extra: str = "") -> AgentProcess:
     command = (f"env BERTH_CONFIG={shlex.quote(str(config_path))} "
                f"PYTHONPATH={shlex.quote(str(lib))} {shlex.quote(python)} -m agent")
     config_path.write_text(agent_config(root, http_port=http_port, https_port=https_port,
-                                        command=command, extra=extra))
+                                        command=command, **sections))
     config_path.chmod(0o644)
     env = {**os.environ, "BERTH_CONFIG": str(config_path), "PYTHONPATH": str(lib)}
     return AgentProcess(root, config_path, http_port, https_port, env)
@@ -104,7 +103,7 @@ def _remove_leftovers(process: AgentProcess) -> None:
 
     client = docker.from_env()
     try:
-        for container in client.containers.list(all=True, filters={"label": "berth.managed=1"}):
+        for container in client.containers.list(all=True, filters={"label": "berth.managed"}):
             if container.labels.get("berth.app", "").startswith("e2e-"):
                 container.remove(force=True)
         for image in client.images.list(name="berth/e2e-*"):

@@ -1,0 +1,82 @@
+"""Where Berth keeps its state, and the light config read the CLI and hooks need.
+
+The CLI, the SSH forced command and the git hook only need to find the control socket;
+`load_paths` reads just the `[paths]` table, so they start without importing the
+proxy, the builder or docker-py (the full file is validated by the agent).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from agent.errors import ConfigError
+from agent.settings import load_section
+
+DEFAULT_CONFIG_PATH = Path("/etc/berth/berth.toml")
+CONFIG_ENV = "BERTH_CONFIG"
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Where Berth keeps its state (`[paths]`)."""
+
+    data_dir: Path = Path("/var/lib/berth")
+    # Directory of the control socket; 0750 root:<ssh.user>, so only root and the berth
+    # user can open the socket whatever mode the socket file itself has.
+    run_dir: Path = Path("/run/berth")
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "berth.db"
+
+    @property
+    def repos(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def builds(self) -> Path:
+        return self.data_dir / "builds"
+
+    @property
+    def certs(self) -> Path:
+        return self.data_dir / "certs"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "control.sock"
+
+
+def config_path(environ: Mapping[str, str]) -> Path:
+    """The configuration file named by the environment, or the default."""
+    named = environ.get(CONFIG_ENV, "")
+    return Path(named) if named else DEFAULT_CONFIG_PATH
+
+
+def read_toml(path: Path, *, explicit: bool) -> str | None:
+    """The file's text; None when the default file is missing (all defaults)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError("", f"{path} does not exist") from None
+        return None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
+
+
+def load_paths(environ: Mapping[str, str] | None = None) -> PathSettings:
+    """Only the `[paths]` table of the configuration file."""
+    environ = os.environ if environ is None else environ
+    path = config_path(environ)
+    text = read_toml(path, explicit=bool(environ.get(CONFIG_ENV)))
+    if text is None:
+        return PathSettings()
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path}: not valid TOML: {exc}") from exc
+    return load_section(PathSettings, table.get("paths"), "paths")

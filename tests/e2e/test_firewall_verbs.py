@@ -1,0 +1,71 @@
+"""The firewall verbs through a real agent, applying rules only inside a network
+namespace this test makes (never the machine's own)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.conftest import make_agent
+from tests.e2e.harness import world_readable_tempdir
+
+pytestmark = [pytest.mark.netns, pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture
+def namespace():
+    name = f"berth-e2e-fw-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    yield name
+    subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def tables(namespace: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", namespace, "nft", "list", "tables"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def agent(namespace):
+    root = world_readable_tempdir("berth-e2e-fw-")
+    process = make_agent(root, firewall=f'enabled = true\nnetns = "{namespace}"\n'
+                                         'allow = ["8443/tcp"]')
+    process.start()
+    yield process
+    process.stop()
+    subprocess.run(["rm", "-rf", str(root)])
+
+
+def test_agent_applies_at_start_and_verbs_drive_it(agent, namespace):
+    assert "table inet berth" in tables(namespace)  # applied when the agent started
+
+    dry = agent.ok("firewall:apply", "--dry-run")
+    assert "table inet berth" in dry and "8443" in dry
+    again = agent.ok("firewall:apply")
+    assert "unchanged" in again.lower()
+    status = agent.ok("firewall")
+    assert "8443" in status
+
+    assert "berth" in agent.ok("firewall:disable").lower()
+    assert "table inet berth" not in tables(namespace)
+
+    agent.ok("firewall:apply", "--confirm-within", "5")
+    assert "table inet berth" in tables(namespace)
+    deadline = time.monotonic() + 30
+    while "table inet berth" in tables(namespace) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "table inet berth" not in tables(namespace), "the unconfirmed change was not reverted"
+
+    agent.ok("firewall:apply", "--confirm-within", "30")
+    agent.ok("firewall:confirm")
+    time.sleep(1)
+    assert "table inet berth" in tables(namespace)
+    nothing = agent.cli("firewall:confirm")
+    assert nothing.returncode == 1 and nothing.stderr.count("\n") == 1
+
+    too_short = agent.cli("firewall:apply", "--confirm-within", "1")
+    assert too_short.returncode == 1 and "5 to 3600" in too_short.stderr
