@@ -123,7 +123,15 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.eof = True
-        if self.lingering or (self.active is None and not self.queue):
+        if self.tunnel is not None:
+            self.tunnel.close()
+            return None
+        if (
+            self.lingering
+            or (self.active is None and not self.queue)
+            or self.incoming is not None  # a request body that can never be completed
+            or self.reader.in_head
+        ):
             self.close()
             return None
         return True  # half-closed: still answer what was asked
@@ -247,6 +255,9 @@ class ClientConnection(asyncio.Protocol):
     def become_tunnel(self, tunnel: Tunnel) -> None:
         self.tunnel = tunnel
         self.raw_exchange = None
+        if self.eof:  # the client already hung up its side
+            tunnel.close()
+            return
         if self.paused_for:
             self.paused_for = 0
             self.transport.resume_reading()

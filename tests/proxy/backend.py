@@ -197,3 +197,18 @@ async def running_backend(name: str, port: int = 0) -> AsyncIterator[Backend]:
         yield backend
     finally:
         await backend.stop()
+
+
+async def _serve_forever(name: str, port: int) -> None:
+    backend = Backend(name)
+    await backend.start(port)
+    print(f"listening {backend.port}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    import uvloop
+
+    uvloop.run(_serve_forever(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0))
