@@ -133,6 +133,10 @@ class Builder:
         remaining = max(self.settings.timeout - (time.monotonic() - started), 0.1)
         try:
             return await asyncio.wait_for(asyncio.shield(task), remaining)
+        except asyncio.CancelledError:
+            # The deploy was called off: stop the engine's work too, then go.
+            await asyncio.shield(self._stop(task, output))
+            raise
         except TimeoutError:
             step = output.current_step
             await self._stop(task, output)

@@ -43,7 +43,7 @@ def create_user(*writable_dirs: str) -> str:
         f"RUN (id -u {APP_USER} >/dev/null 2>&1"
         f" || useradd --system --user-group --create-home --home-dir {HOME_DIR}"
         f" --shell /bin/sh {APP_USER}"
-        f" || adduser -S -D -h {HOME_DIR} {APP_USER})"
+        f" || (addgroup -S {APP_USER} && adduser -S -D -G {APP_USER} -h {HOME_DIR} {APP_USER}))"
         f" && mkdir -p {dirs} && chown {APP_USER}:{APP_USER} {dirs}"
     )
 

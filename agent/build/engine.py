@@ -19,7 +19,7 @@ import docker  # type: ignore[import-untyped]
 import docker.errors  # type: ignore[import-untyped]
 import requests.exceptions
 
-from agent.build.errors import BuildFailed, NotEnoughDisk
+from agent.build.errors import BuildError, BuildFailed, NotEnoughDisk
 from agent.build.output import BuildOutput
 from agent.build.settings import BuildSettings
 
@@ -83,9 +83,7 @@ class Engine:
             requests.exceptions.RequestException,
             KeyError,
         ) as exc:
-            raise BuildFailed(
-                "", "", f"cannot ask the Docker engine for its data directory: {exc}", ()
-            ) from exc
+            raise BuildError(f"cannot ask the Docker engine where it keeps images: {exc}") from exc
 
     def check_disk(self) -> None:
         path = self.data_dir()

@@ -299,3 +299,52 @@ def test_parallel_limit_queues_builds_and_emit_stays_on_the_loop(tmp_path: Path,
         i for i in range(2) if outputs[i][0].startswith("-----> Waiting for a free build slot")
     ]
     assert len(waited) == 1
+
+
+def test_cancelled_build_stops_its_step_container(tmp_path: Path, lab: Lab) -> None:
+    source = dockerfile_app(tmp_path / "cancel", "RUN echo begun && sleep 301")
+    builder = Builder(stand_in_settings(), lab.client)
+    request = BuildRequest(app="cancel", source=source, tag=lab.tag("cancel"), env={})
+
+    async def build_then_cancel() -> None:
+        begun = asyncio.Event()
+
+        def emit(line: str) -> None:
+            if "begun" in line:
+                begun.set()
+
+        task = asyncio.create_task(builder.build(request, emit))
+        await asyncio.wait_for(begun.wait(), 60)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    started = time.monotonic()
+    asyncio.run(build_then_cancel())  # also waits for the worker thread to finish
+    assert time.monotonic() - started < 60
+    running = [
+        c
+        for c in lab.client.containers.list()
+        if "sleep 301" in " ".join(c.attrs["Config"]["Cmd"] or [])
+    ]
+    assert running == []
+
+
+@pytest.mark.parametrize(
+    ("lines", "step", "reason"),
+    [
+        (("FROM berth-test-build/no-such-base:1",), "step 1/", "berth-test-build/no-such-base"),
+        ((f"FROM {STAND_IN_IMAGE}", "FRM typo"), "", "unknown instruction"),
+    ],
+)
+def test_dockerfile_errors_are_build_failures(
+    tmp_path: Path, lab: Lab, lines: tuple[str, ...], step: str, reason: str
+) -> None:
+    source = tmp_path / "bad"
+    source.mkdir()
+    (source / "Dockerfile").write_text("\n".join(lines) + "\n")
+    with pytest.raises(BuildFailed) as caught:
+        lab.build(source, name="bad")
+    assert caught.value.step.startswith(step)
+    assert reason in str(caught.value).lower()
+    assert "\n" not in str(caught.value)

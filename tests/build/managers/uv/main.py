@@ -1,2 +1,3 @@
 import six
+
 print("ok", six.__version__)
