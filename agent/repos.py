@@ -41,7 +41,8 @@ def ensure_repo(repos: Path, app: str, *, command: str, owner: str | None) -> Pa
     """Create the app's bare repository if needed and (re)install its hooks."""
     path = repo_path(repos, app)
     repos.mkdir(parents=True, exist_ok=True)
-    if not (path / "HEAD").exists():
+    created = not (path / "HEAD").exists()
+    if created:
         try:
             repo = git.Repo.init(path, bare=True, initial_branch="main")
         except git.GitError as exc:
@@ -52,11 +53,12 @@ def ensure_repo(repos: Path, app: str, *, command: str, owner: str | None) -> Pa
             config.set_value("gc", "autoDetach", "false")
         repo.close()
     for name in HOOKS:
-        template = (hooks_dir() / name).read_text(encoding="utf-8")
+        text = (hooks_dir() / name).read_text(encoding="utf-8").replace("@BERTH_COMMAND@", command)
         hook = path / "hooks" / name
-        hook.write_text(template.replace("@BERTH_COMMAND@", command), encoding="utf-8")
-        os.chmod(hook, 0o755)
-    if owner is not None and os.geteuid() == 0:
+        if not hook.exists() or hook.read_text(encoding="utf-8") != text:
+            hook.write_text(text, encoding="utf-8")
+            os.chmod(hook, 0o755)
+    if created and owner is not None and os.geteuid() == 0:
         _chown_tree(repos, path, owner)
     return path
 

@@ -21,6 +21,8 @@ import docker.errors
 from docker.types import LogConfig
 
 from agent.deploy.plan import LABEL_APP, LABEL_MANAGED, ContainerSpec
+
+LABEL_HOST_PORT = "berth.host-port"
 from agent.deploy.runtime import Container, LogLine
 from agent.errors import BerthError
 
@@ -124,7 +126,7 @@ class DockerRuntime:
                 command=list(spec.command) or None,
                 name=spec.name,
                 environment=dict(spec.env),
-                labels={**spec.labels, LABEL_MANAGED: self._installation},
+                labels=self._labels(spec),
                 ports=ports,
                 restart_policy=restart_policy(spec.restart_policy),
                 log_config=LogConfig(
@@ -142,6 +144,12 @@ class DockerRuntime:
             self._force_remove(container.id)
             raise RuntimeFailure(f"start {spec.name}", _explain(exc)) from exc
         return _container(container.attrs)
+
+    def _labels(self, spec: ContainerSpec) -> dict[str, str]:
+        labels = {**spec.labels, LABEL_MANAGED: self._installation}
+        if spec.publish_port is not None:
+            labels[LABEL_HOST_PORT] = str(spec.publish_port)
+        return labels
 
     async def list(self, app: str | None = None) -> list[Container]:
         return await asyncio.to_thread(self._list, app)
@@ -161,6 +169,28 @@ class DockerRuntime:
             return result
         except docker.errors.DockerException as exc:
             raise RuntimeFailure("list containers", _explain(exc)) from exc
+
+    async def published_ports(self) -> set[int]:
+        """Host ports of this installation's containers (one listing, no inspections)."""
+        return await asyncio.to_thread(self._published_ports)
+
+    def _published_ports(self) -> set[int]:
+        try:
+            summaries = self._api.containers(
+                all=True, filters={"label": [f"{LABEL_MANAGED}={self._installation}"]})
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure("list containers", _explain(exc)) from exc
+        ports = set()
+        for summary in summaries:
+            for port in summary.get("Ports") or []:
+                if port.get("PublicPort"):
+                    ports.add(int(port["PublicPort"]))
+            labels = summary.get("Labels") or {}
+            # A stopped container's binding is not listed, but it would take the port back
+            # when it starts: keep the port it was given.
+            if labels.get(LABEL_HOST_PORT, "").isdigit():
+                ports.add(int(labels[LABEL_HOST_PORT]))
+        return ports
 
     async def get(self, container_id: str) -> Container | None:
         try:

@@ -159,7 +159,7 @@ class Rollout:
             async with self._port_lock:
                 port = None
                 if instance.process == WEB:
-                    taken = {c.host_port for c in await self._runtime.list() if c.host_port}
+                    taken = await self._runtime.published_ports()
                     port = pick_port(self._settings.port_range_start,
                                      self._settings.port_range_end, taken)
                 spec = instance_spec(
