@@ -61,7 +61,7 @@ class Context:
             ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
         )
         self._trusted_cache: dict[str, bool] = {}
-        self._request_prefix = os.urandom(10).hex()
+        self._request_prefix = os.urandom(10).hex().encode()
         self._request_count = 0
         self._sweeper: asyncio.Task[None] | None = None
         shortest = min(
@@ -75,7 +75,7 @@ class Context:
 
     def next_request_id(self) -> bytes:
         self._request_count += 1
-        return b"%s%012x" % (self._request_prefix.encode(), self._request_count)
+        return b"%s%012x" % (self._request_prefix, self._request_count)
 
     def is_trusted(self, ip: str) -> bool:
         if not self._trusted:

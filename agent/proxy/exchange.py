@@ -39,36 +39,34 @@ _KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
 
 class Exchange:
-    __slots__ = (
-        "client", "head", "route", "tally", "target", "upstream", "phase", "started",
-        "request_id", "pending", "pending_bytes", "request_complete", "body_bytes",
-        "max_body", "status", "bytes_out", "keep_alive", "tried", "body_sent",
-        "connect_task", "raw_upgrade",
-    )  # fmt: skip
+    """One request/response. Fields most exchanges never change are class attributes,
+    so creating one (on every request's path) assigns only what differs."""
+
+    route: Route | None = None
+    tally: Tally | None = None
+    target: Target | None = None
+    upstream: UpstreamConnection | None = None
+    phase = ROUTING
+    request_id = b"-"
+    upstream_label = "-"
+    pending: list[bytes] | None = None  # body bytes waiting for the upstream connection
+    pending_bytes = 0
+    body_bytes = 0
+    max_body = 0
+    status = 0
+    bytes_out = 0
+    failed: tuple[Target, ...] = ()  # targets whose connection failed (not retried)
+    body_sent = False  # some request body already went upstream (no retry)
+    connect_task: asyncio.Task[None] | None = None
+    raw_upgrade = False
 
     def __init__(self, client: ClientConnection, head: RequestHead, started: float) -> None:
         self.client = client
         self.head = head
-        self.route: Route | None = None
-        self.tally: Tally | None = None
-        self.target: Target | None = None
-        self.upstream: UpstreamConnection | None = None
-        self.phase = ROUTING
         self.started = started
-        self.request_id = b"-"
-        self.pending: list[bytes] = []
-        self.pending_bytes = 0
+        self.keep_alive = head.keep_alive
         # A request without a body is complete with its head (llhttp says so right after).
         self.request_complete = not head.has_body and head.upgrade is None
-        self.body_bytes = 0
-        self.max_body = 0
-        self.status = 0
-        self.bytes_out = 0
-        self.keep_alive = head.keep_alive
-        self.tried: list[Target] = []
-        self.body_sent = False  # some request body already went upstream (no retry)
-        self.connect_task: asyncio.Task[None] | None = None
-        self.raw_upgrade = False
 
     # deciding ----------------------------------------------------------------------------
 
@@ -128,7 +126,7 @@ class Exchange:
 
     def _register(self, target: Target) -> None:
         self.target = target
-        self.tried.append(target)
+        self.upstream_label = target.label
         target.in_flight += 1
         target.exchanges.add(self)
         assert self.tally is not None
@@ -178,7 +176,9 @@ class Exchange:
             "upstream connect failed route=%s upstream=%s error=%s",
             self.route.name, self.target.label if self.target else "-", exc.strerror or exc,
         )  # fmt: skip
-        others = [t for t in self.route.targets if t not in self.tried]
+        if self.target is not None:
+            self.failed = (*self.failed, self.target)
+        others = [t for t in self.route.targets if t not in self.failed]
         if others:
             self._unregister()
             self._register(min(others, key=lambda t: t.in_flight))
@@ -199,7 +199,7 @@ class Exchange:
         transport = conn.transport
         pending = self.pending
         if pending:
-            self.pending = []
+            self.pending = None
             self.pending_bytes = 0
             self.body_sent = True
             if self.head.chunked:
@@ -242,10 +242,16 @@ class Exchange:
             if self.phase == SENDING:
                 client.deadline = client.ctx.loop.time() + client.ctx.settings.request_body_timeout
         else:
-            self.pending.append(data)
-            self.pending_bytes += size
-            if self.pending_bytes > _PENDING_LIMIT:
-                client.pause(client.PAUSE_PENDING)
+            self._hold(data)
+
+    def _hold(self, data: bytes) -> None:
+        """Keep body bytes until the upstream connection is open (client paused past a limit)."""
+        if self.pending is None:
+            self.pending = []
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes > _PENDING_LIMIT:
+            self.client.pause(self.client.PAUSE_PENDING)
 
     def raw(self, data: bytes) -> None:
         """Bytes after an Upgrade request head, before the upstream's 101."""
@@ -255,10 +261,7 @@ class Exchange:
         if self.upstream is not None and self.phase != CONNECTING:
             self.upstream.transport.write(data)
         else:
-            self.pending.append(data)
-            self.pending_bytes += len(data)
-            if self.pending_bytes > _PENDING_LIMIT:
-                self.client.pause(self.client.PAUSE_PENDING)
+            self._hold(data)
 
     def body_end(self) -> None:
         self.request_complete = True
@@ -420,7 +423,7 @@ class Exchange:
             access_time(), head.host or "-", head.method.decode("latin-1"),
             head.target[:2048].decode("latin-1"), self.status, self.bytes_out,
             (client.ctx.loop.time() - self.started) * 1000, client.peer_ip,
-            self.tried[-1].label if self.tried else "-", self.request_id.decode("latin-1"),
+            self.upstream_label, self.request_id.decode("latin-1"),
         )  # fmt: skip
 
     # deadlines -------------------------------------------------------------------------

@@ -60,32 +60,31 @@ class StopReading(Exception):
 
 
 class RequestHead:
-    """One parsed request head, ready to be forwarded."""
+    """One parsed request head, ready to be forwarded.
 
-    __slots__ = (
-        "method", "target", "version", "host", "host_header", "lines", "content_length",
-        "chunked", "keep_alive", "expect_continue", "upgrade", "forwarded_for",
-        "forwarded_proto", "forwarded_host", "request_id", "real_ip",
-    )  # fmt: skip
+    Fields that most requests leave at their default are class attributes, so a head
+    costs only the assignments its request needs (this is on every request's path).
+    """
+
+    method = b""
+    target = b""
+    version = "1.1"
+    host = ""  # normalised routing name
+    host_header = b""  # as sent (forwarded unchanged)
+    content_length: int | None = None
+    chunked = False
+    keep_alive = True
+    expect_continue = False
+    upgrade: bytes | None = None  # Upgrade value when Connection lists upgrade
+    # Forwarded headers; only ever set when the peer is a trusted proxy.
+    forwarded_for: bytes | None = None
+    forwarded_proto: bytes | None = None
+    forwarded_host: bytes | None = None
+    request_id: bytes | None = None
+    real_ip: bytes | None = None
 
     def __init__(self) -> None:
-        self.method = b""
-        self.target = b""
-        self.version = "1.1"
-        self.host = ""  # normalised routing name
-        self.host_header = b""  # as sent (forwarded unchanged)
         self.lines: list[bytes] = []  # b"Name: value\r\n" lines to forward
-        self.content_length: int | None = None
-        self.chunked = False
-        self.keep_alive = True
-        self.expect_continue = False
-        self.upgrade: bytes | None = None  # Upgrade value when Connection lists upgrade
-        # Forwarded headers; only ever set when the peer is a trusted proxy.
-        self.forwarded_for: bytes | None = None
-        self.forwarded_proto: bytes | None = None
-        self.forwarded_host: bytes | None = None
-        self.request_id: bytes | None = None
-        self.real_ip: bytes | None = None
 
     @property
     def has_body(self) -> bool:
@@ -110,7 +109,7 @@ class RequestReader:
     __slots__ = (
         "_sink", "_parser", "_trusted", "_max_line", "_max_head", "_max_headers",
         "_head", "_url", "_head_size", "_header_count", "_in_head", "_fed_in_head",
-        "_hosts", "_connection_tokens", "_coding", "_upgrade_value", "_expect",
+        "_hosts", "_connection_tokens", "_coding", "_upgrade_value", "_expect", "_special_seen",
     )  # fmt: skip
 
     def __init__(
@@ -140,6 +139,7 @@ class RequestReader:
         self._coding: bytes | None = None
         self._upgrade_value: bytes | None = None
         self._expect: bytes | None = None
+        self._special_seen = False  # one of the four above was set for the current request
 
     @property
     def in_head(self) -> bool:
@@ -174,14 +174,12 @@ class RequestReader:
     def on_message_begin(self) -> None:
         self._head = RequestHead()
         self._url = []
-        self._head_size = 0
-        self._header_count = 0
-        self._fed_in_head = 0
+        self._head_size = self._header_count = self._fed_in_head = 0
         self._in_head = True
-        self._connection_tokens = []
-        self._coding = None
-        self._upgrade_value = None
-        self._expect = None
+        if self._special_seen:
+            self._special_seen = False
+            self._connection_tokens = []
+            self._coding = self._upgrade_value = self._expect = None
 
     def on_url(self, fragment: bytes) -> None:
         self._url.append(fragment)
@@ -206,12 +204,16 @@ class RequestReader:
             head.content_length = int(value)  # llhttp has checked the digits
         elif kind == _CODING:
             self._coding = value
+            self._special_seen = True
         elif kind == _CONNECTION:
             self._connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+            self._special_seen = True
         elif kind == _UPGRADE:
             self._upgrade_value = value
+            self._special_seen = True
         elif kind == _EXPECT:
             self._expect = value
+            self._special_seen = True
         elif kind >= _XFF and self._trusted:
             self._keep_forwarded(kind, name, value)
 
@@ -237,14 +239,21 @@ class RequestReader:
         head = self._head
         parser = self._parser
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            raise Rejected(505, "only HTTP/1.0 and HTTP/1.1 are served")
-        head.version = version
+        if version != "1.1":
+            if version != "1.0":
+                raise Rejected(505, "only HTTP/1.0 and HTTP/1.1 are served")
+            head.version = version
         head.method = method = parser.get_method()
         if method == b"CONNECT":
             raise Rejected(405, "CONNECT is not supported")
-        head.keep_alive = parser.should_keep_alive()
-        self._set_target(head, b"".join(self._url) if len(self._url) != 1 else self._url[0])
+        if not parser.should_keep_alive():
+            head.keep_alive = False
+        url = self._url
+        url = url[0] if len(url) == 1 else b"".join(url)
+        if url[:1] == b"/":
+            head.target = url
+        else:
+            self._set_target(head, url)
         if not head.host_header:
             raise Rejected(400, "missing Host header")
         host = self._hosts.get(head.host_header, "")
@@ -272,9 +281,6 @@ class RequestReader:
         self._sink.request_head(head)
 
     def _set_target(self, head: RequestHead, url: bytes) -> None:
-        if url[:1] == b"/":
-            head.target = url
-            return
         if url == b"*" and head.method == b"OPTIONS":
             head.target = url
             return

@@ -15,11 +15,11 @@ _HEAD = re.compile(
     rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?\r\n"
     rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r\n)*)\r\n"
 )
-# The header lines the proxy acts on; every other line is forwarded untouched.
+# The header lines the proxy acts on, found in the lowercased head (every other line is
+# forwarded untouched).
 _SPECIAL = re.compile(
-    rb"^(connection|keep-alive|proxy-connection|transfer-encoding|content-length|upgrade"
-    rb"|strict-transport-security):[ \t]*([^\r]*?)[ \t]*\r\n",
-    re.IGNORECASE | re.MULTILINE,
+    rb"\n(connection|keep-alive|proxy-connection|transfer-encoding|content-length|upgrade"
+    rb"|strict-transport-security):"
 )
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 
@@ -66,38 +66,40 @@ def parse_response_head(raw: bytes, *, head_request: bool, dechunk: bool) -> Res
     if match is None:
         raise BadResponse("malformed response head")
     status = int(match.group(2))
-    lines = match.group(3)
     minor = match.group(1)
+    first = match.start(3)  # offset of the first header line in `raw`
     close = minor == b"0"
     length = -1
     chunked = coded = has_hsts = False
     cuts: list[tuple[int, int]] = []
     named: list[bytes] = []
-    for special in _SPECIAL.finditer(lines):
-        name = special.group(1).lower()
-        value = special.group(2)
+    for special in _SPECIAL.finditer(raw.lower(), first - 1):
+        name = special.group(1)
+        begin = special.end()
+        end = raw.index(b"\r\n", begin)
+        value = raw[begin:end].strip(b" \t")
         if name == b"content-length":
             if _DIGITS.fullmatch(value) is None or (length >= 0 and int(value) != length):
                 raise BadResponse("invalid Content-Length")
             length = int(value)
-        elif name == b"transfer-encoding":
+            continue
+        if name == b"transfer-encoding":
             coded = True
             chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
-            if dechunk:
-                cuts.append(special.span())
+            if not dechunk:
+                continue
         elif name == b"strict-transport-security":
             has_hsts = True
+            continue
         elif name == b"upgrade":
-            if status != 101:
-                cuts.append(special.span())
-        else:
-            cuts.append(special.span())
-            if name == b"connection":
-                close, named = _connection_tokens(value, close, named)
+            if status == 101:
+                continue
+        elif name == b"connection":
+            close, named = _connection_tokens(value, close, named)
+        cuts.append((special.start() + 1 - first, end + 2 - first))
     if coded and length >= 0:
         raise BadResponse("both Transfer-Encoding and Content-Length")
-    if cuts:
-        lines = _cut(lines, cuts)
+    lines = _cut(raw[first : match.end(3)], cuts) if cuts else match.group(3)
     if named:
         lines = _drop_named(lines, named)
     if head_request or status < 200 or status == 204 or status == 304:
@@ -108,7 +110,7 @@ def parse_response_head(raw: bytes, *, head_request: bool, dechunk: bool) -> Res
         framing = UNTIL_CLOSE
     else:
         framing = LENGTH
-    reason_line = raw[: raw.index(b"\r\n") + 2]
+    reason_line = raw[:first]
     if minor == b"0":
         reason_line = b"HTTP/1.1" + reason_line[8:]
     keep_alive = not close and framing != UNTIL_CLOSE and status != 101
