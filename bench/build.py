@@ -7,7 +7,7 @@ Then both rebuild after a code-only change, alternating, N times; the script pri
 median of each and the ratio Berth / raw. Both use the engine's classic builder (what
 docker-py drives; this machine's docker CLI has no buildx, so BuildKit is not compared).
 
-    python3 bench/build.py [--rounds 7] [--apps flask,express,static]
+    PYTHONPATH=. python3 bench/build.py [--rounds 7] [--apps flask,express,static]
 
 Needs dockerd, the stand-in image (tests/support/stand-in-images.sh) and, for the
 installs of the first (uncounted) build, the host's CA bundle.
