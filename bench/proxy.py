@@ -106,8 +106,9 @@ http {{
     return path
 
 
-def start(argv: list[str], ready_port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start(argv: list[str], ready_port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as stderr:  # a file, not a pipe: a full pipe would stall the process
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -115,7 +116,7 @@ def start(argv: list[str], ready_port: int) -> subprocess.Popen[bytes]:
             return process
         except OSError:
             if process.poll() is not None:
-                raise SystemExit(f"{argv[0]} exited: {process.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
+                raise SystemExit(f"{argv[0]} exited: {log.read_text()[-500:]}")
             time.sleep(0.05)
     raise SystemExit(f"{argv} did not start listening on {ready_port}")
 
@@ -204,6 +205,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--access-log", action="store_true", help="Berth logs each request (to /dev/null)")
+    parser.add_argument("--only", choices=("small", "1m", "tls"), action="append", help="run only these")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
@@ -218,9 +220,11 @@ def main() -> int:
     processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="berth-bench-") as temp:
         directory = Path(temp)
+        directory.chmod(0o755)  # nginx's workers (nobody) read the static file
         chain, key = make_certificate(directory)
         (directory / "www").mkdir()
         (directory / "www" / "1m").write_bytes(os.urandom(1024 * 1024))
+        (directory / "www" / "1m").chmod(0o644)
         backend_port, nginx_port, nginx_tls = free_port(), free_port(), free_port()
         berth_port, berth_tls = free_port(), free_port()
         try:
@@ -228,7 +232,9 @@ def main() -> int:
   server {{ listen 127.0.0.1:{backend_port} backlog=4096;
     location = / {{ return 200 "hello world\\n"; }}
     location = /1m {{ root {directory}/www; }} }}""")
-            processes.append(start(["nginx", "-c", str(backend), "-p", temp], backend_port))
+            processes.append(
+                start(["nginx", "-c", str(backend), "-p", temp], backend_port, directory / "b.log")
+            )
             proxy = nginx_config(directory, f"""
   upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
   server {{ listen 127.0.0.1:{nginx_port} backlog=4096;
@@ -237,8 +243,8 @@ def main() -> int:
     location / {{ proxy_pass http://backend; proxy_http_version 1.1;
       proxy_set_header Connection ""; proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_buffering on; }} }}""")
-            nginx = start(["nginx", "-c", str(proxy), "-p", temp], nginx_port)
+      proxy_buffers 8 64k; proxy_buffer_size 64k; proxy_max_temp_file_size 0; }} }}""")
+            nginx = start(["nginx", "-c", str(proxy), "-p", temp], nginx_port, directory / "n.log")
             processes.append(nginx)
             berth_argv = [
                 sys.executable, "-m", "agent.proxy", "--listen", "127.0.0.1",
@@ -247,7 +253,7 @@ def main() -> int:
                 "--cert", f"{HOST}={chain},{key}", "--max-connections", str(args.idle + 2000),
                 "--access-log" if args.access_log else "--no-access-log",
             ]  # fmt: skip
-            berth = start(berth_argv, berth_port)
+            berth = start(berth_argv, berth_port, directory / "berth.log")
             processes.append(berth)
 
             print(f"wrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds} rounds, "
@@ -260,7 +266,10 @@ def main() -> int:
                 ("1 MiB, keep-alive", "http", nginx_port, berth_port, "/1m"),
                 ("small, TLS keep-alive", "https", nginx_tls, berth_tls, "/"),
             ]
+            keys = {"small, keep-alive": "small", "1 MiB, keep-alive": "1m", "small, TLS keep-alive": "tls"}
             for name, scheme, n_port, b_port, path in scenarios:
+                if args.only and keys[name] not in args.only:
+                    continue
                 best_n = best_b = None
                 for _ in range(args.rounds):
                     wrk(f"{scheme}://{HOST}:{n_port}{path}", 1, args.connections)  # warm up
@@ -276,6 +285,8 @@ def main() -> int:
                 if path == "/1m":
                     print(f"{'':<24} throughput MiB/s: nginx {best_n.requests_per_second:.0f}, "
                           f"berth {best_b.requests_per_second:.0f}")  # fmt: skip
+            if not args.idle:
+                return 0
             n_growth, n_alive = idle_growth(nginx_port, nginx.pid, args.idle, tree=True)
             b_growth, b_alive = idle_growth(berth_port, berth.pid, args.idle, tree=False)
             print(f"{args.idle} idle keep-alive connections: memory growth nginx {n_growth:.1f} MB "
@@ -287,8 +298,6 @@ def main() -> int:
                     process.wait(10)
                 except subprocess.TimeoutExpired:
                     process.kill()
-                if process.stderr is not None:
-                    process.stderr.close()
     return 0
 
 

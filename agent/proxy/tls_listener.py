@@ -84,6 +84,7 @@ class TlsListener:
             if len(self._greeting) + self._open_connections() >= self._settings.max_connections:
                 conn.close()
                 continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the HTTP side has
             task = loop.create_task(self._greet(conn))
             self._greeting.add(task)
             task.add_done_callback(self._greeting.discard)
