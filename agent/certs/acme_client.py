@@ -88,10 +88,6 @@ class PendingOrder:
     challenges: list[HttpChallenge] = field(default_factory=list)
 
 
-class _AccountGone(Exception):
-    """The CA does not know the stored account any more (internal)."""
-
-
 class _Session:
     """One directory, one account, one order at a time. Blocking; run it in a thread."""
 
@@ -173,9 +169,11 @@ class _Session:
         """Run a step; if the CA lost the account, register again and retry once."""
         try:
             return step()
-        except _AccountGone:
-            self._reregister()
-            return step()
+        except messages.Error as exc:
+            if exc.code != "accountDoesNotExist":
+                raise
+        self._reregister()
+        return step()
 
     # Orders ------------------------------------------------------------------------
     def new_order(self, csr_pem: bytes) -> PendingOrder:
@@ -274,12 +272,13 @@ class _Session:
     @contextmanager
     def _errors(self, stage: str) -> Iterator[None]:
         """Turn library errors into `AcmeFailure`s that say what went wrong."""
+        self._last_error = None
         try:
             yield
         except AcmeFailure:
             raise
         except requests.exceptions.RequestException as exc:
-            raise CaUnreachable(self.domain, self.directory, _short(exc)) from exc
+            raise CaUnreachable(self.domain, self.directory, _network_problem(exc)) from exc
         except messages.Error as exc:
             self._raise_problem(exc, stage)
         except acme_errors.ValidationError as exc:
@@ -293,11 +292,10 @@ class _Session:
     def _raise_problem(self, exc: messages.Error, stage: str) -> None:
         last = self._last_error
         if exc.code == "rateLimited" or (last is not None and last.status_code == 429):
-            retry = parse_retry_after(last.headers.get("Retry-After") if last else None,
-                                      time.time())
+            # (a requests.Response is falsy when not ok: compare with None)
+            header = last.headers.get("Retry-After") if last is not None else None
+            retry = parse_retry_after(header, time.time())
             raise RateLimited(self.domain, exc.detail or str(exc), retry) from exc
-        if exc.code == "accountDoesNotExist":
-            raise _AccountGone() from exc
         raise OrderFailed(self.domain, f"{stage}: {_problem(exc)}") from exc
 
 
@@ -320,7 +318,18 @@ def _problem(error: messages.Error) -> str:
     return f"{code}: {error.detail}" if error.detail else code
 
 
-def _short(exc: BaseException) -> str:
+def _network_problem(exc: requests.exceptions.RequestException) -> str:
+    """The useful end of a requests/urllib3 error chain ("connection refused", ...)."""
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "no answer in time"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS verification failed (acme.ca_bundle?)"
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = str(reason if reason is not None else exc)
+    return _short(text.rsplit(": ", 1)[-1] if ": " in text else text)
+
+
+def _short(exc: BaseException | str) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:300]
 

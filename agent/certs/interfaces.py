@@ -7,7 +7,7 @@ small hand-written fakes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +27,7 @@ class CertificateSink(Protocol):
 
     def remove(self, hostname: str) -> None: ...
 
-    def names(self) -> Sequence[str]: ...
+    def names(self) -> Collection[str]: ...
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from agent.certs.settings import AcmeSettings
 from agent.certs.state import AttemptRecord, CertState
 from agent.certs.status import DAY, CertStatus, State
 from agent.certs.storage import CertStore, KeyPair
-from agent.errors import Conflict, NotFound
+from agent.errors import BerthError, Conflict, NotFound
 from agent.names import check_app, check_domain
 from agent.store.db import Database
 
@@ -219,8 +219,8 @@ class CertificateManager:
         return self._state.attempts(directory or self.directory, domain).orders
 
     # Serving -------------------------------------------------------------------------
-    def _choice(self, domain: str) -> Held | None:
-        """The certificate `domain` should be served with now, if any."""
+    def _candidate(self, domain: str) -> Held | None:
+        """The certificate that belongs to `domain` now (custom first), expired or not."""
         if domain not in self._desired:
             return None
         app, acme = self._desired[domain]
@@ -228,6 +228,13 @@ class CertificateManager:
         if custom is not None and custom.info.covers(domain):
             return custom
         return self._acme.get(domain) if acme else None
+
+    def _choice(self, domain: str) -> Held | None:
+        """The certificate to serve for `domain`: the candidate unless it has expired."""
+        held = self._candidate(domain)
+        if held is not None and held.info.not_after <= self._clock():
+            return None
+        return held
 
     def _sync(self, domains: Iterable[str]) -> None:
         """Make the sink serve what `_choice` says for each of `domains`."""
@@ -239,7 +246,11 @@ class CertificateManager:
                 del self._served[domain]
                 log.info("certificate withdrawn domain=%s", domain)
             elif held is not None and current != held.info.serial:
-                self._sink.put(domain, held.pair.chain_pem, held.pair.key_pem)
+                try:
+                    self._sink.put(domain, held.pair.chain_pem, held.pair.key_pem)
+                except BerthError as exc:  # the proxy refused it: keep what it serves
+                    log.error("certificate not served domain=%s error=%s", domain, exc)
+                    continue
                 self._served[domain] = held.info.serial
                 log.info("certificate served domain=%s serial=%s not_after=%s", domain,
                          held.info.serial, int(held.info.not_after))
@@ -443,7 +454,7 @@ class CertificateManager:
     def _status_of(self, domain: str) -> CertStatus:
         now = self._clock()
         app, acme = self._desired[domain]
-        held = self._choice(domain)
+        held = self._candidate(domain)
         custom = held is not None and held is self._custom.get(app)
         record = self._state.attempts(self.directory, domain)
         state = self._state_of(domain, acme, held, custom, record, now)

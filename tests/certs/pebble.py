@@ -112,6 +112,9 @@ class Pebble:
     ca_bundle: Path = Path()
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
+    _cert: Path = Path()
+    _key: Path = Path()
+    _challtest_mgmt: int = 0
 
     @property
     def directory(self) -> str:
@@ -119,12 +122,14 @@ class Pebble:
 
     @property
     def log_text(self) -> str:
-        return self.logs[-1].read_text(errors="replace") if self.logs else ""
+        return "".join(log.read_text(errors="replace") for log in self.logs)
 
-    def start(self, timeout: float = 20.0) -> Pebble:
-        self.ca_bundle, cert, key = make_listener_cert(self.workdir)
-        self.listen_port, self.management_port = free_port(), free_port()
-        self.dns_port, challtest_mgmt = free_port(), free_port()
+    def start(self, timeout: float = 20.0, *, same_ports: bool = False) -> Pebble:
+        if not same_ports:
+            self.ca_bundle, self._cert, self._key = make_listener_cert(self.workdir)
+            self.listen_port, self.management_port = free_port(), free_port()
+            self.dns_port, self._challtest_mgmt = free_port(), free_port()
+        cert, key, challtest_mgmt = self._cert, self._key, self._challtest_mgmt
         config = {"pebble": {
             "listenAddress": f"127.0.0.1:{self.listen_port}",
             "managementListenAddress": f"127.0.0.1:{self.management_port}",
@@ -142,7 +147,9 @@ class Pebble:
             "-dns01", f"127.0.0.1:{self.dns_port}", "-http01", "", "-https01", "",
             "-tlsalpn01", "", "-management", f"127.0.0.1:{challtest_mgmt}"], {})
         _wait_tcp(self.dns_port, dns, self.logs[-1], deadline)
-        env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+        # No artificial validation delay; no nonce rejections (they only cost retries);
+        # never reuse a valid authorization, so every order really validates.
+        env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
         pebble = self._spawn("pebble", ["pebble", "-config", str(config_path),
                                         "-dnsserver", f"127.0.0.1:{self.dns_port}"], env)
         _wait_tcp(self.listen_port, pebble, self.logs[-1], deadline)
@@ -170,9 +177,14 @@ class Pebble:
         self.processes.clear()
 
     def restart(self) -> Pebble:
-        """A fresh Pebble (new CA, no accounts, no orders) on new ports."""
+        """A fresh Pebble (new CA, no accounts, no orders) at the same directory URL."""
         self.stop()
-        return self.start()
+        return self.start(same_ports=True)
+
+    @property
+    def orders(self) -> int:
+        """Orders Pebble has created, over all its runs (counted from its logs)."""
+        return sum(log.read_text(errors="replace").count('Added order "') for log in self.logs)
 
     def _get(self, url: str) -> bytes:
         context = ssl.create_default_context(cafile=str(self.ca_bundle))
