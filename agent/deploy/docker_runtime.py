@@ -352,6 +352,21 @@ class DockerRuntime:
             # In use by a container (a straggler, or a user's own): keep it, say why.
             log.warning("image not removed ref=%s reason=%s", reference, _explain(exc))
 
+    async def remove_app_images(self, app: str) -> None:
+        """Every image labelled as the app's, failed builds' leftover layers included."""
+        try:
+            # Top-level images only (tagged, or dangling leftovers of failed builds):
+            # removing one removes the untagged layers beneath it.
+            images = await asyncio.to_thread(
+                self._api.images, filters={"label": f"{LABEL_APP}={app}"})
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"list images of {app}", _explain(exc)) from exc
+        for image in images:
+            for reference in image.get("RepoTags") or []:
+                if reference != "<none>:<none>":
+                    await self.remove_image(reference)
+            await self.remove_image(image["Id"])
+
     async def image_exists(self, reference: str) -> bool:
         try:
             await asyncio.to_thread(self._api.inspect_image, reference)

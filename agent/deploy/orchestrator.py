@@ -257,6 +257,7 @@ class Deployer:
                 await self._runtime.remove(container.id, 0)
             for tag in sorted(tags):
                 await self._runtime.remove_image(tag)
+            await self._runtime.remove_app_images(app_name)
             if self._certificates is not None:
                 self._certificates.set_app_domains(app_name, [])
             self._apps.delete(app_name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from agent.build.dockerfile import shell_argv
 from agent.releases import Release
 
 # Set by the runtime adapter to the installation's id, so two Berth agents on one
@@ -86,8 +87,9 @@ def container_name(app: str, release: int, instance: Instance, generation: str) 
 
 
 def process_command(command: str) -> tuple[str, ...]:
-    """A Procfile command runs under /bin/sh like Heroku's; "" keeps the image's CMD."""
-    return ("/bin/sh", "-c", command) if command else ()
+    """A Procfile command runs under /bin/sh like Heroku's (with `exec` when it is one
+    simple command, so the app itself receives SIGTERM); "" keeps the image's CMD."""
+    return tuple(shell_argv(command)) if command else ()
 
 
 def environment(

@@ -41,12 +41,13 @@ def test_only_web_is_published():
                            log_max_files=3, generation="abc")
     assert web.publish_port == 23456 and worker.publish_port is None
     assert web.labels["berth.app"] == "shop" and web.labels["berth.release"] == "4"
-    assert web.command == ("/bin/sh", "-c", "gunicorn app")
+    assert web.command == ("/bin/sh", "-c", "exec gunicorn app")
     assert web.name == "berth-shop-v4-web-1-abc"
 
 
 def test_empty_command_keeps_image_cmd_and_release_phase_never_restarts():
     assert process_command("") == ()
+    assert process_command("a && b") == ("/bin/sh", "-c", "a && b")
     spec = release_phase_spec(release(), container_port=5000)
     assert spec.restart_policy == "no" and spec.labels["berth.role"] == "release"
     assert spec.env["DYNO"] == "release.1"

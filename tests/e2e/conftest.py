@@ -23,7 +23,8 @@ DOMAIN = "berth.test"
 
 
 def agent_config(root: Path, *, http_port: int, https_port: int, command: str,
-                 acme: str = "enabled = false", firewall: str = "enabled = false") -> str:
+                 acme: str = "enabled = false", firewall: str = "enabled = false",
+                 deploy: str = "") -> str:
     ca = f'ca_bundle = "{HOST_CA_BUNDLE}"' if HOST_CA_BUNDLE.exists() else ""
     return f"""
 [paths]
@@ -47,6 +48,7 @@ health_interval = 0.25
 drain_timeout = 10
 stop_timeout = 3
 settle_time = 1.0
+{deploy}
 
 [build]
 python_image = "{STAND_IN_IMAGE}"

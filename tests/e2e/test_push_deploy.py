@@ -199,6 +199,27 @@ def test_code_only_push_reuses_the_dependency_layer(agent, flask):
     assert agent.get(HOST) == (200, b"howdy from flask on port 5000\n")
 
 
+# the release phase -----------------------------------------------------------------------
+
+
+def test_release_phase_runs_before_traffic_moves_and_can_abort(agent, flask):
+    procfile = (APPS / "flask" / "Procfile").read_text()
+    flask.write("Procfile", procfile + 'release: echo "release phase as $DYNO, greeting=$GREETING"'
+                ' && test -z "$FAIL_RELEASE"\n')
+    flask.commit("add a release phase")
+    output = pushed(flask.push())
+    assert "Running release command" in output
+    assert "release phase as release.1, greeting=" in output
+    live = json.loads(agent.ok("apps:info", FLASK, "--json"))["release"]
+
+    failed = agent.cli("config:set", FLASK, "FAIL_RELEASE=1")
+    assert failed.returncode == 1
+    assert "release command exited with code 1" in failed.stdout + failed.stderr
+    assert json.loads(agent.ok("apps:info", FLASK, "--json"))["release"] == live
+    assert agent.get(HOST)[0] == 200
+    agent.ok("config:unset", FLASK, "FAIL_RELEASE")
+
+
 # branches, waiting, and the verbs over SSH --------------------------------------------------
 
 
@@ -279,5 +300,6 @@ def test_stop_start_and_destroy(agent):
     try:
         assert not client.containers.list(all=True, filters={"label": "berth.app=e2e-static"})
         assert not client.images.list(name="berth/e2e-static")
+        assert not client.images.list(all=True, filters={"label": "berth.app=e2e-static"})
     finally:
         client.close()
