@@ -57,7 +57,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -154,7 +154,9 @@ def tree_rss_kib(pid: int) -> int:
     return total + sum(rss_kib(int(child)) for child in children)
 
 
-async def hold_idle(port: int, count: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+async def hold_idle(
+    port: int, count: int
+) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     """Open `count` keep-alive connections, one request each, and keep them open."""
     request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
     held = []
@@ -194,27 +196,42 @@ def print_row(name: str, nginx: Result, berth: Result) -> None:
         f"{name:<24} {nginx.requests_per_second:>10.0f} {berth.requests_per_second:>10.0f} "
         f"{ratio:>6.2f}x  {nginx.p50_ms:>6.2f}/{nginx.p99_ms:<7.2f} "
         f"{berth.p50_ms:>6.2f}/{berth.p99_ms:<7.2f} {p99_ratio:>6.2f}x"
-        + (f"  errors nginx={nginx.errors} berth={berth.errors}" if nginx.errors or berth.errors else "")
+        + (
+            f"  errors nginx={nginx.errors} berth={berth.errors}"
+            if nginx.errors or berth.errors
+            else ""
+        )
     )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--idle", type=int, default=10_000)
-    parser.add_argument("--access-log", action="store_true", help="Berth logs each request (to /dev/null)")
-    parser.add_argument("--only", choices=("small", "1m", "tls"), action="append", help="run only these")
+    parser.add_argument(
+        "--access-log", action="store_true", help="Berth logs each request (to /dev/null)"
+    )
+    parser.add_argument(
+        "--only", choices=("small", "1m", "tls"), action="append", help="run only these"
+    )
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
-            print(f"bench/proxy.py: {tool} is not installed (apt-get install {tool})", file=sys.stderr)
+            print(
+                f"bench/proxy.py: {tool} is not installed (apt-get install {tool})", file=sys.stderr
+            )
             return 1
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < args.idle + 1000:
-        print(f"bench/proxy.py: open files limit {hard} is too low for --idle {args.idle}", file=sys.stderr)
+        print(
+            f"bench/proxy.py: open files limit {hard} is too low for --idle {args.idle}",
+            file=sys.stderr,
+        )
         return 1
 
     processes: list[subprocess.Popen[bytes]] = []
@@ -228,14 +245,19 @@ def main() -> int:
         backend_port, nginx_port, nginx_tls = free_port(), free_port(), free_port()
         berth_port, berth_tls = free_port(), free_port()
         try:
-            backend = nginx_config(directory, f"""
+            backend = nginx_config(
+                directory,
+                f"""
   server {{ listen 127.0.0.1:{backend_port} backlog=4096;
     location = / {{ return 200 "hello world\\n"; }}
-    location = /1m {{ root {directory}/www; }} }}""")
+    location = /1m {{ root {directory}/www; }} }}""",
+            )
             processes.append(
                 start(["nginx", "-c", str(backend), "-p", temp], backend_port, directory / "b.log")
             )
-            proxy = nginx_config(directory, f"""
+            proxy = nginx_config(
+                directory,
+                f"""
   upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
   server {{ listen 127.0.0.1:{nginx_port} backlog=4096;
     listen 127.0.0.1:{nginx_tls} ssl backlog=4096;
@@ -243,7 +265,8 @@ def main() -> int:
     location / {{ proxy_pass http://backend; proxy_http_version 1.1;
       proxy_set_header Connection ""; proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_buffers 8 64k; proxy_buffer_size 64k; proxy_max_temp_file_size 0; }} }}""")
+      proxy_buffers 8 64k; proxy_buffer_size 64k; proxy_max_temp_file_size 0; }} }}""",
+            )
             nginx = start(["nginx", "-c", str(proxy), "-p", temp], nginx_port, directory / "n.log")
             processes.append(nginx)
             berth_argv = [
@@ -266,7 +289,11 @@ def main() -> int:
                 ("1 MiB, keep-alive", "http", nginx_port, berth_port, "/1m"),
                 ("small, TLS keep-alive", "https", nginx_tls, berth_tls, "/"),
             ]
-            keys = {"small, keep-alive": "small", "1 MiB, keep-alive": "1m", "small, TLS keep-alive": "tls"}
+            keys = {
+                "small, keep-alive": "small",
+                "1 MiB, keep-alive": "1m",
+                "small, TLS keep-alive": "tls",
+            }
             for name, scheme, n_port, b_port, path in scenarios:
                 if args.only and keys[name] not in args.only:
                     continue

@@ -18,14 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.proxy.certs import CertificateStore  # noqa: E402
-from agent.proxy.challenges import ChallengeTokens  # noqa: E402
-from agent.proxy.client import ClientConnection  # noqa: E402
-from agent.proxy.context import Context  # noqa: E402
-from agent.proxy.model import RouteOptions, Upstream  # noqa: E402
-from agent.proxy.routes import RouteTable  # noqa: E402
-from agent.proxy.settings import ProxySettings  # noqa: E402
-from agent.proxy.upstream import UpstreamConnection  # noqa: E402
+from agent.proxy.certs import CertificateStore
+from agent.proxy.challenges import ChallengeTokens
+from agent.proxy.client import ClientConnection
+from agent.proxy.context import Context
+from agent.proxy.model import RouteOptions, Upstream
+from agent.proxy.routes import RouteTable
+from agent.proxy.settings import ProxySettings
+from agent.proxy.upstream import UpstreamConnection
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost:8080\r\n\r\n"
 RESPONSE = (

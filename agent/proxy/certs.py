@@ -98,7 +98,7 @@ def _check_pair(name: str, fullchain_pem: bytes, key_pem: bytes) -> None:
     )
     if public != leaf_public:
         raise CertificateRejected(name, "the key does not match the certificate")
-    if leaf.not_valid_after_utc <= datetime.datetime.now(datetime.timezone.utc):
+    if leaf.not_valid_after_utc <= datetime.datetime.now(datetime.UTC):
         raise CertificateRejected(name, f"expired on {leaf.not_valid_after_utc:%Y-%m-%d}")
     names = _certificate_names(leaf)
     if name not in names and wildcard_parent(name) not in names:

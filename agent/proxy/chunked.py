@@ -22,7 +22,7 @@ class ChunkedError(Exception):
 
 
 class ChunkedScanner:
-    __slots__ = ("_state", "_remaining", "_line", "_trailer_bytes")
+    __slots__ = ("_line", "_remaining", "_state", "_trailer_bytes")
 
     def __init__(self) -> None:
         self._state = _SIZE

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, cast
 from agent.proxy import pages
 from agent.proxy.exchange import Exchange
 from agent.proxy.request_head import (
+    Rejected,
     RequestHead,
     RequestReader,
-    Rejected,
     StopReading,
     upstream_request_head,
 )
@@ -40,9 +40,27 @@ class ClientConnection(asyncio.Protocol):
     PAUSE_QUEUE = 4  # pipelined requests wait for the active one
 
     __slots__ = (
-        "ctx", "tls", "transport", "reader", "peer_ip", "trusted", "forwarded", "active",
-        "incoming", "latest", "queue", "raw_exchange", "tunnel", "deadline", "closed",
-        "lingering", "eof", "paused_for", "write_paused", "pending_reject", "scheme",
+        "active",
+        "closed",
+        "ctx",
+        "deadline",
+        "eof",
+        "forwarded",
+        "incoming",
+        "latest",
+        "lingering",
+        "paused_for",
+        "peer_ip",
+        "pending_reject",
+        "queue",
+        "raw_exchange",
+        "reader",
+        "scheme",
+        "tls",
+        "transport",
+        "trusted",
+        "tunnel",
+        "write_paused",
     )  # fmt: skip
 
     def __init__(self, ctx: Context, tls: bool) -> None:
@@ -73,6 +91,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         ctx = self.ctx
+        transport = self.transport
         settings = ctx.settings
         if ctx.stopping or len(ctx.clients) >= settings.max_connections:
             self.closed = True
@@ -238,7 +257,9 @@ class ClientConnection(asyncio.Protocol):
             following.begin()
             return
         settings = self.ctx.settings
-        timeout = settings.request_head_timeout if self.reader.in_head else settings.keepalive_timeout
+        timeout = (
+            settings.request_head_timeout if self.reader.in_head else settings.keepalive_timeout
+        )
         self.deadline = self.ctx.loop.time() + timeout
 
     def pause(self, reason: int) -> None:

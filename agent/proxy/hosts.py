@@ -13,7 +13,9 @@ import re
 from agent.proxy.errors import InvalidHost
 
 # reg-name (letters, digits, '-', '.', '_') or a bracketed IPv6 literal, then an optional port.
-_HOST_HEADER = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252}))(?::[0-9]{0,5})?")
+_HOST_HEADER = re.compile(
+    rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252}))(?::[0-9]{0,5})?"
+)
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
@@ -23,8 +25,7 @@ def parse_host_header(raw: bytes) -> str | None:
     if match is None:
         return None
     name = match.group(1).decode("ascii").lower()
-    if name.endswith("."):
-        name = name[:-1]
+    name = name.removesuffix(".")
     if not name or ".." in name:
         return None
     return name
@@ -32,7 +33,7 @@ def parse_host_header(raw: bytes) -> str | None:
 
 def check_route_host(host: str) -> str:
     """A route host as given, if it is a lowercase DNS name or a `*.` wildcard of one."""
-    name = host[2:] if host.startswith("*.") else host
+    name = host.removeprefix("*.")
     labels = name.split(".")
     if (
         not name

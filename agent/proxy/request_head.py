@@ -107,9 +107,24 @@ class RequestReader:
     """Feeds bytes to llhttp and emits heads, body pieces and ends to a sink."""
 
     __slots__ = (
-        "_sink", "_parser", "_trusted", "_max_line", "_max_head", "_max_headers",
-        "_head", "_url", "_head_size", "_header_count", "_in_head", "_fed_in_head",
-        "_hosts", "_connection_tokens", "_coding", "_upgrade_value", "_expect", "_special_seen",
+        "_coding",
+        "_connection_tokens",
+        "_expect",
+        "_fed_in_head",
+        "_head",
+        "_head_size",
+        "_header_count",
+        "_hosts",
+        "_in_head",
+        "_max_head",
+        "_max_headers",
+        "_max_line",
+        "_parser",
+        "_sink",
+        "_special_seen",
+        "_trusted",
+        "_upgrade_value",
+        "_url",
     )  # fmt: skip
 
     def __init__(
@@ -220,8 +235,8 @@ class RequestReader:
     def _keep_forwarded(self, kind: int, name: bytes, value: bytes) -> None:
         head = self._head
         if kind == _XFF:
-            head.forwarded_for = value if head.forwarded_for is None else (
-                head.forwarded_for + b", " + value
+            head.forwarded_for = (
+                value if head.forwarded_for is None else (head.forwarded_for + b", " + value)
             )
         elif kind == _XFP:
             head.forwarded_proto = value
@@ -248,8 +263,8 @@ class RequestReader:
             raise Rejected(405, "CONNECT is not supported")
         if not parser.should_keep_alive():
             head.keep_alive = False
-        url = self._url
-        url = url[0] if len(url) == 1 else b"".join(url)
+        fragments = self._url
+        url = fragments[0] if len(fragments) == 1 else b"".join(fragments)
         if url[:1] == b"/":
             head.target = url
         else:
@@ -285,7 +300,7 @@ class RequestReader:
             head.target = url
             return
         lowered = url[:8].lower()
-        if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
+        if lowered.startswith((b"http://", b"https://")):
             # Absolute form: the authority replaces the Host header (RFC 9112 3.2.2).
             rest = url[url.index(b"//") + 2 :]
             slash = rest.find(b"/")

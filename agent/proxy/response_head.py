@@ -34,7 +34,7 @@ class BadResponse(Exception):
 
 
 class ResponseHead:
-    __slots__ = ("status", "reason_line", "lines", "framing", "length", "keep_alive", "has_hsts")
+    __slots__ = ("framing", "has_hsts", "keep_alive", "length", "lines", "reason_line", "status")
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class Tally:
     """A route's running counters (mutated on the hot path, read as `RouteCounters`)."""
 
-    __slots__ = ("by_class", "in_flight", "upstream_errors", "bytes_in", "bytes_out")
+    __slots__ = ("by_class", "bytes_in", "bytes_out", "in_flight", "upstream_errors")
 
     def __init__(self) -> None:
         self.by_class = [0, 0, 0, 0, 0, 0]  # index: status // 100
@@ -56,7 +56,7 @@ class Tally:
 class Target:
     """One upstream address of one route, with everything open towards it."""
 
-    __slots__ = ("upstream", "label", "in_flight", "exchanges", "idle", "tunnels", "draining")
+    __slots__ = ("draining", "exchanges", "idle", "in_flight", "label", "tunnels", "upstream")
 
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
@@ -69,7 +69,7 @@ class Target:
 
 
 class Route:
-    __slots__ = ("name", "hosts", "targets", "options", "tally", "_turn")
+    __slots__ = ("_turn", "hosts", "name", "options", "tally", "targets")
 
     def __init__(
         self, name: str, hosts: tuple[str, ...], targets: tuple[Target, ...],
@@ -174,5 +174,5 @@ def _retarget(
     """Targets for `upstreams`, reusing current ones for unchanged addresses."""
     by_upstream = {t.upstream: t for t in current}
     wanted = list(dict.fromkeys(upstreams))
-    targets = tuple(by_upstream.pop(u, None) or Target(u) for u in wanted)
+    targets = tuple(by_upstream.pop(u) if u in by_upstream else Target(u) for u in wanted)
     return targets, list(by_upstream.values())

@@ -30,7 +30,9 @@ _DRAIN_POLL = 0.01
 
 
 class Proxy:
-    def __init__(self, settings: ProxySettings, *, access_log: logging.Logger | None = None) -> None:
+    def __init__(
+        self, settings: ProxySettings, *, access_log: logging.Logger | None = None
+    ) -> None:
         self.settings = settings
         self.certificates = CertificateStore()
         self.challenges = ChallengeTokens()
@@ -129,7 +131,7 @@ class Proxy:
         name: str,
         hosts: Sequence[str],
         upstreams: Sequence[Upstream],
-        options: RouteOptions = RouteOptions(),
+        options: RouteOptions = RouteOptions(),  # noqa: B008 (frozen: one shared default is fine)
     ) -> None:
         """Create or replace a route atomically; dropped upstreams drain in the background."""
         dropped = self._table.set(name, hosts, upstreams, options)
@@ -146,7 +148,9 @@ class Proxy:
             self._drains.add(task)
             task.add_done_callback(self._drains.discard)
 
-    async def swap(self, name: str, upstreams: Sequence[Upstream], drain_timeout: float) -> DrainReport:
+    async def swap(
+        self, name: str, upstreams: Sequence[Upstream], drain_timeout: float
+    ) -> DrainReport:
         """Point a route at new upstreams; returns once the old ones are drained."""
         dropped = self._table.swap(name, upstreams)
         log.info("route swapped name=%s upstreams=%s", name, ",".join(map(str, upstreams)))

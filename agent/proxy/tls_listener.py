@@ -104,7 +104,7 @@ class TlsListener:
             await loop.connect_accepted_socket(
                 self._factory, conn, ssl=context, ssl_handshake_timeout=timeout
             )
-        except (OSError, ssl.SSLError, NotTLS, asyncio.TimeoutError, EOFError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError, NotTLS, EOFError) as exc:
             log.debug("tls handshake failed error=%s", exc)
         finally:
             if not handed_over:
@@ -129,7 +129,12 @@ async def _peek_server_name(loop: asyncio.AbstractEventLoop, conn: socket.socket
 async def _readable(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
     ready: asyncio.Future[None] = loop.create_future()
     fd = conn.fileno()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
     try:
         await ready
     finally:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class Tunnel:
-    __slots__ = ("ctx", "client", "upstream", "target", "closed")
+    __slots__ = ("client", "closed", "ctx", "target", "upstream")
 
     def __init__(
         self, ctx: Context, client: ClientConnection, upstream: UpstreamConnection, target: Target

@@ -39,9 +39,24 @@ _COALESCE = 16 * 1024  # head + first body bytes under this are joined into one 
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "ctx", "target", "transport", "exchange", "tunnel", "state", "buf", "framing",
-        "remaining", "scanner", "reusable", "closed", "paused", "idle_since", "served",
-        "got_bytes", "head_request", "dechunk",
+        "buf",
+        "closed",
+        "ctx",
+        "dechunk",
+        "exchange",
+        "framing",
+        "got_bytes",
+        "head_request",
+        "idle_since",
+        "paused",
+        "remaining",
+        "reusable",
+        "scanner",
+        "served",
+        "state",
+        "target",
+        "transport",
+        "tunnel",
     )  # fmt: skip
 
     def __init__(self, ctx: Context, target: Target) -> None:
@@ -165,7 +180,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.buf = b""
         end += 4
         try:
-            head = parse_response_head(buf[:end], head_request=self.head_request, dechunk=self.dechunk)
+            head = parse_response_head(
+                buf[:end], head_request=self.head_request, dechunk=self.dechunk
+            )
         except BadResponse as exc:
             self._broken(exchange, str(exc))
             return
@@ -288,4 +305,4 @@ class UpstreamConnection(asyncio.Protocol):
         return self.target.label
 
 
-__all__ = ["UpstreamConnection", "ResponseHead"]
+__all__ = ["ResponseHead", "UpstreamConnection"]

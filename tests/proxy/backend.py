@@ -83,7 +83,13 @@ class Backend:
         send = _sender(conn, writer)
         base = [(b"X-Served-By", self.name.encode())]
         if parts[0] == "hello":
-            await send(h11.Response(status_code=200, headers=base + [(b"Content-Length", str(len(f"hello from {self.name}")).encode())]))
+            await send(
+                h11.Response(
+                    status_code=200,
+                    headers=base
+                    + [(b"Content-Length", str(len(f"hello from {self.name}")).encode())],
+                )
+            )
             await send(h11.Data(data=f"hello from {self.name}".encode()))
             await send(h11.EndOfMessage())
         elif parts[0] == "headers":
@@ -94,11 +100,22 @@ class Backend:
                     "headers": [[k.decode(), v.decode("latin-1")] for k, v in request.headers],
                 }
             ).encode()
-            await send(h11.Response(status_code=200, headers=base + [(b"Content-Length", str(len(body)).encode()), (b"Content-Type", b"application/json")]))
+            await send(
+                h11.Response(
+                    status_code=200,
+                    headers=base
+                    + [
+                        (b"Content-Length", str(len(body)).encode()),
+                        (b"Content-Type", b"application/json"),
+                    ],
+                )
+            )
             await send(h11.Data(data=body))
             await send(h11.EndOfMessage())
         elif parts[0] == "echo":
-            await send(h11.Response(status_code=200, headers=base + [(b"Transfer-Encoding", b"chunked")]))
+            await send(
+                h11.Response(status_code=200, headers=base + [(b"Transfer-Encoding", b"chunked")])
+            )
             while True:
                 event = await _next_event(conn, reader)
                 if isinstance(event, h11.Data):
@@ -108,7 +125,11 @@ class Backend:
             await send(h11.EndOfMessage())
         elif parts[0] == "bytes":
             size = int(parts[1])
-            await send(h11.Response(status_code=200, headers=base + [(b"Content-Length", str(size).encode())]))
+            await send(
+                h11.Response(
+                    status_code=200, headers=base + [(b"Content-Length", str(size).encode())]
+                )
+            )
             block = b"x" * 65536
             left = size
             while left:
@@ -118,7 +139,13 @@ class Backend:
             await send(h11.EndOfMessage())
         elif parts[0] == "chunks":
             count, delay = int(parts[1]), int(parts[2]) / 1000
-            await send(h11.Response(status_code=200, headers=base + [(b"Content-Type", b"text/event-stream"), (b"Transfer-Encoding", b"chunked")]))
+            await send(
+                h11.Response(
+                    status_code=200,
+                    headers=base
+                    + [(b"Content-Type", b"text/event-stream"), (b"Transfer-Encoding", b"chunked")],
+                )
+            )
             for i in range(count):
                 await send(h11.Data(data=b"data: %d\n\n" % i))
                 await asyncio.sleep(delay)
@@ -134,7 +161,12 @@ class Backend:
             await send(h11.Response(status_code=status, headers=headers))
             await send(h11.EndOfMessage())
         elif parts[0] == "close":
-            await send(h11.Response(status_code=200, headers=base + [(b"Content-Length", b"3"), (b"Connection", b"close")]))
+            await send(
+                h11.Response(
+                    status_code=200,
+                    headers=base + [(b"Content-Length", b"3"), (b"Connection", b"close")],
+                )
+            )
             await send(h11.Data(data=b"bye"))
             await send(h11.EndOfMessage())
             return False
@@ -143,7 +175,12 @@ class Backend:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return False
         elif parts[0] == "ws":
-            await send(h11.InformationalResponse(status_code=101, headers=base + [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")]))
+            await send(
+                h11.InformationalResponse(
+                    status_code=101,
+                    headers=base + [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")],
+                )
+            )
             data, _ = conn.trailing_data
             if data:
                 writer.write(data)
@@ -154,7 +191,13 @@ class Backend:
                 writer.write(chunk)
                 await writer.drain()
         elif parts[0] == "hsts":
-            await send(h11.Response(status_code=200, headers=base + [(b"Content-Length", b"0"), (b"Strict-Transport-Security", b"max-age=60")]))
+            await send(
+                h11.Response(
+                    status_code=200,
+                    headers=base
+                    + [(b"Content-Length", b"0"), (b"Strict-Transport-Security", b"max-age=60")],
+                )
+            )
             await send(h11.EndOfMessage())
         else:
             await send(h11.Response(status_code=404, headers=base + [(b"Content-Length", b"0")]))

@@ -168,7 +168,7 @@ class Client:
                     return True
         except (ConnectionError, ssl.SSLError):
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def close(self) -> None:
@@ -217,7 +217,7 @@ class CertificateAuthority:
     def issue(self, *names: str, days: int = 30) -> tuple[bytes, bytes]:
         """A (fullchain PEM, key PEM) pair for `names`."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
@@ -240,7 +240,7 @@ class CertificateAuthority:
 
 def make_authority(name: str = "Berth Test CA") -> CertificateAuthority:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (
         x509.CertificateBuilder()

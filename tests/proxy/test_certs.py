@@ -11,7 +11,14 @@ from cryptography import x509
 from agent.proxy import CertificateRejected, RouteOptions, Upstream
 from agent.proxy.certs import CertificateStore
 from tests.proxy.backend import running_backend
-from tests.proxy.conftest import CertificateAuthority, Client, get, make_authority, request, running_proxy
+from tests.proxy.conftest import (
+    CertificateAuthority,
+    Client,
+    get,
+    make_authority,
+    request,
+    running_proxy,
+)
 
 
 def served_serial(client: Client) -> int:

@@ -10,7 +10,9 @@ from agent.proxy.chunked import ChunkedError, ChunkedScanner
 
 
 def encode(pieces: list[bytes], trailer: bytes = b"") -> bytes:
-    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p) + b"0\r\n" + trailer + b"\r\n"
+    return (
+        b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p) + b"0\r\n" + trailer + b"\r\n"
+    )
 
 
 @given(

@@ -42,7 +42,8 @@ def test_a_hello_split_over_two_records() -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"GET / HTTP/1.1\r\n", b"\x16\x03\x01\x00\x00", b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00"]
+    "data",
+    [b"GET / HTTP/1.1\r\n", b"\x16\x03\x01\x00\x00", b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00"],
 )
 def test_not_tls(data: bytes) -> None:
     with pytest.raises(NotTLS):

@@ -117,7 +117,8 @@ class Load:
                         body = rng.randbytes(rng.randint(1, 200_000))
                         await client.send(
                             b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n"
-                            % len(body) + body
+                            % len(body)
+                            + body
                         )
                         response = await client.response()
                         ok = response.status == 200 and response.body == body
@@ -125,7 +126,7 @@ class Load:
                         await client.send(get("/chunks/5/40"))
                         response = await client.response()
                         ok = response.status == 200 and response.body.count(b"data:") == 5
-                except (ConnectionError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, ConnectionError) as exc:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
                     await client.close()
                     client = await Client.connect(self.port)

@@ -30,8 +30,23 @@ TEMPLATES = [
     b"GET /hello HTTP/1.1\r\nHost: app.test\r\n\r\nGET /headers HTTP/1.1\r\nHost: app.test\r\n\r\n",
     b"OPTIONS * HTTP/1.1\r\nHost: app.test\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
 ]
-SPECIALS = [b"\r", b"\n", b"\r\n", b"\x00", b":", b" ", b"\t", b",", b"chunked", b"0", b"-1",
-            b"Content-Length: 5\r\n", b"Transfer-Encoding: chunked\r\n", b"\xff", b"HTTP/1.1"]
+SPECIALS = [
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\x00",
+    b":",
+    b" ",
+    b"\t",
+    b",",
+    b"chunked",
+    b"0",
+    b"-1",
+    b"Content-Length: 5\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"\xff",
+    b"HTTP/1.1",
+]
 
 
 @st.composite
@@ -55,7 +70,9 @@ REQUESTS = st.one_of(mutated(), st.binary(max_size=400), st.sampled_from(TEMPLAT
 
 
 def _start(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     match = re.search(r"(?:http=|listening )(\d+)", line)

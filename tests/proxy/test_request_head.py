@@ -88,7 +88,9 @@ def test_limits_and_unsupported_features_have_their_statuses() -> None:
     assert status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n") == 505
     assert status_of(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n") == 405
     assert status_of(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n") == 417
-    assert status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n") == 501
+    assert (
+        status_of(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n") == 501
+    )
 
 
 def test_a_head_in_pieces_is_collected_and_hop_by_hop_headers_removed() -> None:
@@ -175,7 +177,9 @@ async def test_body_over_the_apps_limit_is_413_without_reading_it_all() -> None:
         assert (response.status, closed) == (413, True)
         # Chunked: the limit is noticed as the body streams, then the proxy stops reading.
         client = await Client.connect(port)
-        await client.send(b"POST /echo HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await client.send(
+            b"POST /echo HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         sent = 0
         try:
             for _ in range(200):

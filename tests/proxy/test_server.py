@@ -230,7 +230,7 @@ async def test_websocket_upgrade_becomes_a_tunnel() -> None:
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
-    async with running_backend("a") as a, running_backend("b") as b, running_proxy() as proxy:
+    async with running_backend("a") as a, running_proxy() as proxy:
         proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
         client = await Client.connect(proxy.http_port)
         await client.send(get("/sleep/200") + get("/hello", "nope.test") + get("/hello"))
@@ -326,7 +326,7 @@ async def test_graceful_stop_lets_in_flight_requests_finish() -> None:
         slow = asyncio.ensure_future(request(port, get("/sleep/500")))
         await eventually(lambda: proxy.counters("app").in_flight == 1)
         await proxy.stop(5.0)
-        response, closed = await slow
+        response, _ = await slow
         assert response.status == 200 and response.body == b"slept"
         assert response.header("connection") == "close"
         assert await idle.closed()
