@@ -20,7 +20,7 @@ import shlex
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -32,6 +32,8 @@ from agent.api.app import build_api
 from agent.api.keys import sync_authorized_keys
 from agent.api.services import Services
 from agent.build import Builder
+from agent.certs.manager import CertificateManager
+from agent.certs.state import SCHEMA as CERTIFICATES_SCHEMA
 from agent.config import Config
 from agent.paths import DEFAULT_CONFIG_PATH
 from agent.deploy.docker_runtime import DockerRuntime, installation_id
@@ -39,6 +41,7 @@ from agent.deploy.orchestrator import Deployer
 from agent.deploy.reconciler import Reconciler
 from agent.deploy.rollout import Rollout
 from agent.errors import BerthError
+from agent.firewall.service import FirewallService
 from agent.proxy import Proxy
 from agent.store.apps import AppStore
 from agent.store.db import Database
@@ -126,16 +129,12 @@ class Agent:
     proxy: Proxy
     services: Services
     reconciler: Reconciler
-    certificates: Any = None
+    certificates: CertificateManager
 
 
 async def build_agent(config: Config) -> Agent:
     config.paths.data_dir.mkdir(parents=True, exist_ok=True)
-    schemas: list[Sequence[str]] = [SCHEMA]
-    certificates_schema = _certificates_schema(config)
-    if certificates_schema:
-        schemas.append(certificates_schema)
-    db = Database.open(config.paths.database, schemas)
+    db = Database.open(config.paths.database, [SCHEMA, CERTIFICATES_SCHEMA])
     apps, releases, events, keys = AppStore(db), ReleaseStore(db), EventStore(db), KeyStore(db)
     proxy = Proxy(config.proxy, access_log=logging.getLogger("berth.access"))
     await proxy.start()
@@ -157,27 +156,17 @@ async def build_agent(config: Config) -> Agent:
     return Agent(db, proxy, services, reconciler, certificates)
 
 
-def _certificates_schema(config: Config) -> Sequence[str]:
-    if not config.acme.enabled:
-        return ()
-    from agent.certs.state import SCHEMA as CERTS_SCHEMA
-
-    return CERTS_SCHEMA
-
-
-def _certificate_manager(config: Config, db: Database, proxy: Proxy) -> Any:
-    if not config.acme.enabled:
-        return None
-    from agent.certs.manager import CertificateManager
-
+def _certificate_manager(config: Config, db: Database, proxy: Proxy) -> CertificateManager:
+    """Always present: with acme.enabled = false it serves custom certificates only."""
     return CertificateManager(config.acme, config.paths.certs, db, proxy.challenges,
                               proxy.certificates)
 
 
-def _firewall(config: Config) -> Any:
-    from agent.firewall.service import FirewallService
-
-    return FirewallService(config.firewall)
+def _firewall(config: Config) -> FirewallService:
+    """The firewall service; the proxy's own ports are always among the open web ports."""
+    proxy_ports = {config.proxy.http_port, config.proxy.https_port} - {None, 0}
+    web_ports = tuple(sorted({*config.firewall.web_ports, *proxy_ports}))
+    return FirewallService(replace(config.firewall, web_ports=web_ports))
 
 
 async def serve(config: Config) -> int:
@@ -209,8 +198,7 @@ async def serve(config: Config) -> int:
         log.info("shutting down")
         server.should_exit = True
         await _finish(tasks, api.state.background_tasks)
-        if agent.certificates is not None:
-            await agent.certificates.stop()
+        await agent.certificates.stop()
         if services.firewall is not None:
             await services.firewall.aclose()
         await agent.proxy.stop(config.deploy.drain_timeout)
@@ -228,8 +216,7 @@ async def _start_services(agent: Agent) -> None:
         log.info("firewall: %s", result.message)
     await agent.reconciler.boot()
     sync_authorized_keys(services)
-    if agent.certificates is not None:
-        await agent.certificates.start()
+    await agent.certificates.start()
 
 
 async def _wait_for_stop(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:

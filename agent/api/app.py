@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agent.api import apps, firewall, keys
+from agent.api import apps, certs, firewall, keys
 from agent.api.services import Services
 from agent.errors import BerthError
 
@@ -34,7 +34,8 @@ async def crashed(request: Request, exc: Exception) -> Response:
 
 def build_api(services: Services, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     routes: list[BaseRoute] = [Route("/version", version, methods=["GET"])]
-    routes += apps.routes() + keys.routes() + firewall.routes() + (extra_routes or [])
+    routes += apps.routes() + keys.routes() + certs.routes() + firewall.routes()
+    routes += extra_routes or []
     api = Starlette(
         routes=routes,
         exception_handlers={BerthError: berth_error, Exception: crashed},

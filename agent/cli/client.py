@@ -89,18 +89,12 @@ class ControlClient:
         query: Mapping[str, str] | None = None,
     ) -> Any:
         """A JSON request; returns the decoded answer or raises its error."""
-        connection, response = self._open(method, url, payload=payload, query=query,
-                                          timeout=self._timeout)
-        try:
-            raw = response.read()
-        finally:
-            connection.close()
-        data = _decode(raw)
-        if response.status >= 400:
-            message = data.get("error") if isinstance(data, dict) else None
-            raise ResponseError(message or f"the agent answered {response.status}",
-                                response.status)
-        return data
+        return _json_answer(*self._open(method, url, payload=payload, query=query,
+                                        timeout=self._timeout))
+
+    def call_raw(self, method: str, url: str, body: bytes) -> Any:
+        """A request with a raw body (PEM input); JSON answer as `call`."""
+        return _json_answer(*self._open(method, url, body=[body], timeout=self._timeout))
 
     def stream(
         self, method: str, url: str, *, payload: Any = None,
@@ -122,6 +116,18 @@ class ControlClient:
             raise AgentUnavailable(f"lost the agent mid-answer: {exc}") from None
         finally:
             connection.close()
+
+
+def _json_answer(connection: _UnixConnection, response: http.client.HTTPResponse) -> Any:
+    try:
+        raw = response.read()
+    finally:
+        connection.close()
+    data = _decode(raw)
+    if response.status >= 400:
+        message = data.get("error") if isinstance(data, dict) else None
+        raise ResponseError(message or f"the agent answered {response.status}", response.status)
+    return data
 
 
 def _decode(raw: bytes) -> Any:

@@ -14,7 +14,7 @@ from typing import BinaryIO, Mapping, NoReturn, Sequence, TextIO
 from agent import __version__
 from agent.cli.client import ControlClient
 from agent.cli.registry import Context, Verb
-from agent.cli.verbs import apps, config, firewall, processes, releases
+from agent.cli.verbs import apps, certs, config, firewall, processes, releases
 from agent.paths import PathSettings, load_paths
 from agent.errors import BerthError
 
@@ -29,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def all_verbs() -> list[Verb]:
-    return apps.VERBS + config.VERBS + processes.VERBS + releases.VERBS + firewall.VERBS
+    return (apps.VERBS + config.VERBS + processes.VERBS + releases.VERBS + certs.VERBS
+            + firewall.VERBS)
 
 
 LOCAL_COMMANDS = {

@@ -65,6 +65,8 @@ class CertificateDesire(Protocol):
         self, app: str, domains: Sequence[str], *, acme: bool = True
     ) -> None: ...
 
+    def forget_app(self, app: str) -> None: ...
+
 
 class Deployer:
     def __init__(
@@ -259,7 +261,7 @@ class Deployer:
                 await self._runtime.remove_image(tag)
             await self._runtime.remove_app_images(app_name)
             if self._certificates is not None:
-                self._certificates.set_app_domains(app_name, [])
+                self._certificates.forget_app(app_name)
             self._apps.delete(app_name)
             self._events.forget(app_name)
         self._locks.pop(app_name, None)

@@ -1,0 +1,50 @@
+"""Verbs for certificates: certs, certs:renew, certs:add, certs:remove."""
+
+from __future__ import annotations
+
+import argparse
+
+from agent.cli.client import path
+from agent.cli.registry import JSON, Context, Verb, arg
+
+
+def show(ctx: Context, a: argparse.Namespace) -> int:
+    query = {"app": a.app} if a.app else None
+    data = ctx.client.call("GET", "/certs", query=query)
+    if a.json:
+        return ctx.json(data["certificates"])
+    ctx.out.write(data["text"])
+    return 0
+
+
+def renew(ctx: Context, a: argparse.Namespace) -> int:
+    data = ctx.client.call("POST", "/certs/renew", payload={"target": a.target, "force": a.force})
+    ctx.out.write(data["text"])
+    return 0
+
+
+def add(ctx: Context, a: argparse.Namespace) -> int:
+    pem = ctx.stdin.read(256 * 1024 + 1)
+    data = ctx.client.call_raw("POST", path("apps", a.app, "certs"), pem)
+    ctx.out.write(data["text"])
+    return 0
+
+
+def remove(ctx: Context, a: argparse.Namespace) -> int:
+    data = ctx.client.call("DELETE", path("apps", a.app, "certs"))
+    ctx.print(f"Removed {a.app}'s own certificate; its domains go back to automatic certificates")
+    ctx.out.write(data["text"])
+    return 0
+
+
+VERBS = [
+    Verb("certs", "per domain: issuer, expiry, days left, next renewal, last error", show,
+         [arg("app", nargs="?", metavar="APP", help="only this app's domains"), JSON]),
+    Verb("certs:renew", "renew an app's or a domain's certificates now (when due)", renew,
+         [arg("target", metavar="APP|DOMAIN"),
+          arg("--force", action="store_true", help="renew even when not due")]),
+    Verb("certs:add", "serve your own certificate for an app (PEM chain and key on stdin)",
+         add, [arg("app", metavar="APP")]),
+    Verb("certs:remove", "remove an app's own certificate (back to automatic ones)", remove,
+         [arg("app", metavar="APP")]),
+]
