@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -147,6 +147,23 @@ class CertificateManager:
             self._cancel(domain)
         self._sync(previous | set(wanted))
         self._wake.set()
+
+    def reconcile(self, apps: Mapping[str, tuple[Sequence[str], bool]]) -> None:
+        """The complete desired state at boot: app -> (domains, acme on).
+
+        Apps not listed are forgotten (their domains and custom certificate), so an app
+        destroyed while the agent was down stops being served and renewed.
+        """
+        known = {a for a, _ in self._desired.values()} | set(self._custom)
+        for app in sorted(known - set(apps)):
+            self.forget_app(app)
+        # Shrink each app to the domains it keeps first, so a domain that moved between
+        # apps while the agent was down is free before its new owner claims it.
+        for app, (domains, acme) in apps.items():
+            keep = [d for d, (a, _) in self._desired.items() if a == app and d in domains]
+            self.set_app_domains(app, keep, acme=acme)
+        for app, (domains, acme) in apps.items():
+            self.set_app_domains(app, domains, acme=acme)
 
     def forget_app(self, app: str) -> None:
         """The app is gone: its domains and its custom certificate."""

@@ -375,3 +375,24 @@ def test_status_table_and_dict(rig: Rig) -> None:
             assert data["domain"] == "www.example.com" and data["state"] == "valid"
             assert str(data["not_after"]).endswith("Z") and data["days_left"] == 90.0
     asyncio.run(body())
+
+
+def test_reconcile_at_boot_forgets_destroyed_apps_and_moves_domains(rig: Rig) -> None:
+    ca = ThrowawayCA()
+    now = time.time()
+
+    async def body() -> None:
+        async with rig.manager() as manager:
+            manager.set_app_domains("web", ["www.example.com", "moved.example.com"])
+            manager.set_app_domains("gone", ["gone.example.com"])
+            await until(lambda: len(rig.sink.names()) == 3)
+            await manager.add_custom("gone", *ca.issue_pair(["gone.example.com"], now, now + 999))
+        async with rig.manager() as manager:  # the agent restarts; deploy state says:
+            manager.reconcile({"web": (["www.example.com"], True),
+                               "shop": (["moved.example.com"], True)})
+            assert [(s.app, s.domain) for s in manager.status()] == [
+                ("shop", "moved.example.com"), ("web", "www.example.com")]
+            assert rig.sink.names() == ["moved.example.com", "www.example.com"]
+            assert not (rig.tmp / "certs" / "custom" / "gone.pem").exists()
+            assert rig.issuer.count("moved.example.com") == 1  # its certificate moved with it
+    asyncio.run(body())

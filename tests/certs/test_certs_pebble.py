@@ -290,3 +290,52 @@ def test_an_account_the_ca_lost_is_registered_again(tmp_path: Path, pebble: Star
             assert isinstance(leaf.public_key(), rsa.RSAPublicKey)  # key_type = "rsa2048"
             assert leaf.public_key().key_size == 2048
     run(body())
+
+
+def test_after_a_failure_a_dry_run_goes_to_staging_first(
+        tmp_path: Path, pebble: StartPebble) -> None:
+    async def body() -> None:
+        async with stack(tmp_path, pebble) as s:
+            # "Staging" is the same Pebble under another URL (localhost instead of
+            # 127.0.0.1): its own directory key, account, files and counters.
+            staging = s.pebble.directory.replace("127.0.0.1", "localhost")
+            settings = s.settings(staging_dry_run=True, staging_directory=staging,
+                                  backoff_min=60.0)
+            answers = WrongAnswers(s.proxy.challenges)
+            answers.broken = True
+            async with s.manager(settings, answers) as manager:
+                s.route(HOST)
+                manager.set_app_domains("web", [HOST])
+                await until(lambda: manager.status()[0].state == "failing")
+                assert (manager.orders_placed(HOST), manager.orders_placed(HOST, staging)) == (1, 0)
+                [status] = await manager.renew(HOST)
+                assert "staging dry run failed: HTTP-01 challenge failed" in status.last_error
+                assert (manager.orders_placed(HOST), manager.orders_placed(HOST, staging)) == (1, 1)
+                answers.broken = False
+                [status] = await manager.renew(HOST)
+                assert status.state == "valid"
+                assert (manager.orders_placed(HOST), manager.orders_placed(HOST, staging)) == (2, 2)
+                assert s.pebble.orders == 4
+                live = sorted(p.parent.parent.name for p in
+                              (tmp_path / "certs" / "acme").glob("*/live/*.pem"))
+                assert len(live) == 1 and live[0].startswith("127.0.0.1")  # staging's not kept
+                assert (await s.https()).status == 200
+    run(body())
+
+
+def test_a_changed_email_updates_the_same_account(tmp_path: Path, pebble: StartPebble) -> None:
+    async def body() -> None:
+        async with stack(tmp_path, pebble) as s:
+            s.route(HOST)
+            async with s.manager() as manager:
+                manager.set_app_domains("web", [HOST])
+                await until(lambda: manager.status()[0].state == "valid")
+            meta = next((tmp_path / "certs" / "acme").glob("*/account.json"))
+            before = json.loads(meta.read_text())
+            async with s.manager(s.settings(email="new-ops@example.test")) as manager:
+                [status] = await manager.renew(HOST, force=True)
+                assert status.state == "valid", status.last_error
+            after = json.loads(meta.read_text())
+            assert (after["uri"], after["email"]) == (before["uri"], "new-ops@example.test")
+            assert "There are now 2 accounts" not in s.pebble.log_text
+    run(body())
