@@ -276,7 +276,7 @@ class Exchange:
     # response from the upstream --------------------------------------------------------
 
     def response_head(self, head: ResponseHead) -> bytes:
-        """The client's head for the upstream's `head`; the exchange now streams."""
+        """The lines the proxy adds to the upstream's `head`; the exchange now streams."""
         self.phase = STREAMING
         self.status = head.status
         client = self.client
@@ -298,7 +298,7 @@ class Exchange:
             extra += HSTS_LINE
         ctx = client.ctx
         client.deadline = ctx.loop.time() + ctx.settings.upstream_read_timeout
-        return client_response_head(head, extra)
+        return extra
 
     def interim(self, head: ResponseHead) -> None:
         """A 1xx response: forward it to HTTP/1.1 clients, then wait for the real one."""

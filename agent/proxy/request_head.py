@@ -75,6 +75,7 @@ class RequestHead:
     chunked = False
     keep_alive = True
     expect_continue = False
+    has_body = False  # chunked, or a Content-Length above 0
     upgrade: bytes | None = None  # Upgrade value when Connection lists upgrade
     # Forwarded headers; only ever set when the peer is a trusted proxy.
     forwarded_for: bytes | None = None
@@ -85,10 +86,6 @@ class RequestHead:
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []  # b"Name: value\r\n" lines to forward
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
 
     @property
     def path(self) -> str:
@@ -115,7 +112,6 @@ class RequestReader:
         "_head_size",
         "_header_count",
         "_hosts",
-        "_in_head",
         "_max_head",
         "_max_headers",
         "_max_line",
@@ -125,6 +121,7 @@ class RequestReader:
         "_trusted",
         "_upgrade_value",
         "_url",
+        "in_head",
     )  # fmt: skip
 
     def __init__(
@@ -148,18 +145,13 @@ class RequestReader:
         self._url: list[bytes] = []
         self._head_size = 0
         self._header_count = 0
-        self._in_head = False
+        self.in_head = False  # between the first byte of a request and the end of its head
         self._fed_in_head = 0
         self._connection_tokens: list[bytes] = []
         self._coding: bytes | None = None
         self._upgrade_value: bytes | None = None
         self._expect: bytes | None = None
         self._special_seen = False  # one of the four above was set for the current request
-
-    @property
-    def in_head(self) -> bool:
-        """True between the first byte of a request and the end of its head."""
-        return self._in_head
 
     def feed(self, data: bytes) -> int | None:
         """Parse `data`; returns the offset where an upgraded byte stream starts, if any."""
@@ -175,7 +167,7 @@ class RequestReader:
             raise Rejected(400, "invalid method") from exc
         except httptools.HttpParserError as exc:
             raise Rejected(400, str(exc) or "malformed request") from exc
-        if self._in_head:
+        if self.in_head:
             # A head still incomplete: bound what llhttp may be holding for us.
             self._fed_in_head += len(data)
             if self._fed_in_head > self._max_head + 2048:
@@ -190,7 +182,7 @@ class RequestReader:
         self._head = RequestHead()
         self._url = []
         self._head_size = self._header_count = self._fed_in_head = 0
-        self._in_head = True
+        self.in_head = True
         if self._special_seen:
             self._special_seen = False
             self._connection_tokens = []
@@ -250,7 +242,7 @@ class RequestReader:
             head.lines.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self.in_head = False
         head = self._head
         parser = self._parser
         version = parser.get_http_version()
@@ -286,7 +278,9 @@ class RequestReader:
                 raise Rejected(400, "Transfer-Encoding must end in chunked")
             if coding != b"chunked":
                 raise Rejected(501, "only the chunked transfer coding is supported")
-            head.chunked = True
+            head.chunked = head.has_body = True
+        if head.content_length:
+            head.has_body = True
         if self._expect is not None:
             if self._expect.lower() != b"100-continue":
                 raise Rejected(417, "only 100-continue expectations are supported")

@@ -57,7 +57,7 @@ class ResponseHead:
     @property
     def interim(self) -> bool:
         """A 1xx other than 101: forwarded, then the real response follows."""
-        return 100 <= self.status < 200 and self.status != 101
+        return self.status < 200 and self.status != 101
 
 
 def parse_response_head(raw: bytes, *, head_request: bool, dechunk: bool) -> ResponseHead:
@@ -95,7 +95,10 @@ def parse_response_head(raw: bytes, *, head_request: bool, dechunk: bool) -> Res
             if status == 101:
                 continue
         elif name == b"connection":
-            close, named = _connection_tokens(value, close, named)
+            if value == b"keep-alive":  # the common case, without a token loop
+                close = False
+            else:
+                close, named = _connection_tokens(value, close, named)
         cuts.append((special.start() + 1 - first, end + 2 - first))
     if coded and length >= 0:
         raise BadResponse("both Transfer-Encoding and Content-Length")

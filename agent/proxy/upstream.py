@@ -22,6 +22,7 @@ from agent.proxy.response_head import (
     UNTIL_CLOSE,
     BadResponse,
     ResponseHead,
+    client_response_head,
     parse_response_head,
 )
 from agent.proxy.routes import Target
@@ -187,42 +188,41 @@ class UpstreamConnection(asyncio.Protocol):
             self._broken(exchange, str(exc))
             return
         rest = buf[end:] if end < len(buf) else b""
-        if head.interim:
+        status = head.status
+        if status < 200 and status != 101:  # interim (100, 103): forwarded, then the real one
             exchange.interim(head)
             if rest:
                 self._read_head(exchange, rest)
             return
-        client_head = exchange.response_head(head)
-        if head.status == 101:
-            self._tunnel(exchange, client_head, rest)
+        extra = exchange.response_head(head)
+        if status == 101:
+            self._tunnel(exchange, client_response_head(head, extra), rest)
             return
         if not head.keep_alive:
             self.reusable = False
         self.state = _BODY
         self.framing = framing = head.framing
+        if framing == LENGTH:
+            length = self.remaining = head.length
+            if len(rest) <= length and len(rest) < _COALESCE:
+                # The common small response: head and body in one write.
+                exchange.write(b"".join((head.reason_line, head.lines, extra, b"\r\n", rest)))
+                self.remaining = length - len(rest)
+                if self.remaining == 0:
+                    self._done(exchange)
+                return
+        elif framing == CHUNKED:
+            self.scanner = ChunkedScanner()
+        client_head = client_response_head(head, extra)
         if framing == NO_BODY:
             if rest:
                 self.reusable = False
             exchange.write(client_head)
             self._done(exchange)
             return
-        if framing == LENGTH:
-            self.remaining = head.length
-        elif framing == CHUNKED:
-            self.scanner = ChunkedScanner()
-        if not rest:
-            exchange.write(client_head)
-            if framing == LENGTH and head.length == 0:
-                self._done(exchange)
-            return
-        if len(rest) < _COALESCE and framing == LENGTH and len(rest) <= self.remaining:
-            exchange.write(client_head + rest)
-            self.remaining -= len(rest)
-            if self.remaining == 0:
-                self._done(exchange)
-            return
         exchange.write(client_head)
-        self._read_body(exchange, rest)
+        if rest:
+            self._read_body(exchange, rest)
 
     def _read_body(self, exchange: Exchange, data: bytes) -> None:
         framing = self.framing
