@@ -80,8 +80,7 @@ def apply_setting(settings: AppSettings, key: str, value: str) -> AppSettings:
         known = ", ".join(f.name.replace("_", "-") for f in fields(AppSettings))
         raise BerthError(f"unknown app setting {key!r} (known: {known})")
     if value == "":
-        default = next(f.default for f in fields(AppSettings) if f.name == name)
-        return replace(settings, **{name: default})
+        return replace(settings, **{name: getattr(AppSettings(), name)})
     parsed: Any
     if name == "deploy_branch":
         if not BRANCH.fullmatch(value) or ".." in value:

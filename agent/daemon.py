@@ -164,7 +164,7 @@ def _certificate_manager(config: Config, db: Database, proxy: Proxy) -> Certific
 
 def _firewall(config: Config) -> FirewallService:
     """The firewall service; the proxy's own ports are always among the open web ports."""
-    proxy_ports = {config.proxy.http_port, config.proxy.https_port} - {None, 0}
+    proxy_ports = {p for p in (config.proxy.http_port, config.proxy.https_port) if p}
     web_ports = tuple(sorted({*config.firewall.web_ports, *proxy_ports}))
     return FirewallService(replace(config.firewall, web_ports=web_ports))
 
@@ -182,7 +182,7 @@ async def serve(config: Config) -> int:
     services = agent.services
     api = build_api(services)
     server = _QuietSignalsServer(uvicorn.Config(
-        api, log_level="warning", lifespan="off", timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
+        api, log_level="warning", lifespan="off", timeout_graceful_shutdown=int(SHUTDOWN_TIMEOUT),
     ))
     tasks: list[asyncio.Task[Any]] = []
     try:

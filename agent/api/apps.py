@@ -237,7 +237,7 @@ async def list_processes(request: Request) -> Response:
     s = services(request)
     name = app_param(request)
     app = s.apps.get(name)
-    containers = [c for c in await s.runtime.list(name) if c.role == "process"]
+    containers = [c for c in await s.runtime.containers(name) if c.role == "process"]
     now = time.time()
     rows = sorted((_instance_row(c, now) for c in containers),
                   key=lambda r: (r["process"], r["dyno"]))
@@ -293,7 +293,7 @@ async def logs(request: Request) -> Response:
     except ValueError:
         raise BerthError("lines must be a number") from None
     process = request.query_params.get("process") or None
-    containers = [c for c in await s.runtime.list(name) if c.role == "process"]
+    containers = [c for c in await s.runtime.containers(name) if c.role == "process"]
     if process is not None:
         containers = [c for c in containers if c.instance and c.instance.process == process]
     live = s.releases.live(name)
@@ -329,7 +329,7 @@ async def list_releases(request: Request) -> Response:
     s = services(request)
     name = app_param(request)
     s.apps.get(name)
-    return JSONResponse([_release_row(r) for r in s.releases.list(name)])
+    return JSONResponse([_release_row(r) for r in s.releases.recent(name)])
 
 
 async def release_info(request: Request) -> Response:

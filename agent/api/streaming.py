@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Callable, Coroutine
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -15,7 +15,7 @@ from agent.errors import BerthError
 
 log = logging.getLogger(__name__)
 
-Operation = Callable[[DeployOutput], Awaitable[Any]]
+Operation = Callable[[DeployOutput], Coroutine[Any, Any, Any]]
 MEDIA_TYPE = "application/x-ndjson"
 
 

@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import IO
 
-import docker  # type: ignore[import-untyped]
-from docker.utils import match_tag  # type: ignore[import-untyped]
+import docker
+from docker.utils import match_tag
 
 from agent.build import ca, catalog
 from agent.build.context import dockerfile_path, write_context

@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
-from docker.utils.build import exclude_paths  # type: ignore[import-untyped]
+from docker.utils.build import exclude_paths
 
 from agent.build.model import CONTEXT_BERTH, CONTEXT_SOURCE, BuildPlan
 

@@ -61,7 +61,8 @@ class Verb:
     local_only: bool = False  # not offered over SSH
     usage_note: str = ""
 
-    def add_to(self, parsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    def add_to(self, parsers: Any) -> None:
+        """Add this verb to an argparse sub-parsers action."""
         parser = parsers.add_parser(self.name, help=self.summary, description=self.summary,
                                     epilog=self.usage_note or None)
         for argument in self.args:

@@ -151,10 +151,10 @@ class DockerRuntime:
             labels[LABEL_HOST_PORT] = str(spec.publish_port)
         return labels
 
-    async def list(self, app: str | None = None) -> list[Container]:
-        return await asyncio.to_thread(self._list, app)
+    async def containers(self, app: str | None = None) -> list[Container]:
+        return await asyncio.to_thread(self._containers, app)
 
-    def _list(self, app: str | None) -> list[Container]:
+    def _containers(self, app: str | None) -> list[Container]:
         filters = [f"{LABEL_MANAGED}={self._installation}"]
         if app is not None:
             filters.append(f"{LABEL_APP}={app}")
@@ -288,7 +288,7 @@ class DockerRuntime:
             raw = await asyncio.to_thread(self._api.logs, container_id, tail=lines)
         except docker.errors.DockerException:
             return []
-        return raw.decode("utf-8", "replace").splitlines()
+        return str(raw.decode("utf-8", "replace")).splitlines()
 
     async def logs(
         self, containers: list[Container], *, follow: bool, tail: int

@@ -111,7 +111,7 @@ FIRST_RETRY = 0.05
 def retry_pause(attempt: int, interval: float) -> float:
     """Pause after failed attempt `attempt` of the built-in check: 50 ms, doubling up to
     `interval`, so an app that boots in 300 ms is live in 300 ms, not at the next second."""
-    return min(interval, FIRST_RETRY * 2 ** (attempt - 1))
+    return min(interval, FIRST_RETRY * 2.0 ** (attempt - 1))
 
 Alive = Callable[[], Awaitable[str | None]]  # None while alive, else why it is not
 

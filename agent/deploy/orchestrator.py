@@ -190,7 +190,7 @@ class Deployer:
 
     def _rollback_source(self, app: str, live: Release, number: int | None) -> Release:
         if number is None:
-            earlier = [r for r in self._releases.list(app)
+            earlier = [r for r in self._releases.recent(app)
                        if r.number < live.number and r.state is ReleaseState.SUPERSEDED]
             if not earlier:
                 raise BerthError(f"{app} has no earlier successful release to roll back to")
@@ -255,7 +255,7 @@ class Deployer:
             tags = self._releases.image_tags(app_name)
             await self._rollout.stop_all(app_name, out)
             await self._rollout.remove_route(app_name)
-            for container in await self._runtime.list(app_name):
+            for container in await self._runtime.containers(app_name):
                 await self._runtime.remove(container.id, 0)
             for tag in sorted(tags):
                 await self._runtime.remove_image(tag)
@@ -276,14 +276,13 @@ class Deployer:
         app_json = parse_app_json(app_json_text)
         release = self._releases.move(release, ReleaseState.BUILDING)
         out.step(f"Building {app.name} {release.version} from {release.git_sha[:7]}")
-        loop = asyncio.get_running_loop()
-        # The builder limits parallel builds itself (build.parallel) and says so.
+        # The builder limits parallel builds itself (build.parallel), says so, and calls
+        # `emit` on the event loop's thread.
         built = await self._builder.build(
             BuildRequest(app=app.name, source=source, tag=f"berth/{app.name}:{release.version}",
                          env=dict(release.config)),
-            lambda line: loop.call_soon_threadsafe(out.raw, line),
+            out.raw,
         )
-        await asyncio.sleep(0)  # let queued output lines through before the next step
         processes = {**built.default_processes, **procfile.processes}
         if not processes:
             processes = {WEB: ""}

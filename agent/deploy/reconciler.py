@@ -45,7 +45,7 @@ class Reconciler:
             log.warning("marking interrupted release failed app=%s release=%s",
                         release.app, release.number)
             self._releases.move(release, ReleaseState.FAILED, error=INTERRUPTED)
-        containers = await self._runtime.list()
+        containers = await self._runtime.containers()
         await self._remove_strays(containers)
         for app in self._apps.names():
             try:
@@ -77,7 +77,7 @@ class Reconciler:
             target = self._deployer.target(app, live)
             if app.stopped:
                 target = replace(target, formation={})
-            current = [c for c in await self._runtime.list(app_name) if c.role == "process"]
+            current = [c for c in await self._runtime.containers(app_name) if c.role == "process"]
             running = [c for c in current if c.running and c.release == live.number]
             if adopt:
                 web = [c for c in running if c.instance and c.instance.process == WEB]

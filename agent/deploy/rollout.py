@@ -111,7 +111,7 @@ class Rollout:
         instances are drained, before they are stopped (the deploy settles there).
         """
         app = target.release.app
-        current = [c for c in await self._runtime.list(app) if c.role == "process"]
+        current = [c for c in await self._runtime.containers(app) if c.role == "process"]
         keep = [] if replace_all else _kept(current, target)
         wanted = instances(target.formation, target.release.processes)
         kept_ids = {c.id for c in keep}
@@ -137,7 +137,7 @@ class Rollout:
 
     async def stop_all(self, app: str, out: DeployOutput) -> None:
         """Route to no instance (503), drain, and remove every process container."""
-        current = [c for c in await self._runtime.list(app) if c.role == "process"]
+        current = [c for c in await self._runtime.containers(app) if c.role == "process"]
         if app in self._upstreams:
             await self._router.swap(app, (), self._settings.drain_timeout)
             self._upstreams[app] = ()

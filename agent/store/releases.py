@@ -116,7 +116,7 @@ class ReleaseStore:
             raise NotFound("release", f"{app} v{number}")
         return _from_row(rows[0])
 
-    def list(self, app: str, limit: int = 100) -> list[Release]:
+    def recent(self, app: str, limit: int = 100) -> list[Release]:
         rows = self._db.query(
             "SELECT * FROM releases WHERE app = ? ORDER BY number DESC LIMIT ?", (app, limit)
         )

@@ -62,7 +62,7 @@ def test_release_numbers_states_and_live(db):
     store.go_live(second)
     assert store.live("web").number == 2
     assert store.get("web", 1).state is ReleaseState.SUPERSEDED
-    assert [r.number for r in store.list("web")] == [2, 1]
+    assert [r.number for r in store.recent("web")] == [2, 1]
 
 
 def test_unfinished_releases_are_found(db):
