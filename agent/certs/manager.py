@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -37,34 +37,22 @@ from agent.certs.errors import (
 )
 from agent.certs.interfaces import CertificateSink, ChallengeResponder, Issuer, Resolver
 from agent.certs.keys import (
-    CertInfo,
     check_pair,
     generate_key,
     key_to_pem,
     make_csr,
     missing_names,
 )
+from agent.certs.serving import Held, Serving
 from agent.certs.settings import AcmeSettings
-from agent.certs.state import AttemptRecord, CertState
-from agent.certs.status import DAY, CertStatus, State
+from agent.certs.state import CertState
+from agent.certs.status import CertStatus, describe
 from agent.certs.storage import CertStore, KeyPair
-from agent.errors import BerthError, Conflict, NotFound
+from agent.errors import Conflict, NotFound
 from agent.names import check_app, check_domain
 from agent.store.db import Database
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Held:
-    """A certificate the manager holds in memory: the PEM pair and what it says."""
-
-    pair: KeyPair
-    info: CertInfo
-
-    @property
-    def times(self) -> policy.CertTimes:
-        return policy.CertTimes(self.info.not_before, self.info.not_after)
 
 
 class CertificateManager:
@@ -86,15 +74,12 @@ class CertificateManager:
         self._store = CertStore(state_dir)
         self._state = CertState(db)
         self._challenges = challenges
-        self._sink = sink
         self._resolver = resolver
         self._issuer: Issuer = issuer or AcmeIssuer(settings, self._store)
         self._clock = clock
         self._rand = rand
-        self._desired: dict[str, tuple[str, bool]] = {}  # domain -> (app, acme on)
-        self._custom: dict[str, Held] = {}  # app -> its own certificate
-        self._acme: dict[str, Held] = {}  # domain -> ACME certificate (this directory)
-        self._served: dict[str, str] = {}  # domain -> serial of what the sink has
+        self._serving = Serving(sink)
+        self._desired = self._serving.desired  # domain -> (app, acme on)
         self._tasks: dict[str, asyncio.Task[None]] = {}  # domain -> attempt in flight
         self._ari_tasks: dict[str, asyncio.Task[None]] = {}
         self._orders = asyncio.Semaphore(settings.max_parallel_orders)
@@ -104,16 +89,17 @@ class CertificateManager:
     # Lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         """Serve the stored certificates (nothing is re-issued), then start scanning."""
-        self._desired = self._state.desired()
+        self._desired.update(self._state.desired())
         for app in self._state.custom():
-            held = self._load_custom(app)
+            pair = self._store.load_custom(app)
+            held = Held.parse(pair, f"custom certificate of {app}") if pair else None
             if held is not None:
-                self._custom[app] = held
+                self._serving.custom[app] = held
         for domain in self._desired:
             self._load_acme(domain)
         self._sync(self._desired)
         log.info("certificates loaded domains=%d served=%d directory=%s",
-                 len(self._desired), len(self._served), self.directory)
+                 len(self._desired), self._serving.served_count(), self.directory)
         self._scan_task = asyncio.create_task(self._scan_loop(), name="certs-scan")
 
     async def stop(self) -> None:
@@ -141,7 +127,7 @@ class CertificateManager:
             del self._desired[domain]
         for domain in wanted:
             self._desired[domain] = (app, acme)
-            if domain not in self._acme:
+            if domain not in self._serving.acme:
                 self._load_acme(domain)
         for domain in previous - set(wanted):
             self._cancel(domain)
@@ -154,8 +140,7 @@ class CertificateManager:
         Apps not listed are forgotten (their domains and custom certificate), so an app
         destroyed while the agent was down stops being served and renewed.
         """
-        known = {a for a, _ in self._desired.values()} | set(self._custom)
-        for app in sorted(known - set(apps)):
+        for app in sorted(self._serving.apps() - set(apps)):
             self.forget_app(app)
         # Shrink each app to the domains it keeps first, so a domain that moved between
         # apps while the agent was down is free before its new owner claims it.
@@ -170,13 +155,13 @@ class CertificateManager:
         self.set_app_domains(app, ())
         self._state.remove_custom(app)
         self._store.remove_custom(app)
-        self._custom.pop(app, None)
+        self._serving.custom.pop(app, None)
 
     # Control API ---------------------------------------------------------------------
     async def renew(self, target: str, *, force: bool = False) -> list[CertStatus]:
         """Renew the app's or the domain's certificates that are due (all with `force`)."""
         domains = self._target(target)
-        eligible = [d for d in domains if self._acme_applies(d)]
+        eligible = [d for d in domains if self._serving.acme_applies(d)]
         if not eligible:
             raise AcmeOff(target)
         if not self.settings.enabled:
@@ -199,7 +184,7 @@ class CertificateManager:
         """Serve the user's own certificate for the app's domains instead of ACME's."""
         check_app(app)
         info = check_pair(cert_pem, key_pem)
-        domains = sorted(d for d, (a, _) in self._desired.items() if a == app)
+        domains = self._serving.domains_of(app)
         if not domains:
             raise CertificateError(f"app {app!r} has no domains; add one with domains:add first")
         missing = missing_names(info, domains)
@@ -211,7 +196,7 @@ class CertificateManager:
         held = Held(KeyPair(cert_pem, key_pem), info)
         await asyncio.to_thread(self._store.save_custom, app, held.pair)
         self._state.set_custom(app, info.names, info.not_after, now)
-        self._custom[app] = held
+        self._serving.custom[app] = held
         self._sync(domains)
         log.info("custom certificate added app=%s names=%s", app, ",".join(info.names))
         return self._status_of(domains[0])
@@ -223,8 +208,8 @@ class CertificateManager:
         removed_file = await asyncio.to_thread(self._store.remove_custom, app)
         if not (removed_row or removed_file):
             raise NotFound("custom certificate of app", app)
-        self._custom.pop(app, None)
-        self._sync([d for d, (a, _) in self._desired.items() if a == app])
+        self._serving.custom.pop(app, None)
+        self._sync(self._serving.domains_of(app))
         self._wake.set()
 
     def status(self, app: str | None = None) -> list[CertStatus]:
@@ -236,71 +221,20 @@ class CertificateManager:
         return self._state.attempts(directory or self.directory, domain).orders
 
     # Serving -------------------------------------------------------------------------
-    def _candidate(self, domain: str) -> Held | None:
-        """The certificate that belongs to `domain` now (custom first), expired or not."""
-        if domain not in self._desired:
-            return None
-        app, acme = self._desired[domain]
-        custom = self._custom.get(app)
-        if custom is not None and custom.info.covers(domain):
-            return custom
-        return self._acme.get(domain) if acme else None
-
-    def _choice(self, domain: str) -> Held | None:
-        """The certificate to serve for `domain`: the candidate unless it has expired."""
-        held = self._candidate(domain)
-        if held is not None and held.info.not_after <= self._clock():
-            return None
-        return held
-
     def _sync(self, domains: Iterable[str]) -> None:
-        """Make the sink serve what `_choice` says for each of `domains`."""
-        for domain in sorted(domains):
-            held = self._choice(domain)
-            current = self._served.get(domain)
-            if held is None and current is not None:
-                self._sink.remove(domain)
-                del self._served[domain]
-                log.info("certificate withdrawn domain=%s", domain)
-            elif held is not None and current != held.info.serial:
-                try:
-                    self._sink.put(domain, held.pair.chain_pem, held.pair.key_pem)
-                except BerthError as exc:  # the proxy refused it: keep what it serves
-                    log.error("certificate not served domain=%s error=%s", domain, exc)
-                    continue
-                self._served[domain] = held.info.serial
-                log.info("certificate served domain=%s serial=%s not_after=%s", domain,
-                         held.info.serial, int(held.info.not_after))
+        self._serving.sync(domains, self._clock())
 
     def _load_acme(self, domain: str) -> None:
         pair = self._store.load_acme(self.directory, domain)
-        if pair is None:
-            return
-        try:
-            self._acme[domain] = Held(pair, check_pair(pair.chain_pem, pair.key_pem))
-        except CertificateError as exc:
-            log.error("stored certificate unusable domain=%s error=%s", domain, exc)
-
-    def _load_custom(self, app: str) -> Held | None:
-        pair = self._store.load_custom(app)
-        if pair is None:
-            return None
-        try:
-            return Held(pair, check_pair(pair.chain_pem, pair.key_pem))
-        except CertificateError as exc:
-            log.error("stored custom certificate unusable app=%s error=%s", app, exc)
-            return None
+        held = Held.parse(pair, domain) if pair is not None else None
+        if held is not None:
+            self._serving.acme[domain] = held
 
     # Scanning ------------------------------------------------------------------------
-    def _acme_applies(self, domain: str) -> bool:
-        app, acme = self._desired[domain]
-        custom = self._custom.get(app)
-        return acme and not (custom is not None and custom.info.covers(domain))
-
     def _plan(self, domain: str, now: float, *, manual: bool = False,
               force: bool = False) -> policy.Plan:
         record = self._state.attempts(self.directory, domain)
-        held = self._acme.get(domain)
+        held = self._serving.acme.get(domain)
         return policy.plan(held.times if held else None, record.attempts, now, self.settings,
                            ari_time=record.ari_time, manual=manual, force=force)
 
@@ -329,7 +263,7 @@ class CertificateManager:
             return []
         wake_times: list[float] = []
         for domain in sorted(self._desired):
-            if not self._acme_applies(domain) or domain in self._tasks:
+            if not self._serving.acme_applies(domain) or domain in self._tasks:
                 continue
             step = self._plan(domain, now)
             if step.action == "wait":
@@ -380,7 +314,7 @@ class CertificateManager:
             self._record_failure(domain, OrderFailed(domain, f"internal error: {exc!r}"))
             return
         await asyncio.to_thread(self._store.save_acme, self.directory, domain, held.pair)
-        self._acme[domain] = held
+        self._serving.acme[domain] = held
         self._record_success(domain)
         self._sync([domain])
 
@@ -409,14 +343,14 @@ class CertificateManager:
         self._state.save_attempts(self.directory, domain, replace(
             record, attempts=policy.Attempts(), last_error=None, last_issued_at=now,
             issued=record.issued + 1, ari_time=None, ari_next_check=None))
-        held = self._acme[domain]
+        held = self._serving.acme[domain]
         log.info("certificate obtained domain=%s serial=%s not_after=%d", domain,
                  held.info.serial, held.info.not_after)
 
     def _record_failure(self, domain: str, failure: AcmeFailure) -> None:
         now = self._clock()
         record = self._state.attempts(self.directory, domain)
-        held = self._acme.get(domain)
+        held = self._serving.acme.get(domain)
         attempts = policy.after_failure(record.attempts, now, self.settings,
                                         retry_after=_retry_after(failure),
                                         cert=held.times if held else None)
@@ -430,7 +364,7 @@ class CertificateManager:
 
     # ARI -----------------------------------------------------------------------------
     def _maybe_check_ari(self, domain: str, now: float) -> None:
-        if not self.settings.ari or domain in self._ari_tasks or domain not in self._acme:
+        if not self.settings.ari or domain in self._ari_tasks or domain not in self._serving.acme:
             return
         record = self._state.attempts(self.directory, domain)
         if record.ari_next_check is not None and record.ari_next_check > now:
@@ -444,7 +378,7 @@ class CertificateManager:
             del self._ari_tasks[domain]
 
     async def _check_ari(self, domain: str) -> None:
-        held = self._acme[domain]
+        held = self._serving.acme[domain]
         try:
             info = await self._issuer.renewal_info(self.directory, held.pair.chain_pem)
         except AcmeFailure as failure:
@@ -461,7 +395,7 @@ class CertificateManager:
 
     # Status --------------------------------------------------------------------------
     def _target(self, target: str) -> list[str]:
-        by_app = sorted(d for d, (a, _) in self._desired.items() if a == target)
+        by_app = self._serving.domains_of(target)
         if by_app:
             return by_app
         if target in self._desired:
@@ -469,43 +403,14 @@ class CertificateManager:
         raise NotFound("app or domain with certificates", target)
 
     def _status_of(self, domain: str) -> CertStatus:
-        now = self._clock()
         app, acme = self._desired[domain]
-        held = self._candidate(domain)
-        custom = held is not None and held is self._custom.get(app)
-        record = self._state.attempts(self.directory, domain)
-        state = self._state_of(domain, acme, held, custom, record, now)
-        next_renewal = None
-        if held is not None and not custom and self.settings.enabled:
-            next_renewal = policy.renewal_time(held.times, record.ari_time)
-        failing = not custom and acme and record.attempts.failures > 0
-        return CertStatus(
-            app=app, domain=domain, acme=acme, state=state,
-            source="custom" if custom else ("acme" if held is not None else "none"),
-            issuer=held.info.issuer if held else None,
-            not_after=held.info.not_after if held else None,
-            days_left=(held.info.not_after - now) / DAY if held else None,
-            next_renewal=next_renewal,
-            last_error=record.last_error if failing else None,
-            next_attempt=record.attempts.next_attempt if failing else None,
-            failures=record.attempts.failures if failing else 0,
+        held = self._serving.candidate(domain)
+        return describe(
+            app, domain, acme=acme, cert=held.info if held else None,
+            custom=held is not None and held is self._serving.custom.get(app),
+            record=self._state.attempts(self.directory, domain),
+            in_flight=domain in self._tasks, enabled=self.settings.enabled, now=self._clock(),
         )
-
-    def _state_of(self, domain: str, acme: bool, held: Held | None, custom: bool,
-                  record: AttemptRecord, now: float) -> State:
-        if held is None and not acme:
-            return "http-only"
-        if held is not None and held.info.not_after <= now:
-            return "expired"
-        if custom:
-            return "valid"
-        if not self.settings.enabled:
-            return "acme-disabled" if held is None else "valid"
-        if domain in self._tasks:
-            return "renewing" if held is not None else "issuing"
-        if record.attempts.failures > 0:
-            return "failing"
-        return "valid" if held is not None else "pending"
 
 
 def _retry_after(failure: AcmeFailure) -> float | None:

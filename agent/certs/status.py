@@ -1,4 +1,8 @@
-"""What `berth certs` shows: one `CertStatus` per domain, as data and as a text table."""
+"""What `berth certs` shows: one `CertStatus` per domain, as data and as a text table.
+
+`describe` derives a domain's status from what the manager knows (pure); `render` is the
+CLI's table.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
+
+from agent.certs.keys import CertInfo
+from agent.certs.policy import CertTimes, renewal_time
+from agent.certs.state import AttemptRecord
 
 Source = Literal["acme", "custom", "none"]
 # valid: served and not due; renewing/issuing: an order is in flight; pending: waiting for
@@ -41,6 +49,44 @@ class CertStatus:
         if self.days_left is not None:
             data["days_left"] = round(self.days_left, 1)
         return data
+
+
+def describe(app: str, domain: str, *, acme: bool, cert: CertInfo | None, custom: bool,
+             record: AttemptRecord, in_flight: bool, enabled: bool, now: float) -> CertStatus:
+    """The status of one domain; `cert` is the one that belongs to it (custom or ACME)."""
+    failing = not custom and acme and record.attempts.failures > 0
+    next_renewal = None
+    if cert is not None and not custom and enabled:
+        next_renewal = renewal_time(CertTimes(cert.not_before, cert.not_after), record.ari_time)
+    return CertStatus(
+        app=app, domain=domain, acme=acme,
+        state=_state(acme, cert, custom, record, in_flight, enabled, now),
+        source="custom" if custom else ("acme" if cert is not None else "none"),
+        issuer=cert.issuer if cert else None,
+        not_after=cert.not_after if cert else None,
+        days_left=(cert.not_after - now) / DAY if cert else None,
+        next_renewal=next_renewal,
+        last_error=record.last_error if failing else None,
+        next_attempt=record.attempts.next_attempt if failing else None,
+        failures=record.attempts.failures if failing else 0,
+    )
+
+
+def _state(acme: bool, cert: CertInfo | None, custom: bool, record: AttemptRecord,
+           in_flight: bool, enabled: bool, now: float) -> State:
+    if cert is None and not acme:
+        return "http-only"
+    if cert is not None and cert.not_after <= now:
+        return "expired"
+    if custom:
+        return "valid"
+    if not enabled:
+        return "acme-disabled" if cert is None else "valid"
+    if in_flight:
+        return "renewing" if cert is not None else "issuing"
+    if record.attempts.failures > 0:
+        return "failing"
+    return "valid" if cert is not None else "pending"
 
 
 def iso(when: float | None) -> str | None:
