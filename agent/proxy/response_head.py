@@ -21,7 +21,6 @@ _SPECIAL = re.compile(
     rb"\n(connection|keep-alive|proxy-connection|transfer-encoding|content-length|upgrade"
     rb"|strict-transport-security):"
 )
-_DIGITS = re.compile(rb"[0-9]{1,18}")
 
 # Body framing, in the order RFC 9112 section 6.3 decides it.
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
@@ -79,9 +78,12 @@ def parse_response_head(raw: bytes, *, head_request: bool, dechunk: bool) -> Res
         end = raw.index(b"\r\n", begin)
         value = raw[begin:end].strip(b" \t")
         if name == b"content-length":
-            if _DIGITS.fullmatch(value) is None or (length >= 0 and int(value) != length):
+            if not value.isdigit() or len(value) > 18:
                 raise BadResponse("invalid Content-Length")
-            length = int(value)
+            number = int(value)
+            if length >= 0 and number != length:
+                raise BadResponse("conflicting Content-Length")
+            length = number
             continue
         if name == b"transfer-encoding":
             coded = True
@@ -99,10 +101,10 @@ def parse_response_head(raw: bytes, *, head_request: bool, dechunk: bool) -> Res
                 close = False
             else:
                 close, named = _connection_tokens(value, close, named)
-        cuts.append((special.start() + 1 - first, end + 2 - first))
+        cuts.append((special.start() + 1, end + 2))
     if coded and length >= 0:
         raise BadResponse("both Transfer-Encoding and Content-Length")
-    lines = _cut(raw[first : match.end(3)], cuts) if cuts else match.group(3)
+    lines = _cut(raw, first, match.end(3), cuts) if cuts else match.group(3)
     if named:
         lines = _drop_named(lines, named)
     if head_request or status < 200 or status == 204 or status == 304:
@@ -132,13 +134,16 @@ def _connection_tokens(value: bytes, close: bool, named: list[bytes]) -> tuple[b
     return close, named
 
 
-def _cut(lines: bytes, spans: list[tuple[int, int]]) -> bytes:
+def _cut(raw: bytes, start: int, stop: int, spans: list[tuple[int, int]]) -> bytes:
+    """raw[start:stop] without the spans (absolute offsets, in order)."""
+    if len(spans) == 1:
+        begin, end = spans[0]
+        return raw[start:begin] + raw[end:stop]
     kept = []
-    start = 0
     for begin, end in spans:
-        kept.append(lines[start:begin])
+        kept.append(raw[start:begin])
         start = end
-    kept.append(lines[start:])
+    kept.append(raw[start:stop])
     return b"".join(kept)
 
 
