@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NEVER = float("inf")
+_MAX_PIPELINED = 16  # queued requests behind the active one
 
 
 class ClientConnection(asyncio.Protocol):
@@ -54,6 +55,7 @@ class ClientConnection(asyncio.Protocol):
         "pending_reject",
         "queue",
         "raw_exchange",
+        "read_no_more",
         "reader",
         "scheme",
         "tls",
@@ -82,6 +84,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.lingering = False
         self.eof = False
+        self.read_no_more = False  # too many pipelined requests: finish the queue, then close
         self.paused_for = 0
         self.write_paused = False
         self.pending_reject = 0
@@ -122,7 +125,7 @@ class ClientConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
-        if self.lingering or self.closed:
+        if self.lingering or self.closed or self.read_no_more:
             return
         if self.raw_exchange is not None:
             self.raw_exchange.raw(data)
@@ -199,6 +202,11 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.queue.append(exchange)
             self.pause(self.PAUSE_QUEUE)
+            if len(self.queue) >= _MAX_PIPELINED:
+                # Answer what is queued, then close: a read full of tiny pipelined requests
+                # must not turn into thousands of waiting exchanges.
+                self.read_no_more = True
+                raise StopReading()
 
     def request_body(self, data: bytes) -> None:
         exchange = self.incoming
@@ -243,7 +251,7 @@ class ClientConnection(asyncio.Protocol):
         if self.pending_reject:
             self._answer_and_linger(self.pending_reject)
             return
-        if not exchange.keep_alive or self.eof or self.ctx.stopping:
+        if not exchange.keep_alive or self.eof or self.read_no_more or self.ctx.stopping:
             if exchange.request_complete and not self.queue:
                 self.close()
             else:

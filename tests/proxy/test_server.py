@@ -333,3 +333,24 @@ async def test_graceful_stop_lets_in_flight_requests_finish() -> None:
         await idle.close()
         with pytest.raises(OSError):
             await Client.connect(port)
+
+
+async def test_a_flood_of_pipelined_requests_is_answered_in_part_then_closed() -> None:
+    async with running_backend("a") as a, running_proxy() as proxy:
+        proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
+        client = await Client.connect(proxy.http_port)
+        await client.send(get("/hello") * 1000)
+        answered = 0
+        while True:
+            try:
+                response = await client.response()
+            except ConnectionError:
+                break
+            assert response.body == b"hello from a"
+            answered += 1
+            if not response.keep_alive:
+                break
+        assert 1 <= answered <= 20
+        assert await client.closed()
+        await client.close()
+        assert a.requests == answered

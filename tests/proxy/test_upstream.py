@@ -23,7 +23,9 @@ async def test_a_stale_pooled_connection_is_retried_on_a_fresh_one() -> None:
     (what a server closing idle connections looks like in the race): the client never sees it."""
     served = 0
 
-    async def one_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def one_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         nonlocal served
         await reader.readuntil(b"\r\n\r\n")
         served += 1
