@@ -99,17 +99,27 @@ def test_web_instances_are_published_on_loopback_only(agent):
 # (b) (c) (d) the other builders ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("sample, app, expected", [
+OTHERS = [
     ("express", "e2e-express", b"hello from express on port 5000\n"),
     ("static", "e2e-static", b"hello from a static site"),
     ("dockerfile", "e2e-docker", b"hello from a Dockerfile\n"),
-])
-def test_other_kinds_of_apps(agent, developer, sample, app, expected):
-    work = developer.repo(APPS / sample, app)
-    output = pushed(work.push())
-    assert f"is live: http://{app}.{DOMAIN}" in output, output
-    status, body = agent.get(f"{app}.{DOMAIN}")
-    assert status == 200 and expected in body, body
+]
+
+
+def test_other_kinds_of_apps_deploy_side_by_side(agent, developer):
+    """Express, a static site and an own Dockerfile, pushed at the same time."""
+    trees = [developer.repo(APPS / sample, app) for sample, app, _ in OTHERS]
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+    threads = [threading.Thread(target=lambda t=tree: results.__setitem__(t.path.name, t.push()))
+               for tree in trees]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(900)
+    for _, app, expected in OTHERS:
+        assert f"is live: http://{app}.{DOMAIN}" in pushed(results[app]), pushed(results[app])
+        status, body = agent.get(f"{app}.{DOMAIN}")
+        assert status == 200 and expected in body, body
 
 
 # (e) a broken build, (f) a failing health check: rejected, previous still serving -------

@@ -1,0 +1,298 @@
+"""The deploy worker against small hand-written fakes of the engine, builder and proxy.
+
+The fake engine's web "containers" are real HTTP servers on loopback, so health checks
+probe for real; the stores are real SQLite in a temp dir. (The same flows run against
+the real Docker engine and proxy in tests/e2e.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Sequence
+
+import pytest
+
+from agent.build import BuildRequest, BuiltImage
+from agent.config import Config, DeploySettings
+from agent.deploy.orchestrator import Deployer, DeployFailed
+from agent.deploy.output import DeployOutput
+from agent.deploy.plan import ContainerSpec
+from agent.deploy.rollout import Rollout
+from agent.deploy.runtime import Container, LogLine
+from agent.proxy import RouteOptions, Upstream
+from agent.releases import ReleaseState
+from agent.store.apps import AppStore
+from agent.store.db import Database
+from agent.store.events import EventStore
+from agent.store.releases import ReleaseStore
+from agent.store.schema import SCHEMA
+
+
+@dataclass
+class FakeContainer:
+    spec: ContainerSpec
+    id: str
+    state: str = "running"
+    server: asyncio.AbstractServer | None = None
+
+
+class FakeRuntime:
+    """Web instances are real HTTP servers answering `status` with `body`."""
+
+    def __init__(self) -> None:
+        self.containers_by_id: dict[str, FakeContainer] = {}
+        self.ids = itertools.count(1)
+        self.status = 200
+        self.body = b"ok"
+        self.release_exit = 0
+        self.images: set[str] = set()
+
+    def _view(self, c: FakeContainer) -> Container:
+        return Container(id=c.id, name=c.spec.name, state=c.state, labels=dict(c.spec.labels),
+                         host_port=c.spec.publish_port)
+
+    async def start(self, spec: ContainerSpec) -> Container:
+        container = FakeContainer(spec, f"c{next(self.ids)}")
+        if spec.publish_port is not None:
+            container.server = await asyncio.start_server(self._answer, "127.0.0.1",
+                                                          spec.publish_port)
+        self.containers_by_id[container.id] = container
+        return self._view(container)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s"
+                     % (self.status, len(self.body), self.body))
+        await writer.drain()
+        writer.close()
+
+    async def containers(self, app: str | None = None) -> list[Container]:
+        return [self._view(c) for c in self.containers_by_id.values()
+                if app is None or c.spec.labels.get("berth.app") == app]
+
+    async def get(self, container_id: str) -> Container | None:
+        c = self.containers_by_id.get(container_id)
+        return self._view(c) if c else None
+
+    async def published_ports(self) -> set[int]:
+        return {c.spec.publish_port for c in self.containers_by_id.values() if c.spec.publish_port}
+
+    async def stop(self, container_id: str, timeout: float) -> None:
+        self.containers_by_id[container_id].state = "exited"
+
+    async def start_existing(self, container_id: str) -> None:
+        self.containers_by_id[container_id].state = "running"
+
+    async def remove(self, container_id: str, timeout: float) -> None:
+        container = self.containers_by_id.pop(container_id, None)
+        if container and container.server:
+            container.server.close()
+            await container.server.wait_closed()
+
+    async def run_once(self, spec: ContainerSpec, timeout: float,
+                       emit: Callable[[str], None]) -> int:
+        emit(f"ran {' '.join(spec.command)}")
+        return self.release_exit
+
+    async def logs_tail(self, container_id: str, lines: int) -> list[str]:
+        return ["fake log line"]
+
+    async def logs(self, containers: list[Container], *, follow: bool,
+                   tail: int) -> AsyncIterator[LogLine]:
+        for _ in ():
+            yield LogLine("", "", "")
+
+    async def remove_image(self, reference: str) -> None:
+        self.images.discard(reference)
+
+    async def remove_app_images(self, app: str) -> None:
+        self.images = {i for i in self.images if not i.startswith(f"berth/{app}:")}
+
+    async def image_exists(self, reference: str) -> bool:
+        return True
+
+    async def close(self) -> None:
+        for container in list(self.containers_by_id.values()):
+            await self.remove(container.id, 0)
+
+
+class FakeBuilder:
+    def __init__(self, runtime: FakeRuntime) -> None:
+        self.runtime = runtime
+        self.fail = False
+
+    async def build(self, request: BuildRequest, emit: Callable[[str], None]) -> BuiltImage:
+        emit("building")
+        if self.fail:
+            from agent.build import BuildFailed
+            raise BuildFailed(request.app, "RUN pip install", "exit code 1", ("no such package",))
+        self.runtime.images.add(request.tag)
+        return BuiltImage(image_id=f"sha256:{request.tag}", tag=request.tag, builder="python",
+                          default_processes={"web": "gunicorn app"}, duration=0.1)
+
+
+@dataclass
+class FakeRouter:
+    routes: dict[str, tuple[list[str], tuple[Upstream, ...]]] = field(default_factory=dict)
+    swaps: list[tuple[str, tuple[Upstream, ...]]] = field(default_factory=list)
+
+    def set_route(self, name: str, hosts: Sequence[str], upstreams: Sequence[Upstream],
+                  options: RouteOptions = RouteOptions()) -> None:
+        self.routes[name] = (list(hosts), tuple(upstreams))
+
+    async def swap(self, name: str, upstreams: Sequence[Upstream], drain_timeout: float) -> Any:
+        self.routes[name] = (self.routes[name][0], tuple(upstreams))
+        self.swaps.append((name, tuple(upstreams)))
+
+    async def remove_route(self, name: str, drain_timeout: float) -> None:
+        self.routes.pop(name, None)
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    db = Database.open(tmp_path / "berth.db", [SCHEMA])
+    runtime = FakeRuntime()
+    router = FakeRouter()
+    config = Config(deploy=DeploySettings(domain="example.test", health_interval=0.05,
+                                          health_timeout=3, settle_time=0.01))
+    apps, releases, events = AppStore(db), ReleaseStore(db), EventStore(db)
+    builder = FakeBuilder(runtime)
+    deployer = Deployer(config, apps, releases, events, runtime, builder,
+                        Rollout(runtime, router, config.deploy))
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "Procfile").write_text("web: gunicorn app\nworker: python w.py\n")
+
+    @dataclass
+    class World:
+        pass
+
+    w: Any = World()
+    w.__dict__.update(db=db, runtime=runtime, router=router, apps=apps, releases=releases,
+                      deployer=deployer, builder=builder, source=source, config=config)
+    yield w
+    db.close()
+
+
+def lines() -> tuple[DeployOutput, list[str]]:
+    seen: list[str] = []
+    return DeployOutput(seen.append), seen
+
+
+async def test_a_push_goes_live_and_routes_the_web_instance(world):
+    world.apps.create("shop")
+    out, seen = lines()
+    try:
+        release = await world.deployer.deploy_push("shop", "a" * 40, world.source, out)
+        assert release.state is ReleaseState.LIVE
+        hosts, upstreams = world.router.routes["shop"]
+        assert hosts == ["shop.example.test"] and len(upstreams) == 1
+        assert world.apps.get("shop").formation == {"web": 1, "worker": 0}
+        assert any("is live: http://shop.example.test" in line for line in seen)
+        assert "building" in world.releases.log("shop", release.number)
+    finally:
+        await world.runtime.close()
+
+
+async def test_a_failing_health_check_keeps_the_old_release(world):
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        old_route = world.router.routes["shop"]
+        world.runtime.status = 500
+        world.runtime.body = b"db down"
+        out, seen = lines()
+        with pytest.raises(DeployFailed, match="status 500"):
+            await world.deployer.deploy_push("shop", "b" * 40, world.source, out)
+        assert world.router.routes["shop"] == old_route
+        assert len(world.runtime.containers_by_id) == 1  # the new one was removed
+        assert world.releases.live("shop").number == 1
+        assert world.releases.get("shop", 2).state is ReleaseState.FAILED
+        assert any("fake log line" in line for line in seen)
+    finally:
+        await world.runtime.close()
+
+
+async def test_a_failed_build_starts_nothing(world):
+    world.apps.create("shop")
+    world.builder.fail = True
+    with pytest.raises(DeployFailed, match="RUN pip install"):
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+    assert world.runtime.containers_by_id == {} and "shop" not in world.router.routes
+
+
+async def test_without_a_domain_the_deploy_says_how_to_add_one(world, tmp_path):
+    from dataclasses import replace
+
+    world.deployer._config = replace(world.config, deploy=replace(world.config.deploy, domain=""))
+    world.apps.create("shop")
+    out, seen = lines()
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, out)
+        assert any("berth domains:add shop DOMAIN" in line for line in seen)
+    finally:
+        await world.runtime.close()
+
+
+async def test_cancelling_before_the_swap_removes_the_new_instances(world):
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        world.runtime.status = 503  # never healthy: the deploy waits in its check
+        task = asyncio.create_task(
+            world.deployer.deploy_push("shop", "b" * 40, world.source, lines()[0]))
+        while len(world.runtime.containers_by_id) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(world.runtime.containers_by_id) == 1
+        failed = world.releases.get("shop", 2)
+        assert failed.state is ReleaseState.FAILED and "interrupted" in failed.error
+    finally:
+        await world.runtime.close()
+
+
+async def test_scaling_keeps_running_instances_and_adds_new_ones(world):
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        first = set(world.runtime.containers_by_id)
+        await world.deployer.scale("shop", {"web": 2, "worker": 1}, lines()[0])
+        assert first <= set(world.runtime.containers_by_id)
+        assert len(world.runtime.containers_by_id) == 3
+        assert len(world.router.routes["shop"][1]) == 2
+        with pytest.raises(Exception, match="no process type 'clock'"):
+            await world.deployer.scale("shop", {"clock": 1}, lines()[0])
+    finally:
+        await world.runtime.close()
+
+
+async def test_a_second_operation_waits_and_says_so(world):
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        out1, _ = lines()
+        out2, seen2 = lines()
+        await asyncio.gather(world.deployer.restart("shop", out1),
+                             world.deployer.restart("shop", out2))
+        assert any("Waiting for the operation in progress on shop" in s for s in seen2)
+    finally:
+        await world.runtime.close()
+
+
+async def test_failed_release_phase_aborts_the_config_release(world):
+    world.apps.create("shop")
+    (world.source / "Procfile").write_text("web: gunicorn app\nrelease: migrate\n")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        world.runtime.release_exit = 3
+        with pytest.raises(DeployFailed, match="release command exited with code 3"):
+            await world.deployer.release_config("shop", {"A": "1"}, "Set A", lines()[0])
+        assert world.releases.live("shop").number == 1
+        assert world.apps.config("shop") == {"A": "1"}  # stored, as on Heroku
+    finally:
+        await world.runtime.close()
