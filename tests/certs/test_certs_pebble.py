@@ -26,6 +26,7 @@ from agent.certs.interfaces import ChallengeResponder
 from agent.certs.manager import CertificateManager
 from agent.certs.settings import AcmeSettings
 from agent.certs.state import SCHEMA
+from agent.certs.status import render
 from agent.proxy import Proxy, ProxySettings, RouteOptions, Upstream
 from agent.store.db import Database
 from tests.certs.conftest import StartPebble
@@ -223,7 +224,7 @@ def test_failing_challenge_backs_off_and_the_old_certificate_stays(
                 plain = await s.http("new.example.test")  # still served, over HTTP
                 assert plain.status == 200
                 assert (await s.https()).serial == old
-                assert "challenge failed" in render_text(manager)
+                assert "challenge failed" in render(manager.status())
             # The backoff survives a restart: no order for the failing name right away.
             async with s.manager(settings, answers) as manager:
                 await asyncio.sleep(1.5)
@@ -232,12 +233,6 @@ def test_failing_challenge_backs_off_and_the_old_certificate_stays(
                 [fixed] = await manager.renew("new.example.test")  # someone asked: go now
                 assert fixed.state == "valid"
     run(body())
-
-
-def render_text(manager: CertificateManager) -> str:
-    from agent.certs.status import render
-
-    return render(manager.status())
 
 
 def test_restart_reuses_account_and_certificates(tmp_path: Path, pebble: StartPebble) -> None:
