@@ -217,6 +217,11 @@ async def _start_services(agent: Agent) -> None:
     await agent.reconciler.boot()
     sync_authorized_keys(services)
     await agent.certificates.start()
+    # The complete desired state: apps destroyed while the agent was down are forgotten.
+    agent.certificates.reconcile({
+        name: (services.deployer.hosts(name), services.apps.get(name).settings.acme)
+        for name in services.apps.names()
+    })
 
 
 async def _wait_for_stop(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:

@@ -65,9 +65,9 @@ min_free_disk_mb = 512
 """
 
 
-def make_agent(root: Path, **sections: str) -> AgentProcess:
+def make_agent(root: Path, *, http_port: int = 0, **sections: str) -> AgentProcess:
     lib = copy_package(root)
-    http_port, https_port = free_port(), free_port()
+    http_port, https_port = http_port or free_port(), free_port()
     config_path = root / "berth.toml"
     python = sys.executable
     command = (f"env BERTH_CONFIG={shlex.quote(str(config_path))} "

@@ -109,9 +109,12 @@ class AgentProcess:
         except FileNotFoundError:
             return "(no log)"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "agent"]
+
     def cli(self, *args: str, stdin: bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "agent", *args], env=self.env, input=stdin.decode() if stdin else None,
+            [*self.command(), *args], env=self.env, input=stdin.decode() if stdin else None,
             capture_output=True, text=True, timeout=timeout, cwd=self.root,
         )
 

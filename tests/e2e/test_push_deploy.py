@@ -275,6 +275,35 @@ def test_verbs_over_ssh(agent, developer):
     assert bad_app.returncode != 0 and b"invalid app name" in bad_app.stderr
 
 
+def test_logs_follow_streams_new_lines(agent):
+    process = subprocess.Popen(
+        [*agent.command(), "logs", FLASK, "-f", "-n", "0", "--process", "worker"],
+        env=agent.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()  # the worker prints a heartbeat every 2 s
+        assert f"{FLASK}[worker.1]: worker heartbeat" in line
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+def test_keys_are_listed_added_and_removed(agent, developer, tmp_path):
+    from tests.e2e.harness import GitUser
+
+    other = GitUser(tmp_path, developer.ssh_port)
+    agent.ok("keys:add", "other", stdin=other.public_key)
+    keys = {k["name"] for k in json.loads(agent.ok("keys", "--json"))}
+    assert keys == {"dev", "other"}
+    assert other.ssh("apps").returncode == 0
+    duplicate = agent.cli("keys:add", "again", stdin=other.public_key)
+    assert duplicate.returncode == 1 and "already added as 'other'" in duplicate.stderr
+    agent.ok("keys:remove", "other")
+    denied = other.ssh("apps")
+    assert denied.returncode == 255  # ssh itself refuses: the key is gone
+    garbage = agent.cli("keys:add", "bad", stdin=b"not a key")
+    assert garbage.returncode == 1 and "invalid public key" in garbage.stderr
+
+
 def test_clone_back_over_ssh(agent, developer, flask, tmp_path):
     clone = tmp_path / "clone"
     result = subprocess.run(["git", "clone", "-q", f"berth@127.0.0.1:{FLASK}", str(clone)],
