@@ -12,12 +12,20 @@
 #   5. writes /etc/berth/berth.toml (only if missing) with BERTH_DOMAIN and BERTH_EMAIL;
 #   6. runs `berth agent` under systemd, or under a respawning loop where there is none;
 #   7. lets root's SSH keys push (keys:add admin), unless BERTH_NO_KEYS=1.
-# Environment: BERTH_DOMAIN, BERTH_EMAIL, BERTH_PREFIX (/opt/berth), BERTH_NO_START=1.
+# Environment: BERTH_DOMAIN, BERTH_EMAIL, BERTH_PREFIX (/opt/berth), BERTH_BIN_DIR
+# (/usr/local/bin), BERTH_CONFIG (/etc/berth/berth.toml), BERTH_NO_START=1 (install only).
 set -eu
 
 PREFIX=${BERTH_PREFIX:-/opt/berth}
+BIN_DIR=${BERTH_BIN_DIR:-/usr/local/bin}
 SOURCE=$(cd "$(dirname "$0")" && pwd)
-CONFIG=/etc/berth/berth.toml
+CONFIG=${BERTH_CONFIG:-/etc/berth/berth.toml}
+BERTH="$BIN_DIR/berth"
+if [ "$CONFIG" = /etc/berth/berth.toml ]; then
+    SSH_COMMAND="$BERTH"
+else
+    SSH_COMMAND="env BERTH_CONFIG=$CONFIG $BERTH"
+fi
 
 say() { printf -- '-----> %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
@@ -70,15 +78,16 @@ rm -rf "$PREFIX/src/.git"
 # Editable: hooks/ and buildpacks/ stay beside the package, where Berth finds them.
 "$PREFIX/venv/bin/pip" install -q -e "$PREFIX/src" >/dev/null
 chmod -R a+rX "$PREFIX"
-ln -sf "$PREFIX/venv/bin/berth" /usr/local/bin/berth
+mkdir -p "$BIN_DIR"
+ln -sf "$PREFIX/venv/bin/berth" "$BERTH"
 
 if [ ! -f "$CONFIG" ]; then
     say "Writing $CONFIG"
-    mkdir -p /etc/berth
+    mkdir -p "$(dirname "$CONFIG")"
     cat >"$CONFIG" <<EOF
 # Berth's configuration; see the README for every setting.
 [ssh]
-command = "/usr/local/bin/berth"
+command = "$SSH_COMMAND"
 
 [deploy]
 domain = "${BERTH_DOMAIN:-}"
@@ -103,7 +112,8 @@ After=network-online.target docker.service
 Wants=network-online.target docker.service
 
 [Service]
-ExecStart=/usr/local/bin/berth agent
+Environment=BERTH_CONFIG=$CONFIG
+ExecStart=$BERTH agent
 Restart=always
 RestartSec=2
 KillSignal=SIGTERM
@@ -117,11 +127,11 @@ EOF
         systemctl restart berth.service
     else
         say "Starting the agent (no systemd: a respawning loop, logs in /var/log/berth.log)"
-        cat >/usr/local/sbin/berth-supervise <<'EOF'
+        cat >/usr/local/sbin/berth-supervise <<EOF
 #!/bin/sh
-# Keeps `berth agent` running where there is no systemd.
+# Keeps \`berth agent\` running where there is no systemd.
 while true; do
-    /usr/local/bin/berth agent >>/var/log/berth.log 2>&1
+    BERTH_CONFIG=$CONFIG $BERTH agent >>/var/log/berth.log 2>&1
     sleep 2
 done
 EOF
@@ -134,15 +144,17 @@ EOF
         fi
     fi
     i=0
-    until berth apps >/dev/null 2>&1; do
+    until BERTH_CONFIG=$CONFIG "$BERTH" apps >/dev/null 2>&1; do
         i=$((i + 1)); [ $i -gt 60 ] && die "the agent did not start (see journalctl -u berth or /var/log/berth.log)"
         sleep 1
     done
-    if [ "${BERTH_NO_KEYS:-0}" != 1 ] && [ -f /root/.ssh/authorized_keys ] && ! berth keys | grep -q '^admin '; then
+    if [ "${BERTH_NO_KEYS:-0}" != 1 ] && [ -f /root/.ssh/authorized_keys ] \
+            && ! BERTH_CONFIG=$CONFIG "$BERTH" keys | grep -q '^admin '; then
         n=0
         grep -E '^(ssh-|ecdsa-|sk-)' /root/.ssh/authorized_keys | while read -r line; do
             n=$((n + 1)); name=admin; [ $n -gt 1 ] && name="admin-$n"
-            printf '%s\n' "$line" | berth keys:add "$name" >/dev/null && say "Key $name may push"
+            printf '%s\n' "$line" | BERTH_CONFIG=$CONFIG "$BERTH" keys:add "$name" >/dev/null \
+                && say "Key $name may push"
         done
     fi
 fi

@@ -1,0 +1,64 @@
+"""install.sh, for real, into a temporary prefix (installing only: starting the agent on
+ports 80/443 with the firewall on would touch the machine's own network namespace)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import world_readable_tempdir
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture
+def target():
+    if os.geteuid() != 0 or subprocess.run(["id", "berth"], capture_output=True).returncode:
+        pytest.skip("install.sh needs root and creates the berth user (tests/run does both)")
+    root = world_readable_tempdir("berth-install-")
+    yield root
+    subprocess.run(["rm", "-rf", str(root)])
+
+
+def run_install(root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BERTH_PREFIX": str(root / "opt"), "BERTH_BIN_DIR": str(root / "bin"),
+           "BERTH_CONFIG": str(root / "etc" / "berth.toml"), "BERTH_NO_START": "1",
+           "BERTH_DOMAIN": "apps.example.com", "BERTH_EMAIL": "ops@example.com"}
+    return subprocess.run(["sh", str(REPO / "install.sh")], env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_install_sets_berth_up_and_is_idempotent(target):
+    first = run_install(target)
+    assert first.returncode == 0, first.stderr
+    assert "git push deploy main" in first.stdout
+    config = (target / "etc" / "berth.toml").read_text()
+    assert 'domain = "apps.example.com"' in config and 'email = "ops@example.com"' in config
+    assert f'command = "env BERTH_CONFIG={target}/etc/berth.toml {target}/bin/berth"' in config
+    berth = target / "bin" / "berth"
+    version = subprocess.run([str(berth), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("berth ")
+    python = target / "opt" / "venv" / "bin" / "python"
+    found = subprocess.run([str(python), "-c", "from agent.repos import hooks_dir; "
+                            "from agent.build.catalog import shipped_buildpacks_dir; "
+                            "print(hooks_dir(), shipped_buildpacks_dir())"],
+                           capture_output=True, text=True, cwd="/")
+    assert found.returncode == 0, found.stderr
+    assert str(target / "opt" / "src") in found.stdout
+    (target / "etc" / "berth.toml").write_text(config + "\n# kept\n")
+    second = run_install(target)
+    assert second.returncode == 0, second.stderr
+    assert (target / "etc" / "berth.toml").read_text().endswith("# kept\n")  # never overwritten
+
+
+def test_install_refuses_to_run_outside_a_checkout(tmp_path):
+    script = tmp_path / "install.sh"
+    script.write_text((REPO / "install.sh").read_text())
+    result = subprocess.run(["sh", str(script)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
