@@ -9,7 +9,8 @@ nginx as a proxy (1 worker, keep-alive upstream pool, access log off) and the Be
 each and the ratios, for: small responses over keep-alive, a 1 MiB response, small
 responses over TLS (keep-alive); then holds N idle keep-alive client connections to each
 and reports the memory growth of the proxy process. Each wrk run is repeated `--rounds`
-times alternating nginx and Berth; the best round of each is reported.
+times, nginx then Berth back to back; the round with the median ratio is reported (the
+load of a shared machine drifts between rounds, much less within one).
 
 Needs nginx and wrk (Debian packages). Loopback only.
 """
@@ -279,7 +280,7 @@ def main() -> int:
             berth = start(berth_argv, berth_port, directory / "berth.log")
             processes.append(berth)
 
-            print(f"wrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds} rounds, "
+            print(f"wrk -t1 -c{args.connections} -d{args.duration}s, median of {args.rounds} rounds, "
                   f"host {HOST}; nginx 1 worker vs Berth 1 process (access log "
                   f"{'on' if args.access_log else 'off'})")  # fmt: skip
             print(f"{'scenario':<24} {'nginx r/s':>10} {'berth r/s':>10} {'ratio':>7}  "
@@ -297,18 +298,19 @@ def main() -> int:
             for name, scheme, n_port, b_port, path in scenarios:
                 if args.only and keys[name] not in args.only:
                     continue
-                best_n = best_b = None
+                rounds = []
                 for _ in range(args.rounds):
                     wrk(f"{scheme}://{HOST}:{n_port}{path}", 1, args.connections)  # warm up
                     n = wrk(f"{scheme}://{HOST}:{n_port}{path}", args.duration, args.connections)
                     wrk(f"{scheme}://{HOST}:{b_port}{path}", 1, args.connections)
                     b = wrk(f"{scheme}://{HOST}:{b_port}{path}", args.duration, args.connections)
-                    if best_n is None or n.requests_per_second > best_n.requests_per_second:
-                        best_n = n
-                    if best_b is None or b.requests_per_second > best_b.requests_per_second:
-                        best_b = b
-                assert best_n is not None and best_b is not None
+                    rounds.append((n, b))
+                # The machine's load drifts: compare within a round, report the median round.
+                rounds.sort(key=lambda r: r[1].requests_per_second / r[0].requests_per_second)
+                best_n, best_b = rounds[len(rounds) // 2]
                 print_row(name, best_n, best_b)
+                ratios = [f"{b.requests_per_second / n.requests_per_second:.2f}" for n, b in rounds]
+                print(f"{'':<24} per-round ratios: {' '.join(ratios)}")
                 if path == "/1m":
                     print(f"{'':<24} throughput MiB/s: nginx {best_n.requests_per_second:.0f}, "
                           f"berth {best_b.requests_per_second:.0f}")  # fmt: skip

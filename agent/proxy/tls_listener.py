@@ -10,7 +10,6 @@ is ever answered with another site's certificate, and the client learns why.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import ssl
@@ -48,7 +47,7 @@ class TlsListener:
         self._greeting: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> int:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

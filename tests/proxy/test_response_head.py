@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.proxy.response_head import (
     CHUNKED,
@@ -97,3 +99,27 @@ def test_upgrade_kept_only_on_101_and_dechunk_drops_transfer_encoding() -> None:
     assert head.framing == CHUNKED and head.lines == b""
     assert parse(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n").interim
     assert parse(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\n\r\n").has_hsts
+
+
+HEAD_PARTS = st.sampled_from(
+    [b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 204 x\r\n", b"HTTP/1.1 101 S\r\n", b"HTTP/1.1 103 E\r\n",
+     b"Content-Length: 5\r\n", b"Content-Length: x\r\n", b"Transfer-Encoding: chunked\r\n",
+     b"Connection: close, X-A\r\n", b"Connection: keep-alive\r\n", b"X-A: 1\r\n", b"Upgrade: ws\r\n",
+     b"Keep-Alive: 5\r\n", b"\r\n", b" \r\n", b":\r\n", b"\x00", b"\r", b"\n"]
+)  # fmt: skip
+
+
+@given(st.lists(HEAD_PARTS, max_size=8), st.binary(max_size=20), st.booleans(), st.booleans())
+def test_any_head_parses_or_is_refused_cleanly(
+    parts: list[bytes], noise: bytes, head: bool, dechunk: bool
+) -> None:
+    raw = b"".join(parts) + noise + b"\r\n\r\n"
+    try:
+        parsed = parse(raw, head, dechunk)
+    except BadResponse:
+        return
+    rendered = client_response_head(parsed, b"")
+    assert rendered.startswith(b"HTTP/1.1 ") and rendered.endswith(b"\r\n\r\n")
+    assert b"\r\n\r\n" not in rendered[:-4]
+    for hop in (b"\r\nconnection:", b"\r\nkeep-alive:"):
+        assert hop not in rendered.lower()
