@@ -13,6 +13,7 @@ from agent.proxy.errors import (
     HostTaken,
     InvalidHost,
     InvalidUpstream,
+    ProxyAlreadyRunning,
     ProxyNotRunning,
     RouteNotFound,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidHost",
     "InvalidUpstream",
     "Proxy",
+    "ProxyAlreadyRunning",
     "ProxyNotRunning",
     "ProxySettings",
     "RouteCounters",

@@ -54,3 +54,10 @@ class ProxyNotRunning(BerthError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"proxy not running: cannot {what}")
+
+
+class ProxyAlreadyRunning(BerthError):
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("proxy already running: stop it before starting it again")

@@ -18,7 +18,7 @@ from agent.proxy.certs import CertificateStore
 from agent.proxy.challenges import ChallengeTokens
 from agent.proxy.client import ClientConnection
 from agent.proxy.context import Context
-from agent.proxy.errors import ProxyNotRunning
+from agent.proxy.errors import ProxyAlreadyRunning, ProxyNotRunning
 from agent.proxy.model import DrainReport, RouteCounters, RouteOptions, Upstream
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
@@ -54,7 +54,7 @@ class Proxy:
     async def start(self) -> None:
         """Bind HTTP (and HTTPS unless `https_port` is None) and start serving."""
         if self._ctx is not None:
-            raise ProxyNotRunning("start twice")
+            raise ProxyAlreadyRunning()
         loop = asyncio.get_running_loop()
         settings = self.settings
         _raise_open_files_limit(settings.max_connections * 2 + 256)

@@ -354,3 +354,19 @@ async def test_a_flood_of_pipelined_requests_is_answered_in_part_then_closed() -
         assert await client.closed()
         await client.close()
         assert a.requests == answered
+
+
+async def test_lifecycle_errors_are_berth_errors() -> None:
+    from agent.proxy import ProxyAlreadyRunning, ProxyNotRunning, ProxySettings
+
+    proxy = Proxy(ProxySettings(listen="127.0.0.1", http_port=0, https_port=None))
+    with pytest.raises(ProxyNotRunning):
+        _ = proxy.http_port
+    await proxy.start()
+    try:
+        assert proxy.https_port is None
+        with pytest.raises(ProxyAlreadyRunning):
+            await proxy.start()
+    finally:
+        await proxy.stop(1.0)
+    await proxy.stop(1.0)  # stopping twice is harmless
