@@ -152,8 +152,11 @@ class Deployer:
                 release, formation = await self._build(app, release, source, out)
                 return await self._release(app, release, out, formation=formation,
                                            committed=committed)
-            except BaseException as exc:
+            except Exception as exc:
                 raise self._failed(release, exc, out) from exc
+            except BaseException as exc:  # cancelled: recorded, then passed on as it is
+                self._failed(release, exc, out)
+                raise
             finally:
                 self._flush_log(release, out)
 
@@ -304,8 +307,11 @@ class Deployer:
         ))
         try:
             return await self._release(app, release, out, formation=None)
-        except BaseException as exc:
+        except Exception as exc:
             raise self._failed(release, exc, out) from exc
+        except BaseException as exc:
+            self._failed(release, exc, out)
+            raise
         finally:
             self._flush_log(release, out)
 
@@ -364,8 +370,8 @@ class Deployer:
         out.step(f"{app} {release.version} is live: {' '.join(urls)}")
         out.end_step()
 
-    def _failed(self, release: Release, exc: BaseException, out: DeployOutput) -> BaseException:
-        """Mark `release` failed and say why; returns what the caller should raise."""
+    def _failed(self, release: Release, exc: BaseException, out: DeployOutput) -> DeployFailed:
+        """Mark `release` failed and tell the pusher why; returns the error to raise."""
         if isinstance(exc, asyncio.CancelledError):
             reason = "interrupted (the push was cancelled)"
         elif isinstance(exc, BerthError):
@@ -377,14 +383,11 @@ class Deployer:
         if current.state not in (ReleaseState.LIVE, ReleaseState.SUPERSEDED, ReleaseState.FAILED):
             self._releases.move(current, ReleaseState.FAILED, error=reason)
         self._events.record(release.app, "ReleaseFailed", f"{release.version}: {reason}")
-        out.end_step()
         out.heading(f"{release.version} failed: {reason.splitlines()[0]}")
         for line in reason.splitlines()[1:]:
             out.detail(line)
         if self._releases.live(release.app) is not None:
             out.heading(f"The previous release keeps serving {release.app}")
-        if isinstance(exc, asyncio.CancelledError):
-            return exc
         return DeployFailed(release.app, release.version, reason.splitlines()[0])
 
     def _flush_log(self, release: Release, out: DeployOutput) -> None:
