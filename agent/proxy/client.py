@@ -306,6 +306,10 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
+    def abort(self) -> None:
+        self.closed = True
+        self.transport.abort()
+
     def shut_down(self) -> None:
         """The proxy is stopping: close now if idle, else after the current response."""
         if self.tunnel is not None:

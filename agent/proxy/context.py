@@ -30,10 +30,16 @@ log = logging.getLogger(__name__)
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class HasDeadline(Protocol):
+class Client(Protocol):
+    """What the context and the proxy need of a client connection."""
+
     deadline: float
 
     def on_deadline(self, now: float) -> None: ...
+
+    def shut_down(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class Context:
@@ -52,7 +58,7 @@ class Context:
         self.certificates = certificates
         self.challenges = challenges
         self.access_log = access_log
-        self.clients: set[HasDeadline] = set()
+        self.clients: set[Client] = set()
         self.draining: set[Target] = set()  # targets dropped from routes, still winding down
         self.https_port: int | None = None  # bound HTTPS port, for redirects
         self.stopping = False

@@ -104,12 +104,12 @@ class Proxy:
             await self._tls.close()
             self._tls = None
         for client in list(ctx.clients):
-            client.shut_down()  # type: ignore[attr-defined]
+            client.shut_down()
         deadline = loop.time() + timeout
         while ctx.clients and loop.time() < deadline:
             await asyncio.sleep(_DRAIN_POLL)
         for client in list(ctx.clients):
-            client.transport.abort()  # type: ignore[attr-defined]
+            client.abort()
         for task in list(self._drains):
             task.cancel()
         await asyncio.gather(*self._drains, return_exceptions=True)

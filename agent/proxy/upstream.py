@@ -21,7 +21,6 @@ from agent.proxy.response_head import (
     NO_BODY,
     UNTIL_CLOSE,
     BadResponse,
-    ResponseHead,
     client_response_head,
     parse_response_head,
 )
@@ -300,9 +299,3 @@ class UpstreamConnection(asyncio.Protocol):
         client.become_tunnel(tunnel)
         if rest:
             tunnel.from_upstream(rest)
-
-    def describe(self) -> str:
-        return self.target.label
-
-
-__all__ = ["ResponseHead", "UpstreamConnection"]
