@@ -14,7 +14,7 @@ import logging
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
 import docker
 import docker.errors
@@ -86,6 +86,18 @@ def _container(attrs: dict[str, Any]) -> Container:
         restart_count=int(attrs.get("RestartCount", 0)),
         exit_code=state.get("ExitCode"),
     )
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Text lines from a stream of byte chunks (a last unterminated line included)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if buffer:
+        yield buffer.decode("utf-8", "replace")
 
 
 def _offer(queue: "asyncio.Queue[LogLine | None]", item: LogLine | None) -> None:
@@ -222,13 +234,14 @@ class DockerRuntime:
         await self.stop(container_id, timeout)
         await asyncio.to_thread(self._force_remove, container_id)
 
-    def _force_remove(self, container_id: str) -> None:
+    def _force_remove(self, reference: str) -> None:
+        """Remove a container by id or name, running or not; gone already is fine."""
         try:
-            self._api.remove_container(container_id, force=True)
+            self._api.remove_container(reference, force=True)
         except docker.errors.NotFound:
             return
         except docker.errors.DockerException as exc:
-            raise RuntimeFailure(f"remove {container_id[:12]}", _explain(exc)) from exc
+            raise RuntimeFailure(f"remove {reference[:12]}", _explain(exc)) from exc
 
     # one-off containers (release phase) ------------------------------------------------
 
@@ -236,7 +249,7 @@ class DockerRuntime:
         self, spec: ContainerSpec, timeout: float, emit: Callable[[str], None]
     ) -> int:
         """Run `spec` to completion, streaming its output; kill it past `timeout`."""
-        await asyncio.to_thread(self._force_remove_named, spec.name)
+        await asyncio.to_thread(self._force_remove, spec.name)  # a dead agent's leftover
         container = await self.start(spec)
         loop = asyncio.get_running_loop()
         follower = threading.Thread(
@@ -260,24 +273,10 @@ class DockerRuntime:
             await asyncio.to_thread(follower.join, 5)
         return status
 
-    def _force_remove_named(self, name: str) -> None:
-        try:
-            self._api.remove_container(name, force=True)
-        except docker.errors.NotFound:
-            return
-        except docker.errors.DockerException as exc:
-            raise RuntimeFailure(f"remove {name}", _explain(exc)) from exc
-
     def _pump_logs(self, container_id: str, emit: Callable[[str], None]) -> None:
         try:
-            buffer = b""
-            for chunk in self._api.logs(container_id, stream=True, follow=True):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    emit(line.decode("utf-8", "replace"))
-            if buffer:
-                emit(buffer.decode("utf-8", "replace"))
+            for line in _lines(self._api.logs(container_id, stream=True, follow=True)):
+                emit(line)
         except docker.errors.DockerException:
             return  # the container was removed under the stream: nothing more to say
 
@@ -308,13 +307,9 @@ class DockerRuntime:
                 )
                 with lock:
                     streams.append(stream)
-                buffer = b""
-                for chunk in stream:
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for raw in lines:
-                        stamp, _, text = raw.decode("utf-8", "replace").partition(" ")
-                        loop.call_soon_threadsafe(_offer, queue, LogLine(source, stamp, text))
+                for line in _lines(stream):
+                    stamp, _, text = line.partition(" ")
+                    loop.call_soon_threadsafe(_offer, queue, LogLine(source, stamp, text))
             except (docker.errors.DockerException, RuntimeError, OSError):
                 pass  # container gone or stream closed by the consumer
             finally:
