@@ -342,3 +342,15 @@ def test_stop_start_and_destroy(agent):
         assert not client.images.list(all=True, filters={"label": "berth.app=e2e-static"})
     finally:
         client.close()
+
+
+def test_only_root_and_berth_may_use_the_control_socket(agent):
+    def as_user(user: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["runuser", "-u", user, "--", *agent.command(), "apps"],
+                              env=agent.env, capture_output=True, text=True, timeout=60)
+
+    assert as_user("berth").returncode == 0
+    stranger = as_user("nobody")
+    assert stranger.returncode == 1
+    assert stranger.stderr.startswith("error: permission denied on ")
+    assert stranger.stderr.count("\n") == 1
