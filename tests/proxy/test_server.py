@@ -370,3 +370,44 @@ async def test_lifecycle_errors_are_berth_errors() -> None:
     finally:
         await proxy.stop(1.0)
     await proxy.stop(1.0)  # stopping twice is harmless
+
+
+async def test_request_body_backpressure_from_an_upstream_that_does_not_read() -> None:
+    """The upstream takes the head, then reads nothing: the client is made to wait
+    (its writes stop draining) instead of the proxy buffering the body."""
+    reading = asyncio.Event()
+
+    async def stalled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reading.wait()  # never reads the body until the test says so
+        writer.close()
+
+    server = await asyncio.start_server(stalled, "127.0.0.1", 0, limit=1024)
+    try:
+        async with running_proxy() as proxy:
+            port = server.sockets[0].getsockname()[1]
+            options = RouteOptions(max_body_bytes=1 << 30)
+            proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", port)], options)
+            client = await Client.connect(proxy.http_port)
+            size = 512 * 1024 * 1024
+            await client.send(
+                b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n" % size
+            )
+            block = b"x" * 65536
+            sent = 0
+            while sent < size:
+                client.writer.write(block)
+                try:
+                    await asyncio.wait_for(client.writer.drain(), 1.0)
+                except asyncio.TimeoutError:
+                    break
+                sent += len(block)
+            assert sent < 64 * 1024 * 1024  # socket buffers and a bounded proxy buffer
+            assert proxy.counters("app").bytes_in > 0  # the body was flowing, not refused
+            assert proxy.counters("app").bytes_in < 64 * 1024 * 1024
+            reading.set()
+            client.writer.transport.abort()
+            await client.close()
+    finally:
+        server.close()
+        await server.wait_closed()
