@@ -214,7 +214,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument(
-        "--access-log", action="store_true", help="Berth logs each request (to /dev/null)"
+        "--access-log",
+        action="store_true",
+        help="both log each request (nginx with a 64k buffer, Berth with its buffered handler)",
     )
     parser.add_argument(
         "--only", choices=("small", "1m", "tls"), action="append", help="run only these"
@@ -256,6 +258,11 @@ def main() -> int:
             processes.append(
                 start(["nginx", "-c", str(backend), "-p", temp], backend_port, directory / "b.log")
             )
+            nginx_log = (
+                f"access_log {directory}/access.log combined buffer=64k flush=1s;"
+                if args.access_log
+                else ""
+            )
             proxy = nginx_config(
                 directory,
                 f"""
@@ -263,6 +270,7 @@ def main() -> int:
   server {{ listen 127.0.0.1:{nginx_port} backlog=4096;
     listen 127.0.0.1:{nginx_tls} ssl backlog=4096;
     ssl_certificate {chain}; ssl_certificate_key {key};
+    {nginx_log}
     location / {{ proxy_pass http://backend; proxy_http_version 1.1;
       proxy_set_header Connection ""; proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme;

@@ -17,9 +17,12 @@ from pathlib import Path
 import uvloop
 
 from agent.errors import BerthError
+from agent.proxy.access_log import BufferedStreamHandler
 from agent.proxy.model import RouteOptions, Upstream
 from agent.proxy.server import Proxy
 from agent.proxy.settings import ProxySettings
+
+LOG_FLUSH_INTERVAL = 1.0  # seconds between flushes of the buffered log
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +49,7 @@ def _upstreams(text: str) -> list[Upstream]:
     return upstreams
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, handler: logging.Handler) -> None:
     settings = ProxySettings(
         listen=args.listen,
         http_port=args.http_port,
@@ -69,15 +72,23 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), LOG_FLUSH_INTERVAL)
+        except TimeoutError:
+            handler.flush()
     await proxy.stop(settings.shutdown_timeout)
+    handler.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # Buffered: flushing every access line would cost a write syscall per request.
+    handler = BufferedStreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
-        uvloop.run(_serve(args))
+        uvloop.run(_serve(args, handler))
     except (BerthError, OSError, argparse.ArgumentTypeError) as exc:
         print(f"berth proxy: {exc}", file=sys.stderr)
         return 1

@@ -10,13 +10,13 @@ one float store.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ipaddress
 import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from agent.proxy.access_log import AccessLog
 from agent.proxy.certs import CertificateStore
 from agent.proxy.challenges import ChallengeTokens
 from agent.proxy.routes import RouteTable, Target
@@ -57,7 +57,7 @@ class Context:
         self.table = table
         self.certificates = certificates
         self.challenges = challenges
-        self.access_log = access_log
+        self.access_log = AccessLog(access_log) if access_log is not None else None
         self.clients: set[Client] = set()
         self.draining: set[Target] = set()  # targets dropped from routes, still winding down
         self.https_port: int | None = None  # bound HTTPS port, for redirects
@@ -156,7 +156,3 @@ class Context:
                     target.idle[:] = [c for c in target.idle if c.idle_since >= limit]
                     for conn in expired:
                         conn.close()
-
-
-def access_time() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")

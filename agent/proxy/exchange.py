@@ -18,8 +18,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from agent.proxy import pages
+from agent.proxy.access_log import AccessLog
 from agent.proxy.challenges import PREFIX as CHALLENGE_PREFIX
-from agent.proxy.context import access_time
 from agent.proxy.response_head import HSTS_LINE, UNTIL_CLOSE, ResponseHead, client_response_head
 from agent.proxy.routes import Route, Tally, Target
 from agent.proxy.upstream import UpstreamConnection
@@ -414,16 +414,13 @@ class Exchange:
         if notify:
             client.exchange_done(self, tunnel)
 
-    def _log(self, access: logging.Logger) -> None:
+    def _log(self, access: AccessLog) -> None:
         head = self.head
         client = self.client
-        access.info(
-            "%s host=%s method=%s path=%s status=%d bytes=%d duration_ms=%.1f client=%s"
-            " upstream=%s request_id=%s",
-            access_time(), head.host or "-", head.method.decode("latin-1"),
-            head.target[:2048].decode("latin-1"), self.status, self.bytes_out,
-            (client.ctx.loop.time() - self.started) * 1000, client.peer_ip,
-            self.upstream_label, self.request_id.decode("latin-1"),
+        access.line(
+            head.host, head.method, head.target, self.status, self.bytes_out,
+            client.ctx.loop.time() - self.started, client.peer_ip, self.upstream_label,
+            self.request_id,
         )  # fmt: skip
 
     # deadlines -------------------------------------------------------------------------
