@@ -84,14 +84,19 @@ async def _serve(args: argparse.Namespace, handler: logging.Handler) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Buffered: flushing every access line would cost a write syscall per request.
-    handler = BufferedStreamHandler(sys.stderr)
+    # (sys.stderr itself is line-buffered even into a file: a stream of our own on fd 2.)
+    stream = open(sys.stderr.fileno(), "w", buffering=1 << 16, encoding="utf-8", closefd=False)  # noqa: SIM115
+    handler = BufferedStreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         uvloop.run(_serve(args, handler))
     except (BerthError, OSError, argparse.ArgumentTypeError) as exc:
+        handler.flush()
         print(f"berth proxy: {exc}", file=sys.stderr)
         return 1
+    finally:
+        handler.flush()
     return 0
 
 
