@@ -45,7 +45,7 @@ class AccessLog:
         # makeRecord + handle is logger.info without the caller lookup (a stack walk per
         # request, and the caller is always this line anyway).
         logger.handle(
-            logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, None, None)
+            logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None)
         )
 
 
