@@ -4,6 +4,7 @@ logs, releases, rollback, and receiving a push."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -107,7 +108,19 @@ async def app_info(request: Request) -> Response:
     info["events"] = [
         {"time": e.time, "kind": e.kind, "message": e.message} for e in s.events.list(name, 10)
     ]
+    info["traffic"] = _traffic(s, name)
     return JSONResponse(info)
+
+
+def _traffic(s: Services, name: str) -> dict[str, int] | None:
+    """The proxy's counters for the app since the agent started (None: never routed)."""
+    if s.proxy is None:
+        return None
+    try:
+        counters = s.proxy.counters(name)
+    except BerthError:
+        return None
+    return dataclasses.asdict(counters)
 
 
 async def destroy_app(request: Request) -> Response:

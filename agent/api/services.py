@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from agent.config import Config
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.runtime import ContainerRuntime
+from agent.proxy import RouteCounters
 from agent.store.apps import AppStore
 from agent.store.events import EventStore
 from agent.store.keys import KeyStore
@@ -23,9 +24,9 @@ if TYPE_CHECKING:
 
 
 class ProxyView(Protocol):
-    """Read-only view of the proxy the API shows (counters, certificate names)."""
+    """Read-only view of the proxy the API shows (an app's traffic counters)."""
 
-    def counters(self, name: str) -> object: ...
+    def counters(self, name: str) -> RouteCounters: ...
 
 
 @dataclass

@@ -169,6 +169,9 @@ def test_config_set_restarts_with_zero_failed_requests(agent):
     assert load.failures == [] and load.ok > 50, (load.failures[:5], load.statuses)
     assert agent.get(HOST) == (200, "bonjour à tous from flask on port 5000\n".encode())
     assert agent.ok("config:get", FLASK, "GREETING") == "bonjour à tous\n"
+    traffic = json.loads(agent.ok("apps:info", FLASK, "--json"))["traffic"]
+    assert traffic["status_2xx"] >= load.ok and traffic["status_5xx"] == 0
+    assert "Traffic:" in agent.ok("apps:info", FLASK)
 
 
 def test_config_values_survive_exactly(agent):

@@ -48,6 +48,12 @@ def info(ctx: Context, a: argparse.Namespace) -> int:
         ("Repository", data["repo"]),
         ("Created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["created_at"]))),
     ]
+    traffic = data.get("traffic")
+    if traffic:
+        rows.append(("Traffic", f"{traffic['requests']} requests (2xx {traffic['status_2xx']}, "
+                                f"3xx {traffic['status_3xx']}, 4xx {traffic['status_4xx']}, "
+                                f"5xx {traffic['status_5xx']}), {traffic['in_flight']} in flight, "
+                                f"{traffic['upstream_errors']} upstream errors"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         ctx.print(f"{key + ':':<{width + 2}}{value}")
