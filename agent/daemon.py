@@ -28,6 +28,7 @@ import docker
 import uvicorn
 
 from agent import __version__
+from agent.accesslog import AccessLogFile
 from agent.api.app import build_api
 from agent.api.keys import sync_authorized_keys
 from agent.api.services import Services
@@ -53,6 +54,7 @@ from agent.store.schema import SCHEMA
 log = logging.getLogger("berth.agent")
 
 RECONCILE_INTERVAL = 30.0
+ACCESS_LOG_BYTES = 100 * 1024 * 1024
 SHUTDOWN_TIMEOUT = 30.0
 
 
@@ -130,13 +132,15 @@ class Agent:
     services: Services
     reconciler: Reconciler
     certificates: CertificateManager
+    access_log: AccessLogFile
 
 
 async def build_agent(config: Config) -> Agent:
     config.paths.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database.open(config.paths.database, [SCHEMA, CERTIFICATES_SCHEMA])
     apps, releases, events, keys = AppStore(db), ReleaseStore(db), EventStore(db), KeyStore(db)
-    proxy = Proxy(config.proxy, access_log=logging.getLogger("berth.access"))
+    access_log = AccessLogFile(config.paths.access_log, max_bytes=ACCESS_LOG_BYTES, keep=5)
+    proxy = Proxy(config.proxy, access_log=access_log.open())
     await proxy.start()
     client = docker.DockerClient(base_url=config.docker.url)
     runtime = DockerRuntime(client, installation_id(config.paths.data_dir))
@@ -153,7 +157,7 @@ async def build_agent(config: Config) -> Agent:
         version=__version__,
     )
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer)
-    return Agent(db, proxy, services, reconciler, certificates)
+    return Agent(db, proxy, services, reconciler, certificates, access_log)
 
 
 def _certificate_manager(config: Config, db: Database, proxy: Proxy) -> CertificateManager:
@@ -202,6 +206,7 @@ async def serve(config: Config) -> int:
         if services.firewall is not None:
             await services.firewall.aclose()
         await agent.proxy.stop(config.deploy.drain_timeout)
+        await agent.access_log.close()
         agent.db.close()
         config.paths.control_socket.unlink(missing_ok=True)
     return 0

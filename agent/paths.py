@@ -28,6 +28,8 @@ class PathSettings:
     # Directory of the control socket; 0750 root:<ssh.user>, so only root and the berth
     # user can open the socket whatever mode the socket file itself has.
     run_dir: Path = Path("/run/berth")
+    # The proxy's access log (access.log, rotated by size).
+    log_dir: Path = Path("/var/log/berth")
 
     @property
     def database(self) -> Path:
@@ -44,6 +46,10 @@ class PathSettings:
     @property
     def certs(self) -> Path:
         return self.data_dir / "certs"
+
+    @property
+    def access_log(self) -> Path:
+        return self.log_dir / "access.log"
 
     @property
     def control_socket(self) -> Path:

@@ -30,6 +30,7 @@ def agent_config(root: Path, *, http_port: int, https_port: int, command: str,
 [paths]
 data_dir = "{root / 'data'}"
 run_dir = "{root / 'run'}"
+log_dir = "{root / 'log'}"
 
 [ssh]
 user = "berth"

@@ -172,6 +172,9 @@ def test_config_set_restarts_with_zero_failed_requests(agent):
     traffic = json.loads(agent.ok("apps:info", FLASK, "--json"))["traffic"]
     assert traffic["status_2xx"] >= load.ok and traffic["status_5xx"] == 0
     assert "Traffic:" in agent.ok("apps:info", FLASK)
+    time.sleep(1.5)  # the access log is flushed once a second
+    access = (agent.root / "log" / "access.log").read_text()
+    assert f"host={HOST} method=GET path=/ status=200" in access
 
 
 def test_config_values_survive_exactly(agent):
