@@ -9,7 +9,8 @@ the stand-in base image, the test virtualenv):
 It starts a real agent and sshd (the end-to-end test harness), then measures, in the
 same run:
   1. the floor: the Flask sample built with a hand-written Dockerfile of the same layering
-     and started with `docker run`, until it answers HTTP (cold, then a code-only change);
+     and started with `docker run`, until it answers HTTP (cold with --no-cache, then a
+     code-only change);
   2. Berth: `git push` of the same app until the push returns with the app live (first
      deploy, then code-only redeploys), and the ratio to the floor (target: redeploy
      within 1.3x);
@@ -20,6 +21,7 @@ same run:
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -30,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent.deploy.docker_runtime import installation_id  # noqa: E402
 from tests.conftest import STAND_IN_IMAGE  # noqa: E402
 from tests.e2e.conftest import APPS, DOMAIN, make_agent  # noqa: E402
 from tests.e2e.harness import (  # noqa: E402
@@ -61,13 +64,14 @@ def wait_http(port: int, host: str, want: bytes, timeout: float = 120) -> None:
     raise RuntimeError(f"no answer containing {want!r} on {port}")
 
 
-def floor(work: Path, marker: str, tag: str) -> float:
+def floor(work: Path, marker: str, tag: str, *, cold: bool = False) -> float:
     """docker build + docker run until the app answers: what a user does by hand."""
     (work / "app.py").write_text((APPS / "flask" / "app.py").read_text().replace("hello", marker))
     port = free_port()
     name = f"bench-floor-{marker}"
     started = time.monotonic()
-    subprocess.run(["docker", "build", "-q", "-t", tag, str(work)], check=True,
+    cache = ["--no-cache"] if cold else []
+    subprocess.run(["docker", "build", "-q", *cache, "-t", tag, str(work)], check=True,
                    capture_output=True)
     subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:5000", tag],
                    check=True, capture_output=True)
@@ -101,9 +105,7 @@ def main() -> int:
         shutil.copytree(APPS / "flask", hand)
         (hand / "Dockerfile").write_text(HAND_DOCKERFILE)
         shutil.copy("/etc/ssl/certs/ca-certificates.crt", hand / "ca.crt")
-        subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True)
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
-        floor_cold = floor(hand, "cold", tag)
+        floor_cold = floor(hand, "cold", tag, cold=True)
         floor_warm = statistics.median(floor(hand, f"warm{i}", tag) for i in range(3))
 
         agent.start()
@@ -113,7 +115,9 @@ def main() -> int:
         user = GitUser(user_root, sshd.port)
         agent.ok("keys:add", "bench", stdin=user.public_key)
 
-        app = "bench-flask"
+        # A new name: no layer of an earlier run is reused (the builder labels layers
+        # with the app), so the first push installs its dependencies like the cold floor.
+        app = f"bench-flask-{secrets.token_hex(3)}"
         host = f"{app}.{DOMAIN}"
         work = user.repo(APPS / "flask", app)
         started = time.monotonic()
@@ -157,9 +161,14 @@ def main() -> int:
         sshd.stop()
         agent.stop()
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
-        for line in subprocess.run(["docker", "ps", "-aq", "--filter", "label=berth.managed"],
+        mine = f"label=berth.managed={installation_id(root / 'data')}"
+        for line in subprocess.run(["docker", "ps", "-aq", "--filter", mine],
                                    capture_output=True, text=True).stdout.split():
             subprocess.run(["docker", "rm", "-f", line], capture_output=True)
+        images = subprocess.run(["docker", "images", "-q", "--filter", "reference=berth/bench-*"],
+                                capture_output=True, text=True).stdout.split()
+        if images:
+            subprocess.run(["docker", "rmi", "-f", *set(images)], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 

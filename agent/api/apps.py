@@ -178,9 +178,14 @@ async def change_config(request: Request) -> Response:
     config.update(to_set)
     for key in to_unset:
         config.pop(key)
-    described = ", ".join(sorted(to_set)) and f"Set {', '.join(sorted(to_set))}"
+    changes = []
+    if to_set:
+        changes.append("Set " + ", ".join(sorted(to_set)))
     if to_unset:
-        described = "; ".join(filter(None, [described, f"Unset {', '.join(sorted(to_unset))}"]))
+        changes.append("Unset " + ", ".join(sorted(to_unset)))
+    if not changes:
+        raise BerthError("nothing to change: give KEY=VALUE pairs to set or KEYs to unset")
+    described = "; ".join(changes)
     restart = body.get("restart", True) is not False
 
     async def operation(out: DeployOutput) -> dict[str, Any]:

@@ -46,8 +46,6 @@ def build_parser(verbs: Sequence[Verb], *, remote: bool) -> argparse.ArgumentPar
     parser.add_argument("--version", action="version", version=f"berth {__version__}")
     parsers = parser.add_subparsers(title="verbs", metavar="VERB")
     for verb in verbs:
-        if remote and verb.local_only:
-            continue
         verb.add_to(parsers)
     if not remote:
         for name, summary in LOCAL_COMMANDS.items():
@@ -72,7 +70,6 @@ def run_verb(
         out=stdout or sys.stdout,
         err=stderr or sys.stderr,
         stdin=stdin or sys.stdin.buffer,
-        remote=remote,
         environ=environ,
     )
     status: int = args.handler(ctx, args)

@@ -23,7 +23,6 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     stdin: BinaryIO = field(default_factory=lambda: sys.stdin.buffer)
-    remote: bool = False  # running behind the SSH forced command
     environ: Mapping[str, str] = field(default_factory=dict)
 
     def print(self, text: str = "") -> None:
@@ -58,7 +57,6 @@ class Verb:
     summary: str
     run: Handler
     args: Sequence[Arg] = ()
-    local_only: bool = False  # not offered over SSH
     usage_note: str = ""
 
     def add_to(self, parsers: Any) -> None:

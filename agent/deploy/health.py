@@ -106,12 +106,15 @@ def judge(check: HealthCheck, result: ProbeResult) -> str | None:
 
 DEFAULT_CHECK = HealthCheck(path="/", default=True)
 FIRST_RETRY = 0.05
+QUICK_ATTEMPTS = 20
 
 
 def retry_pause(attempt: int, interval: float) -> float:
-    """Pause after failed attempt `attempt` of the built-in check: 50 ms, doubling up to
-    `interval`, so an app that boots in 300 ms is live in 300 ms, not at the next second."""
-    return min(interval, FIRST_RETRY * 2.0 ** (attempt - 1))
+    """Pause after failed attempt `attempt` of the built-in check: 50 ms for the first
+    second (a refused connect costs nothing), then doubling up to `interval`, so an app
+    that boots in 300 ms is live in 300 ms, not at the next second."""
+    doublings = max(0, attempt - QUICK_ATTEMPTS)
+    return min(interval, FIRST_RETRY * 2.0 ** doublings)
 
 Alive = Callable[[], Awaitable[str | None]]  # None while alive, else why it is not
 

@@ -163,15 +163,17 @@ class Deployer:
     async def release_config(
         self, app_name: str, config: Mapping[str, str], description: str, out: DeployOutput
     ) -> Release | None:
-        """Store `config`; when the app runs, make a release with it (zero downtime)."""
+        """Make a release with `config` (zero downtime) and store it once that release is
+        live; an app not deployed yet just stores it. A failed release changes nothing."""
         async with self.app_lock(app_name, out):
             app = self._apps.get(app_name)
+            live = self._releases.live(app_name)
+            release = None
+            if live is not None:
+                release = await self._rerelease(app, live, dict(config), description, out)
             self._apps.replace_config(app_name, config)
             self._events.record(app_name, "ConfigChanged", description)
-            live = self._releases.live(app_name)
-            if live is None:
-                return None
-            return await self._rerelease(app, live, dict(config), description, out)
+            return release
 
     async def rollback(self, app_name: str, number: int | None, out: DeployOutput) -> Release:
         """A new release with the image and config of release `number` (default: the
@@ -185,10 +187,10 @@ class Deployer:
             if not await self._runtime.image_exists(source.image):
                 raise BerthError(f"the image of {source.version} was pruned "
                                  f"(deploy.keep_releases keeps the last {self._config.deploy.keep_releases})")
-            self._apps.replace_config(app_name, source.config)
             release = await self._rerelease(
                 app, source, dict(source.config), f"Rollback to {source.version}", out
             )
+            self._apps.replace_config(app_name, source.config)
             return release
 
     def _rollback_source(self, app: str, live: Release, number: int | None) -> Release:

@@ -233,7 +233,7 @@ def test_release_phase_runs_before_traffic_moves_and_can_abort(agent, flask):
     assert "release command exited with code 1" in failed.stdout + failed.stderr
     assert json.loads(agent.ok("apps:info", FLASK, "--json"))["release"] == live
     assert agent.get(HOST)[0] == 200
-    agent.ok("config:unset", FLASK, "FAIL_RELEASE")
+    assert "FAIL_RELEASE" not in json.loads(agent.ok("config", FLASK, "--json"))
 
 
 # branches, waiting, and the verbs over SSH --------------------------------------------------
