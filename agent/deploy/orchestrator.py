@@ -168,12 +168,16 @@ class Deployer:
         async with self.app_lock(app_name, out):
             app = self._apps.get(app_name)
             live = self._releases.live(app_name)
-            release = None
-            if live is not None:
-                release = await self._rerelease(app, live, dict(config), description, out)
-            self._apps.replace_config(app_name, config)
-            self._events.record(app_name, "ConfigChanged", description)
-            return release
+
+            def store() -> None:
+                self._apps.replace_config(app_name, config)
+                self._events.record(app_name, "ConfigChanged", description)
+
+            if live is None:
+                store()
+                return None
+            return await self._rerelease(app, live, dict(config), description, out,
+                                         on_live=store)
 
     async def rollback(self, app_name: str, number: int | None, out: DeployOutput) -> Release:
         """A new release with the image and config of release `number` (default: the
@@ -187,11 +191,10 @@ class Deployer:
             if not await self._runtime.image_exists(source.image):
                 raise BerthError(f"the image of {source.version} was pruned "
                                  f"(deploy.keep_releases keeps the last {self._config.deploy.keep_releases})")
-            release = await self._rerelease(
-                app, source, dict(source.config), f"Rollback to {source.version}", out
+            return await self._rerelease(
+                app, source, dict(source.config), f"Rollback to {source.version}", out,
+                on_live=lambda: self._apps.replace_config(app_name, source.config),
             )
-            self._apps.replace_config(app_name, source.config)
-            return release
 
     def _rollback_source(self, app: str, live: Release, number: int | None) -> Release:
         if number is None:
@@ -302,13 +305,15 @@ class Deployer:
 
     async def _rerelease(
         self, app: App, source: Release, config: dict[str, str], description: str,
-        out: DeployOutput,
+        out: DeployOutput, *, on_live: Callable[[], None],
     ) -> Release:
+        """A new release of `source`'s image with `config`; `on_live` runs as it goes live
+        (before the caller is told), so stored state changes only with a live release."""
         release = self._releases.create(replace(
             source, description=description, created_at=time.time(), config=config,
         ))
         try:
-            return await self._release(app, release, out, formation=None)
+            return await self._release(app, release, out, formation=None, on_live=on_live)
         except Exception as exc:
             raise self._failed(release, exc, out) from exc
         except BaseException as exc:
@@ -320,6 +325,7 @@ class Deployer:
     async def _release(
         self, app: App, release: Release, out: DeployOutput, *,
         formation: Mapping[str, int] | None, committed: Callable[[], None] = lambda: None,
+        on_live: Callable[[], None] = lambda: None,
     ) -> Release:
         release = self._releases.move(release, ReleaseState.RELEASING)
         if release.release_command:
@@ -336,6 +342,7 @@ class Deployer:
         def go_live() -> None:
             nonlocal went_live
             went_live = self._releases.go_live(release)
+            on_live()
             self._apps.save_formation(app.name, formation)
             self._events.record(app.name, "ReleaseDeployed",
                                 f"{went_live.version}: {went_live.description}")

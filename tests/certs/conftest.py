@@ -28,3 +28,19 @@ def pebble(tmp_path: Path) -> Iterator[StartPebble]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _collect_dropped_ca_connections() -> Iterator[None]:
+    """Collect, quietly, the TLS sockets to Pebble that requests/urllib3 inside the acme
+    library drop without closing when Pebble restarts under them (seen once in a full
+    run, at a random later point when the garbage collector ran). Collecting here, after
+    each certificate test, keeps that third-party leak from failing an unrelated test
+    under `filterwarnings = error`; Berth's own sockets are checked everywhere else."""
+    yield
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

@@ -7,8 +7,9 @@ import os
 import shlex
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -91,16 +92,27 @@ def e2e_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def agent(e2e_root: Path) -> Iterator[AgentProcess]:
-    process = make_agent(e2e_root)
-    process.start()
-    yield process
-    process.stop()
-    _remove_leftovers(process)
+@contextmanager
+def running_stack(root: Path, **options: Any) -> Iterator[tuple[AgentProcess, GitUser]]:
+    """A started agent (`make_agent` options), an sshd that logs its berth user in, and a
+    developer whose key the agent knows; everything stopped and removed afterwards."""
+    agent = make_agent(root, **options)
+    agent.start()
+    sshd = SshServer(root, root / "ssh" / "authorized_keys")
+    try:
+        sshd.start()
+        user_root = root / "developer"
+        user_root.mkdir(exist_ok=True)
+        user = GitUser(user_root, sshd.port)
+        agent.ok("keys:add", "dev", stdin=user.public_key)
+        yield agent, user
+    finally:
+        sshd.stop()
+        agent.stop()
+        remove_leftovers()
 
 
-def _remove_leftovers(process: AgentProcess) -> None:
+def remove_leftovers() -> None:
     """Containers and images of the apps the tests made (all named e2e-*)."""
     import docker
 
@@ -117,17 +129,16 @@ def _remove_leftovers(process: AgentProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def sshd(e2e_root: Path, agent: AgentProcess) -> Iterator[SshServer]:
-    server = SshServer(e2e_root, e2e_root / "ssh" / "authorized_keys")
-    server.start()
-    yield server
-    server.stop()
+def stack(e2e_root: Path) -> Iterator[tuple[AgentProcess, GitUser]]:
+    with running_stack(e2e_root) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
-def developer(e2e_root: Path, agent: AgentProcess, sshd: SshServer) -> GitUser:
-    user_root = e2e_root / "developer"
-    user_root.mkdir()
-    user = GitUser(user_root, sshd.port)
-    agent.ok("keys:add", "dev", stdin=user.public_key)
-    return user
+def agent(stack: tuple[AgentProcess, GitUser]) -> AgentProcess:
+    return stack[0]
+
+
+@pytest.fixture(scope="module")
+def developer(stack: tuple[AgentProcess, GitUser]) -> GitUser:
+    return stack[1]

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.certs.pebble import Pebble
-from tests.e2e.conftest import APPS, DOMAIN, make_agent
-from tests.e2e.harness import GitUser, SshServer, free_port, world_readable_tempdir
+from tests.e2e.conftest import APPS, DOMAIN, running_stack
+from tests.e2e.harness import free_port, world_readable_tempdir
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.pebble, pytest.mark.slow]
 
@@ -31,17 +31,11 @@ def stack(e2e_root):
     pebble = Pebble(world_readable_tempdir("berth-pebble-"), http_port).start()
     acme = (f'directory = "{pebble.directory}"\nca_bundle = "{pebble.ca_bundle}"\n'
             'preflight = false\nstaging_dry_run = false\nscan_interval = 2\nbackoff_min = 2\n')
-    agent = make_agent(e2e_root, http_port=http_port, acme=acme)
-    agent.start()
-    sshd = SshServer(e2e_root, e2e_root / "ssh" / "authorized_keys")
-    sshd.start()
-    (e2e_root / "dev").mkdir()
-    user = GitUser(e2e_root / "dev", sshd.port)
-    agent.ok("keys:add", "dev", stdin=user.public_key)
-    yield agent, user, pebble
-    sshd.stop()
-    agent.stop()
-    pebble.stop()
+    try:
+        with running_stack(e2e_root, http_port=http_port, acme=acme) as (agent, user):
+            yield agent, user, pebble
+    finally:
+        pebble.stop()
 
 
 def https_get(port: int, host: str, root_pem: bytes, path: str = "/") -> tuple[int, dict[str, str], bytes, x509.Certificate]:

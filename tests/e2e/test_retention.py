@@ -7,8 +7,7 @@ import time
 import docker
 import pytest
 
-from tests.e2e.conftest import APPS, DOMAIN, make_agent
-from tests.e2e.harness import GitUser, SshServer, world_readable_tempdir
+from tests.e2e.conftest import APPS, DOMAIN, running_stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
@@ -17,22 +16,8 @@ APP = "e2e-keep"
 
 @pytest.fixture(scope="module")
 def setup(e2e_root):
-    agent = make_agent(e2e_root, deploy="keep_releases = 2")
-    agent.start()
-    sshd = SshServer(e2e_root, e2e_root / "ssh" / "authorized_keys")
-    sshd.start()
-    (e2e_root / "dev").mkdir()
-    user = GitUser(e2e_root / "dev", sshd.port)
-    agent.ok("keys:add", "dev", stdin=user.public_key)
-    yield agent, user
-    sshd.stop()
-    agent.stop()
-    client = docker.from_env()
-    for container in client.containers.list(all=True, filters={"label": f"berth.app={APP}"}):
-        container.remove(force=True)
-    for image in client.images.list(filters={"label": f"berth.app={APP}"}):
-        client.images.remove(image.id, force=True)
-    client.close()
+    with running_stack(e2e_root, deploy="keep_releases = 2") as started:
+        yield started
 
 
 def tags() -> set[str]:
