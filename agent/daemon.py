@@ -44,6 +44,7 @@ from agent.deploy.rollout import Rollout
 from agent.errors import BerthError
 from agent.firewall.service import FirewallService
 from agent.proxy import Proxy
+from agent.repos import ensure_repo
 from agent.store.apps import AppStore
 from agent.store.db import Database
 from agent.store.events import EventStore
@@ -221,6 +222,10 @@ async def _start_services(agent: Agent) -> None:
         log.info("firewall: %s", result.message)
     await agent.reconciler.boot()
     sync_authorized_keys(services)
+    # Pushes to existing apps go straight to git; hooks follow ssh.command from here.
+    for name in services.apps.names():
+        ensure_repo(config.paths, name, command=services.ssh_command,
+                    owner=config.ssh.user)
     await agent.certificates.start()
     # The complete desired state: apps destroyed while the agent was down are forgotten.
     agent.certificates.reconcile({

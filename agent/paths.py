@@ -39,6 +39,10 @@ class PathSettings:
     def repos(self) -> Path:
         return self.data_dir / "repos"
 
+    def repo(self, app: str) -> Path:
+        """The app's bare git repository."""
+        return self.repos / f"{app}.git"
+
     @property
     def builds(self) -> Path:
         return self.data_dir / "builds"

@@ -17,6 +17,7 @@ from pathlib import Path
 import git
 
 from agent.errors import BerthError
+from agent.paths import PathSettings
 
 HOOKS = ("pre-receive",)
 
@@ -33,13 +34,10 @@ def hooks_dir() -> Path:
     raise BerthError("Berth's git hook templates are missing (hooks/pre-receive)")
 
 
-def repo_path(repos: Path, app: str) -> Path:
-    return repos / f"{app}.git"
-
-
-def ensure_repo(repos: Path, app: str, *, command: str, owner: str | None) -> Path:
+def ensure_repo(paths: PathSettings, app: str, *, command: str, owner: str | None) -> Path:
     """Create the app's bare repository if needed and (re)install its hooks."""
-    path = repo_path(repos, app)
+    path = paths.repo(app)
+    repos = paths.repos
     repos.mkdir(parents=True, exist_ok=True)
     created = not (path / "HEAD").exists()
     if created:
@@ -75,5 +73,5 @@ def _chown_tree(repos: Path, path: Path, owner: str) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
-def remove_repo(repos: Path, app: str) -> None:
-    shutil.rmtree(repo_path(repos, app), ignore_errors=True)
+def remove_repo(paths: PathSettings, app: str) -> None:
+    shutil.rmtree(paths.repo(app), ignore_errors=True)

@@ -81,7 +81,7 @@ async def create_app(request: Request) -> Response:
 
 
 def _ensure_repo(s: Services, name: str) -> Path:
-    return ensure_repo(s.config.paths.repos, name, command=s.ssh_command, owner=s.config.ssh.user)
+    return ensure_repo(s.config.paths, name, command=s.ssh_command, owner=s.config.ssh.user)
 
 
 async def ensure_app_repo(request: Request) -> Response:
@@ -104,7 +104,7 @@ async def app_info(request: Request) -> Response:
     app = s.apps.get(name)
     info["settings"] = app.settings.to_json()
     info["created_at"] = app.created_at
-    info["repo"] = str(s.config.paths.repos / f"{name}.git")
+    info["repo"] = str(s.config.paths.repo(name))
     info["events"] = [
         {"time": e.time, "kind": e.kind, "message": e.message} for e in s.events.list(name, 10)
     ]
@@ -133,7 +133,7 @@ async def destroy_app(request: Request) -> Response:
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
         await s.deployer.destroy(name, out)
-        remove_repo(s.config.paths.repos, name)
+        remove_repo(s.config.paths, name)
         out.heading(f"{name} destroyed")
         return {"destroyed": name}
 

@@ -14,7 +14,6 @@ from typing import BinaryIO, Mapping, NoReturn, Sequence, TextIO
 from agent import __version__
 from agent.cli.client import ControlClient
 from agent.cli.registry import Context, Verb
-from agent.cli.verbs import apps, certs, config, firewall, processes, releases
 from agent.paths import PathSettings, load_paths
 from agent.errors import BerthError
 
@@ -29,6 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def all_verbs() -> list[Verb]:
+    # Imported here: the git hook and the SSH forced command start without them.
+    from agent.cli.verbs import apps, certs, config, firewall, processes, releases
+
     return (apps.VERBS + config.VERBS + processes.VERBS + releases.VERBS + certs.VERBS
             + firewall.VERBS)
 

@@ -64,12 +64,15 @@ def _git(paths: PathSettings, words: list[str], key_name: str, environ: Mapping[
     if len(words) != 2:
         raise Refused(f"{words[0]} takes exactly one repository")
     app = parse_git_target(words[1])
-    client = ControlClient(paths.control_socket)
-    if words[0] == "git-receive-pack":
-        repo = client.call("POST", path("apps", app, "repo"))["path"]
-    else:
-        info = client.call("GET", path("apps", app))
-        repo = info["repo"]
+    repo = str(paths.repo(app))
+    if not os.path.exists(os.path.join(repo, "HEAD")):
+        # Unknown here: a first push creates the app (and its repository) through the
+        # agent; a clone of an app that does not exist gets the agent's "not found".
+        client = ControlClient(paths.control_socket)
+        if words[0] == "git-receive-pack":
+            repo = client.call("POST", path("apps", app, "repo"))["path"]
+        else:
+            repo = client.call("GET", path("apps", app))["repo"]
     env = dict(environ)
     env["BERTH_PUSHER"] = key_name
     os.execvpe(words[0], [words[0], repo], env)
