@@ -103,8 +103,8 @@ class Rollout:
         self, target: Target, out: DeployOutput, *, replace_all: bool,
         before_swap: Callable[[], None] = lambda: None,
         after_swap: Callable[[], None] = lambda: None,
-    ) -> list[Container]:
-        """Make the app run `target`; returns the instances now serving it.
+    ) -> None:
+        """Make the app run `target`.
 
         `before_swap` runs when nothing can fail any more short of the swap itself (a
         deploy stops honouring cancellation there); `after_swap` runs once the old
@@ -119,9 +119,9 @@ class Rollout:
         missing = [i for i in wanted if i not in have]
         retire = [c for c in current if c.id not in kept_ids]
 
-        started: list[Container] = []
+        started: list[Container] = []  # filled as they start: a failure removes them all
         try:
-            started = await self._start(target, missing, out)
+            await self._start(target, missing, out, started)
             await self._check(target, started, out)
         except BaseException:
             await asyncio.shield(self._remove(started))
@@ -133,7 +133,6 @@ class Rollout:
         if retire:
             out.step(f"Stopping {_describe(retire)}")
             await self._remove(retire)
-        return serving
 
     async def stop_all(self, app: str, out: DeployOutput) -> None:
         """Route to no instance (503), drain, and remove every process container."""
@@ -148,11 +147,12 @@ class Rollout:
     # steps ---------------------------------------------------------------------------
 
     async def _start(
-        self, target: Target, missing: Sequence[Instance], out: DeployOutput
-    ) -> list[Container]:
-        started: list[Container] = []
+        self, target: Target, missing: Sequence[Instance], out: DeployOutput,
+        started: list[Container],
+    ) -> None:
+        """Start `missing`, appending each container to `started` as soon as it exists."""
         if not missing:
-            return started
+            return
         out.step(f"Starting {', '.join(i.dyno for i in missing)} of {target.release.version}")
         generation = secrets.token_hex(3)
         for instance in missing:
@@ -172,7 +172,6 @@ class Rollout:
                     generation=generation,
                 )
                 started.append(await self._runtime.start(spec))
-        return started
 
     async def _check(
         self, target: Target, started: Sequence[Container], out: DeployOutput

@@ -49,12 +49,16 @@ class FakeRuntime:
         self.body = b"ok"
         self.release_exit = 0
         self.images: set[str] = set()
+        self.fail_after: int | None = None  # refuse starts once this many containers exist
 
     def _view(self, c: FakeContainer) -> Container:
         return Container(id=c.id, name=c.spec.name, state=c.state, labels=dict(c.spec.labels),
                          host_port=c.spec.publish_port)
 
     async def start(self, spec: ContainerSpec) -> Container:
+        if self.fail_after is not None and len(self.containers_by_id) >= self.fail_after:
+            from agent.deploy.docker_runtime import RuntimeFailure
+            raise RuntimeFailure(f"create {spec.name}", "no space left on device")
         container = FakeContainer(spec, f"c{next(self.ids)}")
         if spec.publish_port is not None:
             container.server = await asyncio.start_server(self._answer, "127.0.0.1",
@@ -267,6 +271,20 @@ async def test_scaling_keeps_running_instances_and_adds_new_ones(world):
         assert len(world.router.routes["shop"][1]) == 2
         with pytest.raises(Exception, match="no process type 'clock'"):
             await world.deployer.scale("shop", {"clock": 1}, lines()[0])
+    finally:
+        await world.runtime.close()
+
+
+async def test_a_start_failing_midway_removes_the_instances_already_started(world):
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        before = set(world.runtime.containers_by_id)
+        world.runtime.fail_after = 2  # web.2 starts, web.3 cannot
+        with pytest.raises(Exception, match="no space left on device"):
+            await world.deployer.scale("shop", {"web": 3}, lines()[0])
+        assert set(world.runtime.containers_by_id) == before
+        assert len(world.router.routes["shop"][1]) == 1
     finally:
         await world.runtime.close()
 
