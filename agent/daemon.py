@@ -21,7 +21,6 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import docker

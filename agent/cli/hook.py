@@ -53,7 +53,7 @@ def pre_receive(
 ) -> int:
     ctx = Context(client=client, out=out)
     settings = AppSettings.from_json(client.call("GET", path("apps", app))["settings"])
-    for old, new, ref in updates:
+    for _old, new, ref in updates:
         if not ref.startswith("refs/heads/"):
             continue
         branch = ref[len("refs/heads/"):]

@@ -85,7 +85,7 @@ def table(ctx: Context, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
-        ctx.print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        ctx.print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def duration(seconds: float | None) -> str:

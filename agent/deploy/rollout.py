@@ -244,7 +244,7 @@ class Rollout:
             *(self._runtime.remove(c.id, self._settings.stop_timeout) for c in containers),
             return_exceptions=True,
         )
-        for container, result in zip(containers, results):
+        for container, result in zip(containers, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("container not removed name=%s error=%s", container.name, result)
 
