@@ -1,6 +1,7 @@
 """Berth's proxy next to nginx, in the same run, in front of the same backend.
 
     python3 bench/proxy.py [--duration 10] [--connections 50] [--rounds 2] [--idle 10000]
+                           [--only small|1m|tls] [--access-log] [--keep]
 
 Starts a backend nginx (1 worker: a tiny `return 200` location and a 1 MiB static file),
 nginx as a proxy (1 worker, keep-alive upstream pool, access log off) and the Berth proxy
@@ -24,6 +25,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -221,6 +223,12 @@ def main() -> int:
     parser.add_argument(
         "--only", choices=("small", "1m", "tls"), action="append", help="run only these"
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="start the proxies, print their ports and PIDs, and wait for SIGINT/SIGTERM (for"
+        " strace, perf or wrk by hand) instead of benchmarking",
+    )
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
@@ -287,6 +295,17 @@ def main() -> int:
             ]  # fmt: skip
             berth = start(berth_argv, berth_port, directory / "berth.log")
             processes.append(berth)
+            if args.keep:
+                nginx_worker = Path(f"/proc/{nginx.pid}/task/{nginx.pid}/children").read_text()
+                print(f"backend port={backend_port}\nnginx ports http={nginx_port} "
+                      f"https={nginx_tls} master={nginx.pid} worker={nginx_worker.strip()}\n"
+                      f"berth ports http={berth_port} https={berth_tls} pid={berth.pid}\n"
+                      "SIGINT or SIGTERM stops them", flush=True)  # fmt: skip
+                # Also when started in the background (where SIGINT arrives ignored).
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, lambda *_: sys.exit(0))
+                while True:
+                    time.sleep(3600)
 
             print(f"wrk -t1 -c{args.connections} -d{args.duration}s, median of {args.rounds} rounds, "
                   f"host {HOST}; nginx 1 worker vs Berth 1 process (access log "

@@ -6,6 +6,13 @@ connection-level rules: the open-connection cap, the head timeout (slowloris), t
 keep-alive idle timeout, backpressure from the upstream side, answering a malformed
 request and closing, and the lingering close that lets the client read that answer
 instead of a reset.
+
+`ClientConnection` is an `asyncio.BaseProtocol` with the `Protocol` methods
+(`data_received`, `eof_received`): the event loop hands it each read as bytes. Over TLS,
+`TlsClientConnection` takes reads the `BufferedProtocol` way instead (uvloop only does so
+for a protocol that is not an `asyncio.Protocol`): uvloop's TLS layer then decrypts into
+a buffer the context lends, where for a `data_received` protocol it allocates a 256 KiB
+bytes object per read (an mmap, mremap and munmap per request, measured).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ _NEVER = float("inf")
 _MAX_PIPELINED = 16  # queued requests behind the active one
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(asyncio.BaseProtocol):
     PAUSE_UPSTREAM = 1  # the upstream does not take the request body as fast as it comes
     PAUSE_PENDING = 2  # body buffered while the upstream connection opens
     PAUSE_QUEUE = 4  # pipelined requests wait for the active one
@@ -377,3 +384,19 @@ class ClientConnection(asyncio.Protocol):
             self._answer_and_linger(408)
         else:
             self.close()
+
+
+class TlsClientConnection(ClientConnection):
+    """A client connection over TLS: reads arrive decrypted in the context's read buffer."""
+
+    __slots__ = ()
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx, True)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.ctx.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Copied out at once: the buffer is shared by every TLS connection of the proxy.
+        self.data_received(self.ctx.read_buffer[:nbytes].tobytes())

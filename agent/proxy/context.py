@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_READ_BUFFER_SIZE = 64 * 1024
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -63,6 +64,9 @@ class Context:
         self.https_port: int | None = None  # bound HTTPS port, for redirects
         self.stopping = False
         self.host_cache: dict[bytes, str | None] = {}
+        # Where TLS connections receive decrypted reads; each read is copied out before the
+        # next one (one event loop thread), so one buffer serves every connection.
+        self.read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
         self._trusted = tuple(
             ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
         )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from agent.proxy.certs import CertificateStore
 from agent.proxy.challenges import ChallengeTokens
-from agent.proxy.client import ClientConnection
+from agent.proxy.client import ClientConnection, TlsClientConnection
 from agent.proxy.context import Context
 from agent.proxy.errors import ProxyAlreadyRunning, ProxyNotRunning
 from agent.proxy.model import DrainReport, RouteCounters, RouteOptions, Upstream
@@ -70,7 +70,7 @@ class Proxy:
         self._http_port = _bound_port(http)
         if settings.https_port is not None:
             listener = TlsListener(
-                settings, self.certificates, lambda: ClientConnection(ctx, True),
+                settings, self.certificates, lambda: TlsClientConnection(ctx),
                 lambda: len(ctx.clients),
             )  # fmt: skip
             self._https_port = ctx.https_port = await listener.start(

@@ -35,7 +35,7 @@ class TlsListener:
         self,
         settings: ProxySettings,
         certificates: CertificateStore,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
         open_connections: Callable[[], int],
     ) -> None:
         self._settings = settings

@@ -145,3 +145,29 @@ async def test_hsts_on_https_responses_when_asked(authority: CertificateAuthorit
         ]
         assert response.header("strict-transport-security") == "max-age=60"
         await client.close()
+
+
+async def test_uploads_on_two_tls_connections_at_once(authority: CertificateAuthority) -> None:
+    # Uploads bigger than the read buffer TLS connections share (decrypted reads land
+    # there and are copied out one by one), on two connections whose reads interleave.
+    async with running_backend("a") as a, running_proxy() as proxy:
+        proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
+        proxy.certificates.put("app.test", *authority.issue("app.test"))
+        tls = authority.client_context()
+        assert proxy.https_port is not None
+        clients = [
+            await Client.connect(proxy.https_port, tls=tls, server_hostname="app.test")
+            for _ in range(2)
+        ]
+        bodies = [bytes([n]) * (300 * 1024 + n) for n in range(2)]
+        for client, body in zip(clients, bodies, strict=True):
+            client.writer.write(
+                b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
+        for client, body in zip(clients, bodies, strict=True):
+            response = await client.response()
+            assert response.status == 200 and response.body == body
+            await client.send(get("/hello"))
+            assert (await client.response()).body == b"hello from a"
+            await client.close()
