@@ -88,6 +88,11 @@ def cmd(command: str) -> str:
     return "CMD " + json.dumps(shell_argv(command))
 
 
+def cmd_lines(command: str | None) -> list[str]:
+    """The CMD line for a default web command, or none without one."""
+    return [cmd(command)] if command else []
+
+
 def build_args(names: Sequence[str]) -> list[str]:
     return [f"ARG {name}" for name in names]
 

@@ -110,7 +110,10 @@ def test_build_script_installs_dev_dependencies_then_prunes(tmp_path: Path) -> N
     plan = render(project, options())
     lines = (plan.dockerfile or "").splitlines()
     assert "RUN npm ci --include=dev" in lines
-    assert lines[-2] == "RUN npm run build && npm prune --omit=dev"
+    assert lines[-1] == "RUN npm run build && npm prune --omit=dev"
+    # The CMD sits before the code's COPY, where the cache keeps it across pushes.
+    assert lines.index('CMD ["/bin/sh", "-c", "exec npm start"]') < lines.index(
+        'COPY --chown=berth:berth ["app/", "./"]')
     assert plan.default_processes == {"web": "npm start"}
 
 

@@ -286,6 +286,8 @@ def test_render_is_pure_and_stable() -> None:
     )
     first = render(project, options())
     assert first == render(project, options())
+    # The code's COPY is the last step (a push rebuilds one layer), the CMD just before it.
     assert first.dockerfile is not None and first.dockerfile.endswith(
         'CMD ["/bin/sh", "-c", "exec gunicorn app:app --bind 0.0.0.0:$PORT"]\n'
+        'COPY --chown=berth:berth ["app/", "./"]\n'
     )

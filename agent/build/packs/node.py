@@ -196,13 +196,14 @@ def render(project: NodeProject, options: PlanOptions) -> BuildPlan:
         lines.append(tool)
     lines += [f"USER {dockerfile.APP_USER}", f"WORKDIR {dockerfile.APP_DIR}"]
     install = "RUN " + ca.wrap(_install_command(project), trust)
-    copy_all = dockerfile.copy_source([""], "./")
+    # CMD before the code's COPY: cached there, one layer commit less per push.
+    code = [*dockerfile.cmd_lines(project.web), dockerfile.copy_source([""], "./")]
     if project.workspaces:
-        lines += [copy_all, install]
+        lines += [*code, install]
     else:
         lines += dockerfile.copy_dependency_files(project.dependency_files)
         lines += [dockerfile.copy_source([d], f"./{d}/") for d in project.dependency_dirs]
-        lines += [install, copy_all]
+        lines += [install, *code]
     notes = [
         f"Node.js {project.version} ({'default' if project.version_source == 'default' else 'from engines.node'})",
         f"Installing dependencies with {project.manager}"
@@ -211,9 +212,7 @@ def render(project: NodeProject, options: PlanOptions) -> BuildPlan:
     if project.build_script:
         lines.append("RUN " + ca.wrap(_build_command(project), trust))
         notes.append(f"Running the {project.build_script} script")
-    if project.web:
-        lines.append(dockerfile.cmd(project.web))
-    else:
+    if not project.web:
         notes.append("No default web process: add a start script, a server.js or a Procfile")
     return BuildPlan(
         builder="node",

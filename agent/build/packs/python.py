@@ -345,12 +345,10 @@ def render(project: PythonProject, options: PlanOptions) -> BuildPlan:
         )
     files: dict[str, ContextFile] = {}
     install = _install_lines(project, trust, files)
-    if project.needs_source:
-        lines.append(dockerfile.copy_source([""], "./"))
-        lines += install
-    else:
-        lines += install
-        lines.append(dockerfile.copy_source([""], "./"))
+    # CMD goes before the code's COPY: after it, it would cost every push one more
+    # layer commit; before it, it is cached like the dependency layers.
+    code = [*dockerfile.cmd_lines(project.web), dockerfile.copy_source([""], "./")]
+    lines += [*code, *install] if project.needs_source else [*install, *code]
     if project.manager == "uv":
         lines.append("RUN " + ca.wrap(f"{TOOLS}/bin/uv sync --frozen --no-dev", trust))
     buildargs: dict[str, str] = {}
@@ -367,9 +365,7 @@ def render(project: PythonProject, options: PlanOptions) -> BuildPlan:
         else:
             notes.append("Django app: collectstatic disabled")
     processes = {"web": project.web} if project.web else {}
-    if project.web:
-        lines.append(dockerfile.cmd(project.web))
-    else:
+    if not project.web:
         notes.append(
             "No default web process: add a Procfile (web: ...) or gunicorn to the dependencies"
         )

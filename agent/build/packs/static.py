@@ -101,9 +101,10 @@ def render(site_dir: str, options: PlanOptions) -> BuildPlan:
         f"COPY {start} /usr/local/bin/{WEB_COMMAND}",
         f"USER {dockerfile.APP_USER}",
         f"WORKDIR {dockerfile.APP_DIR}",
-        dockerfile.copy_source([f"{site_dir}/" if site_dir else ""], "./"),
         "ENTRYPOINT []",
         dockerfile.cmd(WEB_COMMAND),
+        # Last, so a push rebuilds one layer and nothing after it.
+        dockerfile.copy_source([f"{site_dir}/" if site_dir else ""], "./"),
     ]
     served = f"{site_dir}/" if site_dir else "the repository's top directory"
     return BuildPlan(
