@@ -105,12 +105,15 @@ def judge(check: HealthCheck, result: ProbeResult) -> str | None:
 
 
 DEFAULT_CHECK = HealthCheck(path="/", default=True)
-FIRST_RETRY = 0.05
-QUICK_ATTEMPTS = 20
+FIRST_RETRY = 0.02
+QUICK_ATTEMPTS = 50
+# How often a failing check asks the engine whether the container still runs: an
+# inspection costs milliseconds, a refused connect microseconds.
+ALIVE_EVERY = 0.25
 
 
 def retry_pause(attempt: int, interval: float) -> float:
-    """Pause after failed attempt `attempt` of the built-in check: 50 ms for the first
+    """Pause after failed attempt `attempt` of the built-in check: 20 ms for the first
     second (a refused connect costs nothing), then doubling up to `interval`, so an app
     that boots in 300 ms is live in 300 ms, not at the next second."""
     doublings = max(0, attempt - QUICK_ATTEMPTS)
@@ -127,8 +130,10 @@ async def wait_healthy(
     """Pass every check against the instance on `port`, or raise HealthCheckFailed.
 
     `deadline` is a time.monotonic() value bounding the built-in check; `alive` lets a
-    crashed container fail the check at once instead of at the deadline.
+    crashed container fail the check at once instead of at the deadline (asked after
+    the first failed attempt, then at most every ALIVE_EVERY seconds).
     """
+    asked_alive = -ALIVE_EVERY
     for check in checks or (DEFAULT_CHECK,):
         url = f"http://{host_header}{check.path}"
         last: ProbeResult | None = None
@@ -137,9 +142,6 @@ async def wait_healthy(
         attempt = 0
         while True:
             attempt += 1
-            gone = await alive()
-            if gone is not None:
-                raise HealthCheckFailed(url, gone, last)
             remaining = deadline - time.monotonic()
             timeout = check.timeout if not check.default else max(0.5, min(5.0, remaining))
             last = await probe(port, check.path, host_header=host_header,
@@ -148,6 +150,11 @@ async def wait_healthy(
             if reason is None:
                 say(f"{check.name or check.path}: {last.describe()} (attempt {attempt})")
                 break
+            if time.monotonic() - asked_alive >= ALIVE_EVERY:
+                asked_alive = time.monotonic()
+                gone = await alive()
+                if gone is not None:
+                    raise HealthCheckFailed(url, gone, last)
             if check.default:
                 pause = retry_pause(attempt, interval)
                 if time.monotonic() + pause > deadline:

@@ -108,5 +108,22 @@ async def test_a_dead_container_fails_at_once():
 def test_retries_start_fast_and_back_off_to_the_interval():
     from agent.deploy.health import retry_pause
 
-    assert {retry_pause(n, 1.0) for n in range(1, 21)} == {0.05}
-    assert [retry_pause(n, 1.0) for n in range(21, 27)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert {retry_pause(n, 1.0) for n in range(1, 51)} == {0.02}
+    assert [retry_pause(n, 1.0) for n in range(51, 58)] == [0.04, 0.08, 0.16, 0.32, 0.64, 1.0, 1.0]
+
+
+async def test_a_failing_check_asks_the_engine_sparingly():
+    """Probes every 20 ms, but the container's liveness (an engine inspection) at most
+    every 250 ms: the check stays quick without hammering the engine."""
+    asked = []
+
+    async def running():
+        asked.append(time.monotonic())
+        return None
+
+    with pytest.raises(HealthCheckFailed, match="still failing at the deadline"):
+        await wait_healthy(1, [], host_header="x", extra_headers=[],
+                           deadline=time.monotonic() + 1.0, interval=1, alive=running,
+                           say=lambda _: None)
+    assert 2 <= len(asked) <= 6, asked
+    assert all(b - a >= 0.24 for a, b in zip(asked, asked[1:]))
