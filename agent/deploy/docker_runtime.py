@@ -129,33 +129,37 @@ class DockerRuntime:
         return await asyncio.to_thread(self._start, spec)
 
     def _start(self, spec: ContainerSpec) -> Container:
-        ports = None
-        if spec.publish_port is not None:
-            ports = {f"{spec.container_port}/tcp": ("127.0.0.1", spec.publish_port)}
+        # The low-level calls: create, start, one inspection (the high-level
+        # `containers.create` inspects after creating too, a wasted round trip per deploy).
+        published = spec.publish_port is not None
+        host_config = self._api.create_host_config(
+            port_bindings={spec.container_port: ("127.0.0.1", spec.publish_port)} if published else None,
+            restart_policy=restart_policy(spec.restart_policy),
+            log_config=LogConfig(
+                type=LogConfig.types.JSON,
+                config={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
+            ),
+            init=True,
+        )
         try:
-            container = self._client.containers.create(
+            created = self._api.create_container(
                 spec.image,
                 command=list(spec.command) or None,
                 name=spec.name,
                 environment=dict(spec.env),
                 labels=self._labels(spec),
-                ports=ports,
-                restart_policy=restart_policy(spec.restart_policy),
-                log_config=LogConfig(
-                    type=LogConfig.types.JSON,
-                    config={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
-                ),
-                init=True,
+                ports=[spec.container_port] if published else None,
+                host_config=host_config,
             )
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"create {spec.name}", _explain(exc)) from exc
+        container_id = str(created["Id"])
         try:
-            container.start()
-            container.reload()
+            self._api.start(container_id)
+            return _container(self._api.inspect_container(container_id))
         except docker.errors.DockerException as exc:
-            self._force_remove(container.id)
+            self._force_remove(container_id)
             raise RuntimeFailure(f"start {spec.name}", _explain(exc)) from exc
-        return _container(container.attrs)
 
     def _labels(self, spec: ContainerSpec) -> dict[str, str]:
         labels = {**spec.labels, LABEL_MANAGED: self._installation}
