@@ -11,11 +11,14 @@ import os
 import sys
 from typing import BinaryIO, Mapping, NoReturn, Sequence, TextIO
 
+from typing import TYPE_CHECKING
+
 from agent import __version__
-from agent.cli.client import ControlClient
-from agent.cli.registry import Context, Verb
 from agent.paths import PathSettings, load_paths
 from agent.errors import BerthError
+
+if TYPE_CHECKING:
+    from agent.cli.registry import Verb
 
 
 class UsageError(BerthError):
@@ -59,6 +62,10 @@ def run_verb(
     paths: PathSettings, argv: Sequence[str], *, remote: bool, environ: Mapping[str, str],
     stdin: BinaryIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
 ) -> int:
+    # Imported here: a push's forced command and hook start without the HTTP client.
+    from agent.cli.client import ControlClient
+    from agent.cli.registry import Context
+
     parser = build_parser(all_verbs(), remote=remote)
     if not argv:
         parser.print_help(stdout or sys.stdout)

@@ -13,8 +13,6 @@ import shlex
 import sys
 from typing import Mapping, Sequence
 
-from agent.cli.client import ControlClient, path
-from agent.cli.main import run_verb
 from agent.paths import PathSettings
 from agent.errors import BerthError
 from agent.names import check_app, check_key_name
@@ -57,6 +55,8 @@ def ssh_command(paths: PathSettings, argv: Sequence[str], environ: Mapping[str, 
         return _git(paths, words, key_name, environ)
     if words[0] in ("agent", "ssh-command", "hook"):
         raise Refused(f"{words[0]!r} is not available over SSH")
+    from agent.cli.main import run_verb
+
     return run_verb(paths, words, remote=True, environ=environ)
 
 
@@ -68,6 +68,9 @@ def _git(paths: PathSettings, words: list[str], key_name: str, environ: Mapping[
     if not os.path.exists(os.path.join(repo, "HEAD")):
         # Unknown here: a first push creates the app (and its repository) through the
         # agent; a clone of an app that does not exist gets the agent's "not found".
+        # (Imported here: a push to an existing app starts git without the HTTP client.)
+        from agent.cli.client import ControlClient, path
+
         client = ControlClient(paths.control_socket)
         if words[0] == "git-receive-pack":
             repo = client.call("POST", path("apps", app, "repo"))["path"]
