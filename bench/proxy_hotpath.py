@@ -2,8 +2,9 @@
 
 Feeds a keep-alive GET into a `ClientConnection`, answers it on a pooled
 `UpstreamConnection` with nginx's response head, through fake transports that only
-count bytes; prints microseconds per request. With `--profile`, prints cProfile's top.
-This is the part of a request that optimisation can change (the syscalls are not).
+count bytes; prints CPU microseconds per request (best of `--repeat` runs). With
+`--profile`, prints cProfile's top. This is the part of a request that optimisation can
+change (the syscalls are not; bench/proxy.py --keep and strace -c show those).
 """
 
 from __future__ import annotations
@@ -74,11 +75,11 @@ def run(count: int, profile: bool) -> float:
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: other processes on the machine count less
     for _ in range(count):
         client.data_received(REQUEST)
         upstream.data_received(RESPONSE)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     if profiler:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(70)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from agent.proxy.access_log import AccessLog
 from agent.proxy.certs import CertificateStore
 from agent.proxy.challenges import ChallengeTokens
+from agent.proxy.response_head import HeadMemo
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
 
@@ -64,6 +65,7 @@ class Context:
         self.https_port: int | None = None  # bound HTTPS port, for redirects
         self.stopping = False
         self.host_cache: dict[bytes, str | None] = {}
+        self.head_memo = HeadMemo()  # upstream response lines already read
         # Where TLS connections receive decrypted reads; each read is copied out before the
         # next one (one event loop thread), so one buffer serves every connection.
         self.read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))

@@ -5,27 +5,59 @@ anything that is not a well-formed HTTP/1.x head (the caller answers 502), works
 the body is framed, and keeps the header lines to forward with hop-by-hop headers cut
 out. `client_response_head` renders the head the client gets. Both are pure; the
 connection code only finds the blank line and counts bytes.
+
+Heads are read line by line, and what a line turned out to be (well-formed or not, which
+header the proxy acts on, its value) is a pure function of its bytes, so a `HeadMemo`
+remembers it: an upstream repeats most lines from one response to the next (Server,
+Content-Type, Connection, Date within a second), and a remembered line costs one dict
+lookup instead of a regex match. The memo is bounded: short lines only, and it is
+cleared when full.
 """
 
 from __future__ import annotations
 
 import re
 
-_HEAD = re.compile(
-    rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?\r\n"
-    rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r\n)*)\r\n"
-)
-# The header lines the proxy acts on, found in the lowercased head (every other line is
-# forwarded untouched).
-_SPECIAL = re.compile(
-    rb"\n(connection|keep-alive|proxy-connection|transfer-encoding|content-length|upgrade"
-    rb"|strict-transport-security):"
-)
+# A head: this status line, `token:value` lines, a blank line (reason and values: HTAB,
+# SP, visible ASCII, obs-text).
+_STATUS = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
+_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t\x20-\x7e\x80-\xff]*")
+
+# What a header line is to the proxy (any other name: forwarded untouched).
+_FORWARD, _LENGTH, _CONNECTION, _CODING, _UPGRADE, _HSTS, _HOP = range(7)
+_KINDS = {
+    b"content-length": _LENGTH,
+    b"connection": _CONNECTION,
+    b"transfer-encoding": _CODING,
+    b"upgrade": _UPGRADE,
+    b"strict-transport-security": _HSTS,
+    b"keep-alive": _HOP,
+    b"proxy-connection": _HOP,
+}
+_MEMO_SIZE = 4096  # lines remembered (then forgotten all at once)
+_MEMO_LINE = 200  # longer lines are read every time (bounds the memo's memory: ~1 MiB)
 
 # Body framing, in the order RFC 9112 section 6.3 decides it.
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 
 HSTS_LINE = b"Strict-Transport-Security: max-age=31536000\r\n"
+
+# A header line, read: its kind, its value (blanks stripped; lowercased for Connection
+# and Transfer-Encoding) and, for Content-Length, the number.
+_Line = tuple[int, bytes, int]
+_PLAIN: _Line = (_FORWARD, b"", -1)
+# A status line, read: HTTP/1.0?, the status, the line the client gets (as HTTP/1.1).
+_Status = tuple[bool, int, bytes]
+
+
+class HeadMemo:
+    """What lines of earlier heads turned out to be; shared by a proxy's connections."""
+
+    __slots__ = ("lines", "status_lines")
+
+    def __init__(self) -> None:
+        self.lines: dict[bytes, _Line] = {}
+        self.status_lines: dict[bytes, _Status] = {}
 
 
 class BadResponse(Exception):
@@ -59,54 +91,68 @@ class ResponseHead:
         return self.status < 200 and self.status != 101
 
 
-def parse_response_head(raw: bytes, *, head_request: bool, dechunk: bool) -> ResponseHead:
+def parse_response_head(
+    raw: bytes, *, head_request: bool, dechunk: bool, memo: HeadMemo | None = None
+) -> ResponseHead:
     """Parse an upstream head; `dechunk` drops Transfer-Encoding (HTTP/1.0 clients)."""
-    match = _HEAD.fullmatch(raw)
-    if match is None:
+    if memo is None:
+        memo = HeadMemo()
+    lines = raw.split(b"\r\n")  # ends with two empty pieces for a head that ends in CRLF CRLF
+    if len(lines) < 3 or lines[-1] or lines[-2]:
         raise BadResponse("malformed response head")
-    status = int(match.group(2))
-    minor = match.group(1)
-    first = match.start(3)  # offset of the first header line in `raw`
-    close = minor == b"0"
+    status_line = lines[0]
+    http10, status, reason_line = memo.status_lines.get(status_line) or _read_status(
+        status_line, memo
+    )
+    header_lines = lines[1:-2]
+    known = memo.lines
+    close = http10
     length = -1
     chunked = coded = has_hsts = False
-    cuts: list[tuple[int, int]] = []
+    kept: list[bytes] | None = None  # the lines to forward, once one is cut
     named: list[bytes] = []
-    for special in _SPECIAL.finditer(raw.lower(), first - 1):
-        name = special.group(1)
-        begin = special.end()
-        end = raw.index(b"\r\n", begin)
-        value = raw[begin:end].strip(b" \t")
-        if name == b"content-length":
-            if not value.isdigit() or len(value) > 18:
-                raise BadResponse("invalid Content-Length")
-            number = int(value)
+    for line in header_lines:
+        read = known.get(line) or _read_line(line, known)
+        if read is _PLAIN:  # most lines: forwarded as they are
+            if kept is not None:
+                kept.append(line)
+            continue
+        kind, value, number = read
+        if kind == _LENGTH:
             if length >= 0 and number != length:
                 raise BadResponse("conflicting Content-Length")
             length = number
-            continue
-        if name == b"transfer-encoding":
-            coded = True
-            chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
-            if not dechunk:
-                continue
-        elif name == b"strict-transport-security":
+        elif kind == _HSTS:
             has_hsts = True
-            continue
-        elif name == b"upgrade":
-            if status == 101:
-                continue
-        elif name == b"connection":
-            if value == b"keep-alive":  # the common case, without a token loop
-                close = False
-            else:
-                close, named = _connection_tokens(value, close, named)
-        cuts.append((special.start() + 1, end + 2))
+        elif kind == _CODING:
+            coded = True
+            chunked = value.rsplit(b",", 1)[-1].strip(b" \t") == b"chunked"
+            if dechunk:
+                kind = _HOP
+        elif kind == _UPGRADE:
+            if status != 101:
+                kind = _HOP
+        else:
+            if kind == _CONNECTION:
+                if value == b"keep-alive":  # the common case, without a token loop
+                    close = False
+                else:
+                    close, named = _connection_tokens(value, close, named)
+            kind = _HOP
+        if kind == _HOP:
+            if kept is None:
+                # Lines before this one are kept (an equal line before it was cut too).
+                kept = header_lines[: header_lines.index(line)]
+        elif kept is not None:
+            kept.append(line)
     if coded and length >= 0:
         raise BadResponse("both Transfer-Encoding and Content-Length")
-    lines = _cut(raw, first, match.end(3), cuts) if cuts else match.group(3)
+    if kept is None:
+        forwarded = raw[len(status_line) + 2 : -2]
+    else:
+        forwarded = b"".join([line + b"\r\n" for line in kept])
     if named:
-        lines = _drop_named(lines, named)
+        forwarded = _drop_named(forwarded, named)
     if head_request or status < 200 or status == 204 or status == 304:
         framing = NO_BODY
     elif chunked:
@@ -115,11 +161,45 @@ def parse_response_head(raw: bytes, *, head_request: bool, dechunk: bool) -> Res
         framing = UNTIL_CLOSE
     else:
         framing = LENGTH
-    reason_line = raw[:first]
-    if minor == b"0":
-        reason_line = b"HTTP/1.1" + reason_line[8:]
     keep_alive = not close and framing != UNTIL_CLOSE and status != 101
-    return ResponseHead(status, reason_line, lines, framing, length, keep_alive, has_hsts)
+    return ResponseHead(status, reason_line, forwarded, framing, length, keep_alive, has_hsts)
+
+
+def _read_status(line: bytes, memo: HeadMemo) -> _Status:
+    match = _STATUS.fullmatch(line)
+    if match is None:
+        raise BadResponse("malformed response head")
+    http10 = match.group(1) == b"0"
+    read = (http10, int(match.group(2)), (b"HTTP/1.1" + line[8:] if http10 else line) + b"\r\n")
+    if len(line) <= _MEMO_LINE:
+        if len(memo.status_lines) >= _MEMO_SIZE:
+            memo.status_lines.clear()
+        memo.status_lines[line] = read
+    return read
+
+
+def _read_line(line: bytes, known: dict[bytes, _Line]) -> _Line:
+    match = _LINE.fullmatch(line)
+    if match is None:
+        raise BadResponse("malformed response head")
+    kind = _KINDS.get(match.group(1).lower(), _FORWARD)
+    if kind == _FORWARD:
+        read = _PLAIN
+    else:
+        value = line[match.end(1) + 1 :].strip(b" \t")
+        number = -1
+        if kind == _LENGTH:
+            if not value.isdigit() or len(value) > 18:
+                raise BadResponse("invalid Content-Length")
+            number = int(value)
+        elif kind == _CONNECTION or kind == _CODING:
+            value = value.lower()
+        read = (kind, value, number)
+    if len(line) <= _MEMO_LINE:
+        if len(known) >= _MEMO_SIZE:
+            known.clear()
+        known[line] = read
+    return read
 
 
 def _connection_tokens(value: bytes, close: bool, named: list[bytes]) -> tuple[bool, list[bytes]]:
@@ -132,19 +212,6 @@ def _connection_tokens(value: bytes, close: bool, named: list[bytes]) -> tuple[b
         elif token and token != b"upgrade":
             named = [*named, token]
     return close, named
-
-
-def _cut(raw: bytes, start: int, stop: int, spans: list[tuple[int, int]]) -> bytes:
-    """raw[start:stop] without the spans (absolute offsets, in order)."""
-    if len(spans) == 1:
-        begin, end = spans[0]
-        return raw[start:begin] + raw[end:stop]
-    kept = []
-    for begin, end in spans:
-        kept.append(raw[start:begin])
-        start = end
-    kept.append(raw[start:stop])
-    return b"".join(kept)
 
 
 def _drop_named(lines: bytes, named: list[bytes]) -> bytes:

@@ -181,8 +181,9 @@ class UpstreamConnection(asyncio.Protocol):
         end += 4
         try:
             head = parse_response_head(
-                buf[:end], head_request=self.head_request, dechunk=self.dechunk
-            )
+                buf[:end], head_request=self.head_request, dechunk=self.dechunk,
+                memo=self.ctx.head_memo,
+            )  # fmt: skip
         except BadResponse as exc:
             self._broken(exchange, str(exc))
             return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +14,8 @@ from agent.proxy.response_head import (
     NO_BODY,
     UNTIL_CLOSE,
     BadResponse,
+    HeadMemo,
+    ResponseHead,
     client_response_head,
     parse_response_head,
 )
@@ -123,3 +127,48 @@ def test_any_head_parses_or_is_refused_cleanly(
     assert b"\r\n\r\n" not in rendered[:-4]
     for hop in (b"\r\nconnection:", b"\r\nkeep-alive:"):
         assert hop not in rendered.lower()
+
+
+# The response head grammar as one regex (the parser checks it line by line): status
+# line, token:value lines, blank line; reason and values HTAB, SP, visible ASCII,
+# obs-text.
+GRAMMAR = re.compile(
+    rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?\r\n"
+    rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r\n)*)\r\n"
+)
+ODD_BYTES = st.sampled_from([b"\r", b"\n", b"\r\n", b"\x00", b"\x7f", b"\x80", b"\t", b" ", b":"])
+
+
+@given(
+    st.sampled_from(
+        [b"HTTP/1.1 200", b"HTTP/1.0 404 Not Found", b"HTTP/1.1 099", b"HTTP/1.1 200 "]
+    ),
+    st.lists(st.one_of(HEAD_PARTS, ODD_BYTES, st.binary(max_size=6)), max_size=10),
+)
+def test_heads_are_well_formed_exactly_when_the_grammar_says_so(
+    status: bytes, parts: list[bytes]
+) -> None:
+    raw = status + b"".join(parts) + b"\r\n\r\n"
+    try:
+        parse(raw)
+        well_formed = True
+    except BadResponse as exc:
+        well_formed = str(exc) != "malformed response head"  # refused for its framing
+    assert well_formed == (GRAMMAR.fullmatch(raw) is not None), raw
+
+
+@given(st.lists(st.lists(HEAD_PARTS, max_size=6), min_size=1, max_size=6), st.booleans())
+def test_a_shared_memo_changes_no_answer(heads: list[list[bytes]], dechunk: bool) -> None:
+    memo = HeadMemo()
+    for parts in heads * 2:  # every head twice: the second time from memory
+        raw = b"HTTP/1.1 200 OK\r\n" + b"".join(parts) + b"\r\n"
+        try:
+            fresh = parse(raw, dechunk=dechunk)
+        except BadResponse as exc:
+            with pytest.raises(BadResponse, match=str(exc)):
+                parse_response_head(raw, head_request=False, dechunk=dechunk, memo=memo)
+            continue
+        remembered = parse_response_head(raw, head_request=False, dechunk=dechunk, memo=memo)
+        assert [getattr(remembered, f) for f in ResponseHead.__slots__] == [
+            getattr(fresh, f) for f in ResponseHead.__slots__
+        ]
