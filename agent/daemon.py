@@ -202,6 +202,7 @@ async def serve(config: Config) -> int:
         log.info("shutting down")
         server.should_exit = True
         await _finish(tasks, api.state.background_tasks)
+        await services.deployer.settled(SHUTDOWN_TIMEOUT)  # old containers being stopped
         await agent.certificates.stop()
         if services.firewall is not None:
             await services.firewall.aclose()

@@ -16,7 +16,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import AsyncIterator, Callable, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Protocol, Sequence
 
 from agent.appjson import AppJson, parse_app_json
 from agent.build import BuildRequest, BuiltImage
@@ -92,6 +92,7 @@ class Deployer:
         self._certificates = certificates
         self._tls_hosts = tls_hosts
         self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # pruning after a deploy
 
     # the per-app lock ------------------------------------------------------------------
 
@@ -104,8 +105,17 @@ class Deployer:
             yield
 
     def busy(self, app: str) -> bool:
+        """An operation holds the app, or its old containers are still being stopped."""
         lock = self._locks.get(app)
-        return lock is not None and lock.locked()
+        return (lock is not None and lock.locked()) or self._rollout.retiring(app)
+
+    async def settled(self, timeout: float) -> None:
+        """Wait (up to `timeout`) for the work a deploy leaves behind: old containers
+        still being stopped, then old images being pruned (at shutdown, in tests)."""
+        deadline = time.monotonic() + timeout
+        await self._rollout.settled(timeout=timeout)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
 
     # what an app should look like --------------------------------------------------------
 
@@ -261,7 +271,7 @@ class Deployer:
         async with self.app_lock(app_name, out):
             self._apps.get(app_name)
             tags = self._releases.image_tags(app_name)
-            await self._rollout.stop_all(app_name, out)
+            await self._rollout.stop_all(app_name, out)  # waits for retiring ones too
             await self._rollout.remove_route(app_name)
             for container in await self._runtime.containers(app_name):
                 await self._runtime.remove(container.id, 0)
@@ -352,7 +362,7 @@ class Deployer:
         await self._rollout.roll(target, out, replace_all=True, before_swap=committed,
                                  after_swap=go_live)
         assert went_live is not None
-        await self._prune_images(app.name)
+        self._background(self._prune_when_settled(app.name))
         self._desire_certificates(self._apps.get(app.name))
         return went_live
 
@@ -404,10 +414,21 @@ class Deployer:
         if text:
             self._releases.append_log(release.app, release.number, text)
 
-    async def _prune_images(self, app: str) -> None:
-        keep = self._releases.images_in_use(app, self._config.deploy.keep_releases)
-        for tag in sorted(self._releases.image_tags(app) - keep):
-            await self._runtime.remove_image(tag)
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _prune_when_settled(self, app: str) -> None:
+        """Prune old images once the old containers are gone (an image still in use
+        cannot be removed), without holding up the push that called for it or the next
+        one (no lock: a release in progress keeps its image, see `prunable_tags`)."""
+        await self._rollout.settled(app)
+        try:
+            for tag in sorted(self._releases.prunable_tags(app, self._config.deploy.keep_releases)):
+                await self._runtime.remove_image(tag)
+        except BerthError as exc:
+            log.warning("pruning images failed app=%s error=%s", app, exc)
 
     def _desire_certificates(self, app: App) -> None:
         if self._certificates is not None:

@@ -77,7 +77,7 @@ class Reconciler:
             target = self._deployer.target(app, live)
             if app.stopped:
                 target = replace(target, formation={})
-            current = [c for c in await self._runtime.containers(app_name) if c.role == "process"]
+            current = await self._rollout.current(app_name)
             running = [c for c in current if c.running and c.release == live.number]
             if adopt:
                 web = [c for c in running if c.instance and c.instance.process == WEB]

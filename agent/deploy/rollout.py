@@ -5,6 +5,11 @@ health-check them outside any lock; swap the route atomically; let the proxy dra
 old upstreams; only then stop the old containers. Any failure before the swap removes
 what was started and leaves the old instances serving untouched.
 
+Stopping the old containers (SIGTERM, up to deploy.stop_timeout of grace) happens in the
+background once they are drained: the roll returns, the app's lock is free, and the next
+push does not wait for an old process that is slow to exit. Containers being retired are
+invisible to later rolls (`current`), and `settled` waits for them.
+
 The same routine scales (instances that already run and still belong to the formation are
 kept) and restarts (every instance is replaced).
 """
@@ -80,6 +85,24 @@ class Rollout:
         self._settings = settings
         self._upstreams: dict[str, tuple[Upstream, ...]] = {}
         self._port_lock = asyncio.Lock()
+        self._retiring: dict[str, set[str]] = {}  # app -> ids of containers being stopped
+        self._retirements: dict[str, set[asyncio.Task[None]]] = {}
+
+    async def current(self, app: str) -> list[Container]:
+        """The app's process containers, without those being retired."""
+        retiring = self._retiring.get(app, set())
+        return [c for c in await self._runtime.containers(app)
+                if c.role == "process" and c.id not in retiring]
+
+    def retiring(self, app: str) -> bool:
+        """Whether old containers of `app` are still being stopped."""
+        return bool(self._retirements.get(app))
+
+    async def settled(self, app: str | None = None, timeout: float | None = None) -> None:
+        """Wait until the old containers of `app` (or of every app) are gone."""
+        tasks = {t for name, ts in self._retirements.items() if app in (None, name) for t in ts}
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     def upstreams(self, app: str) -> tuple[Upstream, ...]:
         return self._upstreams.get(app, ())
@@ -111,7 +134,7 @@ class Rollout:
         instances are drained, before they are stopped (the deploy settles there).
         """
         app = target.release.app
-        current = [c for c in await self._runtime.containers(app) if c.role == "process"]
+        current = await self.current(app)
         keep = [] if replace_all else _kept(current, target)
         wanted = instances(target.formation, target.release.processes)
         kept_ids = {c.id for c in keep}
@@ -131,18 +154,40 @@ class Rollout:
         await self._swap(target, serving, out)
         after_swap()
         if retire:
-            out.step(f"Stopping {_describe(retire)}")
-            await self._remove(retire)
+            out.detail(f"stopping {_describe(retire)} in the background")
+            self._retire(app, retire)
 
     async def stop_all(self, app: str, out: DeployOutput) -> None:
         """Route to no instance (503), drain, and remove every process container."""
-        current = [c for c in await self._runtime.containers(app) if c.role == "process"]
+        current = await self.current(app)
         if app in self._upstreams:
             await self._router.swap(app, (), self._settings.drain_timeout)
             self._upstreams[app] = ()
         if current:
             out.step(f"Stopping {_describe(current)}")
             await self._remove(current)
+        await self.settled(app)
+
+    def _retire(self, app: str, containers: Sequence[Container]) -> None:
+        """Stop and remove drained `containers` without holding up the caller."""
+        ids = {c.id for c in containers}
+        self._retiring.setdefault(app, set()).update(ids)
+        task = asyncio.get_running_loop().create_task(
+            self._remove(containers), name=f"retire-{app}")
+        tasks = self._retirements.setdefault(app, set())
+        tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            tasks.discard(finished)
+            if not tasks:
+                self._retirements.pop(app, None)
+            remaining = self._retiring.get(app, set()) - ids
+            if remaining:
+                self._retiring[app] = remaining
+            else:
+                self._retiring.pop(app, None)
+
+        task.add_done_callback(done)
 
     # steps ---------------------------------------------------------------------------
 

@@ -155,6 +155,18 @@ class ReleaseStore:
             tags.add(live.image_tag)
         return tags
 
+    def prunable_tags(self, app: str, keep: int) -> set[str]:
+        """Image tags no release needs: neither live, nor among the `keep` newest
+        successful ones, nor used by a release still in progress (a deploy or a
+        rollback running alongside the pruning)."""
+        marks = ",".join("?" for _ in UNFINISHED)
+        busy = self._db.query(
+            f"SELECT DISTINCT image_tag FROM releases WHERE app = ? AND state IN ({marks})",
+            [app, *(s.value for s in UNFINISHED)],
+        )
+        needed = self.images_in_use(app, keep) | {r["image_tag"] for r in busy}
+        return self.image_tags(app) - needed
+
     def image_tags(self, app: str) -> set[str]:
         rows = self._db.query(
             "SELECT DISTINCT image_tag FROM releases WHERE app = ? AND image_tag != ''", (app,)

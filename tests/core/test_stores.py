@@ -95,6 +95,24 @@ def test_images_kept_for_rollback(db):
     keep = store.images_in_use("web", 5)
     assert keep == {f"berth/web:v{n}" for n in range(3, 8)}
     assert store.image_tags("web") - keep == {"berth/web:v1", "berth/web:v2"}
+    assert store.prunable_tags("web", 5) == {"berth/web:v1", "berth/web:v2"}
+
+
+def test_a_release_in_progress_keeps_its_image(db):
+    """Pruning runs alongside deploys: a rollback to an old image, or a build that has
+    just tagged its image, must not lose it."""
+    AppStore(db).create("web")
+    store = ReleaseStore(db)
+    for n in range(1, 4):
+        r = store.create(template(image_tag=f"berth/web:v{n}"))
+        store.go_live(store.move(store.move(r, ReleaseState.RELEASING), ReleaseState.STARTING))
+    assert store.prunable_tags("web", 2) == {"berth/web:v1"}
+    rollback = store.create(template(image_tag="berth/web:v1"))
+    building = store.create(template(image_tag="berth/web:v5"))
+    assert store.prunable_tags("web", 2) == set()
+    store.move(rollback, ReleaseState.FAILED, error="health check")
+    store.move(building, ReleaseState.FAILED, error="build")
+    assert store.prunable_tags("web", 2) == {"berth/web:v1", "berth/web:v5"}
 
 
 def test_events_are_bounded_per_app(db, monkeypatch):

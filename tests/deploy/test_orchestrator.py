@@ -8,6 +8,7 @@ the real Docker engine and proxy in tests/e2e.)
 from __future__ import annotations
 
 import asyncio
+import time
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class FakeRuntime:
         self.release_exit = 0
         self.images: set[str] = set()
         self.fail_after: int | None = None  # refuse starts once this many containers exist
+        self.stop_delay = 0.0  # seconds an instance takes to exit after SIGTERM
 
     def _view(self, c: FakeContainer) -> Container:
         return Container(id=c.id, name=c.spec.name, state=c.state, labels=dict(c.spec.labels),
@@ -91,6 +93,7 @@ class FakeRuntime:
         self.containers_by_id[container_id].state = "running"
 
     async def remove(self, container_id: str, timeout: float) -> None:
+        await asyncio.sleep(self.stop_delay)
         container = self.containers_by_id.pop(container_id, None)
         if container and container.server:
             container.server.close()
@@ -299,6 +302,32 @@ async def test_a_second_operation_waits_and_says_so(world):
                              world.deployer.restart("shop", out2))
         assert any("Waiting for the operation in progress on shop" in s for s in seen2)
     finally:
+        await world.runtime.close()
+
+
+async def test_old_instances_stop_in_the_background(world):
+    """A push returns once traffic has moved: an old process slow to exit holds up
+    neither that push nor the next one (which does not see it), and ps:stop waits."""
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        world.runtime.stop_delay = 3.0
+        started = time.monotonic()
+        await world.deployer.deploy_push("shop", "b" * 40, world.source, lines()[0])
+        out, seen = lines()
+        await world.deployer.deploy_push("shop", "c" * 40, world.source, out)
+        assert time.monotonic() - started < 2.5
+        assert not any("Waiting for the operation" in s for s in seen)
+        assert any("stopping web.1 in the background" in s for s in seen)
+        # v1's and v2's web instances are still exiting; only v3's serves.
+        assert len(world.runtime.containers_by_id) == 3
+        assert len(world.router.routes["shop"][1]) == 1
+        assert world.deployer.busy("shop")  # the reconciler leaves the app alone meanwhile
+        await world.deployer.stop("shop", lines()[0])
+        assert world.runtime.containers_by_id == {}
+        assert not world.deployer.busy("shop")
+    finally:
+        world.runtime.stop_delay = 0.0
         await world.runtime.close()
 
 
