@@ -138,8 +138,7 @@ class ClientConnection(asyncio.BaseProtocol):
             self.raw_exchange.raw(data)
             return
         reader = self.reader
-        if self.active is None and not reader.in_head:
-            self.deadline = self.ctx.loop.time() + self.ctx.settings.request_head_timeout
+        idle = self.active is None and not reader.in_head
         try:
             offset = reader.feed(data)
         except Rejected as rejected:
@@ -147,6 +146,10 @@ class ClientConnection(asyncio.BaseProtocol):
             return
         except StopReading:
             return
+        if idle and reader.in_head and self.active is None:
+            # A request head began and is not complete: its clock starts (slowloris). A
+            # head that completed in this read already set the deadline of its exchange.
+            self.deadline = self.ctx.loop.time() + self.ctx.settings.request_head_timeout
         if offset is not None:
             self._upgrade(data[offset:])
 

@@ -296,8 +296,6 @@ class Exchange:
             extra = b""
         if client.tls and not head.has_hsts and self.route is not None and self.route.options.hsts:
             extra += HSTS_LINE
-        ctx = client.ctx
-        client.deadline = ctx.loop.time() + ctx.settings.upstream_read_timeout
         return extra
 
     def interim(self, head: ResponseHead) -> None:
@@ -406,7 +404,7 @@ class Exchange:
         client = self.client
         tally = self.tally
         if tally is not None:
-            tally.by_class[min(self.status // 100, 5)] += 1
+            tally.by_class[self.status // 100] += 1
             tally.bytes_out += self.bytes_out
         access = client.ctx.access_log
         if access is not None:

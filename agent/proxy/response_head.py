@@ -150,7 +150,7 @@ def parse_response_head(
     if kept is None:
         forwarded = raw[len(status_line) + 2 : -2]
     else:
-        forwarded = b"".join([line + b"\r\n" for line in kept])
+        forwarded = b"\r\n".join(kept) + b"\r\n" if kept else b""
     if named:
         forwarded = _drop_named(forwarded, named)
     if head_request or status < 200 or status == 204 or status == 304:

@@ -31,7 +31,7 @@ class Tally:
     __slots__ = ("by_class", "bytes_in", "bytes_out", "in_flight", "upstream_errors")
 
     def __init__(self) -> None:
-        self.by_class = [0, 0, 0, 0, 0, 0]  # index: status // 100
+        self.by_class = [0] * 10  # index: status // 100 (statuses have three digits)
         self.in_flight = 0
         self.upstream_errors = 0
         self.bytes_in = 0
@@ -45,7 +45,7 @@ class Tally:
             status_2xx=c[2],
             status_3xx=c[3],
             status_4xx=c[4],
-            status_5xx=c[5],
+            status_5xx=sum(c[5:]),  # and the odd 6xx-9xx an upstream may send
             in_flight=self.in_flight,
             upstream_errors=self.upstream_errors,
             bytes_in=self.bytes_in,

@@ -210,6 +210,8 @@ class UpstreamConnection(asyncio.Protocol):
                 self.remaining = length - len(rest)
                 if self.remaining == 0:
                     self._done(exchange)
+                else:
+                    self._refresh(exchange)
                 return
         elif framing == CHUNKED:
             self.scanner = ChunkedScanner()
@@ -223,6 +225,8 @@ class UpstreamConnection(asyncio.Protocol):
         exchange.write(client_head)
         if rest:
             self._read_body(exchange, rest)
+        else:
+            self._refresh(exchange)
 
     def _read_body(self, exchange: Exchange, data: bytes) -> None:
         framing = self.framing
