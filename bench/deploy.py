@@ -58,6 +58,7 @@ WORKDIR /app
 COPY requirements.txt .
 RUN PIP_CERT=/tmp/ca.crt /opt/venv/bin/pip install -r requirements.txt
 """
+QUIET = 1.5  # seconds after a push for its background work (old container, images)
 _HAND_CMD = 'CMD ["/opt/venv/bin/gunicorn", "app:app", "--bind", "0.0.0.0:5000"]\n'
 # The two hand-written floors: CMD last (the usual way), and the code's COPY last.
 HAND_DOCKERFILES = {
@@ -172,22 +173,26 @@ def measure_berth(
         assert status == 200 and marker.encode() in body, (status, body)
         return elapsed
 
-    for name, hand in hands.items():  # warm each floor's dependency layers
-        floor(hand, f"{name}-warmup", tag)
-    for i in range(redeploys):
-        for name, hand in hands.items():
-            figures.floors[name].append(floor(hand, f"{name}{i}", tag))
-        figures.quiet.append(redeploy_once(f"quiet{i}"))
-
     def ssh_round_trip() -> float:
         started = time.monotonic()
         assert user.ssh("version").returncode == 0
         return time.monotonic() - started
 
-    figures.ssh = statistics.median(ssh_round_trip() for _ in range(5))
     shared = WorkTree(work.path, SharedConnectionUser(user.root, user.ssh_port))
     redeploy_once("shared-warmup", shared)  # opens the shared connection
-    figures.shared = [redeploy_once(f"shared{i}", shared) for i in range(redeploys)]
+    for name, hand in hands.items():  # warm each floor's dependency layers
+        floor(hand, f"{name}-warmup", tag)
+    for i in range(redeploys):
+        # Each measurement starts on a quiet machine: after a push, Berth stops the old
+        # container and prunes an image in the background; that is its cost, not the
+        # next measurement's.
+        for name, hand in hands.items():
+            figures.floors[name].append(floor(hand, f"{name}{i}", tag))
+        figures.quiet.append(redeploy_once(f"quiet{i}"))
+        time.sleep(QUIET)
+        figures.shared.append(redeploy_once(f"shared{i}", shared))
+        time.sleep(QUIET)
+    figures.ssh = statistics.median(ssh_round_trip() for _ in range(5))
     control = f"ControlPath={SharedConnectionUser.control_path(user.root)}"
     subprocess.run(["ssh", "-O", "exit", "-o", control, "berth@127.0.0.1"],
                    capture_output=True, check=False)
