@@ -126,12 +126,18 @@ EOF
         systemctl enable --now berth.service >/dev/null
         systemctl restart berth.service
     else
-        say "Starting the agent (no systemd: a respawning loop, logs in /var/log/berth.log)"
+        say "Starting the agent (no systemd: a respawning loop, logs in /var/log/berth/agent.log)"
         cat >/usr/local/sbin/berth-supervise <<EOF
 #!/bin/sh
-# Keeps \`berth agent\` running where there is no systemd.
+# Keeps \`berth agent\` running where there is no systemd. The agent rotates its own
+# log; what it prints before logging starts (or as it dies) goes to agent.stderr,
+# rotated here between runs.
+mkdir -p /var/log/berth
 while true; do
-    BERTH_CONFIG=$CONFIG $BERTH agent >>/var/log/berth.log 2>&1
+    if [ -f /var/log/berth/agent.stderr ] && [ "\$(wc -c </var/log/berth/agent.stderr)" -gt 10485760 ]; then
+        mv -f /var/log/berth/agent.stderr /var/log/berth/agent.stderr.1
+    fi
+    BERTH_CONFIG=$CONFIG $BERTH agent --log-file /var/log/berth/agent.log 2>>/var/log/berth/agent.stderr
     sleep 2
 done
 EOF
@@ -145,7 +151,7 @@ EOF
     fi
     i=0
     until BERTH_CONFIG=$CONFIG "$BERTH" apps >/dev/null 2>&1; do
-        i=$((i + 1)); [ $i -gt 60 ] && die "the agent did not start (see journalctl -u berth or /var/log/berth.log)"
+        i=$((i + 1)); [ $i -gt 60 ] && die "the agent did not start (see journalctl -u berth or /var/log/berth/agent.log)"
         sleep 1
     done
     if [ "${BERTH_NO_KEYS:-0}" != 1 ] && [ -f /root/.ssh/authorized_keys ] \

@@ -15,12 +15,14 @@ import asyncio
 import contextlib
 import grp
 import logging
+import logging.handlers
 import os
 import shlex
 import signal
 import socket
 import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import docker
@@ -76,16 +78,32 @@ def default_ssh_command(config: Config) -> str:
     return command
 
 
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILES_KEPT = 5
+
+
+def configure_logging(level: str, log_file: Path | None) -> None:
+    """The agent's own log: stderr (systemd's journal rotates it), or a file rotated
+    here (where nothing else would: the installer's loop without systemd)."""
+    handler: logging.Handler
+    if log_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILES_KEPT, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
 def run_agent(config: Config, argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="berth agent")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-file", type=Path, default=None,
+                        help="log there, rotated at 10 MiB, 5 files kept (default: stderr)")
     args = parser.parse_args(list(argv))
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_file)
     try:
         import uvloop
     except ImportError:
