@@ -113,11 +113,12 @@ def parse_response_head(
     named: list[bytes] = []
     for line in header_lines:
         read = known.get(line) or _read_line(line, known)
-        if read is _PLAIN:  # most lines: forwarded as they are
+        kind = read[0]
+        if kind == _FORWARD:  # most lines: forwarded as they are
             if kept is not None:
                 kept.append(line)
             continue
-        kind, value, number = read
+        _, value, number = read
         if kind == _LENGTH:
             if length >= 0 and number != length:
                 raise BadResponse("conflicting Content-Length")
@@ -132,12 +133,11 @@ def parse_response_head(
         elif kind == _UPGRADE:
             if status != 101:
                 kind = _HOP
-        else:
-            if kind == _CONNECTION:
-                if value == b"keep-alive":  # the common case, without a token loop
-                    close = False
-                else:
-                    close, named = _connection_tokens(value, close, named)
+        elif kind == _CONNECTION:
+            if value == b"keep-alive":  # the common case, without a token loop
+                close = False
+            else:
+                close, named = _connection_tokens(value, close, named)
             kind = _HOP
         if kind == _HOP:
             if kept is None:
