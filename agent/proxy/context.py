@@ -1,6 +1,8 @@
 """What every connection of one proxy shares: settings, routes, certificates, clocks.
 
-A `Context` is created by `Proxy` and handed to each connection it accepts. It also runs
+A `Context` is created by `Proxy` and handed to each connection it accepts, with the
+per-proxy scratch of the hot path: the Host parse cache, the memo of upstream response
+lines, and the buffer TLS connections receive decrypted bytes in. It also runs
 the deadline sweeper: instead of one timer per connection and per wait, each connection
 keeps a single `deadline` (a loop time) and the sweeper, ticking a few times a second,
 calls `on_deadline()` on those whose time has come. Setting a deadline on the hot path is
