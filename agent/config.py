@@ -49,6 +49,7 @@ class DeploySettings:
     drain_timeout: float = 30.0
     stop_timeout: float = 10.0
     release_timeout: float = 600.0
+    run_timeout: float = 3600.0  # `berth run` one-off commands
     keep_releases: int = 5
     restart_policy: str = "unless-stopped"
     log_max_size: str = "10m"

@@ -301,6 +301,22 @@ async def process_action(request: Request) -> Response:
     return stream_operation(request, operation)
 
 
+async def run_one_off(request: Request) -> Response:
+    """`berth run`: a command in a one-off container of the live release; its output
+    streams back, then its exit status. Hanging up stops it."""
+    s = services(request)
+    name = app_param(request)
+    s.apps.get(name)
+    command = (await json_body(request)).get("command")
+    if not isinstance(command, str):
+        raise BerthError("command must be a string")
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        return {"exit_code": await s.deployer.run_one_off(name, command, out)}
+
+    return stream_operation(request, operation, may_cancel=lambda: True)
+
+
 async def logs(request: Request) -> Response:
     s = services(request)
     name = app_param(request)
@@ -454,6 +470,7 @@ def routes() -> list[BaseRoute]:
         Route("/apps/{app}/ps", list_processes, methods=["GET"]),
         Route("/apps/{app}/ps/scale", scale, methods=["POST"]),
         Route("/apps/{app}/ps/{action}", process_action, methods=["POST"]),
+        Route("/apps/{app}/run", run_one_off, methods=["POST"]),
         Route("/apps/{app}/logs", logs, methods=["GET"]),
         Route("/apps/{app}/releases", list_releases, methods=["GET"]),
         Route("/apps/{app}/releases/{version}", release_info, methods=["GET"]),

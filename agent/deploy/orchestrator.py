@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -22,7 +23,7 @@ from agent.appjson import AppJson, parse_app_json
 from agent.build import BuildRequest, BuiltImage
 from agent.config import Config
 from agent.deploy.output import DeployOutput
-from agent.deploy.plan import WEB, initial_formation, release_phase_spec
+from agent.deploy.plan import WEB, initial_formation, one_off_spec, release_phase_spec
 from agent.deploy.rollout import Rollout, Target
 from agent.deploy.runtime import ContainerRuntime
 from agent.errors import BerthError
@@ -218,6 +219,24 @@ class Deployer:
             raise BerthError(f"{source.version} of {app} never went live; pick a release "
                              "that did (berth releases)")
         return source
+
+    async def run_one_off(self, app_name: str, command: str, out: DeployOutput) -> int:
+        """Run `command` once in a container of the live release's image with the app's
+        config as stored now (a `config:set --no-restart` value included, as a restart
+        would see it), its output going to `out`; returns the exit status (-1 past
+        deploy.run_timeout). Takes no lock: like Heroku's one-off dynos it runs beside
+        deploys (the live image is never pruned)."""
+        if not command.strip():
+            raise BerthError("nothing to run: give a command, e.g. berth run APP python manage.py migrate")
+        self._apps.get(app_name)
+        live = self._releases.live(app_name)
+        if live is None:
+            raise NothingToRelease(app_name)
+        current = replace(live, config=self._apps.config(app_name))
+        spec = one_off_spec(current, command, secrets.randbelow(9000) + 1000,
+                            container_port=self._config.deploy.container_port)
+        self._events.record(app_name, "OneOffRun", f"{live.version}: {command}")
+        return await self._runtime.run_once(spec, self._config.deploy.run_timeout, out.raw)
 
     async def restart(self, app_name: str, out: DeployOutput) -> None:
         """Replace every instance of the live release, zero downtime."""

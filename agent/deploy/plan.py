@@ -20,7 +20,7 @@ LABEL_APP = "berth.app"
 LABEL_RELEASE = "berth.release"
 LABEL_PROCESS = "berth.process"
 LABEL_INDEX = "berth.index"
-LABEL_ROLE = "berth.role"  # "process" for formation instances, "release" for the release phase
+LABEL_ROLE = "berth.role"  # "process" (formation instances), "release" (release phase), "run"
 
 WEB = "web"
 
@@ -138,6 +138,23 @@ def instance_spec(
         container_port=container_port,
         log_max_size=log_max_size,
         log_max_files=log_max_files,
+    )
+
+
+def one_off_spec(
+    release: Release, command: str, number: int, *, container_port: int
+) -> ContainerSpec:
+    """`berth run`: `command` in a one-off container of `release` (its image and config),
+    named `run.NUMBER` like Heroku's one-off dynos, never restarted, never routed."""
+    return ContainerSpec(
+        name=f"berth-{release.app}-v{release.number}-run-{number}",
+        image=release.image,
+        # Plainly through the shell (no `exec`: `exit 3` or `cd x && y` must work; tini
+        # signals the whole process group anyway).
+        command=("/bin/sh", "-c", command),
+        env=environment(release.config, Instance("run", number), container_port),
+        labels=labels(release.app, release.number, "run", None),
+        restart_policy="no",
     )
 
 

@@ -68,3 +68,15 @@ def test_the_agent_validates_every_section(tmp_path, capsys):
     config.write_text("[deploy]\nbogus = 1\n")
     assert main(["agent"], environ={"BERTH_CONFIG": str(config)}) == 1
     assert capsys.readouterr().err == "error: config: deploy.bogus: unknown setting\n"
+
+
+@pytest.mark.parametrize(("words", "line"), [
+    (["echo $HOME && ls"], "echo $HOME && ls"),
+    (["python3", "-c", "import sys; sys.exit(4)"], "python3 -c 'import sys; sys.exit(4)'"),
+    (["echo", "$SPACED", "from", "$DYNO;", "ls"], "echo $SPACED from $DYNO; ls"),
+    (["printf", "%s\n", "it's", ""], "printf '%s\n' 'it'\"'\"'s' ''"),
+])
+def test_run_builds_the_command_line_like_heroku_run(words, line):
+    from agent.cli.verbs.processes import command_line
+
+    assert command_line(words) == line

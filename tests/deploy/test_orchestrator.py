@@ -29,6 +29,7 @@ from agent.store.apps import AppStore
 from agent.store.db import Database
 from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
+from agent.errors import BerthError
 from agent.store.schema import SCHEMA
 
 
@@ -52,6 +53,7 @@ class FakeRuntime:
         self.images: set[str] = set()
         self.fail_after: int | None = None  # refuse starts once this many containers exist
         self.stop_delay = 0.0  # seconds an instance takes to exit after SIGTERM
+        self.one_offs: list[ContainerSpec] = []
 
     def _view(self, c: FakeContainer) -> Container:
         return Container(id=c.id, name=c.spec.name, state=c.state, labels=dict(c.spec.labels),
@@ -101,6 +103,7 @@ class FakeRuntime:
 
     async def run_once(self, spec: ContainerSpec, timeout: float,
                        emit: Callable[[str], None]) -> int:
+        self.one_offs.append(spec)
         emit(f"ran {' '.join(spec.command)}")
         return self.release_exit
 
@@ -328,6 +331,36 @@ async def test_old_instances_stop_in_the_background(world):
         assert not world.deployer.busy("shop")
     finally:
         world.runtime.stop_delay = 0.0
+        await world.runtime.close()
+
+
+async def test_a_one_off_runs_the_live_release_with_its_config(world):
+    from agent.deploy.orchestrator import NothingToRelease
+
+    world.apps.create("shop")
+    with pytest.raises(NothingToRelease):
+        await world.deployer.run_one_off("shop", "python manage.py migrate", lines()[0])
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        await world.deployer.release_config("shop", {"DATABASE_URL": "postgres://db"}, "set",
+                                            lines()[0])
+        world.apps.replace_config("shop", {"DATABASE_URL": "postgres://db", "LATER": "1"})
+        live = world.releases.live("shop")
+        world.runtime.release_exit = 7
+        out, seen = lines()
+        code = await world.deployer.run_one_off("shop", "python manage.py migrate", out)
+        assert code == 7 and seen == ["ran /bin/sh -c python manage.py migrate"]
+        spec = world.runtime.one_offs[-1]
+        assert spec.image == live.image and spec.restart_policy == "no"
+        assert spec.env["DATABASE_URL"] == "postgres://db" and spec.env["DYNO"].startswith("run.")
+        assert spec.env["LATER"] == "1"  # stored with --no-restart: a new process sees it
+        assert spec.labels["berth.role"] == "run" and spec.publish_port is None
+        # Not an instance of the formation: the route and the instances are untouched.
+        assert len(world.router.routes["shop"][1]) == 1
+        with pytest.raises(BerthError, match="nothing to run"):
+            await world.deployer.run_one_off("shop", "  ", lines()[0])
+    finally:
+        world.runtime.release_exit = 0
         await world.runtime.close()
 
 

@@ -281,6 +281,40 @@ def test_verbs_over_ssh(agent, developer):
     assert bad_app.returncode != 0 and b"invalid app name" in bad_app.stderr
 
 
+def test_run_one_off_commands(agent, developer):
+    """`berth run`: the live release's image and config in a new container, output and
+    exit status back over SSH as on the server; hanging up removes the container."""
+    def one_offs() -> list[str]:
+        return subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=berth.app={FLASK}",
+             "--filter", "label=berth.role=run"],
+            capture_output=True, text=True, check=True).stdout.split()
+
+    result = developer.ssh(f"run {FLASK} echo $SPACED from $DYNO; ls /app/app.py")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode().splitlines()
+    assert out[0].startswith("a b c from run.") and out[1] == "/app/app.py"
+    assert developer.ssh(f"run {FLASK} exit 3").returncode == 3
+    local = agent.cli("run", FLASK, "--", "python3", "-c", "import sys; sys.exit(4)")
+    assert local.returncode == 4, local.stderr
+    missing = agent.cli("run", "no-such-app", "true")
+    assert missing.returncode == 1 and missing.stderr.startswith("error: ")
+    hung_up = subprocess.Popen(
+        ["ssh", "-p", str(developer.ssh_port), "-i", str(developer.key), "-o", "IdentitiesOnly=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "LogLevel=ERROR", "berth@127.0.0.1", f"run {FLASK} echo started; sleep 600"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert hung_up.stdout is not None
+        assert hung_up.stdout.readline() == b"started\n"
+        assert len(one_offs()) == 1
+    finally:
+        hung_up.kill()
+        hung_up.communicate(timeout=10)
+    assert wait_for(lambda: not one_offs(), timeout=60)
+    assert agent.get(HOST)[0] == 200
+
+
 def test_logs_follow_streams_new_lines(agent):
     process = subprocess.Popen(
         [*agent.command(), "logs", FLASK, "-f", "-n", "0", "--process", "worker"],

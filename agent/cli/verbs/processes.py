@@ -1,9 +1,15 @@
-"""Verbs for domains, processes and logs: domains*, ps*, logs."""
+"""Verbs for domains, processes and logs: domains*, ps*, run, logs."""
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import re
+import select
+import shlex
+import threading
+from typing import TextIO
 
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Verb, arg, duration, follow, table
@@ -74,8 +80,70 @@ def action(name: str) -> Verb:
     return Verb(f"ps:{name}", summaries[name], run, [APP])
 
 
+TIMED_OUT = 124  # what timeout(1) exits with
+HUNG_UP = 129  # 128 + SIGHUP
+
+
+def run(ctx: Context, a: argparse.Namespace) -> int:
+    """The command's output as it comes, then its exit status as ours."""
+    words = a.command[1:] if a.command[:1] == ["--"] else a.command
+    if not words:
+        raise BerthError(f"nothing to run: berth run {a.app} COMMAND (e.g. python manage.py migrate)")
+    exit_on_hangup(ctx.out)
+    events = ctx.client.stream("POST", path("apps", a.app, "run"),
+                               payload={"command": command_line(words)})
+    for item in events:
+        if "line" in item:
+            ctx.print(item["line"])
+        elif "error" in item:
+            raise BerthError(item["error"])
+        elif "result" in item:
+            code = int(item["result"]["exit_code"])
+            return code if 0 <= code <= 255 else TIMED_OUT
+    raise BerthError("the agent ended the answer early")
+
+
+_NEEDS_QUOTES = re.compile(r"[\s'\"\\]")
+
+
+def command_line(words: list[str]) -> str:
+    """The shell command line `run` sends, as `heroku run` builds it: one word is a whole
+    command line; of several, those with spaces or quotes are quoted (they were one
+    argument), the rest pass as they are (`$VAR`, `;`, `&&` keep their meaning)."""
+    if len(words) == 1:
+        return words[0]
+    return " ".join(shlex.quote(w) if not w or _NEEDS_QUOTES.search(w) else w for w in words)
+
+
+def exit_on_hangup(out: TextIO) -> None:
+    """Leave as soon as whoever reads `out` is gone, so the agent stops the command.
+
+    Over SSH without a terminal, sshd does not signal the command when the client hangs
+    up; the loss shows only at the next write, and a command quiet for an hour would run
+    for an hour. A thread watches the output's far end instead (a terminal or a file
+    never hangs up; a pipe or socket does)."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return
+    if os.isatty(fd):
+        return
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLERR | select.POLLHUP)
+        while True:
+            for _, events in poller.poll():
+                if events & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    os._exit(HUNG_UP)
+
+    threading.Thread(target=watch, name="hangup-watch", daemon=True).start()
+
+
 def logs(ctx: Context, a: argparse.Namespace) -> int:
     query = {"lines": str(a.num), "follow": "1" if a.follow else "0"}
+    if a.follow:
+        exit_on_hangup(ctx.out)  # a quiet app would keep a gone client's follow open
     if a.process:
         query["process"] = a.process
     try:
@@ -97,6 +165,8 @@ VERBS = [
     action("restart"),
     action("stop"),
     action("start"),
+    Verb("run", "run a command once in a new container of the live release (no stdin)",
+         run, [APP, arg("command", nargs=argparse.REMAINDER, metavar="COMMAND")]),
     Verb("logs", "show an app's logs", logs, [
         APP,
         arg("-f", "--follow", action="store_true", help="keep printing new lines"),
