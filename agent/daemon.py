@@ -39,6 +39,7 @@ from agent.certs.state import SCHEMA as CERTIFICATES_SCHEMA
 from agent.config import Config
 from agent.paths import DEFAULT_CONFIG_PATH
 from agent.deploy.docker_runtime import DockerRuntime, installation_id
+from agent.deploy.loghistory import LogHistory
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.reconciler import Reconciler
 from agent.deploy.rollout import Rollout
@@ -162,7 +163,8 @@ async def build_agent(config: Config) -> Agent:
     await proxy.start()
     client = docker.DockerClient(base_url=config.docker.url)
     runtime = DockerRuntime(client, installation_id(config.paths.data_dir))
-    rollout = Rollout(runtime, proxy, config.deploy)
+    history = LogHistory(config.paths.app_logs)
+    rollout = Rollout(runtime, proxy, config.deploy, history)
     certificates = _certificate_manager(config, db, proxy)
     deployer = Deployer(
         config, apps, releases, events, runtime, Builder(config.build, client), rollout,
@@ -172,7 +174,7 @@ async def build_agent(config: Config) -> Agent:
         config=config, apps=apps, releases=releases, events=events, keys=keys,
         deployer=deployer, runtime=runtime, ssh_command=default_ssh_command(config),
         proxy=proxy, certificates=certificates, firewall=_firewall(config),
-        version=__version__,
+        version=__version__, history=history,
     )
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer)
     return Agent(db, proxy, services, reconciler, certificates, access_log)

@@ -56,6 +56,11 @@ class PathSettings:
         return self.log_dir / "access.log"
 
     @property
+    def app_logs(self) -> Path:
+        """Runtime logs of removed instances, one file per app (agent.deploy.loghistory)."""
+        return self.log_dir / "apps"
+
+    @property
     def control_socket(self) -> Path:
         return self.run_dir / "control.sock"
 

@@ -335,8 +335,21 @@ async def logs(request: Request) -> Response:
         # Old instances still draining would repeat lines; show the live release's.
         containers = [c for c in containers if c.release == live.number] or containers
 
+    # What removed instances (earlier releases, restarts, crashes) last said comes
+    # first: all of it is older than the running instances' lines, save the last
+    # moments of an old instance still draining (shown in time order when not following).
+    earlier = s.history.tail(name, max(0, lines), process) if s.history else []
+
     async def body() -> Any:
-        async for line in s.runtime.logs(containers, follow=follow, tail=max(0, lines)):
+        current = s.runtime.logs(containers, follow=follow, tail=max(0, lines))
+        if follow:
+            for line in earlier:
+                yield event(time=line.time, source=line.source, text=line.text)
+            async for line in current:
+                yield event(time=line.time, source=line.source, text=line.text)
+            return
+        merged = earlier + [line async for line in current]
+        for line in sorted(merged, key=lambda line: line.time):
             yield event(time=line.time, source=line.source, text=line.text)
 
     return StreamingResponse(body(), media_type=MEDIA_TYPE)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from agent.config import Config
+from agent.deploy.loghistory import LogHistory
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.runtime import ContainerRuntime
 from agent.proxy import RouteCounters
@@ -43,3 +44,4 @@ class Services:
     certificates: "CertificateManager | None" = None
     firewall: "FirewallService | None" = None
     version: str = ""
+    history: LogHistory | None = None  # what removed instances last said

@@ -299,6 +299,7 @@ class Deployer:
             await self._runtime.remove_app_images(app_name)
             if self._certificates is not None:
                 self._certificates.forget_app(app_name)
+            self._rollout.forget_history(app_name)
             self._apps.delete(app_name)
             self._events.forget(app_name)
         self._locks.pop(app_name, None)

@@ -64,7 +64,7 @@ class Reconciler:
             )
             if stray:
                 log.info("removing leftover container name=%s", container.name)
-                await self._runtime.remove(container.id, 5)
+                await self._rollout.remove([container])  # its last lines are kept
 
     async def reconcile_app(self, app_name: str, *, adopt: bool = False) -> None:
         """Bring one app to its live release's formation (no-op when it already is)."""

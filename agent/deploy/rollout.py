@@ -27,6 +27,7 @@ from agent.appjson import HealthCheck
 from agent.config import DeploySettings
 from agent.deploy.health import HealthCheckFailed, wait_healthy
 from agent.deploy.hostports import pick_port
+from agent.deploy.loghistory import LogHistory
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, Instance, instance_spec, instances
 from agent.deploy.runtime import Container, ContainerRuntime
@@ -35,6 +36,8 @@ from agent.proxy import RouteOptions, Upstream
 from agent.releases import Release
 
 log = logging.getLogger(__name__)
+
+HISTORY_LINES = 500  # lines kept of each instance Berth removes (see loghistory)
 
 
 class Router(Protocol):
@@ -78,9 +81,11 @@ class Rollout:
     """Starts, checks, swaps and stops; remembers each app's current upstreams."""
 
     def __init__(
-        self, runtime: ContainerRuntime, router: Router, settings: DeploySettings
+        self, runtime: ContainerRuntime, router: Router, settings: DeploySettings,
+        history: LogHistory | None = None,
     ) -> None:
         self._runtime = runtime
+        self._history = history
         self._router = router
         self._settings = settings
         self._upstreams: dict[str, tuple[Upstream, ...]] = {}
@@ -117,6 +122,11 @@ class Rollout:
         """New hosts or options for the current upstreams (domains:add, apps:set)."""
         app = target.release.app
         self._router.set_route(app, list(target.hosts), self.upstreams(app), target.options)
+
+    def forget_history(self, app: str) -> None:
+        """The saved logs of the app's removed instances (apps:destroy)."""
+        if self._history is not None:
+            self._history.forget(app)
 
     async def remove_route(self, app: str) -> None:
         self._upstreams.pop(app, None)
@@ -284,14 +294,29 @@ class Rollout:
             await self._router.swap(app, upstreams, self._settings.drain_timeout)
         self._upstreams[app] = upstreams
 
+    async def remove(self, containers: Sequence[Container]) -> None:
+        """Stop and remove `containers` now (leftovers the reconciler finds)."""
+        await self._remove(containers)
+
     async def _remove(self, containers: Sequence[Container]) -> None:
         results = await asyncio.gather(
-            *(self._runtime.remove(c.id, self._settings.stop_timeout) for c in containers),
-            return_exceptions=True,
+            *(self._remove_one(c) for c in containers), return_exceptions=True,
         )
         for container, result in zip(containers, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("container not removed name=%s error=%s", container.name, result)
+
+    async def _remove_one(self, container: Container) -> None:
+        """Stop, keep what the instance last said (its shutdown included), remove."""
+        await self._runtime.stop(container.id, self._settings.stop_timeout)
+        if self._history is not None and container.role == "process" and container.app:
+            lines = [line async for line in self._runtime.logs(
+                [container], follow=False, tail=HISTORY_LINES)]
+            try:
+                await asyncio.to_thread(self._history.save, container.app, lines)
+            except OSError as exc:  # a full disk must not keep an old instance around
+                log.warning("logs not kept name=%s error=%s", container.name, exc)
+        await self._runtime.remove(container.id, 0)
 
 
 def _kept(current: Sequence[Container], target: Target) -> list[Container]:

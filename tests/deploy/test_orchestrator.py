@@ -29,6 +29,7 @@ from agent.store.apps import AppStore
 from agent.store.db import Database
 from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
+from agent.deploy.loghistory import LogHistory
 from agent.errors import BerthError
 from agent.store.schema import SCHEMA
 
@@ -112,8 +113,9 @@ class FakeRuntime:
 
     async def logs(self, containers: list[Container], *, follow: bool,
                    tail: int) -> AsyncIterator[LogLine]:
-        for _ in ():
-            yield LogLine("", "", "")
+        for container in containers:
+            dyno = container.instance.dyno if container.instance else container.name
+            yield LogLine(dyno, "2026-11-27T01:00:00Z", f"{container.name} shutting down")
 
     async def remove_image(self, reference: str) -> None:
         self.images.discard(reference)
@@ -170,8 +172,9 @@ def world(tmp_path: Path):
                                           health_timeout=3, settle_time=0.01))
     apps, releases, events = AppStore(db), ReleaseStore(db), EventStore(db)
     builder = FakeBuilder(runtime)
+    history = LogHistory(tmp_path / "logs")
     deployer = Deployer(config, apps, releases, events, runtime, builder,
-                        Rollout(runtime, router, config.deploy))
+                        Rollout(runtime, router, config.deploy, history))
     source = tmp_path / "src"
     source.mkdir()
     (source / "Procfile").write_text("web: gunicorn app\nworker: python w.py\n")
@@ -182,6 +185,7 @@ def world(tmp_path: Path):
 
     w: Any = World()
     w.__dict__.update(db=db, runtime=runtime, router=router, apps=apps, releases=releases,
+                      history=history,
                       deployer=deployer, builder=builder, source=source, config=config)
     yield w
     db.close()
@@ -331,6 +335,22 @@ async def test_old_instances_stop_in_the_background(world):
         assert not world.deployer.busy("shop")
     finally:
         world.runtime.stop_delay = 0.0
+        await world.runtime.close()
+
+
+async def test_removed_instances_leave_their_last_lines_behind(world):
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        first = next(iter(world.runtime.containers_by_id.values())).spec.name
+        await world.deployer.deploy_push("shop", "b" * 40, world.source, lines()[0])
+        await world.deployer.settled(10)
+        saved = world.history.tail("shop", 10)
+        assert [(line.source, line.text) for line in saved] == [
+            ("web.1", f"{first} shutting down")]
+        await world.deployer.destroy("shop", lines()[0])
+        assert world.history.tail("shop", 10) == []
+    finally:
         await world.runtime.close()
 
 

@@ -327,6 +327,23 @@ def test_logs_follow_streams_new_lines(agent):
         process.communicate(timeout=10)
 
 
+def test_logs_keep_what_removed_instances_said(agent):
+    """A restart (like a redeploy or a crash) removes containers; what they said,
+    their shutdown included, stays in `berth logs` beside the new instance's lines."""
+    before = agent.ok("logs", FLASK, "-n", "1000", "--process", "web").count("Shutting down: Master")
+    agent.ok("ps:restart", FLASK)
+
+    def goodbyes() -> str | None:
+        out = agent.ok("logs", FLASK, "-n", "1000", "--process", "web")
+        return out if out.count("Shutting down: Master") > before else None
+
+    out = wait_for(goodbyes, timeout=60)
+    assert out, "the replaced instance's last lines are not in the logs"
+    assert "Listening at: http://0.0.0.0:5000" in out
+    stamps = [line.split(" ", 1)[0] for line in out.splitlines()]
+    assert stamps == sorted(stamps)
+
+
 def test_keys_are_listed_added_and_removed(agent, developer, tmp_path):
     from tests.e2e.harness import GitUser
 

@@ -1,0 +1,86 @@
+"""What instances that are gone last said: runtime logs kept across redeploys.
+
+Docker forgets a container's output when the container is removed, and every deploy,
+restart, scale-down or crash-and-replace removes some; "logs lost on redeploy" is one of
+the field's open pains. Before Berth removes a process container it saves the
+container's last lines here, and `berth logs` merges them with the running instances'.
+
+One file of JSON lines per app (`APP.jsonl`), rotated to `APP.jsonl.1` once it passes
+`max_bytes`, so an app keeps between one and two files' worth of history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from agent.deploy.runtime import LogLine
+
+DEFAULT_MAX_BYTES = 2 * 1024 * 1024
+
+
+class LogHistory:
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._directory = directory
+        self._max_bytes = max_bytes
+
+    def _file(self, app: str) -> Path:
+        return self._directory / f"{app}.jsonl"
+
+    def save(self, app: str, lines: Sequence[LogLine]) -> None:
+        """Append an instance's last lines (in their order) to the app's history."""
+        if not lines:
+            return
+        self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._file(app)
+        data = "".join(
+            json.dumps({"time": line.time, "source": line.source, "text": line.text},
+                       ensure_ascii=False) + "\n"
+            for line in lines
+        ).encode("utf-8")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size and size + len(data) > self._max_bytes:
+            os.replace(path, path.with_name(path.name + ".1"))
+            size = 0
+        with path.open("ab+") as sink:
+            if size:
+                sink.seek(-1, os.SEEK_END)
+                if sink.read(1) != b"\n":
+                    data = b"\n" + data  # a write torn by a crash stays its own bad line
+            sink.write(data)
+
+    def tail(self, app: str, count: int, process: str | None = None) -> list[LogLine]:
+        """The last `count` saved lines of the app (of one process type), oldest first."""
+        if count <= 0:
+            return []
+        path = self._file(app)
+        lines = [
+            line
+            for source in (path.with_name(path.name + ".1"), path)
+            for line in _read(source)
+            if process is None or line.source.partition(".")[0] == process
+        ]
+        return lines[-count:]
+
+    def forget(self, app: str) -> None:
+        path = self._file(app)
+        for source in (path, path.with_name(path.name + ".1")):
+            source.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> Iterable[LogLine]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return
+    for text in raw.decode("utf-8", "replace").splitlines():
+        try:
+            item = json.loads(text)
+            yield LogLine(str(item["source"]), str(item["time"]), str(item["text"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a crash mid-write: skip it
