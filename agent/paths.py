@@ -52,6 +52,11 @@ class PathSettings:
         return self.data_dir / "certs"
 
     @property
+    def storage(self) -> Path:
+        """Persistent storage of apps (agent.storage), root's only."""
+        return self.data_dir / "storage"
+
+    @property
     def access_log(self) -> Path:
         return self.log_dir / "access.log"
 

@@ -26,6 +26,7 @@ from agent.names import check_app, check_config_key, check_domain, check_process
 from agent.releases import Release
 from agent.repos import ensure_repo, remove_repo
 from agent.sourcetree import unpack
+from agent import storage
 
 
 def services(request: Request) -> Services:
@@ -232,6 +233,59 @@ async def remove_domain(request: Request) -> Response:
     s.events.record(name, "DomainRemoved", domain)
     await s.deployer.refresh_routing(name)
     return JSONResponse({"domains": s.deployer.hosts(name)})
+
+
+# storage -------------------------------------------------------------------------------
+
+
+def _storage(s: Services, name: str) -> dict[str, Any]:
+    root = s.config.paths.storage
+    return {"mounts": [{"path": path, "host": str(storage.host_dir(root, name, path))}
+                       for path in s.apps.mounts(name)]}
+
+
+async def list_storage(request: Request) -> Response:
+    s = services(request)
+    return JSONResponse(_storage(s, app_param(request)))
+
+
+async def change_storage(request: Request) -> Response:
+    """Mount (POST) or unmount (DELETE) a container path, then restart the live release
+    with zero downtime unless told not to; a failed restart undoes the change."""
+    s = services(request)
+    name = app_param(request)
+    body = await json_body(request)
+    path = storage.check_mount_path(str(body.get("path", "")))
+    mount = request.method == "POST"
+    restart = body.get("restart", True) is not False
+    if mount:
+        s.apps.add_mount(name, path)
+    else:
+        s.apps.remove_mount(name, path)
+    s.events.record(name, "StorageMounted" if mount else "StorageUnmounted", path)
+
+    def undo() -> None:
+        if mount:
+            s.apps.remove_mount(name, path)
+        else:
+            s.apps.add_mount(name, path)
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        if mount:
+            out.heading(f"{path} of {name} is kept in {storage.host_dir(s.config.paths.storage, name, path)}")
+        else:
+            out.heading(f"{path} of {name} is no longer mounted (its data stays on disk)")
+        if restart and s.releases.live(name) is not None and not s.apps.get(name).stopped:
+            try:
+                await s.deployer.restart(name, out)
+            except BaseException:
+                undo()
+                raise
+        elif s.releases.live(name) is not None:
+            out.heading(f"Takes effect at the next deploy or berth ps:restart {name}")
+        return _storage(s, name)
+
+    return stream_operation(request, operation)
 
 
 # processes -----------------------------------------------------------------------------
@@ -484,6 +538,8 @@ def routes() -> list[BaseRoute]:
         Route("/apps/{app}/ps/scale", scale, methods=["POST"]),
         Route("/apps/{app}/ps/{action}", process_action, methods=["POST"]),
         Route("/apps/{app}/run", run_one_off, methods=["POST"]),
+        Route("/apps/{app}/storage", list_storage, methods=["GET"]),
+        Route("/apps/{app}/storage", change_storage, methods=["POST", "DELETE"]),
         Route("/apps/{app}/logs", logs, methods=["GET"]),
         Route("/apps/{app}/releases", list_releases, methods=["GET"]),
         Route("/apps/{app}/releases/{version}", release_info, methods=["GET"]),

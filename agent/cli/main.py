@@ -32,10 +32,10 @@ class _Parser(argparse.ArgumentParser):
 
 def all_verbs() -> list[Verb]:
     # Imported here: the git hook and the SSH forced command start without them.
-    from agent.cli.verbs import apps, certs, config, firewall, processes, releases
+    from agent.cli.verbs import apps, certs, config, firewall, processes, releases, storage
 
-    return (apps.VERBS + config.VERBS + processes.VERBS + releases.VERBS + certs.VERBS
-            + firewall.VERBS)
+    return (apps.VERBS + config.VERBS + processes.VERBS + storage.VERBS + releases.VERBS
+            + certs.VERBS + firewall.VERBS)
 
 
 LOCAL_COMMANDS = {

@@ -140,6 +140,7 @@ class DockerRuntime:
                 config={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
             ),
             init=True,
+            binds={host: {"bind": path, "mode": "rw"} for host, path in spec.mounts} or None,
         )
         try:
             created = self._api.create_container(

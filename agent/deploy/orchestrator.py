@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Protocol, Sequence
 
+from agent import storage
 from agent.appjson import AppJson, parse_app_json
 from agent.build import BuildRequest, BuiltImage
 from agent.config import Config
@@ -143,7 +144,16 @@ class Deployer:
             tls=tls,
             restart_policy=settings.restart_policy or self._config.deploy.restart_policy,
             health_timeout=settings.health_timeout or self._config.deploy.health_timeout,
+            mounts=self.mounts(app.name),
         )
+
+    def mounts(self, app: str) -> tuple[tuple[str, str], ...]:
+        """(host directory, container path) of the app's persistent storage; the host
+        directories are (re)created, so a directory removed by hand comes back empty
+        rather than as a root-owned one the app cannot write."""
+        root = self._config.paths.storage
+        return tuple((str(storage.prepare(root, app, path)), path)
+                     for path in self._apps.mounts(app))
 
     # operations ------------------------------------------------------------------------
 
@@ -234,7 +244,8 @@ class Deployer:
             raise NothingToRelease(app_name)
         current = replace(live, config=self._apps.config(app_name))
         spec = one_off_spec(current, command, secrets.randbelow(9000) + 1000,
-                            container_port=self._config.deploy.container_port)
+                            container_port=self._config.deploy.container_port,
+                            mounts=self.mounts(app_name))
         self._events.record(app_name, "OneOffRun", f"{live.version}: {command}")
         return await self._runtime.run_once(spec, self._config.deploy.run_timeout, out.raw)
 
@@ -290,6 +301,8 @@ class Deployer:
         async with self.app_lock(app_name, out):
             self._apps.get(app_name)
             tags = self._releases.image_tags(app_name)
+            kept = [storage.host_dir(self._config.paths.storage, app_name, path)
+                    for path in self._apps.mounts(app_name)]
             await self._rollout.stop_all(app_name, out)  # waits for retiring ones too
             await self._rollout.remove_route(app_name)
             for container in await self._runtime.containers(app_name):
@@ -302,6 +315,9 @@ class Deployer:
             self._rollout.forget_history(app_name)
             self._apps.delete(app_name)
             self._events.forget(app_name)
+            if kept:  # data outlives the app, as with Dokku: never deleted silently
+                out.heading(f"Persistent storage kept in {kept[0].parent}: delete it by "
+                            "hand once you no longer need it")
         self._locks.pop(app_name, None)
 
     # steps -----------------------------------------------------------------------------
@@ -388,7 +404,8 @@ class Deployer:
 
     async def _release_phase(self, release: Release, out: DeployOutput) -> None:
         out.step(f"Running release command: {release.release_command}")
-        spec = release_phase_spec(release, container_port=self._config.deploy.container_port)
+        spec = release_phase_spec(release, container_port=self._config.deploy.container_port,
+                                  mounts=self.mounts(release.app))
         code = await self._runtime.run_once(spec, self._config.deploy.release_timeout, out.detail)
         if code != 0:
             raise BerthError(f"release command exited with code {code}")

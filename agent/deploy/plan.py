@@ -50,6 +50,7 @@ class ContainerSpec:
     log_max_size: str = "10m"
     log_max_files: int = 3
     extra: Mapping[str, str] = field(default_factory=dict)
+    mounts: tuple[tuple[str, str], ...] = ()  # (host directory, container path)
 
 
 def instances(formation: Mapping[str, int], processes: Mapping[str, str]) -> list[Instance]:
@@ -126,6 +127,7 @@ def instance_spec(
     log_max_size: str,
     log_max_files: int,
     generation: str,
+    mounts: tuple[tuple[str, str], ...] = (),
 ) -> ContainerSpec:
     return ContainerSpec(
         name=container_name(release.app, release.number, instance, generation),
@@ -138,11 +140,13 @@ def instance_spec(
         container_port=container_port,
         log_max_size=log_max_size,
         log_max_files=log_max_files,
+        mounts=mounts,
     )
 
 
 def one_off_spec(
-    release: Release, command: str, number: int, *, container_port: int
+    release: Release, command: str, number: int, *, container_port: int,
+    mounts: tuple[tuple[str, str], ...] = (),
 ) -> ContainerSpec:
     """`berth run`: `command` in a one-off container of `release` (its image and config),
     named `run.NUMBER` like Heroku's one-off dynos, never restarted, never routed."""
@@ -155,10 +159,13 @@ def one_off_spec(
         env=environment(release.config, Instance("run", number), container_port),
         labels=labels(release.app, release.number, "run", None),
         restart_policy="no",
+        mounts=mounts,
     )
 
 
-def release_phase_spec(release: Release, *, container_port: int) -> ContainerSpec:
+def release_phase_spec(
+    release: Release, *, container_port: int, mounts: tuple[tuple[str, str], ...] = (),
+) -> ContainerSpec:
     return ContainerSpec(
         name=f"berth-{release.app}-v{release.number}-release",
         image=release.image,
@@ -166,4 +173,5 @@ def release_phase_spec(release: Release, *, container_port: int) -> ContainerSpe
         env=environment(release.config, None, container_port),
         labels=labels(release.app, release.number, "release", None),
         restart_policy="no",
+        mounts=mounts,
     )

@@ -75,6 +75,7 @@ class Target:
     tls: bool
     restart_policy: str
     health_timeout: float
+    mounts: tuple[tuple[str, str], ...] = ()  # persistent storage (agent.storage)
 
 
 class Rollout:
@@ -225,6 +226,7 @@ class Rollout:
                     log_max_size=self._settings.log_max_size,
                     log_max_files=self._settings.log_max_files,
                     generation=generation,
+                    mounts=target.mounts,
                 )
                 started.append(await self._runtime.start(spec))
 

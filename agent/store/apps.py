@@ -95,6 +95,32 @@ class AppStore:
                 [(name, k, v) for k, v in config.items()],
             )
 
+    # storage -------------------------------------------------------------------------
+
+    def mounts(self, name: str) -> list[str]:
+        """Container paths of the app kept in persistent storage (agent.storage)."""
+        self.get(name)
+        rows = self._db.query(
+            "SELECT path FROM storage_mounts WHERE app = ? ORDER BY path", (name,))
+        return [r["path"] for r in rows]
+
+    def add_mount(self, name: str, path: str, *, now: float | None = None) -> None:
+        with self._db.transaction() as tx:
+            if not tx.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
+                raise AppNotFound(name)
+            if tx.execute("SELECT 1 FROM storage_mounts WHERE app = ? AND path = ?",
+                          (name, path)).fetchone():
+                raise Conflict(f"{path} of {name} is already in persistent storage")
+            tx.execute("INSERT INTO storage_mounts (app, path, created_at) VALUES (?, ?, ?)",
+                       (name, path, time.time() if now is None else now))
+
+    def remove_mount(self, name: str, path: str) -> None:
+        with self._db.transaction() as tx:
+            cursor = tx.execute(
+                "DELETE FROM storage_mounts WHERE app = ? AND path = ?", (name, path))
+            if cursor.rowcount == 0:
+                raise NotFound("storage mount", f"{path} of {name}")
+
     # domains -------------------------------------------------------------------------
 
     def domains(self, name: str) -> list[str]:

@@ -44,6 +44,12 @@ SCHEMA: tuple[str, ...] = (
         log TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (app, number)
     )""",
+    """CREATE TABLE IF NOT EXISTS storage_mounts (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        path TEXT NOT NULL,                    -- the container path (agent.storage)
+        created_at REAL NOT NULL,
+        PRIMARY KEY (app, path)
+    )""",
     """CREATE TABLE IF NOT EXISTS ssh_keys (
         name TEXT PRIMARY KEY,
         public_key TEXT NOT NULL,

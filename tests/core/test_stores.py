@@ -121,3 +121,21 @@ def test_events_are_bounded_per_app(db, monkeypatch):
     for n in range(6):
         events.record("web", "Thing", str(n))
     assert [e.message for e in events.list("web")] == ["5", "4", "3"]
+
+
+def test_storage_mounts(db):
+    from agent.errors import Conflict, NotFound
+
+    apps = AppStore(db)
+    apps.create("web")
+    apps.add_mount("web", "/app/uploads")
+    apps.add_mount("web", "/app/data")
+    assert apps.mounts("web") == ["/app/data", "/app/uploads"]
+    with pytest.raises(Conflict):
+        apps.add_mount("web", "/app/data")
+    apps.remove_mount("web", "/app/uploads")
+    with pytest.raises(NotFound):
+        apps.remove_mount("web", "/app/uploads")
+    apps.delete("web")
+    apps.create("web")
+    assert apps.mounts("web") == []  # a new app of the same name starts with none

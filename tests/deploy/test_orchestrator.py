@@ -31,6 +31,7 @@ from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
 from agent.deploy.loghistory import LogHistory
 from agent.errors import BerthError
+from agent.paths import PathSettings
 from agent.store.schema import SCHEMA
 
 
@@ -168,7 +169,8 @@ def world(tmp_path: Path):
     db = Database.open(tmp_path / "berth.db", [SCHEMA])
     runtime = FakeRuntime()
     router = FakeRouter()
-    config = Config(deploy=DeploySettings(domain="example.test", health_interval=0.05,
+    config = Config(paths=PathSettings(data_dir=tmp_path / "data"),
+                    deploy=DeploySettings(domain="example.test", health_interval=0.05,
                                           health_timeout=3, settle_time=0.01))
     apps, releases, events = AppStore(db), ReleaseStore(db), EventStore(db)
     builder = FakeBuilder(runtime)
@@ -350,6 +352,25 @@ async def test_removed_instances_leave_their_last_lines_behind(world):
             ("web.1", f"{first} shutting down")]
         await world.deployer.destroy("shop", lines()[0])
         assert world.history.tail("shop", 10) == []
+    finally:
+        await world.runtime.close()
+
+
+async def test_persistent_storage_is_mounted_in_every_kind_of_container(world, tmp_path):
+    world.apps.create("shop")
+    world.apps.add_mount("shop", "/app/data")
+    (world.source / "Procfile").write_text("web: gunicorn app\nrelease: python migrate.py\n")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        host = str(tmp_path / "data" / "storage" / "shop" / "app%2Fdata")
+        (web,) = world.runtime.containers_by_id.values()
+        assert web.spec.mounts == ((host, "/app/data"),)
+        (release_phase,) = world.runtime.one_offs
+        assert release_phase.labels["berth.role"] == "release"
+        assert release_phase.mounts == ((host, "/app/data"),)
+        await world.deployer.run_one_off("shop", "ls /app/data", lines()[0])
+        assert world.runtime.one_offs[-1].mounts == ((host, "/app/data"),)
+        assert Path(host).is_dir()
     finally:
         await world.runtime.close()
 

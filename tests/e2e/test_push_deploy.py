@@ -10,6 +10,7 @@ import json
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -312,6 +313,32 @@ def test_run_one_off_commands(agent, developer):
         hung_up.kill()
         hung_up.communicate(timeout=10)
     assert wait_for(lambda: not one_offs(), timeout=60)
+    assert agent.get(HOST)[0] == 200
+
+
+def test_persistent_storage_outlives_releases(agent, developer):
+    """storage:mount keeps a path across releases: what one release wrote, the next
+    reads; the app user can write it; unmounting keeps the data on the host."""
+    refused = agent.cli("storage:mount", FLASK, "/etc")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    mounted = agent.ok("storage:mount", FLASK, "/app/data")
+    assert "/app/data of e2e-flask is kept in" in mounted and "Checking web.1" in mounted
+    wrote = developer.ssh(f"run {FLASK} 'echo kept > /app/data/note && id -un'")
+    assert wrote.returncode == 0 and wrote.stdout == b"berth\n", wrote
+    agent.ok("config:set", FLASK, "STORAGE_CHECK=1")  # a new release, new containers
+    assert developer.ssh(f"run {FLASK} cat /app/data/note").stdout == b"kept\n"
+    web = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=berth.app={FLASK}",
+         "--filter", "label=berth.process=web"], capture_output=True, text=True, check=True)
+    mounts = subprocess.run(["docker", "inspect", "-f", "{{json .Mounts}}", web.stdout.split()[0]],
+                            capture_output=True, text=True, check=True)
+    (mount,) = json.loads(mounts.stdout)
+    assert mount["Destination"] == "/app/data" and mount["RW"]
+    listed = json.loads(agent.ok("storage", FLASK, "--json"))
+    assert listed["mounts"] == [{"path": "/app/data", "host": mount["Source"]}]
+    agent.ok("storage:unmount", FLASK, "/app/data")
+    assert developer.ssh(f"run {FLASK} cat /app/data/note").returncode != 0
+    assert Path(mount["Source"], "note").read_text() == "kept\n"
     assert agent.get(HOST)[0] == 200
 
 
