@@ -42,11 +42,45 @@ class AccessLog:
             f" duration_ms={seconds * 1000:.1f} client={client} upstream={upstream}"
             f" request_id={request_id.decode('latin-1')}"
         )
+        handler = _sole_plain_handler(logger)
+        if handler is not None:
+            # What logging would end up doing, without a LogRecord per request (its
+            # construction and formatting cost more than the rest of the line).
+            try:
+                handler.stream.write(message + handler.terminator)
+                return
+            except (OSError, ValueError):
+                pass  # a closed or failing stream: let logging report it below
         # makeRecord + handle is logger.info without the caller lookup (a stack walk per
         # request, and the caller is always this line anyway).
         logger.handle(
             logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None)
         )
+
+
+def _sole_plain_handler(logger: logging.Logger) -> BufferedStreamHandler | None:
+    """The handler an INFO record of `logger` would reach, when it is the only one, a
+    `BufferedStreamHandler` writing the bare message, and nothing filters on the way
+    (the agent's access log file, the standalone proxy); otherwise None."""
+    if logger.filters or logger.disabled:
+        return None
+    found: logging.Handler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if found is not None:
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    if (
+        type(found) is BufferedStreamHandler
+        and not found.filters
+        and found.level <= logging.INFO
+        and (found.formatter is None or (type(found.formatter) is logging.Formatter
+                                         and found.formatter._fmt == "%(message)s"))
+    ):
+        return found
+    return None
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
