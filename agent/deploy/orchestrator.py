@@ -152,8 +152,11 @@ class Deployer:
         directories are (re)created, so a directory removed by hand comes back empty
         rather than as a root-owned one the app cannot write."""
         root = self._config.paths.storage
-        return tuple((str(storage.prepare(root, app, path)), path)
-                     for path in self._apps.mounts(app))
+        try:
+            return tuple((str(storage.prepare(root, app, path)), path)
+                         for path in self._apps.mounts(app))
+        except OSError as exc:
+            raise BerthError(f"persistent storage of {app} under {root}: {exc}") from exc
 
     # operations ------------------------------------------------------------------------
 
@@ -244,6 +247,7 @@ class Deployer:
             raise NothingToRelease(app_name)
         current = replace(live, config=self._apps.config(app_name))
         spec = one_off_spec(current, command, secrets.randbelow(9000) + 1000,
+                            secrets.token_hex(3),
                             container_port=self._config.deploy.container_port,
                             mounts=self.mounts(app_name))
         self._events.record(app_name, "OneOffRun", f"{live.version}: {command}")

@@ -145,13 +145,14 @@ def instance_spec(
 
 
 def one_off_spec(
-    release: Release, command: str, number: int, *, container_port: int,
+    release: Release, command: str, number: int, token: str, *, container_port: int,
     mounts: tuple[tuple[str, str], ...] = (),
 ) -> ContainerSpec:
     """`berth run`: `command` in a one-off container of `release` (its image and config),
-    named `run.NUMBER` like Heroku's one-off dynos, never restarted, never routed."""
+    `run.NUMBER` like Heroku's one-off dynos, never restarted, never routed. `token`
+    makes the container's name unique (two runs may draw the same number)."""
     return ContainerSpec(
-        name=f"berth-{release.app}-v{release.number}-run-{number}",
+        name=f"berth-{release.app}-v{release.number}-run-{number}-{token}",
         image=release.image,
         # Plainly through the shell (no `exec`: `exit 3` or `cd x && y` must work; tini
         # signals the whole process group anyway).

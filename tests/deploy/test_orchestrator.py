@@ -375,6 +375,20 @@ async def test_persistent_storage_is_mounted_in_every_kind_of_container(world, t
         await world.runtime.close()
 
 
+async def test_unusable_storage_fails_the_deploy_with_one_line(world, tmp_path):
+    world.apps.create("shop")
+    world.apps.add_mount("shop", "/app/data")
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "storage").write_text("a file where the directory should be")
+    try:
+        with pytest.raises(BerthError, match="persistent storage of shop") as caught:
+            await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        assert "\n" not in str(caught.value)
+        assert world.runtime.containers_by_id == {}
+    finally:
+        await world.runtime.close()
+
+
 async def test_a_one_off_runs_the_live_release_with_its_config(world):
     from agent.deploy.orchestrator import NothingToRelease
 

@@ -9,9 +9,9 @@ import pytest
 
 from agent.proxy.access_log import AccessLog, BufferedStreamHandler
 
-LINE = dict(host="shop.test", method=b"GET", path=b"/cart?x=1", status=200, size=12,
-            seconds=0.0012, client="192.0.2.7", upstream="127.0.0.1:9001",
-            request_id=b"abc123")
+LINE = {"host": "shop.test", "method": b"GET", "path": b"/cart?x=1", "status": 200,
+        "size": 12, "seconds": 0.0012, "client": "192.0.2.7", "upstream": "127.0.0.1:9001",
+        "request_id": b"abc123"}
 
 
 @pytest.fixture
