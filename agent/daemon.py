@@ -90,9 +90,12 @@ def configure_logging(level: str, log_file: Path | None) -> None:
     if log_file is None:
         handler = logging.StreamHandler(sys.stderr)
     else:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILES_KEPT, encoding="utf-8")
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILES_KEPT, encoding="utf-8")
+        except OSError as exc:
+            raise BerthError(f"cannot log to {log_file}: {exc.strerror or exc}") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
@@ -205,8 +208,11 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(sig, stop.set)
     services = agent.services
     api = build_api(services)
+    # log_config=None: uvicorn's warnings reach the agent's own handler (--log-file)
+    # instead of a stderr handler of uvicorn's.
     server = _QuietSignalsServer(uvicorn.Config(
         api, log_level="warning", lifespan="off", timeout_graceful_shutdown=int(SHUTDOWN_TIMEOUT),
+        log_config=None,
     ))
     tasks: list[asyncio.Task[Any]] = []
     try:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
+from agent.build.dockerfile import APP_DIR
 from agent.errors import BerthError
 
 _PATH = re.compile(r"/[A-Za-z0-9._@+-]+(/[A-Za-z0-9._@+-]+)*")
@@ -37,6 +38,9 @@ def check_mount_path(path: str) -> str:
     for reserved in _RESERVED:
         if path == reserved or path.startswith(reserved + "/"):
             raise InvalidMountPath(f"{path} is part of the container's system ({reserved})")
+    if path == APP_DIR:
+        raise InvalidMountPath(f"{APP_DIR} holds the app's code: mount a directory in it, "
+                               f"such as {APP_DIR}/data")
     return path
 
 

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from agent import storage
 from agent.api.services import Services
 from agent.api.streaming import MEDIA_TYPE, event, stream_operation
 from agent.appsettings import apply_setting
@@ -26,7 +27,6 @@ from agent.names import check_app, check_config_key, check_domain, check_process
 from agent.releases import Release
 from agent.repos import ensure_repo, remove_repo
 from agent.sourcetree import unpack
-from agent import storage
 
 
 def services(request: Request) -> Services:
@@ -262,13 +262,15 @@ async def change_storage(request: Request) -> Response:
         s.apps.add_mount(name, path)
     else:
         s.apps.remove_mount(name, path)
-    s.events.record(name, "StorageMounted" if mount else "StorageUnmounted", path)
 
     def undo() -> None:
-        if mount:
-            s.apps.remove_mount(name, path)
-        else:
-            s.apps.add_mount(name, path)
+        try:
+            if mount:
+                s.apps.remove_mount(name, path)
+            else:
+                s.apps.add_mount(name, path)
+        except BerthError:  # changed again meanwhile: leave that change be
+            pass
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
         if mount:
@@ -283,6 +285,7 @@ async def change_storage(request: Request) -> Response:
                 raise
         elif s.releases.live(name) is not None:
             out.heading(f"Takes effect at the next deploy or berth ps:restart {name}")
+        s.events.record(name, "StorageMounted" if mount else "StorageUnmounted", path)
         return _storage(s, name)
 
     return stream_operation(request, operation)
@@ -392,18 +395,19 @@ async def logs(request: Request) -> Response:
     # What removed instances (earlier releases, restarts, crashes) last said comes
     # first: all of it is older than the running instances' lines, save the last
     # moments of an old instance still draining (shown in time order when not following).
-    earlier = s.history.tail(name, max(0, lines), process) if s.history else []
+    earlier = (await asyncio.to_thread(s.history.tail, name, max(0, lines), process)
+               if s.history else [])
 
     async def body() -> Any:
         current = s.runtime.logs(containers, follow=follow, tail=max(0, lines))
         if follow:
-            for line in earlier:
+            for line in sorted(earlier, key=lambda line: line.time):
                 yield event(time=line.time, source=line.source, text=line.text)
             async for line in current:
                 yield event(time=line.time, source=line.source, text=line.text)
             return
-        merged = earlier + [line async for line in current]
-        for line in sorted(merged, key=lambda line: line.time):
+        merged = sorted(earlier + [line async for line in current], key=lambda line: line.time)
+        for line in merged[-lines:] if lines > 0 else []:
             yield event(time=line.time, source=line.source, text=line.text)
 
     return StreamingResponse(body(), media_type=MEDIA_TYPE)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import BinaryIO, Mapping, NoReturn, Sequence, TextIO
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, Mapping, NoReturn, Sequence, TextIO
 
 from agent import __version__
 from agent.paths import PathSettings, load_paths

@@ -6,13 +6,16 @@ the field's open pains. Before Berth removes a process container it saves the
 container's last lines here, and `berth logs` merges them with the running instances'.
 
 One file of JSON lines per app (`APP.jsonl`), rotated to `APP.jsonl.1` once it passes
-`max_bytes`, so an app keeps between one and two files' worth of history.
+`max_bytes`, so an app keeps between one and two files' worth of history. Instances
+retired together are saved from several threads at once: one lock orders the writes,
+rotations and reads.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -25,6 +28,7 @@ class LogHistory:
     def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._directory = directory
         self._max_bytes = max_bytes
+        self._lock = threading.Lock()
 
     def _file(self, app: str) -> Path:
         return self._directory / f"{app}.jsonl"
@@ -33,6 +37,10 @@ class LogHistory:
         """Append an instance's last lines (in their order) to the app's history."""
         if not lines:
             return
+        with self._lock:
+            self._save(app, lines)
+
+    def _save(self, app: str, lines: Sequence[LogLine]) -> None:
         self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._file(app)
         data = "".join(
@@ -59,18 +67,20 @@ class LogHistory:
         if count <= 0:
             return []
         path = self._file(app)
-        lines = [
-            line
-            for source in (path.with_name(path.name + ".1"), path)
-            for line in _read(source)
-            if process is None or line.source.partition(".")[0] == process
-        ]
+        with self._lock:
+            lines = [
+                line
+                for source in (path.with_name(path.name + ".1"), path)
+                for line in _read(source)
+                if process is None or line.source.partition(".")[0] == process
+            ]
         return lines[-count:]
 
     def forget(self, app: str) -> None:
         path = self._file(app)
-        for source in (path, path.with_name(path.name + ".1")):
-            source.unlink(missing_ok=True)
+        with self._lock:
+            for source in (path, path.with_name(path.name + ".1")):
+                source.unlink(missing_ok=True)
 
 
 def _read(path: Path) -> Iterable[LogLine]:

@@ -465,11 +465,16 @@ class Deployer:
         cannot be removed), without holding up the push that called for it or the next
         one (no lock: a release in progress keeps its image, see `prunable_tags`)."""
         await self._rollout.settled(app)
+        keep = self._config.deploy.keep_releases
         try:
-            for tag in sorted(self._releases.prunable_tags(app, self._config.deploy.keep_releases)):
-                await self._runtime.remove_image(tag)
+            for tag in sorted(self._releases.prunable_tags(app, keep)):
+                # Asked again for each: a rollback may have started on it meanwhile.
+                if tag in self._releases.prunable_tags(app, keep):
+                    await self._runtime.remove_image(tag)
         except BerthError as exc:
             log.warning("pruning images failed app=%s error=%s", app, exc)
+        except Exception:  # a background task's boundary: log it, never lose it
+            log.exception("pruning images crashed app=%s", app)
 
     def _desire_certificates(self, app: App) -> None:
         if self._certificates is not None:

@@ -62,9 +62,13 @@ class Reconciler:
                 or container.role != "process"
                 or container.release != live.get(container.app)
             )
-            if stray:
-                log.info("removing leftover container name=%s", container.name)
+            if not stray:
+                continue
+            log.info("removing leftover container name=%s", container.name)
+            if container.app in known:
                 await self._rollout.remove([container])  # its last lines are kept
+            else:  # an app destroyed while the agent was down: nothing to keep
+                await self._runtime.remove(container.id, 5)
 
     async def reconcile_app(self, app_name: str, *, adopt: bool = False) -> None:
         """Bring one app to its live release's formation (no-op when it already is)."""

@@ -80,3 +80,30 @@ def test_run_builds_the_command_line_like_heroku_run(words, line):
     from agent.cli.verbs.processes import command_line
 
     assert command_line(words) == line
+
+
+HANGUP_CHILD = """
+import sys, time
+from agent.cli.verbs.processes import exit_on_hangup
+exit_on_hangup(sys.stdout)
+print("watching", flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+def test_run_leaves_when_its_reader_hangs_up(tmp_path):
+    """Over SSH a gone client shows only as the far end of stdout closing: `run` must
+    leave then (the agent stops the container), and not when writing to a file."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", HANGUP_CHILD, "30"],
+                             stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"watching\n"
+    child.stdout.close()  # the reader goes away
+    assert child.wait(timeout=10) == 129
+    with (tmp_path / "out").open("w") as out:
+        quiet = subprocess.run([sys.executable, "-c", HANGUP_CHILD, "0.5"], stdout=out,
+                               timeout=30)
+    assert quiet.returncode == 0

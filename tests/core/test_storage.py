@@ -18,6 +18,7 @@ def test_data_paths_are_accepted(path: str) -> None:
 @pytest.mark.parametrize("path", [
     "", "app/data", "/", "/app/../etc", "/app/./data", "/app//data", "/app/data/",
     "/app/da ta", "/app/$HOME", "/etc", "/etc/nginx", "/proc/1", "/usr/local", "/dev/shm",
+    "/app",
 ])
 def test_other_paths_are_refused_with_one_line(path: str) -> None:
     with pytest.raises(InvalidMountPath) as caught:

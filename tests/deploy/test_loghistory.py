@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from agent.deploy.loghistory import LogHistory
@@ -47,3 +48,26 @@ def test_a_torn_line_is_skipped_and_forget_removes_everything(tmp_path: Path) ->
         "web.1 line 0 ünïcode", "web.1 line 1 ünïcode", "web.1 line 5 ünïcode"]
     history.forget("shop")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_instances_retired_together_lose_no_lines(tmp_path: Path) -> None:
+    """Several threads save at once (instances stopped together) while the file
+    rotates: every line of a round survives in one of the two files."""
+    one_line = len(history_line()) + 1
+    history = LogHistory(tmp_path, max_bytes=250 * one_line)
+    for round_ in range(40):
+        savers = [threading.Thread(target=history.save, args=(
+            "shop", [LogLine(f"web.{n}", f"2026-11-27T01:{round_:02d}:00Z", f"r{round_} i{n} l{k}")
+                     for k in range(50)])) for n in range(4)]
+        for saver in savers:
+            saver.start()
+        for saver in savers:
+            saver.join()
+        kept = {line.text for line in history.tail("shop", 10**6)}
+        assert {f"r{round_} i{n} l{k}" for n in range(4) for k in range(50)} <= kept, round_
+
+
+def history_line() -> str:
+    import json
+
+    return json.dumps({"time": "2026-11-27T01:00:00Z", "source": "web.1", "text": "r00 i0 l00"})

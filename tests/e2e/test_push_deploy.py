@@ -369,6 +369,7 @@ def test_logs_keep_what_removed_instances_said(agent):
     assert "Listening at: http://0.0.0.0:5000" in out
     stamps = [line.split(" ", 1)[0] for line in out.splitlines()]
     assert stamps == sorted(stamps)
+    assert len(agent.ok("logs", FLASK, "-n", "3").splitlines()) == 3
 
 
 def test_keys_are_listed_added_and_removed(agent, developer, tmp_path):
