@@ -89,7 +89,10 @@ class Reconciler:
             wanted = set(instances(target.formation, live.processes))
             have = {c.instance for c in running}
             extra = [c for c in current if c not in running or c.instance not in wanted]
-            if wanted <= have and not extra:
+            # Two of one instance (an agent that died between a restart's swap and the
+            # old container's stop): the roll keeps one and retires the other.
+            doubled = len(running) > len(have)
+            if wanted <= have and not extra and not doubled:
                 return
             log.info("reconciling app=%s missing=%s extra=%d", app_name,
                      sorted(i.dyno for i in wanted - have), len(extra))

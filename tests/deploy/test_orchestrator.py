@@ -389,6 +389,29 @@ async def test_unusable_storage_fails_the_deploy_with_one_line(world, tmp_path):
         await world.runtime.close()
 
 
+async def test_the_reconciler_keeps_one_container_per_instance(world):
+    """An agent killed after a restart's swap, before the old container stopped, leaves
+    two web.1 of the live release: the next reconcile retires one."""
+    from dataclasses import replace as copy
+
+    from agent.deploy.reconciler import Reconciler
+
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        (web,) = world.runtime.containers_by_id.values()
+        await world.runtime.start(copy(web.spec, name=web.spec.name + "-twin",
+                                       publish_port=web.spec.publish_port + 1))
+        reconciler = Reconciler(world.apps, world.releases, world.runtime,
+                                world.deployer._rollout, world.deployer)
+        await reconciler.reconcile_app("shop")
+        await world.deployer.settled(10)
+        assert len(world.runtime.containers_by_id) == 1
+        assert len(world.router.routes["shop"][1]) == 1
+    finally:
+        await world.runtime.close()
+
+
 async def test_a_one_off_runs_the_live_release_with_its_config(world):
     from agent.deploy.orchestrator import NothingToRelease
 
