@@ -106,6 +106,7 @@ async def app_info(request: Request) -> Response:
     info["settings"] = app.settings.to_json()
     info["created_at"] = app.created_at
     info["repo"] = str(s.config.paths.repo(name))
+    info["storage"] = _storage(s, name)["mounts"]
     info["events"] = [
         {"time": e.time, "kind": e.kind, "message": e.message} for e in s.events.list(name, 10)
     ]

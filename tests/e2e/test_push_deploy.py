@@ -336,6 +336,7 @@ def test_persistent_storage_outlives_releases(agent, developer):
     assert mount["Destination"] == "/app/data" and mount["RW"]
     listed = json.loads(agent.ok("storage", FLASK, "--json"))
     assert listed["mounts"] == [{"path": "/app/data", "host": mount["Source"]}]
+    assert "Storage:    /app/data" in agent.ok("apps:info", FLASK)
     agent.ok("storage:unmount", FLASK, "/app/data")
     assert developer.ssh(f"run {FLASK} cat /app/data/note").returncode != 0
     assert Path(mount["Source"], "note").read_text() == "kept\n"

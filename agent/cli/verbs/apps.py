@@ -45,6 +45,7 @@ def info(ctx: Context, a: argparse.Namespace) -> int:
         ("Formation", " ".join(f"{k}={v}" for k, v in sorted(data["formation"].items())) or "-"),
         ("Settings", " ".join(f"{k.replace('_', '-')}={v}"
                               for k, v in sorted(data["settings"].items())) or "defaults"),
+        ("Storage", " ".join(m["path"] for m in data.get("storage", [])) or "-"),
         ("Repository", data["repo"]),
         ("Created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["created_at"]))),
     ]
