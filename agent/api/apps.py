@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -21,7 +21,7 @@ from agent.api.services import Services
 from agent.api.streaming import MEDIA_TYPE, event, stream_operation
 from agent.appsettings import apply_setting
 from agent.deploy.output import DeployOutput
-from agent.deploy.runtime import Container
+from agent.deploy.runtime import Container, LogLine
 from agent.errors import BerthError, Conflict
 from agent.names import check_app, check_config_key, check_domain, check_process_type
 from agent.releases import Release
@@ -278,13 +278,14 @@ async def change_storage(request: Request) -> Response:
             out.heading(f"{path} of {name} is kept in {storage.host_dir(s.config.paths.storage, name, path)}")
         else:
             out.heading(f"{path} of {name} is no longer mounted (its data stays on disk)")
-        if restart and s.releases.live(name) is not None and not s.apps.get(name).stopped:
+        deployed = s.releases.live(name) is not None
+        if restart and deployed and not s.apps.get(name).stopped:
             try:
                 await s.deployer.restart(name, out)
             except BaseException:
                 undo()
                 raise
-        elif s.releases.live(name) is not None:
+        elif deployed:
             out.heading(f"Takes effect at the next deploy or berth ps:restart {name}")
         s.events.record(name, "StorageMounted" if mount else "StorageUnmounted", path)
         return _storage(s, name)
@@ -399,16 +400,20 @@ async def logs(request: Request) -> Response:
     earlier = (await asyncio.to_thread(s.history.tail, name, max(0, lines), process)
                if s.history else [])
 
-    async def body() -> Any:
+    async def ordered() -> AsyncIterator[LogLine]:
         current = s.runtime.logs(containers, follow=follow, tail=max(0, lines))
         if follow:
             for line in sorted(earlier, key=lambda line: line.time):
-                yield event(time=line.time, source=line.source, text=line.text)
+                yield line
             async for line in current:
-                yield event(time=line.time, source=line.source, text=line.text)
+                yield line
             return
         merged = sorted(earlier + [line async for line in current], key=lambda line: line.time)
         for line in merged[-lines:] if lines > 0 else []:
+            yield line
+
+    async def body() -> AsyncIterator[bytes]:
+        async for line in ordered():
             yield event(time=line.time, source=line.source, text=line.text)
 
     return StreamingResponse(body(), media_type=MEDIA_TYPE)

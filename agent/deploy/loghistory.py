@@ -30,56 +30,53 @@ class LogHistory:
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
 
-    def _file(self, app: str) -> Path:
-        return self._directory / f"{app}.jsonl"
+    def _files(self, app: str) -> tuple[Path, Path]:
+        """The app's older and current file, in that order."""
+        current = self._directory / f"{app}.jsonl"
+        return current.with_name(current.name + ".1"), current
 
     def save(self, app: str, lines: Sequence[LogLine]) -> None:
         """Append an instance's last lines (in their order) to the app's history."""
         if not lines:
             return
-        with self._lock:
-            self._save(app, lines)
-
-    def _save(self, app: str, lines: Sequence[LogLine]) -> None:
-        self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self._file(app)
         data = "".join(
             json.dumps({"time": line.time, "source": line.source, "text": line.text},
                        ensure_ascii=False) + "\n"
             for line in lines
         ).encode("utf-8")
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            size = 0
-        if size and size + len(data) > self._max_bytes:
-            os.replace(path, path.with_name(path.name + ".1"))
-            size = 0
-        with path.open("ab+") as sink:
-            if size:
-                sink.seek(-1, os.SEEK_END)
-                if sink.read(1) != b"\n":
-                    data = b"\n" + data  # a write torn by a crash stays its own bad line
-            sink.write(data)
+        older, path = self._files(app)
+        with self._lock:
+            self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size and size + len(data) > self._max_bytes:
+                os.replace(path, older)
+                size = 0
+            with path.open("ab+") as sink:
+                if size:
+                    sink.seek(-1, os.SEEK_END)
+                    if sink.read(1) != b"\n":
+                        data = b"\n" + data  # a write torn by a crash stays its own bad line
+                sink.write(data)
 
     def tail(self, app: str, count: int, process: str | None = None) -> list[LogLine]:
         """The last `count` saved lines of the app (of one process type), oldest first."""
         if count <= 0:
             return []
-        path = self._file(app)
         with self._lock:
             lines = [
                 line
-                for source in (path.with_name(path.name + ".1"), path)
+                for source in self._files(app)
                 for line in _read(source)
                 if process is None or line.source.partition(".")[0] == process
             ]
         return lines[-count:]
 
     def forget(self, app: str) -> None:
-        path = self._file(app)
         with self._lock:
-            for source in (path, path.with_name(path.name + ".1")):
+            for source in self._files(app):
                 source.unlink(missing_ok=True)
 
 

@@ -91,22 +91,22 @@ class Rollout:
         self._settings = settings
         self._upstreams: dict[str, tuple[Upstream, ...]] = {}
         self._port_lock = asyncio.Lock()
-        self._retiring: dict[str, set[str]] = {}  # app -> ids of containers being stopped
-        self._retirements: dict[str, set[asyncio.Task[None]]] = {}
+        # Old containers being stopped: each task, with the app and the container ids.
+        self._retirements: dict[asyncio.Task[None], tuple[str, frozenset[str]]] = {}
 
     async def current(self, app: str) -> list[Container]:
         """The app's process containers, without those being retired."""
-        retiring = self._retiring.get(app, set())
+        retiring = {i for name, ids in self._retirements.values() if name == app for i in ids}
         return [c for c in await self._runtime.containers(app)
                 if c.role == "process" and c.id not in retiring]
 
     def retiring(self, app: str) -> bool:
         """Whether old containers of `app` are still being stopped."""
-        return bool(self._retirements.get(app))
+        return any(name == app for name, _ in self._retirements.values())
 
     async def settled(self, app: str | None = None, timeout: float | None = None) -> None:
         """Wait until the old containers of `app` (or of every app) are gone."""
-        tasks = {t for name, ts in self._retirements.items() if app in (None, name) for t in ts}
+        tasks = {t for t, (name, _) in self._retirements.items() if app in (None, name)}
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
@@ -158,7 +158,7 @@ class Rollout:
             await self._start(target, missing, out, started)
             await self._check(target, started, out)
         except BaseException:
-            await asyncio.shield(self._remove(started))
+            await asyncio.shield(self.remove(started))
             raise
         before_swap()
         serving = keep + started
@@ -176,29 +176,15 @@ class Rollout:
             self._upstreams[app] = ()
         if current:
             out.step(f"Stopping {_describe(current)}")
-            await self._remove(current)
+            await self.remove(current)
         await self.settled(app)
 
     def _retire(self, app: str, containers: Sequence[Container]) -> None:
         """Stop and remove drained `containers` without holding up the caller."""
-        ids = {c.id for c in containers}
-        self._retiring.setdefault(app, set()).update(ids)
         task = asyncio.get_running_loop().create_task(
-            self._remove(containers), name=f"retire-{app}")
-        tasks = self._retirements.setdefault(app, set())
-        tasks.add(task)
-
-        def done(finished: asyncio.Task[None]) -> None:
-            tasks.discard(finished)
-            if not tasks:
-                self._retirements.pop(app, None)
-            remaining = self._retiring.get(app, set()) - ids
-            if remaining:
-                self._retiring[app] = remaining
-            else:
-                self._retiring.pop(app, None)
-
-        task.add_done_callback(done)
+            self.remove(containers), name=f"retire-{app}")
+        self._retirements[task] = (app, frozenset(c.id for c in containers))
+        task.add_done_callback(self._retirements.pop)
 
     # steps ---------------------------------------------------------------------------
 
@@ -297,10 +283,7 @@ class Rollout:
         self._upstreams[app] = upstreams
 
     async def remove(self, containers: Sequence[Container]) -> None:
-        """Stop and remove `containers` now (leftovers the reconciler finds)."""
-        await self._remove(containers)
-
-    async def _remove(self, containers: Sequence[Container]) -> None:
+        """Stop and remove `containers` now, each failure logged (never raised)."""
         results = await asyncio.gather(
             *(self._remove_one(c) for c in containers), return_exceptions=True,
         )
