@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import docker
+import docker.errors
 import uvicorn
 
 from agent import __version__
@@ -161,10 +162,15 @@ async def build_agent(config: Config) -> Agent:
     config.paths.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database.open(config.paths.database, [SCHEMA, CERTIFICATES_SCHEMA])
     apps, releases, events, keys = AppStore(db), ReleaseStore(db), EventStore(db), KeyStore(db)
+    client = _docker_client(config.docker.url)  # before the proxy: a refusal binds nothing
     access_log = AccessLogFile(config.paths.access_log, max_bytes=ACCESS_LOG_BYTES, keep=5)
     proxy = Proxy(config.proxy, access_log=access_log.open())
-    await proxy.start()
-    client = docker.DockerClient(base_url=config.docker.url)
+    try:
+        await proxy.start()
+    except OSError as exc:  # the process ends: nothing bound outlives it
+        raise BerthError(f"the proxy cannot listen on {config.proxy.listen} (ports "
+                         f"{config.proxy.http_port}, {config.proxy.https_port}): "
+                         f"{exc.strerror or exc}") from None
     runtime = DockerRuntime(client, installation_id(config.paths.data_dir))
     history = LogHistory(config.paths.app_logs)
     rollout = Rollout(runtime, proxy, config.deploy, history)
@@ -183,6 +189,26 @@ async def build_agent(config: Config) -> Agent:
     return Agent(db, proxy, services, reconciler, certificates, access_log)
 
 
+def _docker_client(url: str) -> docker.DockerClient:
+    try:
+        return docker.DockerClient(base_url=url)
+    except docker.errors.DockerException as exc:
+        raise BerthError(f"cannot reach the Docker engine at {url} ({_root_cause(exc)}); "
+                         "is dockerd running?") from None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost OS error's words (under docker-py's and requests' wrappers)."""
+    reason = str(exc)
+    seen: BaseException | None = exc
+    while seen is not None:
+        for arg in (seen, *seen.args):
+            if isinstance(arg, OSError) and arg.strerror:
+                reason = arg.strerror
+        seen = seen.__cause__ or seen.__context__
+    return reason
+
+
 def _certificate_manager(config: Config, db: Database, proxy: Proxy) -> CertificateManager:
     """Always present: with acme.enabled = false it serves custom certificates only."""
     return CertificateManager(config.acme, config.paths.certs, db, proxy.challenges,
@@ -199,7 +225,7 @@ def _firewall(config: Config) -> FirewallService:
 async def serve(config: Config) -> int:
     try:
         agent = await build_agent(config)
-    except BerthError as exc:
+    except (BerthError, OSError) as exc:  # OSError: the data or log directory, say
         log.error("cannot start: %s", exc)
         return 1
     stop = asyncio.Event()
