@@ -44,6 +44,11 @@ class PathSettings:
         return self.repos / f"{app}.git"
 
     @property
+    def forced_command(self) -> Path:
+        """The SSH forced command's fast path (agent.forcedcommand)."""
+        return self.data_dir / "ssh-command"
+
+    @property
     def builds(self) -> Path:
         return self.data_dir / "builds"
 

@@ -1,6 +1,7 @@
 """SSH public keys and the authorized_keys file of the `berth` user.
 
-Every key Berth knows is written with a forced command (`berth ssh-command NAME`) and
+Every key Berth knows is written with a forced command (`SCRIPT ssh-command NAME`, the
+script of agent.forcedcommand in front of `berth ssh-command`) and
 every restriction OpenSSH offers (`restrict` plus the explicit no-* options for older
 servers), so a key can push and run Berth's verbs and nothing else: no shell, no port
 forwarding, no agent or X11 forwarding, no pty, no ~/.ssh/rc. Lines that are not Berth's

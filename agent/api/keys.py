@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent import forcedcommand
 from agent.api.apps import json_body, services
 from agent.api.services import Services
 from agent.names import check_key_name
@@ -16,13 +18,16 @@ from agent.store.keys import SshKey
 
 
 def sync_authorized_keys(s: Services) -> None:
-    """Rewrite the berth user's authorized_keys from the database."""
+    """Rewrite the berth user's authorized_keys from the database; its lines run the
+    forced command's script, (re)written first."""
+    paths = s.config.paths
+    forcedcommand.install(paths.forced_command, forcedcommand.script(paths.repos, s.ssh_command))
     path = s.config.ssh.authorized_keys
     try:
         existing = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         existing = ""
-    text = render(existing, s.ssh_command, s.keys.list())
+    text = render(existing, shlex.quote(str(paths.forced_command)), s.keys.list())
     write_authorized_keys(path, text, owner=s.config.ssh.user)
 
 
