@@ -49,11 +49,14 @@ class AppSettings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    @property
+    def deploy_branches(self) -> tuple[str, ...]:
+        """The branches a push to deploys (the git hook asks for them)."""
+        return ("main", "master") if self.deploy_branch is None else (self.deploy_branch,)
+
     def deploys(self, branch: str) -> bool:
         """Whether a push to `branch` deploys."""
-        if self.deploy_branch is None:
-            return branch in ("main", "master")
-        return branch == self.deploy_branch
+        return branch in self.deploy_branches
 
 
 def parse_size(text: str) -> int:

@@ -5,7 +5,8 @@ Each error carries the data that explains it and renders to one line a user can 
 called the library. Only task boundaries (the deploy worker, the API's error handler, the
 CLI's `main`) catch `BerthError` broadly; they log it, record it, or print it.
 
-`status` is the HTTP status the control API answers with when the error reaches it.
+`status` is the HTTP status the control API answers with when the error reaches it;
+`exit_status` the CLI's when it ends a command.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ class BerthError(Exception):
     """Base of every error Berth raises on purpose."""
 
     status: int = 400
+    exit_status: int = 1  # the CLI's, when the error ends a command
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -2,14 +2,15 @@
 `berth` user (git-receive-pack runs as that user; the agent runs as root).
 
 The hook templates live in the top-level hooks/ directory (installed as
-share/berth/hooks by pip); `@BERTH_COMMAND@` in them becomes the command that reaches
-the agent.
+share/berth/hooks by pip); `@BERTH_COMMAND@` in them becomes the command that runs
+`berth`, `@BERTH_SOCKET@` the agent's control socket.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -51,7 +52,9 @@ def ensure_repo(paths: PathSettings, app: str, *, command: str, owner: str | Non
             config.set_value("gc", "autoDetach", "false")
         repo.close()
     for name in HOOKS:
-        text = (hooks_dir() / name).read_text(encoding="utf-8").replace("@BERTH_COMMAND@", command)
+        text = (hooks_dir() / name).read_text(encoding="utf-8")
+        text = text.replace("@BERTH_COMMAND@", command).replace(
+            "@BERTH_SOCKET@", shlex.quote(str(paths.control_socket)))
         hook = path / "hooks" / name
         if not hook.exists() or hook.read_text(encoding="utf-8") != text:
             hook.write_text(text, encoding="utf-8")

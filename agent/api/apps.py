@@ -104,6 +104,7 @@ async def app_info(request: Request) -> Response:
     info = _summary(s, name)
     app = s.apps.get(name)
     info["settings"] = app.settings.to_json()
+    info["deploy_branches"] = list(app.settings.deploy_branches)
     info["created_at"] = app.created_at
     info["repo"] = str(s.config.paths.repo(name))
     info["storage"] = _storage(s, name)["mounts"]

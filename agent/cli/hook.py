@@ -6,24 +6,26 @@ branch, the hook streams `git archive NEW` to the agent and relays the deploy's 
 (git shows it to the pusher as `remote:` lines). A failed deploy exits non-zero, so git
 rejects the push and the branch keeps its old commit; other branches are stored as they
 are, and the pusher is told they do not deploy.
+
+Every push waits for this process to start, so it loads little (no argparse, pathlib or
+dataclasses): the hook file names the control socket in BERTH_CONTROL_SOCKET, and the
+agent says which branches deploy.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import IO, Iterator, Mapping, Sequence, TextIO
 
-from agent.appsettings import AppSettings
-from agent.cli.client import ControlClient, path
-from agent.cli.registry import Context, follow
-from agent.paths import PathSettings
+from agent.cli.client import ControlClient, path, relay
 from agent.errors import BerthError
 from agent.names import check_app
 
 ZERO = "0" * 40
 CHUNK = 64 * 1024
+SOCKET_ENV = "BERTH_CONTROL_SOCKET"
 
 
 def parse_updates(text: str) -> list[tuple[str, str, str]]:
@@ -35,41 +37,45 @@ def parse_updates(text: str) -> list[tuple[str, str, str]]:
     return updates
 
 
-def app_of(git_dir: Path) -> str:
-    name = git_dir.resolve().name
+def app_of(git_dir: str) -> str:
+    name = os.path.basename(os.path.realpath(git_dir))
     return check_app(name[:-4] if name.endswith(".git") else name)
 
 
-def run_hook(paths: PathSettings, argv: Sequence[str], environ: Mapping[str, str]) -> int:
+def run_hook(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if list(argv) != ["pre-receive"]:
         raise BerthError("usage: berth hook pre-receive (run by git)")
-    app = app_of(Path(environ.get("GIT_DIR", ".")))
+    socket_path = environ.get(SOCKET_ENV)
+    if not socket_path:  # a hook file from before the variable: read the config
+        from agent.paths import load_paths
+
+        socket_path = str(load_paths(environ).control_socket)
+    app = app_of(environ.get("GIT_DIR", "."))
     updates = parse_updates(sys.stdin.read())
-    return pre_receive(ControlClient(paths.control_socket), app, updates, sys.stdout)
+    return pre_receive(ControlClient(socket_path), app, updates, sys.stdout)
 
 
 def pre_receive(
     client: ControlClient, app: str, updates: Sequence[tuple[str, str, str]], out: TextIO
 ) -> int:
-    ctx = Context(client=client, out=out)
-    settings = AppSettings.from_json(client.call("GET", path("apps", app))["settings"])
+    deploying = client.call("GET", path("apps", app))["deploy_branches"]
     for _old, new, ref in updates:
         if not ref.startswith("refs/heads/"):
             continue
         branch = ref[len("refs/heads/"):]
-        if not settings.deploys(branch):
-            wanted = settings.deploy_branch or "main or master"
-            ctx.print(f"-----> {branch} stored; only pushes to {wanted} deploy {app}")
+        if branch not in deploying:
+            wanted = " or ".join(deploying)
+            _say(out, f"-----> {branch} stored; only pushes to {wanted} deploy {app}")
             continue
         if new == ZERO:
             raise BerthError(f"refusing to delete {branch}: it is the branch {app} deploys from")
-        status = _deploy(ctx, client, app, new)
+        status = _deploy(client, app, new, out)
         if status != 0:
             return status
     return 0
 
 
-def _deploy(ctx: Context, client: ControlClient, app: str, sha: str) -> int:
+def _deploy(client: ControlClient, app: str, sha: str, out: TextIO) -> int:
     archive = subprocess.Popen(
         ["git", "archive", "--format=tar", sha], stdout=subprocess.PIPE
     )
@@ -77,13 +83,18 @@ def _deploy(ctx: Context, client: ControlClient, app: str, sha: str) -> int:
     try:
         events = client.stream("POST", path("apps", app, "deploys"), query={"sha": sha},
                                body=_chunks(archive.stdout))
-        status = follow(ctx, events)
+        status = relay(events, lambda line: _say(out, line))
     finally:
         archive.stdout.close()
         code = archive.wait()
     if code != 0:
         raise BerthError(f"git archive {sha[:7]} failed")
     return status
+
+
+def _say(out: TextIO, line: str) -> None:
+    out.write(line + "\n")
+    out.flush()
 
 
 def _chunks(stream: IO[bytes]) -> Iterator[bytes]:

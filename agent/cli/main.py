@@ -1,86 +1,18 @@
-"""`berth`'s entry point: parse the command line, run the verb, turn errors into one line.
+"""`berth`'s entry point: pick the command, run it, turn errors into one line.
 
 Only this module calls `sys.exit` (through `main`'s return value): everything below
-raises `BerthError`, which becomes `error: <message>` on stderr and exit status 1.
+raises `BerthError`, which becomes `error: <message>` on stderr and exit status 1 (2 for
+a usage error). The git hook runs through here on every push, so each command imports
+what it needs only when it runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, BinaryIO, Mapping, NoReturn, Sequence, TextIO
+from typing import Mapping, Sequence
 
-from agent import __version__
-from agent.paths import PathSettings, load_paths
 from agent.errors import BerthError
-
-if TYPE_CHECKING:
-    from agent.cli.registry import Verb
-
-
-class UsageError(BerthError):
-    status = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def all_verbs() -> list[Verb]:
-    # Imported here: the git hook and the SSH forced command start without them.
-    from agent.cli.verbs import apps, certs, config, firewall, processes, releases, storage
-
-    return (apps.VERBS + config.VERBS + processes.VERBS + storage.VERBS + releases.VERBS
-            + certs.VERBS + firewall.VERBS)
-
-
-LOCAL_COMMANDS = {
-    "agent": "run the agent (proxy, control API, deploys, certificates) in the foreground",
-    "ssh-command": "the SSH forced command (written into authorized_keys by Berth)",
-    "hook": "git hook entry point (installed into app repositories by Berth)",
-}
-
-
-def build_parser(verbs: Sequence[Verb], *, remote: bool) -> argparse.ArgumentParser:
-    prog = "ssh berth@HOST" if remote else "berth"
-    parser = _Parser(prog=prog, description="Berth: git push to deploy, on your own server.")
-    parser.add_argument("--version", action="version", version=f"berth {__version__}")
-    parsers = parser.add_subparsers(title="verbs", metavar="VERB")
-    for verb in verbs:
-        verb.add_to(parsers)
-    if not remote:
-        for name, summary in LOCAL_COMMANDS.items():
-            parsers.add_parser(name, help=summary, add_help=False)
-    return parser
-
-
-def run_verb(
-    paths: PathSettings, argv: Sequence[str], *, remote: bool, environ: Mapping[str, str],
-    stdin: BinaryIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
-) -> int:
-    # Imported here: a push's forced command and hook start without the HTTP client.
-    from agent.cli.client import ControlClient
-    from agent.cli.registry import Context
-
-    parser = build_parser(all_verbs(), remote=remote)
-    if not argv:
-        parser.print_help(stdout or sys.stdout)
-        return 0
-    args = parser.parse_args(list(argv))
-    if not hasattr(args, "handler"):
-        parser.print_help(stdout or sys.stdout)
-        return 0
-    ctx = Context(
-        client=ControlClient(paths.control_socket),
-        out=stdout or sys.stdout,
-        err=stderr or sys.stderr,
-        stdin=stdin or sys.stdin.buffer,
-        environ=environ,
-    )
-    status: int = args.handler(ctx, args)
-    return status
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -93,19 +25,22 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from agent.daemon import run_agent
 
             return run_agent(load_config(environ=environ), argv[1:])
+        if command == "hook":
+            from agent.cli.hook import run_hook
+
+            return run_hook(argv[1:], environ)
+        from agent.cli.dispatch import run_verb
+        from agent.paths import load_paths
+
         paths = load_paths(environ)
         if command == "ssh-command":
             from agent.cli.sshcommand import ssh_command
 
             return ssh_command(paths, argv[1:], environ)
-        if command == "hook":
-            from agent.cli.hook import run_hook
-
-            return run_hook(paths, argv[1:], environ)
         return run_verb(paths, argv, remote=False, environ=environ)
     except BerthError as exc:
         _fail(str(exc))
-        return exc.status if isinstance(exc, UsageError) else 1
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

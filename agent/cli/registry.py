@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from agent.cli.client import ControlClient
+from agent.cli.client import ControlClient, relay
 from agent.errors import BerthError
 
 
@@ -70,14 +70,7 @@ class Verb:
 
 def follow(ctx: Context, events: Iterator[dict[str, Any]]) -> int:
     """Print an operation's lines as they come; its error ends it with status 1."""
-    for item in events:
-        if "line" in item:
-            ctx.print(item["line"])
-        elif "error" in item:
-            raise BerthError(item["error"])
-        elif "result" in item:
-            return 0
-    raise BerthError("the agent ended the answer early")
+    return relay(events, ctx.print)
 
 
 def table(ctx: Context, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

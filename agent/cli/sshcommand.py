@@ -55,7 +55,7 @@ def ssh_command(paths: PathSettings, argv: Sequence[str], environ: Mapping[str, 
         return _git(paths, words, key_name, environ)
     if words[0] in ("agent", "ssh-command", "hook"):
         raise Refused(f"{words[0]!r} is not available over SSH")
-    from agent.cli.main import run_verb
+    from agent.cli.dispatch import run_verb
 
     return run_verb(paths, words, remote=True, environ=environ)
 

@@ -1,0 +1,82 @@
+"""Verbs from a command line: the parser built from every verb module, and running one.
+
+Separate from `agent.cli.main` so the git hook, which every push starts, loads none of
+it (argparse, the verb modules, the config reader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, BinaryIO, Mapping, NoReturn, Sequence, TextIO
+
+from agent import __version__
+from agent.errors import BerthError
+from agent.paths import PathSettings
+
+if TYPE_CHECKING:
+    from agent.cli.registry import Verb
+
+
+class UsageError(BerthError):
+    exit_status = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def all_verbs() -> list[Verb]:
+    # Imported here: the git hook and the SSH forced command start without them.
+    from agent.cli.verbs import apps, certs, config, firewall, processes, releases, storage
+
+    return (apps.VERBS + config.VERBS + processes.VERBS + storage.VERBS + releases.VERBS
+            + certs.VERBS + firewall.VERBS)
+
+
+LOCAL_COMMANDS = {
+    "agent": "run the agent (proxy, control API, deploys, certificates) in the foreground",
+    "ssh-command": "the SSH forced command (written into authorized_keys by Berth)",
+    "hook": "git hook entry point (installed into app repositories by Berth)",
+}
+
+
+def build_parser(verbs: Sequence[Verb], *, remote: bool) -> argparse.ArgumentParser:
+    prog = "ssh berth@HOST" if remote else "berth"
+    parser = _Parser(prog=prog, description="Berth: git push to deploy, on your own server.")
+    parser.add_argument("--version", action="version", version=f"berth {__version__}")
+    parsers = parser.add_subparsers(title="verbs", metavar="VERB")
+    for verb in verbs:
+        verb.add_to(parsers)
+    if not remote:
+        for name, summary in LOCAL_COMMANDS.items():
+            parsers.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+def run_verb(
+    paths: PathSettings, argv: Sequence[str], *, remote: bool, environ: Mapping[str, str],
+    stdin: BinaryIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
+) -> int:
+    # Imported here: a push's forced command and hook start without the HTTP client.
+    from agent.cli.client import ControlClient
+    from agent.cli.registry import Context
+
+    parser = build_parser(all_verbs(), remote=remote)
+    if not argv:
+        parser.print_help(stdout or sys.stdout)
+        return 0
+    args = parser.parse_args(list(argv))
+    if not hasattr(args, "handler"):
+        parser.print_help(stdout or sys.stdout)
+        return 0
+    ctx = Context(
+        client=ControlClient(paths.control_socket),
+        out=stdout or sys.stdout,
+        err=stderr or sys.stderr,
+        stdin=stdin or sys.stdin.buffer,
+        environ=environ,
+    )
+    status: int = args.handler(ctx, args)
+    return status
