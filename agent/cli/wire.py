@@ -30,6 +30,13 @@ class Answer:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._file: io.BufferedReader = sock.makefile("rb")
+        try:
+            self._read_head()
+        except BaseException:
+            self._file.close()  # the socket's fd stays open while its file is
+            raise
+
+    def _read_head(self) -> None:
         status_line = self._line()
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
