@@ -1,8 +1,9 @@
 """The image builder: Dockerfile or buildpack detection, build contexts, docker builds.
 
 The rest of Berth uses only what is re-exported here:
-    Builder(settings, client).build(request, emit) -> BuiltImage
-with BuildRequest / BuiltImage / BuildStep values and the BuildError tree.
+    Builder(settings, client).build(request, emit, on_base) -> BuiltImage
+with BuildRequest / BuiltImage / BuildStep / CodeBase values and the BuildError tree,
+and `code_archive` (the pushed tree as the final COPY lays it into /app).
 """
 
 from agent.build.builder import Builder
@@ -16,7 +17,8 @@ from agent.build.errors import (
     NoBuildpackDetected,
     NotEnoughDisk,
 )
-from agent.build.model import BuildRequest, BuildStep, BuiltImage
+from agent.build.context import code_archive
+from agent.build.model import BuildRequest, BuildStep, BuiltImage, CodeBase
 from agent.build.settings import BuildSettings
 
 __all__ = [
@@ -29,8 +31,10 @@ __all__ = [
     "Builder",
     "BuildpackBroken",
     "BuiltImage",
+    "CodeBase",
     "InvalidSource",
     "NoBuildpackDetected",
     "NotEnoughDisk",
+    "code_archive",
     "shell_argv",
 ]

@@ -16,16 +16,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import IO
+from typing import IO, TypeVar
 
 import docker
+import docker.errors
 from docker.utils import match_tag
 
 from agent.build import ca, catalog
 from agent.build.context import dockerfile_path, write_context
 from agent.build.engine import Engine, EngineJob, cache_layer
 from agent.build.errors import BuildError, BuildFailed, BuildTimedOut
-from agent.build.model import BuildPlan, BuildRequest, BuiltImage
+from agent.build.dockerfile import ends_with_code_copy
+from agent.build.model import BuildPlan, BuildRequest, BuiltImage, CodeBase
 from agent.build.output import STEP_INDENT, BuildOutput
 from agent.build.packs import PlanOptions
 from agent.build.settings import BuildSettings
@@ -33,6 +35,7 @@ from agent.build.source import SourceTree
 from agent.names import check_app
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TITLES = {
     "python": "Python app",
@@ -49,8 +52,13 @@ class Builder:
         self.engine = Engine(client, settings)
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
-    async def build(self, request: BuildRequest, emit: Callable[[str], None]) -> BuiltImage:
-        """Build `request` into an image tagged `request.tag`.
+    async def build(
+        self, request: BuildRequest, emit: Callable[[str], None],
+        on_base: Callable[[CodeBase], None] | None = None,
+    ) -> BuiltImage:
+        """Build `request` into an image tagged `request.tag`. When the plan ends with
+        the COPY of the pushed tree, `on_base` hears (on the loop's thread) the image
+        that step runs on, as it begins.
 
         Raises NoBuildpackDetected, InvalidSource, BuildpackBroken, NotEnoughDisk,
         BuildFailed (BuildTimedOut past the deadline), all BuildError.
@@ -71,7 +79,11 @@ class Builder:
             output = BuildOutput(self.settings.log_tail_lines)
             with tempfile.TemporaryFile(dir=self.settings.work_dir) as context:
                 await asyncio.to_thread(_write, plan, request, context)
-                image_id = await self._run(request, plan, context, output, show, started)
+                announce = None
+                if on_base is not None and _code_last(plan):
+                    announce = self._announcer(plan, _on_loop(asyncio.get_running_loop(), on_base))
+                image_id = await self._run(request, plan, context, output, show, started,
+                                           announce)
             duration = time.monotonic() - started
             emit(
                 f"{STEP_INDENT}Built {request.tag} ({image_id.removeprefix('sha256:')[:12]}) in {duration:.1f} s"
@@ -117,6 +129,7 @@ class Builder:
         output: BuildOutput,
         show: Callable[[str], None],
         started: float,
+        on_final_step: Callable[[str], None] | None = None,
     ) -> str:
         job = EngineJob(
             app=request.app,
@@ -128,7 +141,7 @@ class Builder:
             else {"berth.app": request.app, "berth.builder": plan.builder},
         )
         task = asyncio.ensure_future(
-            asyncio.to_thread(self.engine.build, job, context, output, show)
+            asyncio.to_thread(self.engine.build, job, context, output, show, on_final_step)
         )
         remaining = max(self.settings.timeout - (time.monotonic() - started), 0.1)
         try:
@@ -146,6 +159,22 @@ class Builder:
             ) from None
         finally:
             await asyncio.sleep(0)
+
+    def _announcer(
+        self, plan: BuildPlan, on_base: Callable[[CodeBase], None]
+    ) -> Callable[[str], None]:
+        """What the engine's thread calls with the final step's base layer (a short id):
+        the full id, announced as a CodeBase; an image the engine cannot name is not."""
+
+        def announce(layer: str) -> None:
+            try:
+                image = str(self.engine.client.api.inspect_image(layer)["Id"])
+            except (docker.errors.DockerException, KeyError) as exc:
+                log.warning("cannot name the code step's base layer=%s error=%s", layer, exc)
+                return
+            on_base(CodeBase(image, plan.builder, dict(plan.default_processes)))
+
+        return announce
 
     async def _stop(self, task: asyncio.Future[str], output: BuildOutput) -> None:
         """Kill step containers until the engine gives up the build (or the grace ends)."""
@@ -186,21 +215,27 @@ def _write(plan: BuildPlan, request: BuildRequest, context: IO[bytes]) -> None:
     context.seek(0)
 
 
+def _code_last(plan: BuildPlan) -> bool:
+    """The plan's last step copies the pushed tree, and the engine adds none after it
+    (an unlabelled plan gets LABEL steps appended)."""
+    return plan.labelled and plan.dockerfile is not None and ends_with_code_copy(plan.dockerfile)
+
+
 def _consume(task: asyncio.Future[str]) -> None:
     if not task.cancelled():
         task.exception()
 
 
-def _on_loop(loop: asyncio.AbstractEventLoop, emit: Callable[[str], None]) -> Callable[[str], None]:
-    """An emit callable for worker threads that runs `emit` on the loop's thread."""
+def _on_loop(loop: asyncio.AbstractEventLoop, emit: Callable[[T], None]) -> Callable[[T], None]:
+    """A callable for worker threads that runs `emit` on the loop's thread."""
 
-    def deliver(line: str) -> None:
+    def deliver(item: T) -> None:
         try:
-            emit(line)
+            emit(item)
         except Exception:  # a task boundary of sorts: a broken sink must not break the build
             log.exception("build output sink failed")
 
-    def show(line: str) -> None:
-        loop.call_soon_threadsafe(deliver, line)
+    def show(item: T) -> None:
+        loop.call_soon_threadsafe(deliver, item)
 
     return show

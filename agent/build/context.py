@@ -37,26 +37,42 @@ def ignore_patterns(source: Path) -> list[str]:
 def write_context(plan: BuildPlan, source: Path, out: IO[bytes]) -> None:
     """Write the build context of `plan` for the tree at `source` to `out` (a tar)."""
     prefix = "" if plan.dockerfile is None else f"{CONTEXT_SOURCE}/"
-    root = str(source.resolve())
-    names = sorted(exclude_paths(root, ignore_patterns(source), dockerfile="Dockerfile"))
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
         if prefix:
             archive.addfile(_directory(CONTEXT_SOURCE))
-        for name in names:
-            info = archive.gettarinfo(str(Path(root) / name), arcname=prefix + name)
-            if info is None:  # sockets and the like
-                continue
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            if info.isfile():
-                with open(Path(root) / name, "rb") as handle:
-                    archive.addfile(info, handle)
-            elif info.isdir() or info.issym() or info.islnk():
-                archive.addfile(info)
+        _add_tree(archive, source, prefix, (0, 0, "root"))
         if plan.dockerfile is not None:
             _add_bytes(archive, DOCKERFILE, plan.dockerfile.encode(), 0o644)
             for path, file in sorted(plan.files.items()):
                 _add_bytes(archive, path, file.content, file.mode)
+
+
+def code_archive(source: Path, uid: int, gid: int, user: str) -> bytes:
+    """The tree at `source` as a buildpack's last step (`dockerfile.code_copy`) lays it
+    into /app: the same entries (.dockerignore honoured), owned by `uid`:`gid`. A tar
+    to extract in /app of a container of that step's base image."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        _add_tree(archive, source, "", (uid, gid, user))
+    return out.getvalue()
+
+
+def _add_tree(
+    archive: tarfile.TarFile, source: Path, prefix: str, owner: tuple[int, int, str]
+) -> None:
+    root = str(source.resolve())
+    names = sorted(exclude_paths(root, ignore_patterns(source), dockerfile="Dockerfile"))
+    for name in names:
+        info = archive.gettarinfo(str(Path(root) / name), arcname=prefix + name)
+        if info is None:  # sockets and the like
+            continue
+        info.uid, info.gid, info.uname = owner
+        info.gname = info.uname
+        if info.isfile():
+            with open(Path(root) / name, "rb") as handle:
+                archive.addfile(info, handle)
+        elif info.isdir() or info.issym() or info.islnk():
+            archive.addfile(info)
 
 
 def _directory(name: str) -> tarfile.TarInfo:

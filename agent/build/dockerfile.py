@@ -63,6 +63,21 @@ def copy_source(paths: Sequence[str], dest: str) -> str:
     return f"COPY --chown={APP_USER}:{APP_USER} " + json.dumps([*sources, dest])
 
 
+def code_copy() -> str:
+    """The COPY of the whole pushed tree into the WORKDIR (/app)."""
+    return copy_source([""], "./")
+
+
+def ends_with_code_copy(text: str) -> bool:
+    """Whether a generated Dockerfile's last instruction copies the whole pushed tree
+    into /app, its WORKDIR, and nothing runs after it: the image is then the one before
+    that step plus the tree, owned by the app user (what `agent.deploy.earlystart`
+    relies on)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    workdirs = [line for line in lines if line.startswith("WORKDIR ")]
+    return bool(lines) and lines[-1] == code_copy() and workdirs[-1:] == [f"WORKDIR {APP_DIR}"]
+
+
 def copy_dependency_files(paths: Sequence[str]) -> list[str]:
     """COPY lines for dependency files, keeping their relative paths under /app."""
     by_dir: dict[str, list[str]] = {}

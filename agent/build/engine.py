@@ -72,12 +72,16 @@ class Engine:
     def __init__(self, client: docker.DockerClient, settings: BuildSettings) -> None:
         self.client = client
         self.settings = settings
+        self._root_dir: Path | None = None  # where the engine keeps images: asked once
 
     def data_dir(self) -> Path:
         if self.settings.disk_path is not None:
             return self.settings.disk_path
+        if self._root_dir is not None:
+            return self._root_dir
         try:
-            return Path(self.client.info()["DockerRootDir"])
+            self._root_dir = Path(self.client.info()["DockerRootDir"])
+            return self._root_dir
         except (
             docker.errors.DockerException,
             requests.exceptions.RequestException,
@@ -95,10 +99,12 @@ class Engine:
         check_free_disk(path, free, self.settings.min_free_disk_mb)
 
     def build(
-        self, job: EngineJob, context: IO[bytes], output: BuildOutput, show: Callable[[str], None]
+        self, job: EngineJob, context: IO[bytes], output: BuildOutput, show: Callable[[str], None],
+        on_final_step: Callable[[str], None] | None = None,
     ) -> str:
         """Run the build, feeding `output` and showing its lines; the image id, or
-        BuildFailed with the step and the log's tail."""
+        BuildFailed with the step and the log's tail. `on_final_step` hears, once, the
+        image the last step runs on, as that step begins."""
         try:
             stream = self.client.api.build(
                 fileobj=context,
@@ -117,6 +123,9 @@ class Engine:
             for chunk in stream:
                 for line in output.feed(chunk):
                     show(line)
+                if on_final_step is not None and (base := output.final_step_base):
+                    on_final_step(base)
+                    on_final_step = None
             for line in output.finish():
                 show(line)
         except docker.errors.APIError as exc:

@@ -45,6 +45,17 @@ class BuiltImage:
 
 
 @dataclass(frozen=True)
+class CodeBase:
+    """Announced while a build runs, when its last step copies the pushed tree into
+    /app: the image that step runs on (full id) and what the finished image will offer.
+    The finished image is this image plus the tree, owned by the app user."""
+
+    image: str
+    builder: str
+    default_processes: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class ContextFile:
     """A file Berth adds to the build context (under `berth/`)."""
 

@@ -51,6 +51,17 @@ class BuildOutput:
         return f"step {number}/{total} ({_short(instruction)})"
 
     @property
+    def final_step_base(self) -> str | None:
+        """Once the final step has begun: the image it runs on (the layer id the step
+        before it ended with); None before, or when that step made no layer."""
+        if self._step is None or self._step[0] != self._step[1]:
+            return None
+        before = [s for s in self.steps if s.number == self._step[0] - 1]
+        if not before:
+            return None
+        return before[0].layer_id or None
+
+    @property
     def reason(self) -> str:
         """The error in a few words ("exit code 1" for a failed RUN)."""
         if self.error is None:

@@ -29,6 +29,7 @@ from agent.build import (
     BuildRequest,
     BuildSettings,
     BuiltImage,
+    CodeBase,
     shell_argv,
 )
 from tests.conftest import STAND_IN_IMAGE
@@ -63,6 +64,7 @@ def copy_app(name: str, into: Path) -> Path:
 class BuildRun:
     image: BuiltImage
     lines: list[str] = field(default_factory=list)
+    bases: list[CodeBase] = field(default_factory=list)  # what on_base heard
 
 
 class Lab:
@@ -90,13 +92,14 @@ class Lab:
         lines = [] if lines is None else lines
         builder = Builder(settings or stand_in_settings(), self.client)
         request = BuildRequest(app=name, source=source, tag=self.tag(name), env=dict(env or {}))
+        bases: list[CodeBase] = []
         try:
-            image = asyncio.run(builder.build(request, lines.append))
+            image = asyncio.run(builder.build(request, lines.append, bases.append))
         except BuildFailed as failure:
             if failure.cache_layer:
                 self.layers.append(failure.cache_layer)
             raise
-        return BuildRun(image, lines)
+        return BuildRun(image, lines, bases)
 
     @contextmanager
     def serve(

@@ -126,6 +126,14 @@ def test_django_collectstatic_runs_at_build_time(django_build: BuildRun, lab: La
         assert fetch(url + "/") == (200, "hello from django\n")
 
 
+def test_no_base_is_announced_when_something_runs_after_the_code(
+    django_build: BuildRun, lab: Lab
+) -> None:
+    assert django_build.bases == []  # collectstatic runs after the code's COPY
+    own = lab.build(APPS / "dockerfile", name="own")
+    assert own.bases == []  # an app's own Dockerfile: nothing known about its steps
+
+
 def test_disable_collectstatic_config_var(django_build: BuildRun, lab: Lab) -> None:
     run = lab.build(APPS / "django", name="django", env={"DISABLE_COLLECTSTATIC": "1"})
     assert "       Django app: collectstatic disabled" in run.lines
@@ -147,6 +155,11 @@ def test_code_only_push_reuses_the_dependency_layer(tmp_path: Path, lab: Lab) ->
     assert any(line.endswith("pip install -r requirements.txt (cached)") for line in second.lines)
     code_1, code_2 = step(first, '"app/", "./"'), step(second, '"app/", "./"')
     assert not code_2.cached and code_2.layer_id != code_1.layer_id
+    # As the code's COPY began, the builder named the image it runs on (early start).
+    (base,) = second.bases
+    assert base.image == lab.client.api.inspect_image(second.image.image_id)["Parent"]
+    assert base.image.startswith("sha256:") and base.builder == "python"
+    assert dict(base.default_processes) == dict(second.image.default_processes)
     with lab.serve(second.image.tag, second.image.default_processes["web"]) as url:
         assert fetch(url + "/")[1] == "hello via flask on port 5000\n"
 

@@ -197,7 +197,7 @@ def render(project: NodeProject, options: PlanOptions) -> BuildPlan:
     lines += [f"USER {dockerfile.APP_USER}", f"WORKDIR {dockerfile.APP_DIR}"]
     install = "RUN " + ca.wrap(_install_command(project), trust)
     # CMD before the code's COPY: cached there, one layer commit less per push.
-    code = [*dockerfile.cmd_lines(project.web), dockerfile.copy_source([""], "./")]
+    code = [*dockerfile.cmd_lines(project.web), dockerfile.code_copy()]
     if project.workspaces:
         lines += [*code, install]
     else:

@@ -347,7 +347,7 @@ def render(project: PythonProject, options: PlanOptions) -> BuildPlan:
     install = _install_lines(project, trust, files)
     # CMD goes before the code's COPY: after it, it would cost every push one more
     # layer commit; before it, it is cached like the dependency layers.
-    code = [*dockerfile.cmd_lines(project.web), dockerfile.copy_source([""], "./")]
+    code = [*dockerfile.cmd_lines(project.web), dockerfile.code_copy()]
     lines += [*code, *install] if project.needs_source else [*install, *code]
     if project.manager == "uv":
         lines.append("RUN " + ca.wrap(f"{TOOLS}/bin/uv sync --frozen --no-dev", trust))
