@@ -62,6 +62,9 @@ class DeploySettings:
     port_range_end: int = 29999
     # Seconds a non-web instance must stay up before a deploy counts it as started.
     settle_time: float = 2.0
+    # Start a push's instances while its image's last layer is committed
+    # (agent.deploy.earlystart); off: start them from the finished image.
+    early_start: bool = True
 
     def __post_init__(self) -> None:
         if not 1024 <= self.port_range_start <= self.port_range_end <= 65535:

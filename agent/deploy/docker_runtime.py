@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
+import tarfile
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 
 import docker
 import docker.errors
@@ -128,7 +130,16 @@ class DockerRuntime:
     async def start(self, spec: ContainerSpec) -> Container:
         return await asyncio.to_thread(self._start, spec)
 
+    async def create(self, spec: ContainerSpec) -> str:
+        return await asyncio.to_thread(self._create, spec)
+
+    async def start_created(self, spec: ContainerSpec, container_id: str) -> Container:
+        return await asyncio.to_thread(self._run_created, spec, container_id)
+
     def _start(self, spec: ContainerSpec) -> Container:
+        return self._run_created(spec, self._create(spec))
+
+    def _create(self, spec: ContainerSpec) -> str:
         # The low-level calls: create, start, one inspection (the high-level
         # `containers.create` inspects after creating too, a wasted round trip per deploy).
         published = spec.publish_port is not None
@@ -155,6 +166,16 @@ class DockerRuntime:
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"create {spec.name}", _explain(exc)) from exc
         container_id = str(created["Id"])
+        if spec.code:
+            try:
+                if not self._api.put_archive(container_id, spec.code_dir, spec.code):
+                    raise docker.errors.DockerException("the engine refused the archive")
+            except docker.errors.DockerException as exc:
+                self._force_remove(container_id)
+                raise RuntimeFailure(f"put the code into {spec.name}", _explain(exc)) from exc
+        return container_id
+
+    def _run_created(self, spec: ContainerSpec, container_id: str) -> Container:
         try:
             self._api.start(container_id)
             return _container(self._api.inspect_container(container_id))
@@ -366,6 +387,44 @@ class DockerRuntime:
                 if reference != "<none>:<none>":
                     await self.remove_image(reference)
             await self.remove_image(image["Id"])
+
+    async def image_parent(self, reference: str) -> str:
+        try:
+            image = await asyncio.to_thread(self._api.inspect_image, reference)
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"inspect image {reference}", _explain(exc)) from exc
+        return str(image.get("Parent") or "")
+
+    async def read_files(self, image: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        return await asyncio.to_thread(self._read_files, image, paths)
+
+    def _read_files(self, image: str, paths: Sequence[str]) -> dict[str, bytes]:
+        """From a container created (never started) for the purpose, then removed."""
+        try:
+            container_id = str(self._api.create_container(
+                image, command=["true"], labels={LABEL_MANAGED: self._installation})["Id"])
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"read files of {image[:19]}", _explain(exc)) from exc
+        try:
+            found: dict[str, bytes] = {}
+            for path in paths:
+                try:
+                    stream, _ = self._api.get_archive(container_id, path)
+                except docker.errors.NotFound:
+                    continue
+                data = b"".join(stream)
+                with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+                    member = archive.next()
+                    handle = archive.extractfile(member) if member is not None else None
+                    if handle is not None:
+                        found[path] = handle.read()
+            return found
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"read files of {image[:19]}", _explain(exc)) from exc
+        except tarfile.TarError as exc:
+            raise RuntimeFailure(f"read files of {image[:19]}", str(exc)) from exc
+        finally:
+            self._force_remove(container_id)
 
     async def image_exists(self, reference: str) -> bool:
         try:

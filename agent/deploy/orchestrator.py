@@ -17,12 +17,14 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Protocol, Sequence
 
 from agent import storage
 from agent.appjson import AppJson, parse_app_json
-from agent.build import BuildRequest, BuiltImage
+from agent.build import BuildRequest, BuiltImage, CodeBase, code_archive
+from agent.build.dockerfile import APP_USER
 from agent.config import Config
+from agent.deploy import earlystart
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, initial_formation, one_off_spec, release_phase_spec
 from agent.deploy.rollout import Rollout, Target
@@ -56,7 +58,8 @@ class NothingToRelease(BerthError):
 
 class ImageBuilder(Protocol):
     async def build(
-        self, request: BuildRequest, emit: Callable[[str], None]
+        self, request: BuildRequest, emit: Callable[[str], None],
+        on_base: Callable[[CodeBase], None] | None = None,
     ) -> BuiltImage: ...
 
 
@@ -95,6 +98,10 @@ class Deployer:
         self._tls_hosts = tls_hosts
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # pruning after a deploy
+        self._app_user_ids = earlystart.AppUserIds(APP_USER)
+        # Each app's last announced code base: the next push's instances are created
+        # from it before its build confirms it (agent.deploy.earlystart).
+        self._bases: dict[str, CodeBase] = {}
 
     # the per-app lock ------------------------------------------------------------------
 
@@ -173,9 +180,7 @@ class Deployer:
                 config=self._apps.config(app_name),
             ))
             try:
-                release, formation = await self._build(app, release, source, out)
-                return await self._release(app, release, out, formation=formation,
-                                           committed=committed)
+                return await self._build_and_release(app, release, source, out, committed)
             except Exception as exc:
                 raise self._failed(release, exc, out) from exc
             except BaseException as exc:  # cancelled: recorded, then passed on as it is
@@ -326,8 +331,123 @@ class Deployer:
 
     # steps -----------------------------------------------------------------------------
 
+    async def _build_and_release(
+        self, app: App, release: Release, source: Path, out: DeployOutput,
+        committed: Callable[[], None],
+    ) -> Release:
+        """Build, then release; or start the instances early (agent.deploy.earlystart):
+        created from the base the app's last build announced, started once this build
+        announces the same one; else from the base this build announces."""
+        announced: asyncio.Future[CodeBase] = asyncio.get_running_loop().create_future()
+
+        def on_base(base: CodeBase) -> None:
+            self._bases[app.name] = base
+            if not announced.done():
+                announced.set_result(base)
+
+        early = self._config.deploy.early_start and earlystart.allowed(
+            _read_procfile(source).release, self.mounts(app.name))
+        predicted = self._bases.pop(app.name, None) if early else None
+        build = asyncio.ensure_future(
+            self._build(app, release, source, out, on_base=on_base if early else None))
+        either: set[asyncio.Future[Any]] = {announced, build}
+        try:
+            if predicted is not None:
+
+                async def confirm() -> None:
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                    if not announced.done() or announced.result().image != predicted.image:
+                        raise _NotTheBase()
+
+                try:
+                    return await self._release_early(app, release, source, out, committed,
+                                                     predicted, build, confirm)
+                except _NotTheBase:
+                    pass  # another base: as if there had been no prediction
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if announced.done() and announced.result() != predicted:
+                try:
+                    return await self._release_early(app, release, source, out, committed,
+                                                     announced.result(), build, None)
+                except _NotTheBase:
+                    pass
+            built, formation = await build
+            return await self._release(app, built, out, formation=formation, committed=committed)
+        finally:
+            if not build.done():  # failed or cancelled meanwhile: the build stops too
+                build.cancel()
+                await asyncio.wait({build})
+
+    async def _release_early(
+        self, app: App, release: Release, source: Path, out: DeployOutput,
+        committed: Callable[[], None], base: CodeBase,
+        build: asyncio.Future[tuple[Release, dict[str, int]]],
+        confirm: Callable[[], Awaitable[None]] | None,
+    ) -> Release:
+        """Start `release` from `base` plus the pushed tree while `build` finishes (each
+        instance started once `confirm` returns); swap once the build's image proves to
+        be exactly that. _NotTheBase when it is not, or `confirm` says so."""
+        if confirm is not None and not await self._runtime.image_exists(base.image):
+            raise _NotTheBase()  # the predicted base was pruned (its release failed, say)
+        ids = await self._app_user_ids.of(self._runtime, base.image)
+        if ids is None:
+            raise _NotTheBase()
+        code = await asyncio.to_thread(code_archive, source, ids[0], ids[1], APP_USER)
+        procfile = _read_procfile(source)
+        app_json_text = _read_text(source / "app.json")
+        processes = {**base.default_processes, **procfile.processes} or {WEB: ""}
+        formation = _complete(initial_formation(
+            processes, app.formation, _requested(app, parse_app_json(app_json_text))), processes)
+        early = replace(release, image=base.image, processes=processes, app_json=app_json_text)
+        target = replace(self.target(app, early, formation), code=code, before_start=confirm)
+        # The instances' lines wait until the build's have all been shown.
+        held = _HeldLines(out)
+        final: Release | None = None
+
+        async def gate() -> None:
+            nonlocal final
+            try:
+                built, _ = await asyncio.shield(build)
+            except BaseException:
+                held.release()  # what was started, then why it ends
+                raise
+            out.end_step()
+            if (await self._runtime.image_parent(built.image) != base.image
+                    or built.processes != processes):
+                raise _NotTheBase()
+            held.release()
+            final = self._releases.move(self._releases.move(built, ReleaseState.RELEASING),
+                                        ReleaseState.STARTING)
+
+        went_live: Release | None = None
+
+        def go_live() -> None:
+            nonlocal went_live
+            assert final is not None
+            if app.stopped:
+                self._apps.set_stopped(app.name, False)
+            went_live = self._go_live(app, final, formation, out)
+
+        try:
+            await self._rollout.roll(target, held.out, replace_all=True, gate=gate,
+                                     before_swap=committed, after_swap=go_live)
+        except _NotTheBase:
+            held.discard()
+            raise
+        except Exception:
+            held.release()
+            await asyncio.wait({build})
+            failure = None if build.cancelled() else build.exception()
+            if failure is not None:
+                raise failure from None  # the build's failure is the cause
+            raise
+        assert went_live is not None
+        self._after_release(app.name)
+        return went_live
+
     async def _build(
-        self, app: App, release: Release, source: Path, out: DeployOutput
+        self, app: App, release: Release, source: Path, out: DeployOutput,
+        *, on_base: Callable[[CodeBase], None] | None = None,
     ) -> tuple[Release, dict[str, int]]:
         procfile = _read_procfile(source)
         app_json_text = _read_text(source / "app.json")
@@ -339,7 +459,7 @@ class Deployer:
         built = await self._builder.build(
             BuildRequest(app=app.name, source=source, tag=f"berth/{app.name}:{release.version}",
                          env=dict(release.config)),
-            out.raw,
+            out.raw, on_base,
         )
         processes = {**built.default_processes, **procfile.processes}
         if not processes:
@@ -381,9 +501,8 @@ class Deployer:
         if release.release_command:
             await self._release_phase(release, out)
         release = self._releases.move(release, ReleaseState.STARTING)
-        formation = dict(app.formation if formation is None else formation)
-        for process in release.processes:
-            formation.setdefault(process, 1 if process == WEB else 0)
+        formation = _complete(app.formation if formation is None else formation,
+                              release.processes)
         if app.stopped:
             self._apps.set_stopped(app.name, False)
         target = self.target(app, release, formation)
@@ -391,20 +510,30 @@ class Deployer:
 
         def go_live() -> None:
             nonlocal went_live
-            went_live = self._releases.go_live(release)
-            on_live()
-            self._apps.save_formation(app.name, formation)
-            self._events.record(app.name, "ReleaseDeployed",
-                                f"{went_live.version}: {went_live.description}")
-            self._announce(app.name, went_live, formation, out)
-            out.settle({"release": went_live.number})
+            went_live = self._go_live(app, release, formation, out, on_live)
 
         await self._rollout.roll(target, out, replace_all=True, before_swap=committed,
                                  after_swap=go_live)
         assert went_live is not None
-        self._background(self._prune_when_settled(app.name))
-        self._desire_certificates(self._apps.get(app.name))
+        self._after_release(app.name)
         return went_live
+
+    def _go_live(
+        self, app: App, release: Release, formation: Mapping[str, int], out: DeployOutput,
+        on_live: Callable[[], None] = lambda: None,
+    ) -> Release:
+        """The swap is done: record it, tell the pusher, settle the push."""
+        live = self._releases.go_live(release)
+        on_live()
+        self._apps.save_formation(app.name, formation)
+        self._events.record(app.name, "ReleaseDeployed", f"{live.version}: {live.description}")
+        self._announce(app.name, live, formation, out)
+        out.settle({"release": live.number})
+        return live
+
+    def _after_release(self, app: str) -> None:
+        self._background(self._prune_when_settled(app))
+        self._desire_certificates(self._apps.get(app))
 
     async def _release_phase(self, release: Release, out: DeployOutput) -> None:
         out.step(f"Running release command: {release.release_command}")
@@ -489,6 +618,37 @@ class Deployer:
         return app, live
 
 
+class _NotTheBase(Exception):
+    """An early start's build ended in an image other than its base plus the tree."""
+
+
+class _HeldLines:
+    """An output whose lines are held until `release`, then passed on to `out` (an
+    early start's instance lines, after the build's)."""
+
+    def __init__(self, out: DeployOutput) -> None:
+        self._target = out
+        self._held: list[str] | None = []
+        self.out = DeployOutput(self._take)
+
+    def _take(self, line: str) -> None:
+        if self._held is None:
+            self._target.raw(line)
+        else:
+            self._held.append(line)
+
+    def discard(self) -> None:
+        """Forget the held lines (an early start given up); later ones pass on."""
+        if self._held is not None:
+            self._held = None
+
+    def release(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            for line in held:
+                self._target.raw(line)
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -500,6 +660,14 @@ def _read_text(path: Path) -> str:
 
 def _read_procfile(source: Path) -> Procfile:
     return parse_procfile(_read_text(source / "Procfile"))
+
+
+def _complete(formation: Mapping[str, int], processes: Mapping[str, str]) -> dict[str, int]:
+    """`formation` with a count for every process type: web 1, the others 0."""
+    complete = dict(formation)
+    for process in processes:
+        complete.setdefault(process, 1 if process == WEB else 0)
+    return complete
 
 
 def _requested(app: App, app_json: AppJson) -> Mapping[str, int]:

@@ -51,6 +51,9 @@ class ContainerSpec:
     log_max_files: int = 3
     extra: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[tuple[str, str], ...] = ()  # (host directory, container path)
+    # A tar extracted into code_dir before the first start (agent.deploy.earlystart).
+    code: bytes = b""
+    code_dir: str = "/app"
 
 
 def instances(formation: Mapping[str, int], processes: Mapping[str, str]) -> list[Instance]:
@@ -128,6 +131,7 @@ def instance_spec(
     log_max_files: int,
     generation: str,
     mounts: tuple[tuple[str, str], ...] = (),
+    code: bytes = b"",
 ) -> ContainerSpec:
     return ContainerSpec(
         name=container_name(release.app, release.number, instance, generation),
@@ -141,6 +145,7 @@ def instance_spec(
         log_max_size=log_max_size,
         log_max_files=log_max_files,
         mounts=mounts,
+        code=code,
     )
 
 

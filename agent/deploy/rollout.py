@@ -21,7 +21,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Awaitable, Callable, Mapping, Protocol, Sequence
 
 from agent.appjson import HealthCheck
 from agent.config import DeploySettings
@@ -29,7 +29,7 @@ from agent.deploy.health import HealthCheckFailed, wait_healthy
 from agent.deploy.hostports import pick_port
 from agent.deploy.loghistory import LogHistory
 from agent.deploy.output import DeployOutput
-from agent.deploy.plan import WEB, Instance, instance_spec, instances
+from agent.deploy.plan import WEB, ContainerSpec, Instance, instance_spec, instances
 from agent.deploy.runtime import Container, ContainerRuntime
 from agent.errors import BerthError
 from agent.proxy import RouteOptions, Upstream
@@ -76,6 +76,12 @@ class Target:
     restart_policy: str
     health_timeout: float
     mounts: tuple[tuple[str, str], ...] = ()  # persistent storage (agent.storage)
+    # The pushed tree for /app, when the release's image is its code step's base
+    # (agent.deploy.earlystart); b"" otherwise.
+    code: bytes = b""
+    # Awaited after the new instances are created, before they start (an early start
+    # that creates them before the build has confirmed their image).
+    before_start: Callable[[], Awaitable[None]] | None = None
 
 
 class Rollout:
@@ -135,14 +141,18 @@ class Rollout:
 
     async def roll(
         self, target: Target, out: DeployOutput, *, replace_all: bool,
+        gate: Callable[[], Awaitable[None]] | None = None,
         before_swap: Callable[[], None] = lambda: None,
         after_swap: Callable[[], None] = lambda: None,
     ) -> None:
         """Make the app run `target`.
 
-        `before_swap` runs when nothing can fail any more short of the swap itself (a
-        deploy stops honouring cancellation there); `after_swap` runs once the old
-        instances are drained, before they are stopped (the deploy settles there).
+        `gate` runs beside the start and check of the new instances and must succeed
+        too before the swap (an early start's build, see agent.deploy.earlystart); the
+        first of them to fail cancels the other. `before_swap` runs when nothing can
+        fail any more short of the swap itself (a deploy stops honouring cancellation
+        there); `after_swap` runs once the old instances are drained, before they are
+        stopped (the deploy settles there).
         """
         app = target.release.app
         current = await self.current(app)
@@ -154,9 +164,15 @@ class Rollout:
         retire = [c for c in current if c.id not in kept_ids]
 
         started: list[Container] = []  # filled as they start: a failure removes them all
-        try:
+        async def start_and_check() -> None:
             await self._start(target, missing, out, started)
             await self._check(target, started, out)
+
+        try:
+            if gate is None:
+                await start_and_check()
+            else:
+                await _all_or_none(start_and_check(), gate())
         except BaseException:
             await asyncio.shield(self.remove(started))
             raise
@@ -192,29 +208,46 @@ class Rollout:
         self, target: Target, missing: Sequence[Instance], out: DeployOutput,
         started: list[Container],
     ) -> None:
-        """Start `missing`, appending each container to `started` as soon as it exists."""
+        """Start `missing`, appending each container to `started` as soon as it runs.
+        With `target.before_start`, all are created first, then started once it returns
+        (the port lock is not held meanwhile: a created container keeps its port)."""
         if not missing:
             return
         out.step(f"Starting {', '.join(i.dyno for i in missing)} of {target.release.version}")
         generation = secrets.token_hex(3)
-        for instance in missing:
-            async with self._port_lock:
-                port = None
-                if instance.process == WEB:
-                    taken = await self._runtime.published_ports()
-                    port = pick_port(self._settings.port_range_start,
-                                     self._settings.port_range_end, taken)
-                spec = instance_spec(
-                    target.release, instance,
-                    restart_policy=target.restart_policy,
-                    host_port=port,
-                    container_port=self._settings.container_port,
-                    log_max_size=self._settings.log_max_size,
-                    log_max_files=self._settings.log_max_files,
-                    generation=generation,
-                    mounts=target.mounts,
-                )
-                started.append(await self._runtime.start(spec))
+        created: list[tuple[ContainerSpec, str]] = []
+        try:
+            for instance in missing:
+                async with self._port_lock:
+                    port = None
+                    if instance.process == WEB:
+                        taken = await self._runtime.published_ports()
+                        port = pick_port(self._settings.port_range_start,
+                                         self._settings.port_range_end, taken)
+                    spec = instance_spec(
+                        target.release, instance,
+                        restart_policy=target.restart_policy,
+                        host_port=port,
+                        container_port=self._settings.container_port,
+                        log_max_size=self._settings.log_max_size,
+                        log_max_files=self._settings.log_max_files,
+                        generation=generation,
+                        mounts=target.mounts,
+                        code=target.code,
+                    )
+                    if target.before_start is None:
+                        started.append(await self._runtime.start(spec))
+                    else:
+                        created.append((spec, await self._runtime.create(spec)))
+            if target.before_start is not None:
+                await target.before_start()
+            while created:
+                spec, container_id = created.pop(0)
+                started.append(await self._runtime.start_created(spec, container_id))
+        finally:
+            if created:  # never started: a failure or a cancellation on the way
+                await asyncio.shield(asyncio.gather(
+                    *(self._runtime.remove(i, 0) for _, i in created), return_exceptions=True))
 
     async def _check(
         self, target: Target, started: Sequence[Container], out: DeployOutput
@@ -334,3 +367,21 @@ def _tail_text(lines: Sequence[str]) -> str:
     if not lines:
         return ""
     return "\nlast log lines:\n" + "\n".join(lines[-20:])
+
+
+async def _all_or_none(*work: Awaitable[None]) -> None:
+    """Run `work` side by side until all succeed; the first failure (or a cancellation
+    of the caller) cancels the rest, waits for them to end, and is raised."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        pending = set(tasks)
+        done = set()
+    failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+    if failed or pending:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        error = failed[0].exception() if failed else None
+        raise error if error is not None else asyncio.CancelledError()

@@ -8,7 +8,7 @@ small hand-written fake.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Mapping, Protocol
+from typing import AsyncIterator, Callable, Mapping, Protocol, Sequence
 
 from agent.deploy.plan import (
     LABEL_APP,
@@ -70,7 +70,17 @@ class LogLine:
 
 
 class ContainerRuntime(Protocol):
-    async def start(self, spec: ContainerSpec) -> Container: ...
+    async def start(self, spec: ContainerSpec) -> Container:
+        """Create and start (`create`, then `start_created`)."""
+        ...
+
+    async def create(self, spec: ContainerSpec) -> str:
+        """Create (with `spec.code` extracted), not started: the container's id."""
+        ...
+
+    async def start_created(self, spec: ContainerSpec, container_id: str) -> Container:
+        """Start a created container; one that fails to start is removed."""
+        ...
 
     async def containers(self, app: str | None = None) -> list[Container]: ...
 
@@ -99,3 +109,11 @@ class ContainerRuntime(Protocol):
     async def remove_app_images(self, app: str) -> None: ...
 
     async def image_exists(self, reference: str) -> bool: ...
+
+    async def image_parent(self, reference: str) -> str:
+        """The image a built image was made from ("" if none is recorded)."""
+        ...
+
+    async def read_files(self, image: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        """The contents of `paths` in `image` (missing ones left out)."""
+        ...

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 
 import pytest
 
-from agent.build import BuildRequest, BuiltImage
+from agent.build import BuildRequest, BuiltImage, CodeBase
 from agent.config import Config, DeploySettings
 from agent.deploy.orchestrator import Deployer, DeployFailed
 from agent.deploy.output import DeployOutput
@@ -70,6 +70,22 @@ class FakeRuntime:
             container.server = await asyncio.start_server(self._answer, "127.0.0.1",
                                                           spec.publish_port)
         self.containers_by_id[container.id] = container
+        return self._view(container)
+
+    async def create(self, spec: ContainerSpec) -> str:
+        if self.fail_after is not None and len(self.containers_by_id) >= self.fail_after:
+            from agent.deploy.docker_runtime import RuntimeFailure
+            raise RuntimeFailure(f"create {spec.name}", "no space left on device")
+        container = FakeContainer(spec, f"c{next(self.ids)}", state="created")
+        self.containers_by_id[container.id] = container
+        return container.id
+
+    async def start_created(self, spec: ContainerSpec, container_id: str) -> Container:
+        container = self.containers_by_id[container_id]
+        if spec.publish_port is not None:
+            container.server = await asyncio.start_server(self._answer, "127.0.0.1",
+                                                          spec.publish_port)
+        container.state = "running"
         return self._view(container)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -137,7 +153,8 @@ class FakeBuilder:
         self.runtime = runtime
         self.fail = False
 
-    async def build(self, request: BuildRequest, emit: Callable[[str], None]) -> BuiltImage:
+    async def build(self, request: BuildRequest, emit: Callable[[str], None],
+                    on_base: Callable[[CodeBase], None] | None = None) -> BuiltImage:
         emit("building")
         if self.fail:
             from agent.build import BuildFailed

@@ -216,6 +216,66 @@ def test_code_only_push_reuses_the_dependency_layer(agent, flask):
     assert agent.get(HOST) == (200, b"howdy from flask on port 5000\n")
 
 
+def docker_out(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+# Every entry under /app with its owner, mode, type and link target; __pycache__ left out
+# (the running app writes it).
+LIST_APP = ("cd /app && find . -path '*/__pycache__' -prune -o "
+            "-printf '%p %u:%g %m %y %l %s\\n' | sort")
+
+
+def running_web() -> list[str]:
+    """The flask app's web containers, once those being retired are gone."""
+    def listed() -> list[str]:
+        return docker_out("ps", "-aq", "--filter", f"label=berth.app={FLASK}",
+                          "--filter", "label=berth.process=web").split()
+    wait_for(lambda: len(listed()) == 2)
+    return listed()
+
+
+def test_a_code_only_push_starts_early_with_exactly_the_release_images_files(agent, flask):
+    """The instances of a code-only push start from the image before the code's COPY
+    plus the pushed tree while the engine commits the release image; they must hold
+    the same files (owners, modes, links, .dockerignore) as that image, and a restart
+    (from the image) serves the same."""
+    flask.write("app.py", (APPS / "flask" / "app.py").read_text().replace("hello", "early"))
+    (flask.path / "static" / "css").mkdir(parents=True, exist_ok=True)
+    flask.write("static/css/site.css", "body { margin: 0 }\n")
+    flask.write("run.sh", "#!/bin/sh\nexec gunicorn app:app\n")
+    (flask.path / "run.sh").chmod(0o750)
+    (flask.path / "latest").unlink(missing_ok=True)
+    (flask.path / "latest").symlink_to("static/css")
+    flask.write(".dockerignore", "secret.txt\n")
+    flask.write("secret.txt", "not for the image\n")
+    flask.commit("code only, with odd files")
+    flask.push()
+    assert agent.get(HOST) == (200, b"early from flask on port 5000\n")
+
+    web = running_web()
+    assert len(web) == 2
+    release = docker_out("inspect", "-f", '{{index .Config.Labels "berth.release"}}', web[0]).strip()
+    tag = f"berth/{FLASK}:v{release}"
+    image = docker_out("image", "inspect", "-f", "{{.Id}}", tag).strip()
+    parent = docker_out("image", "inspect", "-f", "{{.Parent}}", tag).strip()
+    started_from = {docker_out("inspect", "-f", "{{.Image}}", c).strip() for c in web}
+    assert started_from == {parent}, "the instances did not start early, from the base"
+
+    in_image = docker_out("run", "--rm", "--entrypoint", "/bin/sh", tag, "-c", LIST_APP)
+    for container in web:
+        assert docker_out("exec", container, "/bin/sh", "-c", LIST_APP) == in_image
+    # (git keeps only the executable bit: 750 arrives as 755)
+    assert "./run.sh berth:berth 755 f" in in_image
+    assert "./latest berth:berth 777 l static/css" in in_image
+    assert "secret.txt" not in in_image
+
+    agent.ok("ps:restart", FLASK)
+    web = running_web()
+    assert {docker_out("inspect", "-f", "{{.Image}}", c).strip() for c in web} == {image}
+    assert agent.get(HOST) == (200, b"early from flask on port 5000\n")
+
+
 # the release phase -----------------------------------------------------------------------
 
 

@@ -1,0 +1,315 @@
+"""Early start (agent.deploy.earlystart): its pure rules, and the deployer's early path
+against the fakes of test_orchestrator (real HTTP health checks, real SQLite). The real
+engine's side (the same files as the image, owners and modes included) is checked in
+tests/e2e/test_push_deploy.py."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import pytest
+
+from agent.build import BuildRequest, BuiltImage, CodeBase
+from agent.build.context import code_archive, write_context
+from agent.build.dockerfile import code_copy, ends_with_code_copy
+from agent.build.model import BuildPlan
+from agent.build.output import BuildOutput
+from agent.deploy import earlystart
+from agent.deploy.orchestrator import DeployFailed
+from agent.deploy.plan import ContainerSpec
+from agent.deploy.runtime import Container
+from agent.releases import ReleaseState
+from tests.deploy.test_orchestrator import FakeBuilder, FakeRuntime, lines, world  # noqa: F401
+
+PASSWD = "root:x:0:0:root:/root:/bin/bash\nberth:x:999:998::/home/berth:/bin/sh\n"
+GROUP = "root:x:0:\nstaff:x:50:\nberth:x:998:\n"
+
+
+# the pure rules ----------------------------------------------------------------------------
+
+
+def test_the_app_users_ids_come_from_passwd_and_the_group_of_its_name() -> None:
+    assert earlystart.parse_ids(PASSWD, GROUP, "berth") == (999, 998)
+    assert earlystart.parse_ids(PASSWD, "root:x:0:\n", "berth") is None  # no berth group
+    assert earlystart.parse_ids("berthold:x:5:5::/:/bin/sh\n", GROUP, "berth") is None
+    assert earlystart.parse_ids("berth:x:abc:1::/:/bin/sh\n", GROUP, "berth") is None
+
+
+@pytest.mark.parametrize(("command", "mounts", "allowed"), [
+    ("", (), True),
+    ("", (("/var/lib/berth/storage/shop/data", "/data"),), True),
+    ("", (("/h", "/application"),), True),
+    ("python manage.py migrate", (), False),  # must run before any instance starts
+    ("", (("/h", "/app/uploads"),), False),  # the tree would be written into the mount
+    ("", (("/h", "/app"),), False),
+])
+def test_early_start_is_allowed_without_a_release_command_or_storage_in_app(
+    command: str, mounts: tuple[tuple[str, str], ...], allowed: bool
+) -> None:
+    assert earlystart.allowed(command, mounts) is allowed
+
+
+def test_a_dockerfile_qualifies_only_when_the_code_copy_into_app_is_last() -> None:
+    head = "FROM x\nUSER berth\nWORKDIR /app\nCMD [\"run\"]\n"
+    assert ends_with_code_copy(head + code_copy() + "\n")
+    assert not ends_with_code_copy(head + code_copy() + "\nRUN python manage.py collectstatic\n")
+    assert not ends_with_code_copy(head.replace("/app", "/srv") + code_copy() + "\n")
+    assert not ends_with_code_copy(head + 'COPY --chown=berth:berth ["app/public/", "./"]\n')
+
+
+def test_the_build_stream_names_the_final_steps_base_as_that_step_begins() -> None:
+    output = BuildOutput(10)
+    stream = [
+        "Step 1/3 : FROM x\n", " ---> aaaaaaaaaaaa\n", "Step 2/3 : CMD run\n",
+        " ---> Using cache\n", " ---> bbbbbbbbbbbb\n",
+    ]
+    for text in stream:
+        output.feed({"stream": text})
+        assert output.final_step_base is None
+    output.feed({"stream": "Step 3/3 : COPY app/ ./\n"})
+    assert output.final_step_base == "bbbbbbbbbbbb"
+
+
+def members(data: bytes) -> dict[str, tuple[int, int, str, int]]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        return {m.name: (m.uid, m.gid, m.uname, m.mode) for m in archive.getmembers()}
+
+
+def test_the_code_archive_holds_what_the_context_gives_the_code_copy(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "pkg").mkdir(parents=True)
+    (source / "pkg" / "mod.py").write_text("x = 1\n")
+    (source / "run.sh").write_text("#!/bin/sh\n")
+    (source / "run.sh").chmod(0o755)
+    (source / "link").symlink_to("pkg")
+    (source / ".dockerignore").write_text("secret\n")
+    (source / "secret").write_text("no\n")
+    context = io.BytesIO()
+    write_context(BuildPlan(builder="python", dockerfile="FROM x\n"), source, context)
+    in_context = {name.removeprefix("app/"): (mode,) for name, (_, _, _, mode)
+                  in members(context.getvalue()).items() if name.startswith("app/")}
+    code = members(code_archive(source, 999, 998, "berth"))
+    assert {name: (mode,) for name, (_, _, _, mode) in code.items()} == in_context
+    assert set(code) == {".dockerignore", "link", "pkg", "pkg/mod.py", "run.sh"}
+    assert {(uid, gid, user) for uid, gid, user, _ in code.values()} == {(999, 998, "berth")}
+
+
+# the deployer's early path -----------------------------------------------------------------
+
+BASE = "sha256:base"
+
+
+class EarlyRuntime(FakeRuntime):
+    """The fake engine, plus what an early start asks of it; `events` in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+        self.parents: dict[str, str] = {}
+        self.missing: set[str] = set()
+
+    async def read_files(self, image: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        return {"/etc/passwd": PASSWD.encode(), "/etc/group": GROUP.encode()}
+
+    async def image_parent(self, reference: str) -> str:
+        return self.parents.get(reference, "")
+
+    async def image_exists(self, reference: str) -> bool:
+        return reference not in self.missing
+
+    async def start(self, spec: ContainerSpec) -> Container:
+        return await self.start_created(spec, await self.create(spec))
+
+    async def create(self, spec: ContainerSpec) -> str:
+        self.events.append(f"create {spec.image}")
+        return await super().create(spec)
+
+    async def start_created(self, spec: ContainerSpec, container_id: str) -> Container:
+        self.events.append(f"start {spec.image}")
+        return await super().start_created(spec, container_id)
+
+
+class EarlyBuilder(FakeBuilder):
+    """Announces `base` as its last step begins, then takes `commit` seconds."""
+
+    def __init__(self, runtime: EarlyRuntime) -> None:
+        super().__init__(runtime)
+        self.early = runtime
+        self.base: str | None = BASE
+        self.commit = 0.2
+        self.parent: str | None = None  # the built image's parent (default: the base)
+        self.slow: dict[str, float] = {}  # app -> seconds until the base is announced
+
+    async def build(self, request: BuildRequest, emit: Callable[[str], None],
+                    on_base: Callable[[CodeBase], None] | None = None) -> BuiltImage:
+        emit("building")
+        await asyncio.sleep(self.slow.get(request.app, 0.05))
+        if on_base is not None and self.base is not None:
+            self.early.events.append(f"announce {self.base}")
+            on_base(CodeBase(self.base, "python", {"web": "gunicorn app"}))
+        await asyncio.sleep(self.commit)
+        built = await super().build(request, emit)
+        self.early.parents[built.image_id] = self.parent or self.base or ""
+        self.early.events.append(f"built {built.image_id}")
+        emit("built")
+        return built
+
+
+@pytest.fixture
+def early(world):  # noqa: F811
+    runtime = EarlyRuntime()
+    builder = EarlyBuilder(runtime)
+    world.runtime = runtime
+    world.builder = builder
+    world.deployer._runtime = runtime
+    world.deployer._builder = builder
+    world.deployer._rollout._runtime = runtime
+    return world
+
+
+async def images(world) -> set[str]:
+    """The images of the app's containers, once the old ones are stopped."""
+    await world.deployer.settled(5)
+    return {c.spec.image for c in world.runtime.containers_by_id.values()}
+
+
+async def test_instances_start_from_the_base_with_the_code_while_the_image_commits(early):
+    early.apps.create("shop")
+    out, seen = lines()
+    try:
+        release = await early.deployer.deploy_push("shop", "a" * 40, early.source, out)
+        assert release.state is ReleaseState.LIVE and release.image == "sha256:berth/shop:v1"
+        events = early.runtime.events
+        assert events.index(f"start {BASE}") < events.index("built sha256:berth/shop:v1")
+        (web,) = early.runtime.containers_by_id.values()
+        assert web.spec.image == BASE
+        assert members(web.spec.code) == members(code_archive(early.source, 999, 998, "berth"))
+        assert seen.index("built") < next(i for i, line in enumerate(seen)
+                                          if line.startswith("-----> Starting web.1"))
+        assert any("is live" in line for line in seen)
+    finally:
+        await early.runtime.close()
+
+
+async def test_the_next_push_creates_its_instances_before_the_base_is_confirmed(early):
+    early.apps.create("shop")
+    try:
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        early.runtime.events.clear()
+        await early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0])
+        events = early.runtime.events
+        assert events[:3] == [f"create {BASE}", f"announce {BASE}", f"start {BASE}"]
+        assert early.releases.live("shop").image == "sha256:berth/shop:v2"
+    finally:
+        await early.runtime.close()
+
+
+async def test_a_new_base_discards_the_prediction_and_starts_from_the_new_base(early):
+    early.apps.create("shop")
+    try:
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        early.builder.base = "sha256:new-dependencies"
+        early.runtime.events.clear()
+        out, seen = lines()
+        release = await early.deployer.deploy_push("shop", "b" * 40, early.source, out)
+        assert release.state is ReleaseState.LIVE
+        assert early.runtime.events[0] == f"create {BASE}"  # the guess, created...
+        assert f"start {BASE}" not in early.runtime.events  # ...and never started
+        assert await images(early) == {"sha256:new-dependencies"}  # the guess left nothing behind
+        assert not any(line.startswith("-----> Starting") and BASE in line for line in seen)
+    finally:
+        await early.runtime.close()
+
+
+async def test_a_pruned_predicted_base_is_not_used(early):
+    early.apps.create("shop")
+    try:
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        early.runtime.missing.add(BASE)
+        early.runtime.events.clear()
+        await early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0])
+        assert early.runtime.events[0] == f"announce {BASE}"  # nothing created before it
+    finally:
+        await early.runtime.close()
+
+
+async def test_an_image_that_is_not_the_base_plus_the_code_starts_from_the_image(early):
+    early.apps.create("shop")
+    early.builder.parent = "sha256:something-else"
+    out, seen = lines()
+    try:
+        release = await early.deployer.deploy_push("shop", "a" * 40, early.source, out)
+        assert release.state is ReleaseState.LIVE
+        assert await images(early) == {"sha256:berth/shop:v1"}
+        assert not any(c.spec.code for c in early.runtime.containers_by_id.values())
+    finally:
+        await early.runtime.close()
+
+
+async def test_a_build_failing_after_the_early_start_fails_the_deploy_with_its_reason(early):
+    early.apps.create("shop")
+    try:
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        serving = early.router.routes["shop"]
+        early.builder.fail = True
+        with pytest.raises(DeployFailed, match="RUN pip install"):
+            await early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0])
+        assert early.router.routes["shop"] == serving
+        assert len(early.runtime.containers_by_id) == 1  # the early instance is gone
+        assert early.releases.get("shop", 2).state is ReleaseState.FAILED
+    finally:
+        await early.runtime.close()
+
+
+async def test_a_failing_health_check_is_the_reason_when_the_build_succeeds(early):
+    early.apps.create("shop")
+    try:
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        early.runtime.status = 500
+        early.deployer._config = replace(
+            early.config, deploy=replace(early.config.deploy, health_timeout=0.5))
+        with pytest.raises(DeployFailed, match="status 500"):
+            await early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0])
+        assert len(early.runtime.containers_by_id) == 1
+        assert early.releases.live("shop").number == 1
+    finally:
+        await early.runtime.close()
+
+
+async def test_a_release_command_or_the_setting_turned_off_means_no_early_start(early):
+    early.apps.create("shop")
+    try:
+        (early.source / "Procfile").write_text("web: gunicorn app\nrelease: migrate\n")
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        assert await images(early) == {"sha256:berth/shop:v1"}
+        (early.source / "Procfile").write_text("web: gunicorn app\n")
+        early.deployer._config = replace(
+            early.config, deploy=replace(early.config.deploy, early_start=False))
+        await early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0])
+        assert await images(early) == {"sha256:berth/shop:v2"}
+    finally:
+        await early.runtime.close()
+
+
+async def test_instances_waiting_for_their_base_hold_up_no_other_app(early):
+    early.apps.create("shop")
+    early.apps.create("blog")
+    try:
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        early.builder.slow["shop"] = 3.0  # its dependencies install, say
+        shop = asyncio.create_task(
+            early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0]))
+        while not any(c.state == "created" for c in early.runtime.containers_by_id.values()):
+            await asyncio.sleep(0.01)
+        started = asyncio.get_running_loop().time()
+        await early.deployer.deploy_push("blog", "c" * 40, early.source, lines()[0])
+        assert asyncio.get_running_loop().time() - started < 2.0
+        assert not shop.done()
+        await shop
+    finally:
+        await early.runtime.close()
