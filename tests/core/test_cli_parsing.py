@@ -107,3 +107,16 @@ def test_run_leaves_when_its_reader_hangs_up(tmp_path):
         quiet = subprocess.run([sys.executable, "-c", HANGUP_CHILD, "0.5"], stdout=out,
                                timeout=30)
     assert quiet.returncode == 0
+
+
+def test_a_bug_is_still_one_line_never_a_traceback(monkeypatch, capsys):
+    import agent.cli.hook
+
+    def broken(argv, environ):
+        raise PermissionError(13, "Permission denied", "/tmp/x")
+
+    monkeypatch.setattr(agent.cli.hook, "run_hook", broken)
+    assert main(["hook", "pre-receive"], environ={}) == 1
+    err = capsys.readouterr().err
+    assert err == "error: internal error: PermissionError: [Errno 13] Permission denied: " \
+                  "'/tmp/x' (please report it)\n"
