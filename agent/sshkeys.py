@@ -28,7 +28,7 @@ KEY_TYPES = frozenset({
     "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 })
-OPTIONS = "no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty,no-user-rc"
+OPTIONS = "restrict,no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty,no-user-rc"
 MARKER = " ssh-command "
 
 

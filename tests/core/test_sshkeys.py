@@ -39,7 +39,7 @@ def test_lines_force_the_command_and_restrict_everything(public_key):
     normalized, fingerprint = parse_public_key(public_key[0])
     line = authorized_line("/usr/bin/berth", SshKey("laptop", normalized, fingerprint, 0))
     assert line.startswith('command="/usr/bin/berth ssh-command laptop",')
-    for option in ("no-port-forwarding", "no-agent-forwarding", "no-X11-forwarding",
+    for option in ("restrict", "no-port-forwarding", "no-agent-forwarding", "no-X11-forwarding",
                    "no-pty", "no-user-rc"):
         assert option in line
 

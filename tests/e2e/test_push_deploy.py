@@ -340,6 +340,14 @@ def test_verbs_over_ssh(agent, developer):
     assert login.returncode != 0 and b"Berth offers no shell" in login.stderr
     bad_app = developer.ssh("git-receive-pack '../etc'")
     assert bad_app.returncode != 0 and b"invalid app name" in bad_app.stderr
+    # No forwarding to the server's loopback (where the web instances are published).
+    forward = subprocess.run(
+        ["ssh", "-p", str(developer.ssh_port), "-i", str(developer.key), "-o", "IdentitiesOnly=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-W", f"127.0.0.1:{agent.http_port}", "berth@127.0.0.1"],
+        input=b"GET / HTTP/1.0\r\n\r\n", capture_output=True, timeout=30)
+    assert forward.returncode != 0 and b"prohibited" in forward.stderr, forward
+    assert b"HTTP/1" not in forward.stdout
 
 
 def test_run_one_off_commands(agent, developer):
