@@ -3,7 +3,7 @@
 The rest of Berth uses only what is re-exported here:
     Builder(settings, client).build(request, emit, on_base) -> BuiltImage
 with BuildRequest / BuiltImage / BuildStep / CodeBase values and the BuildError tree,
-and `code_archive` (the pushed tree as the final COPY lays it into /app).
+and `write_code_archive` (the pushed tree as the final COPY lays it into /app).
 """
 
 from agent.build.builder import Builder
@@ -17,7 +17,7 @@ from agent.build.errors import (
     NoBuildpackDetected,
     NotEnoughDisk,
 )
-from agent.build.context import code_archive
+from agent.build.context import write_code_archive
 from agent.build.model import BuildRequest, BuildStep, BuiltImage, CodeBase
 from agent.build.settings import BuildSettings
 
@@ -35,6 +35,6 @@ __all__ = [
     "InvalidSource",
     "NoBuildpackDetected",
     "NotEnoughDisk",
-    "code_archive",
+    "write_code_archive",
     "shell_argv",
 ]

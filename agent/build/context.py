@@ -47,14 +47,12 @@ def write_context(plan: BuildPlan, source: Path, out: IO[bytes]) -> None:
                 _add_bytes(archive, path, file.content, file.mode)
 
 
-def code_archive(source: Path, uid: int, gid: int, user: str) -> bytes:
+def write_code_archive(source: Path, uid: int, gid: int, user: str, out: IO[bytes]) -> None:
     """The tree at `source` as a buildpack's last step (`dockerfile.code_copy`) lays it
     into /app: the same entries (.dockerignore honoured), owned by `uid`:`gid`. A tar
     to extract in /app of a container of that step's base image."""
-    out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
         _add_tree(archive, source, "", (uid, gid, user))
-    return out.getvalue()
 
 
 def _add_tree(

@@ -166,13 +166,15 @@ class DockerRuntime:
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"create {spec.name}", _explain(exc)) from exc
         container_id = str(created["Id"])
-        if spec.code:
+        if spec.code is not None:
             try:
-                if not self._api.put_archive(container_id, spec.code_dir, spec.code):
-                    raise docker.errors.DockerException("the engine refused the archive")
-            except docker.errors.DockerException as exc:
+                with spec.code.open("rb") as code:  # streamed, never whole in memory
+                    if not self._api.put_archive(container_id, spec.code_dir, code):
+                        raise docker.errors.DockerException("the engine refused the archive")
+            except (docker.errors.DockerException, OSError) as exc:
                 self._force_remove(container_id)
-                raise RuntimeFailure(f"put the code into {spec.name}", _explain(exc)) from exc
+                detail = _explain(exc) if isinstance(exc, docker.errors.DockerException) else str(exc)
+                raise RuntimeFailure(f"put the code into {spec.name}", detail) from exc
         return container_id
 
     def _run_created(self, spec: ContainerSpec, container_id: str) -> Container:
@@ -415,9 +417,10 @@ class DockerRuntime:
                 data = b"".join(stream)
                 with tarfile.open(fileobj=io.BytesIO(data)) as archive:
                     member = archive.next()
-                    handle = archive.extractfile(member) if member is not None else None
-                    if handle is not None:
-                        found[path] = handle.read()
+                    if member is not None and member.isfile():  # a symlink: not followed
+                        handle = archive.extractfile(member)
+                        if handle is not None:
+                            found[path] = handle.read()
             return found
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"read files of {image[:19]}", _explain(exc)) from exc

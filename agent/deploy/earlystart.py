@@ -13,8 +13,9 @@ Otherwise the early instances are removed and the release starts from its image 
 usual. Heroku runs dynos the same way: a stack image plus the app's slug.
 
 Not for every deploy: an app with a release command (it must run before any instance
-starts) or with persistent storage mounted inside /app (extracting the tree there would
-write into the mounted host directory) deploys the usual way.
+starts), with persistent storage mounted inside /app (extracting the tree there would
+write into the mounted host directory) or with a tree over MAX_CODE_BYTES deploys the
+usual way, as does any push whose early start cannot be prepared.
 
 This module holds the pure rules and `AppUserIds`, which reads the app user's numeric
 ids from a base image once (the tree's owner in the archive must be numeric).
@@ -28,6 +29,9 @@ from typing import Mapping, Protocol, Sequence
 log = logging.getLogger(__name__)
 
 CODE_DIR = "/app"
+# Above this, a tree is copied into the image layer once rather than into each
+# instance's writable layer (and the deploy waits for the image, as without early start).
+MAX_CODE_BYTES = 64 * 1024 * 1024
 _MEMO_SIZE = 64
 
 

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import tempfile
 import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Protocol, Sequence
+from typing import IO, Any, AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Protocol, Sequence
 
 from agent import storage
 from agent.appjson import AppJson, parse_app_json
-from agent.build import BuildRequest, BuiltImage, CodeBase, code_archive
+from agent.build import BuildRequest, BuiltImage, CodeBase, write_code_archive
 from agent.build.dockerfile import APP_USER
 from agent.config import Config
 from agent.deploy import earlystart
@@ -351,6 +353,18 @@ class Deployer:
         build = asyncio.ensure_future(
             self._build(app, release, source, out, on_base=on_base if early else None))
         either: set[asyncio.Future[Any]] = {announced, build}
+        tried: set[str] = set()
+
+        async def attempt(
+            base: CodeBase, confirm: Callable[[], Awaitable[None]] | None
+        ) -> Release | None:
+            tried.add(base.image)
+            try:
+                return await self._release_early(app, release, source, out, committed,
+                                                 base, build, confirm)
+            except _NotTheBase:
+                return None  # as if there had been no early start
+
         try:
             if predicted is not None:
 
@@ -359,18 +373,12 @@ class Deployer:
                     if not announced.done() or announced.result().image != predicted.image:
                         raise _NotTheBase()
 
-                try:
-                    return await self._release_early(app, release, source, out, committed,
-                                                     predicted, build, confirm)
-                except _NotTheBase:
-                    pass  # another base: as if there had been no prediction
+                if (live := await attempt(predicted, confirm)) is not None:
+                    return live
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if announced.done() and announced.result() != predicted:
-                try:
-                    return await self._release_early(app, release, source, out, committed,
-                                                     announced.result(), build, None)
-                except _NotTheBase:
-                    pass
+            if announced.done() and announced.result().image not in tried:
+                if (live := await attempt(announced.result(), None)) is not None:
+                    return live
             built, formation = await build
             return await self._release(app, built, out, formation=formation, committed=committed)
         finally:
@@ -384,15 +392,45 @@ class Deployer:
         build: asyncio.Future[tuple[Release, dict[str, int]]],
         confirm: Callable[[], Awaitable[None]] | None,
     ) -> Release:
-        """Start `release` from `base` plus the pushed tree while `build` finishes (each
-        instance started once `confirm` returns); swap once the build's image proves to
-        be exactly that. _NotTheBase when it is not, or `confirm` says so."""
-        if confirm is not None and not await self._runtime.image_exists(base.image):
-            raise _NotTheBase()  # the predicted base was pruned (its release failed, say)
-        ids = await self._app_user_ids.of(self._runtime, base.image)
-        if ids is None:
+        """Start `release` from `base` plus the pushed tree while `build` finishes (the
+        instances started once `confirm` returns); swap once the build's image proves to
+        be exactly that. _NotTheBase when it is not, when `confirm` says so, or when the
+        early start cannot be prepared: the caller then starts from the image."""
+        fd, name = tempfile.mkstemp(prefix="code-", suffix=".tar", dir=source.parent)
+        code = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as archive:
+                await self._prepare_early(app, source, base, confirm is not None, archive)
+            return await self._run_early(app, release, source, out, committed, base, build,
+                                         confirm, code)
+        finally:
+            code.unlink(missing_ok=True)
+
+    async def _prepare_early(
+        self, app: App, source: Path, base: CodeBase, predicted: bool, archive: IO[bytes]
+    ) -> None:
+        """Write the tree's archive, owned by the app user of `base`; _NotTheBase when
+        that cannot be done (or is not worth it: a tree too big to copy per instance)."""
+        try:
+            if predicted and not await self._runtime.image_exists(base.image):
+                raise _NotTheBase()  # the predicted base was pruned (its release failed, say)
+            ids = await self._app_user_ids.of(self._runtime, base.image)
+            if ids is None:
+                raise _NotTheBase()
+            await asyncio.to_thread(write_code_archive, source, ids[0], ids[1], APP_USER,
+                                    archive)
+        except (BerthError, OSError) as exc:
+            log.warning("no early start app=%s error=%s", app.name, exc)
+            raise _NotTheBase() from exc
+        if archive.tell() > earlystart.MAX_CODE_BYTES:
             raise _NotTheBase()
-        code = await asyncio.to_thread(code_archive, source, ids[0], ids[1], APP_USER)
+
+    async def _run_early(
+        self, app: App, release: Release, source: Path, out: DeployOutput,
+        committed: Callable[[], None], base: CodeBase,
+        build: asyncio.Future[tuple[Release, dict[str, int]]],
+        confirm: Callable[[], Awaitable[None]] | None, code: Path,
+    ) -> Release:
         procfile = _read_procfile(source)
         app_json_text = _read_text(source / "app.json")
         processes = {**base.default_processes, **procfile.processes} or {WEB: ""}
@@ -404,6 +442,14 @@ class Deployer:
         held = _HeldLines(out)
         final: Release | None = None
 
+        async def is_base_plus_code(built: Release) -> bool:
+            try:
+                parent = await self._runtime.image_parent(built.image)
+            except BerthError as exc:
+                log.warning("no early start app=%s error=%s", app.name, exc)
+                return False
+            return parent == base.image and built.processes == processes
+
         async def gate() -> None:
             nonlocal final
             try:
@@ -412,8 +458,7 @@ class Deployer:
                 held.release()  # what was started, then why it ends
                 raise
             out.end_step()
-            if (await self._runtime.image_parent(built.image) != base.image
-                    or built.processes != processes):
+            if not await is_base_plus_code(built):
                 raise _NotTheBase()
             held.release()
             final = self._releases.move(self._releases.move(built, ReleaseState.RELEASING),
@@ -435,11 +480,15 @@ class Deployer:
             held.discard()
             raise
         except Exception:
-            held.release()
             await asyncio.wait({build})
             failure = None if build.cancelled() else build.exception()
             if failure is not None:
+                held.release()
                 raise failure from None  # the build's failure is the cause
+            if not await is_base_plus_code(build.result()[0]):
+                held.discard()  # the instances were not what the image is: try that
+                raise _NotTheBase() from None
+            held.release()
             raise
         assert went_live is not None
         self._after_release(app.name)

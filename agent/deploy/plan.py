@@ -8,6 +8,7 @@ same labels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 from agent.build.dockerfile import shell_argv
@@ -51,8 +52,8 @@ class ContainerSpec:
     log_max_files: int = 3
     extra: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[tuple[str, str], ...] = ()  # (host directory, container path)
-    # A tar extracted into code_dir before the first start (agent.deploy.earlystart).
-    code: bytes = b""
+    # A tar file extracted into code_dir before the first start (agent.deploy.earlystart).
+    code: Path | None = None
     code_dir: str = "/app"
 
 
@@ -131,7 +132,7 @@ def instance_spec(
     log_max_files: int,
     generation: str,
     mounts: tuple[tuple[str, str], ...] = (),
-    code: bytes = b"",
+    code: Path | None = None,
 ) -> ContainerSpec:
     return ContainerSpec(
         name=container_name(release.app, release.number, instance, generation),

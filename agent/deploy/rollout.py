@@ -21,7 +21,9 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping, Protocol, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
 
 from agent.appjson import HealthCheck
 from agent.config import DeploySettings
@@ -36,6 +38,7 @@ from agent.proxy import RouteOptions, Upstream
 from agent.releases import Release
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HISTORY_LINES = 500  # lines kept of each instance Berth removes (see loghistory)
 
@@ -76,9 +79,9 @@ class Target:
     restart_policy: str
     health_timeout: float
     mounts: tuple[tuple[str, str], ...] = ()  # persistent storage (agent.storage)
-    # The pushed tree for /app, when the release's image is its code step's base
-    # (agent.deploy.earlystart); b"" otherwise.
-    code: bytes = b""
+    # A tar of the pushed tree for /app, when the release's image is its code step's
+    # base (agent.deploy.earlystart); None otherwise.
+    code: Path | None = None
     # Awaited after the new instances are created, before they start (an early start
     # that creates them before the build has confirmed their image).
     before_start: Callable[[], Awaitable[None]] | None = None
@@ -210,10 +213,14 @@ class Rollout:
     ) -> None:
         """Start `missing`, appending each container to `started` as soon as it runs.
         With `target.before_start`, all are created first, then started once it returns
-        (the port lock is not held meanwhile: a created container keeps its port)."""
+        (the port lock is not held meanwhile: a created container keeps its port).
+        A container the engine made is never lost, even when the caller is cancelled
+        mid-call: it ends in `started`, or it is removed here."""
         if not missing:
             return
-        out.step(f"Starting {', '.join(i.dyno for i in missing)} of {target.release.version}")
+        step = f"Starting {', '.join(i.dyno for i in missing)} of {target.release.version}"
+        if target.before_start is None:
+            out.step(step)
         generation = secrets.token_hex(3)
         created: list[tuple[ContainerSpec, str]] = []
         try:
@@ -236,18 +243,21 @@ class Rollout:
                         code=target.code,
                     )
                     if target.before_start is None:
-                        started.append(await self._runtime.start(spec))
+                        await _made(self._runtime.start(spec), started.append)
                     else:
-                        created.append((spec, await self._runtime.create(spec)))
+                        await _made(self._runtime.create(spec), partial(_pair, created, spec))
             if target.before_start is not None:
                 await target.before_start()
+                out.step(step)
             while created:
-                spec, container_id = created.pop(0)
-                started.append(await self._runtime.start_created(spec, container_id))
+                spec, container_id = created[0]
+                await _made(self._runtime.start_created(spec, container_id), started.append)
+                created.pop(0)
         finally:
-            if created:  # never started: a failure or a cancellation on the way
+            left = [i for _, i in created if i not in {c.id for c in started}]
+            if left:  # never started: a failure or a cancellation on the way
                 await asyncio.shield(asyncio.gather(
-                    *(self._runtime.remove(i, 0) for _, i in created), return_exceptions=True))
+                    *(self._runtime.remove(i, 0) for i in left), return_exceptions=True))
 
     async def _check(
         self, target: Target, started: Sequence[Container], out: DeployOutput
@@ -385,3 +395,25 @@ async def _all_or_none(*work: Awaitable[None]) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
         error = failed[0].exception() if failed else None
         raise error if error is not None else asyncio.CancelledError()
+
+
+def _pair(into: list[tuple[ContainerSpec, str]], spec: ContainerSpec, made: str) -> None:
+    into.append((spec, made))
+
+
+async def _made(work: Awaitable[T], keep: Callable[[T], None]) -> None:
+    """Await `work`, an engine call in a worker thread that cannot be stopped, and pass
+    its result to `keep`, even when cancelled meanwhile: the call is waited for, what it
+    made is kept (for the caller's cleanup), then the cancellation goes on."""
+    task = asyncio.ensure_future(work)
+    try:
+        keep(await asyncio.shield(task))
+    except asyncio.CancelledError:
+        while not task.done():
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                continue
+        if not task.cancelled() and task.exception() is None:
+            keep(task.result())
+        raise

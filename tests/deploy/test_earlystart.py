@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 import pytest
 
 from agent.build import BuildRequest, BuiltImage, CodeBase
-from agent.build.context import code_archive, write_context
+from agent.build.context import write_code_archive, write_context
 from agent.build.dockerfile import code_copy, ends_with_code_copy
 from agent.build.model import BuildPlan
 from agent.build.output import BuildOutput
@@ -75,6 +75,12 @@ def test_the_build_stream_names_the_final_steps_base_as_that_step_begins() -> No
     assert output.final_step_base == "bbbbbbbbbbbb"
 
 
+def code_archive(source: Path) -> bytes:
+    out = io.BytesIO()
+    write_code_archive(source, 999, 998, "berth", out)
+    return out.getvalue()
+
+
 def members(data: bytes) -> dict[str, tuple[int, int, str, int]]:
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         return {m.name: (m.uid, m.gid, m.uname, m.mode) for m in archive.getmembers()}
@@ -93,7 +99,7 @@ def test_the_code_archive_holds_what_the_context_gives_the_code_copy(tmp_path: P
     write_context(BuildPlan(builder="python", dockerfile="FROM x\n"), source, context)
     in_context = {name.removeprefix("app/"): (mode,) for name, (_, _, _, mode)
                   in members(context.getvalue()).items() if name.startswith("app/")}
-    code = members(code_archive(source, 999, 998, "berth"))
+    code = members(code_archive(source))
     assert {name: (mode,) for name, (_, _, _, mode) in code.items()} == in_context
     assert set(code) == {".dockerignore", "link", "pkg", "pkg/mod.py", "run.sh"}
     assert {(uid, gid, user) for uid, gid, user, _ in code.values()} == {(999, 998, "berth")}
@@ -112,8 +118,15 @@ class EarlyRuntime(FakeRuntime):
         self.events: list[str] = []
         self.parents: dict[str, str] = {}
         self.missing: set[str] = set()
+        self.codes: dict[str, bytes] = {}  # container id -> the tree put into it
+        self.broken_images: set[str] = set()  # their instances answer 500
+        self.create_delay = 0.0
+        self.unreadable = False
 
     async def read_files(self, image: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        if self.unreadable:
+            from agent.deploy.docker_runtime import RuntimeFailure
+            raise RuntimeFailure("read files of base", "no such container")
         return {"/etc/passwd": PASSWD.encode(), "/etc/group": GROUP.encode()}
 
     async def image_parent(self, reference: str) -> str:
@@ -126,12 +139,32 @@ class EarlyRuntime(FakeRuntime):
         return await self.start_created(spec, await self.create(spec))
 
     async def create(self, spec: ContainerSpec) -> str:
+        # Like docker-py in a worker thread: a cancelled caller does not stop the engine.
+        return await asyncio.shield(self._create(spec))
+
+    async def _create(self, spec: ContainerSpec) -> str:
         self.events.append(f"create {spec.image}")
-        return await super().create(spec)
+        await asyncio.sleep(self.create_delay)
+        container_id = await super().create(spec)
+        if spec.code is not None:
+            self.codes[container_id] = spec.code.read_bytes()
+        return container_id
 
     async def start_created(self, spec: ContainerSpec, container_id: str) -> Container:
         self.events.append(f"start {spec.image}")
-        return await super().start_created(spec, container_id)
+        if spec.image not in self.broken_images or spec.publish_port is None:
+            return await super().start_created(spec, container_id)
+
+        async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 500 X\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        container = self.containers_by_id[container_id]
+        container.server = await asyncio.start_server(broken, "127.0.0.1", spec.publish_port)
+        container.state = "running"
+        return self._view(container)
 
 
 class EarlyBuilder(FakeBuilder):
@@ -188,7 +221,8 @@ async def test_instances_start_from_the_base_with_the_code_while_the_image_commi
         assert events.index(f"start {BASE}") < events.index("built sha256:berth/shop:v1")
         (web,) = early.runtime.containers_by_id.values()
         assert web.spec.image == BASE
-        assert members(web.spec.code) == members(code_archive(early.source, 999, 998, "berth"))
+        assert members(early.runtime.codes[web.id]) == members(code_archive(early.source))
+        assert not web.spec.code.exists()  # the archive lived as long as the deploy
         assert seen.index("built") < next(i for i, line in enumerate(seen)
                                           if line.startswith("-----> Starting web.1"))
         assert any("is live" in line for line in seen)
@@ -247,6 +281,7 @@ async def test_an_image_that_is_not_the_base_plus_the_code_starts_from_the_image
         assert release.state is ReleaseState.LIVE
         assert await images(early) == {"sha256:berth/shop:v1"}
         assert not any(c.spec.code for c in early.runtime.containers_by_id.values())
+        assert sum(line.startswith("-----> Starting") for line in seen) == 1
     finally:
         await early.runtime.close()
 
@@ -311,5 +346,66 @@ async def test_instances_waiting_for_their_base_hold_up_no_other_app(early):
         assert asyncio.get_running_loop().time() - started < 2.0
         assert not shop.done()
         await shop
+    finally:
+        await early.runtime.close()
+
+
+async def test_a_build_failing_before_the_announcement_shows_no_start(early):
+    early.apps.create("shop")
+    try:
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        early.builder.base = None  # fails at pip install, before its last step
+        early.builder.fail = True
+        out, seen = lines()
+        with pytest.raises(DeployFailed, match="RUN pip install"):
+            await early.deployer.deploy_push("shop", "b" * 40, early.source, out)
+        assert not any(line.startswith("-----> Starting") for line in seen), seen
+        assert len(early.runtime.containers_by_id) == 1  # the guess's container is gone
+    finally:
+        await early.runtime.close()
+
+
+async def test_failing_instances_that_were_not_the_image_get_a_second_chance(early):
+    early.apps.create("shop")
+    early.builder.parent = "sha256:something-else"
+    early.runtime.broken_images.add(BASE)
+    out, seen = lines()
+    try:
+        release = await early.deployer.deploy_push("shop", "a" * 40, early.source, out)
+        assert release.state is ReleaseState.LIVE
+        assert await images(early) == {"sha256:berth/shop:v1"}
+    finally:
+        await early.runtime.close()
+
+
+async def test_what_cannot_be_prepared_or_is_too_big_deploys_the_usual_way(early, monkeypatch):
+    early.apps.create("shop")
+    try:
+        early.runtime.unreadable = True  # the base's /etc/passwd cannot be read
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        assert await images(early) == {"sha256:berth/shop:v1"}
+        early.runtime.unreadable = False
+        monkeypatch.setattr(earlystart, "MAX_CODE_BYTES", 100)
+        await early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0])
+        assert await images(early) == {"sha256:berth/shop:v2"}
+    finally:
+        await early.runtime.close()
+
+
+async def test_a_push_cancelled_while_its_instances_are_created_leaves_none(early):
+    early.apps.create("shop")
+    try:
+        await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
+        early.runtime.create_delay = 0.3
+        push = asyncio.create_task(
+            early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0]))
+        while not early.runtime.events or early.runtime.events[-1] != f"create {BASE}":
+            await asyncio.sleep(0.01)
+        push.cancel()  # the pusher hung up while the engine was creating the container
+        with pytest.raises(asyncio.CancelledError):
+            await push
+        await asyncio.sleep(0.4)
+        assert [c.spec.image for c in early.runtime.containers_by_id.values()] == [BASE]
+        assert early.releases.live("shop").number == 1
     finally:
         await early.runtime.close()
