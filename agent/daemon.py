@@ -201,7 +201,9 @@ def _root_cause(exc: BaseException) -> str:
     """The innermost OS error's words (under docker-py's and requests' wrappers)."""
     reason = str(exc)
     seen: BaseException | None = exc
-    while seen is not None:
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
         for arg in (seen, *seen.args):
             if isinstance(arg, OSError) and arg.strerror:
                 reason = arg.strerror

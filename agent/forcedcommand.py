@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 import tempfile
 from pathlib import Path
 
@@ -55,9 +56,11 @@ def script(repos: Path, fallback: str) -> str:
 
 
 def install(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically, 0755, unless it is there already."""
+    """Write `text` to `path` atomically, 0755 and ours, unless it is so already."""
     try:
-        if path.read_text(encoding="utf-8") == text and os.access(path, os.X_OK):
+        mode = path.stat()
+        if (stat.S_IMODE(mode.st_mode) == 0o755 and mode.st_uid == os.geteuid()
+                and path.read_text(encoding="utf-8") == text):
             return
     except FileNotFoundError:
         pass

@@ -2,8 +2,8 @@
 
 Every key Berth knows is written with a forced command (`SCRIPT ssh-command NAME`, the
 script of agent.forcedcommand in front of `berth ssh-command`) and
-every restriction OpenSSH offers (`restrict` plus the explicit no-* options for older
-servers), so a key can push and run Berth's verbs and nothing else: no shell, no port
+every restriction OpenSSH offers (`restrict`, OpenSSH 7.2 and later, which also covers
+restrictions added in later versions, plus the explicit no-* options), so a key can push and run Berth's verbs and nothing else: no shell, no port
 forwarding, no agent or X11 forwarding, no pty, no ~/.ssh/rc. Lines that are not Berth's
 are kept as they are. The file is rewritten atomically from the database on every change.
 """

@@ -56,7 +56,7 @@ class Answer:
     def pieces(self) -> Iterator[bytes]:
         """The body, piece by piece as it arrives."""
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            while size := int(self._line().split(b";", 1)[0], 16):
+            while size := _number(self._line().split(b";", 1)[0], 16):
                 piece = self._file.read(size)
                 if len(piece) != size:
                     raise ProtocolError("the agent's answer ended inside a chunk")
@@ -65,8 +65,9 @@ class Answer:
             return
         length = self.headers.get("content-length")
         if length is not None:
-            body = self._file.read(int(length))
-            if len(body) != int(length):
+            size = _number(length.encode("latin-1"), 10)
+            body = self._file.read(size)
+            if len(body) != size:
                 raise ProtocolError("the agent's answer is shorter than it said")
             yield body
             return
@@ -89,6 +90,16 @@ class Answer:
     def close(self) -> None:
         self._file.close()
         self._sock.close()
+
+
+def _number(text: bytes, base: int) -> int:
+    try:
+        number = int(text.strip(), base)
+    except ValueError:
+        raise ProtocolError(f"not a length: {text[:20]!r}") from None
+    if number < 0:
+        raise ProtocolError(f"not a length: {text[:20]!r}")
+    return number
 
 
 def request(

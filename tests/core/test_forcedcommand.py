@@ -108,4 +108,7 @@ def test_install_writes_an_executable_once(tmp_path: Path) -> None:
     assert path.stat().st_ino == first  # unchanged: not rewritten
     forcedcommand.install(path, text + "# changed\n")
     assert path.read_text().endswith("# changed\n")
+    path.chmod(0o700)  # the berth user could not run it: put right
+    forcedcommand.install(path, text + "# changed\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
     assert [p.name for p in path.parent.iterdir()] == ["ssh-command"]

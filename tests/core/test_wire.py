@@ -120,6 +120,9 @@ def test_an_error_event_and_an_early_end_are_errors(sock) -> None:
 @pytest.mark.parametrize("answer", [
     b"", b"SSH-2.0-OpenSSH\r\n", b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab",
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nab\r\n",
+    b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n0123456789",
+    b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
 ])
 def test_what_is_not_http_is_one_error_line(sock, answer: bytes) -> None:
     Server(sock, [answer])
