@@ -297,13 +297,14 @@ async def change_storage(request: Request) -> Response:
 # processes -----------------------------------------------------------------------------
 
 
-def _instance_row(container: Container, now: float) -> dict[str, Any]:
+def _instance_row(container: Container, now: float, stopping: bool) -> dict[str, Any]:
     instance = container.instance
     return {
         "dyno": instance.dyno if instance else container.name,
         "process": instance.process if instance else "",
         "release": container.release,
-        "state": container.state,
+        # Out of the route already, exiting: not one of the app's running instances.
+        "state": "stopping" if stopping and container.running else container.state,
         "uptime": round(now - container.started_at) if container.running and container.started_at else None,
         "restarts": container.restart_count,
         "port": container.host_port,
@@ -317,7 +318,8 @@ async def list_processes(request: Request) -> Response:
     app = s.apps.get(name)
     containers = [c for c in await s.runtime.containers(name) if c.role == "process"]
     now = time.time()
-    rows = sorted((_instance_row(c, now) for c in containers),
+    stopping = s.deployer.stopping(name)
+    rows = sorted((_instance_row(c, now, c.id in stopping) for c in containers),
                   key=lambda r: (r["process"], r["dyno"]))
     return JSONResponse({"formation": dict(app.formation), "stopped": app.stopped,
                          "instances": rows})

@@ -120,6 +120,10 @@ class Deployer:
         lock = self._locks.get(app)
         return (lock is not None and lock.locked()) or self._rollout.retiring(app)
 
+    def stopping(self, app: str) -> frozenset[str]:
+        """Ids of the app's old containers being stopped after a swap (`berth ps`)."""
+        return self._rollout.retiring_ids(app)
+
     async def settled(self, timeout: float) -> None:
         """Wait (up to `timeout`) for the work a deploy leaves behind: old containers
         still being stopped, then old images being pruned (at shutdown, in tests)."""

@@ -105,13 +105,18 @@ class Rollout:
 
     async def current(self, app: str) -> list[Container]:
         """The app's process containers, without those being retired."""
-        retiring = {i for name, ids in self._retirements.values() if name == app for i in ids}
+        retiring = self.retiring_ids(app)
         return [c for c in await self._runtime.containers(app)
                 if c.role == "process" and c.id not in retiring]
 
     def retiring(self, app: str) -> bool:
         """Whether old containers of `app` are still being stopped."""
         return any(name == app for name, _ in self._retirements.values())
+
+    def retiring_ids(self, app: str) -> frozenset[str]:
+        """The ids of `app`'s containers being stopped (drained, out of the route)."""
+        return frozenset(i for name, ids in self._retirements.values() if name == app
+                         for i in ids)
 
     async def settled(self, app: str | None = None, timeout: float | None = None) -> None:
         """Wait until the old containers of `app` (or of every app) are gone."""

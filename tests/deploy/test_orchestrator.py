@@ -347,6 +347,10 @@ async def test_old_instances_stop_in_the_background(world):
         assert any("stopping web.1 in the background" in s for s in seen)
         # v1's and v2's web instances are still exiting; only v3's serves.
         assert len(world.runtime.containers_by_id) == 3
+        serving = {u.port for u in world.router.routes["shop"][1]}
+        exiting = {c.id for c in world.runtime.containers_by_id.values()
+                   if c.spec.publish_port not in serving}
+        assert len(exiting) == 2 and world.deployer.stopping("shop") == exiting  # `berth ps`
         assert len(world.router.routes["shop"][1]) == 1
         assert world.deployer.busy("shop")  # the reconciler leaves the app alone meanwhile
         await world.deployer.stop("shop", lines()[0])
