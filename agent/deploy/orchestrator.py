@@ -328,6 +328,7 @@ class Deployer:
             if self._certificates is not None:
                 self._certificates.forget_app(app_name)
             self._rollout.forget_history(app_name)
+            self._bases.pop(app_name, None)
             self._apps.delete(app_name)
             self._events.forget(app_name)
             if kept:  # data outlives the app, as with Dokku: never deleted silently

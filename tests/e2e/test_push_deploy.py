@@ -250,7 +250,11 @@ def test_a_code_only_push_starts_early_with_exactly_the_release_images_files(age
     flask.write(".dockerignore", "secret.txt\n")
     flask.write("secret.txt", "not for the image\n")
     flask.commit("code only, with odd files")
-    flask.push()
+    with Load(agent.http_port, HOST, clients=4) as load:
+        time.sleep(0.3)
+        flask.push()
+        time.sleep(0.3)
+    assert load.failures == [] and load.ok > 20, (load.failures[:5], load.statuses)
     assert agent.get(HOST) == (200, b"early from flask on port 5000\n")
 
     web = running_web()
