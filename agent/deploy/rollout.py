@@ -34,7 +34,7 @@ from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, ContainerSpec, Instance, instance_spec, instances
 from agent.deploy.runtime import Container, ContainerRuntime
 from agent.errors import BerthError
-from agent.proxy import RouteOptions, Upstream
+from agent.proxy import RouteNotFound, RouteOptions, Upstream
 from agent.releases import Release
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,12 @@ class Rollout:
             self._history.forget(app)
 
     async def remove_route(self, app: str) -> None:
+        """The app's route, drained and gone; an app never deployed has none."""
         self._upstreams.pop(app, None)
-        await self._router.remove_route(app, self._settings.drain_timeout)
+        try:
+            await self._router.remove_route(app, self._settings.drain_timeout)
+        except RouteNotFound:
+            pass
 
     async def roll(
         self, target: Target, out: DeployOutput, *, replace_all: bool,
