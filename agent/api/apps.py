@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from agent import storage
 from agent.api.services import Services
 from agent.api.streaming import MEDIA_TYPE, event, stream_operation
 from agent.appsettings import apply_setting
+from agent.deploy.orchestrator import NothingToRelease
 from agent.deploy.output import DeployOutput
 from agent.deploy.runtime import Container, LogLine
 from agent.errors import BerthError, Conflict
@@ -490,14 +492,45 @@ async def receive_push(request: Request) -> Response:
     if len(sha) not in (40, 64) or any(c not in "0123456789abcdef" for c in sha):
         raise BerthError("sha must be a full hexadecimal commit id")
     s.apps.get(name)
-    builds = s.config.paths.builds
-    builds.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-{sha[:8]}-", dir=builds))
+    workdir = _workdir(s, name, sha)
     try:
         await _receive_tree(request, workdir, s.config.deploy.max_push_bytes)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
+    return _deploy_tree(request, s, name, sha, workdir, "Deploy")
+
+
+async def rebuild(request: Request) -> Response:
+    """ps:rebuild: build the live release's commit again from the app's repository
+    (new base images, buildpack changes, build-time config) and release it."""
+    s = services(request)
+    name = app_param(request)
+    s.apps.get(name)
+    live = s.releases.live(name)
+    if live is None or not live.git_sha:
+        raise NothingToRelease(name)
+    workdir = _workdir(s, name, live.git_sha)
+    try:
+        await asyncio.to_thread(_export_tree, s.config.paths.repo(name), live.git_sha,
+                                workdir, s.config.deploy.max_push_bytes)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return _deploy_tree(request, s, name, live.git_sha, workdir, "Rebuild")
+
+
+def _workdir(s: Services, name: str, sha: str) -> Path:
+    builds = s.config.paths.builds
+    builds.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{name}-{sha[:8]}-", dir=builds))
+
+
+def _deploy_tree(
+    request: Request, s: Services, name: str, sha: str, workdir: Path, description: str
+) -> Response:
+    """Deploy the tree in workdir/src, streamed; cancellable until the swap; workdir
+    removed at the end."""
     committed = False
 
     def commit() -> None:
@@ -507,7 +540,7 @@ async def receive_push(request: Request) -> Response:
     async def operation(out: DeployOutput) -> dict[str, Any]:
         try:
             release = await s.deployer.deploy_push(name, sha, workdir / "src", out,
-                                                   committed=commit)
+                                                   committed=commit, description=description)
             return {"release": release.number}
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
@@ -525,13 +558,27 @@ async def _receive_tree(request: Request, workdir: Path, limit: int) -> None:
                 raise BerthError(f"the pushed tree is larger than {limit // (1024 * 1024)} MiB "
                                  "(deploy.max_push_bytes)")
             sink.write(chunk)
+    await asyncio.to_thread(_extract, archive, workdir, limit)
 
-    def extract() -> None:
-        with archive.open("rb") as source:
-            unpack(source, workdir / "src", max_bytes=limit)
-        archive.unlink()
 
-    await asyncio.to_thread(extract)
+def _export_tree(repo: Path, sha: str, workdir: Path, limit: int) -> None:
+    """`git archive` of `sha` from the app's repository into workdir/src (as root, in a
+    repository the berth user owns: git is told it is safe)."""
+    archive = workdir / "push.tar"
+    with archive.open("wb") as sink:
+        result = subprocess.run(
+            ["git", "-c", f"safe.directory={repo}", "--git-dir", str(repo), "archive",
+             "--format=tar", sha], stdout=sink, stderr=subprocess.PIPE, check=False)
+    if result.returncode != 0:
+        reason = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise BerthError(f"cannot read {sha[:7]} from {repo}: {reason[-1] if reason else 'git failed'}")
+    _extract(archive, workdir, limit)
+
+
+def _extract(archive: Path, workdir: Path, limit: int) -> None:
+    with archive.open("rb") as source:
+        unpack(source, workdir / "src", max_bytes=limit)
+    archive.unlink()
 
 
 def routes() -> list[BaseRoute]:
@@ -549,6 +596,7 @@ def routes() -> list[BaseRoute]:
         Route("/apps/{app}/domains/{domain}", remove_domain, methods=["DELETE"]),
         Route("/apps/{app}/ps", list_processes, methods=["GET"]),
         Route("/apps/{app}/ps/scale", scale, methods=["POST"]),
+        Route("/apps/{app}/ps/rebuild", rebuild, methods=["POST"]),
         Route("/apps/{app}/ps/{action}", process_action, methods=["POST"]),
         Route("/apps/{app}/run", run_one_off, methods=["POST"]),
         Route("/apps/{app}/storage", list_storage, methods=["GET"]),

@@ -175,14 +175,16 @@ class Deployer:
 
     async def deploy_push(
         self, app_name: str, git_sha: str, source: Path, out: DeployOutput,
-        *, committed: Callable[[], None] = lambda: None,
+        *, committed: Callable[[], None] = lambda: None, description: str = "Deploy",
     ) -> Release:
-        """Build `source` (the pushed tree) and make it the live release."""
+        """Build `source` (the pushed tree, or the live commit's for ps:rebuild) and
+        make it the live release."""
         async with self.app_lock(app_name, out):
             app = self._apps.get(app_name)
             release = self._releases.create(Release(
                 app=app_name, number=0, state=ReleaseState.PENDING,
-                description=f"Deploy {git_sha[:7]}", created_at=time.time(), git_sha=git_sha,
+                description=f"{description} {git_sha[:7]}", created_at=time.time(),
+                git_sha=git_sha,
                 config=self._apps.config(app_name),
             ))
             try:

@@ -280,6 +280,19 @@ def test_a_code_only_push_starts_early_with_exactly_the_release_images_files(age
     assert agent.get(HOST) == (200, b"early from flask on port 5000\n")
 
 
+def test_ps_rebuild_builds_the_live_commit_again(agent, flask):
+    output = agent.ok("ps:rebuild", FLASK)
+    assert f"from {flask.head()[:7]}" in output and "pip install -r requirements.txt (cached)" in output
+    latest = json.loads(agent.ok("releases", FLASK, "--json"))[0]
+    assert latest["state"] == "live" and latest["description"] == f"Rebuild {flask.head()[:7]}"
+    assert agent.get(HOST) == (200, b"early from flask on port 5000\n")
+    agent.ok("apps:create", "e2e-unpushed")
+    never = agent.cli("ps:rebuild", "e2e-unpushed")
+    assert never.returncode == 1 and never.stderr.count("\n") == 1
+    assert "no live release yet" in never.stderr
+    agent.ok("apps:destroy", "e2e-unpushed", "--confirm", "e2e-unpushed")
+
+
 # the release phase -----------------------------------------------------------------------
 
 

@@ -73,6 +73,8 @@ def action(name: str) -> Verb:
         return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "ps", name)))
 
     summaries = {
+        "rebuild": "build the live release's commit again and release it (new base "
+                   "images, buildpack or build-time config changes)",
         "restart": "replace every instance of the live release (zero downtime)",
         "stop": "stop every instance (the app answers 503 until ps:start)",
         "start": "start the live release's instances again",
@@ -163,6 +165,7 @@ VERBS = [
     Verb("ps:scale", "set how many instances of each process type run", scale,
          [APP, arg("pairs", nargs="+", metavar="TYPE=COUNT")]),
     action("restart"),
+    action("rebuild"),
     action("stop"),
     action("start"),
     Verb("run", "run a command once in a new container of the live release (no stdin)",
