@@ -73,8 +73,8 @@ def action(name: str) -> Verb:
         return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "ps", name)))
 
     summaries = {
-        "rebuild": "build the live release's commit again and release it (new base "
-                   "images, buildpack or build-time config changes)",
+        "rebuild": "build the live release's commit again and release it (a pulled "
+                   "base image, buildpack or build-time config changes)",
         "restart": "replace every instance of the live release (zero downtime)",
         "stop": "stop every instance (the app answers 503 until ps:start)",
         "start": "start the live release's instances again",
