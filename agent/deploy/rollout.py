@@ -389,21 +389,25 @@ def _tail_text(lines: Sequence[str]) -> str:
 
 
 async def _all_or_none(*work: Awaitable[None]) -> None:
-    """Run `work` side by side until all succeed; the first failure (or a cancellation
-    of the caller) cancels the rest, waits for them to end, and is raised."""
+    """Run `work` side by side until all succeed. The first failure, one of them being
+    cancelled, or a cancellation of the caller cancels the rest, waits for them to end,
+    and is raised (a cancellation as CancelledError)."""
     tasks = [asyncio.ensure_future(w) for w in work]
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except BaseException:
-        pending = set(tasks)
-        done = set()
-    failed = [t for t in done if not t.cancelled() and t.exception() is not None]
-    if failed or pending:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        error = failed[0].exception() if failed else None
-        raise error if error is not None else asyncio.CancelledError()
+        done, pending = set(), set(tasks)
+    ended_badly = [t for t in done if t.cancelled() or t.exception() is not None]
+    if not ended_badly and not pending:
+        return
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in ended_badly:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+    raise asyncio.CancelledError()
 
 
 def _pair(into: list[tuple[ContainerSpec, str]], spec: ContainerSpec, made: str) -> None:

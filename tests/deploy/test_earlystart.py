@@ -409,3 +409,31 @@ async def test_a_push_cancelled_while_its_instances_are_created_leaves_none(earl
         assert early.releases.live("shop").number == 1
     finally:
         await early.runtime.close()
+
+
+async def test_the_gate_and_the_instances_succeed_together_or_not_at_all():
+    from agent.deploy.rollout import _all_or_none
+
+    async def ok(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def bad(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        raise ValueError("build failed")
+
+    await _all_or_none(ok(0.01), ok(0.02))
+    slow = asyncio.ensure_future(ok(5))
+    with pytest.raises(ValueError, match="build failed"):
+        await _all_or_none(slow, bad(0.01))
+    assert slow.cancelled()  # the first failure ends the other at once
+    build = asyncio.ensure_future(asyncio.sleep(5))
+
+    async def gate() -> None:
+        await build
+
+    async def cancel_build() -> None:
+        await asyncio.sleep(0.01)
+        build.cancel()
+
+    with pytest.raises(asyncio.CancelledError):  # a gate cancelled is no success
+        await _all_or_none(gate(), ok(0.05), cancel_build())
