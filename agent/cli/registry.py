@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from agent.cli.client import ControlClient, relay
-from agent.errors import BerthError
 
 
 @dataclass

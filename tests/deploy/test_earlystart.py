@@ -205,10 +205,10 @@ def early(world):  # noqa: F811
     return world
 
 
-async def images(world) -> set[str]:
+async def images(deployed) -> set[str]:
     """The images of the app's containers, once the old ones are stopped."""
-    await world.deployer.settled(5)
-    return {c.spec.image for c in world.runtime.containers_by_id.values()}
+    await deployed.deployer.settled(5)
+    return {c.spec.image for c in deployed.runtime.containers_by_id.values()}
 
 
 async def test_instances_start_from_the_base_with_the_code_while_the_image_commits(early):
