@@ -240,7 +240,7 @@ async def serve(config: Config) -> int:
     # instead of a stderr handler of uvicorn's.
     server = _QuietSignalsServer(uvicorn.Config(
         api, log_level="warning", lifespan="off", timeout_graceful_shutdown=int(SHUTDOWN_TIMEOUT),
-        log_config=None,
+        log_config=None, ws="websockets-sansio",  # `berth run` from a terminal
     ))
     tasks: list[asyncio.Task[Any]] = []
     try:

@@ -15,7 +15,8 @@ from typing import Any, AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agent import storage
 from agent.api.services import Services
@@ -381,6 +382,70 @@ async def run_one_off(request: Request) -> Response:
     return stream_operation(request, operation, may_cancel=lambda: True)
 
 
+async def run_with_terminal(websocket: WebSocket) -> None:
+    """`berth run` from a terminal, over a WebSocket: binary frames are keystrokes in and
+    the container's terminal out; the client's text frames `{"size": [columns, rows]}`
+    resize it; the last frame is `{"exit": status}` or `{"error": message}`. The
+    container is removed when the command exits or the client goes away."""
+    await websocket.accept()
+    try:
+        s: Services = websocket.app.state.services
+        name = check_app(websocket.path_params["app"])
+        size = _terminal_size(websocket.query_params.get("columns", "80"),
+                              websocket.query_params.get("rows", "24"))
+        code = await s.deployer.run_attached(
+            name, websocket.query_params.get("command", ""), size, _WebSocketTerminal(websocket))
+        await websocket.send_json({"exit": code})
+    except BerthError as exc:
+        await _say_last(websocket, {"error": str(exc).splitlines()[0]})
+    except WebSocketDisconnect:
+        return
+    await _close(websocket)
+
+
+class _WebSocketTerminal:
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+
+    async def receive(self) -> bytes | tuple[int, int] | None:
+        while True:
+            message = await self._websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            if message.get("bytes") is not None:
+                return bytes(message["bytes"])
+            try:
+                columns, rows = json.loads(message.get("text") or "{}")["size"]
+                return _terminal_size(str(columns), str(rows))
+            except (ValueError, KeyError, TypeError, BerthError):
+                continue  # not a size: ignored
+
+    async def send(self, data: bytes) -> None:
+        await self._websocket.send_bytes(data)
+
+
+def _terminal_size(columns: str, rows: str) -> tuple[int, int]:
+    if not (columns.isdigit() and rows.isdigit() and 0 < int(columns) < 10000
+            and 0 < int(rows) < 10000):
+        raise BerthError(f"bad terminal size {columns}x{rows}")
+    return int(columns), int(rows)
+
+
+async def _say_last(websocket: WebSocket, message: dict[str, Any]) -> None:
+    try:
+        await websocket.send_json(message)
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    await _close(websocket)
+
+
+async def _close(websocket: WebSocket) -> None:
+    try:
+        await websocket.close()
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+
+
 async def logs(request: Request) -> Response:
     s = services(request)
     name = app_param(request)
@@ -599,6 +664,7 @@ def routes() -> list[BaseRoute]:
         Route("/apps/{app}/ps/rebuild", rebuild, methods=["POST"]),
         Route("/apps/{app}/ps/{action}", process_action, methods=["POST"]),
         Route("/apps/{app}/run", run_one_off, methods=["POST"]),
+        WebSocketRoute("/apps/{app}/run/attach", run_with_terminal),
         Route("/apps/{app}/storage", list_storage, methods=["GET"]),
         Route("/apps/{app}/storage", change_storage, methods=["POST", "DELETE"]),
         Route("/apps/{app}/logs", logs, methods=["GET"]),

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import io
 import logging
+import socket
 import tarfile
 import threading
 from datetime import datetime
@@ -25,10 +26,13 @@ from docker.types import LogConfig
 from agent.deploy.plan import LABEL_APP, LABEL_MANAGED, ContainerSpec
 
 LABEL_HOST_PORT = "berth.host-port"
-from agent.deploy.runtime import Container, LogLine
+from agent.deploy.runtime import Container, LogLine, Terminal
 from agent.errors import BerthError
 
 log = logging.getLogger(__name__)
+
+
+HUNG_UP = 129  # 128 + SIGHUP: a one-off whose terminal went away
 
 
 class RuntimeFailure(BerthError):
@@ -162,6 +166,8 @@ class DockerRuntime:
                 labels=self._labels(spec),
                 ports=[spec.container_port] if published else None,
                 host_config=host_config,
+                tty=spec.tty,
+                stdin_open=spec.tty,
             )
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"create {spec.name}", _explain(exc)) from exc
@@ -301,6 +307,87 @@ class DockerRuntime:
             await asyncio.to_thread(follower.join, 5)
         return status
 
+    async def run_attached(
+        self, spec: ContainerSpec, size: tuple[int, int], timeout: float, terminal: Terminal
+    ) -> int:
+        await asyncio.to_thread(self._force_remove, spec.name)  # a dead agent's leftover
+        container_id = await self.create(spec)
+        try:
+            sock = await asyncio.to_thread(self._attach, container_id)
+            try:
+                await self.start_created(spec, container_id)
+                await asyncio.to_thread(self._resize, container_id, size)
+                return await self._relay(container_id, sock, timeout, terminal)
+            finally:
+                sock.close()
+        finally:
+            await asyncio.shield(asyncio.to_thread(self._force_remove, container_id))
+
+    def _attach(self, container_id: str) -> socket.socket:
+        """The container's terminal as a plain socket (with a tty the engine sends raw
+        bytes, no stream headers)."""
+        try:
+            attached = self._api.attach_socket(
+                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"attach to {container_id[:12]}", _explain(exc)) from exc
+        raw = getattr(attached, "_sock", attached)
+        assert isinstance(raw, socket.socket)
+        return raw
+
+    def _resize(self, container_id: str, size: tuple[int, int]) -> None:
+        columns, rows = size
+        try:
+            self._api.resize(container_id, height=rows, width=columns)
+        except docker.errors.DockerException as exc:
+            log.info("terminal resize refused container=%s error=%s", container_id[:12], exc)
+
+    async def _relay(
+        self, container_id: str, sock: socket.socket, timeout: float, terminal: Terminal
+    ) -> int:
+        """Keystrokes in, output out, until the container exits (its status), the
+        terminal goes away (killed: 129, as a hang-up), or `timeout` passes (-1)."""
+        loop = asyncio.get_running_loop()
+        output: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        def read() -> None:
+            try:
+                while data := sock.recv(65536):
+                    loop.call_soon_threadsafe(output.put_nowait, data)
+            except OSError:
+                pass
+            loop.call_soon_threadsafe(output.put_nowait, None)
+
+        async def send_output() -> None:
+            while (data := await output.get()) is not None:
+                await terminal.send(data)
+
+        async def take_input() -> None:
+            while (item := await terminal.receive()) is not None:
+                if isinstance(item, bytes):
+                    await asyncio.to_thread(sock.sendall, item)
+                else:
+                    await asyncio.to_thread(self._resize, container_id, item)
+
+        threading.Thread(target=read, daemon=True).start()
+        exited = asyncio.ensure_future(asyncio.to_thread(self._api.wait, container_id))
+        exited.add_done_callback(_consume)  # left behind on a hang-up: ends with the removal
+        printed = asyncio.ensure_future(send_output())
+        typed = asyncio.ensure_future(take_input())
+        try:
+            done, _ = await asyncio.wait({exited, typed}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if exited not in done:
+                return HUNG_UP if typed in done else -1
+            await asyncio.wait({printed}, timeout=5)  # the last output, then the status
+            return int(exited.result().get("StatusCode", 1))
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"wait for {container_id[:12]}", _explain(exc)) from exc
+        finally:
+            for task in (printed, typed):
+                task.cancel()
+            await asyncio.gather(printed, typed, return_exceptions=True)
+
     def _pump_logs(self, container_id: str, emit: Callable[[str], None]) -> None:
         try:
             for line in _lines(self._api.logs(container_id, stream=True, follow=True)):
@@ -437,3 +524,8 @@ class DockerRuntime:
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"inspect image {reference}", _explain(exc)) from exc
         return True
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -30,7 +30,7 @@ from agent.deploy import earlystart
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, initial_formation, one_off_spec, release_phase_spec
 from agent.deploy.rollout import Rollout, Target
-from agent.deploy.runtime import ContainerRuntime
+from agent.deploy.runtime import ContainerRuntime, Terminal
 from agent.errors import BerthError
 from agent.procfile import Procfile, parse_procfile
 from agent.proxy import RouteOptions
@@ -265,6 +265,27 @@ class Deployer:
                             mounts=self.mounts(app_name))
         self._events.record(app_name, "OneOffRun", f"{live.version}: {command}")
         return await self._runtime.run_once(spec, self._config.deploy.run_timeout, out.raw)
+
+    async def run_attached(
+        self, app_name: str, command: str, size: tuple[int, int], terminal: Terminal
+    ) -> int:
+        """`run_one_off` with a terminal: the container gets a tty and `terminal`'s
+        keystrokes; returns its exit status (-1 past deploy.run_timeout, 129 when the
+        terminal went away)."""
+        if not command.strip():
+            raise BerthError("nothing to run: give a command, e.g. berth run APP bash")
+        self._apps.get(app_name)
+        live = self._releases.live(app_name)
+        if live is None:
+            raise NothingToRelease(app_name)
+        current = replace(live, config=self._apps.config(app_name))
+        spec = one_off_spec(current, command, secrets.randbelow(9000) + 1000,
+                            secrets.token_hex(3),
+                            container_port=self._config.deploy.container_port,
+                            mounts=self.mounts(app_name), tty=True)
+        self._events.record(app_name, "OneOffRun", f"{live.version}: {command} (terminal)")
+        return await self._runtime.run_attached(spec, size, self._config.deploy.run_timeout,
+                                                terminal)
 
     async def restart(self, app_name: str, out: DeployOutput) -> None:
         """Replace every instance of the live release, zero downtime."""

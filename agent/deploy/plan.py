@@ -55,6 +55,7 @@ class ContainerSpec:
     # A tar file extracted into code_dir before the first start (agent.deploy.earlystart).
     code: Path | None = None
     code_dir: str = "/app"
+    tty: bool = False  # a terminal with stdin open (`berth run` from a terminal)
 
 
 def instances(formation: Mapping[str, int], processes: Mapping[str, str]) -> list[Instance]:
@@ -152,7 +153,7 @@ def instance_spec(
 
 def one_off_spec(
     release: Release, command: str, number: int, token: str, *, container_port: int,
-    mounts: tuple[tuple[str, str], ...] = (),
+    mounts: tuple[tuple[str, str], ...] = (), tty: bool = False,
 ) -> ContainerSpec:
     """`berth run`: `command` in a one-off container of `release` (its image and config),
     `run.NUMBER` like Heroku's one-off dynos, never restarted, never routed. `token`
@@ -167,6 +168,7 @@ def one_off_spec(
         labels=labels(release.app, release.number, "run", None),
         restart_policy="no",
         mounts=mounts,
+        tty=tty,
     )
 
 

@@ -69,6 +69,18 @@ class LogLine:
     text: str
 
 
+class Terminal(Protocol):
+    """The user's terminal at the far end of an attached one-off (`berth run`)."""
+
+    async def receive(self) -> bytes | tuple[int, int] | None:
+        """Keystrokes, a new size (columns, rows), or None once the user is gone."""
+        ...
+
+    async def send(self, data: bytes) -> None:
+        """What the container's terminal printed."""
+        ...
+
+
 class ContainerRuntime(Protocol):
     async def start(self, spec: ContainerSpec) -> Container:
         """Create and start (`create`, then `start_created`)."""
@@ -97,6 +109,13 @@ class ContainerRuntime(Protocol):
     async def run_once(
         self, spec: ContainerSpec, timeout: float, emit: Callable[[str], None]
     ) -> int: ...
+
+    async def run_attached(
+        self, spec: ContainerSpec, size: tuple[int, int], timeout: float, terminal: Terminal
+    ) -> int:
+        """Run `spec` (a tty one) with `terminal` attached until it exits; its status
+        (-1 past `timeout`; killed when the terminal goes away)."""
+        ...
 
     async def logs_tail(self, container_id: str, lines: int) -> list[str]: ...
 

@@ -7,6 +7,9 @@ the earlier ones deployed (as a user's history would).
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import subprocess
 import threading
 import time
@@ -399,6 +402,65 @@ def test_run_one_off_commands(agent, developer):
         hung_up.communicate(timeout=10)
     assert wait_for(lambda: not one_offs(), timeout=60)
     assert agent.get(HOST)[0] == 200
+
+
+def in_terminal(agent, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`berth ARGS` as root on the server, its stdin and stdout a terminal (a pty)."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen([*agent.command(), *args], stdin=slave, stdout=slave,
+                               stderr=slave, env=agent.env, cwd=agent.root)
+    os.close(slave)
+    return process, master
+
+
+def read_until(master: int, want: bytes, timeout: float = 60) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while want not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:  # the terminal's other end closed
+                break
+    return seen
+
+
+def run_containers() -> list[str]:
+    return docker_out("ps", "-aq", "--filter", f"label=berth.app={FLASK}",
+                      "--filter", "label=berth.role=run").split()
+
+
+def test_run_from_a_terminal_is_attached_to_the_containers(agent):
+    """`berth run APP sh` on the server, from a terminal: keystrokes reach a shell with a
+    terminal in a one-off container, its exit status is the command's; closing the
+    terminal removes the container; --no-tty gives the plain output."""
+    shell, master = in_terminal(agent, "run", FLASK, "sh")
+    try:
+        os.write(master, b"echo hello-$((6*7)) from $DYNO; tty; exit 3\r")
+        seen = read_until(master, b"/dev/pts/")
+        assert shell.wait(60) == 3
+    finally:
+        os.close(master)
+    assert b"hello-42 from run." in seen, seen
+    assert wait_for(lambda: not run_containers(), timeout=30)
+
+    sleeper, master = in_terminal(agent, "run", FLASK, "sleep", "600")
+    try:
+        assert wait_for(lambda: len(run_containers()) == 1, timeout=60)
+        sleeper.kill()  # the terminal's session is gone
+        sleeper.wait(10)
+    finally:
+        os.close(master)
+    assert wait_for(lambda: not run_containers(), timeout=60)
+
+    plain, master = in_terminal(agent, "run", "--no-tty", FLASK, "tty; exit 5")
+    try:
+        seen = read_until(master, b"not a tty")
+        assert plain.wait(60) == 5
+    finally:
+        os.close(master)
+    assert b"not a tty" in seen, seen
 
 
 def test_persistent_storage_outlives_releases(agent, developer):

@@ -91,6 +91,11 @@ def run(ctx: Context, a: argparse.Namespace) -> int:
     words = a.command[1:] if a.command[:1] == ["--"] else a.command
     if not words:
         raise BerthError(f"nothing to run: berth run {a.app} COMMAND (e.g. python manage.py migrate)")
+    if not a.no_tty and _terminal(ctx.stdin) and _terminal(ctx.out):
+        from agent.cli.attach import run_with_terminal
+
+        return run_with_terminal(os.fspath(ctx.client.socket_path), a.app,
+                                 command_line(words), ctx.stdin.fileno(), ctx.out.fileno())
     exit_on_hangup(ctx.out)
     events = ctx.client.stream("POST", path("apps", a.app, "run"),
                                payload={"command": command_line(words)})
@@ -103,6 +108,13 @@ def run(ctx: Context, a: argparse.Namespace) -> int:
             code = int(item["result"]["exit_code"])
             return code if 0 <= code <= 255 else TIMED_OUT
     raise BerthError("the agent ended the answer early")
+
+
+def _terminal(stream: object) -> bool:
+    try:
+        return os.isatty(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
 
 
 _NEEDS_QUOTES = re.compile(r"[\s'\"\\]")
@@ -168,8 +180,11 @@ VERBS = [
     action("rebuild"),
     action("stop"),
     action("start"),
-    Verb("run", "run a command once in a new container of the live release (no stdin)",
-         run, [APP, arg("command", nargs=argparse.REMAINDER, metavar="COMMAND")]),
+    Verb("run", "run a command once in a new container of the live release (from a "
+         "terminal on the server: attached to it, e.g. berth run APP bash)", run,
+         [APP, arg("--no-tty", action="store_true",
+                   help="no terminal even from one: output only, as in scripts"),
+          arg("command", nargs=argparse.REMAINDER, metavar="COMMAND")]),
     Verb("logs", "show an app's logs", logs, [
         APP,
         arg("-f", "--follow", action="store_true", help="keep printing new lines"),
