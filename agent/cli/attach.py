@@ -45,7 +45,10 @@ def run_with_terminal(socket_path: str, app: str, command: str, stdin: int, stdo
         raise AgentUnavailable(f"cannot talk to the agent at {socket_path}: {exc}") from None
     with connection, raw_mode(stdin):
         threading.Thread(target=_keystrokes, args=(connection, stdin), daemon=True).start()
-        previous = signal.signal(signal.SIGWINCH, lambda *_: _send_size(connection, stdout))
+        # Sent from a thread of its own: the handler interrupts this thread anywhere,
+        # perhaps inside the connection's receive, whose lock a send would wait for.
+        previous = signal.signal(signal.SIGWINCH, lambda *_: threading.Thread(
+            target=_send_size, args=(connection, stdout), daemon=True).start())
         try:
             for message in connection:
                 if isinstance(message, bytes):

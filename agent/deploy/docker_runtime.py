@@ -362,23 +362,33 @@ class DockerRuntime:
             while (data := await output.get()) is not None:
                 await terminal.send(data)
 
-        async def take_input() -> None:
+        async def take_input() -> bool:
+            """True when the user hung up; False when the container's input closed."""
             while (item := await terminal.receive()) is not None:
-                if isinstance(item, bytes):
-                    await asyncio.to_thread(sock.sendall, item)
-                else:
-                    await asyncio.to_thread(self._resize, container_id, item)
+                try:
+                    if isinstance(item, bytes):
+                        await asyncio.to_thread(sock.sendall, item)
+                    else:
+                        await asyncio.to_thread(self._resize, container_id, item)
+                except OSError:
+                    return False  # exiting: its status tells the rest
+            return True
 
         threading.Thread(target=read, daemon=True).start()
         exited = asyncio.ensure_future(asyncio.to_thread(self._api.wait, container_id))
         exited.add_done_callback(_consume)  # left behind on a hang-up: ends with the removal
         printed = asyncio.ensure_future(send_output())
         typed = asyncio.ensure_future(take_input())
+        deadline = loop.time() + timeout
         try:
             done, _ = await asyncio.wait({exited, typed}, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
+            if exited not in done and typed in done:
+                if typed.result():
+                    return HUNG_UP
+                done, _ = await asyncio.wait({exited}, timeout=max(0, deadline - loop.time()))
             if exited not in done:
-                return HUNG_UP if typed in done else -1
+                return -1
             await asyncio.wait({printed}, timeout=5)  # the last output, then the status
             return int(exited.result().get("StatusCode", 1))
         except docker.errors.DockerException as exc:
