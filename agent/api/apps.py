@@ -395,12 +395,12 @@ async def run_with_terminal(websocket: WebSocket) -> None:
                               websocket.query_params.get("rows", "24"))
         code = await s.deployer.run_attached(
             name, websocket.query_params.get("command", ""), size, _WebSocketTerminal(websocket))
-        await websocket.send_json({"exit": code})
     except BerthError as exc:
         await _say_last(websocket, {"error": str(exc).splitlines()[0]})
+        return
     except WebSocketDisconnect:
         return
-    await _close(websocket)
+    await _say_last(websocket, {"exit": code})  # unheard if the client has gone
 
 
 class _WebSocketTerminal:
