@@ -17,7 +17,7 @@ import secrets
 import tempfile
 import time
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Protocol, Sequence
 
@@ -28,7 +28,9 @@ from agent.build.dockerfile import APP_USER
 from agent.config import Config
 from agent.deploy import earlystart
 from agent.deploy.output import DeployOutput
-from agent.deploy.plan import WEB, initial_formation, one_off_spec, release_phase_spec
+from agent.deploy.plan import (
+    WEB, ContainerSpec, initial_formation, one_off_spec, release_phase_spec,
+)
 from agent.deploy.rollout import Rollout, Target
 from agent.deploy.runtime import ContainerRuntime, Terminal
 from agent.errors import BerthError
@@ -252,6 +254,21 @@ class Deployer:
         would see it), its output going to `out`; returns the exit status (-1 past
         deploy.run_timeout). Takes no lock: like Heroku's one-off dynos it runs beside
         deploys (the live image is never pruned)."""
+        spec = self._one_off(app_name, command, tty=False)
+        return await self._runtime.run_once(spec, self._config.deploy.run_timeout, out.raw)
+
+    async def run_attached(
+        self, app_name: str, command: str, size: tuple[int, int], terminal: Terminal
+    ) -> int:
+        """`run_one_off` with a terminal: the container gets a tty and `terminal`'s
+        keystrokes; returns its exit status (-1 past deploy.run_timeout, 129 when the
+        terminal went away)."""
+        spec = self._one_off(app_name, command, tty=True)
+        return await self._runtime.run_attached(spec, size, self._config.deploy.run_timeout,
+                                                terminal)
+
+    def _one_off(self, app_name: str, command: str, *, tty: bool) -> ContainerSpec:
+        """The container of a one-off run of `command`, recorded as an event."""
         if not command.strip():
             raise BerthError("nothing to run: give a command, e.g. berth run APP python manage.py migrate")
         self._apps.get(app_name)
@@ -262,30 +279,10 @@ class Deployer:
         spec = one_off_spec(current, command, secrets.randbelow(9000) + 1000,
                             secrets.token_hex(3),
                             container_port=self._config.deploy.container_port,
-                            mounts=self.mounts(app_name))
-        self._events.record(app_name, "OneOffRun", f"{live.version}: {command}")
-        return await self._runtime.run_once(spec, self._config.deploy.run_timeout, out.raw)
-
-    async def run_attached(
-        self, app_name: str, command: str, size: tuple[int, int], terminal: Terminal
-    ) -> int:
-        """`run_one_off` with a terminal: the container gets a tty and `terminal`'s
-        keystrokes; returns its exit status (-1 past deploy.run_timeout, 129 when the
-        terminal went away)."""
-        if not command.strip():
-            raise BerthError("nothing to run: give a command, e.g. berth run APP bash")
-        self._apps.get(app_name)
-        live = self._releases.live(app_name)
-        if live is None:
-            raise NothingToRelease(app_name)
-        current = replace(live, config=self._apps.config(app_name))
-        spec = one_off_spec(current, command, secrets.randbelow(9000) + 1000,
-                            secrets.token_hex(3),
-                            container_port=self._config.deploy.container_port,
-                            mounts=self.mounts(app_name), tty=True)
-        self._events.record(app_name, "OneOffRun", f"{live.version}: {command} (terminal)")
-        return await self._runtime.run_attached(spec, size, self._config.deploy.run_timeout,
-                                                terminal)
+                            mounts=self.mounts(app_name), tty=tty)
+        terminal = " (terminal)" if tty else ""
+        self._events.record(app_name, "OneOffRun", f"{live.version}: {command}{terminal}")
+        return spec
 
     async def restart(self, app_name: str, out: DeployOutput) -> None:
         """Replace every instance of the live release, zero downtime."""
@@ -375,11 +372,12 @@ class Deployer:
             if not announced.done():
                 announced.set_result(base)
 
+        pushed = _Pushed.read(source)
         early = self._config.deploy.early_start and earlystart.allowed(
-            _read_procfile(source).release, self.mounts(app.name))
+            pushed.procfile.release, self.mounts(app.name))
         predicted = self._bases.pop(app.name, None) if early else None
-        build = asyncio.ensure_future(
-            self._build(app, release, source, out, on_base=on_base if early else None))
+        build = asyncio.ensure_future(self._build(
+            app, release, source, pushed, out, on_base=on_base if early else None))
         either: set[asyncio.Future[Any]] = {announced, build}
         tried: set[str] = set()
 
@@ -388,8 +386,8 @@ class Deployer:
         ) -> Release | None:
             tried.add(base.image)
             try:
-                return await self._release_early(app, release, source, out, committed,
-                                                 base, build, confirm)
+                return await self._release_early(app, release, source, pushed, out,
+                                                 committed, base, build, confirm)
             except _NotTheBase:
                 return None  # as if there had been no early start
 
@@ -415,7 +413,7 @@ class Deployer:
                 await asyncio.wait({build})
 
     async def _release_early(
-        self, app: App, release: Release, source: Path, out: DeployOutput,
+        self, app: App, release: Release, source: Path, pushed: _Pushed, out: DeployOutput,
         committed: Callable[[], None], base: CodeBase,
         build: asyncio.Future[tuple[Release, dict[str, int]]],
         confirm: Callable[[], Awaitable[None]] | None,
@@ -429,7 +427,7 @@ class Deployer:
         try:
             with os.fdopen(fd, "wb") as archive:
                 await self._prepare_early(app, source, base, confirm is not None, archive)
-            return await self._run_early(app, release, source, out, committed, base, build,
+            return await self._run_early(app, release, pushed, out, committed, base, build,
                                          confirm, code)
         finally:
             code.unlink(missing_ok=True)
@@ -454,17 +452,15 @@ class Deployer:
             raise _NotTheBase()
 
     async def _run_early(
-        self, app: App, release: Release, source: Path, out: DeployOutput,
+        self, app: App, release: Release, pushed: _Pushed, out: DeployOutput,
         committed: Callable[[], None], base: CodeBase,
         build: asyncio.Future[tuple[Release, dict[str, int]]],
         confirm: Callable[[], Awaitable[None]] | None, code: Path,
     ) -> Release:
-        procfile = _read_procfile(source)
-        app_json_text = _read_text(source / "app.json")
-        processes = {**base.default_processes, **procfile.processes} or {WEB: ""}
-        formation = _complete(initial_formation(
-            processes, app.formation, _requested(app, parse_app_json(app_json_text))), processes)
-        early = replace(release, image=base.image, processes=processes, app_json=app_json_text)
+        processes = pushed.processes(base.default_processes)
+        formation = _complete(pushed.formation(app, processes), processes)
+        early = replace(release, image=base.image, processes=processes,
+                        app_json=pushed.app_json_text)
         target = replace(self.target(app, early, formation), code=code, before_start=confirm)
         # The instances' lines wait until the build's have all been shown.
         held = _HeldLines(out)
@@ -523,12 +519,9 @@ class Deployer:
         return went_live
 
     async def _build(
-        self, app: App, release: Release, source: Path, out: DeployOutput,
+        self, app: App, release: Release, source: Path, pushed: _Pushed, out: DeployOutput,
         *, on_base: Callable[[CodeBase], None] | None = None,
     ) -> tuple[Release, dict[str, int]]:
-        procfile = _read_procfile(source)
-        app_json_text = _read_text(source / "app.json")
-        app_json = parse_app_json(app_json_text)
         release = self._releases.move(release, ReleaseState.BUILDING)
         out.step(f"Building {app.name} {release.version} from {release.git_sha[:7]}")
         # The builder limits parallel builds itself (build.parallel), says so, and calls
@@ -538,17 +531,15 @@ class Deployer:
                          env=dict(release.config)),
             out.raw, on_base,
         )
-        processes = {**built.default_processes, **procfile.processes}
-        if not processes:
-            processes = {WEB: ""}
+        processes = pushed.processes(built.default_processes)
         out.detail(f"built with {built.builder}; process types: {', '.join(sorted(processes))}")
         release = replace(
             release, image=built.image_id, image_tag=built.tag, builder=built.builder,
-            processes=processes, release_command=procfile.release, app_json=app_json_text,
+            processes=processes, release_command=pushed.procfile.release,
+            app_json=pushed.app_json_text,
         )
         self._releases.save(release)
-        formation = initial_formation(processes, app.formation, _requested(app, app_json))
-        return release, formation
+        return release, pushed.formation(app, processes)
 
     async def _rerelease(
         self, app: App, source: Release, config: dict[str, str], description: str,
@@ -735,8 +726,25 @@ def _read_text(path: Path) -> str:
         raise BerthError(f"cannot read {path.name}: {exc}") from exc
 
 
-def _read_procfile(source: Path) -> Procfile:
-    return parse_procfile(_read_text(source / "Procfile"))
+@dataclass(frozen=True)
+class _Pushed:
+    """What a deploy reads from the pushed tree besides building it (read once)."""
+
+    procfile: Procfile
+    app_json_text: str
+
+    @classmethod
+    def read(cls, source: Path) -> _Pushed:
+        return cls(parse_procfile(_read_text(source / "Procfile")),
+                   _read_text(source / "app.json"))
+
+    def processes(self, defaults: Mapping[str, str]) -> dict[str, str]:
+        """The builder's default process types, overridden by the Procfile's."""
+        return {**defaults, **self.procfile.processes} or {WEB: ""}
+
+    def formation(self, app: App, processes: Mapping[str, str]) -> dict[str, int]:
+        requested = _requested(app, parse_app_json(self.app_json_text))
+        return initial_formation(processes, app.formation, requested)
 
 
 def _complete(formation: Mapping[str, int], processes: Mapping[str, str]) -> dict[str, int]:
