@@ -27,6 +27,8 @@ from agent.build import BuildRequest, BuiltImage, CodeBase, write_code_archive
 from agent.build.dockerfile import APP_USER
 from agent.config import Config
 from agent.deploy import earlystart
+from agent.deploy.errors import ImagePruned, NothingToRelease, ReleaseCommandFailed
+from agent.deploy.failures import FailureRecorder
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import (
     WEB, ContainerSpec, initial_formation, one_off_spec, release_phase_spec,
@@ -42,22 +44,6 @@ from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
 
 log = logging.getLogger(__name__)
-
-
-class DeployFailed(BerthError):
-    status = 422
-
-    def __init__(self, app: str, version: str, reason: str) -> None:
-        super().__init__(f"{app} {version} failed: {reason}")
-        self.app = app
-        self.reason = reason
-
-
-class NothingToRelease(BerthError):
-    status = 409
-
-    def __init__(self, app: str) -> None:
-        super().__init__(f"{app} has no live release yet: push to deploy it first")
 
 
 class ImageBuilder(Protocol):
@@ -99,6 +85,7 @@ class Deployer:
         self._builder = builder
         self._rollout = rollout
         self._certificates = certificates
+        self._failures = FailureRecorder(releases, events)
         self._tls_hosts = tls_hosts
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # pruning after a deploy
@@ -189,15 +176,8 @@ class Deployer:
                 git_sha=git_sha,
                 config=self._apps.config(app_name),
             ))
-            try:
-                return await self._build_and_release(app, release, source, out, committed)
-            except Exception as exc:
-                raise self._failed(release, exc, out) from exc
-            except BaseException as exc:  # cancelled: recorded, then passed on as it is
-                self._failed(release, exc, out)
-                raise
-            finally:
-                self._flush_log(release, out)
+            return await self._failures.guard(release, out, self._build_and_release(
+                app, release, source, out, committed))
 
     async def release_config(
         self, app_name: str, config: Mapping[str, str], description: str, out: DeployOutput
@@ -228,8 +208,7 @@ class Deployer:
                 raise NothingToRelease(app_name)
             source = self._rollback_source(app_name, live, number)
             if not await self._runtime.image_exists(source.image):
-                raise BerthError(f"the image of {source.version} was pruned "
-                                 f"(deploy.keep_releases keeps the last {self._config.deploy.keep_releases})")
+                raise ImagePruned(source.version, self._config.deploy.keep_releases)
             return await self._rerelease(
                 app, source, dict(source.config), f"Rollback to {source.version}", out,
                 on_live=lambda: self._apps.replace_config(app_name, source.config),
@@ -550,15 +529,8 @@ class Deployer:
         release = self._releases.create(replace(
             source, description=description, created_at=time.time(), config=config,
         ))
-        try:
-            return await self._release(app, release, out, formation=None, on_live=on_live)
-        except Exception as exc:
-            raise self._failed(release, exc, out) from exc
-        except BaseException as exc:
-            self._failed(release, exc, out)
-            raise
-        finally:
-            self._flush_log(release, out)
+        return await self._failures.guard(release, out, self._release(
+            app, release, out, formation=None, on_live=on_live))
 
     async def _release(
         self, app: App, release: Release, out: DeployOutput, *,
@@ -609,7 +581,7 @@ class Deployer:
                                   mounts=self.mounts(release.app))
         code = await self._runtime.run_once(spec, self._config.deploy.release_timeout, out.detail)
         if code != 0:
-            raise BerthError(f"release command exited with code {code}")
+            raise ReleaseCommandFailed(release.release_command, code)
 
     def _announce(
         self, app: str, release: Release, formation: Mapping[str, int], out: DeployOutput
@@ -626,31 +598,6 @@ class Deployer:
         urls = [f"{'https' if h in tls else 'http'}://{h}" for h in hosts]
         out.step(f"{app} {release.version} is live: {' '.join(urls)}")
         out.end_step()
-
-    def _failed(self, release: Release, exc: BaseException, out: DeployOutput) -> DeployFailed:
-        """Mark `release` failed and tell the pusher why; returns the error to raise."""
-        if isinstance(exc, asyncio.CancelledError):
-            reason = "interrupted (the push was cancelled)"
-        elif isinstance(exc, BerthError):
-            reason = str(exc)
-        else:
-            log.exception("deploy crashed app=%s release=%s", release.app, release.number)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-        current = self._releases.get(release.app, release.number)
-        if current.state not in (ReleaseState.LIVE, ReleaseState.SUPERSEDED, ReleaseState.FAILED):
-            self._releases.move(current, ReleaseState.FAILED, error=reason)
-        self._events.record(release.app, "ReleaseFailed", f"{release.version}: {reason}")
-        out.heading(f"{release.version} failed: {reason.splitlines()[0]}")
-        for line in reason.splitlines()[1:]:
-            out.detail(line)
-        if self._releases.live(release.app) is not None:
-            out.heading(f"The previous release keeps serving {release.app}")
-        return DeployFailed(release.app, release.version, reason.splitlines()[0])
-
-    def _flush_log(self, release: Release, out: DeployOutput) -> None:
-        text = out.take_unflushed()
-        if text:
-            self._releases.append_log(release.app, release.number, text)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -20,7 +20,7 @@ from agent.build.dockerfile import code_copy, ends_with_code_copy
 from agent.build.model import BuildPlan
 from agent.build.output import BuildOutput
 from agent.deploy import earlystart
-from agent.deploy.orchestrator import DeployFailed
+from agent.deploy.errors import DeployFailed
 from agent.deploy.plan import ContainerSpec
 from agent.deploy.runtime import Container
 from agent.releases import ReleaseState

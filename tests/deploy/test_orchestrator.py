@@ -18,7 +18,8 @@ import pytest
 
 from agent.build import BuildRequest, BuiltImage, CodeBase
 from agent.config import Config, DeploySettings
-from agent.deploy.orchestrator import Deployer, DeployFailed
+from agent.deploy.errors import DeployFailed
+from agent.deploy.orchestrator import Deployer
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import ContainerSpec
 from agent.deploy.rollout import Rollout
@@ -434,7 +435,7 @@ async def test_the_reconciler_keeps_one_container_per_instance(world):
 
 
 async def test_a_one_off_runs_the_live_release_with_its_config(world):
-    from agent.deploy.orchestrator import NothingToRelease
+    from agent.deploy.errors import NothingToRelease
 
     world.apps.create("shop")
     with pytest.raises(NothingToRelease):
