@@ -1,24 +1,73 @@
-"""Assembling the control API: routes of every resource, one error handler."""
+"""Assembling the control API: every resource's routes, one error handler.
+
+Each resource is one module of handlers that parse, call one service method and render.
+A module's `routes()` carry full paths (`/keys`, `/certs`); its `app_routes()` are
+relative to one app and mounted under `/apps/{app}` (`/config` answers
+`/apps/{app}/config`; the handler reads the app with `params.app_param`).
+
+Adding a resource (add-ons, backups, limits, doctor, ...) is one line: write
+`agent/api/NAME.py` with `routes()` and/or `app_routes()`, then append
+`NAME.routes` to `TOP_LEVEL` or `NAME.app_routes` to `PER_APP` below. Paths must not
+overlap another module's (Starlette takes the first route that matches).
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
-from agent.api import apps, certs, firewall, keys
+from agent.api import (
+    apps,
+    certs,
+    config,
+    deploys,
+    domains,
+    firewall,
+    keys,
+    logs,
+    processes,
+    releases,
+    runs,
+    storage,
+)
+from agent.api.params import services
 from agent.api.services import Services
 from agent.errors import BerthError
 
 log = logging.getLogger(__name__)
 
+RouteTable = Callable[[], list[BaseRoute]]
+
+# Resources with paths of their own.
+TOP_LEVEL: tuple[RouteTable, ...] = (
+    apps.routes,
+    keys.routes,
+    certs.routes,
+    firewall.routes,
+)
+
+# Resources of one app, under /apps/{app}.
+PER_APP: tuple[RouteTable, ...] = (
+    apps.app_routes,
+    config.app_routes,
+    domains.app_routes,
+    processes.app_routes,
+    deploys.app_routes,
+    runs.app_routes,
+    storage.app_routes,
+    logs.app_routes,
+    releases.app_routes,
+    certs.app_routes,
+)
+
 
 async def version(request: Request) -> Response:
-    s: Services = request.app.state.services
-    return JSONResponse({"version": s.version})
+    return JSONResponse({"version": services(request).version})
 
 
 async def berth_error(request: Request, exc: Exception) -> Response:
@@ -32,12 +81,19 @@ async def crashed(request: Request, exc: Exception) -> Response:
                         status_code=500)
 
 
-def build_api(services: Services, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+def all_routes() -> list[BaseRoute]:
+    """The route table: /version, the top-level resources, then one Mount per app."""
     routes: list[BaseRoute] = [Route("/version", version, methods=["GET"])]
-    routes += apps.routes() + keys.routes() + certs.routes() + firewall.routes()
-    routes += extra_routes or []
+    for table in TOP_LEVEL:
+        routes += table()
+    per_app = [route for table in PER_APP for route in table()]
+    routes.append(Mount("/apps/{app}", routes=per_app))
+    return routes
+
+
+def build_api(services: Services, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     api = Starlette(
-        routes=routes,
+        routes=all_routes() + (extra_routes or []),
         exception_handlers={BerthError: berth_error, Exception: crashed},
     )
     api.state.services = services

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agent.api.apps import app_param, json_body, services
+from agent.api.params import app_param, json_body, services
 from agent.certs.manager import CertificateManager
 from agent.certs.status import CertStatus, render
 from agent.errors import BerthError
@@ -87,6 +87,11 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/certs", list_certificates, methods=["GET"]),
         Route("/certs/renew", renew, methods=["POST"]),
-        Route("/apps/{app}/certs", add_custom, methods=["POST"]),
-        Route("/apps/{app}/certs", remove_custom, methods=["DELETE"]),
+    ]
+
+
+def app_routes() -> list[BaseRoute]:
+    return [
+        Route("/certs", add_custom, methods=["POST"]),
+        Route("/certs", remove_custom, methods=["DELETE"]),
     ]

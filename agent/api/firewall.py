@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agent.api.apps import json_body, services
+from agent.api.params import json_body, services
 from agent.errors import BerthError
 from agent.firewall import FirewallService
 

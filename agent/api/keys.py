@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent import forcedcommand
-from agent.api.apps import json_body, services
+from agent.api.params import json_body, services
 from agent.api.services import Services
 from agent.names import check_key_name
 from agent.sshkeys import parse_public_key, render, write_authorized_keys

@@ -1,7 +1,7 @@
 """`berth run` from a terminal: the user's terminal joined to a one-off container's.
 
 The CLI opens a WebSocket to the agent over its unix socket (`/apps/APP/run/attach`,
-see agent.api.apps.run_with_terminal), puts the local terminal in raw mode (keystrokes
+see agent.api.runs.run_with_terminal), puts the local terminal in raw mode (keystrokes
 such as Ctrl-C go to the container, as with `heroku run bash`), and relays: keystrokes
 as binary frames, window size changes (SIGWINCH) as `{"size": [columns, rows]}`, the
 container's output straight to the terminal. The session's last frame carries the exit

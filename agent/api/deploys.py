@@ -1,0 +1,78 @@
+"""Control API: deploying a tree, pushed (the pre-receive hook posts `git archive`) or
+the live commit's again (ps:rebuild); the deploy's output streams back."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from agent.api.params import app_param, services
+from agent.api.services import Services
+from agent.api.streaming import stream_operation
+from agent.deploy.orchestrator import NothingToRelease
+from agent.deploy.output import DeployOutput
+from agent.errors import BerthError
+from agent.services import trees
+
+
+async def receive_push(request: Request) -> Response:
+    """The pre-receive hook posts the pushed tree (git archive) and streams the deploy."""
+    s = services(request)
+    name = app_param(request)
+    sha = request.query_params.get("sha", "")
+    if len(sha) not in (40, 64) or any(c not in "0123456789abcdef" for c in sha):
+        raise BerthError("sha must be a full hexadecimal commit id")
+    s.apps.get(name)
+    workdir = trees.new_workdir(s.config.paths.builds, name, sha)
+    await trees.receive(request.stream(), workdir, s.config.deploy.max_push_bytes)
+    return _deploy_tree(request, s, name, sha, workdir, "Deploy")
+
+
+async def rebuild(request: Request) -> Response:
+    """ps:rebuild: build the live release's commit again from the app's repository
+    (new base images, buildpack changes, build-time config) and release it."""
+    s = services(request)
+    name = app_param(request)
+    s.apps.get(name)
+    live = s.releases.live(name)
+    if live is None or not live.git_sha:
+        raise NothingToRelease(name)
+    workdir = trees.new_workdir(s.config.paths.builds, name, live.git_sha)
+    await trees.export(s.config.paths.repo(name), live.git_sha, workdir,
+                       s.config.deploy.max_push_bytes)
+    return _deploy_tree(request, s, name, live.git_sha, workdir, "Rebuild")
+
+
+def _deploy_tree(
+    request: Request, s: Services, name: str, sha: str, workdir: Path, description: str
+) -> Response:
+    """Deploy the tree in workdir/src, streamed; cancellable until the swap; workdir
+    removed at the end."""
+    committed = False
+
+    def commit() -> None:
+        nonlocal committed
+        committed = True
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        try:
+            release = await s.deployer.deploy_push(name, sha, workdir / "src", out,
+                                                   committed=commit, description=description)
+            return {"release": release.number}
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+    return stream_operation(request, operation, may_cancel=lambda: not committed)
+
+
+def app_routes() -> list[BaseRoute]:
+    return [
+        Route("/deploys", receive_push, methods=["POST"]),
+        Route("/ps/rebuild", rebuild, methods=["POST"]),
+    ]

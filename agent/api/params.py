@@ -1,0 +1,35 @@
+"""Reading a request: the agent's services, the app named in the path, the JSON body,
+and numbers from users (range-checked, never trusted)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+
+from agent.api.services import Services
+from agent.errors import BerthError
+from agent.names import check_app
+
+
+def services(request: HTTPConnection) -> Services:
+    result: Services = request.app.state.services
+    return result
+
+
+def app_param(request: HTTPConnection) -> str:
+    return check_app(request.path_params["app"])
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BerthError("request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BerthError("request body must be a JSON object")
+    return data

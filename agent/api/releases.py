@@ -1,0 +1,77 @@
+"""Control API: an app's releases (list, one release's details and build log, rollback)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agent.api.params import app_param, json_body, services
+from agent.api.streaming import stream_operation
+from agent.deploy.output import DeployOutput
+from agent.errors import BerthError
+from agent.releases import Release
+
+
+def _release_row(release: Release) -> dict[str, Any]:
+    return {
+        "version": release.number,
+        "state": release.state.value,
+        "description": release.description,
+        "created_at": release.created_at,
+        "finished_at": release.finished_at,
+        "git_sha": release.git_sha,
+        "builder": release.builder,
+        "processes": dict(release.processes),
+        "error": release.error,
+    }
+
+
+async def list_releases(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    s.apps.get(name)
+    return JSONResponse([_release_row(r) for r in s.releases.recent(name)])
+
+
+async def release_info(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    number = _version(request.path_params["version"])
+    release = s.releases.get(name, number)
+    row = _release_row(release)
+    row["config_keys"] = sorted(release.config)
+    row["log"] = s.releases.log(name, number)
+    return JSONResponse(row)
+
+
+def _version(text: str) -> int:
+    digits = text[1:] if text.startswith("v") else text
+    if not digits.isdigit():
+        raise BerthError(f"invalid release {text!r}: expected vN or N")
+    return int(digits)
+
+
+async def rollback(request: Request) -> Response:
+    s = services(request)
+    name = app_param(request)
+    body = await json_body(request)
+    version = body.get("version")
+    number = _version(str(version)) if version is not None else None
+    s.apps.get(name)
+
+    async def operation(out: DeployOutput) -> dict[str, Any]:
+        release = await s.deployer.rollback(name, number, out)
+        return {"release": release.number}
+
+    return stream_operation(request, operation)
+
+
+def app_routes() -> list[BaseRoute]:
+    return [
+        Route("/releases", list_releases, methods=["GET"]),
+        Route("/releases/{version}", release_info, methods=["GET"]),
+        Route("/rollback", rollback, methods=["POST"]),
+    ]

@@ -1,0 +1,72 @@
+"""An in-process control API over real stores in a temp dir and a real Deployer whose
+containers, builder and rollout are inert (nothing here deploys: the operations tested
+are those that never reach Docker, or a test brings its own small fake)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from agent.api.app import build_api
+from agent.api.services import Services
+from agent.config import Config, DeploySettings, SshSettings
+from agent.deploy.orchestrator import Deployer
+from agent.deploy.rollout import Rollout
+from agent.paths import PathSettings
+from agent.store.apps import AppStore
+from agent.store.db import Database
+from agent.store.events import EventStore
+from agent.store.keys import KeyStore
+from agent.store.releases import ReleaseStore
+from agent.store.schema import SCHEMA
+
+
+class InertRuntime:
+    """No containers at all."""
+
+    async def containers(self, app: str) -> list[Any]:
+        return []
+
+
+@dataclass
+class World:
+    client: TestClient
+    services: Services
+    db: Database
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """An NDJSON operation's events."""
+        import json
+
+        response = self.client.request(method, path, **kwargs)
+        assert response.status_code == 200, response.text
+        return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+def make_config(tmp_path: Path) -> Config:
+    return Config(
+        paths=PathSettings(data_dir=tmp_path / "data"),
+        ssh=SshSettings(user="root", authorized_keys=tmp_path / "authorized_keys"),
+        deploy=DeploySettings(domain="apps.example.test"),
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    config = make_config(tmp_path)
+    db = Database.open(tmp_path / "berth.db", [SCHEMA])
+    apps, releases, events = AppStore(db), ReleaseStore(db), EventStore(db)
+    runtime: Any = InertRuntime()
+    rollout = Rollout(runtime, router=None, settings=config.deploy)  # never routes here
+    deployer = Deployer(config, apps, releases, events, runtime, builder=None, rollout=rollout)
+    services = Services(config=config, apps=apps, releases=releases, events=events,
+                        keys=KeyStore(db), deployer=deployer, runtime=runtime,
+                        ssh_command="berth")
+    with TestClient(build_api(services), raise_server_exceptions=False) as client:
+        yield World(client, services, db)
+    db.close()
