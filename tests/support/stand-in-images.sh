@@ -6,6 +6,9 @@
 # with debootstrap carries python3 (with venv), nodejs + npm and nginx, and is imported
 # under the tags the test configuration points the buildpacks at. The product's own
 # defaults stay the official images; only the tests' berth.toml names these tags.
+# On top of it, the add-on stand-ins: Debian's postgresql and redis-server with
+# entrypoints honouring the official postgres and redis images' contract
+# (tests/support/stand-in/{postgres,redis}/).
 #
 # Idempotent: an image that already exists is left alone.
 set -euo pipefail
@@ -18,8 +21,27 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=python3,python3-venv,python3-pip,ca-certificates,nginx-light,curl
 APT_EXTRA=(nodejs npm)
 
+HERE=$(cd "$(dirname "$0")" && pwd)
+ADDON_IMAGES=("postgres:berth-stand-in/postgres:15" "redis:berth-stand-in/redis:7")
+
+build_addon_images() {
+    local entry kind tag
+    for entry in "${ADDON_IMAGES[@]}"; do
+        kind=${entry%%:*}
+        tag=${entry#*:}
+        if docker image inspect "$tag" >/dev/null 2>&1; then
+            echo "stand-in image $tag present"
+            continue
+        fi
+        echo "building $tag"
+        docker build -q --build-arg BASE="$TAG" -t "$tag" "$HERE/stand-in/$kind" >/dev/null
+        echo "stand-in image $tag built"
+    done
+}
+
 if docker image inspect "$TAG" >/dev/null 2>&1; then
     echo "stand-in image $TAG present"
+    build_addon_images
     exit 0
 fi
 
@@ -50,3 +72,4 @@ tar -C "$rootfs" -c . | docker import \
     -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     -c 'ENV LANG=C.UTF-8' - "$TAG" >/dev/null
 echo "stand-in image $TAG built"
+build_addon_images
