@@ -258,6 +258,22 @@ class ClientConnection(asyncio.BaseProtocol):
         self.active = None
         if tunnel or self.closed:
             return
+        if exchange is self.raw_exchange:
+            # The upgrade was refused: what the client sent after its head is read as
+            # what it is, the next request (parsed, routed and forwarded like any other).
+            self.raw_exchange = None
+            self._next_requests(exchange)
+            return
+        self._go_on(exchange)
+
+    def _next_requests(self, exchange: Exchange) -> None:
+        following = exchange.take_held()
+        self._go_on(exchange)
+        if following and not (self.closed or self.lingering or self.read_no_more):
+            self.data_received(following)
+
+    def _go_on(self, exchange: Exchange) -> None:
+        """After `exchange`'s response: the next request, an idle wait, or the close."""
         if self.pending_reject:
             self._answer_and_linger(self.pending_reject)
             return
@@ -332,7 +348,6 @@ class ClientConnection(asyncio.BaseProtocol):
         if exchange is None or exchange.head.upgrade is None:
             self._reject(400)
             return
-        exchange.keep_alive = False
         exchange.raw_upgrade = True
         self.raw_exchange = exchange
         if rest:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # Phases.
 ROUTING, CONNECTING, SENDING, WAITING, STREAMING, DONE = range(6)
 _PENDING_LIMIT = 256 * 1024  # request body buffered while the upstream connection opens
+_HELD_LIMIT = 64 * 1024  # bytes after an Upgrade head, held until the upstream's answer
 _REDIRECT_METHODS = (b"GET", b"HEAD")
 _CLOSE = b"Connection: close\r\n"
 _KEEP_ALIVE = b"Connection: keep-alive\r\n"
@@ -59,6 +60,8 @@ class Exchange:
     body_sent = False  # some request body already went upstream (no retry)
     connect_task: asyncio.Task[None] | None = None
     raw_upgrade = False
+    held: list[bytes] | None = None  # bytes after an Upgrade head: never sent before a 101
+    held_bytes = 0
 
     def __init__(self, client: ClientConnection, head: RequestHead, started: float) -> None:
         self.client = client
@@ -254,14 +257,28 @@ class Exchange:
             self.client.pause(self.client.PAUSE_PENDING)
 
     def raw(self, data: bytes) -> None:
-        """Bytes after an Upgrade request head, before the upstream's 101."""
+        """Bytes after an Upgrade request head: held (bounded) until the upstream answers.
+
+        Only a 101 makes them the upgraded stream (`take_held`, by the tunnel). On any
+        other answer the client connection parses them as its next request: written to
+        the app before, they would reach it as a request the proxy never saw.
+        """
         self.raw_upgrade = True
         if self.phase == DONE:
             return
-        if self.upstream is not None and self.phase != CONNECTING:
-            self.upstream.transport.write(data)
-        else:
-            self._hold(data)
+        if self.held is None:
+            self.held = []
+        self.held.append(data)
+        self.held_bytes += len(data)
+        if self.held_bytes > _HELD_LIMIT:
+            self.held = None
+            self.fail(400)
+
+    def take_held(self) -> bytes:
+        """The bytes held after an Upgrade head (now the exchange's no more)."""
+        held, self.held = self.held, None
+        self.held_bytes = 0
+        return b"".join(held) if held else b""
 
     def body_end(self) -> None:
         self.request_complete = True

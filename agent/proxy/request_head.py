@@ -287,6 +287,10 @@ class RequestReader:
             head.expect_continue = version == "1.1"
         if self._connection_tokens:
             self._apply_connection_tokens(head)
+            if head.upgrade is not None and head.has_body:
+                # llhttp hands over every byte after such a head as the upgraded stream,
+                # body included: it could only reach the app unframed.
+                raise Rejected(400, "an Upgrade request cannot carry a body")
         self._sink.request_head(head)
 
     def _set_target(self, head: RequestHead, url: bytes) -> None:

@@ -198,7 +198,9 @@ class UpstreamConnection(asyncio.Protocol):
         if status == 101:
             self._tunnel(exchange, client_response_head(head, extra), rest)
             return
-        if not head.keep_alive:
+        if not head.keep_alive or not exchange.request_complete:
+            # An answer that came before the whole request went out leaves the app at an
+            # unknown point of the body: what it reads next may be parsed as a request.
             self.reusable = False
         self.state = _BODY
         self.framing = framing = head.framing
@@ -300,7 +302,10 @@ class UpstreamConnection(asyncio.Protocol):
         exchange.write(client_head)
         tunnel = Tunnel(self.ctx, client, self, self.target)
         self.tunnel = tunnel
+        early = exchange.take_held()
         exchange.become_tunnel()
         client.become_tunnel(tunnel)
+        if early:
+            tunnel.from_client(early)
         if rest:
             tunnel.from_upstream(rest)

@@ -31,6 +31,7 @@ class Backend:
     def __init__(self, name: str) -> None:
         self.name = name
         self.requests = 0
+        self.seen: list[tuple[str, dict[str, str]]] = []  # every request: target, headers
         self.connections = 0
         self.open_connections = 0
         self.port = 0
@@ -60,6 +61,10 @@ class Backend:
                 if not isinstance(request, h11.Request):
                     break
                 self.requests += 1
+                self.seen.append(
+                    (request.target.decode(), {k.decode().lower(): v.decode("latin-1")
+                                               for k, v in request.headers})
+                )  # fmt: skip
                 keep = await self._handle(conn, request, reader, writer)
                 if not keep or conn.our_state is not h11.DONE:
                     break
