@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from agent.api.params import app_param, services
 from agent.api.services import Services
 from agent.api.streaming import stream_operation
-from agent.deploy.orchestrator import NothingToRelease
+from agent.deploy.errors import NothingToRelease
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
 from agent.services import trees

@@ -14,6 +14,7 @@ from agent.deploy.loghistory import LogHistory
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.runtime import ContainerRuntime
 from agent.proxy import RouteCounters
+from agent.services.config import ConfigVars
 from agent.store.apps import AppStore
 from agent.store.events import EventStore
 from agent.store.keys import KeyStore
@@ -45,3 +46,6 @@ class Services:
     firewall: "FirewallService | None" = None
     version: str = ""
     history: LogHistory | None = None  # what removed instances last said
+
+    def config_vars(self) -> ConfigVars:
+        return ConfigVars(self.apps, self.events, self.deployer)

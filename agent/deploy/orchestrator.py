@@ -39,6 +39,7 @@ from agent.errors import BerthError
 from agent.procfile import Procfile, parse_procfile
 from agent.proxy import RouteOptions
 from agent.releases import Release, ReleaseState
+from agent.services.configvars import ConfigChange
 from agent.store.apps import App, AppStore
 from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
@@ -180,23 +181,26 @@ class Deployer:
                 app, release, source, out, committed))
 
     async def release_config(
-        self, app_name: str, config: Mapping[str, str], description: str, out: DeployOutput
+        self, app_name: str, change: ConfigChange, out: DeployOutput
     ) -> Release | None:
-        """Make a release with `config` (zero downtime) and store it once that release is
-        live; an app not deployed yet just stores it. A failed release changes nothing."""
+        """Apply `change` to the config as it is once the app's lock is held (a change
+        made meanwhile is kept), make a release with it (zero downtime) and store the
+        change once that release is live; an app not deployed yet just stores it. A failed
+        release changes nothing."""
         async with self.app_lock(app_name, out):
             app = self._apps.get(app_name)
             live = self._releases.live(app_name)
+            description = change.describe()
+            config = change.applied_to(self._apps.config(app_name), app_name)
 
             def store() -> None:
-                self._apps.replace_config(app_name, config)
+                self._apps.change_config(app_name, change, strict=False)
                 self._events.record(app_name, "ConfigChanged", description)
 
             if live is None:
                 store()
                 return None
-            return await self._rerelease(app, live, dict(config), description, out,
-                                         on_live=store)
+            return await self._rerelease(app, live, config, description, out, on_live=store)
 
     async def rollback(self, app_name: str, number: int | None, out: DeployOutput) -> Release:
         """A new release with the image and config of release `number` (default: the

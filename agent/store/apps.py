@@ -9,6 +9,7 @@ from typing import Mapping
 
 from agent.appsettings import AppSettings
 from agent.errors import AppNotFound, Conflict, NotFound
+from agent.services.configvars import ConfigChange
 from agent.store.db import Database
 
 
@@ -94,6 +95,26 @@ class AppStore:
                 "INSERT INTO config_vars (app, key, value) VALUES (?, ?, ?)",
                 [(name, k, v) for k, v in config.items()],
             )
+
+    def change_config(self, name: str, change: ConfigChange, *, strict: bool = True
+                      ) -> dict[str, str]:
+        """Apply `change` to the config as stored, in one transaction (a change made at
+        the same time is never lost); the config after it. `strict`: see
+        `ConfigChange.applied_to`."""
+        with self._db.transaction() as tx:
+            if not tx.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
+                raise AppNotFound(name)
+            rows = tx.execute("SELECT key, value FROM config_vars WHERE app = ?", (name,))
+            result = change.applied_to({r["key"]: r["value"] for r in rows}, name,
+                                      strict=strict)
+            tx.executemany("DELETE FROM config_vars WHERE app = ? AND key = ?",
+                           [(name, key) for key in change.unset])
+            tx.executemany(
+                "INSERT INTO config_vars (app, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (app, key) DO UPDATE SET value = excluded.value",
+                [(name, k, v) for k, v in change.set.items()],
+            )
+        return result
 
     # storage -------------------------------------------------------------------------
 

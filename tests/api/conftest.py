@@ -56,8 +56,8 @@ def make_config(tmp_path: Path) -> Config:
     )
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def make_services(tmp_path: Path) -> tuple[Services, Database]:
+    """Real stores in `tmp_path` and a real Deployer whose containers are inert."""
     config = make_config(tmp_path)
     db = Database.open(tmp_path / "berth.db", [SCHEMA])
     apps, releases, events = AppStore(db), ReleaseStore(db), EventStore(db)
@@ -67,6 +67,12 @@ def world(tmp_path: Path) -> Iterator[World]:
     services = Services(config=config, apps=apps, releases=releases, events=events,
                         keys=KeyStore(db), deployer=deployer, runtime=runtime,
                         ssh_command="berth")
+    return services, db
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    services, db = make_services(tmp_path)
     with TestClient(build_api(services), raise_server_exceptions=False) as client:
         yield World(client, services, db)
     db.close()

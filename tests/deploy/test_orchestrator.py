@@ -33,6 +33,7 @@ from agent.store.releases import ReleaseStore
 from agent.deploy.loghistory import LogHistory
 from agent.errors import BerthError
 from agent.paths import PathSettings
+from agent.services.configvars import ConfigChange
 from agent.store.schema import SCHEMA
 
 
@@ -442,7 +443,7 @@ async def test_a_one_off_runs_the_live_release_with_its_config(world):
         await world.deployer.run_one_off("shop", "python manage.py migrate", lines()[0])
     try:
         await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
-        await world.deployer.release_config("shop", {"DATABASE_URL": "postgres://db"}, "set",
+        await world.deployer.release_config("shop", ConfigChange({"DATABASE_URL": "postgres://db"}),
                                             lines()[0])
         world.apps.replace_config("shop", {"DATABASE_URL": "postgres://db", "LATER": "1"})
         live = world.releases.live("shop")
@@ -471,7 +472,7 @@ async def test_failed_release_phase_aborts_the_config_release(world):
         await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
         world.runtime.release_exit = 3
         with pytest.raises(DeployFailed, match="release command exited with code 3"):
-            await world.deployer.release_config("shop", {"A": "1"}, "Set A", lines()[0])
+            await world.deployer.release_config("shop", ConfigChange({"A": "1"}), lines()[0])
         assert world.releases.live("shop").number == 1
         assert world.apps.config("shop") == {}  # a failed release changes nothing
     finally:
