@@ -82,7 +82,7 @@ NAMES = st.one_of(st.sampled_from([*EXISTING, *TRAPS, "new", "nohead", ""]),
                   st.text(alphabet="abcz09-_.'\"/ \n\\$`*?[]!~é", max_size=8))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.sampled_from(["git-receive-pack", "git-upload-pack", "git-upload-archive", "apps"]),
        st.sampled_from([" '{}'", " {}", "  '{}'", " '{}' ", " \"{}\"", "'{}'"]), NAMES)
 @example("git-receive-pack", " '{}'", "shop")
