@@ -35,6 +35,7 @@ ROUTING, CONNECTING, SENDING, WAITING, STREAMING, DONE = range(6)
 _PENDING_LIMIT = 256 * 1024  # request body buffered while the upstream connection opens
 _HELD_LIMIT = 64 * 1024  # bytes after an Upgrade head, held until the upstream's answer
 _REDIRECT_METHODS = (b"GET", b"HEAD")
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _CLOSE = b"Connection: close\r\n"
 _KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
@@ -104,7 +105,7 @@ class Exchange:
         if head.content_length is not None and head.content_length > self.max_body:
             self.respond_error(413)
             return
-        target = route.pick()
+        target = route.pick(self.started)
         if target is None:
             self.respond_error(503)
             return
@@ -167,29 +168,45 @@ class Exchange:
                 self._connect_failed(exc)
             return
         self.connect_task = None
+        if target.health.down and target.health.succeeded():
+            log.info("upstream up route=%s upstream=%s", self._route_name(), target.label)
         if self.phase != CONNECTING or self.target is not target:
             ctx.release(conn)  # the exchange ended meanwhile; keep the connection
             return
         self.attach(conn)
 
     def _connect_failed(self, exc: OSError) -> None:
+        """The upstream refused or reset the connect: mark it, try another one if any."""
         assert self.tally is not None and self.route is not None
         self.tally.upstream_errors += 1
-        log.warning(
-            "upstream connect failed route=%s upstream=%s error=%s",
-            self.route.name, self.target.label if self.target else "-", exc.strerror or exc,
-        )  # fmt: skip
-        if self.target is not None:
-            self.failed = (*self.failed, self.target)
-        others = [t for t in self.route.targets if t not in self.failed]
-        if others:
+        target = self.target
+        if target is not None:
+            self.failed = (*self.failed, target)
+            self._mark_down(target, exc)
+        following = self.route.pick(self.client.ctx.loop.time(), self.failed)
+        if following is not None:
             self._unregister()
-            self._register(min(others, key=lambda t: t.in_flight))
-            assert self.target is not None
-            self._connect(self.target)
+            self._register(following)
+            self._connect(following)
             return
         timed_out = exc.errno == errno.ETIMEDOUT
         self.fail(504 if timed_out else 502)
+
+    def _mark_down(self, target: Target, exc: OSError) -> None:
+        settings = self.client.ctx.settings
+        health = target.health
+        now = self.client.ctx.loop.time()
+        if health.failed(now, settings.upstream_retry_backoff, settings.upstream_retry_max):
+            target.close_idle()  # pooled connections to it are as dead as it is
+            log.warning(
+                "upstream down route=%s upstream=%s error=%s retry_in=%.1fs",
+                self._route_name(), target.label, exc.strerror or exc, health.delay,
+            )  # fmt: skip
+        else:
+            log.debug("upstream still down upstream=%s error=%s", target.label, exc)
+
+    def _route_name(self) -> str:
+        return self.route.name if self.route is not None else "-"
 
     def attach(self, conn: UpstreamConnection) -> None:
         """Send the request on `conn` (fresh or pooled)."""
@@ -355,6 +372,17 @@ class Exchange:
             return False
         self.upstream = None
         self._connect(self.target)
+        return True
+
+    def retry_elsewhere(self) -> bool:
+        """A fresh connection closed before any answer: the upstream is failing. An
+        idempotent request none of whose body left goes to another upstream."""
+        if self.phase not in (SENDING, WAITING) or self.body_sent or self.head.has_body:
+            return False
+        if self.head.method not in _IDEMPOTENT:
+            return False
+        self.upstream = None
+        self._connect_failed(ConnectionResetError(errno.ECONNRESET, "closed before answering"))
         return True
 
     def become_tunnel(self) -> None:

@@ -7,7 +7,8 @@ thread, so choosing a target and counting the request in flight happen in one st
 no await in between: after a swap, no new request can land on an old target.
 
 `least_loaded` (the balancer) is pure: fewest requests in flight, ties broken by
-rotating the starting point so equal upstreams share the load.
+rotating the starting point so equal upstreams share the load. Targets marked down by
+their passive `Health` are left out while another is up.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from agent.proxy.errors import HostTaken, RouteNotFound
+from agent.proxy.health import Health
 from agent.proxy.hosts import check_route_host, wildcard_parent
 from agent.proxy.model import RouteCounters, RouteOptions, Upstream
 
@@ -56,7 +58,9 @@ class Tally:
 class Target:
     """One upstream address of one route, with everything open towards it."""
 
-    __slots__ = ("draining", "exchanges", "idle", "in_flight", "label", "tunnels", "upstream")
+    __slots__ = (
+        "draining", "exchanges", "health", "idle", "in_flight", "label", "tunnels", "upstream",
+    )  # fmt: skip
 
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
@@ -66,6 +70,14 @@ class Target:
         self.idle: list[UpstreamConnection] = []  # pooled keep-alive connections, LIFO
         self.tunnels: set[Tunnel] = set()
         self.draining = False
+        self.health = Health()
+
+    def close_idle(self) -> int:
+        """Close the pooled keep-alive connections; how many there were."""
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
+        return len(idle)
 
 
 class Route:
@@ -82,15 +94,24 @@ class Route:
         self.tally = tally
         self._turn = 0
 
-    def pick(self) -> Target | None:
-        """The target for the next request (None: no upstream at all)."""
+    def pick(self, now: float, avoid: tuple[Target, ...] = ()) -> Target | None:
+        """The target for the next request, skipping `avoid` and those marked down (unless
+        due for a retry, or all are down). None: no upstream left to try."""
         targets = self.targets
+        if avoid:
+            targets = tuple(t for t in targets if t not in avoid)
         if len(targets) == 1:
-            return targets[0]
-        if not targets:
+            target = targets[0]
+        elif not targets:
             return None
-        self._turn += 1
-        return least_loaded(targets, self._turn)
+        else:
+            if any(t.health.down for t in targets):
+                targets = tuple(t for t in targets if t.health.eligible(now)) or targets
+            self._turn += 1
+            target = least_loaded(targets, self._turn)
+        if target.health.down:
+            target.health.trying(now)
+        return target
 
 
 def least_loaded(targets: Sequence[Target], turn: int) -> Target:

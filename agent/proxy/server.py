@@ -115,7 +115,7 @@ class Proxy:
         await asyncio.gather(*self._drains, return_exceptions=True)
         for route in self._table.routes():
             for target in route.targets:
-                _close_idle(target)
+                target.close_idle()
         await ctx.stop_sweeper()
         for server in self._servers:
             await server.wait_closed()
@@ -142,7 +142,7 @@ class Proxy:
         if dropped:
             if self._ctx is None:
                 for target in dropped:
-                    _close_idle(target)
+                    target.close_idle()
                 return
             task = self._ctx.loop.create_task(self._drain(dropped, self.settings.drain_timeout))
             self._drains.add(task)
@@ -175,7 +175,7 @@ class Proxy:
             target.draining = True
             if ctx is not None:
                 ctx.draining.add(target)
-            idle_closed += _close_idle(target)
+            idle_closed += target.close_idle()
             for tunnel in list(target.tunnels):
                 tunnel.close()
                 tunnels_closed += 1
@@ -187,7 +187,7 @@ class Proxy:
         for exchange in stragglers:
             exchange.cut(504)
         for target in targets:
-            _close_idle(target)
+            target.close_idle()
             if ctx is not None:
                 ctx.draining.discard(target)
         report = DrainReport(
@@ -204,13 +204,6 @@ class Proxy:
             report.tunnels_closed, report.seconds,
         )  # fmt: skip
         return report
-
-
-def _close_idle(target: Target) -> int:
-    idle, target.idle = target.idle, []
-    for conn in idle:
-        conn.close()
-    return len(idle)
 
 
 def _bound_port(server: asyncio.AbstractServer) -> int:

@@ -41,6 +41,11 @@ class ProxySettings:
     upstream_read_timeout: float = 300.0  # longest silence inside a response body
     tunnel_idle_timeout: float = 3600.0  # upgraded (WebSocket) connection with no bytes
     upstream_idle_timeout: float = 4.0  # pooled keep-alive connection unused this long closes
+    # Passive health: an upstream whose connect is refused or reset is left out of rotation
+    # (while another is up) and tried again after this wait, doubled per failure in a row
+    # up to `upstream_retry_max`.
+    upstream_retry_backoff: float = 0.5
+    upstream_retry_max: float = 8.0
 
     # Upstreams dropped by `set_route` drain in the background this long (swap and
     # remove_route take the caller's timeout).
@@ -72,5 +77,5 @@ class ProxySettings:
         for name, value in self.__dict__.items():
             if name.endswith("_timeout") and not value > 0:
                 raise ValueError(f"{name} must be positive, not {value}")
-            if name.startswith(("max_", "pool_", "backlog")) and not value > 0:
+            if name.startswith(("max_", "pool_", "backlog", "upstream_retry")) and not value > 0:
                 raise ValueError(f"{name} must be positive, not {value}")

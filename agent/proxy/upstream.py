@@ -96,6 +96,8 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.response_end()
         elif not self.got_bytes and self.served and exchange.retry_fresh():
             return
+        elif not self.got_bytes and not self.served and exchange.retry_elsewhere():
+            return
         else:
             reason = "closed before the response ended" if self.got_bytes else "closed early"
             exchange.upstream_failed(502, f"{reason}: {exc}" if exc else reason)
