@@ -67,7 +67,7 @@ class Addon:
         secret = quote(self.password, safe="")
         if self.kind == "postgres":
             return f"postgres://{self.user}:{secret}@{self.container}:5432/{self.user}"
-        return f"redis://:{secret}@{self.container}:6379"
+        return f"redis://default:{secret}@{self.container}:6379"
 
     def public(self) -> dict[str, object]:
         """What may be shown: never the password nor the URL that holds it."""

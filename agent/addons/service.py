@@ -1,0 +1,218 @@
+"""Add-ons' lifecycle: create, restart, destroy, show, and bring back after a crash.
+
+A new add-on is a row, a directory data_dir/addons/APP/NAME/ (root's only), a container
+on the app's network, and its URL in the app's config, set through the deploy's own
+config path so a new release rolls out with zero downtime (and its release phase sees
+the URL). Creating is all or nothing: a container that never answers, or a release that
+fails, removes what was made. The password and URL are never written to the output,
+events or the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+from agent.addons import containers, tls
+from agent.addons.containers import AddonLayout
+from agent.addons.engine import AddonEngine
+from agent.addons.model import Addon, check_kind, check_version, choose_names, new_password
+from agent.addons.settings import AddonSettings
+from agent.addons.store import AddonStore
+from agent.deploy.output import DeployOutput
+from agent.errors import BerthError
+from agent.store.apps import AppStore
+from agent.store.events import EventStore
+
+log = logging.getLogger(__name__)
+
+_PROBE_INTERVAL = 0.25
+
+
+class AddonFailed(BerthError):
+    status = 502
+
+
+class Releaser(Protocol):
+    """The deploy's config path: store `config` and roll out a release with it."""
+
+    async def release_config(self, app_name: str, config: Mapping[str, str],
+                             description: str, out: DeployOutput) -> Any: ...
+
+
+class AddonService:
+    def __init__(self, *, settings: AddonSettings, data_dir: Path, restart_policy: str,
+                 store: AddonStore, engine: AddonEngine, apps: AppStore, events: EventStore,
+                 releaser: Releaser, network_for: Callable[[str], str]) -> None:
+        self.settings = settings
+        self.root = data_dir / "addons"
+        self.backups_root = data_dir / "backups"
+        self._restart_policy = restart_policy
+        self.store = store
+        self.engine = engine
+        self._apps = apps
+        self._events = events
+        self._releaser = releaser
+        self._network_for = network_for
+
+    def layout(self, addon: Addon) -> AddonLayout:
+        return AddonLayout.of(self.root, addon)
+
+    # create ----------------------------------------------------------------------------
+
+    async def create(self, app: str, kind: str, version: str | None, alias: str | None,
+                     out: DeployOutput) -> Addon:
+        self._apps.get(app)
+        check_kind(kind)
+        version = check_version(version or self.settings.default_version(kind))
+        taken = {a.name: a.variable for a in self.store.of_app(app)}
+        name, variable = choose_names(kind, taken, alias)
+        addon = Addon(app=app, name=name, kind=kind, version=version,
+                      image=self.settings.image(kind, version), variable=variable,
+                      password=new_password(), created_at=time.time())
+        self.store.add(addon)
+        try:
+            out.step(f"Starting {kind} {version} as {name} ({addon.image})")
+            await self._start_container(addon)
+            out.step(f"Waiting for {name} to answer")
+            await self._wait_ready(addon)
+            config = {**self._apps.config(app), variable: addon.url}
+            await self._releaser.release_config(
+                app, config, f"Set {variable} (add-on {name})", out)
+        except BaseException:
+            await self._discard(addon)
+            raise
+        self._events.record(app, "AddonCreated", f"{name}: {kind} {version}, sets {variable}")
+        out.heading(f"{name} is ready; {app} has {variable}")
+        return addon
+
+    async def _start_container(self, addon: Addon) -> None:
+        layout = self.layout(addon)
+        self._prepare(addon, layout)
+        backups = self.backups_root / addon.app
+        backups.mkdir(parents=True, exist_ok=True)
+        backups.chmod(0o700)
+        network = self._network_for(addon.app)
+        await self.engine.ensure_network(network)
+        await self.engine.run(containers.container_for(
+            addon, layout, backups, network, self.engine.installation, self._restart_policy))
+
+    def _prepare(self, addon: Addon, layout: AddonLayout) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        layout.data.mkdir(parents=True, exist_ok=True)
+        if addon.kind == "postgres":
+            tls.ensure_certificate(layout.tls, addon.container)
+        else:
+            fd = os.open(layout.redis_conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(containers.redis_conf(addon))
+
+    async def _wait_ready(self, addon: Addon) -> None:
+        argv, env = containers.ready_probe(addon)
+        deadline = time.monotonic() + self.settings.start_timeout
+        while True:
+            state = await self.engine.state(addon.container)
+            if state in ("exited", "dead", None):
+                raise AddonFailed(f"{addon.name} of {addon.app} exited while starting "
+                                  f"(docker logs {addon.container})")
+            if state == "running":
+                result = await self.engine.exec(addon.container, argv, env=env)
+                if result.status == 0 and (addon.kind == "postgres"
+                                           or result.stdout.strip() == b"PONG"):
+                    return
+            if time.monotonic() > deadline:
+                raise AddonFailed(f"{addon.name} of {addon.app} did not answer within "
+                                  f"{self.settings.start_timeout:g} s")
+            await asyncio.sleep(_PROBE_INTERVAL)
+
+    async def _discard(self, addon: Addon) -> None:
+        """Undo a create: container, files, row (shielded: runs to its end)."""
+        async def discard() -> None:
+            try:
+                await self.engine.remove(addon.container)
+            finally:
+                await asyncio.to_thread(shutil.rmtree, self.layout(addon).root, True)
+                self.store.remove(addon.app, addon.name)
+        await asyncio.shield(discard())
+
+    # restart and destroy ---------------------------------------------------------------
+
+    async def restart(self, app: str, name: str, out: DeployOutput) -> None:
+        addon = self.store.get(app, name)
+        out.step(f"Restarting {name}")
+        await self.engine.stop(addon.container, self.settings.stop_timeout)
+        if await self.engine.state(addon.container) is None:
+            await self._start_container(addon)
+        else:
+            await self.engine.start(addon.container)
+        await self._wait_ready(addon)
+        self._events.record(app, "AddonRestarted", name)
+        out.heading(f"{name} is running")
+
+    async def destroy(self, app: str, name: str, out: DeployOutput) -> None:
+        """Unset its variable (a release), then remove the container and its data."""
+        addon = self.store.get(app, name)
+        config = self._apps.config(app)
+        if config.get(addon.variable) == addon.url:
+            del config[addon.variable]
+            await self._releaser.release_config(
+                app, config, f"Unset {addon.variable} (add-on {name} destroyed)", out)
+        out.step(f"Removing {name} and its data")
+        await self.engine.stop(addon.container, self.settings.stop_timeout)
+        await self.engine.remove(addon.container)
+        await asyncio.to_thread(shutil.rmtree, self.layout(addon).root, True)
+        self.store.remove(app, name)
+        self._events.record(app, "AddonDestroyed", name)
+        out.heading(f"{name} destroyed")
+
+    # show ------------------------------------------------------------------------------
+
+    async def describe(self, addon: Addon) -> dict[str, Any]:
+        state = await self.engine.state(addon.container)
+        size = await asyncio.to_thread(_size, self.layout(addon).data)
+        return {**addon.public(), "state": state or "missing", "size": size,
+                "data": str(self.layout(addon).data)}
+
+    # after a crash ---------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Start stored add-ons that are stopped or missing; remove containers of add-ons
+        that are no longer stored. One add-on's failure never stops the others."""
+        wanted = {a.container: a for a in self.store.all()}
+        for container, _, _ in await self.engine.names():
+            if container not in wanted:
+                log.info("removing add-on container no longer stored container=%s", container)
+                await self.engine.remove(container)
+        for addon in wanted.values():
+            try:
+                await self._bring_back(addon)
+            except BerthError as exc:
+                log.error("add-on not brought back app=%s addon=%s error=%s",
+                          addon.app, addon.name, exc)
+
+    async def _bring_back(self, addon: Addon) -> None:
+        state = await self.engine.state(addon.container)
+        if state is None:
+            log.info("recreating missing add-on app=%s addon=%s", addon.app, addon.name)
+            await self._start_container(addon)
+            self._events.record(addon.app, "AddonRecreated", f"{addon.name}: its container was gone")
+        elif state in ("exited", "created", "dead"):
+            log.info("starting stopped add-on app=%s addon=%s", addon.app, addon.name)
+            await self.engine.start(addon.container)
+
+
+def _size(directory: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
