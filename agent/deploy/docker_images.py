@@ -1,0 +1,97 @@
+"""Berth's images in the Docker engine: existence, parents, files inside, removal."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import tarfile
+from collections.abc import Mapping, Sequence
+
+import docker
+import docker.errors
+
+from agent.deploy.docker_engine import EngineClient, RuntimeFailure, explain
+from agent.deploy.plan import LABEL_APP, LABEL_MANAGED
+
+log = logging.getLogger(__name__)
+
+
+class Images(EngineClient):
+    """Inspects and removes built images."""
+
+    async def remove_image(self, reference: str) -> None:
+        try:
+            await asyncio.to_thread(self._api.remove_image, reference)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            # In use by a container (a straggler, or a user's own): keep it, say why.
+            log.warning("image not removed ref=%s reason=%s", reference, explain(exc))
+
+    async def remove_app_images(self, app: str) -> None:
+        """Every image labelled as the app's, failed builds' leftover layers included."""
+        try:
+            # Top-level images only (tagged, or dangling leftovers of failed builds):
+            # removing one removes the untagged layers beneath it.
+            images = await asyncio.to_thread(
+                self._api.images, filters={"label": f"{LABEL_APP}={app}"})
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"list images of {app}", explain(exc)) from exc
+        for image in images:
+            for reference in image.get("RepoTags") or []:
+                if reference != "<none>:<none>":
+                    await self.remove_image(reference)
+            await self.remove_image(image["Id"])
+
+    async def image_parent(self, reference: str) -> str:
+        try:
+            image = await asyncio.to_thread(self._api.inspect_image, reference)
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"inspect image {reference}", explain(exc)) from exc
+        return str(image.get("Parent") or "")
+
+    async def read_files(self, image: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        return await asyncio.to_thread(self._read_files, image, paths)
+
+    def _read_files(self, image: str, paths: Sequence[str]) -> dict[str, bytes]:
+        """From a container created (never started) for the purpose, then removed."""
+        try:
+            container_id = str(self._api.create_container(
+                image, command=["true"], labels={LABEL_MANAGED: self._installation})["Id"])
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"read files of {image[:19]}", explain(exc)) from exc
+        try:
+            return {path: data for path in paths
+                    if (data := self._read_file(container_id, path)) is not None}
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"read files of {image[:19]}", explain(exc)) from exc
+        except tarfile.TarError as exc:
+            raise RuntimeFailure(f"read files of {image[:19]}", str(exc)) from exc
+        finally:
+            self._force_remove(container_id)
+
+    def _read_file(self, container_id: str, path: str) -> bytes | None:
+        """A regular file's bytes; None when missing or not a regular file (a symlink is
+        not followed)."""
+        try:
+            stream, _ = self._api.get_archive(container_id, path)
+        except docker.errors.NotFound:
+            return None
+        data = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            member = archive.next()
+            if member is not None and member.isfile():
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    return handle.read()
+        return None
+
+    async def image_exists(self, reference: str) -> bool:
+        try:
+            await asyncio.to_thread(self._api.inspect_image, reference)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"inspect image {reference}", explain(exc)) from exc
+        return True
