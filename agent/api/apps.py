@@ -4,7 +4,6 @@ first push creates)."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -15,11 +14,8 @@ from agent.api.params import app_param, json_body, services
 from agent.api.services import Services
 from agent.api.storage import mounts_view
 from agent.api.streaming import stream_operation
-from agent.appsettings import apply_setting
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
-from agent.names import check_app
-from agent.repos import ensure_repo, remove_repo
 
 
 def _summary(s: Services, name: str) -> dict[str, Any]:
@@ -42,27 +38,14 @@ async def list_apps(request: Request) -> Response:
 
 async def create_app(request: Request) -> Response:
     s = services(request)
-    name = check_app(str((await json_body(request)).get("name", "")))
-    s.apps.create(name)
-    s.events.record(name, "AppCreated", "created")
-    _ensure_repo(s, name)
+    name = str((await json_body(request)).get("name", ""))
+    s.app_service().create(name)
     return JSONResponse(_summary(s, name), status_code=201)
-
-
-def _ensure_repo(s: Services, name: str) -> Path:
-    return ensure_repo(s.config.paths, name, command=s.ssh_command, owner=s.config.ssh.user)
 
 
 async def ensure_app_repo(request: Request) -> Response:
     """First push: create the app if needed; always (re)install the repo's hooks."""
-    s = services(request)
-    name = app_param(request)
-    created = False
-    if not s.apps.exists(name):
-        s.apps.create(name)
-        s.events.record(name, "AppCreated", "created by a push")
-        created = True
-    path = _ensure_repo(s, name)
+    path, created = services(request).app_service().ensure_for_push(app_param(request))
     return JSONResponse({"path": str(path), "created": created})
 
 
@@ -103,23 +86,17 @@ async def destroy_app(request: Request) -> Response:
     s.apps.get(name)
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
-        await s.deployer.destroy(name, out)
-        remove_repo(s.config.paths, name)
-        out.heading(f"{name} destroyed")
+        await s.app_service().destroy(name, out)
         return {"destroyed": name}
 
     return stream_operation(request, operation)
 
 
 async def set_app_settings(request: Request) -> Response:
-    s = services(request)
     name = app_param(request)
     body = await json_body(request)
-    settings = s.apps.get(name).settings
-    for key, value in body.items():
-        settings = apply_setting(settings, str(key), str(value))
-    s.apps.save_settings(name, settings)
-    await s.deployer.refresh_routing(name)
+    changes = {str(key): str(value) for key, value in body.items()}
+    settings = await services(request).app_service().set(name, changes)
     return JSONResponse(settings.to_json())
 
 

@@ -15,7 +15,7 @@ from agent.services.configvars import ConfigChange
 
 
 async def get_config(request: Request) -> Response:
-    return JSONResponse(services(request).config_vars().get(app_param(request)))
+    return JSONResponse(services(request).config_service().get(app_param(request)))
 
 
 async def change_config(request: Request) -> Response:
@@ -23,7 +23,7 @@ async def change_config(request: Request) -> Response:
     name = app_param(request)
     body = await json_body(request)
     change = ConfigChange.parse(body.get("set", {}), body.get("unset", []))
-    config_vars = s.config_vars()
+    config_vars = s.config_service()
     config_vars.check(name, change)
     restart = body.get("restart", True) is not False
 

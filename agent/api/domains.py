@@ -7,37 +7,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.api.params import app_param, json_body, services
-from agent.errors import Conflict
-from agent.names import check_domain
 
 
 async def list_domains(request: Request) -> Response:
-    s = services(request)
+    domains = services(request).domain_service()
     name = app_param(request)
-    s.apps.get(name)
-    return JSONResponse({"domains": s.deployer.hosts(name), "custom": s.apps.domains(name)})
+    return JSONResponse({"domains": domains.hosts(name), "custom": domains.custom(name)})
 
 
 async def add_domain(request: Request) -> Response:
-    s = services(request)
+    domains = services(request).domain_service()
     name = app_param(request)
-    domain = check_domain(str((await json_body(request)).get("domain", "")))
-    if s.config.deploy.domain and domain == f"{name}.{s.config.deploy.domain}":
-        raise Conflict(f"{domain} is already {name}'s default domain")
-    s.apps.add_domain(name, domain)
-    s.events.record(name, "DomainAdded", domain)
-    await s.deployer.refresh_routing(name)
-    return JSONResponse({"domains": s.deployer.hosts(name)}, status_code=201)
+    domain = str((await json_body(request)).get("domain", ""))
+    return JSONResponse({"domains": await domains.add(name, domain)}, status_code=201)
 
 
 async def remove_domain(request: Request) -> Response:
-    s = services(request)
+    domains = services(request).domain_service()
     name = app_param(request)
-    domain = request.path_params["domain"]
-    s.apps.remove_domain(name, domain)
-    s.events.record(name, "DomainRemoved", domain)
-    await s.deployer.refresh_routing(name)
-    return JSONResponse({"domains": s.deployer.hosts(name)})
+    return JSONResponse({"domains": await domains.remove(name, request.path_params["domain"])})
 
 
 def app_routes() -> list[BaseRoute]:

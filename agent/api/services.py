@@ -14,7 +14,9 @@ from agent.deploy.loghistory import LogHistory
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.runtime import ContainerRuntime
 from agent.proxy import RouteCounters
+from agent.services.apps import Apps
 from agent.services.config import ConfigVars
+from agent.services.domains import Domains
 from agent.store.apps import AppStore
 from agent.store.events import EventStore
 from agent.store.keys import KeyStore
@@ -47,5 +49,13 @@ class Services:
     version: str = ""
     history: LogHistory | None = None  # what removed instances last said
 
-    def config_vars(self) -> ConfigVars:
+    # The service layer (agent.services): one owner per change and its event.
+
+    def app_service(self) -> Apps:
+        return Apps(self.config, self.apps, self.events, self.deployer, self.ssh_command)
+
+    def config_service(self) -> ConfigVars:
         return ConfigVars(self.apps, self.events, self.deployer)
+
+    def domain_service(self) -> Domains:
+        return Domains(self.config.deploy.domain, self.apps, self.events, self.deployer)

@@ -40,6 +40,7 @@ from agent.procfile import Procfile, parse_procfile
 from agent.proxy import RouteOptions
 from agent.releases import Release, ReleaseState
 from agent.services.configvars import ConfigChange
+from agent.services.domains import reserved_for
 from agent.store.apps import App, AppStore
 from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
@@ -128,7 +129,10 @@ class Deployer:
         hosts = []
         if self._config.deploy.domain:
             hosts.append(f"{app}.{self._config.deploy.domain}")
-        hosts += [d for d in self._apps.domains(app) if d not in hosts]
+        # A name reserved for an app's default domain is never served as a custom one
+        # (a row from before the reservation stays in the store, unused).
+        hosts += [d for d in self._apps.domains(app)
+                  if d not in hosts and reserved_for(d, self._config.deploy.domain) is None]
         return hosts
 
     def target(self, app: App, release: Release, formation: Mapping[str, int] | None = None) -> Target:

@@ -56,14 +56,15 @@ def make_config(tmp_path: Path) -> Config:
     )
 
 
-def make_services(tmp_path: Path) -> tuple[Services, Database]:
+def make_services(tmp_path: Path, certificates: Any = None) -> tuple[Services, Database]:
     """Real stores in `tmp_path` and a real Deployer whose containers are inert."""
     config = make_config(tmp_path)
     db = Database.open(tmp_path / "berth.db", [SCHEMA])
     apps, releases, events = AppStore(db), ReleaseStore(db), EventStore(db)
     runtime: Any = InertRuntime()
     rollout = Rollout(runtime, router=None, settings=config.deploy)  # never routes here
-    deployer = Deployer(config, apps, releases, events, runtime, builder=None, rollout=rollout)
+    deployer = Deployer(config, apps, releases, events, runtime, builder=None, rollout=rollout,
+                        certificates=certificates)
     services = Services(config=config, apps=apps, releases=releases, events=events,
                         keys=KeyStore(db), deployer=deployer, runtime=runtime,
                         ssh_command="berth")
