@@ -16,6 +16,7 @@ from typing import IO
 
 from docker.utils.build import exclude_paths
 
+from agent import treefile
 from agent.build.model import CONTEXT_BERTH, CONTEXT_SOURCE, BuildPlan
 
 DOCKERFILE = f"{CONTEXT_BERTH}/Dockerfile"
@@ -27,10 +28,11 @@ def dockerfile_path(plan: BuildPlan) -> str:
 
 
 def ignore_patterns(source: Path) -> list[str]:
-    path = source / ".dockerignore"
-    if not path.is_file() or path.is_symlink():
+    """The tree's .dockerignore patterns (read through agent.treefile: capped, in-tree)."""
+    text = treefile.read_text(source, ".dockerignore")
+    if text is None:
         return []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = text.splitlines()
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 

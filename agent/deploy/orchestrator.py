@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Protocol, Sequence
 
-from agent import storage
+from agent import storage, treefile
 from agent.appjson import AppJson, parse_app_json
 from agent.build import BuildRequest, BuiltImage, CodeBase, write_code_archive
 from agent.build.dockerfile import APP_USER
@@ -359,7 +359,7 @@ class Deployer:
             if not announced.done():
                 announced.set_result(base)
 
-        pushed = _Pushed.read(source)
+        pushed = await asyncio.to_thread(_Pushed.read, source)
         early = self._config.deploy.early_start and earlystart.allowed(
             pushed.procfile.release, self.mounts(app.name))
         predicted = self._bases.pop(app.name, None) if early else None
@@ -672,13 +672,9 @@ class _HeldLines:
                 self._target.raw(line)
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BerthError(f"cannot read {path.name}: {exc}") from exc
+def _read_text(source: Path, name: str) -> str:
+    """A file of the pushed tree through agent.treefile ("" when absent); blocking."""
+    return treefile.read_text(source, name) or ""
 
 
 @dataclass(frozen=True)
@@ -690,8 +686,8 @@ class _Pushed:
 
     @classmethod
     def read(cls, source: Path) -> _Pushed:
-        return cls(parse_procfile(_read_text(source / "Procfile")),
-                   _read_text(source / "app.json"))
+        return cls(parse_procfile(_read_text(source, "Procfile")),
+                   _read_text(source, "app.json"))
 
     def processes(self, defaults: Mapping[str, str]) -> dict[str, str]:
         """The builder's default process types, overridden by the Procfile's."""

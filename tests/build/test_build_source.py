@@ -1,14 +1,17 @@
-"""SourceTree never reads outside the pushed tree."""
+"""SourceTree never reads outside the pushed tree: what would leave it is refused."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agent.build.packs.python import inspect
 from agent.build.source import MAX_READ_BYTES, SourceTree
+from agent.treefile import TreeFileRefused
 
 
-def test_symlinks_out_of_the_tree_read_as_absent(tmp_path: Path) -> None:
+def test_symlinks_out_of_the_tree_are_refused(tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_text("host secret\n")
     root = tmp_path / "tree"
@@ -16,11 +19,13 @@ def test_symlinks_out_of_the_tree_read_as_absent(tmp_path: Path) -> None:
     (root / "requirements.txt").symlink_to(outside)
     (root / "up").symlink_to(tmp_path)
     tree = SourceTree(root)
-    assert tree.read_text("requirements.txt") is None
-    assert not tree.is_file("requirements.txt")
-    assert tree.read_text("../outside.txt") is None
-    assert tree.read_text("up/outside.txt") is None
-    assert tree.names("up") == ()
+    for name in ("requirements.txt", "../outside.txt", "up/outside.txt"):
+        with pytest.raises(TreeFileRefused, match="(leaves|outside) the pushed tree"):
+            tree.read_text(name)
+    with pytest.raises(TreeFileRefused):
+        tree.is_file("requirements.txt")
+    with pytest.raises(TreeFileRefused):
+        tree.names("up")
 
 
 def test_symlink_inside_the_tree_is_fine(tmp_path: Path) -> None:
@@ -29,11 +34,23 @@ def test_symlink_inside_the_tree_is_fine(tmp_path: Path) -> None:
     assert SourceTree(tmp_path).read_text("requirements.txt") == "flask\n"
 
 
-def test_huge_or_binary_files_read_as_absent(tmp_path: Path) -> None:
+def test_huge_or_binary_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "big").write_bytes(b"a" * (MAX_READ_BYTES + 1))
     (tmp_path / "bin").write_bytes(b"\xff\xfe\x00")
     tree = SourceTree(tmp_path)
-    assert tree.read_text("big") is None and tree.read_text("bin") is None
+    with pytest.raises(TreeFileRefused, match="big refused: larger than its cap of 1 MiB"):
+        tree.read_text("big")
+    with pytest.raises(TreeFileRefused, match="not UTF-8"):
+        tree.read_text("bin")
+    assert tree.read_head("big", 4) == "aaaa"
+
+
+def test_a_fifo_is_neither_absent_nor_read(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "requirements.txt")
+    with pytest.raises(TreeFileRefused, match="not a regular file"):
+        SourceTree(tmp_path).is_file("requirements.txt")
 
 
 def test_escaping_requirements_symlink_cannot_leak_host_files(tmp_path: Path) -> None:
@@ -41,9 +58,5 @@ def test_escaping_requirements_symlink_cannot_leak_host_files(tmp_path: Path) ->
     root.mkdir()
     (root / "requirements.txt").write_text("-r other.txt\n")
     (root / "other.txt").symlink_to("/etc/hostname")
-    try:
+    with pytest.raises(TreeFileRefused, match="other.txt refused: symbolic link to /etc/hostname"):
         inspect(SourceTree(root), "3.12")
-    except Exception as exc:  # noqa: BLE001 - asserting on the error's text
-        assert "other.txt" in str(exc) and "missing or unreadable" in str(exc)
-    else:
-        raise AssertionError("an escaping include must not be read")

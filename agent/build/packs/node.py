@@ -129,7 +129,7 @@ def inspect(tree: SourceTree, default_version: str) -> NodeProject:
     if declared and (lockfile is None or declared.group(1) == manager):
         manager, manager_version = declared.group(1), declared.group(2)
     elif manager == "pnpm" and lockfile is not None:
-        manager_version = pnpm_for_lockfile(tree.read_text(lockfile) or "")
+        manager_version = pnpm_for_lockfile(tree.read_head(lockfile, 4096) or "")
     berry = manager == "yarn" and tree.is_file(".yarnrc.yml")
     files = ["package.json"] + ([lockfile] if lockfile else [])
     for extra in (".npmrc", ".yarnrc", ".yarnrc.yml", ".pnpmfile.cjs"):
