@@ -2,8 +2,9 @@
 
 It holds the proxy (data plane), the control API (Starlette under uvicorn on a unix
 socket only root and the berth user can open), the deploy worker, the certificate
-manager and the reconciler, over one SQLite database. Start-up order: state, proxy,
-firewall, reconcile (routes restored before the API accepts work), certificates, API.
+manager and the reconciler, over one SQLite database. Start-up order: state, proxy
+(bound, not accepting yet), firewall, reconcile (routes restored before the API accepts
+work), certificates, the proxy accepts, API.
 Shutdown on SIGTERM/SIGINT: stop accepting API requests, let running operations and
 in-flight proxied requests finish up to their deadlines, then close.
 """
@@ -166,7 +167,7 @@ async def build_agent(config: Config) -> Agent:
     access_log = AccessLogFile(config.paths.access_log, max_bytes=ACCESS_LOG_BYTES, keep=5)
     proxy = Proxy(config.proxy, access_log=access_log.open())
     try:
-        await proxy.start()
+        await proxy.start(restoring=True)  # bound; accepts once the routes are back
     except OSError as exc:  # the process ends: nothing bound outlives it
         raise BerthError(f"the proxy cannot listen on {config.proxy.listen} (ports "
                          f"{config.proxy.http_port}, {config.proxy.https_port}): "
@@ -286,6 +287,7 @@ async def _start_services(agent: Agent) -> None:
         name: (services.deployer.hosts(name), services.apps.get(name).settings.acme)
         for name in services.apps.names()
     })
+    await agent.proxy.routes_restored()  # connections waiting in the backlog are served
 
 
 async def _wait_for_stop(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:

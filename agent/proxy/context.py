@@ -66,6 +66,7 @@ class Context:
         self.draining: set[Target] = set()  # targets dropped from routes, still winding down
         self.https_port: int | None = None  # bound HTTPS port, for redirects
         self.stopping = False
+        self.restoring = False  # routes not all restored yet: unknown hosts get 503, not 404
         self.host_cache: dict[bytes, str | None] = {}
         self.head_memo = HeadMemo()  # upstream response lines already read
         # Where TLS connections receive decrypted reads; each read is copied out before the

@@ -88,7 +88,7 @@ class Exchange:
             return
         route = ctx.table.lookup(head.host)
         if route is None:
-            self.respond_error(404)
+            self._no_route()
             return
         self.route = route
         self.tally = route.tally
@@ -118,6 +118,16 @@ class Exchange:
             self.attach(conn)
         else:
             self._connect(target)
+
+    def _no_route(self) -> None:
+        """404; while the proxy's routes are still being restored, 503 + Retry-After."""
+        if not self.client.ctx.restoring:
+            self.respond_error(404)
+            return
+        response = pages.starting_response(not self.keep_alive or not self.request_complete)
+        if self.head.method == b"HEAD":
+            response = pages.head_only(response)
+        self.respond_local(503, response)
 
     def _redirect(self, https_port: int) -> None:
         head = self.head

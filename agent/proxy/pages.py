@@ -46,6 +46,8 @@ _EXPLANATIONS = {
     505: "Only HTTP/1.0 and HTTP/1.1 are served.",
 }
 
+_STARTING = "The server is starting and this app is not restored yet. Try again in a moment."
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{status} {reason}</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#333}}
@@ -61,15 +63,24 @@ def reason(status: int) -> str:
 @cache
 def error_response(status: int, close: bool) -> bytes:
     """A complete HTML error response."""
-    body = _PAGE.format(
-        status=status, reason=escape(reason(status)), text=escape(_EXPLANATIONS.get(status, ""))
-    ).encode()
+    return _error_page(status, _EXPLANATIONS.get(status, ""), close, "")
+
+
+@cache
+def starting_response(close: bool) -> bytes:
+    """503 for a host whose route is not restored yet while the proxy starts."""
+    return _error_page(503, _STARTING, close, "Retry-After: 1\r\n")
+
+
+def _error_page(status: int, text: str, close: bool, extra: str) -> bytes:
+    body = _PAGE.format(status=status, reason=escape(reason(status)), text=escape(text)).encode()
     head = (
         f"HTTP/1.1 {status} {reason(status)}\r\n"
         "Content-Type: text/html; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\n"
-        "Cache-Control: no-store\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
-    )
+        "Cache-Control: no-store\r\n" + extra
+        + ("Connection: close\r\n" if close else "") + "\r\n"
+    )  # fmt: skip
     return head.encode() + body
 
 

@@ -22,6 +22,7 @@ from agent.proxy.errors import ProxyAlreadyRunning, ProxyNotRunning
 from agent.proxy.model import DrainReport, RouteCounters, RouteOptions, Upstream
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
+from agent.proxy.sockets import listening_socket
 from agent.proxy.tls_listener import TlsListener
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,16 @@ class Proxy:
         self._https_port: int | None = None
         self._drains: set[asyncio.Task[DrainReport]] = set()
         self._tls: TlsListener | None = None
+        self._opening: asyncio.Task[None] | None = None  # accepting after restore_timeout
 
     # lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind HTTP (and HTTPS unless `https_port` is None) and start serving."""
+    async def start(self, *, restoring: bool = False) -> None:
+        """Bind HTTP (and HTTPS unless `https_port` is None) and start serving.
+
+        With `restoring`, the sockets are bound but nothing is accepted (connections wait
+        in the backlog) until `routes_restored()`, or `restore_timeout` at most.
+        """
         if self._ctx is not None:
             raise ProxyAlreadyRunning()
         loop = asyncio.get_running_loop()
@@ -63,8 +69,8 @@ class Proxy:
         )
         http = await loop.create_server(
             lambda: ClientConnection(ctx, False),
-            settings.listen, settings.http_port,
-            backlog=settings.backlog, reuse_address=True,
+            sock=listening_socket(settings.listen, settings.http_port, settings.backlog),
+            backlog=settings.backlog, start_serving=not restoring,
         )  # fmt: skip
         self._servers.append(http)
         self._http_port = _bound_port(http)
@@ -74,12 +80,44 @@ class Proxy:
                 lambda: len(ctx.clients),
             )  # fmt: skip
             self._https_port = ctx.https_port = await listener.start(
-                settings.listen, settings.https_port
+                settings.listen, settings.https_port, accepting=not restoring
             )
             self._tls = listener
         ctx.start_sweeper(ctx.close_idle_upstreams)
         self._ctx = ctx
+        if restoring:
+            ctx.restoring = True
+            self._opening = loop.create_task(self._accept_after(settings.restore_timeout))
+        log.info(
+            "proxy %s http=%s https=%s",
+            "bound, waiting for its routes" if restoring else "listening",
+            self._http_port, self._https_port,
+        )  # fmt: skip
+
+    async def routes_restored(self) -> None:
+        """Every route is set: accept connections, and answer unknown hosts 404."""
+        ctx = self._ctx
+        if ctx is None or not ctx.restoring:
+            return
+        ctx.restoring = False
+        if self._opening is not None:
+            self._opening.cancel()
+            self._opening = None
+        await self._accept()
         log.info("proxy listening http=%s https=%s", self._http_port, self._https_port)
+
+    async def _accept_after(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
+        log.warning("routes not restored after %.0fs: accepting (503 for unknown hosts)", timeout)
+        self._opening = None
+        await self._accept()
+
+    async def _accept(self) -> None:
+        for server in self._servers:
+            if not server.is_serving():
+                await server.start_serving()
+        if self._tls is not None:
+            self._tls.accept()
 
     @property
     def http_port(self) -> int:
@@ -98,6 +136,9 @@ class Proxy:
             return
         loop = ctx.loop
         ctx.stopping = True
+        if self._opening is not None:
+            self._opening.cancel()
+            self._opening = None
         for server in self._servers:
             server.close()
         if self._tls is not None:

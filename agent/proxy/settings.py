@@ -47,6 +47,12 @@ class ProxySettings:
     upstream_retry_backoff: float = 0.5
     upstream_retry_max: float = 8.0
 
+    # Started with `restoring=True` (the agent, before its routes are back), the proxy
+    # holds the listening sockets without accepting (connections wait in the backlog) until
+    # told the routes are restored, at most this long; after that it accepts, answering
+    # 503 with Retry-After for hosts it does not know yet.
+    restore_timeout: float = 10.0
+
     # Upstreams dropped by `set_route` drain in the background this long (swap and
     # remove_route take the caller's timeout).
     drain_timeout: float = 30.0

@@ -46,7 +46,8 @@ class TlsListener:
         self._accepting: asyncio.Task[None] | None = None
         self._greeting: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, *, accepting: bool = True) -> int:
+        """Bind and listen; accept at once unless `accepting` is False (see `accept`)."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -58,8 +59,14 @@ class TlsListener:
             sock.close()
             raise
         self._sock = sock
-        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+        if accepting:
+            self.accept()
         return int(sock.getsockname()[1])
+
+    def accept(self) -> None:
+        """Start accepting connections (those already waiting in the backlog first)."""
+        if self._accepting is None and self._sock is not None:
+            self._accepting = asyncio.get_running_loop().create_task(self._accept())
 
     async def close(self) -> None:
         tasks = [t for t in (self._accepting, *self._greeting) if t is not None]
