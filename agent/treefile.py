@@ -12,7 +12,8 @@ which
   and O_NOFOLLOW so that even a swapped path cannot block or leave the tree,
 - refuses a file larger than its cap, naming the file and the cap.
 
-It is blocking: callers on the event loop run it in a worker thread. Every refusal is a
+`check_tree` applies the same rules to a whole tree before a buildpack script, which
+reads what it likes, is run on it. It is all blocking: callers on the event loop run it in a worker thread. Every refusal is a
 `TreeFileRefused`, one line naming the file.
 """
 
@@ -139,6 +140,22 @@ def read_text(root: Path, relative: str, *, cap: int = MAX_FILE_BYTES,
         return data.decode("utf-8-sig", errors="strict" if not head else "ignore")
     except UnicodeDecodeError:
         raise TreeFileRefused(relative, "not UTF-8 text") from None
+
+
+def check_tree(root: Path) -> None:
+    """Refuse (TreeFileRefused) a tree holding a link that leaves it, a link loop, or
+    anything but directories, regular files and links: before a program Berth does not
+    control (a buildpack script) reads the tree as it likes."""
+    base = os.path.realpath(root)
+    for directory, dirs, files in os.walk(base):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, base)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                locate(Path(base), relative)
+            elif not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise TreeFileRefused(relative, f"{_kind(mode)}, not a regular file")
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:

@@ -9,7 +9,9 @@ The contract (also in buildpacks/README.md):
     NAME/buildpack.toml         optional: name = "...", looks_for = "Cargo.toml"
 Scripts run on the host as the agent's user with a fixed minimal environment (the app's
 config vars are not passed), the source directory as their only argument, and a
-deadline (build.script_timeout). They are the admin's code, installed by the admin.
+deadline (build.script_timeout). They are the admin's code, installed by the admin; they
+read the pushed tree as they like, so before the first one runs the whole tree is checked
+(agent.treefile.check_tree): a link leaving it or a special file refuses the push.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class ScriptBuildpack:
         self, script: str, tree: SourceTree, extra: dict[str, str]
     ) -> subprocess.CompletedProcess[str]:
         path = self.directory / "bin" / script
+        tree.check_confined()  # the script reads what it likes: nothing may lead out
         env = {"PATH": SCRIPT_PATH, "LANG": "C.UTF-8", "HOME": str(self.directory), **extra}
         try:
             result = subprocess.run(

@@ -22,6 +22,15 @@ MAX_READ_BYTES = MAX_FILE_BYTES
 class SourceTree:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._checked = False
+
+    def check_confined(self) -> None:
+        """Refuse the whole tree (TreeFileRefused) if any link in it leaves it or it
+        holds a special file; once, before the first program Berth does not control
+        (a buildpack script) reads it."""
+        if not self._checked:
+            treefile.check_tree(self.root)
+            self._checked = True
 
     def _stat(self, relative: str) -> os.stat_result | None:
         path = treefile.locate(self.root, relative)

@@ -16,6 +16,7 @@ from agent.build.packs import PlanOptions
 from agent.build.scripts import ScriptBuildpack, parse_processes
 from agent.build.settings import BuildSettings
 from agent.build.source import SourceTree
+from agent.treefile import TreeFileRefused
 from tests.build.conftest import APPS
 
 SHIPPED = catalog.shipped_buildpacks_dir()
@@ -202,3 +203,20 @@ def test_parse_processes_rejects_garbage() -> None:
     assert parse_processes("web: a b\n\n# x\nclock:  c\n", "p") == {"web": "a b", "clock": "c"}
     with pytest.raises(BuildpackBroken, match="line 1"):
         parse_processes("not a process line\n", "p")
+
+
+@pytest.mark.parametrize("hostile", ["link out", "fifo"])
+def test_a_script_buildpack_never_sees_a_tree_that_leads_out(tmp_path: Path, hostile: str) -> None:
+    pack_dir = make_rust_pack(tmp_path / "extra")
+    marker = tmp_path / "ran"
+    write_script(pack_dir / "bin" / "detect", f"touch {marker}; cat Cargo.toml\n")
+    source = tmp_path / "src"
+    (source / "deep").mkdir(parents=True)
+    if hostile == "link out":
+        (source / "deep" / "Cargo.toml").symlink_to("/dev/zero")
+        (source / "Cargo.toml").symlink_to("deep/Cargo.toml")
+    else:
+        os.mkfifo(source / "deep" / "pipe")
+    with pytest.raises(TreeFileRefused, match="^pushed file .* refused: "):
+        ScriptBuildpack(pack_dir, "rust", "Cargo.toml", timeout=5).detect(SourceTree(source))
+    assert not marker.exists()
