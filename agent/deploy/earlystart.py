@@ -17,14 +17,31 @@ starts), with persistent storage mounted inside /app (extracting the tree there 
 write into the mounted host directory) or with a tree over MAX_CODE_BYTES deploys the
 usual way, as does any push whose early start cannot be prepared.
 
-This module holds the pure rules and `AppUserIds`, which reads the app user's numeric
-ids from a base image once (the tree's owner in the archive must be numeric).
+This module holds the pure rules; `AppUserIds`, which reads the app user's numeric ids
+from a base image once (the tree's owner in the archive must be numeric); and
+`EarlyStart`, one push's early start, whose one entry point is `run`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Mapping, Protocol, Sequence
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Awaitable, Callable, Mapping, Protocol, Sequence
+
+from agent.build import CodeBase, write_code_archive
+from agent.build.dockerfile import APP_USER
+from agent.deploy.output import DeployOutput
+from agent.deploy.progress import Progress
+from agent.deploy.pushed import PushedTree, complete_formation
+from agent.deploy.rollout import Rollout, Target
+from agent.errors import BerthError
+from agent.releases import Release, ReleaseState
+from agent.store.apps import App
+from agent.store.releases import ReleaseStore
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +96,232 @@ class AppUserIds:
                 self._known.clear()
             self._known[image] = ids
         return self._known[image]
+
+
+class EarlyEngine(FileReader, Protocol):
+    """What an early start asks of the engine."""
+
+    async def image_exists(self, reference: str) -> bool: ...
+
+    async def image_parent(self, reference: str) -> str: ...
+
+
+# A build's outcome: the release with its image, and the formation it asks for.
+Built = tuple[Release, dict[str, int]]
+
+
+class NotTheBase(Exception):
+    """An early start's build ended in an image other than its base plus the tree, or
+    the start could not be prepared: the push goes on the usual way."""
+
+
+@dataclass(frozen=True)
+class Push:
+    """The push an early start serves, and how the deployer makes a release live."""
+
+    app: App
+    release: Release
+    source: Path
+    pushed: PushedTree
+    out: DeployOutput
+    progress: Progress
+    target: Callable[[Release, Mapping[str, int]], Target]
+    go_live: Callable[[Release, Mapping[str, int]], Release]
+
+
+class EarlyStart:
+    """One push's early start: from the base the app's last build announced (predicted,
+    started once this build announces the same one), else from the base this build
+    announces. The builder's `on_base` goes to `announce`; `run` is the entry point."""
+
+    def __init__(
+        self, engine: EarlyEngine, rollout: Rollout, releases: ReleaseStore,
+        user_ids: AppUserIds, push: Push, predicted: CodeBase | None,
+    ) -> None:
+        self._engine = engine
+        self._rollout = rollout
+        self._releases = releases
+        self._user_ids = user_ids
+        self.push = push
+        self._predicted = predicted
+        self._announced: asyncio.Future[CodeBase] = asyncio.get_running_loop().create_future()
+        self._tried: set[str] = set()
+
+    def announce(self, base: CodeBase) -> None:
+        """The build names the image its code step runs on."""
+        if not self._announced.done():
+            self._announced.set_result(base)
+
+    async def run(self, build: asyncio.Future[Built]) -> Release | None:
+        """Make the push live from a base while `build` finishes; None when no early
+        start went live (the caller then releases the build's image the usual way)."""
+        either: set[asyncio.Future[object]] = {self._announced, build}  # type: ignore[arg-type]
+        predicted = self._predicted
+        if predicted is not None:
+
+            async def confirm() -> None:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if not self._announced.done() or self._announced.result().image != predicted.image:
+                    raise NotTheBase()
+
+            if (live := await self._attempt(predicted, build, confirm)) is not None:
+                return live
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if self._announced.done() and self._announced.result().image not in self._tried:
+            return await self._attempt(self._announced.result(), build, None)
+        return None
+
+    async def _attempt(
+        self, base: CodeBase, build: asyncio.Future[Built],
+        confirm: Callable[[], Awaitable[None]] | None,
+    ) -> Release | None:
+        """Start from `base` plus the pushed tree (the instances started once `confirm`
+        returns); None when that is not what the build makes, or cannot be prepared."""
+        self._tried.add(base.image)
+        fd, name = tempfile.mkstemp(prefix="code-", suffix=".tar",
+                                    dir=self.push.source.parent)
+        code = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as archive:
+                await self._prepare(base, confirm is not None, archive)
+            return await self._roll(base, build, confirm, code)
+        except NotTheBase:
+            return None  # as if there had been no early start
+        finally:
+            code.unlink(missing_ok=True)
+
+    async def _prepare(self, base: CodeBase, predicted: bool, archive: IO[bytes]) -> None:
+        """Write the tree's archive, owned by the app user of `base`; NotTheBase when
+        that cannot be done (or is not worth it: a tree too big to copy per instance)."""
+        try:
+            if predicted and not await self._engine.image_exists(base.image):
+                raise NotTheBase()  # the predicted base was pruned (its release failed, say)
+            ids = await self._user_ids.of(self._engine, base.image)
+            if ids is None:
+                raise NotTheBase()
+            await asyncio.to_thread(write_code_archive, self.push.source, ids[0], ids[1],
+                                    APP_USER, archive)
+        except (BerthError, OSError) as exc:
+            log.warning("no early start app=%s error=%s", self.push.app.name, exc)
+            raise NotTheBase() from exc
+        if archive.tell() > MAX_CODE_BYTES:
+            raise NotTheBase()
+
+    async def _roll(
+        self, base: CodeBase, build: asyncio.Future[Built],
+        confirm: Callable[[], Awaitable[None]] | None, code: Path,
+    ) -> Release:
+        """Roll the early instances out; swap once the build's image proves to be
+        exactly `base` plus the tree."""
+        push = self.push
+        attempt = _Attempt(self, base, build)
+        early = replace(push.release, image=base.image, processes=attempt.processes,
+                        app_json=push.pushed.app_json_text)
+        target = replace(push.target(early, attempt.formation), code=code,
+                         before_start=confirm)
+        try:
+            await self._rollout.roll(target, attempt.held.out, replace_all=True,
+                                     progress=attempt)
+        except NotTheBase:
+            attempt.held.discard()
+            raise
+        except BerthError:
+            instead = await attempt.cause()
+            if instead is not None:
+                raise instead from None
+            raise
+        return attempt.released()
+
+    async def same_image(self, built: Release, base: CodeBase, processes: Mapping[str, str]) -> bool:
+        """Whether the build's image is `base` plus the tree, running `processes`."""
+        try:
+            parent = await self._engine.image_parent(built.image)
+        except BerthError as exc:
+            log.warning("no early start app=%s error=%s", self.push.app.name, exc)
+            return False
+        return parent == base.image and built.processes == processes
+
+    def confirmed(self, built: Release) -> Release:
+        """The build made what runs: its release moves on to starting."""
+        return self._releases.move(self._releases.move(built, ReleaseState.RELEASING),
+                                   ReleaseState.STARTING)
+
+
+class _Attempt(Progress):
+    """One early roll-out from `base`, gated by the build: it must end in `base` plus
+    the tree. The instances' lines are held until the build's have all been shown."""
+
+    gated = True
+
+    def __init__(self, early: EarlyStart, base: CodeBase, build: asyncio.Future[Built]) -> None:
+        super().__init__()
+        push = early.push
+        self._early = early
+        self._push = push
+        self._base = base
+        self._build = build
+        self.processes = push.pushed.processes(base.default_processes)
+        self.formation = complete_formation(push.pushed.formation(push.app, self.processes),
+                                            self.processes)
+        self.held = HeldLines(push.out)
+        self._final: Release | None = None
+
+    async def gate(self) -> None:
+        try:
+            built, _ = await asyncio.shield(self._build)
+        except BaseException:
+            self.held.release()  # what was started, then why it ends
+            raise
+        self._push.out.end_step()
+        if not await self._early.same_image(built, self._base, self.processes):
+            raise NotTheBase()
+        self.held.release()
+        self._final = self._early.confirmed(built)
+
+    def committing(self) -> None:
+        self._push.progress.committing()
+
+    def swapped(self) -> None:
+        assert self._final is not None  # the gate passed before the swap
+        self.live = self._push.go_live(self._final, self.formation)
+
+    async def cause(self) -> BaseException | None:
+        """The roll-out failed: the error to raise instead (the build's own failure, or
+        NotTheBase when the instances were not what the image is), else None."""
+        await asyncio.wait({self._build})
+        failure = None if self._build.cancelled() else self._build.exception()
+        if failure is not None:
+            self.held.release()
+            return failure  # the build's failure is the cause
+        if not await self._early.same_image(self._build.result()[0], self._base,
+                                            self.processes):
+            self.held.discard()  # the instances were not what the image is: try that
+            return NotTheBase()
+        self.held.release()
+        return None
+
+
+class HeldLines:
+    """An output whose lines are held until `release`, then passed on to `out` (an
+    early start's instance lines, after the build's)."""
+
+    def __init__(self, out: DeployOutput) -> None:
+        self._target = out
+        self._held: list[str] | None = []
+        self.out = DeployOutput(self._take)
+
+    def _take(self, line: str) -> None:
+        if self._held is None:
+            self._target.raw(line)
+        else:
+            self._held.append(line)
+
+    def discard(self) -> None:
+        """Forget the held lines (an early start given up); later ones pass on."""
+        self._held = None
+
+    def release(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            for line in held:
+                self._target.raw(line)

@@ -12,31 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
-import tempfile
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Protocol, Sequence
 
-from agent import storage, treefile
-from agent.appjson import AppJson, parse_app_json
-from agent.build import BuildRequest, BuiltImage, CodeBase, write_code_archive
+from agent import storage
+from agent.appjson import parse_app_json
+from agent.build import BuildRequest, BuiltImage, CodeBase
 from agent.build.dockerfile import APP_USER
 from agent.config import Config
 from agent.deploy import earlystart
 from agent.deploy.errors import ImagePruned, NothingToRelease, ReleaseCommandFailed
 from agent.deploy.failures import FailureRecorder
 from agent.deploy.output import DeployOutput
-from agent.deploy.plan import (
-    WEB, ContainerSpec, initial_formation, one_off_spec, release_phase_spec,
-)
+from agent.deploy.plan import ContainerSpec, one_off_spec, release_phase_spec
+from agent.deploy.progress import Progress
+from agent.deploy.pushed import PushedTree, complete_formation
 from agent.deploy.rollout import Rollout, Target
 from agent.deploy.runtime import ContainerRuntime, Terminal
 from agent.errors import BerthError
-from agent.procfile import Procfile, parse_procfile
 from agent.proxy import RouteOptions
 from agent.releases import Release, ReleaseState
 from agent.services.configvars import ConfigChange
@@ -182,7 +179,7 @@ class Deployer:
                 config=self._apps.config(app_name),
             ))
             return await self._failures.guard(release, out, self._build_and_release(
-                app, release, source, out, committed))
+                app, release, source, out, Progress(committed=committed)))
 
     async def release_config(
         self, app_name: str, change: ConfigChange, out: DeployOutput
@@ -346,167 +343,54 @@ class Deployer:
     # steps -----------------------------------------------------------------------------
 
     async def _build_and_release(
-        self, app: App, release: Release, source: Path, out: DeployOutput,
-        committed: Callable[[], None],
+        self, app: App, release: Release, source: Path, out: DeployOutput, progress: Progress,
     ) -> Release:
-        """Build, then release; or start the instances early (agent.deploy.earlystart):
-        created from the base the app's last build announced, started once this build
-        announces the same one; else from the base this build announces."""
-        announced: asyncio.Future[CodeBase] = asyncio.get_running_loop().create_future()
+        """Build, then release; or start the instances early (agent.deploy.earlystart)
+        while the build finishes."""
+        pushed = await asyncio.to_thread(PushedTree.read, source)
+        early = self._early_start(app, release, source, pushed, out, progress)
 
         def on_base(base: CodeBase) -> None:
             self._bases[app.name] = base
-            if not announced.done():
-                announced.set_result(base)
+            if early is not None:
+                early.announce(base)
 
-        pushed = await asyncio.to_thread(_Pushed.read, source)
-        early = self._config.deploy.early_start and earlystart.allowed(
-            pushed.procfile.release, self.mounts(app.name))
-        predicted = self._bases.pop(app.name, None) if early else None
         build = asyncio.ensure_future(self._build(
             app, release, source, pushed, out, on_base=on_base if early else None))
-        either: set[asyncio.Future[Any]] = {announced, build}
-        tried: set[str] = set()
-
-        async def attempt(
-            base: CodeBase, confirm: Callable[[], Awaitable[None]] | None
-        ) -> Release | None:
-            tried.add(base.image)
-            try:
-                return await self._release_early(app, release, source, pushed, out,
-                                                 committed, base, build, confirm)
-            except _NotTheBase:
-                return None  # as if there had been no early start
-
         try:
-            if predicted is not None:
-
-                async def confirm() -> None:
-                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                    if not announced.done() or announced.result().image != predicted.image:
-                        raise _NotTheBase()
-
-                if (live := await attempt(predicted, confirm)) is not None:
-                    return live
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if announced.done() and announced.result().image not in tried:
-                if (live := await attempt(announced.result(), None)) is not None:
-                    return live
+            if early is not None and (live := await early.run(build)) is not None:
+                self._after_release(app.name)
+                return live
             built, formation = await build
-            return await self._release(app, built, out, formation=formation, committed=committed)
+            return await self._release(app, built, out, formation=formation, progress=progress)
         finally:
             if not build.done():  # failed or cancelled meanwhile: the build stops too
                 build.cancel()
                 await asyncio.wait({build})
 
-    async def _release_early(
-        self, app: App, release: Release, source: Path, pushed: _Pushed, out: DeployOutput,
-        committed: Callable[[], None], base: CodeBase,
-        build: asyncio.Future[tuple[Release, dict[str, int]]],
-        confirm: Callable[[], Awaitable[None]] | None,
-    ) -> Release:
-        """Start `release` from `base` plus the pushed tree while `build` finishes (the
-        instances started once `confirm` returns); swap once the build's image proves to
-        be exactly that. _NotTheBase when it is not, when `confirm` says so, or when the
-        early start cannot be prepared: the caller then starts from the image."""
-        fd, name = tempfile.mkstemp(prefix="code-", suffix=".tar", dir=source.parent)
-        code = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as archive:
-                await self._prepare_early(app, source, base, confirm is not None, archive)
-            return await self._run_early(app, release, pushed, out, committed, base, build,
-                                         confirm, code)
-        finally:
-            code.unlink(missing_ok=True)
+    def _early_start(
+        self, app: App, release: Release, source: Path, pushed: PushedTree,
+        out: DeployOutput, progress: Progress,
+    ) -> earlystart.EarlyStart | None:
+        """The push's early start, when the app allows one (deploy.early_start)."""
+        if not (self._config.deploy.early_start
+                and earlystart.allowed(pushed.procfile.release, self.mounts(app.name))):
+            return None
 
-    async def _prepare_early(
-        self, app: App, source: Path, base: CodeBase, predicted: bool, archive: IO[bytes]
-    ) -> None:
-        """Write the tree's archive, owned by the app user of `base`; _NotTheBase when
-        that cannot be done (or is not worth it: a tree too big to copy per instance)."""
-        try:
-            if predicted and not await self._runtime.image_exists(base.image):
-                raise _NotTheBase()  # the predicted base was pruned (its release failed, say)
-            ids = await self._app_user_ids.of(self._runtime, base.image)
-            if ids is None:
-                raise _NotTheBase()
-            await asyncio.to_thread(write_code_archive, source, ids[0], ids[1], APP_USER,
-                                    archive)
-        except (BerthError, OSError) as exc:
-            log.warning("no early start app=%s error=%s", app.name, exc)
-            raise _NotTheBase() from exc
-        if archive.tell() > earlystart.MAX_CODE_BYTES:
-            raise _NotTheBase()
-
-    async def _run_early(
-        self, app: App, release: Release, pushed: _Pushed, out: DeployOutput,
-        committed: Callable[[], None], base: CodeBase,
-        build: asyncio.Future[tuple[Release, dict[str, int]]],
-        confirm: Callable[[], Awaitable[None]] | None, code: Path,
-    ) -> Release:
-        processes = pushed.processes(base.default_processes)
-        formation = _complete(pushed.formation(app, processes), processes)
-        early = replace(release, image=base.image, processes=processes,
-                        app_json=pushed.app_json_text)
-        target = replace(self.target(app, early, formation), code=code, before_start=confirm)
-        # The instances' lines wait until the build's have all been shown.
-        held = _HeldLines(out)
-        final: Release | None = None
-
-        async def is_base_plus_code(built: Release) -> bool:
-            try:
-                parent = await self._runtime.image_parent(built.image)
-            except BerthError as exc:
-                log.warning("no early start app=%s error=%s", app.name, exc)
-                return False
-            return parent == base.image and built.processes == processes
-
-        async def gate() -> None:
-            nonlocal final
-            try:
-                built, _ = await asyncio.shield(build)
-            except BaseException:
-                held.release()  # what was started, then why it ends
-                raise
-            out.end_step()
-            if not await is_base_plus_code(built):
-                raise _NotTheBase()
-            held.release()
-            final = self._releases.move(self._releases.move(built, ReleaseState.RELEASING),
-                                        ReleaseState.STARTING)
-
-        went_live: Release | None = None
-
-        def go_live() -> None:
-            nonlocal went_live
-            assert final is not None
+        def go_live(final: Release, formation: Mapping[str, int]) -> Release:
             if app.stopped:
                 self._apps.set_stopped(app.name, False)
-            went_live = self._go_live(app, final, formation, out)
+            return self._go_live(app, final, formation, out)
 
-        try:
-            await self._rollout.roll(target, held.out, replace_all=True, gate=gate,
-                                     before_swap=committed, after_swap=go_live)
-        except _NotTheBase:
-            held.discard()
-            raise
-        except Exception:
-            await asyncio.wait({build})
-            failure = None if build.cancelled() else build.exception()
-            if failure is not None:
-                held.release()
-                raise failure from None  # the build's failure is the cause
-            if not await is_base_plus_code(build.result()[0]):
-                held.discard()  # the instances were not what the image is: try that
-                raise _NotTheBase() from None
-            held.release()
-            raise
-        assert went_live is not None
-        self._after_release(app.name)
-        return went_live
+        push = earlystart.Push(
+            app=app, release=release, source=source, pushed=pushed, out=out,
+            progress=progress, target=lambda r, f: self.target(app, r, f), go_live=go_live,
+        )
+        return earlystart.EarlyStart(self._runtime, self._rollout, self._releases,
+                                     self._app_user_ids, push, self._bases.pop(app.name, None))
 
     async def _build(
-        self, app: App, release: Release, source: Path, pushed: _Pushed, out: DeployOutput,
+        self, app: App, release: Release, source: Path, pushed: PushedTree, out: DeployOutput,
         *, on_base: Callable[[CodeBase], None] | None = None,
     ) -> tuple[Release, dict[str, int]]:
         release = self._releases.move(release, ReleaseState.BUILDING)
@@ -542,29 +426,25 @@ class Deployer:
 
     async def _release(
         self, app: App, release: Release, out: DeployOutput, *,
-        formation: Mapping[str, int] | None, committed: Callable[[], None] = lambda: None,
+        formation: Mapping[str, int] | None, progress: Progress | None = None,
         on_live: Callable[[], None] = lambda: None,
     ) -> Release:
         release = self._releases.move(release, ReleaseState.RELEASING)
         if release.release_command:
             await self._release_phase(release, out)
         release = self._releases.move(release, ReleaseState.STARTING)
-        formation = _complete(app.formation if formation is None else formation,
-                              release.processes)
+        formation = complete_formation(app.formation if formation is None else formation,
+                                       release.processes)
         if app.stopped:
             self._apps.set_stopped(app.name, False)
         target = self.target(app, release, formation)
-        went_live: Release | None = None
-
-        def go_live() -> None:
-            nonlocal went_live
-            went_live = self._go_live(app, release, formation, out, on_live)
-
-        await self._rollout.roll(target, out, replace_all=True, before_swap=committed,
-                                 after_swap=go_live)
-        assert went_live is not None
+        progress = Progress(
+            committed=progress.committing if progress else lambda: None,
+            went_live=lambda: self._go_live(app, release, formation, out, on_live),
+        )
+        await self._rollout.roll(target, out, replace_all=True, progress=progress)
         self._after_release(app.name)
-        return went_live
+        return progress.released()
 
     def _go_live(
         self, app: App, release: Release, formation: Mapping[str, int], out: DeployOutput,
@@ -639,76 +519,6 @@ class Deployer:
         if live is None:
             raise NothingToRelease(app_name)
         return app, live
-
-
-class _NotTheBase(Exception):
-    """An early start's build ended in an image other than its base plus the tree."""
-
-
-class _HeldLines:
-    """An output whose lines are held until `release`, then passed on to `out` (an
-    early start's instance lines, after the build's)."""
-
-    def __init__(self, out: DeployOutput) -> None:
-        self._target = out
-        self._held: list[str] | None = []
-        self.out = DeployOutput(self._take)
-
-    def _take(self, line: str) -> None:
-        if self._held is None:
-            self._target.raw(line)
-        else:
-            self._held.append(line)
-
-    def discard(self) -> None:
-        """Forget the held lines (an early start given up); later ones pass on."""
-        if self._held is not None:
-            self._held = None
-
-    def release(self) -> None:
-        if self._held is not None:
-            held, self._held = self._held, None
-            for line in held:
-                self._target.raw(line)
-
-
-def _read_text(source: Path, name: str) -> str:
-    """A file of the pushed tree through agent.treefile ("" when absent); blocking."""
-    return treefile.read_text(source, name) or ""
-
-
-@dataclass(frozen=True)
-class _Pushed:
-    """What a deploy reads from the pushed tree besides building it (read once)."""
-
-    procfile: Procfile
-    app_json_text: str
-
-    @classmethod
-    def read(cls, source: Path) -> _Pushed:
-        return cls(parse_procfile(_read_text(source, "Procfile")),
-                   _read_text(source, "app.json"))
-
-    def processes(self, defaults: Mapping[str, str]) -> dict[str, str]:
-        """The builder's default process types, overridden by the Procfile's."""
-        return {**defaults, **self.procfile.processes} or {WEB: ""}
-
-    def formation(self, app: App, processes: Mapping[str, str]) -> dict[str, int]:
-        requested = _requested(app, parse_app_json(self.app_json_text))
-        return initial_formation(processes, app.formation, requested)
-
-
-def _complete(formation: Mapping[str, int], processes: Mapping[str, str]) -> dict[str, int]:
-    """`formation` with a count for every process type: web 1, the others 0."""
-    complete = dict(formation)
-    for process in processes:
-        complete.setdefault(process, 1 if process == WEB else 0)
-    return complete
-
-
-def _requested(app: App, app_json: AppJson) -> Mapping[str, int]:
-    """app.json's formation counts only on an app's first deploy."""
-    return {} if app.formation else app_json.formation
 
 
 def _formation_text(formation: Mapping[str, int]) -> str:

@@ -32,6 +32,7 @@ from agent.deploy.hostports import pick_port
 from agent.deploy.loghistory import LogHistory
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, ContainerSpec, Instance, instance_spec, instances
+from agent.deploy.progress import Progress
 from agent.deploy.runtime import Container, ContainerRuntime
 from agent.errors import BerthError
 from agent.proxy import RouteNotFound, RouteOptions, Upstream
@@ -153,19 +154,16 @@ class Rollout:
 
     async def roll(
         self, target: Target, out: DeployOutput, *, replace_all: bool,
-        gate: Callable[[], Awaitable[None]] | None = None,
-        before_swap: Callable[[], None] = lambda: None,
-        after_swap: Callable[[], None] = lambda: None,
+        progress: Progress | None = None,
     ) -> None:
-        """Make the app run `target`.
-
-        `gate` runs beside the start and check of the new instances and must succeed
-        too before the swap (an early start's build, see agent.deploy.earlystart); the
-        first of them to fail cancels the other. `before_swap` runs when nothing can
-        fail any more short of the swap itself (a deploy stops honouring cancellation
-        there); `after_swap` runs once the old instances are drained, before they are
-        stopped (the deploy settles there).
+        """Make the app run `target`, telling `progress` where it has come (see
+        agent.deploy.progress): its gate, when it has one, runs beside the start and
+        check of the new instances and must succeed too before the swap (the first of
+        them to fail cancels the other); `committing` runs when nothing can fail any
+        more short of the swap itself; `swapped` once the old instances are drained,
+        before they are stopped.
         """
+        progress = progress or Progress()
         app = target.release.app
         current = await self.current(app)
         keep = [] if replace_all else _kept(current, target)
@@ -181,17 +179,17 @@ class Rollout:
             await self._check(target, started, out)
 
         try:
-            if gate is None:
-                await start_and_check()
+            if progress.gated:
+                await _all_or_none(start_and_check(), progress.gate())
             else:
-                await _all_or_none(start_and_check(), gate())
+                await start_and_check()
         except BaseException:
             await asyncio.shield(self.remove(started))
             raise
-        before_swap()
+        progress.committing()
         serving = keep + started
         await self._swap(target, serving, out)
-        after_swap()
+        progress.swapped()
         if retire:
             out.detail(f"stopping {_describe(retire)} in the background")
             self._retire(app, retire)
