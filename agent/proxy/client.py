@@ -65,6 +65,7 @@ class ClientConnection(asyncio.BaseProtocol):
         "read_no_more",
         "reader",
         "scheme",
+        "sni",
         "tls",
         "transport",
         "trusted",
@@ -72,9 +73,10 @@ class ClientConnection(asyncio.BaseProtocol):
         "write_paused",
     )  # fmt: skip
 
-    def __init__(self, ctx: Context, tls: bool) -> None:
+    def __init__(self, ctx: Context, tls: bool, sni: str = "") -> None:
         self.ctx = ctx
         self.tls = tls
+        self.sni = sni  # over TLS: the server name the handshake was for
         self.scheme = b"https" if tls else b"http"
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set at once
         self.reader: RequestReader = None  # type: ignore[assignment]
@@ -409,8 +411,8 @@ class TlsClientConnection(ClientConnection):
 
     __slots__ = ()
 
-    def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, True)
+    def __init__(self, ctx: Context, sni: str) -> None:
+        super().__init__(ctx, True, sni)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.ctx.read_buffer

@@ -90,6 +90,11 @@ class Exchange:
         if route is None:
             self._no_route()
             return
+        if client.tls and head.host != client.sni and ctx.table.lookup(client.sni) is not route:
+            # The connection was set up for another app (its certificate, its SNI): that
+            # app's connection must not reach this one (as Caddy answers).
+            self.respond_error(421)
+            return
         self.route = route
         self.tally = route.tally
         options = route.options

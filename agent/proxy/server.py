@@ -76,7 +76,7 @@ class Proxy:
         self._http_port = _bound_port(http)
         if settings.https_port is not None:
             listener = TlsListener(
-                settings, self.certificates, lambda: TlsClientConnection(ctx),
+                settings, self.certificates, lambda sni: TlsClientConnection(ctx, sni),
                 lambda: len(ctx.clients),
             )  # fmt: skip
             self._https_port = ctx.https_port = await listener.start(

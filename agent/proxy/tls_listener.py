@@ -35,7 +35,7 @@ class TlsListener:
         self,
         settings: ProxySettings,
         certificates: CertificateStore,
-        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        protocol_factory: Callable[[str], asyncio.BaseProtocol],  # called with the SNI name
         open_connections: Callable[[], int],
     ) -> None:
         self._settings = settings
@@ -108,7 +108,7 @@ class TlsListener:
                 return
             handed_over = True
             await loop.connect_accepted_socket(
-                self._factory, conn, ssl=context, ssl_handshake_timeout=timeout
+                lambda: self._factory(name), conn, ssl=context, ssl_handshake_timeout=timeout
             )
         except (TimeoutError, OSError, ssl.SSLError, NotTLS, EOFError) as exc:
             log.debug("tls handshake failed error=%s", exc)

@@ -171,3 +171,29 @@ async def test_uploads_on_two_tls_connections_at_once(authority: CertificateAuth
             await client.send(get("/hello"))
             assert (await client.response()).body == b"hello from a"
             await client.close()
+
+
+async def test_a_host_of_another_app_than_the_sni_is_misdirected(
+    authority: CertificateAuthority,
+) -> None:
+    async with running_backend("a") as a, running_backend("b") as b, running_proxy() as proxy:
+        proxy.set_route("app", ["app.test", "alias.test"], [Upstream("127.0.0.1", a.port)])
+        proxy.set_route("other", ["other.test"], [Upstream("127.0.0.1", b.port)])
+        proxy.certificates.put("app.test", *authority.issue("app.test"))
+        proxy.certificates.put("other.test", *authority.issue("other.test"))
+        assert proxy.https_port is not None
+        tls = authority.client_context()
+        client = await Client.connect(proxy.https_port, tls=tls, server_hostname="app.test")
+        await client.send(get("/hello", "other.test"))
+        response = await client.response()
+        assert response.status == 421 and b"another site" in response.body
+        await client.send(get("/hello", "alias.test"))  # the same app under another name
+        assert (await client.response()).body == b"hello from a"
+        await client.send(get("/hello", "app.test:443"))
+        assert (await client.response()).body == b"hello from a"
+        await client.close()
+        assert b.requests == 0
+        response, _ = await request(
+            proxy.https_port, get("/hello", "other.test"), tls=tls, server_hostname="other.test"
+        )
+        assert response.body == b"hello from b"
