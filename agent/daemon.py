@@ -48,7 +48,7 @@ from agent.deploy.rollout import Rollout
 from agent.errors import BerthError
 from agent.firewall.service import FirewallService
 from agent.proxy import Proxy
-from agent.repos import ensure_repo
+from agent.services import boot
 from agent.store.apps import AppStore
 from agent.store.db import Database
 from agent.store.events import EventStore
@@ -186,7 +186,7 @@ async def build_agent(config: Config) -> Agent:
         proxy=proxy, certificates=certificates, firewall=_firewall(config),
         version=__version__, history=history,
     )
-    reconciler = Reconciler(apps, releases, runtime, rollout, deployer)
+    reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events)
     return Agent(db, proxy, services, reconciler, certificates, access_log)
 
 
@@ -278,15 +278,10 @@ async def _start_services(agent: Agent) -> None:
     await agent.reconciler.boot()
     sync_authorized_keys(services)
     # Pushes to existing apps go straight to git; hooks follow ssh.command from here.
-    for name in services.apps.names():
-        ensure_repo(config.paths, name, command=services.ssh_command,
-                    owner=config.ssh.user)
+    boot.restore_repos(services.apps, services.events, services.app_service())
     await agent.certificates.start()
-    # The complete desired state: apps destroyed while the agent was down are forgotten.
-    agent.certificates.reconcile({
-        name: (services.deployer.hosts(name), services.apps.get(name).settings.acme)
-        for name in services.apps.names()
-    })
+    boot.restore_certificates(agent.certificates, services.apps, services.events,
+                              services.deployer, config.deploy.domain)
     await agent.proxy.routes_restored()  # connections waiting in the backlog are served
 
 

@@ -16,6 +16,7 @@ from agent.api.storage import mounts_view
 from agent.api.streaming import stream_operation
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
+from agent.store.db import UnreadableRow
 
 
 def _summary(s: Services, name: str) -> dict[str, Any]:
@@ -33,7 +34,16 @@ def _summary(s: Services, name: str) -> dict[str, Any]:
 
 async def list_apps(request: Request) -> Response:
     s = services(request)
-    return JSONResponse([_summary(s, name) for name in s.apps.names()])
+    return JSONResponse([_listed(s, name) for name in s.apps.names()])
+
+
+def _listed(s: Services, name: str) -> dict[str, Any]:
+    """An app's summary; one whose stored state cannot be read is listed with why."""
+    try:
+        return _summary(s, name)
+    except UnreadableRow as exc:
+        return {"name": name, "release": None, "git_sha": None, "domains": [],
+                "formation": {}, "stopped": False, "error": str(exc)}
 
 
 async def create_app(request: Request) -> Response:

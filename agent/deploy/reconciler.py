@@ -22,6 +22,7 @@ from agent.deploy.runtime import Container, ContainerRuntime
 from agent.errors import BerthError
 from agent.releases import ReleaseState
 from agent.store.apps import AppStore
+from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,14 @@ INTERRUPTED = "interrupted: the agent stopped during this deploy"
 class Reconciler:
     def __init__(
         self, apps: AppStore, releases: ReleaseStore, runtime: ContainerRuntime,
-        rollout: Rollout, deployer: Deployer,
+        rollout: Rollout, deployer: Deployer, events: EventStore | None = None,
     ) -> None:
         self._apps = apps
         self._releases = releases
         self._runtime = runtime
         self._rollout = rollout
         self._deployer = deployer
+        self._events = events  # where an app skipped at start is recorded
 
     async def boot(self) -> None:
         for release in self._releases.unfinished():
@@ -51,12 +53,14 @@ class Reconciler:
             try:
                 await self.reconcile_app(app, adopt=True)
             except BerthError as exc:
-                log.error("reconcile failed app=%s error=%s", app, exc)
+                self._skipped(app, exc)
 
     async def _remove_strays(self, containers: list[Container]) -> None:
         known = set(self._apps.names())
-        live = {app: r.number for app in known if (r := self._releases.live(app))}
+        live = self._live_numbers(known)
         for container in containers:
+            if container.app in known and container.app not in live:
+                continue  # its live release is unreadable: its containers are left be
             stray = (
                 container.app not in known
                 or container.role != "process"
@@ -69,6 +73,25 @@ class Reconciler:
                 await self._rollout.remove([container])  # its last lines are kept
             else:  # an app destroyed while the agent was down: nothing to keep
                 await self._runtime.remove(container.id, 5)
+
+    def _live_numbers(self, apps: set[str]) -> dict[str, int | None]:
+        """Each app's live release number (None: none); an app whose live release
+        cannot be read is left out."""
+        live: dict[str, int | None] = {}
+        for app in apps:
+            try:
+                release = self._releases.live(app)
+            except BerthError as exc:
+                self._skipped(app, exc)
+                continue
+            live[app] = release.number if release else None
+        return live
+
+    def _skipped(self, app: str, exc: BerthError) -> None:
+        log.error("reconcile failed app=%s error=%s", app, exc)
+        if self._events is not None:
+            self._events.record(app, "SkippedAtStart",
+                                f"not restored at start: {str(exc).splitlines()[0]}")
 
     async def reconcile_app(self, app_name: str, *, adopt: bool = False) -> None:
         """Bring one app to its live release's formation (no-op when it already is)."""

@@ -10,7 +10,7 @@ from typing import Mapping
 from agent.appsettings import AppSettings
 from agent.errors import AppNotFound, Conflict, NotFound
 from agent.services.configvars import ConfigChange
-from agent.store.db import Database
+from agent.store.db import Database, UnreadableRow
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,20 @@ class AppStore:
         if not rows:
             raise AppNotFound(name)
         row = rows[0]
-        return App(
-            name=row["name"],
-            created_at=row["created_at"],
-            settings=AppSettings.from_json(json.loads(row["settings"])),
-            formation=json.loads(row["formation"]),
-            stopped=bool(row["stopped"]),
-        )
+        try:
+            return App(
+                name=row["name"],
+                created_at=row["created_at"],
+                settings=AppSettings.from_json(json.loads(row["settings"])),
+                formation=_formation(json.loads(row["formation"])),
+                stopped=bool(row["stopped"]),
+            )
+        except (ValueError, TypeError, AttributeError) as exc:  # JSON, shapes
+            raise UnreadableRow(f"settings of {name}", str(exc)) from exc
+
+    def _must_exist(self, name: str) -> None:
+        if not self.exists(name):
+            raise AppNotFound(name)
 
     def exists(self, name: str) -> bool:
         return bool(self._db.query("SELECT 1 FROM apps WHERE name = ?", (name,)))
@@ -80,7 +87,7 @@ class AppStore:
     # config vars ---------------------------------------------------------------------
 
     def config(self, name: str) -> dict[str, str]:
-        self.get(name)
+        self._must_exist(name)
         rows = self._db.query(
             "SELECT key, value FROM config_vars WHERE app = ? ORDER BY key", (name,)
         )
@@ -120,7 +127,7 @@ class AppStore:
 
     def mounts(self, name: str) -> list[str]:
         """Container paths of the app kept in persistent storage (agent.storage)."""
-        self.get(name)
+        self._must_exist(name)
         rows = self._db.query(
             "SELECT path FROM storage_mounts WHERE app = ? ORDER BY path", (name,))
         return [r["path"] for r in rows]
@@ -145,7 +152,7 @@ class AppStore:
     # domains -------------------------------------------------------------------------
 
     def domains(self, name: str) -> list[str]:
-        self.get(name)
+        self._must_exist(name)
         rows = self._db.query("SELECT domain FROM domains WHERE app = ? ORDER BY domain", (name,))
         return [r["domain"] for r in rows]
 
@@ -175,3 +182,10 @@ class AppStore:
             )
             if cursor.rowcount == 0:
                 raise NotFound("domain", f"{domain} of {name}")
+
+
+def _formation(data: object) -> dict[str, int]:
+    if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) for k, v in data.items()):
+        raise ValueError(f"formation is not TYPE -> count: {data!r}"[:200])
+    return data

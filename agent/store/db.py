@@ -14,7 +14,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from agent.errors import BerthError
+
 Schema = Sequence[str]
+
+
+class UnreadableRow(BerthError):
+    """A stored row that cannot be read back (hand-edited, or written by a bug): the
+    operation on that app fails with this line, other apps are unaffected."""
+
+    status = 500
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"the stored {what} cannot be read: {reason}")
+        self.what = what
 
 
 class Database:

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from agent.errors import NotFound
 from agent.releases import UNFINISHED, Release, ReleaseState, transition
-from agent.store.db import Database
+from agent.store.db import Database, UnreadableRow
 
 # A build log longer than this keeps its head and tail (a runaway build cannot fill the db).
 MAX_LOG_CHARS = 512 * 1024
@@ -175,6 +175,13 @@ class ReleaseStore:
 
 
 def _from_row(row: sqlite3.Row) -> Release:
+    try:
+        return _release(row)
+    except (ValueError, TypeError, KeyError) as exc:  # JSON, state, types
+        raise UnreadableRow(f"release v{row['number']} of {row['app']}", str(exc)) from exc
+
+
+def _release(row: sqlite3.Row) -> Release:
     return Release(
         app=row["app"],
         number=row["number"],

@@ -19,7 +19,8 @@ def apps(ctx: Context, a: argparse.Namespace) -> int:
         return 0
     table(ctx, ["APP", "RELEASE", "STATE", "DOMAINS"], [
         (r["name"], f"v{r['release']}" if r["release"] else "-",
-         "stopped" if r["stopped"] else ("running" if r["release"] else "not deployed"),
+         "unreadable" if r.get("error") else "stopped" if r["stopped"]
+         else ("running" if r["release"] else "not deployed"),
          " ".join(r["domains"]) or "-")
         for r in rows
     ])
