@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from agent.certs.errors import InvalidPem, KeyMismatch
+from agent.proxy.certs import MAX_KEY_PEM_BYTES, serving_refusal
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -116,6 +117,11 @@ def inspect_chain(pem: bytes) -> CertInfo:
 def check_pair(chain_pem: bytes, key_pem: bytes) -> CertInfo:
     """Parse a chain and its key; refuse a key that is not the leaf's."""
     leaf = load_chain(chain_pem)[0]
+    refusal = serving_refusal(leaf)  # before the key: a huge one is slow even to parse
+    if refusal is not None:
+        raise InvalidPem("certificate", refusal)
+    if len(key_pem) > MAX_KEY_PEM_BYTES:
+        raise InvalidPem("private key", f"larger than {MAX_KEY_PEM_BYTES} bytes")
     key = load_key(key_pem)
     if _public_der(leaf.public_key()) != _public_der(key.public_key()):
         raise KeyMismatch()

@@ -1,7 +1,8 @@
 """The certificate store: one TLS context per host name, chosen by SNI at handshake time.
 
 `put` checks a certificate chain and key before anything changes (they parse, the key
-matches, the certificate names the host and has not expired) and then swaps in a new
+matches, the certificate names the host and has not expired, and it is one a handshake
+can use without stalling the proxy: `serving_refusal`) and then swaps in a new
 `ssl.SSLContext` for that name: handshakes from then on get the new certificate, open
 connections keep theirs, nothing restarts. The HTTPS listener (`tls_listener`) asks
 `context_for(sni_name)`; a name the store does not hold gets a TLS alert, never another
@@ -19,12 +20,16 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agent.proxy.errors import CertificateRejected
 from agent.proxy.hosts import wildcard_parent
 
 log = logging.getLogger(__name__)
+
+MAX_RSA_BITS = 4096
+MAX_KEY_PEM_BYTES = 8 * 1024  # a 4096-bit RSA key is about 3.3 KB of PEM
 
 
 class CertificateStore:
@@ -80,16 +85,46 @@ def _server_context(name: str, fullchain_pem: bytes, key_pem: bytes) -> ssl.SSLC
     return context
 
 
+def serving_refusal(leaf: x509.Certificate) -> str | None:
+    """Why the proxy will not serve this certificate, or None.
+
+    Every TLS handshake signs with the key on the event loop's thread: an RSA key over
+    `MAX_RSA_BITS` would make each one stall every connection of every app (a 16384-bit
+    signature takes about a second). A certificate whose extended key usage leaves out
+    TLS servers (a client certificate) would fail every client's check.
+    """
+    public = leaf.public_key()
+    if isinstance(public, rsa.RSAPublicKey) and public.key_size > MAX_RSA_BITS:
+        return (
+            f"its RSA key has {public.key_size} bits; at most {MAX_RSA_BITS} are served "
+            "(an EC P-256 key is faster and as strong)"
+        )
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if ExtendedKeyUsageOID.SERVER_AUTH not in usage and (
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usage
+    ):
+        return "it is not a server certificate (its extended key usage leaves out serverAuth)"
+    return None
+
+
 def _check_pair(name: str, fullchain_pem: bytes, key_pem: bytes) -> None:
     try:
         chain = x509.load_pem_x509_certificates(fullchain_pem)
     except ValueError as exc:
         raise CertificateRejected(name, "the chain is not PEM certificates") from exc
+    leaf = chain[0]
+    refusal = serving_refusal(leaf)  # before the key is parsed: a huge one is slow to check
+    if refusal is not None:
+        raise CertificateRejected(name, refusal)
+    if len(key_pem) > MAX_KEY_PEM_BYTES:
+        raise CertificateRejected(name, f"the key is larger than {MAX_KEY_PEM_BYTES} bytes")
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
         raise CertificateRejected(name, "the key is not an unencrypted PEM private key") from exc
-    leaf = chain[0]
     public = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

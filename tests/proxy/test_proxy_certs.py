@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import ssl
+import time
+from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agent.proxy import CertificateRejected, RouteOptions, Upstream
+from agent.certs.errors import InvalidPem
+from agent.certs.keys import check_pair
 from agent.proxy.certs import CertificateStore
 from tests.proxy.backend import running_backend
 from tests.proxy.conftest import (
@@ -197,3 +206,57 @@ async def test_a_host_of_another_app_than_the_sni_is_misdirected(
             proxy.https_port, get("/hello", "other.test"), tls=tls, server_hostname="other.test"
         )
         assert response.body == b"hello from b"
+
+
+def _pair(
+    authority: CertificateAuthority, key: CertificateIssuerPrivateKeyTypes, usage: list[Any]
+) -> tuple[bytes, bytes]:
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "app.test")]))
+        .issuer_name(authority.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("app.test")]), False)
+        .add_extension(x509.ExtendedKeyUsage(usage), False)
+        .sign(authority.key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.PEM) + authority.pem, key_pem
+
+
+def test_pairs_that_would_stall_or_fail_handshakes_are_refused_before_anything_changes(
+    authority: CertificateAuthority,
+) -> None:
+    store = CertificateStore()
+    big = rsa.generate_private_key(public_exponent=65537, key_size=4160)
+    client_only = _pair(authority, ec.generate_private_key(ec.SECP256R1()),
+                        [ExtendedKeyUsageOID.CLIENT_AUTH])  # fmt: skip
+    huge_rsa = _pair(authority, big, [ExtendedKeyUsageOID.SERVER_AUTH])
+    cases = [
+        (client_only, "not a server certificate"),
+        (huge_rsa, "4160 bits; at most 4096"),
+        ((huge_rsa[0], b"A" * 1_000_000), "4160 bits"),  # refused before the key is read
+    ]
+    for (chain, key), says in cases:
+        started = time.monotonic()
+        with pytest.raises(CertificateRejected, match=says):
+            store.put("app.test", chain, key)
+        with pytest.raises(InvalidPem, match=says):  # what certs:add checks before saving
+            check_pair(chain, key)
+        assert time.monotonic() - started < 0.5
+    assert store.names() == frozenset()
+    # A key too large to be one the proxy serves is refused before it is parsed.
+    small_chain, _ = authority.issue("app.test")
+    with pytest.raises(CertificateRejected, match="larger than"):
+        store.put("app.test", small_chain, b"-----BEGIN PRIVATE KEY-----\n" + b"A" * 100_000)
+    # An RSA server certificate of a usual size is served.
+    fine = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    store.put("app.test", *_pair(authority, fine, [ExtendedKeyUsageOID.SERVER_AUTH]))
+    assert store.names() == frozenset({"app.test"})
