@@ -37,7 +37,8 @@ from agent.build.dockerfile import APP_USER
 from agent.deploy.output import DeployOutput
 from agent.deploy.progress import Progress
 from agent.deploy.pushed import PushedTree, complete_formation
-from agent.deploy.rollout import Rollout, Target
+from agent.deploy.rollout import Rollout
+from agent.deploy.rolloutplan import RolloutPlan
 from agent.errors import BerthError
 from agent.releases import Release, ReleaseState
 from agent.store.apps import App
@@ -125,7 +126,7 @@ class Push:
     pushed: PushedTree
     out: DeployOutput
     progress: Progress
-    target: Callable[[Release, Mapping[str, int]], Target]
+    target: Callable[[Release, Mapping[str, int]], RolloutPlan]
     go_live: Callable[[Release, Mapping[str, int]], Release]
 
 

@@ -31,7 +31,8 @@ from agent.deploy.output import DeployOutput
 from agent.deploy.plan import ContainerSpec, one_off_spec, release_phase_spec
 from agent.deploy.progress import Progress
 from agent.deploy.pushed import PushedTree, complete_formation
-from agent.deploy.rollout import Rollout, Target
+from agent.deploy.rollout import Rollout
+from agent.deploy.rolloutplan import RolloutPlan
 from agent.deploy.runtime import ContainerRuntime, Terminal
 from agent.errors import BerthError
 from agent.proxy import RouteOptions
@@ -132,11 +133,11 @@ class Deployer:
                   if d not in hosts and reserved_for(d, self._config.deploy.domain) is None]
         return hosts
 
-    def target(self, app: App, release: Release, formation: Mapping[str, int] | None = None) -> Target:
+    def target(self, app: App, release: Release, formation: Mapping[str, int] | None = None) -> RolloutPlan:
         settings = app.settings
         hosts = self.hosts(app.name)
         tls = bool(hosts) and hosts[0] in self._tls_hosts()
-        return Target(
+        return RolloutPlan(
             release=release,
             formation=dict(app.formation if formation is None else formation),
             hosts=hosts,

@@ -20,12 +20,9 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
+from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
 
-from agent.appjson import HealthCheck
 from agent.config import DeploySettings
 from agent.deploy.health import HealthCheckFailed, wait_healthy
 from agent.deploy.hostports import pick_port
@@ -33,10 +30,10 @@ from agent.deploy.loghistory import LogHistory
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, ContainerSpec, Instance, instance_spec, instances
 from agent.deploy.progress import Progress
+from agent.deploy.rolloutplan import RolloutPlan
 from agent.deploy.runtime import Container, ContainerRuntime
 from agent.errors import BerthError
 from agent.proxy import RouteNotFound, RouteOptions, Upstream
-from agent.releases import Release
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,27 +62,6 @@ class InstanceFailed(BerthError):
     def __init__(self, dyno: str, reason: str) -> None:
         super().__init__(f"{dyno} {reason}")
         self.dyno = dyno
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a release should end up: instances, route, checks."""
-
-    release: Release
-    formation: Mapping[str, int]
-    hosts: Sequence[str]
-    options: RouteOptions
-    checks: Sequence[HealthCheck]
-    tls: bool
-    restart_policy: str
-    health_timeout: float
-    mounts: tuple[tuple[str, str], ...] = ()  # persistent storage (agent.storage)
-    # A tar of the pushed tree for /app, when the release's image is its code step's
-    # base (agent.deploy.earlystart); None otherwise.
-    code: Path | None = None
-    # Awaited after the new instances are created, before they start (an early start
-    # that creates them before the build has confirmed their image).
-    before_start: Callable[[], Awaitable[None]] | None = None
 
 
 class Rollout:
@@ -128,13 +104,13 @@ class Rollout:
     def upstreams(self, app: str) -> tuple[Upstream, ...]:
         return self._upstreams.get(app, ())
 
-    def restore_route(self, target: Target, web: Sequence[Container]) -> None:
+    def restore_route(self, target: RolloutPlan, web: Sequence[Container]) -> None:
         """Point the route at already running instances (the reconciler, at boot)."""
         upstreams = tuple(Upstream("127.0.0.1", c.host_port) for c in web if c.host_port)
         self._router.set_route(target.release.app, list(target.hosts), upstreams, target.options)
         self._upstreams[target.release.app] = upstreams
 
-    def refresh_route(self, target: Target) -> None:
+    def refresh_route(self, target: RolloutPlan) -> None:
         """New hosts or options for the current upstreams (domains:add, apps:set)."""
         app = target.release.app
         self._router.set_route(app, list(target.hosts), self.upstreams(app), target.options)
@@ -153,7 +129,7 @@ class Rollout:
             pass
 
     async def roll(
-        self, target: Target, out: DeployOutput, *, replace_all: bool,
+        self, target: RolloutPlan, out: DeployOutput, *, replace_all: bool,
         progress: Progress | None = None,
     ) -> None:
         """Make the app run `target`, telling `progress` where it has come (see
@@ -215,7 +191,7 @@ class Rollout:
     # steps ---------------------------------------------------------------------------
 
     async def _start(
-        self, target: Target, missing: Sequence[Instance], out: DeployOutput,
+        self, target: RolloutPlan, missing: Sequence[Instance], out: DeployOutput,
         started: list[Container],
     ) -> None:
         """Start `missing`, appending each container to `started` as soon as it runs.
@@ -267,7 +243,7 @@ class Rollout:
                     *(self._runtime.remove(i, 0) for i in left), return_exceptions=True))
 
     async def _check(
-        self, target: Target, started: Sequence[Container], out: DeployOutput
+        self, target: RolloutPlan, started: Sequence[Container], out: DeployOutput
     ) -> None:
         web = [c for c in started if c.instance and c.instance.process == WEB]
         others = [c for c in started if c not in web]
@@ -291,7 +267,7 @@ class Rollout:
                     raise InstanceFailed(_dyno(container), problem + _tail_text(tail))
 
     async def _check_one(
-        self, container: Container, target: Target, host: str,
+        self, container: Container, target: RolloutPlan, host: str,
         headers: Sequence[tuple[str, str]], deadline: float, out: DeployOutput,
     ) -> None:
         assert container.host_port is not None
@@ -316,7 +292,7 @@ class Rollout:
             return f"exited{code}"
         return None
 
-    async def _swap(self, target: Target, serving: Sequence[Container], out: DeployOutput) -> None:
+    async def _swap(self, target: RolloutPlan, serving: Sequence[Container], out: DeployOutput) -> None:
         app = target.release.app
         web = [c for c in serving if c.instance and c.instance.process == WEB and c.host_port]
         upstreams = tuple(Upstream("127.0.0.1", c.host_port) for c in web if c.host_port)
@@ -354,7 +330,7 @@ class Rollout:
         await self._runtime.remove(container.id, 0)
 
 
-def _kept(current: Sequence[Container], target: Target) -> list[Container]:
+def _kept(current: Sequence[Container], target: RolloutPlan) -> list[Container]:
     """Instances of the target release that run and are still in the formation."""
     wanted = set(instances(target.formation, target.release.processes))
     kept = []
