@@ -17,10 +17,9 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Protocol, Sequence
+from typing import AsyncIterator, Callable, Mapping, Protocol, Sequence
 
 from agent import storage
-from agent.appjson import parse_app_json
 from agent.build import BuildRequest, BuiltImage, CodeBase
 from agent.build.dockerfile import APP_USER
 from agent.config import Config
@@ -30,15 +29,15 @@ from agent.deploy.failures import FailureRecorder
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import ContainerSpec, one_off_spec, release_phase_spec
 from agent.deploy.progress import Progress
+from agent.deploy.pruning import ImagePruner
 from agent.deploy.pushed import PushedTree, complete_formation
 from agent.deploy.rollout import Rollout
 from agent.deploy.rolloutplan import RolloutPlan
 from agent.deploy.runtime import ContainerRuntime, Terminal
+from agent.deploy.snapshot import AppViews, Snapshot
 from agent.errors import BerthError
-from agent.proxy import RouteOptions
 from agent.releases import Release, ReleaseState
 from agent.services.configvars import ConfigChange
-from agent.services.domains import reserved_for
 from agent.store.apps import App, AppStore
 from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
@@ -87,8 +86,9 @@ class Deployer:
         self._certificates = certificates
         self._failures = FailureRecorder(releases, events)
         self._tls_hosts = tls_hosts
+        self._views = AppViews(config, apps, tls_hosts)
+        self._pruner = ImagePruner(runtime, releases, rollout, config.deploy.keep_releases)
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()  # pruning after a deploy
         self._app_user_ids = earlystart.AppUserIds(APP_USER)
         # Each app's last announced code base: the next push's instances are created
         # from it before its build confirms it (agent.deploy.earlystart).
@@ -118,50 +118,19 @@ class Deployer:
         still being stopped, then old images being pruned (at shutdown, in tests)."""
         deadline = time.monotonic() + timeout
         await self._rollout.settled(timeout=timeout)
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+        await self._pruner.settled(deadline - time.monotonic())
 
     # what an app should look like --------------------------------------------------------
 
     def hosts(self, app: str) -> list[str]:
-        hosts = []
-        if self._config.deploy.domain:
-            hosts.append(f"{app}.{self._config.deploy.domain}")
-        # A name reserved for an app's default domain is never served as a custom one
-        # (a row from before the reservation stays in the store, unused).
-        hosts += [d for d in self._apps.domains(app)
-                  if d not in hosts and reserved_for(d, self._config.deploy.domain) is None]
-        return hosts
+        """The names `app` answers on: its default domain first, then its own."""
+        return self._views.hosts(app)
 
-    def target(self, app: App, release: Release, formation: Mapping[str, int] | None = None) -> RolloutPlan:
-        settings = app.settings
-        hosts = self.hosts(app.name)
-        tls = bool(hosts) and hosts[0] in self._tls_hosts()
-        return RolloutPlan(
-            release=release,
-            formation=dict(app.formation if formation is None else formation),
-            hosts=hosts,
-            options=RouteOptions(
-                max_body_bytes=settings.max_body or self._config.deploy.max_body_bytes,
-                hsts=settings.hsts,
-            ),
-            checks=parse_app_json(release.app_json).checks,
-            tls=tls,
-            restart_policy=settings.restart_policy or self._config.deploy.restart_policy,
-            health_timeout=settings.health_timeout or self._config.deploy.health_timeout,
-            mounts=self.mounts(app.name),
-        )
-
-    def mounts(self, app: str) -> tuple[tuple[str, str], ...]:
-        """(host directory, container path) of the app's persistent storage; the host
-        directories are (re)created, so a directory removed by hand comes back empty
-        rather than as a root-owned one the app cannot write."""
-        root = self._config.paths.storage
-        try:
-            return tuple((str(storage.prepare(root, app, path)), path)
-                         for path in self._apps.mounts(app))
-        except OSError as exc:
-            raise BerthError(f"persistent storage of {app} under {root}: {exc}") from exc
+    def target(
+        self, app: App, release: Release, formation: Mapping[str, int] | None = None
+    ) -> RolloutPlan:
+        """Where `release` of `app` should end up (the reconciler, at boot)."""
+        return self._views.plan(self._views.of(app), release, formation)
 
     # operations ------------------------------------------------------------------------
 
@@ -172,7 +141,7 @@ class Deployer:
         """Build `source` (the pushed tree, or the live commit's for ps:rebuild) and
         make it the live release."""
         async with self.app_lock(app_name, out):
-            app = self._apps.get(app_name)
+            app = self._views.take(app_name)
             release = self._releases.create(Release(
                 app=app_name, number=0, state=ReleaseState.PENDING,
                 description=f"{description} {git_sha[:7]}", created_at=time.time(),
@@ -190,7 +159,7 @@ class Deployer:
         change once that release is live; an app not deployed yet just stores it. A failed
         release changes nothing."""
         async with self.app_lock(app_name, out):
-            app = self._apps.get(app_name)
+            app = self._views.take(app_name)
             live = self._releases.live(app_name)
             description = change.describe()
             config = change.applied_to(self._apps.config(app_name), app_name)
@@ -208,10 +177,7 @@ class Deployer:
         """A new release with the image and config of release `number` (default: the
         one before the live one); the app's current config is replaced by it."""
         async with self.app_lock(app_name, out):
-            app = self._apps.get(app_name)
-            live = self._releases.live(app_name)
-            if live is None:
-                raise NothingToRelease(app_name)
+            app, live = self._live(app_name)
             source = self._rollback_source(app_name, live, number)
             if not await self._runtime.image_exists(source.image):
                 raise ImagePruned(source.version, self._config.deploy.keep_releases)
@@ -264,7 +230,7 @@ class Deployer:
         spec = one_off_spec(current, command, secrets.randbelow(9000) + 1000,
                             secrets.token_hex(3),
                             container_port=self._config.deploy.container_port,
-                            mounts=self.mounts(app_name), tty=tty)
+                            mounts=self._views.mounts(app_name), tty=tty)
         terminal = " (terminal)" if tty else ""
         self._events.record(app_name, "OneOffRun", f"{live.version}: {command}{terminal}")
         return spec
@@ -273,21 +239,22 @@ class Deployer:
         """Replace every instance of the live release, zero downtime."""
         async with self.app_lock(app_name, out):
             app, live = self._live(app_name)
-            await self._rollout.roll(self.target(app, live), out, replace_all=True)
+            await self._rollout.roll(self._views.plan(app, live), out, replace_all=True)
             self._events.record(app_name, "AppRestarted", f"restarted {live.version}")
 
     async def scale(self, app_name: str, changes: Mapping[str, int], out: DeployOutput) -> dict[str, int]:
         async with self.app_lock(app_name, out):
-            app = self._apps.get(app_name)
+            app = self._views.take(app_name)
             live = self._releases.live(app_name)
-            known = set(live.processes) if live else set(app.formation)
+            known = set(live.processes) if live else set(app.app.formation)
             unknown = sorted(set(changes) - known)
             if unknown:
                 raise BerthError(f"{app_name} has no process type {unknown[0]!r} "
                                  f"(known: {', '.join(sorted(known)) or 'none yet'})")
-            formation = {**app.formation, **changes}
-            if live is not None and not app.stopped:
-                await self._rollout.roll(self.target(app, live, formation), out, replace_all=False)
+            formation = {**app.app.formation, **changes}
+            if live is not None and not app.app.stopped:
+                await self._rollout.roll(self._views.plan(app, live, formation), out,
+                                         replace_all=False)
             self._apps.save_formation(app_name, formation)
             self._events.record(app_name, "AppScaled", _formation_text(changes))
             return formation
@@ -303,17 +270,17 @@ class Deployer:
         async with self.app_lock(app_name, out):
             app, live = self._live(app_name)
             self._apps.set_stopped(app_name, False)
-            await self._rollout.roll(self.target(app, live), out, replace_all=False)
+            await self._rollout.roll(self._views.plan(app, live), out, replace_all=False)
             self._events.record(app_name, "AppStarted", "started")
 
     async def refresh_routing(self, app_name: str) -> None:
         """Hosts or route options changed (domains, apps:set): update proxy and certs."""
         out = DeployOutput()
         async with self.app_lock(app_name, out):
-            app = self._apps.get(app_name)
+            app = self._views.take(app_name)
             live = self._releases.live(app_name)
             if live is not None:
-                self._rollout.refresh_route(self.target(app, live))
+                self._rollout.refresh_route(self._views.plan(app, live))
             self._desire_certificates(app)
 
     async def destroy(self, app_name: str, out: DeployOutput) -> None:
@@ -344,7 +311,8 @@ class Deployer:
     # steps -----------------------------------------------------------------------------
 
     async def _build_and_release(
-        self, app: App, release: Release, source: Path, out: DeployOutput, progress: Progress,
+        self, app: Snapshot, release: Release, source: Path, out: DeployOutput,
+        progress: Progress,
     ) -> Release:
         """Build, then release; or start the instances early (agent.deploy.earlystart)
         while the build finishes."""
@@ -357,10 +325,10 @@ class Deployer:
                 early.announce(base)
 
         build = asyncio.ensure_future(self._build(
-            app, release, source, pushed, out, on_base=on_base if early else None))
+            app.app, release, source, pushed, out, on_base=on_base if early else None))
         try:
             if early is not None and (live := await early.run(build)) is not None:
-                self._after_release(app.name)
+                self._after_release(app)
                 return live
             built, formation = await build
             return await self._release(app, built, out, formation=formation, progress=progress)
@@ -370,22 +338,23 @@ class Deployer:
                 await asyncio.wait({build})
 
     def _early_start(
-        self, app: App, release: Release, source: Path, pushed: PushedTree,
+        self, app: Snapshot, release: Release, source: Path, pushed: PushedTree,
         out: DeployOutput, progress: Progress,
     ) -> earlystart.EarlyStart | None:
         """The push's early start, when the app allows one (deploy.early_start)."""
         if not (self._config.deploy.early_start
-                and earlystart.allowed(pushed.procfile.release, self.mounts(app.name))):
+                and earlystart.allowed(pushed.procfile.release, app.mounts)):
             return None
 
         def go_live(final: Release, formation: Mapping[str, int]) -> Release:
-            if app.stopped:
+            if app.app.stopped:
                 self._apps.set_stopped(app.name, False)
             return self._go_live(app, final, formation, out)
 
         push = earlystart.Push(
-            app=app, release=release, source=source, pushed=pushed, out=out,
-            progress=progress, target=lambda r, f: self.target(app, r, f), go_live=go_live,
+            app=app.app, release=release, source=source, pushed=pushed, out=out,
+            progress=progress, target=lambda r, f: self._views.plan(app, r, f),
+            go_live=go_live,
         )
         return earlystart.EarlyStart(self._runtime, self._rollout, self._releases,
                                      self._app_user_ids, push, self._bases.pop(app.name, None))
@@ -414,7 +383,7 @@ class Deployer:
         return release, pushed.formation(app, processes)
 
     async def _rerelease(
-        self, app: App, source: Release, config: dict[str, str], description: str,
+        self, app: Snapshot, source: Release, config: dict[str, str], description: str,
         out: DeployOutput, *, on_live: Callable[[], None],
     ) -> Release:
         """A new release of `source`'s image with `config`; `on_live` runs as it goes live
@@ -426,29 +395,30 @@ class Deployer:
             app, release, out, formation=None, on_live=on_live))
 
     async def _release(
-        self, app: App, release: Release, out: DeployOutput, *,
+        self, app: Snapshot, release: Release, out: DeployOutput, *,
         formation: Mapping[str, int] | None, progress: Progress | None = None,
         on_live: Callable[[], None] = lambda: None,
     ) -> Release:
+        """Release phase, then the roll-out; the release goes live with the swap."""
         release = self._releases.move(release, ReleaseState.RELEASING)
         if release.release_command:
-            await self._release_phase(release, out)
+            await self._release_phase(app, release, out)
         release = self._releases.move(release, ReleaseState.STARTING)
-        formation = complete_formation(app.formation if formation is None else formation,
+        formation = complete_formation(app.app.formation if formation is None else formation,
                                        release.processes)
-        if app.stopped:
+        if app.app.stopped:
             self._apps.set_stopped(app.name, False)
-        target = self.target(app, release, formation)
-        progress = Progress(
+        rolled = Progress(
             committed=progress.committing if progress else lambda: None,
             went_live=lambda: self._go_live(app, release, formation, out, on_live),
         )
-        await self._rollout.roll(target, out, replace_all=True, progress=progress)
-        self._after_release(app.name)
-        return progress.released()
+        await self._rollout.roll(self._views.plan(app, release, formation), out,
+                                 replace_all=True, progress=rolled)
+        self._after_release(app)
+        return rolled.released()
 
     def _go_live(
-        self, app: App, release: Release, formation: Mapping[str, int], out: DeployOutput,
+        self, app: Snapshot, release: Release, formation: Mapping[str, int], out: DeployOutput,
         on_live: Callable[[], None] = lambda: None,
     ) -> Release:
         """The swap is done: record it, tell the pusher, settle the push."""
@@ -456,66 +426,44 @@ class Deployer:
         on_live()
         self._apps.save_formation(app.name, formation)
         self._events.record(app.name, "ReleaseDeployed", f"{live.version}: {live.description}")
-        self._announce(app.name, live, formation, out)
+        self._announce(app, live, formation, out)
         out.settle({"release": live.number})
         return live
 
-    def _after_release(self, app: str) -> None:
-        self._background(self._prune_when_settled(app))
-        self._desire_certificates(self._apps.get(app))
+    def _after_release(self, app: Snapshot) -> None:
+        self._pruner.after_release(app.name)
+        self._desire_certificates(app)
 
-    async def _release_phase(self, release: Release, out: DeployOutput) -> None:
+    async def _release_phase(self, app: Snapshot, release: Release, out: DeployOutput) -> None:
         out.step(f"Running release command: {release.release_command}")
         spec = release_phase_spec(release, container_port=self._config.deploy.container_port,
-                                  mounts=self.mounts(release.app))
+                                  mounts=app.mounts)
         code = await self._runtime.run_once(spec, self._config.deploy.release_timeout, out.detail)
         if code != 0:
             raise ReleaseCommandFailed(release.release_command, code)
 
     def _announce(
-        self, app: str, release: Release, formation: Mapping[str, int], out: DeployOutput
+        self, app: Snapshot, release: Release, formation: Mapping[str, int], out: DeployOutput
     ) -> None:
         idle = [p for p in sorted(release.processes) if formation.get(p, 0) == 0]
         for process in idle:
-            out.heading(f"{process} is scaled to 0: berth ps:scale {app} {process}=1 to run it")
-        hosts = self.hosts(app)
-        if not hosts:
-            out.heading(f"{app} {release.version} is live, but has no domain: "
-                        f"berth domains:add {app} DOMAIN (or set deploy.domain in berth.toml)")
+            out.heading(f"{process} is scaled to 0: berth ps:scale {app.name} {process}=1 to run it")
+        if not app.hosts:
+            out.heading(f"{app.name} {release.version} is live, but has no domain: "
+                        f"berth domains:add {app.name} DOMAIN (or set deploy.domain in berth.toml)")
             return
         tls = self._tls_hosts()
-        urls = [f"{'https' if h in tls else 'http'}://{h}" for h in hosts]
-        out.step(f"{app} {release.version} is live: {' '.join(urls)}")
+        urls = [f"{'https' if h in tls else 'http'}://{h}" for h in app.hosts]
+        out.step(f"{app.name} {release.version} is live: {' '.join(urls)}")
         out.end_step()
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _prune_when_settled(self, app: str) -> None:
-        """Prune old images once the old containers are gone (an image still in use
-        cannot be removed), without holding up the push that called for it or the next
-        one (no lock: a release in progress keeps its image, see `prunable_tags`)."""
-        await self._rollout.settled(app)
-        keep = self._config.deploy.keep_releases
-        try:
-            for tag in sorted(self._releases.prunable_tags(app, keep)):
-                # Asked again for each: a rollback may have started on it meanwhile.
-                if tag in self._releases.prunable_tags(app, keep):
-                    await self._runtime.remove_image(tag)
-        except BerthError as exc:
-            log.warning("pruning images failed app=%s error=%s", app, exc)
-        except Exception:  # a background task's boundary: log it, never lose it
-            log.exception("pruning images crashed app=%s", app)
-
-    def _desire_certificates(self, app: App) -> None:
+    def _desire_certificates(self, app: Snapshot) -> None:
         if self._certificates is not None:
-            self._certificates.set_app_domains(app.name, self.hosts(app.name),
-                                               acme=app.settings.acme)
+            self._certificates.set_app_domains(app.name, list(app.hosts),
+                                               acme=app.app.settings.acme)
 
-    def _live(self, app_name: str) -> tuple[App, Release]:
-        app = self._apps.get(app_name)
+    def _live(self, app_name: str) -> tuple[Snapshot, Release]:
+        app = self._views.take(app_name)
         live = self._releases.live(app_name)
         if live is None:
             raise NothingToRelease(app_name)

@@ -1,5 +1,5 @@
 """Early start (agent.deploy.earlystart): its pure rules, and the deployer's early path
-against the fakes of test_orchestrator (real HTTP health checks, real SQLite). The real
+against the fakes of tests/deploy/fakes.py (real HTTP health checks, real SQLite). The real
 engine's side (the same files as the image, owners and modes included) is checked in
 tests/e2e/test_push_deploy.py."""
 
@@ -10,25 +10,17 @@ import io
 import tarfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import pytest
 
-from agent.build import BuildRequest, BuiltImage, CodeBase
 from agent.build.context import write_code_archive, write_context
 from agent.build.dockerfile import code_copy, ends_with_code_copy
 from agent.build.model import BuildPlan
 from agent.build.output import BuildOutput
 from agent.deploy import earlystart
 from agent.deploy.errors import DeployFailed
-from agent.deploy.plan import ContainerSpec
-from agent.deploy.runtime import Container
 from agent.releases import ReleaseState
-from tests.deploy.test_orchestrator import FakeBuilder, FakeRuntime, lines, world  # noqa: F401
-
-PASSWD = "root:x:0:0:root:/root:/bin/bash\nberth:x:999:998::/home/berth:/bin/sh\n"
-GROUP = "root:x:0:\nstaff:x:50:\nberth:x:998:\n"
-
+from tests.deploy.fakes import BASE, GROUP, PASSWD, lines
 
 # the pure rules ----------------------------------------------------------------------------
 
@@ -106,108 +98,6 @@ def test_the_code_archive_holds_what_the_context_gives_the_code_copy(tmp_path: P
 
 
 # the deployer's early path -----------------------------------------------------------------
-
-BASE = "sha256:base"
-
-
-class EarlyRuntime(FakeRuntime):
-    """The fake engine, plus what an early start asks of it; `events` in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[str] = []
-        self.parents: dict[str, str] = {}
-        self.missing: set[str] = set()
-        self.codes: dict[str, bytes] = {}  # container id -> the tree put into it
-        self.broken_images: set[str] = set()  # their instances answer 500
-        self.create_delay = 0.0
-        self.unreadable = False
-
-    async def read_files(self, image: str, paths: Sequence[str]) -> Mapping[str, bytes]:
-        if self.unreadable:
-            from agent.deploy.docker_runtime import RuntimeFailure
-            raise RuntimeFailure("read files of base", "no such container")
-        return {"/etc/passwd": PASSWD.encode(), "/etc/group": GROUP.encode()}
-
-    async def image_parent(self, reference: str) -> str:
-        return self.parents.get(reference, "")
-
-    async def image_exists(self, reference: str) -> bool:
-        return reference not in self.missing
-
-    async def start(self, spec: ContainerSpec) -> Container:
-        return await self.start_created(spec, await self.create(spec))
-
-    async def create(self, spec: ContainerSpec) -> str:
-        # Like docker-py in a worker thread: a cancelled caller does not stop the engine.
-        return await asyncio.shield(self._create(spec))
-
-    async def _create(self, spec: ContainerSpec) -> str:
-        self.events.append(f"create {spec.image}")
-        await asyncio.sleep(self.create_delay)
-        container_id = await super().create(spec)
-        if spec.code is not None:
-            self.codes[container_id] = spec.code.read_bytes()
-        return container_id
-
-    async def start_created(self, spec: ContainerSpec, container_id: str) -> Container:
-        self.events.append(f"start {spec.image}")
-        if spec.image not in self.broken_images or spec.publish_port is None:
-            return await super().start_created(spec, container_id)
-
-        async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:  # a probe cancelled mid-request hangs up before its request is whole
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(b"HTTP/1.1 500 X\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
-            finally:
-                writer.close()
-
-        container = self.containers_by_id[container_id]
-        container.server = await asyncio.start_server(broken, "127.0.0.1", spec.publish_port)
-        container.state = "running"
-        return self._view(container)
-
-
-class EarlyBuilder(FakeBuilder):
-    """Announces `base` as its last step begins, then takes `commit` seconds."""
-
-    def __init__(self, runtime: EarlyRuntime) -> None:
-        super().__init__(runtime)
-        self.early = runtime
-        self.base: str | None = BASE
-        self.commit = 0.2
-        self.parent: str | None = None  # the built image's parent (default: the base)
-        self.slow: dict[str, float] = {}  # app -> seconds until the base is announced
-
-    async def build(self, request: BuildRequest, emit: Callable[[str], None],
-                    on_base: Callable[[CodeBase], None] | None = None) -> BuiltImage:
-        emit("building")
-        await asyncio.sleep(self.slow.get(request.app, 0.05))
-        if on_base is not None and self.base is not None:
-            self.early.events.append(f"announce {self.base}")
-            on_base(CodeBase(self.base, "python", {"web": "gunicorn app"}))
-        await asyncio.sleep(self.commit)
-        built = await super().build(request, emit)
-        self.early.parents[built.image_id] = self.parent or self.base or ""
-        self.early.events.append(f"built {built.image_id}")
-        emit("built")
-        return built
-
-
-@pytest.fixture
-def early(world):  # noqa: F811
-    runtime = EarlyRuntime()
-    builder = EarlyBuilder(runtime)
-    world.runtime = runtime
-    world.builder = builder
-    world.deployer._runtime = runtime
-    world.deployer._builder = builder
-    world.deployer._rollout._runtime = runtime
-    return world
-
 
 async def images(deployed) -> set[str]:
     """The images of the app's containers, once the old ones are stopped."""
@@ -310,8 +200,8 @@ async def test_a_failing_health_check_is_the_reason_when_the_build_succeeds(earl
     try:
         await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
         early.runtime.status = 500
-        early.deployer._config = replace(
-            early.config, deploy=replace(early.config.deploy, health_timeout=0.5))
+        settings = early.apps.get("shop").settings
+        early.apps.save_settings("shop", replace(settings, health_timeout=0.5))
         with pytest.raises(DeployFailed, match="status 500"):
             await early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0])
         assert len(early.runtime.containers_by_id) == 1
@@ -327,9 +217,8 @@ async def test_a_release_command_or_the_setting_turned_off_means_no_early_start(
         await early.deployer.deploy_push("shop", "a" * 40, early.source, lines()[0])
         assert await images(early) == {"sha256:berth/shop:v1"}
         (early.source / "Procfile").write_text("web: gunicorn app\n")
-        early.deployer._config = replace(
-            early.config, deploy=replace(early.config.deploy, early_start=False))
-        await early.deployer.deploy_push("shop", "b" * 40, early.source, lines()[0])
+        without = early.deployer_with(early_start=False)
+        await without.deploy_push("shop", "b" * 40, early.source, lines()[0])
         assert await images(early) == {"sha256:berth/shop:v2"}
     finally:
         await early.runtime.close()

@@ -1,220 +1,23 @@
 """The deploy worker against small hand-written fakes of the engine, builder and proxy.
 
 The fake engine's web "containers" are real HTTP servers on loopback, so health checks
-probe for real; the stores are real SQLite in a temp dir. (The same flows run against
-the real Docker engine and proxy in tests/e2e.)
+probe for real; the stores are real SQLite in a temp dir (tests/deploy/fakes.py). (The
+same flows run against the real Docker engine and proxy in tests/e2e.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import itertools
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
 
 import pytest
 
-from agent.build import BuildRequest, BuiltImage, CodeBase
-from agent.config import Config, DeploySettings
 from agent.deploy.errors import DeployFailed
-from agent.deploy.orchestrator import Deployer
-from agent.deploy.output import DeployOutput
-from agent.deploy.plan import ContainerSpec
-from agent.deploy.rollout import Rollout
-from agent.deploy.runtime import Container, LogLine
-from agent.proxy import RouteOptions, Upstream
 from agent.releases import ReleaseState
-from agent.store.apps import AppStore
-from agent.store.db import Database
-from agent.store.events import EventStore
-from agent.store.releases import ReleaseStore
-from agent.deploy.loghistory import LogHistory
 from agent.errors import BerthError
-from agent.paths import PathSettings
 from agent.services.configvars import ConfigChange
-from agent.store.schema import SCHEMA
-
-
-@dataclass
-class FakeContainer:
-    spec: ContainerSpec
-    id: str
-    state: str = "running"
-    server: asyncio.AbstractServer | None = None
-
-
-class FakeRuntime:
-    """Web instances are real HTTP servers answering `status` with `body`."""
-
-    def __init__(self) -> None:
-        self.containers_by_id: dict[str, FakeContainer] = {}
-        self.ids = itertools.count(1)
-        self.status = 200
-        self.body = b"ok"
-        self.release_exit = 0
-        self.images: set[str] = set()
-        self.fail_after: int | None = None  # refuse starts once this many containers exist
-        self.stop_delay = 0.0  # seconds an instance takes to exit after SIGTERM
-        self.one_offs: list[ContainerSpec] = []
-
-    def _view(self, c: FakeContainer) -> Container:
-        return Container(id=c.id, name=c.spec.name, state=c.state, labels=dict(c.spec.labels),
-                         host_port=c.spec.publish_port)
-
-    async def start(self, spec: ContainerSpec) -> Container:
-        if self.fail_after is not None and len(self.containers_by_id) >= self.fail_after:
-            from agent.deploy.docker_runtime import RuntimeFailure
-            raise RuntimeFailure(f"create {spec.name}", "no space left on device")
-        container = FakeContainer(spec, f"c{next(self.ids)}")
-        if spec.publish_port is not None:
-            container.server = await asyncio.start_server(self._answer, "127.0.0.1",
-                                                          spec.publish_port)
-        self.containers_by_id[container.id] = container
-        return self._view(container)
-
-    async def create(self, spec: ContainerSpec) -> str:
-        if self.fail_after is not None and len(self.containers_by_id) >= self.fail_after:
-            from agent.deploy.docker_runtime import RuntimeFailure
-            raise RuntimeFailure(f"create {spec.name}", "no space left on device")
-        container = FakeContainer(spec, f"c{next(self.ids)}", state="created")
-        self.containers_by_id[container.id] = container
-        return container.id
-
-    async def start_created(self, spec: ContainerSpec, container_id: str) -> Container:
-        container = self.containers_by_id[container_id]
-        if spec.publish_port is not None:
-            container.server = await asyncio.start_server(self._answer, "127.0.0.1",
-                                                          spec.publish_port)
-        container.state = "running"
-        return self._view(container)
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s"
-                     % (self.status, len(self.body), self.body))
-        await writer.drain()
-        writer.close()
-
-    async def containers(self, app: str | None = None) -> list[Container]:
-        return [self._view(c) for c in self.containers_by_id.values()
-                if app is None or c.spec.labels.get("berth.app") == app]
-
-    async def get(self, container_id: str) -> Container | None:
-        c = self.containers_by_id.get(container_id)
-        return self._view(c) if c else None
-
-    async def published_ports(self) -> set[int]:
-        return {c.spec.publish_port for c in self.containers_by_id.values() if c.spec.publish_port}
-
-    async def stop(self, container_id: str, timeout: float) -> None:
-        self.containers_by_id[container_id].state = "exited"
-
-    async def start_existing(self, container_id: str) -> None:
-        self.containers_by_id[container_id].state = "running"
-
-    async def remove(self, container_id: str, timeout: float) -> None:
-        await asyncio.sleep(self.stop_delay)
-        container = self.containers_by_id.pop(container_id, None)
-        if container and container.server:
-            container.server.close()
-            await container.server.wait_closed()
-
-    async def run_once(self, spec: ContainerSpec, timeout: float,
-                       emit: Callable[[str], None]) -> int:
-        self.one_offs.append(spec)
-        emit(f"ran {' '.join(spec.command)}")
-        return self.release_exit
-
-    async def logs_tail(self, container_id: str, lines: int) -> list[str]:
-        return ["fake log line"]
-
-    async def logs(self, containers: list[Container], *, follow: bool,
-                   tail: int) -> AsyncIterator[LogLine]:
-        for container in containers:
-            dyno = container.instance.dyno if container.instance else container.name
-            yield LogLine(dyno, "2026-11-27T01:00:00Z", f"{container.name} shutting down")
-
-    async def remove_image(self, reference: str) -> None:
-        self.images.discard(reference)
-
-    async def remove_app_images(self, app: str) -> None:
-        self.images = {i for i in self.images if not i.startswith(f"berth/{app}:")}
-
-    async def image_exists(self, reference: str) -> bool:
-        return True
-
-    async def close(self) -> None:
-        for container in list(self.containers_by_id.values()):
-            await self.remove(container.id, 0)
-
-
-class FakeBuilder:
-    def __init__(self, runtime: FakeRuntime) -> None:
-        self.runtime = runtime
-        self.fail = False
-
-    async def build(self, request: BuildRequest, emit: Callable[[str], None],
-                    on_base: Callable[[CodeBase], None] | None = None) -> BuiltImage:
-        emit("building")
-        if self.fail:
-            from agent.build import BuildFailed
-            raise BuildFailed(request.app, "RUN pip install", "exit code 1", ("no such package",))
-        self.runtime.images.add(request.tag)
-        return BuiltImage(image_id=f"sha256:{request.tag}", tag=request.tag, builder="python",
-                          default_processes={"web": "gunicorn app"}, duration=0.1)
-
-
-@dataclass
-class FakeRouter:
-    routes: dict[str, tuple[list[str], tuple[Upstream, ...]]] = field(default_factory=dict)
-    swaps: list[tuple[str, tuple[Upstream, ...]]] = field(default_factory=list)
-
-    def set_route(self, name: str, hosts: Sequence[str], upstreams: Sequence[Upstream],
-                  options: RouteOptions = RouteOptions()) -> None:
-        self.routes[name] = (list(hosts), tuple(upstreams))
-
-    async def swap(self, name: str, upstreams: Sequence[Upstream], drain_timeout: float) -> Any:
-        self.routes[name] = (self.routes[name][0], tuple(upstreams))
-        self.swaps.append((name, tuple(upstreams)))
-
-    async def remove_route(self, name: str, drain_timeout: float) -> None:
-        self.routes.pop(name, None)
-
-
-@pytest.fixture
-def world(tmp_path: Path):
-    db = Database.open(tmp_path / "berth.db", [SCHEMA])
-    runtime = FakeRuntime()
-    router = FakeRouter()
-    config = Config(paths=PathSettings(data_dir=tmp_path / "data"),
-                    deploy=DeploySettings(domain="example.test", health_interval=0.05,
-                                          health_timeout=3, settle_time=0.01))
-    apps, releases, events = AppStore(db), ReleaseStore(db), EventStore(db)
-    builder = FakeBuilder(runtime)
-    history = LogHistory(tmp_path / "logs")
-    deployer = Deployer(config, apps, releases, events, runtime, builder,
-                        Rollout(runtime, router, config.deploy, history))
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "Procfile").write_text("web: gunicorn app\nworker: python w.py\n")
-
-    @dataclass
-    class World:
-        pass
-
-    w: Any = World()
-    w.__dict__.update(db=db, runtime=runtime, router=router, apps=apps, releases=releases,
-                      history=history,
-                      deployer=deployer, builder=builder, source=source, config=config)
-    yield w
-    db.close()
-
-
-def lines() -> tuple[DeployOutput, list[str]]:
-    seen: list[str] = []
-    return DeployOutput(seen.append), seen
+from tests.deploy.fakes import lines, world_in
 
 
 async def test_a_push_goes_live_and_routes_the_web_instance(world):
@@ -259,17 +62,15 @@ async def test_a_failed_build_starts_nothing(world):
     assert world.runtime.containers_by_id == {} and "shop" not in world.router.routes
 
 
-async def test_without_a_domain_the_deploy_says_how_to_add_one(world, tmp_path):
-    from dataclasses import replace
-
-    world.deployer._config = replace(world.config, deploy=replace(world.config.deploy, domain=""))
-    world.apps.create("shop")
-    out, seen = lines()
-    try:
-        await world.deployer.deploy_push("shop", "a" * 40, world.source, out)
-        assert any("berth domains:add shop DOMAIN" in line for line in seen)
-    finally:
-        await world.runtime.close()
+async def test_without_a_domain_the_deploy_says_how_to_add_one(tmp_path):
+    with world_in(tmp_path, domain="") as world:
+        world.apps.create("shop")
+        out, seen = lines()
+        try:
+            await world.deployer.deploy_push("shop", "a" * 40, world.source, out)
+            assert any("berth domains:add shop DOMAIN" in line for line in seen)
+        finally:
+            await world.runtime.close()
 
 
 async def test_cancelling_before_the_swap_removes_the_new_instances(world):
@@ -426,7 +227,7 @@ async def test_the_reconciler_keeps_one_container_per_instance(world):
         await world.runtime.start(copy(web.spec, name=web.spec.name + "-twin",
                                        publish_port=web.spec.publish_port + 1))
         reconciler = Reconciler(world.apps, world.releases, world.runtime,
-                                world.deployer._rollout, world.deployer)
+                                world.rollout, world.deployer)
         await reconciler.reconcile_app("shop")
         await world.deployer.settled(10)
         assert len(world.runtime.containers_by_id) == 1
