@@ -8,7 +8,8 @@
 #   1. installs docker.io, git, openssh-server, nftables, python3-venv from apt;
 #   2. starts the Docker engine (systemd if it runs, otherwise dockerd in the background);
 #   3. creates the `berth` system user (pushes and verbs over SSH log in as it);
-#   4. installs Berth into /opt/berth/venv and links /usr/local/bin/berth;
+#   4. builds a wheel of Berth and installs it into /opt/berth/venv, links
+#      /usr/local/bin/berth;
 #   5. writes /etc/berth/berth.toml (only if missing) with BERTH_DOMAIN and BERTH_EMAIL;
 #   6. runs `berth agent` under systemd, or under a respawning loop where there is none;
 #   7. lets root's SSH keys push (keys:add admin), unless BERTH_NO_KEYS=1.
@@ -70,13 +71,19 @@ usermod -p '*' berth  # key logins only; a locked account would be refused by ss
 
 say "Installing Berth into $PREFIX"
 mkdir -p "$PREFIX"
-rm -rf "$PREFIX/src"
-cp -a "$SOURCE" "$PREFIX/src"
-rm -rf "$PREFIX/src/.git"
 [ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install -q --upgrade pip >/dev/null
-# Editable: hooks/ and buildpacks/ stay beside the package, where Berth finds them.
-"$PREFIX/venv/bin/pip" install -q -e "$PREFIX/src" >/dev/null
+# A wheel built from the source, installed as a normal package: it carries hooks/ and
+# buildpacks/ inside, and nothing of it depends on the source staying where it is.
+build=$(mktemp -d)
+cp -a "$SOURCE" "$build/src"
+rm -rf "$build/src/.git" "$build/src/build" "$build/src/dist"
+"$PREFIX/venv/bin/pip" wheel -q --no-deps -w "$build/dist" "$build/src" >/dev/null \
+    || die "building Berth's wheel failed"
+wheel=$(ls "$build"/dist/berth-*.whl)
+"$PREFIX/venv/bin/pip" install -q "$wheel" >/dev/null
+"$PREFIX/venv/bin/pip" install -q --force-reinstall --no-deps "$wheel" >/dev/null
+rm -rf "$build" "$PREFIX/src"
 chmod -R a+rX "$PREFIX"
 mkdir -p "$BIN_DIR"
 ln -sf "$PREFIX/venv/bin/berth" "$BERTH"

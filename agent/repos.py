@@ -1,8 +1,7 @@
 """Apps' bare git repositories: created on first push, with Berth's hooks, owned by the
 `berth` user (git-receive-pack runs as that user; the agent runs as root).
 
-The hook templates live in the top-level hooks/ directory (installed as
-share/berth/hooks by pip); `@BERTH_COMMAND@` in them becomes the command that runs
+The hook templates are shipped with Berth (agent.shipped); `@BERTH_COMMAND@` in them becomes the command that runs
 `berth`, `@BERTH_SOCKET@` the agent's control socket.
 """
 
@@ -12,27 +11,15 @@ import os
 import pwd
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import git
 
 from agent.errors import BerthError
 from agent.paths import PathSettings
+from agent.shipped import hooks_dir
 
 HOOKS = ("pre-receive",)
-
-
-def hooks_dir() -> Path:
-    """Where the hook templates are: the source tree, else the installed data files."""
-    candidates = [
-        Path(__file__).resolve().parent.parent / "hooks",
-        Path(sys.prefix) / "share" / "berth" / "hooks",
-    ]
-    for candidate in candidates:
-        if (candidate / "pre-receive").is_file():
-            return candidate
-    raise BerthError("Berth's git hook templates are missing (hooks/pre-receive)")
 
 
 def ensure_repo(paths: PathSettings, app: str, *, command: str, owner: str | None) -> Path:

@@ -22,6 +22,7 @@ from agent.build.packs.python import PythonBuildpack
 from agent.build.packs.static import StaticBuildpack
 from agent.build.scripts import ScriptBuildpack
 from agent.build.source import SourceTree
+from agent.shipped import buildpacks_dir
 
 BUILTINS: dict[str, Callable[[], Buildpack]] = {
     "python": PythonBuildpack,
@@ -33,8 +34,8 @@ _ORDER_PREFIX = re.compile(r"^\d+-")
 
 
 def shipped_buildpacks_dir() -> Path:
-    """The buildpacks/ directory next to the agent package (Berth's checkout)."""
-    return Path(__file__).resolve().parents[2] / "buildpacks"
+    """The buildpacks/ directory shipped with Berth (in the package or the checkout)."""
+    return buildpacks_dir()
 
 
 def load_directory(directory: Path, script_timeout: float) -> list[Buildpack]:

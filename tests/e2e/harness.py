@@ -62,6 +62,7 @@ class AgentProcess:
     https_port: int
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
+    python: str = sys.executable  # the interpreter Berth is installed for
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,7 +75,7 @@ class AgentProcess:
     def start(self, timeout: float = 60) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "agent", "--log-level", "debug"],
+            [self.python, "-m", "agent", "agent", "--log-level", "debug"],
             env=self.env, stdout=log, stderr=log, cwd=self.root,
         )
         log.close()
@@ -110,7 +111,7 @@ class AgentProcess:
             return "(no log)"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "agent"]
+        return [self.python, "-m", "agent"]
 
     def cli(self, *args: str, stdin: bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

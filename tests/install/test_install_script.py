@@ -44,12 +44,13 @@ def test_install_sets_berth_up_and_is_idempotent(target):
     version = subprocess.run([str(berth), "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("berth ")
     python = target / "opt" / "venv" / "bin" / "python"
-    found = subprocess.run([str(python), "-c", "from agent.repos import hooks_dir; "
-                            "from agent.build.catalog import shipped_buildpacks_dir; "
-                            "print(hooks_dir(), shipped_buildpacks_dir())"],
+    found = subprocess.run([str(python), "-c", "from agent.shipped import hooks_dir, "
+                            "buildpacks_dir; print(hooks_dir(), buildpacks_dir())"],
                            capture_output=True, text=True, cwd="/")
     assert found.returncode == 0, found.stderr
-    assert str(target / "opt" / "src") in found.stdout
+    site = str(target / "opt" / "venv" / "lib")
+    assert [path.startswith(site) for path in found.stdout.split()] == [True, True]
+    assert not (target / "opt" / "src").exists()  # installed from a wheel, not editable
     (target / "etc" / "berth.toml").write_text(config + "\n# kept\n")
     second = run_install(target)
     assert second.returncode == 0, second.stderr
