@@ -17,9 +17,10 @@ import logging
 from typing import Callable
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 
 from agent.api import (
     apps,
@@ -75,6 +76,14 @@ async def berth_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": str(exc).splitlines()[0]}, status_code=exc.status)
 
 
+async def no_route(request: Request, exc: Exception) -> Response:
+    """No resource at this path or not this method: one JSON line, like every error."""
+    assert isinstance(exc, HTTPException)
+    what = "no such resource" if exc.status_code == 404 else exc.detail.lower()
+    return JSONResponse({"error": f"{what}: {request.method} {request.url.path}"},
+                        status_code=exc.status_code)
+
+
 async def crashed(request: Request, exc: Exception) -> Response:
     log.error("request crashed path=%s", request.url.path, exc_info=exc)
     return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"},
@@ -87,15 +96,18 @@ def all_routes() -> list[BaseRoute]:
     for table in TOP_LEVEL:
         routes += table()
     per_app = [route for table in PER_APP for route in table()]
-    routes.append(Mount("/apps/{app}", routes=per_app))
+    # No redirects to a path with or without a slash: the CLI does not follow them.
+    routes.append(Mount("/apps/{app}", app=Router(per_app, redirect_slashes=False)))
     return routes
 
 
 def build_api(services: Services, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     api = Starlette(
         routes=all_routes() + (extra_routes or []),
-        exception_handlers={BerthError: berth_error, Exception: crashed},
+        exception_handlers={BerthError: berth_error, HTTPException: no_route,
+                            Exception: crashed},
     )
+    api.router.redirect_slashes = False
     api.state.services = services
     api.state.background_tasks = set()
     return api

@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from agent.api.params import app_param, services
+from agent.api.params import app_param, number, services
 from agent.api.streaming import MEDIA_TYPE, event
 from agent.deploy.runtime import LogLine
-from agent.errors import BerthError
+
+MAX_LINES = 100_000
 
 
 async def logs(request: Request) -> Response:
@@ -20,10 +21,7 @@ async def logs(request: Request) -> Response:
     name = app_param(request)
     s.apps.get(name)
     follow = request.query_params.get("follow") == "1"
-    try:
-        lines = int(request.query_params.get("lines", "100"))
-    except ValueError:
-        raise BerthError("lines must be a number") from None
+    lines = number(request.query_params.get("lines", "100"), "number of lines", 0, MAX_LINES)
     process = request.query_params.get("process") or None
     containers = [c for c in await s.runtime.containers(name) if c.role == "process"]
     if process is not None:

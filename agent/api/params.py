@@ -4,6 +4,7 @@ and numbers from users (range-checked, never trusted)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
@@ -33,3 +34,15 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BerthError("request body must be a JSON object")
     return data
+
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def number(text: str, what: str, low: int, high: int) -> int:
+    """A whole number from a user, in [low, high]; anything else is one clear line
+    (never an overflow deeper down: SQLite and the engine take 64-bit numbers at most)."""
+    if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise BerthError(f"invalid {what} {shown!r}: expected a number from {low} to {high}")
+    return int(text)

@@ -8,10 +8,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agent.api.params import app_param, json_body, services
+from agent.api.params import app_param, json_body, number, services
 from agent.api.streaming import stream_operation
 from agent.deploy.output import DeployOutput
-from agent.errors import BerthError
 from agent.releases import Release
 
 
@@ -47,11 +46,11 @@ async def release_info(request: Request) -> Response:
     return JSONResponse(row)
 
 
+MAX_RELEASE = 2**31 - 1
+
+
 def _version(text: str) -> int:
-    digits = text[1:] if text.startswith("v") else text
-    if not digits.isdigit():
-        raise BerthError(f"invalid release {text!r}: expected vN or N")
-    return int(digits)
+    return number(text.removeprefix("v"), "release (vN)", 1, MAX_RELEASE)
 
 
 async def rollback(request: Request) -> Response:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agent.api.params import app_param, json_body, services
+from agent.api.params import app_param, json_body, number, services
 from agent.api.streaming import stream_operation
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
@@ -75,10 +75,8 @@ class _WebSocketTerminal:
 
 
 def _terminal_size(columns: str, rows: str) -> tuple[int, int]:
-    if not (columns.isdigit() and rows.isdigit() and 0 < int(columns) < 10000
-            and 0 < int(rows) < 10000):
-        raise BerthError(f"bad terminal size {columns}x{rows}")
-    return int(columns), int(rows)
+    return (number(columns, "terminal width", 1, 9999),
+            number(rows, "terminal height", 1, 9999))
 
 
 async def _say_last(websocket: WebSocket, message: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from agent.proxy import RouteCounters
 from agent.services.apps import Apps
 from agent.services.config import ConfigVars
 from agent.services.domains import Domains
+from agent.services.storage import Storage
 from agent.store.apps import AppStore
 from agent.store.events import EventStore
 from agent.store.keys import KeyStore
@@ -56,6 +57,10 @@ class Services:
 
     def config_service(self) -> ConfigVars:
         return ConfigVars(self.apps, self.events, self.deployer)
+
+    def storage_service(self) -> Storage:
+        return Storage(self.config.paths.storage, self.apps, self.releases, self.events,
+                       self.deployer)
 
     def domain_service(self) -> Domains:
         return Domains(self.config.deploy.domain, self.apps, self.events, self.deployer)

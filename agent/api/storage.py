@@ -8,18 +8,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agent import storage as persistent
 from agent.api.params import app_param, json_body, services
 from agent.api.services import Services
 from agent.api.streaming import stream_operation
 from agent.deploy.output import DeployOutput
-from agent.errors import BerthError
 
 
 def mounts_view(s: Services, name: str) -> dict[str, Any]:
-    root = s.config.paths.storage
-    return {"mounts": [{"path": path, "host": str(persistent.host_dir(root, name, path))}
-                       for path in s.apps.mounts(name)]}
+    return {"mounts": [{"path": path, "host": str(host)}
+                       for path, host in s.storage_service().mounts(name)]}
 
 
 async def list_storage(request: Request) -> Response:
@@ -33,38 +30,13 @@ async def change_storage(request: Request) -> Response:
     s = services(request)
     name = app_param(request)
     body = await json_body(request)
-    path = persistent.check_mount_path(str(body.get("path", "")))
     mount = request.method == "POST"
     restart = body.get("restart", True) is not False
-    if mount:
-        s.apps.add_mount(name, path)
-    else:
-        s.apps.remove_mount(name, path)
-
-    def undo() -> None:
-        try:
-            if mount:
-                s.apps.remove_mount(name, path)
-            else:
-                s.apps.add_mount(name, path)
-        except BerthError:  # changed again meanwhile: leave that change be
-            pass
+    storage = s.storage_service()
+    path = storage.change(name, str(body.get("path", "")), mount=mount)
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
-        if mount:
-            out.heading(f"{path} of {name} is kept in {persistent.host_dir(s.config.paths.storage, name, path)}")
-        else:
-            out.heading(f"{path} of {name} is no longer mounted (its data stays on disk)")
-        deployed = s.releases.live(name) is not None
-        if restart and deployed and not s.apps.get(name).stopped:
-            try:
-                await s.deployer.restart(name, out)
-            except BaseException:
-                undo()
-                raise
-        elif deployed:
-            out.heading(f"Takes effect at the next deploy or berth ps:restart {name}")
-        s.events.record(name, "StorageMounted" if mount else "StorageUnmounted", path)
+        await storage.apply(name, path, out, mount=mount, restart=restart)
         return mounts_view(s, name)
 
     return stream_operation(request, operation)

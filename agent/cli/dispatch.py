@@ -63,6 +63,7 @@ def run_verb(
     from agent.cli.client import ControlClient
     from agent.cli.registry import Context
 
+    _check_text(argv)
     parser = build_parser(all_verbs(), remote=remote)
     if not argv:
         parser.print_help(stdout or sys.stdout)
@@ -80,3 +81,13 @@ def run_verb(
     )
     status: int = args.handler(ctx, args)
     return status
+
+
+def _check_text(argv: Sequence[str]) -> None:
+    """Arguments are UTF-8 text: bytes that are not (which Python keeps as lone
+    surrogates) are refused here, not found deep in a request."""
+    for index, value in enumerate(argv, 1):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"argument {index} is not valid UTF-8 text") from None

@@ -59,3 +59,25 @@ def test_an_unknown_path_under_an_app_is_a_404(world: World) -> None:
     world.client.post("/apps", json={"name": "shop"})
     assert world.client.post("/apps/shop/ps/explode").status_code == 404
     assert world.client.get("/apps/shop/nothing").status_code == 404
+
+
+def test_numbers_from_users_are_range_checked(world: World) -> None:
+    world.client.post("/apps", json={"name": "shop"})
+    for version in ("v99999999999999999999", "v0", "v\u00b2", "v\u0661", "v-1", "vv1"):
+        response = world.client.get(f"/apps/shop/releases/{version}")
+        assert response.status_code == 400, version
+        assert "expected a number from 1 to 2147483647" in response.json()["error"]
+    rollback = world.client.post("/apps/shop/rollback", json={"version": "v99999999999999999999"})
+    assert rollback.status_code == 400
+    for lines in ("99999999999999999999", "-1", "\u0661"):
+        response = world.client.get("/apps/shop/logs", params={"lines": lines})
+        assert response.status_code == 400 and "number of lines" in response.json()["error"]
+
+
+def test_no_route_is_one_json_line_and_never_a_redirect(world: World) -> None:
+    world.client.post("/apps", json={"name": "shop"})
+    for method, path in (("GET", "/apps/shop/releases/"), ("GET", "/nothing"),
+                         ("PUT", "/apps/shop/config"), ("GET", "/apps/shop/")):
+        response = world.client.request(method, path, follow_redirects=False)
+        assert response.status_code in (404, 405), path
+        assert path in response.json()["error"]
