@@ -11,32 +11,30 @@ push does not wait for an old process that is slow to exit. Containers being ret
 invisible to later rolls (`current`), and `settled` waits for them.
 
 The same routine scales (instances that already run and still belong to the formation are
-kept) and restarts (every instance is replaced).
+kept) and restarts (every instance is replaced). Where the new instances run is the
+scheduler's business (agent.deploy.scheduler); the roll-out only decides which ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from functools import partial
-from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
+from typing import Awaitable, Protocol, Sequence
 
 from agent.config import DeploySettings
 from agent.deploy.health import HealthCheckFailed, wait_healthy
-from agent.deploy.hostports import pick_port
 from agent.deploy.loghistory import LogHistory
 from agent.deploy.output import DeployOutput
-from agent.deploy.plan import WEB, ContainerSpec, Instance, instance_spec, instances
+from agent.deploy.plan import WEB, Instance, instances
 from agent.deploy.progress import Progress
 from agent.deploy.rolloutplan import RolloutPlan
+from agent.deploy.scheduler import LocalScheduler, Scheduler
 from agent.deploy.runtime import Container, ContainerRuntime
 from agent.errors import BerthError
 from agent.proxy import RouteNotFound, RouteOptions, Upstream
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 HISTORY_LINES = 500  # lines kept of each instance Berth removes (see loghistory)
 
@@ -69,14 +67,14 @@ class Rollout:
 
     def __init__(
         self, runtime: ContainerRuntime, router: Router, settings: DeploySettings,
-        history: LogHistory | None = None,
+        history: LogHistory | None = None, scheduler: Scheduler | None = None,
     ) -> None:
         self._runtime = runtime
+        self._scheduler = scheduler or LocalScheduler(runtime, settings)
         self._history = history
         self._router = router
         self._settings = settings
         self._upstreams: dict[str, tuple[Upstream, ...]] = {}
-        self._port_lock = asyncio.Lock()
         # Old containers being stopped: each task, with the app and the container ids.
         self._retirements: dict[asyncio.Task[None], tuple[str, frozenset[str]]] = {}
 
@@ -106,7 +104,7 @@ class Rollout:
 
     def restore_route(self, target: RolloutPlan, web: Sequence[Container]) -> None:
         """Point the route at already running instances (the reconciler, at boot)."""
-        upstreams = tuple(Upstream("127.0.0.1", c.host_port) for c in web if c.host_port)
+        upstreams = self._addresses(web)
         self._router.set_route(target.release.app, list(target.hosts), upstreams, target.options)
         self._upstreams[target.release.app] = upstreams
 
@@ -151,7 +149,7 @@ class Rollout:
 
         started: list[Container] = []  # filled as they start: a failure removes them all
         async def start_and_check() -> None:
-            await self._start(target, missing, out, started)
+            await self._scheduler.start(target, missing, out, started)
             await self._check(target, started, out)
 
         try:
@@ -189,58 +187,6 @@ class Rollout:
         task.add_done_callback(self._retirements.pop)
 
     # steps ---------------------------------------------------------------------------
-
-    async def _start(
-        self, target: RolloutPlan, missing: Sequence[Instance], out: DeployOutput,
-        started: list[Container],
-    ) -> None:
-        """Start `missing`, appending each container to `started` as soon as it runs.
-        With `target.before_start`, all are created first, then started once it returns
-        (the port lock is not held meanwhile: a created container keeps its port).
-        A container the engine made is never lost, even when the caller is cancelled
-        mid-call: it ends in `started`, or it is removed here."""
-        if not missing:
-            return
-        step = f"Starting {', '.join(i.dyno for i in missing)} of {target.release.version}"
-        if target.before_start is None:
-            out.step(step)
-        generation = secrets.token_hex(3)
-        created: list[tuple[ContainerSpec, str]] = []
-        try:
-            for instance in missing:
-                async with self._port_lock:
-                    port = None
-                    if instance.process == WEB:
-                        taken = await self._runtime.published_ports()
-                        port = pick_port(self._settings.port_range_start,
-                                         self._settings.port_range_end, taken)
-                    spec = instance_spec(
-                        target.release, instance,
-                        restart_policy=target.restart_policy,
-                        host_port=port,
-                        container_port=self._settings.container_port,
-                        log_max_size=self._settings.log_max_size,
-                        log_max_files=self._settings.log_max_files,
-                        generation=generation,
-                        mounts=target.mounts,
-                        code=target.code,
-                    )
-                    if target.before_start is None:
-                        await _made(self._runtime.start(spec), started.append)
-                    else:
-                        await _made(self._runtime.create(spec), partial(_pair, created, spec))
-            if target.before_start is not None:
-                await target.before_start()
-                out.step(step)
-            while created:
-                spec, container_id = created[0]
-                await _made(self._runtime.start_created(spec, container_id), started.append)
-                created.pop(0)
-        finally:
-            left = [i for _, i in created if i not in {c.id for c in started}]
-            if left:  # never started: a failure or a cancellation on the way
-                await asyncio.shield(asyncio.gather(
-                    *(self._runtime.remove(i, 0) for i in left), return_exceptions=True))
 
     async def _check(
         self, target: RolloutPlan, started: Sequence[Container], out: DeployOutput
@@ -294,8 +240,8 @@ class Rollout:
 
     async def _swap(self, target: RolloutPlan, serving: Sequence[Container], out: DeployOutput) -> None:
         app = target.release.app
-        web = [c for c in serving if c.instance and c.instance.process == WEB and c.host_port]
-        upstreams = tuple(Upstream("127.0.0.1", c.host_port) for c in web if c.host_port)
+        web = [c for c in serving if c.instance and c.instance.process == WEB]
+        upstreams = self._addresses(web)
         previous = self._upstreams.get(app)
         if previous == upstreams:
             self._router.set_route(app, list(target.hosts), upstreams, target.options)
@@ -307,6 +253,9 @@ class Rollout:
             out.step(f"Switching traffic to {target.release.version} and draining the old instances")
             await self._router.swap(app, upstreams, self._settings.drain_timeout)
         self._upstreams[app] = upstreams
+
+    def _addresses(self, web: Sequence[Container]) -> tuple[Upstream, ...]:
+        return tuple(a for a in map(self._scheduler.address, web) if a is not None)
 
     async def remove(self, containers: Sequence[Container]) -> None:
         """Stop and remove `containers` now, each failure logged (never raised)."""
@@ -382,25 +331,3 @@ async def _all_or_none(*work: Awaitable[None]) -> None:
         if error is not None:
             raise error
     raise asyncio.CancelledError()
-
-
-def _pair(into: list[tuple[ContainerSpec, str]], spec: ContainerSpec, made: str) -> None:
-    into.append((spec, made))
-
-
-async def _made(work: Awaitable[T], keep: Callable[[T], None]) -> None:
-    """Await `work`, an engine call in a worker thread that cannot be stopped, and pass
-    its result to `keep`, even when cancelled meanwhile: the call is waited for, what it
-    made is kept (for the caller's cleanup), then the cancellation goes on."""
-    task = asyncio.ensure_future(work)
-    try:
-        keep(await asyncio.shield(task))
-    except asyncio.CancelledError:
-        while not task.done():
-            try:
-                await asyncio.wait({task})
-            except asyncio.CancelledError:
-                continue
-        if not task.cancelled() and task.exception() is None:
-            keep(task.result())
-        raise
