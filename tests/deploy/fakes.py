@@ -37,6 +37,22 @@ GROUP = "root:x:0:\nstaff:x:50:\nberth:x:998:\n"
 BASE = "sha256:base"
 
 
+async def answer(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, body: bytes
+) -> None:
+    """A fake instance's answer to one request; a probe cancelled mid-request hangs up
+    before its request is whole, and the socket is closed all the same."""
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s"
+                     % (status, len(body), body))
+        await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
 @dataclass
 class FakeContainer:
     spec: ContainerSpec
@@ -91,11 +107,7 @@ class FakeRuntime:
         return self._view(container)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s"
-                     % (self.status, len(self.body), self.body))
-        await writer.drain()
-        writer.close()
+        await answer(reader, writer, self.status, self.body)
 
     async def containers(self, app: str | None = None) -> list[Container]:
         return [self._view(c) for c in self.containers_by_id.values()
@@ -229,14 +241,7 @@ class EarlyRuntime(FakeRuntime):
             return await super().start_created(spec, container_id)
 
         async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:  # a probe cancelled mid-request hangs up before its request is whole
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(b"HTTP/1.1 500 X\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
-            finally:
-                writer.close()
+            await answer(reader, writer, 500, b"")
 
         container = self.containers_by_id[container_id]
         container.server = await asyncio.start_server(broken, "127.0.0.1", spec.publish_port)
