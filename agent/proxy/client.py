@@ -128,7 +128,7 @@ class ClientConnection(asyncio.BaseProtocol):
             max_headers=settings.max_headers,
             host_cache=ctx.host_cache,
         )
-        self.deadline = ctx.loop.time() + settings.request_head_timeout
+        self.arm(settings.request_head_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -151,7 +151,7 @@ class ClientConnection(asyncio.BaseProtocol):
         if idle and reader.in_head and self.active is None:
             # A request head began and is not complete: its clock starts (slowloris). A
             # head that completed in this read already set the deadline of its exchange.
-            self.deadline = self.ctx.loop.time() + self.ctx.settings.request_head_timeout
+            self.arm(self.ctx.settings.request_head_timeout)
         if offset is not None:
             self._upgrade(data[offset:])
 
@@ -190,7 +190,7 @@ class ClientConnection(asyncio.BaseProtocol):
         active = self.active
         if active is not None and active.upstream is not None:
             active.upstream.pause_reading()
-            self.deadline = self.ctx.loop.time() + self.ctx.settings.send_timeout
+            self.arm(self.ctx.settings.send_timeout)
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -296,7 +296,7 @@ class ClientConnection(asyncio.BaseProtocol):
         timeout = (
             settings.request_head_timeout if self.reader.in_head else settings.keepalive_timeout
         )
-        self.deadline = self.ctx.loop.time() + timeout
+        self.arm(timeout)
 
     def pause(self, reason: int) -> None:
         if not self.paused_for and not self.closed:
@@ -326,6 +326,10 @@ class ClientConnection(asyncio.BaseProtocol):
             self.transport.abort()
         else:
             self.transport.close()
+
+    def arm(self, seconds: float) -> None:
+        """The one deadline of this connection: the sweeper calls `on_deadline` after it."""
+        self.deadline = self.ctx.loop.time() + seconds
 
     # ending ----------------------------------------------------------------------------
 
@@ -389,7 +393,7 @@ class ClientConnection(asyncio.BaseProtocol):
             self.close()
             return
         self.transport.write_eof()
-        self.deadline = self.ctx.loop.time() + self.ctx.settings.linger_timeout
+        self.arm(self.ctx.settings.linger_timeout)
 
     def on_deadline(self, now: float) -> None:
         self.deadline = _NEVER

@@ -111,21 +111,12 @@ class Context:
 
     def pooled(self, target: Target) -> UpstreamConnection | None:
         """An idle keep-alive connection to `target`, or None."""
-        idle = target.idle
-        while idle:
-            conn = idle.pop()
-            if conn.usable():
-                return conn
-        return None
+        return target.take_idle()
 
     def release(self, conn: UpstreamConnection) -> None:
         """Return a finished upstream connection to its pool, or close it."""
-        target = conn.target
-        if target.draining or self.stopping or len(target.idle) >= self.settings.pool_size:
+        if self.stopping or not conn.target.park(conn, self.loop.time(), self.settings.pool_size):
             conn.close()
-            return
-        conn.idle_since = self.loop.time()
-        target.idle.append(conn)
 
     # deadlines -------------------------------------------------------------------------
 
@@ -160,8 +151,4 @@ class Context:
         limit = now - self.settings.upstream_idle_timeout
         for route in self.table.routes():
             for target in route.targets:
-                if target.idle and target.idle[0].idle_since < limit:
-                    expired = [c for c in target.idle if c.idle_since < limit]
-                    target.idle[:] = [c for c in target.idle if c.idle_since >= limit]
-                    for conn in expired:
-                        conn.close()
+                target.close_idle_before(limit)

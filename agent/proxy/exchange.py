@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING
 from agent.proxy import pages
 from agent.proxy.access_log import AccessLog
 from agent.proxy.challenges import PREFIX as CHALLENGE_PREFIX
-from agent.proxy.response_head import HSTS_LINE, UNTIL_CLOSE, ResponseHead, client_response_head
+from agent.proxy.response_head import (
+    CHUNKED,
+    HSTS_LINE,
+    UNTIL_CLOSE,
+    ResponseHead,
+    client_response_head,
+)
 from agent.proxy.routes import Route, Tally, Target
 from agent.proxy.upstream import UpstreamConnection
 
@@ -146,28 +152,24 @@ class Exchange:
     def _register(self, target: Target) -> None:
         self.target = target
         self.upstream_label = target.label
-        target.in_flight += 1
-        target.exchanges.add(self)
+        target.begin(self)
         assert self.tally is not None
         self.tally.in_flight += 1
 
     def _unregister(self) -> None:
         target = self.target
         if target is not None:
-            target.in_flight -= 1
-            target.exchanges.discard(self)
+            target.end(self)
             assert self.tally is not None
             self.tally.in_flight -= 1
             self.target = None
-            if target.draining and target.in_flight == 0:
-                target.exchanges.clear()
 
     # upstream connection ---------------------------------------------------------------
 
     def _connect(self, target: Target) -> None:
         self.phase = CONNECTING
         client = self.client
-        client.deadline = client.ctx.loop.time() + client.ctx.settings.upstream_connect_timeout
+        client.arm(client.ctx.settings.upstream_connect_timeout)
         self.connect_task = client.ctx.loop.create_task(self._open(target))
 
     async def _open(self, target: Target) -> None:
@@ -251,7 +253,7 @@ class Exchange:
             self.phase = WAITING
         else:
             self.phase = SENDING
-        client.deadline = ctx.loop.time() + (
+        client.arm(
             ctx.settings.upstream_response_timeout
             if self.phase == WAITING
             else ctx.settings.request_body_timeout
@@ -275,7 +277,7 @@ class Exchange:
             self.body_sent = True
             conn.transport.write(_chunk(data) if self.head.chunked else data)
             if self.phase == SENDING:
-                client.deadline = client.ctx.loop.time() + client.ctx.settings.request_body_timeout
+                client.arm(client.ctx.settings.request_body_timeout)
         else:
             self._hold(data)
 
@@ -320,7 +322,7 @@ class Exchange:
                 self.upstream.transport.write(b"0\r\n\r\n")
             self.phase = WAITING
             ctx = self.client.ctx
-            self.client.deadline = ctx.loop.time() + ctx.settings.upstream_response_timeout
+            self.client.arm(ctx.settings.upstream_response_timeout)
 
     # response from the upstream --------------------------------------------------------
 
@@ -334,7 +336,7 @@ class Exchange:
             and self.request_complete
             and head.framing != UNTIL_CLOSE
             and not client.ctx.stopping
-            and not (self.head.version == "1.0" and head.framing == 2)
+            and not (self.head.version == "1.0" and head.framing == CHUNKED)
         )
         self.keep_alive = keep
         if not keep:
@@ -426,12 +428,7 @@ class Exchange:
         """End with an error status; if the response already started, cut the connection."""
         if self.phase == DONE:
             return
-        conn, self.upstream = self.upstream, None
-        if conn is not None:
-            conn.abandon()
-        if self.connect_task is not None:
-            self.connect_task.cancel()
-            self.connect_task = None
+        self._abandon()
         if self.phase == STREAMING:
             self.keep_alive = False
             self.client.abort_after_exchange()
@@ -449,14 +446,18 @@ class Exchange:
             return
         if self.status == 0:
             self.status = 499  # nginx's "client closed request"
+        self._abandon()
+        self.keep_alive = False
+        self._finish(notify=False)
+
+    def _abandon(self) -> None:
+        """Give up the upstream side mid-way: the connection (never reused) or its opening."""
         conn, self.upstream = self.upstream, None
         if conn is not None:
             conn.abandon()
         if self.connect_task is not None:
             self.connect_task.cancel()
             self.connect_task = None
-        self.keep_alive = False
-        self._finish(notify=False)
 
     def _finish(self, *, notify: bool = True, tunnel: bool = False) -> None:
         self.phase = DONE

@@ -72,12 +72,75 @@ class Target:
         self.draining = False
         self.health = Health()
 
+    # requests in flight -------------------------------------------------------------
+
+    def begin(self, exchange: Exchange) -> None:
+        """`exchange` is in flight to this target (chosen in the same step: no await)."""
+        self.in_flight += 1
+        self.exchanges.add(exchange)
+
+    def end(self, exchange: Exchange) -> None:
+        self.in_flight -= 1
+        self.exchanges.discard(exchange)
+        if self.draining and self.in_flight == 0:
+            self.exchanges.clear()
+
+    def cut_stragglers(self, status: int) -> int:
+        """End what is still in flight (a drain's deadline passed); how many there were."""
+        stragglers = list(self.exchanges)
+        for exchange in stragglers:
+            exchange.cut(status)
+        return len(stragglers)
+
+    # connections -----------------------------------------------------------------------
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """A pooled keep-alive connection still usable, or None."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                return conn
+        return None
+
+    def park(self, conn: UpstreamConnection, now: float, limit: int) -> bool:
+        """Pool a finished connection; False when it must close instead."""
+        if self.draining or len(self.idle) >= limit:
+            return False
+        conn.idle_since = now
+        self.idle.append(conn)
+        return True
+
     def close_idle(self) -> int:
         """Close the pooled keep-alive connections; how many there were."""
         idle, self.idle = self.idle, []
         for conn in idle:
             conn.close()
         return len(idle)
+
+    def close_idle_before(self, limit: float) -> None:
+        """Close the pooled connections unused since before `limit` (a loop time)."""
+        idle = self.idle
+        if idle and idle[0].idle_since < limit:
+            expired = [c for c in idle if c.idle_since < limit]
+            idle[:] = [c for c in idle if c.idle_since >= limit]
+            for conn in expired:
+                conn.close()
+
+    def tunnel_opened(self, tunnel: Tunnel) -> None:
+        self.tunnels.add(tunnel)
+
+    def tunnel_closed(self, tunnel: Tunnel) -> None:
+        self.tunnels.discard(tunnel)
+
+    def drain(self) -> tuple[int, int]:
+        """No new request from now on: close idle connections and tunnels (their counts)."""
+        self.draining = True
+        idle_closed = self.close_idle()
+        tunnels = list(self.tunnels)
+        for tunnel in tunnels:
+            tunnel.close()
+        return idle_closed, len(tunnels)
 
 
 class Route:

@@ -213,28 +213,24 @@ class Proxy:
         ctx = self._ctx
         idle_closed = tunnels_closed = 0
         for target in targets:
-            target.draining = True
             if ctx is not None:
                 ctx.draining.add(target)
-            idle_closed += target.close_idle()
-            for tunnel in list(target.tunnels):
-                tunnel.close()
-                tunnels_closed += 1
+            idle, tunnels = target.drain()
+            idle_closed += idle
+            tunnels_closed += tunnels
         in_flight = sum(t.in_flight for t in targets)
         deadline = started + timeout
         while any(t.in_flight for t in targets) and loop.time() < deadline:
             await asyncio.sleep(_DRAIN_POLL)
-        stragglers = [e for t in targets for e in list(t.exchanges)]
-        for exchange in stragglers:
-            exchange.cut(504)
+        stragglers = sum(t.cut_stragglers(504) for t in targets)
         for target in targets:
             target.close_idle()
             if ctx is not None:
                 ctx.draining.discard(target)
         report = DrainReport(
             upstreams=tuple(t.upstream for t in targets),
-            completed=max(0, in_flight - len(stragglers)),
-            timed_out=len(stragglers),
+            completed=max(0, in_flight - stragglers),
+            timed_out=stragglers,
             tunnels_closed=tunnels_closed,
             idle_closed=idle_closed,
             seconds=loop.time() - started,

@@ -29,11 +29,11 @@ class Tunnel:
         self.upstream = upstream
         self.target = target
         self.closed = False
-        target.tunnels.add(self)
+        target.tunnel_opened(self)
         self._touch()
 
     def _touch(self) -> None:
-        self.client.deadline = self.ctx.loop.time() + self.ctx.settings.tunnel_idle_timeout
+        self.client.arm(self.ctx.settings.tunnel_idle_timeout)
 
     def from_client(self, data: bytes) -> None:
         if not self.closed:
@@ -61,6 +61,6 @@ class Tunnel:
         if self.closed:
             return
         self.closed = True
-        self.target.tunnels.discard(self)
+        self.target.tunnel_closed(self)
         self.upstream.close()
         self.client.close()

@@ -275,8 +275,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.reusable = False  # body bytes on a bodiless response
 
     def _refresh(self, exchange: Exchange) -> None:
-        client = exchange.client
-        client.deadline = self.ctx.loop.time() + self.ctx.settings.upstream_read_timeout
+        exchange.client.arm(self.ctx.settings.upstream_read_timeout)
 
     def _done(self, exchange: Exchange) -> None:
         self.state = _IDLE
