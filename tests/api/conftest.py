@@ -18,6 +18,7 @@ from agent.config import Config, DeploySettings, SshSettings
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.rollout import Rollout
 from agent.paths import PathSettings
+from agent.proxy.errors import RouteNotFound
 from agent.store.apps import AppStore
 from agent.store.db import Database
 from agent.store.events import EventStore
@@ -27,10 +28,29 @@ from agent.store.schema import SCHEMA
 
 
 class InertRuntime:
-    """No containers at all."""
+    """No containers at all (nothing here deploys)."""
 
-    async def containers(self, app: str) -> list[Any]:
+    async def containers(self, app: str | None = None) -> list[Any]:
         return []
+
+    async def remove_image(self, tag: str) -> None:
+        return None
+
+    async def remove_app_images(self, app: str) -> None:
+        return None
+
+
+class NoRoutes:
+    """A router that never had a route (no app here is deployed)."""
+
+    def set_route(self, name: str, hosts: Any, upstreams: Any, options: Any = None) -> None:
+        return None
+
+    async def swap(self, name: str, upstreams: Any, drain_timeout: float) -> None:
+        return None
+
+    async def remove_route(self, name: str, drain_timeout: float) -> None:
+        raise RouteNotFound(name)
 
 
 @dataclass
@@ -56,13 +76,14 @@ def make_config(tmp_path: Path) -> Config:
     )
 
 
-def make_services(tmp_path: Path, certificates: Any = None) -> tuple[Services, Database]:
+def make_services(tmp_path: Path, certificates: Any = None, schemas: Any = (SCHEMA,)
+                  ) -> tuple[Services, Database]:
     """Real stores in `tmp_path` and a real Deployer whose containers are inert."""
     config = make_config(tmp_path)
-    db = Database.open(tmp_path / "berth.db", [SCHEMA])
+    db = Database.open(tmp_path / "berth.db", schemas)
     apps, releases, events = AppStore(db), ReleaseStore(db), EventStore(db)
     runtime: Any = InertRuntime()
-    rollout = Rollout(runtime, router=None, settings=config.deploy)  # never routes here
+    rollout = Rollout(runtime, router=NoRoutes(), settings=config.deploy)
     deployer = Deployer(config, apps, releases, events, runtime, builder=None, rollout=rollout,
                         certificates=certificates)
     services = Services(config=config, apps=apps, releases=releases, events=events,
