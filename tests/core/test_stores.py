@@ -139,3 +139,39 @@ def test_storage_mounts(db):
     apps.delete("web")
     apps.create("web")
     assert apps.mounts("web") == []  # a new app of the same name starts with none
+
+
+def test_a_config_change_applies_to_the_stored_config_in_one_transaction(db):
+    from agent.errors import BerthError
+    from agent.services.configvars import ConfigChange
+
+    apps = AppStore(db)
+    apps.create("web")
+    apps.change_config("web", ConfigChange({"A": "1", "B": "2"}))
+    stale = apps.config("web")  # what a change read earlier would have written back
+    apps.change_config("web", ConfigChange({"C": "3"}, ("A",)))
+    assert apps.config("web") == {"B": "2", "C": "3"} != stale
+    with pytest.raises(BerthError, match="web has no config var 'A'"):
+        apps.change_config("web", ConfigChange({"D": "4"}, ("A",)))
+    assert apps.config("web") == {"B": "2", "C": "3"}  # refused whole
+    # A change already released is stored as far as it goes.
+    assert apps.change_config("web", ConfigChange({"D": "4"}, ("A",)), strict=False) == {
+        "B": "2", "C": "3", "D": "4"}
+
+
+def test_rows_that_cannot_be_read_are_one_error_of_their_app(db):
+    from agent.store.db import UnreadableRow
+
+    apps, releases = AppStore(db), ReleaseStore(db)
+    for name in ("web", "api"):
+        apps.create(name)
+    with db.transaction() as tx:
+        tx.execute("UPDATE apps SET settings = '[1' WHERE name = 'web'")
+        tx.execute("INSERT INTO releases (app, number, state, description, created_at, "
+                   "processes) VALUES ('web', 1, 'live', 'v1', 0, '{')")
+    with pytest.raises(UnreadableRow, match="settings of web cannot be read"):
+        apps.get("web")
+    with pytest.raises(UnreadableRow, match="release v1 of web cannot be read"):
+        releases.live("web")
+    assert apps.config("web") == {} and apps.domains("web") == []  # still reachable
+    assert apps.get("api").name == "api" and releases.live("api") is None
