@@ -34,6 +34,7 @@ from typing import IO, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from agent.build import CodeBase, write_code_archive
 from agent.build.dockerfile import APP_USER
+from agent.deploy.building import Built
 from agent.deploy.output import DeployOutput
 from agent.deploy.progress import Progress
 from agent.deploy.pushed import PushedTree, complete_formation
@@ -105,10 +106,6 @@ class EarlyEngine(FileReader, Protocol):
     async def image_exists(self, reference: str) -> bool: ...
 
     async def image_parent(self, reference: str) -> str: ...
-
-
-# A build's outcome: the release with its image, and the formation it asks for.
-Built = tuple[Release, dict[str, int]]
 
 
 class NotTheBase(Exception):

@@ -3,39 +3,42 @@
 A push, a config change, a rollback, a restart, a scale, a stop or start, a domain change
 and a destroy all come through `Deployer`, one operation per app at a time (a second one
 waits, and says so); different apps proceed side by side (the builder bounds how many
-build at once). Each operation makes or
-reuses a release and hands it to `Rollout`; any failure marks the release failed, removes
-what it started, and leaves the previous release serving.
+build at once). Each operation takes one snapshot of the app (agent.deploy.snapshot),
+makes or reuses a release and hands it to `Rollout`; any failure marks the release
+failed (agent.deploy.failures), removes what it started, and leaves the previous release
+serving. A push reads as its steps: build -> release phase -> roll out -> certificates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
-from typing import AsyncIterator, Callable, Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from agent import storage
-from agent.build import BuildRequest, BuiltImage, CodeBase
+from agent.build import CodeBase
 from agent.build.dockerfile import APP_USER
 from agent.config import Config
 from agent.deploy import earlystart
+from agent.deploy.building import ImageBuilder, build_release
 from agent.deploy.errors import ImagePruned, NothingToRelease, ReleaseCommandFailed
 from agent.deploy.failures import FailureRecorder
-from agent.deploy.output import DeployOutput
-from agent.deploy.plan import ContainerSpec, one_off_spec, release_phase_spec
+from agent.deploy.locks import AppLocks
+from agent.deploy.oneoff import OneOffs
+from agent.deploy.output import DeployOutput, announce_live
+from agent.deploy.plan import check_known, formation_text, release_phase_spec
 from agent.deploy.progress import Progress
 from agent.deploy.pruning import ImagePruner
 from agent.deploy.pushed import PushedTree, complete_formation
+from agent.deploy.rollback import rollback_source
 from agent.deploy.rollout import Rollout
 from agent.deploy.rolloutplan import RolloutPlan
 from agent.deploy.runtime import ContainerRuntime, Terminal
 from agent.deploy.snapshot import AppViews, Snapshot
-from agent.errors import BerthError
 from agent.releases import Release, ReleaseState
 from agent.services.configvars import ConfigChange
 from agent.store.apps import App, AppStore
@@ -43,13 +46,6 @@ from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
 
 log = logging.getLogger(__name__)
-
-
-class ImageBuilder(Protocol):
-    async def build(
-        self, request: BuildRequest, emit: Callable[[str], None],
-        on_base: Callable[[CodeBase], None] | None = None,
-    ) -> BuiltImage: ...
 
 
 class CertificateDesire(Protocol):
@@ -87,8 +83,10 @@ class Deployer:
         self._failures = FailureRecorder(releases, events)
         self._tls_hosts = tls_hosts
         self._views = AppViews(config, apps, tls_hosts)
+        self._one_offs = OneOffs(config.deploy, apps, releases, events, runtime,
+                                 self._views.mounts)
         self._pruner = ImagePruner(runtime, releases, rollout, config.deploy.keep_releases)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = AppLocks()
         self._app_user_ids = earlystart.AppUserIds(APP_USER)
         # Each app's last announced code base: the next push's instances are created
         # from it before its build confirms it (agent.deploy.earlystart).
@@ -96,18 +94,13 @@ class Deployer:
 
     # the per-app lock ------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def app_lock(self, app: str, out: DeployOutput) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(app, asyncio.Lock())
-        if lock.locked():
-            out.heading(f"Waiting for the operation in progress on {app} to finish")
-        async with lock:
-            yield
+    def app_lock(self, app: str, out: DeployOutput) -> AbstractAsyncContextManager[None]:
+        """Hold `app` for one operation (agent.deploy.locks)."""
+        return self._locks.hold(app, out)
 
     def busy(self, app: str) -> bool:
         """An operation holds the app, or its old containers are still being stopped."""
-        lock = self._locks.get(app)
-        return (lock is not None and lock.locked()) or self._rollout.retiring(app)
+        return self._locks.held(app) or self._rollout.retiring(app)
 
     def stopping(self, app: str) -> frozenset[str]:
         """Ids of the app's old containers being stopped after a swap (`berth ps`)."""
@@ -148,7 +141,7 @@ class Deployer:
                 git_sha=git_sha,
                 config=self._apps.config(app_name),
             ))
-            return await self._failures.guard(release, out, self._build_and_release(
+            return await self._failures.guard(release, out, self._push(
                 app, release, source, out, Progress(committed=committed)))
 
     async def release_config(
@@ -178,7 +171,7 @@ class Deployer:
         one before the live one); the app's current config is replaced by it."""
         async with self.app_lock(app_name, out):
             app, live = self._live(app_name)
-            source = self._rollback_source(app_name, live, number)
+            source = rollback_source(self._releases, app_name, live, number)
             if not await self._runtime.image_exists(source.image):
                 raise ImagePruned(source.version, self._config.deploy.keep_releases)
             return await self._rerelease(
@@ -186,54 +179,15 @@ class Deployer:
                 on_live=lambda: self._apps.replace_config(app_name, source.config),
             )
 
-    def _rollback_source(self, app: str, live: Release, number: int | None) -> Release:
-        if number is None:
-            earlier = [r for r in self._releases.recent(app)
-                       if r.number < live.number and r.state is ReleaseState.SUPERSEDED]
-            if not earlier:
-                raise BerthError(f"{app} has no earlier successful release to roll back to")
-            return earlier[0]
-        source = self._releases.get(app, number)
-        if source.state not in (ReleaseState.SUPERSEDED, ReleaseState.LIVE) or not source.image:
-            raise BerthError(f"{source.version} of {app} never went live; pick a release "
-                             "that did (berth releases)")
-        return source
-
     async def run_one_off(self, app_name: str, command: str, out: DeployOutput) -> int:
-        """Run `command` once in a container of the live release's image with the app's
-        config as stored now (a `config:set --no-restart` value included, as a restart
-        would see it), its output going to `out`; returns the exit status (-1 past
-        deploy.run_timeout). Takes no lock: like Heroku's one-off dynos it runs beside
-        deploys (the live image is never pruned)."""
-        spec = self._one_off(app_name, command, tty=False)
-        return await self._runtime.run_once(spec, self._config.deploy.run_timeout, out.raw)
+        """Run `command` once beside the live release (agent.deploy.oneoff)."""
+        return await self._one_offs.run(app_name, command, out.raw)
 
     async def run_attached(
         self, app_name: str, command: str, size: tuple[int, int], terminal: Terminal
     ) -> int:
-        """`run_one_off` with a terminal: the container gets a tty and `terminal`'s
-        keystrokes; returns its exit status (-1 past deploy.run_timeout, 129 when the
-        terminal went away)."""
-        spec = self._one_off(app_name, command, tty=True)
-        return await self._runtime.run_attached(spec, size, self._config.deploy.run_timeout,
-                                                terminal)
-
-    def _one_off(self, app_name: str, command: str, *, tty: bool) -> ContainerSpec:
-        """The container of a one-off run of `command`, recorded as an event."""
-        if not command.strip():
-            raise BerthError("nothing to run: give a command, e.g. berth run APP python manage.py migrate")
-        self._apps.get(app_name)
-        live = self._releases.live(app_name)
-        if live is None:
-            raise NothingToRelease(app_name)
-        current = replace(live, config=self._apps.config(app_name))
-        spec = one_off_spec(current, command, secrets.randbelow(9000) + 1000,
-                            secrets.token_hex(3),
-                            container_port=self._config.deploy.container_port,
-                            mounts=self._views.mounts(app_name), tty=tty)
-        terminal = " (terminal)" if tty else ""
-        self._events.record(app_name, "OneOffRun", f"{live.version}: {command}{terminal}")
-        return spec
+        """Run `command` once with `terminal` attached (agent.deploy.oneoff)."""
+        return await self._one_offs.attach(app_name, command, size, terminal)
 
     async def restart(self, app_name: str, out: DeployOutput) -> None:
         """Replace every instance of the live release, zero downtime."""
@@ -246,17 +200,13 @@ class Deployer:
         async with self.app_lock(app_name, out):
             app = self._views.take(app_name)
             live = self._releases.live(app_name)
-            known = set(live.processes) if live else set(app.app.formation)
-            unknown = sorted(set(changes) - known)
-            if unknown:
-                raise BerthError(f"{app_name} has no process type {unknown[0]!r} "
-                                 f"(known: {', '.join(sorted(known)) or 'none yet'})")
+            check_known(app_name, changes, set(live.processes) if live else set(app.app.formation))
             formation = {**app.app.formation, **changes}
             if live is not None and not app.app.stopped:
                 await self._rollout.roll(self._views.plan(app, live, formation), out,
                                          replace_all=False)
             self._apps.save_formation(app_name, formation)
-            self._events.record(app_name, "AppScaled", _formation_text(changes))
+            self._events.record(app_name, "AppScaled", formation_text(changes))
             return formation
 
     async def stop(self, app_name: str, out: DeployOutput) -> None:
@@ -306,17 +256,26 @@ class Deployer:
             if kept:  # data outlives the app, as with Dokku: never deleted silently
                 out.heading(f"Persistent storage kept in {kept[0].parent}: delete it by "
                             "hand once you no longer need it")
-        self._locks.pop(app_name, None)
+        self._locks.forget(app_name)
 
     # steps -----------------------------------------------------------------------------
 
-    async def _build_and_release(
+    async def _push(
         self, app: Snapshot, release: Release, source: Path, out: DeployOutput,
         progress: Progress,
     ) -> Release:
-        """Build, then release; or start the instances early (agent.deploy.earlystart)
-        while the build finishes."""
+        """A push, step by step: read the tree -> build -> release phase -> roll out ->
+        certificates (and pruning); an early start rolls out while the build finishes."""
         pushed = await asyncio.to_thread(PushedTree.read, source)
+        live = await self._build_and_release(app, release, source, pushed, out, progress)
+        self._after_release(app)
+        return live
+
+    async def _build_and_release(
+        self, app: Snapshot, release: Release, source: Path, pushed: PushedTree,
+        out: DeployOutput, progress: Progress,
+    ) -> Release:
+        """Build, then release; or start the instances early (agent.deploy.earlystart)."""
         early = self._early_start(app, release, source, pushed, out, progress)
 
         def on_base(base: CodeBase) -> None:
@@ -324,11 +283,11 @@ class Deployer:
             if early is not None:
                 early.announce(base)
 
-        build = asyncio.ensure_future(self._build(
-            app.app, release, source, pushed, out, on_base=on_base if early else None))
+        build = asyncio.ensure_future(build_release(
+            self._builder, self._releases, app.app, release, source, pushed, out,
+            on_base=on_base if early else None))
         try:
             if early is not None and (live := await early.run(build)) is not None:
-                self._after_release(app)
                 return live
             built, formation = await build
             return await self._release(app, built, out, formation=formation, progress=progress)
@@ -359,29 +318,6 @@ class Deployer:
         return earlystart.EarlyStart(self._runtime, self._rollout, self._releases,
                                      self._app_user_ids, push, self._bases.pop(app.name, None))
 
-    async def _build(
-        self, app: App, release: Release, source: Path, pushed: PushedTree, out: DeployOutput,
-        *, on_base: Callable[[CodeBase], None] | None = None,
-    ) -> tuple[Release, dict[str, int]]:
-        release = self._releases.move(release, ReleaseState.BUILDING)
-        out.step(f"Building {app.name} {release.version} from {release.git_sha[:7]}")
-        # The builder limits parallel builds itself (build.parallel), says so, and calls
-        # `emit` on the event loop's thread.
-        built = await self._builder.build(
-            BuildRequest(app=app.name, source=source, tag=f"berth/{app.name}:{release.version}",
-                         env=dict(release.config)),
-            out.raw, on_base,
-        )
-        processes = pushed.processes(built.default_processes)
-        out.detail(f"built with {built.builder}; process types: {', '.join(sorted(processes))}")
-        release = replace(
-            release, image=built.image_id, image_tag=built.tag, builder=built.builder,
-            processes=processes, release_command=pushed.procfile.release,
-            app_json=pushed.app_json_text,
-        )
-        self._releases.save(release)
-        return release, pushed.formation(app, processes)
-
     async def _rerelease(
         self, app: Snapshot, source: Release, config: dict[str, str], description: str,
         out: DeployOutput, *, on_live: Callable[[], None],
@@ -391,15 +327,20 @@ class Deployer:
         release = self._releases.create(replace(
             source, description=description, created_at=time.time(), config=config,
         ))
-        return await self._failures.guard(release, out, self._release(
-            app, release, out, formation=None, on_live=on_live))
+
+        async def release_and_settle() -> Release:
+            live = await self._release(app, release, out, formation=None, on_live=on_live)
+            self._after_release(app)
+            return live
+
+        return await self._failures.guard(release, out, release_and_settle())
 
     async def _release(
         self, app: Snapshot, release: Release, out: DeployOutput, *,
         formation: Mapping[str, int] | None, progress: Progress | None = None,
         on_live: Callable[[], None] = lambda: None,
     ) -> Release:
-        """Release phase, then the roll-out; the release goes live with the swap."""
+        """Release phase -> roll out; the release goes live with the swap."""
         release = self._releases.move(release, ReleaseState.RELEASING)
         if release.release_command:
             await self._release_phase(app, release, out)
@@ -414,7 +355,6 @@ class Deployer:
         )
         await self._rollout.roll(self._views.plan(app, release, formation), out,
                                  replace_all=True, progress=rolled)
-        self._after_release(app)
         return rolled.released()
 
     def _go_live(
@@ -426,7 +366,7 @@ class Deployer:
         on_live()
         self._apps.save_formation(app.name, formation)
         self._events.record(app.name, "ReleaseDeployed", f"{live.version}: {live.description}")
-        self._announce(app, live, formation, out)
+        announce_live(out, app.name, live, formation, app.hosts, self._tls_hosts())
         out.settle({"release": live.number})
         return live
 
@@ -442,21 +382,6 @@ class Deployer:
         if code != 0:
             raise ReleaseCommandFailed(release.release_command, code)
 
-    def _announce(
-        self, app: Snapshot, release: Release, formation: Mapping[str, int], out: DeployOutput
-    ) -> None:
-        idle = [p for p in sorted(release.processes) if formation.get(p, 0) == 0]
-        for process in idle:
-            out.heading(f"{process} is scaled to 0: berth ps:scale {app.name} {process}=1 to run it")
-        if not app.hosts:
-            out.heading(f"{app.name} {release.version} is live, but has no domain: "
-                        f"berth domains:add {app.name} DOMAIN (or set deploy.domain in berth.toml)")
-            return
-        tls = self._tls_hosts()
-        urls = [f"{'https' if h in tls else 'http'}://{h}" for h in app.hosts]
-        out.step(f"{app.name} {release.version} is live: {' '.join(urls)}")
-        out.end_step()
-
     def _desire_certificates(self, app: Snapshot) -> None:
         if self._certificates is not None:
             self._certificates.set_app_domains(app.name, list(app.hosts),
@@ -469,6 +394,3 @@ class Deployer:
             raise NothingToRelease(app_name)
         return app, live
 
-
-def _formation_text(formation: Mapping[str, int]) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(formation.items()))

@@ -7,7 +7,9 @@ push's response stream) and are kept for the release's stored build log.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
+
+from agent.releases import Release
 
 HEADING = "-----> "
 INDENT = "       "
@@ -76,3 +78,21 @@ class DeployOutput:
         fresh = self._lines[self._flushed:]
         self._flushed = len(self._lines)
         return "".join(line + "\n" for line in fresh)
+
+
+def announce_live(
+    out: DeployOutput, app: str, release: Release, formation: Mapping[str, int],
+    hosts: Sequence[str], tls: frozenset[str],
+) -> None:
+    """Tell the pusher the release is live: idle process types, then where it answers
+    (https for the hosts in `tls`), or how to give it a domain."""
+    idle = [p for p in sorted(release.processes) if formation.get(p, 0) == 0]
+    for process in idle:
+        out.heading(f"{process} is scaled to 0: berth ps:scale {app} {process}=1 to run it")
+    if not hosts:
+        out.heading(f"{app} {release.version} is live, but has no domain: "
+                    f"berth domains:add {app} DOMAIN (or set deploy.domain in berth.toml)")
+        return
+    urls = [f"{'https' if h in tls else 'http'}://{h}" for h in hosts]
+    out.step(f"{app} {release.version} is live: {' '.join(urls)}")
+    out.end_step()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from agent.build.dockerfile import shell_argv
+from agent.errors import BerthError
 from agent.releases import Release
 
 # Set by the runtime adapter to the installation's id, so two Berth agents on one
@@ -184,3 +185,16 @@ def release_phase_spec(
         restart_policy="no",
         mounts=mounts,
     )
+
+
+def check_known(app: str, changes: Mapping[str, int], known: set[str]) -> None:
+    """Refuse a scale of a process type the app does not have."""
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise BerthError(f"{app} has no process type {unknown[0]!r} "
+                         f"(known: {', '.join(sorted(known)) or 'none yet'})")
+
+
+def formation_text(formation: Mapping[str, int]) -> str:
+    """`web=2 worker=1`."""
+    return " ".join(f"{k}={v}" for k, v in sorted(formation.items()))
