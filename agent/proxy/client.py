@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 from agent.proxy import pages
 from agent.proxy.exchange import Exchange
+from agent.proxy.interfaces import PAUSE_QUEUE
 from agent.proxy.request_head import (
     Rejected,
     RequestHead,
@@ -34,7 +35,7 @@ from agent.proxy.request_head import (
 
 if TYPE_CHECKING:
     from agent.proxy.context import Context
-    from agent.proxy.tunnel import Tunnel
+    from agent.proxy.interfaces import ExchangeSide, TunnelSide
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,6 @@ _MAX_PIPELINED = 16  # queued requests behind the active one
 
 
 class ClientConnection(asyncio.BaseProtocol):
-    PAUSE_UPSTREAM = 1  # the upstream does not take the request body as fast as it comes
-    PAUSE_PENDING = 2  # body buffered while the upstream connection opens
-    PAUSE_QUEUE = 4  # pipelined requests wait for the active one
-
     __slots__ = (
         "active",
         "closed",
@@ -88,7 +85,7 @@ class ClientConnection(asyncio.BaseProtocol):
         self.latest: Exchange | None = None
         self.queue: deque[Exchange] = deque()
         self.raw_exchange: Exchange | None = None
-        self.tunnel: Tunnel | None = None
+        self.tunnel: TunnelSide | None = None
         self.deadline = _NEVER
         self.closed = False
         self.lingering = False
@@ -206,14 +203,14 @@ class ClientConnection(asyncio.BaseProtocol):
     def request_head(self, head: RequestHead) -> None:
         if self.closed or self.lingering:
             raise StopReading()
-        exchange = Exchange(self, head, self.ctx.loop.time())
+        exchange = Exchange(self.ctx, self, head, self.ctx.loop.time())
         self.incoming = self.latest = exchange
         if self.active is None:
             self.active = exchange
             exchange.begin()
         else:
             self.queue.append(exchange)
-            self.pause(self.PAUSE_QUEUE)
+            self.pause(PAUSE_QUEUE)
             if len(self.queue) >= _MAX_PIPELINED:
                 # Answer what is queued, then close: a read full of tiny pipelined requests
                 # must not turn into thousands of waiting exchanges.
@@ -254,7 +251,7 @@ class ClientConnection(asyncio.BaseProtocol):
              b"\r\nX-Request-ID: ", request_id, b"\r\n")
         )  # fmt: skip
 
-    def exchange_done(self, exchange: Exchange, tunnel: bool) -> None:
+    def exchange_done(self, exchange: ExchangeSide, tunnel: bool) -> None:
         if exchange is not self.active:
             return
         self.active = None
@@ -268,13 +265,13 @@ class ClientConnection(asyncio.BaseProtocol):
             return
         self._go_on(exchange)
 
-    def _next_requests(self, exchange: Exchange) -> None:
+    def _next_requests(self, exchange: ExchangeSide) -> None:
         following = exchange.take_held()
         self._go_on(exchange)
         if following and not (self.closed or self.lingering or self.read_no_more):
             self.data_received(following)
 
-    def _go_on(self, exchange: Exchange) -> None:
+    def _go_on(self, exchange: ExchangeSide) -> None:
         """After `exchange`'s response: the next request, an idle wait, or the close."""
         if self.pending_reject:
             self._answer_and_linger(self.pending_reject)
@@ -289,7 +286,7 @@ class ClientConnection(asyncio.BaseProtocol):
             following = self.queue.popleft()
             self.active = following
             if not self.queue:
-                self.resume(self.PAUSE_QUEUE)
+                self.resume(PAUSE_QUEUE)
             following.begin()
             return
         settings = self.ctx.settings
@@ -309,7 +306,7 @@ class ClientConnection(asyncio.BaseProtocol):
             if not self.paused_for and not self.closed:
                 self.transport.resume_reading()
 
-    def become_tunnel(self, tunnel: Tunnel) -> None:
+    def become_tunnel(self, tunnel: TunnelSide) -> None:
         self.tunnel = tunnel
         self.raw_exchange = None
         if self.eof:  # the client already hung up its side
@@ -373,7 +370,7 @@ class ClientConnection(asyncio.BaseProtocol):
         if active is not None:
             # Answer in order: after the response being sent.
             self.pending_reject = status
-            self.pause(self.PAUSE_QUEUE)
+            self.pause(PAUSE_QUEUE)
             return
         self._answer_and_linger(status)
 

@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from agent.proxy.access_log import AccessLog
 from agent.proxy.certs import CertificateStore
@@ -24,9 +24,6 @@ from agent.proxy.challenges import ChallengeTokens
 from agent.proxy.response_head import HeadMemo
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
-
-if TYPE_CHECKING:
-    from agent.proxy.upstream import UpstreamConnection
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +103,6 @@ class Context:
                 self._trusted_cache.clear()
             self._trusted_cache[ip] = known
         return known
-
-    # upstream pools --------------------------------------------------------------------
-
-    def pooled(self, target: Target) -> UpstreamConnection | None:
-        """An idle keep-alive connection to `target`, or None."""
-        return target.take_idle()
-
-    def release(self, conn: UpstreamConnection) -> None:
-        """Return a finished upstream connection to its pool, or close it."""
-        if self.stopping or not conn.target.park(conn, self.loop.time(), self.settings.pool_size):
-            conn.close()
 
     # deadlines -------------------------------------------------------------------------
 

@@ -27,11 +27,14 @@ from agent.proxy.response_head import (
     ResponseHead,
     client_response_head,
 )
+from agent.proxy.interfaces import PAUSE_PENDING, PAUSE_UPSTREAM
 from agent.proxy.routes import Route, Tally, Target
+from agent.proxy.tunnel import Tunnel
 from agent.proxy.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
-    from agent.proxy.client import ClientConnection
+    from agent.proxy.context import Context
+    from agent.proxy.interfaces import ClientSide, UpstreamSide
     from agent.proxy.request_head import RequestHead
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ class Exchange:
     route: Route | None = None
     tally: Tally | None = None
     target: Target | None = None
-    upstream: UpstreamConnection | None = None
+    upstream: UpstreamSide | None = None
     phase = ROUTING
     request_id = b"-"
     upstream_label = "-"
@@ -70,7 +73,10 @@ class Exchange:
     held: list[bytes] | None = None  # bytes after an Upgrade head: never sent before a 101
     held_bytes = 0
 
-    def __init__(self, client: ClientConnection, head: RequestHead, started: float) -> None:
+    def __init__(
+        self, ctx: Context, client: ClientSide, head: RequestHead, started: float
+    ) -> None:
+        self.ctx = ctx
         self.client = client
         self.head = head
         self.started = started
@@ -83,7 +89,7 @@ class Exchange:
     def begin(self) -> None:
         """Become the active exchange: answer locally or start forwarding."""
         client = self.client
-        ctx = client.ctx
+        ctx = self.ctx
         head = self.head
         if head.target.startswith(CHALLENGE_PREFIX) and not client.tls:
             answer = ctx.challenges.answer(head.target)
@@ -124,7 +130,7 @@ class Exchange:
         self._register(target)
         if head.expect_continue and head.has_body:
             client.transport.write(pages.CONTINUE)
-        conn = ctx.pooled(target)
+        conn = target.take_idle()
         if conn is not None:
             self.attach(conn)
         else:
@@ -132,7 +138,7 @@ class Exchange:
 
     def _no_route(self) -> None:
         """404; while the proxy's routes are still being restored, 503 + Retry-After."""
-        if not self.client.ctx.restoring:
+        if not self.ctx.restoring:
             self.respond_error(404)
             return
         response = pages.starting_response(not self.keep_alive or not self.request_complete)
@@ -169,11 +175,11 @@ class Exchange:
     def _connect(self, target: Target) -> None:
         self.phase = CONNECTING
         client = self.client
-        client.arm(client.ctx.settings.upstream_connect_timeout)
-        self.connect_task = client.ctx.loop.create_task(self._open(target))
+        client.arm(self.ctx.settings.upstream_connect_timeout)
+        self.connect_task = self.ctx.loop.create_task(self._open(target))
 
     async def _open(self, target: Target) -> None:
-        ctx = self.client.ctx
+        ctx = self.ctx
         upstream = target.upstream
         try:
             _, conn = await ctx.loop.create_connection(
@@ -188,7 +194,7 @@ class Exchange:
         if target.health.down and target.health.succeeded():
             log.info("upstream up route=%s upstream=%s", self._route_name(), target.label)
         if self.phase != CONNECTING or self.target is not target:
-            ctx.release(conn)  # the exchange ended meanwhile; keep the connection
+            conn.park()  # the exchange ended meanwhile; keep the connection
             return
         self.attach(conn)
 
@@ -200,7 +206,7 @@ class Exchange:
         if target is not None:
             self.failed = (*self.failed, target)
             self._mark_down(target, exc)
-        following = self.route.pick(self.client.ctx.loop.time(), self.failed)
+        following = self.route.pick(self.ctx.loop.time(), self.failed)
         if following is not None:
             self._unregister()
             self._register(following)
@@ -210,9 +216,9 @@ class Exchange:
         self.fail(504 if timed_out else 502)
 
     def _mark_down(self, target: Target, exc: OSError) -> None:
-        settings = self.client.ctx.settings
+        settings = self.ctx.settings
         health = target.health
-        now = self.client.ctx.loop.time()
+        now = self.ctx.loop.time()
         if health.failed(now, settings.upstream_retry_backoff, settings.upstream_retry_max):
             target.close_idle()  # pooled connections to it are as dead as it is
             log.warning(
@@ -225,13 +231,12 @@ class Exchange:
     def _route_name(self) -> str:
         return self.route.name if self.route is not None else "-"
 
-    def attach(self, conn: UpstreamConnection) -> None:
+    def attach(self, conn: UpstreamSide) -> None:
         """Send the request on `conn` (fresh or pooled)."""
         self.upstream = conn
-        conn.exchange = self
-        conn.start_response(self.head.method == b"HEAD", self.head.version == "1.0")
+        conn.start_response(self, self.head.method == b"HEAD", self.head.version == "1.0")
         client = self.client
-        ctx = client.ctx
+        ctx = self.ctx
         head_bytes = client.upstream_head(self.head, self.request_id)
         transport = conn.transport
         pending = self.pending
@@ -242,7 +247,7 @@ class Exchange:
             if self.head.chunked:
                 pending = [_chunk(p) for p in pending]
             transport.writelines([head_bytes, *pending])
-            client.resume(client.PAUSE_PENDING)
+            client.resume(PAUSE_PENDING)
         else:
             transport.write(head_bytes)
         if self.raw_upgrade:
@@ -277,7 +282,7 @@ class Exchange:
             self.body_sent = True
             conn.transport.write(_chunk(data) if self.head.chunked else data)
             if self.phase == SENDING:
-                client.arm(client.ctx.settings.request_body_timeout)
+                client.arm(self.ctx.settings.request_body_timeout)
         else:
             self._hold(data)
 
@@ -288,7 +293,7 @@ class Exchange:
         self.pending.append(data)
         self.pending_bytes += len(data)
         if self.pending_bytes > _PENDING_LIMIT:
-            self.client.pause(self.client.PAUSE_PENDING)
+            self.client.pause(PAUSE_PENDING)
 
     def raw(self, data: bytes) -> None:
         """Bytes after an Upgrade request head: held (bounded) until the upstream answers.
@@ -321,7 +326,7 @@ class Exchange:
             if self.head.chunked:
                 self.upstream.transport.write(b"0\r\n\r\n")
             self.phase = WAITING
-            ctx = self.client.ctx
+            ctx = self.ctx
             self.client.arm(ctx.settings.upstream_response_timeout)
 
     # response from the upstream --------------------------------------------------------
@@ -335,7 +340,7 @@ class Exchange:
             self.keep_alive
             and self.request_complete
             and head.framing != UNTIL_CLOSE
-            and not client.ctx.stopping
+            and not self.ctx.stopping
             and not (self.head.version == "1.0" and head.framing == CHUNKED)
         )
         self.keep_alive = keep
@@ -402,11 +407,30 @@ class Exchange:
         self._connect_failed(ConnectionResetError(errno.ECONNRESET, "closed before answering"))
         return True
 
-    def become_tunnel(self) -> None:
+    def switch_protocols(self, conn: UpstreamSide, client_head: bytes) -> Tunnel:
         """The upstream answered 101: from now on, bytes flow both ways untouched."""
+        assert self.target is not None
+        self.write(client_head)
+        tunnel = Tunnel(self.ctx, self.client, conn, self.target)
+        early = self.take_held()
         self.upstream = None
         self.keep_alive = False
         self._finish(tunnel=True)
+        self.client.become_tunnel(tunnel)
+        if early:
+            tunnel.from_client(early)
+        return tunnel
+
+    def upstream_full(self, full: bool) -> None:
+        """The upstream connection's writes back up (or drained): pause the client's reads."""
+        if full:
+            self.client.pause(PAUSE_UPSTREAM)
+        else:
+            self.client.resume(PAUSE_UPSTREAM)
+
+    def body_arriving(self) -> None:
+        """Response body bytes came: the upstream gets a new read deadline."""
+        self.client.arm(self.ctx.settings.upstream_read_timeout)
 
     # ending ----------------------------------------------------------------------------
 
@@ -467,7 +491,7 @@ class Exchange:
         if tally is not None:
             tally.by_class[self.status // 100] += 1
             tally.bytes_out += self.bytes_out
-        access = client.ctx.access_log
+        access = self.ctx.access_log
         if access is not None:
             self._log(access)
         if notify:
@@ -478,7 +502,7 @@ class Exchange:
         client = self.client
         access.line(
             head.host, head.method, head.target, self.status, self.bytes_out,
-            client.ctx.loop.time() - self.started, client.peer_ip, self.upstream_label,
+            self.ctx.loop.time() - self.started, client.peer_ip, self.upstream_label,
             self.request_id,
         )  # fmt: skip
 

@@ -22,9 +22,7 @@ from agent.proxy.hosts import check_route_host, wildcard_parent
 from agent.proxy.model import RouteCounters, RouteOptions, Upstream
 
 if TYPE_CHECKING:
-    from agent.proxy.exchange import Exchange
-    from agent.proxy.tunnel import Tunnel
-    from agent.proxy.upstream import UpstreamConnection
+    from agent.proxy.interfaces import ExchangeSide, TunnelSide, UpstreamSide
 
 
 class Tally:
@@ -66,20 +64,20 @@ class Target:
         self.upstream = upstream
         self.label = str(upstream)
         self.in_flight = 0
-        self.exchanges: set[Exchange] = set()
-        self.idle: list[UpstreamConnection] = []  # pooled keep-alive connections, LIFO
-        self.tunnels: set[Tunnel] = set()
+        self.exchanges: set[ExchangeSide] = set()
+        self.idle: list[UpstreamSide] = []  # pooled keep-alive connections, LIFO
+        self.tunnels: set[TunnelSide] = set()
         self.draining = False
         self.health = Health()
 
     # requests in flight -------------------------------------------------------------
 
-    def begin(self, exchange: Exchange) -> None:
+    def begin(self, exchange: ExchangeSide) -> None:
         """`exchange` is in flight to this target (chosen in the same step: no await)."""
         self.in_flight += 1
         self.exchanges.add(exchange)
 
-    def end(self, exchange: Exchange) -> None:
+    def end(self, exchange: ExchangeSide) -> None:
         self.in_flight -= 1
         self.exchanges.discard(exchange)
         if self.draining and self.in_flight == 0:
@@ -94,7 +92,7 @@ class Target:
 
     # connections -----------------------------------------------------------------------
 
-    def take_idle(self) -> UpstreamConnection | None:
+    def take_idle(self) -> UpstreamSide | None:
         """A pooled keep-alive connection still usable, or None."""
         idle = self.idle
         while idle:
@@ -103,7 +101,7 @@ class Target:
                 return conn
         return None
 
-    def park(self, conn: UpstreamConnection, now: float, limit: int) -> bool:
+    def park(self, conn: UpstreamSide, now: float, limit: int) -> bool:
         """Pool a finished connection; False when it must close instead."""
         if self.draining or len(self.idle) >= limit:
             return False
@@ -127,10 +125,10 @@ class Target:
             for conn in expired:
                 conn.close()
 
-    def tunnel_opened(self, tunnel: Tunnel) -> None:
+    def tunnel_opened(self, tunnel: TunnelSide) -> None:
         self.tunnels.add(tunnel)
 
-    def tunnel_closed(self, tunnel: Tunnel) -> None:
+    def tunnel_closed(self, tunnel: TunnelSide) -> None:
         self.tunnels.discard(tunnel)
 
     def drain(self) -> tuple[int, int]:

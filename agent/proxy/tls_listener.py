@@ -107,8 +107,9 @@ class TlsListener:
                 log.debug("tls refused server_name=%s", name)
                 return
             handed_over = True
+            sni = name or ""  # a context is only ever found for a name
             await loop.connect_accepted_socket(
-                lambda: self._factory(name), conn, ssl=context, ssl_handshake_timeout=timeout
+                lambda: self._factory(sni), conn, ssl=context, ssl_handshake_timeout=timeout
             )
         except (TimeoutError, OSError, ssl.SSLError, NotTLS, EOFError) as exc:
             log.debug("tls handshake failed error=%s", exc)

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.proxy.routes import Target
+from agent.proxy.interfaces import PAUSE_UPSTREAM
 
 if TYPE_CHECKING:
-    from agent.proxy.client import ClientConnection
     from agent.proxy.context import Context
-    from agent.proxy.upstream import UpstreamConnection
+    from agent.proxy.interfaces import ClientSide, UpstreamSide
+    from agent.proxy.routes import Target
 
 
 class Tunnel:
     __slots__ = ("client", "closed", "ctx", "target", "upstream")
 
     def __init__(
-        self, ctx: Context, client: ClientConnection, upstream: UpstreamConnection, target: Target
+        self, ctx: Context, client: ClientSide, upstream: UpstreamSide, target: Target
     ) -> None:
         self.ctx = ctx
         self.client = client
@@ -47,9 +47,9 @@ class Tunnel:
 
     def upstream_full(self, full: bool) -> None:
         if full:
-            self.client.pause(self.client.PAUSE_UPSTREAM)
+            self.client.pause(PAUSE_UPSTREAM)
         else:
-            self.client.resume(self.client.PAUSE_UPSTREAM)
+            self.client.resume(PAUSE_UPSTREAM)
 
     def client_full(self, full: bool) -> None:
         if full:

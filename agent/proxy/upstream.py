@@ -28,8 +28,7 @@ from agent.proxy.routes import Target
 
 if TYPE_CHECKING:
     from agent.proxy.context import Context
-    from agent.proxy.exchange import Exchange
-    from agent.proxy.tunnel import Tunnel
+    from agent.proxy.interfaces import ExchangeSide, TunnelSide
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +62,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.ctx = ctx
         self.target = target
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set at once
-        self.exchange: Exchange | None = None
-        self.tunnel: Tunnel | None = None
+        self.exchange: ExchangeSide | None = None
+        self.tunnel: TunnelSide | None = None
         self.state = _IDLE
         self.buf = b""
         self.framing = NO_BODY
@@ -110,14 +109,14 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.upstream_full(True)
         elif exchange is not None:
-            exchange.client.pause(exchange.client.PAUSE_UPSTREAM)
+            exchange.upstream_full(True)
 
     def resume_writing(self) -> None:
         exchange = self.exchange
         if self.tunnel is not None:
             self.tunnel.upstream_full(False)
         elif exchange is not None:
-            exchange.client.resume(exchange.client.PAUSE_UPSTREAM)
+            exchange.upstream_full(False)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -138,7 +137,9 @@ class UpstreamConnection(asyncio.Protocol):
     def usable(self) -> bool:
         return not self.closed and self.reusable and not self.transport.is_closing()
 
-    def start_response(self, head_request: bool, dechunk: bool) -> None:
+    def start_response(self, exchange: ExchangeSide, head_request: bool, dechunk: bool) -> None:
+        """Read the response to `exchange`'s request (just written on this connection)."""
+        self.exchange = exchange
         self.state = _HEAD
         self.buf = b""
         self.got_bytes = False
@@ -156,6 +157,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
+    def park(self) -> None:
+        """Back to its target's pool, or closed when the pool cannot take it."""
+        ctx = self.ctx
+        if ctx.stopping or not self.target.park(self, ctx.loop.time(), ctx.settings.pool_size):
+            self.close()
+
     def abandon(self) -> None:
         """The exchange gave up on this connection mid-request: it cannot be reused."""
         self.exchange = None
@@ -170,7 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # reading ---------------------------------------------------------------------------
 
-    def _read_head(self, exchange: Exchange, data: bytes) -> None:
+    def _read_head(self, exchange: ExchangeSide, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
         end = buf.find(b"\r\n\r\n")
         if end < 0:
@@ -232,7 +239,7 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self._refresh(exchange)
 
-    def _read_body(self, exchange: Exchange, data: bytes) -> None:
+    def _read_body(self, exchange: ExchangeSide, data: bytes) -> None:
         framing = self.framing
         if framing == LENGTH:
             size = len(data)
@@ -274,39 +281,29 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self.reusable = False  # body bytes on a bodiless response
 
-    def _refresh(self, exchange: Exchange) -> None:
-        exchange.client.arm(self.ctx.settings.upstream_read_timeout)
+    def _refresh(self, exchange: ExchangeSide) -> None:
+        exchange.body_arriving()
 
-    def _done(self, exchange: Exchange) -> None:
+    def _done(self, exchange: ExchangeSide) -> None:
         self.state = _IDLE
         self.exchange = None
         self.served += 1
         if self.paused:
             self.resume_reading()
         if self.reusable and exchange.request_complete and not self.closed:
-            self.ctx.release(self)
+            self.park()
         else:
             self.close()
         exchange.response_end()
 
-    def _broken(self, exchange: Exchange, reason: str) -> None:
+    def _broken(self, exchange: ExchangeSide, reason: str) -> None:
         self.exchange = None
         self.close()
         exchange.upstream_failed(502, reason)
 
-    def _tunnel(self, exchange: Exchange, client_head: bytes, rest: bytes) -> None:
-        from agent.proxy.tunnel import Tunnel
-
+    def _tunnel(self, exchange: ExchangeSide, client_head: bytes, rest: bytes) -> None:
         self.exchange = None
         self.reusable = False
-        client = exchange.client
-        exchange.write(client_head)
-        tunnel = Tunnel(self.ctx, client, self, self.target)
-        self.tunnel = tunnel
-        early = exchange.take_held()
-        exchange.become_tunnel()
-        client.become_tunnel(tunnel)
-        if early:
-            tunnel.from_client(early)
+        tunnel = self.tunnel = exchange.switch_protocols(self, client_head)
         if rest:
             tunnel.from_upstream(rest)
