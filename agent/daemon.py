@@ -50,6 +50,7 @@ from agent.firewall.service import FirewallService
 from agent.proxy import Proxy
 from agent.services import boot
 from agent.store.apps import AppStore
+from agent.store.audit import AuditStore
 from agent.store.db import Database
 from agent.store.events import EventStore
 from agent.store.keys import KeyStore
@@ -184,7 +185,7 @@ async def build_agent(config: Config) -> Agent:
         config=config, apps=apps, releases=releases, events=events, keys=keys,
         deployer=deployer, runtime=runtime, ssh_command=default_ssh_command(config),
         proxy=proxy, certificates=certificates, firewall=_firewall(config),
-        version=__version__, history=history,
+        version=__version__, history=history, audit=AuditStore(db),
     )
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events)
     return Agent(db, proxy, services, reconciler, certificates, access_log)

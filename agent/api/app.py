@@ -18,6 +18,7 @@ from typing import Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
@@ -28,6 +29,7 @@ from agent.api import (
     config,
     deploys,
     domains,
+    events,
     firewall,
     keys,
     logs,
@@ -36,6 +38,7 @@ from agent.api import (
     runs,
     storage,
 )
+from agent.api.audit import AuditTrail
 from agent.api.params import services
 from agent.api.services import Services
 from agent.errors import BerthError
@@ -50,6 +53,7 @@ TOP_LEVEL: tuple[RouteTable, ...] = (
     keys.routes,
     certs.routes,
     firewall.routes,
+    events.routes,
 )
 
 # Resources of one app, under /apps/{app}.
@@ -106,6 +110,8 @@ def build_api(services: Services, extra_routes: list[BaseRoute] | None = None) -
         routes=all_routes() + (extra_routes or []),
         exception_handlers={BerthError: berth_error, HTTPException: no_route,
                             Exception: crashed},
+        middleware=([Middleware(AuditTrail, store=services.audit)]
+                    if services.audit is not None else []),
     )
     api.router.redirect_slashes = False
     api.state.services = services

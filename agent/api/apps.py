@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent.api.audit import AUDIT_APP
 from agent.api.params import app_param, json_body, services
 from agent.api.services import Services
 from agent.api.storage import mounts_view
@@ -49,6 +50,7 @@ def _listed(s: Services, name: str) -> dict[str, Any]:
 async def create_app(request: Request) -> Response:
     s = services(request)
     name = str((await json_body(request)).get("name", ""))
+    setattr(request.state, AUDIT_APP, name[:64])
     s.app_service().create(name)
     return JSONResponse(_summary(s, name), status_code=201)
 

@@ -19,6 +19,7 @@ from agent.services.config import ConfigVars
 from agent.services.domains import Domains
 from agent.services.storage import Storage
 from agent.store.apps import AppStore
+from agent.store.audit import AuditStore
 from agent.store.events import EventStore
 from agent.store.keys import KeyStore
 from agent.store.releases import ReleaseStore
@@ -49,6 +50,7 @@ class Services:
     firewall: "FirewallService | None" = None
     version: str = ""
     history: LogHistory | None = None  # what removed instances last said
+    audit: AuditStore | None = None  # who changed what (agent.api.audit writes it)
 
     # The service layer (agent.services): one owner per change and its event.
 

@@ -31,9 +31,12 @@ def path(*parts: str) -> str:
 
 
 class ControlClient:
-    def __init__(self, socket_path: str | Path, *, timeout: float | None = 60.0) -> None:
+    def __init__(self, socket_path: str | Path, *, timeout: float | None = 60.0,
+                 actor: str = "", verb: str = "") -> None:
+        """`actor` and `verb` go to the audit trail (agent.api.audit) with each change."""
         self.socket_path = socket_path
         self._timeout = timeout
+        self._who = {"X-Berth-Actor": actor, "X-Berth-Verb": verb}
 
     def _open(
         self, method: str, url: str, *, payload: Any = None,
@@ -42,7 +45,7 @@ class ControlClient:
     ) -> wire.Answer:
         if query:
             url += "?" + urlencode(query)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **{k: v for k, v in self._who.items() if v}}
         if payload is not None:
             body = json.dumps(payload).encode("utf-8")
             headers["Content-Type"] = "application/json"

@@ -7,6 +7,7 @@ it (argparse, the verb modules, the config reader).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, BinaryIO, Mapping, NoReturn, Sequence, TextIO
 
@@ -29,10 +30,11 @@ class _Parser(argparse.ArgumentParser):
 
 def all_verbs() -> list[Verb]:
     # Imported here: the git hook and the SSH forced command start without them.
-    from agent.cli.verbs import apps, certs, config, firewall, processes, releases, storage
+    from agent.cli.verbs import (apps, certs, config, events, firewall, processes, releases,
+                                 storage)
 
     return (apps.VERBS + config.VERBS + processes.VERBS + storage.VERBS + releases.VERBS
-            + certs.VERBS + firewall.VERBS)
+            + certs.VERBS + firewall.VERBS + events.VERBS)
 
 
 LOCAL_COMMANDS = {
@@ -58,7 +60,10 @@ def build_parser(verbs: Sequence[Verb], *, remote: bool) -> argparse.ArgumentPar
 def run_verb(
     paths: PathSettings, argv: Sequence[str], *, remote: bool, environ: Mapping[str, str],
     stdin: BinaryIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
+    key: str | None = None,
 ) -> int:
+    """Run one verb; `key` is the SSH key's name when run as the forced command (the
+    audit trail's actor; otherwise the local user on the server)."""
     # Imported here: a push's forced command and hook start without the HTTP client.
     from agent.cli.client import ControlClient
     from agent.cli.registry import Context
@@ -72,8 +77,9 @@ def run_verb(
     if not hasattr(args, "handler"):
         parser.print_help(stdout or sys.stdout)
         return 0
+    actor = key or f"{_local_user()}@server"
     ctx = Context(
-        client=ControlClient(paths.control_socket),
+        client=ControlClient(paths.control_socket, actor=actor, verb=args.verb),
         out=stdout or sys.stdout,
         err=stderr or sys.stderr,
         stdin=stdin or sys.stdin.buffer,
@@ -91,3 +97,12 @@ def _check_text(argv: Sequence[str]) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"argument {index} is not valid UTF-8 text") from None
+
+
+def _local_user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"

@@ -52,7 +52,9 @@ def run_hook(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         socket_path = str(load_paths(environ).control_socket)
     app = app_of(environ.get("GIT_DIR", "."))
     updates = parse_updates(sys.stdin.read())
-    return pre_receive(ControlClient(socket_path), app, updates, sys.stdout)
+    client = ControlClient(socket_path, actor=environ.get("BERTH_PUSHER", "root@server"),
+                           verb="push")
+    return pre_receive(client, app, updates, sys.stdout)
 
 
 def pre_receive(

@@ -64,7 +64,7 @@ class Verb:
                                     epilog=self.usage_note or None)
         for argument in self.args:
             parser.add_argument(*argument.names, **dict(argument.options))
-        parser.set_defaults(handler=self.run)
+        parser.set_defaults(handler=self.run, verb=self.name)
 
 
 def follow(ctx: Context, events: Iterator[dict[str, Any]]) -> int:

@@ -57,7 +57,7 @@ def ssh_command(paths: PathSettings, argv: Sequence[str], environ: Mapping[str, 
         raise Refused(f"{words[0]!r} is not available over SSH")
     from agent.cli.dispatch import run_verb
 
-    return run_verb(paths, words, remote=True, environ=environ)
+    return run_verb(paths, words, remote=True, environ=environ, key=key_name)
 
 
 def _git(paths: PathSettings, words: list[str], key_name: str, environ: Mapping[str, str]) -> int:

@@ -64,4 +64,13 @@ SCHEMA: tuple[str, ...] = (
         message TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS events_by_app ON events(app, id)",
+    """CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        actor TEXT NOT NULL,                   -- an SSH key's name, or root@server
+        verb TEXT NOT NULL,                    -- config:set, push, ...
+        app TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL                  -- ok, or the error's line
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_by_app ON audit(app, id)",
 )

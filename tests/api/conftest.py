@@ -4,12 +4,15 @@ are those that never reach Docker, or a test brings its own small fake)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
 from agent.api.app import build_api
@@ -20,6 +23,7 @@ from agent.deploy.rollout import Rollout
 from agent.paths import PathSettings
 from agent.proxy.errors import RouteNotFound
 from agent.store.apps import AppStore
+from agent.store.audit import AuditStore
 from agent.store.db import Database
 from agent.store.events import EventStore
 from agent.store.keys import KeyStore
@@ -88,7 +92,7 @@ def make_services(tmp_path: Path, certificates: Any = None, schemas: Any = (SCHE
                         certificates=certificates)
     services = Services(config=config, apps=apps, releases=releases, events=events,
                         keys=KeyStore(db), deployer=deployer, runtime=runtime,
-                        ssh_command="berth")
+                        ssh_command="berth", audit=AuditStore(db))
     return services, db
 
 
@@ -98,3 +102,28 @@ def world(tmp_path: Path) -> Iterator[World]:
     with TestClient(build_api(services), raise_server_exceptions=False) as client:
         yield World(client, services, db)
     db.close()
+
+
+@pytest.fixture
+def agent_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Database]]:
+    services, db = make_services(tmp_path)
+    services.app_service().create("shop")
+    socket = services.config.paths.control_socket
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    server = uvicorn.Server(uvicorn.Config(build_api(services), uds=str(socket),
+                                           log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.02)
+    config = tmp_path / "berth.toml"
+    config.write_text(f'[paths]\ndata_dir = "{tmp_path / "data"}"\n'
+                      f'run_dir = "{socket.parent}"\n')
+    try:
+        yield {"BERTH_CONFIG": str(config), "PATH": "/usr/bin:/bin"}, db
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        db.close()

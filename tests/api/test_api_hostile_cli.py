@@ -5,21 +5,13 @@ success or one error line, never an internal error, and an error changes nothing
 from __future__ import annotations
 
 import io
-import threading
-import time
-from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
-import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.api.app import build_api
 from agent.cli.main import main
 from agent.store.db import Database
-from conftest import make_services
 
 EDGES = ["", " ", "-", "v", "v0", "0", "-1", "v-1", "v1", "1", "2147483647", "2147483648",
          "v99999999999999999999", "9" * 40, "\u00b2", "\u0661\u0662", "1e3", "0x10", "nan",
@@ -60,31 +52,6 @@ TABLES = ("apps", "config_vars", "domains", "releases", "storage_mounts", "ssh_k
 def snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:
     return {table: sorted(tuple(row) for row in db.query(f"SELECT * FROM {table}"))
             for table in TABLES}
-
-
-@pytest.fixture
-def agent_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Database]]:
-    services, db = make_services(tmp_path)
-    services.app_service().create("shop")
-    socket = services.config.paths.control_socket
-    socket.parent.mkdir(parents=True, exist_ok=True)
-    server = uvicorn.Server(uvicorn.Config(build_api(services), uds=str(socket),
-                                           log_level="critical", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.02)
-    config = tmp_path / "berth.toml"
-    config.write_text(f'[paths]\ndata_dir = "{tmp_path / "data"}"\n'
-                      f'run_dir = "{socket.parent}"\n')
-    try:
-        yield {"BERTH_CONFIG": str(config), "PATH": "/usr/bin:/bin"}, db
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        db.close()
 
 
 def run(argv: list[str], environ: dict[str, str]) -> tuple[int, str]:
