@@ -19,9 +19,11 @@ import stat
 import tempfile
 from pathlib import Path
 
+from agent.names import APP_NAME_MAX
+
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _NAME_CHARS = _LOWER + "0123456789-"
-NAME_MAX = 30  # agent.names: ^[a-z][a-z0-9-]{0,29}$
+NAME_MAX = APP_NAME_MAX
 
 _TEMPLATE = """#!/bin/sh
 # Berth's SSH forced command, written by the agent at start (edits are overwritten).

@@ -11,8 +11,11 @@ import re
 
 from agent.errors import InvalidName
 
-APP_RULE = "must match ^[a-z][a-z0-9-]{0,29}$ (lowercase letters, digits and dashes, 30 at most)"
-_APP = re.compile(r"[a-z][a-z0-9-]{0,29}")
+APP_NAME_MAX = 30
+APP_RULE = (f"must match ^[a-z][a-z0-9-]{{0,{APP_NAME_MAX - 1}}}$ and not end in '-' "
+            f"(lowercase letters, digits and dashes, {APP_NAME_MAX} at most)")
+# An app's name is a DNS label of its default domain: no dash at its end.
+_APP = re.compile(rf"[a-z]([a-z0-9-]{{0,{APP_NAME_MAX - 2}}}[a-z0-9])?")
 
 KEY_NAME_RULE = "must match ^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-from agent.build.dockerfile import APP_DIR
+from agent.build import APP_DIR
 from agent.errors import BerthError
 
 _PATH = re.compile(r"/[A-Za-z0-9._@+-]+(/[A-Za-z0-9._@+-]+)*")

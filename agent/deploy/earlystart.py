@@ -32,8 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Awaitable, Callable, Mapping, Protocol, Sequence
 
-from agent.build import CodeBase, write_code_archive
-from agent.build.dockerfile import APP_USER
+from agent.build import APP_DIR, APP_USER, CodeBase, write_code_archive
 from agent.deploy.building import Built
 from agent.deploy.output import DeployOutput
 from agent.deploy.progress import Progress
@@ -47,7 +46,6 @@ from agent.store.releases import ReleaseStore
 
 log = logging.getLogger(__name__)
 
-CODE_DIR = "/app"
 # Above this, a tree is copied into the image layer once rather than into each
 # instance's writable layer (and the deploy waits for the image, as without early start).
 MAX_CODE_BYTES = 64 * 1024 * 1024
@@ -56,7 +54,7 @@ _MEMO_SIZE = 64
 
 def allowed(release_command: str, mounts: Sequence[tuple[str, str]]) -> bool:
     """Whether a deploy may start early: no release command, no storage inside /app."""
-    inside = any(path == CODE_DIR or path.startswith(CODE_DIR + "/") for _, path in mounts)
+    inside = any(path == APP_DIR or path.startswith(APP_DIR + "/") for _, path in mounts)
     return not release_command and not inside
 
 

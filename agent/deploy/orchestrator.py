@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
 from agent import storage
-from agent.build import CodeBase
-from agent.build.dockerfile import APP_USER
+from agent.build import APP_USER, CodeBase
 from agent.config import Config
 from agent.deploy import earlystart
 from agent.deploy.building import ImageBuilder, build_release

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from agent.build.dockerfile import shell_argv
+from agent.build import APP_DIR, shell_argv
 from agent.errors import BerthError
 from agent.releases import Release
 
@@ -55,7 +55,7 @@ class ContainerSpec:
     mounts: tuple[tuple[str, str], ...] = ()  # (host directory, container path)
     # A tar file extracted into code_dir before the first start (agent.deploy.earlystart).
     code: Path | None = None
-    code_dir: str = "/app"
+    code_dir: str = APP_DIR
     tty: bool = False  # a terminal with stdin open (`berth run` from a terminal)
 
 

@@ -4,12 +4,13 @@ from agent.errors import InvalidName
 from agent.names import check_app, check_config_key, check_domain
 
 
-@pytest.mark.parametrize("name", ["a", "my-app", "a" + "b" * 29, "app2"])
+@pytest.mark.parametrize("name", ["a", "my-app", "a" + "b" * 29, "app2", "a-b", "a--b", "x1"])
 def test_valid_app_names(name):
     assert check_app(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "A", "2app", "-x", "my_app", "a" * 31, "app\n", "../x", "my app"])
+@pytest.mark.parametrize("name", ["", "A", "2app", "-x", "my_app", "a" * 31, "app\n", "../x", "my app",
+                                  "c-", "my-app-", "a" * 29 + "-"])
 def test_invalid_app_names_are_refused_not_mangled(name):
     with pytest.raises(InvalidName):
         check_app(name)
