@@ -33,7 +33,6 @@ import uvicorn
 from agent import __version__
 from agent.accesslog import AccessLogFile
 from agent.api.app import build_api
-from agent.api.keys import sync_authorized_keys
 from agent.api.services import Services
 from agent.build import Builder
 from agent.certs.manager import CertificateManager
@@ -277,7 +276,7 @@ async def _start_services(agent: Agent) -> None:
         result = await services.firewall.apply(ssh_connection=None, confirm_within=None)
         log.info("firewall: %s", result.message)
     await agent.reconciler.boot()
-    sync_authorized_keys(services)
+    services.key_service().sync()
     # Pushes to existing apps go straight to git; hooks follow ssh.command from here.
     boot.restore_repos(services.apps, services.events, services.app_service())
     await agent.certificates.start()

@@ -17,6 +17,7 @@ from agent.proxy import RouteCounters
 from agent.services.apps import Apps
 from agent.services.config import ConfigVars
 from agent.services.domains import Domains
+from agent.services.keys import Keys
 from agent.services.storage import Storage
 from agent.store.apps import AppStore
 from agent.store.audit import AuditStore
@@ -59,6 +60,9 @@ class Services:
 
     def config_service(self) -> ConfigVars:
         return ConfigVars(self.apps, self.events, self.deployer)
+
+    def key_service(self) -> Keys:
+        return Keys(self.config, self.keys, self.ssh_command)
 
     def storage_service(self) -> Storage:
         return Storage(self.config.paths.storage, self.apps, self.releases, self.events,

@@ -1,0 +1,57 @@
+"""SSH keys that may push and run verbs: the database is the truth, and the berth user's
+authorized_keys (with its forced command's script) is rewritten from it on every change
+and at start."""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from agent import forcedcommand
+from agent.config import Config
+from agent.names import check_key_name
+from agent.sshkeys import parse_public_key, render, write_authorized_keys
+from agent.store.keys import KeyStore, SshKey
+
+
+class Keys:
+    """The one owner of key changes and of authorized_keys."""
+
+    def __init__(self, config: Config, keys: KeyStore, ssh_command: str) -> None:
+        self._config = config
+        self._keys = keys
+        self._ssh_command = ssh_command
+
+    def list(self) -> list[SshKey]:
+        return self._keys.list()
+
+    def add(self, name: str, public_key: str) -> SshKey:
+        """Store the key and write authorized_keys; a failed write removes the key."""
+        check_key_name(name)
+        public_key, fingerprint = parse_public_key(public_key)
+        key = SshKey(name, public_key, fingerprint, time.time())
+        self._keys.add(key)
+        try:
+            self.sync()
+        except BaseException:
+            self._keys.remove(name)
+            raise
+        return key
+
+    def remove(self, name: str) -> None:
+        self._keys.remove(check_key_name(name))
+        self.sync()
+
+    def sync(self) -> None:
+        """Rewrite the berth user's authorized_keys from the database; its lines run the
+        forced command's script, (re)written first."""
+        paths = self._config.paths
+        forcedcommand.install(paths.forced_command,
+                              forcedcommand.script(paths.repos, self._ssh_command))
+        path = self._config.ssh.authorized_keys
+        try:
+            existing = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            existing = ""
+        text = render(existing, shlex.quote(str(paths.forced_command)), self._keys.list())
+        write_authorized_keys(path, text, owner=self._config.ssh.user)
