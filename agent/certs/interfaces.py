@@ -7,6 +7,7 @@ small hand-written fakes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -58,3 +59,8 @@ class Issuer(Protocol):
 
 # Resolves a host name to its addresses (A and AAAA); [] when it does not resolve.
 Resolver = Callable[[str], Awaitable[Sequence[str]]]
+
+
+# How the manager's scan loop sleeps: until the event is set or the seconds have passed
+# (`manager.wake_or_timeout`; tests pass one driven by a fake clock).
+Sleeper = Callable[[asyncio.Event, float], Awaitable[None]]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from agent.certs import policy, preflight
 from agent.certs.acme_client import AcmeIssuer
+from agent.certs.attemptlog import AttemptLog
 from agent.certs.errors import (
     AcmeFailure,
     AcmeOff,
@@ -33,9 +34,8 @@ from agent.certs.errors import (
     DryRunFailed,
     NamesNotCovered,
     OrderFailed,
-    RateLimited,
 )
-from agent.certs.interfaces import CertificateSink, ChallengeResponder, Issuer, Resolver
+from agent.certs.interfaces import CertificateSink, ChallengeResponder, Issuer, Resolver, Sleeper
 from agent.certs.keys import (
     check_pair,
     generate_key,
@@ -55,6 +55,15 @@ from agent.store.db import Database
 log = logging.getLogger(__name__)
 
 
+async def wake_or_timeout(wake: asyncio.Event, delay: float) -> None:
+    """The scan loop's sleep: until `wake` is set or `delay` seconds have passed."""
+    # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancel that arrives
+    # as the event fires, and stop() would wait forever.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await wake.wait()
+
+
 class CertificateManager:
     def __init__(
         self,
@@ -67,6 +76,7 @@ class CertificateManager:
         resolver: Resolver = preflight.system_resolver,
         issuer: Issuer | None = None,
         clock: Callable[[], float] = time.time,
+        sleeper: Sleeper = wake_or_timeout,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
@@ -77,7 +87,9 @@ class CertificateManager:
         self._resolver = resolver
         self._issuer: Issuer = issuer or AcmeIssuer(settings, self._store)
         self._clock = clock
+        self._sleeper = sleeper
         self._rand = rand
+        self._attempt_log = AttemptLog(self._state, settings, clock)
         self._serving = Serving(sink)
         self._desired = self._serving.desired  # domain -> (app, acme on)
         self._tasks: dict[str, asyncio.Task[None]] = {}  # domain -> attempt in flight
@@ -250,12 +262,7 @@ class CertificateManager:
             except Exception:  # task boundary: log, keep the loop (and its sleep) alive
                 log.exception("certificate scan failed")
                 wake_times = []
-            delay = policy.sleep_until(next_scan, wake_times, now)
-            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancel that
-            # arrives as the event fires, and stop() would wait forever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            await self._sleeper(self._wake, policy.sleep_until(next_scan, wake_times, now))
 
     def _scan(self, now: float) -> list[float]:
         """Start the attempts that are due; return when to look again."""
@@ -307,15 +314,18 @@ class CertificateManager:
                         raise DryRunFailed(domain, failure) from failure
                 held = await self._obtain(self.directory, domain)
         except AcmeFailure as failure:
-            self._record_failure(domain, failure)
+            self._attempt_log.failed(self.directory, domain, failure,
+                                     self._serving.acme.get(domain))
             return
         except Exception as exc:  # task boundary: an unexpected error still backs off
             log.exception("certificate attempt crashed domain=%s", domain)
-            self._record_failure(domain, OrderFailed(domain, f"internal error: {exc!r}"))
+            self._attempt_log.failed(self.directory, domain,
+                                     OrderFailed(domain, f"internal error: {exc!r}"),
+                                     self._serving.acme.get(domain))
             return
         await asyncio.to_thread(self._store.save_acme, self.directory, domain, held.pair)
         self._serving.acme[domain] = held
-        self._record_success(domain)
+        self._attempt_log.succeeded(self.directory, domain, held)
         self._sync([domain])
 
     async def _obtain(self, directory: str, domain: str) -> Held:
@@ -323,7 +333,7 @@ class CertificateManager:
         key_pem = key_to_pem(key)
         chain = await self._issuer.issue(
             directory, domain, make_csr(domain, key), self._challenges,
-            on_order_placed=lambda: self._count_order(directory, domain),
+            on_order_placed=lambda: self._attempt_log.order_placed(directory, domain),
         )
         try:
             info = check_pair(chain, key_pem)
@@ -332,35 +342,6 @@ class CertificateManager:
         if not info.covers(domain):
             raise OrderFailed(domain, f"the CA's certificate names {info.names}, not {domain}")
         return Held(KeyPair(chain, key_pem), info)
-
-    def _count_order(self, directory: str, domain: str) -> None:
-        record = self._state.attempts(directory, domain)
-        self._state.save_attempts(directory, domain, replace(record, orders=record.orders + 1))
-
-    def _record_success(self, domain: str) -> None:
-        now = self._clock()
-        record = self._state.attempts(self.directory, domain)
-        self._state.save_attempts(self.directory, domain, replace(
-            record, attempts=policy.Attempts(), last_error=None, last_issued_at=now,
-            issued=record.issued + 1, ari_time=None, ari_next_check=None))
-        held = self._serving.acme[domain]
-        log.info("certificate obtained domain=%s serial=%s not_after=%d", domain,
-                 held.info.serial, held.info.not_after)
-
-    def _record_failure(self, domain: str, failure: AcmeFailure) -> None:
-        now = self._clock()
-        record = self._state.attempts(self.directory, domain)
-        held = self._serving.acme.get(domain)
-        attempts = policy.after_failure(record.attempts, now, self.settings,
-                                        retry_after=_retry_after(failure),
-                                        cert=held.times if held else None)
-        self._state.save_attempts(self.directory, domain, replace(
-            record, attempts=attempts, last_error=str(failure)))
-        emergency = held is not None and now >= policy.emergency_time(held.times)
-        level = logging.ERROR if emergency else logging.WARNING
-        log.log(level, "certificate attempt failed domain=%s failures=%d next_attempt=%d "
-                "emergency=%s error=%s", domain, attempts.failures, attempts.next_attempt or 0,
-                emergency, failure)
 
     # ARI -----------------------------------------------------------------------------
     def _maybe_check_ari(self, domain: str, now: float) -> None:
@@ -412,10 +393,3 @@ class CertificateManager:
             in_flight=domain in self._tasks, enabled=self.settings.enabled, now=self._clock(),
         )
 
-
-def _retry_after(failure: AcmeFailure) -> float | None:
-    if isinstance(failure, RateLimited):
-        return failure.retry_after
-    if isinstance(failure, DryRunFailed) and isinstance(failure.cause, RateLimited):
-        return failure.cause.retry_after
-    return None
