@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING
 
 from agent.proxy import pages
 from agent.proxy.access_log import AccessLog
-from agent.proxy.challenges import PREFIX as CHALLENGE_PREFIX
+from agent.proxy.dispatch import Answer, dispatch, error
 from agent.proxy.response_head import (
-    CHUNKED,
-    HSTS_LINE,
-    UNTIL_CLOSE,
     ResponseHead,
+    added_lines,
     client_response_head,
+    reusable_for_client,
 )
 from agent.proxy.interfaces import PAUSE_PENDING, PAUSE_UPSTREAM
 from agent.proxy.routes import Route, Tally, Target
@@ -43,10 +42,7 @@ log = logging.getLogger(__name__)
 ROUTING, CONNECTING, SENDING, WAITING, STREAMING, DONE = range(6)
 _PENDING_LIMIT = 256 * 1024  # request body buffered while the upstream connection opens
 _HELD_LIMIT = 64 * 1024  # bytes after an Upgrade head, held until the upstream's answer
-_REDIRECT_METHODS = (b"GET", b"HEAD")
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
-_CLOSE = b"Connection: close\r\n"
-_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
 
 class Exchange:
@@ -89,44 +85,23 @@ class Exchange:
     def begin(self) -> None:
         """Become the active exchange: answer locally or start forwarding."""
         client = self.client
-        ctx = self.ctx
         head = self.head
-        if head.target.startswith(CHALLENGE_PREFIX) and not client.tls:
-            answer = ctx.challenges.answer(head.target)
-            if answer is None:
-                self.respond_error(404)
-            else:
-                self.respond_local(200, pages.challenge_response(answer, not self.keep_alive))
+        decision = dispatch(
+            self.ctx, head, client.tls, client.sni, self.keep_alive, self.request_complete
+        )
+        if isinstance(decision, Answer):
+            if decision.route is not None:
+                self.route, self.tally = decision.route, decision.route.tally
+            self.respond_local(decision.status, decision.response)
             return
-        route = ctx.table.lookup(head.host)
-        if route is None:
-            self._no_route()
-            return
-        if client.tls and head.host != client.sni and ctx.table.lookup(client.sni) is not route:
-            # The connection was set up for another app (its certificate, its SNI): that
-            # app's connection must not reach this one (as Caddy answers).
-            self.respond_error(421)
-            return
-        self.route = route
+        self.route = route = decision
         self.tally = route.tally
-        options = route.options
-        if (
-            not client.tls
-            and options.https_redirect
-            and ctx.https_port is not None
-            and ctx.certificates.covers(head.host)
-        ):
-            self._redirect(ctx.https_port)
-            return
-        self.max_body = options.max_body_bytes
-        if head.content_length is not None and head.content_length > self.max_body:
-            self.respond_error(413)
-            return
+        self.max_body = route.options.max_body_bytes
         target = route.pick(self.started)
         if target is None:
             self.respond_error(503)
             return
-        self.request_id = head.request_id or ctx.next_request_id()
+        self.request_id = head.request_id or self.ctx.next_request_id()
         self._register(target)
         if head.expect_continue and head.has_body:
             client.transport.write(pages.CONTINUE)
@@ -135,25 +110,6 @@ class Exchange:
             self.attach(conn)
         else:
             self._connect(target)
-
-    def _no_route(self) -> None:
-        """404; while the proxy's routes are still being restored, 503 + Retry-After."""
-        if not self.ctx.restoring:
-            self.respond_error(404)
-            return
-        response = pages.starting_response(not self.keep_alive or not self.request_complete)
-        if self.head.method == b"HEAD":
-            response = pages.head_only(response)
-        self.respond_local(503, response)
-
-    def _redirect(self, https_port: int) -> None:
-        head = self.head
-        host = head.host.encode()
-        if https_port != 443:
-            host += b":%d" % https_port
-        location = b"https://" + host + (head.target if head.target != b"*" else b"/")
-        status = 301 if head.method in _REDIRECT_METHODS else 308
-        self.respond_local(status, pages.redirect_response(status, location, not self.keep_alive))
 
     def _register(self, target: Target) -> None:
         self.target = target
@@ -191,8 +147,7 @@ class Exchange:
                 self._connect_failed(exc)
             return
         self.connect_task = None
-        if target.health.down and target.health.succeeded():
-            log.info("upstream up route=%s upstream=%s", self._route_name(), target.label)
+        target.connected(self.route.name if self.route is not None else "-")
         if self.phase != CONNECTING or self.target is not target:
             conn.park()  # the exchange ended meanwhile; keep the connection
             return
@@ -205,7 +160,7 @@ class Exchange:
         target = self.target
         if target is not None:
             self.failed = (*self.failed, target)
-            self._mark_down(target, exc)
+            target.connect_failed(self.route.name, exc, self.ctx.loop.time(), self.ctx.settings)
         following = self.route.pick(self.ctx.loop.time(), self.failed)
         if following is not None:
             self._unregister()
@@ -214,22 +169,6 @@ class Exchange:
             return
         timed_out = exc.errno == errno.ETIMEDOUT
         self.fail(504 if timed_out else 502)
-
-    def _mark_down(self, target: Target, exc: OSError) -> None:
-        settings = self.ctx.settings
-        health = target.health
-        now = self.ctx.loop.time()
-        if health.failed(now, settings.upstream_retry_backoff, settings.upstream_retry_max):
-            target.close_idle()  # pooled connections to it are as dead as it is
-            log.warning(
-                "upstream down route=%s upstream=%s error=%s retry_in=%.1fs",
-                self._route_name(), target.label, exc.strerror or exc, health.delay,
-            )  # fmt: skip
-        else:
-            log.debug("upstream still down upstream=%s error=%s", target.label, exc)
-
-    def _route_name(self) -> str:
-        return self.route.name if self.route is not None else "-"
 
     def attach(self, conn: UpstreamSide) -> None:
         """Send the request on `conn` (fresh or pooled)."""
@@ -335,24 +274,16 @@ class Exchange:
         """The lines the proxy adds to the upstream's `head`; the exchange now streams."""
         self.phase = STREAMING
         self.status = head.status
-        client = self.client
-        keep = (
+        http_1_0 = self.head.version == "1.0"
+        self.keep_alive = keep = (
             self.keep_alive
             and self.request_complete
-            and head.framing != UNTIL_CLOSE
             and not self.ctx.stopping
-            and not (self.head.version == "1.0" and head.framing == CHUNKED)
+            and reusable_for_client(head, http_1_0)
         )
-        self.keep_alive = keep
-        if not keep:
-            extra = _CLOSE
-        elif self.head.version == "1.0":
-            extra = _KEEP_ALIVE
-        else:
-            extra = b""
-        if client.tls and not head.has_hsts and self.route is not None and self.route.options.hsts:
-            extra += HSTS_LINE
-        return extra
+        route = self.route
+        hsts = self.client.tls and route is not None and route.options.hsts
+        return added_lines(head, keep, http_1_0, hsts)
 
     def interim(self, head: ResponseHead) -> None:
         """A 1xx response: forward it to HTTP/1.1 clients, then wait for the real one."""
@@ -436,10 +367,7 @@ class Exchange:
 
     def respond_error(self, status: int) -> None:
         close = not self.keep_alive or not self.request_complete
-        response = pages.error_response(status, close)
-        if self.head.method == b"HEAD":
-            response = pages.head_only(response)
-        self.respond_local(status, response)
+        self.respond_local(status, error(status, self.head, close).response)
 
     def respond_local(self, status: int, response: bytes) -> None:
         self.status = status
@@ -460,10 +388,6 @@ class Exchange:
         else:
             self.keep_alive = False
             self.respond_error(status)
-
-    def cut(self, status: int) -> None:
-        """Drain deadline passed while in flight: 504 if nothing was answered yet."""
-        self.fail(status)
 
     def client_gone(self) -> None:
         if self.phase == DONE:
@@ -509,15 +433,10 @@ class Exchange:
     # deadlines -------------------------------------------------------------------------
 
     def on_deadline(self) -> None:
-        phase = self.phase
-        if phase in (CONNECTING, WAITING):
-            if self.tally is not None:
-                self.tally.upstream_errors += 1
-            self.fail(504)
-        elif phase == SENDING:
-            self.fail(408)
-        else:  # streaming: the upstream or the client went silent
-            self.fail(504)
+        """Its wait is over: 408 for a stalled request body, else 504 (or a cut stream)."""
+        if self.phase in (CONNECTING, WAITING) and self.tally is not None:
+            self.tally.upstream_errors += 1
+        self.fail(408 if self.phase == SENDING else 504)
 
 
 def _chunk(data: bytes) -> bytes:

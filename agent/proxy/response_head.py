@@ -41,6 +41,8 @@ _MEMO_LINE = 200  # longer lines are read every time (bounds the memo's memory: 
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 
 HSTS_LINE = b"Strict-Transport-Security: max-age=31536000\r\n"
+_CLOSE = b"Connection: close\r\n"
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
 # A header line, read: its kind, its value (blanks stripped; lowercased for Connection
 # and Transfer-Encoding) and, for Content-Length, the number.
@@ -226,3 +228,21 @@ def _drop_named(lines: bytes, named: list[bytes]) -> bytes:
 def client_response_head(head: ResponseHead, extra: bytes) -> bytes:
     """The head the client gets: status line, forwarded lines, `extra` lines, blank line."""
     return head.reason_line + head.lines + extra + b"\r\n"
+
+
+def reusable_for_client(head: ResponseHead, http_1_0: bool) -> bool:
+    """Whether the client connection may carry another request after this response."""
+    return head.framing != UNTIL_CLOSE and not (http_1_0 and head.framing == CHUNKED)
+
+
+def added_lines(head: ResponseHead, keep_alive: bool, http_1_0: bool, hsts: bool) -> bytes:
+    """The header lines the proxy adds to the client's copy of `head`."""
+    if not keep_alive:
+        extra = _CLOSE
+    elif http_1_0:
+        extra = _KEEP_ALIVE
+    else:
+        extra = b""
+    if hsts and not head.has_hsts:
+        extra += HSTS_LINE
+    return extra

@@ -13,6 +13,7 @@ their passive `Health` are left out while another is up.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,9 @@ from agent.proxy.model import RouteCounters, RouteOptions, Upstream
 
 if TYPE_CHECKING:
     from agent.proxy.interfaces import ExchangeSide, TunnelSide, UpstreamSide
+    from agent.proxy.settings import ProxySettings
+
+log = logging.getLogger(__name__)
 
 
 class Tally:
@@ -70,6 +74,27 @@ class Target:
         self.draining = False
         self.health = Health()
 
+    # passive health --------------------------------------------------------------------
+
+    def connected(self, route: str) -> None:
+        """A connect to it succeeded (logged when that brings it back)."""
+        if self.health.down and self.health.succeeded():
+            log.info("upstream up route=%s upstream=%s", route, self.label)
+
+    def connect_failed(
+        self, route: str, error: OSError, now: float, settings: ProxySettings
+    ) -> None:
+        """A connect was refused or reset: down (logged once), its pool closed."""
+        health = self.health
+        if health.failed(now, settings.upstream_retry_backoff, settings.upstream_retry_max):
+            self.close_idle()  # pooled connections to it are as dead as it is
+            log.warning(
+                "upstream down route=%s upstream=%s error=%s retry_in=%.1fs",
+                route, self.label, error.strerror or error, health.delay,
+            )  # fmt: skip
+        else:
+            log.debug("upstream still down upstream=%s error=%s", self.label, error)
+
     # requests in flight -------------------------------------------------------------
 
     def begin(self, exchange: ExchangeSide) -> None:
@@ -87,7 +112,7 @@ class Target:
         """End what is still in flight (a drain's deadline passed); how many there were."""
         stragglers = list(self.exchanges)
         for exchange in stragglers:
-            exchange.cut(status)
+            exchange.fail(status)
         return len(stragglers)
 
     # connections -----------------------------------------------------------------------
