@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from agent.addons.settings import AddonSettings
 from agent.build.settings import BuildSettings
 from agent.certs.settings import AcmeSettings
 from agent.errors import ConfigError
@@ -88,6 +89,7 @@ class Config:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     acme: AcmeSettings = field(default_factory=AcmeSettings)
     firewall: FirewallSettings = field(default_factory=FirewallSettings)
+    addons: AddonSettings = field(default_factory=AddonSettings)
     # Where this configuration came from (None: defaults only).
     source: Path | None = field(default=None, metadata={"config": False})
 

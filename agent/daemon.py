@@ -32,8 +32,11 @@ import uvicorn
 
 from agent import __version__
 from agent.accesslog import AccessLogFile
+from agent.addons.store import SCHEMA as ADDONS_SCHEMA
+from agent.addons.wiring import DeployedInstances, build_addons, build_backups
 from agent.api.app import build_api
 from agent.api.services import Services
+from agent.backups.store import SCHEMA as BACKUPS_SCHEMA
 from agent.build import Builder
 from agent.certs.manager import CertificateManager
 from agent.certs.state import SCHEMA as CERTIFICATES_SCHEMA
@@ -161,7 +164,8 @@ class Agent:
 
 async def build_agent(config: Config) -> Agent:
     config.paths.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database.open(config.paths.database, [SCHEMA, CERTIFICATES_SCHEMA])
+    db = Database.open(config.paths.database, [SCHEMA, CERTIFICATES_SCHEMA, ADDONS_SCHEMA,
+                                                   BACKUPS_SCHEMA])
     apps, releases, events, keys = AppStore(db), ReleaseStore(db), EventStore(db), KeyStore(db)
     client = _docker_client(config.docker.url)  # before the proxy: a refusal binds nothing
     access_log = AccessLogFile(config.paths.access_log, max_bytes=ACCESS_LOG_BYTES, keep=5)
@@ -186,6 +190,9 @@ async def build_agent(config: Config) -> Agent:
         proxy=proxy, certificates=certificates, firewall=_firewall(config),
         version=__version__, history=history, audit=AuditStore(db),
     )
+    services.addons = build_addons(config, db, client, services.config_vars(), apps, events)
+    services.backups = build_backups(services.addons, db, events)
+    services.app_instances = DeployedInstances(deployer, apps, releases)
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events)
     return Agent(db, proxy, services, reconciler, certificates, access_log)
 
@@ -248,6 +255,9 @@ async def serve(config: Config) -> int:
         await _start_services(agent)
         tasks.append(asyncio.create_task(
             agent.reconciler.run_periodically(RECONCILE_INTERVAL), name="reconciler"))
+        if services.addons is not None:
+            tasks.append(asyncio.create_task(
+                services.addons.run_periodically(RECONCILE_INTERVAL), name="addons"))
         tasks.append(asyncio.create_task(
             server.serve(sockets=[control_socket(config)]), name="control-api"))
         log.info("agent ready http=%s https=%s socket=%s", agent.proxy.http_port,
@@ -277,6 +287,11 @@ async def _start_services(agent: Agent) -> None:
         log.info("firewall: %s", result.message)
     await agent.reconciler.boot()
     services.key_service().sync()
+    if services.addons is not None:
+        try:
+            await services.addons.reconcile()
+        except BerthError as exc:  # the engine's listing: the periodic pass retries
+            log.error("add-ons not reconciled at start: %s", exc)
     # Pushes to existing apps go straight to git; hooks follow ssh.command from here.
     boot.restore_repos(services.apps, services.events, services.app_service())
     await agent.certificates.start()

@@ -18,9 +18,11 @@ from docker.types import LogConfig
 from docker.utils.socket import STDOUT, frames_iter
 
 from agent.addons.containers import LABEL_APP, LABEL_MANAGED, LABEL_NAME, AddonContainer
+from agent.deploy.networks import NetworkFailure, ensure_app_network
 from agent.errors import BerthError
 
 _STDERR_KEPT = 64 * 1024
+_NETWORK_ATTEMPTS = 5
 
 
 class AddonEngineFailure(BerthError):
@@ -56,21 +58,19 @@ class AddonEngine:
         self._api = client.api
         self.installation = installation
 
-    async def ensure_network(self, name: str) -> None:
-        await asyncio.to_thread(self._ensure_network, name)
-
-    def _ensure_network(self, name: str) -> None:
-        try:
-            if self._api.networks(names=[name]):
-                return
-            self._api.create_network(name, driver="bridge", check_duplicate=True,
-                                     labels={LABEL_MANAGED: self.installation})
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # made meanwhile
-                return
-            raise AddonEngineFailure(f"create network {name}", _explain(exc)) from exc
-        except docker.errors.DockerException as exc:
-            raise AddonEngineFailure(f"create network {name}", _explain(exc)) from exc
+    async def ensure_network(self, app: str) -> str:
+        """The app's own network (agent.deploy.networks), made if missing; its name.
+        A range taken by another engine client between the pick and the creation is
+        retried with the next free one."""
+        for attempt in range(_NETWORK_ATTEMPTS):
+            try:
+                return await asyncio.to_thread(ensure_app_network, self._api, app,
+                                               self.installation)
+            except NetworkFailure as exc:
+                if "overlaps" not in str(exc) or attempt == _NETWORK_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def run(self, spec: AddonContainer) -> None:
         """Create and start the container (a leftover of the same name is replaced)."""

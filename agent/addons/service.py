@@ -13,19 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import time
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, AsyncIterator, Iterator, Protocol
 
 from agent.addons import containers, tls
 from agent.addons.containers import AddonLayout
 from agent.addons.engine import AddonEngine
-from agent.addons.model import Addon, check_kind, check_version, choose_names, new_password
+from agent.addons.model import Addon, InvalidAddon, check_kind, check_version, choose_names, new_password
 from agent.addons.settings import AddonSettings
 from agent.addons.store import AddonStore
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
+from agent.services.configvars import ConfigChange
 from agent.store.apps import AppStore
 from agent.store.events import EventStore
 
@@ -38,17 +42,18 @@ class AddonFailed(BerthError):
     status = 502
 
 
-class Releaser(Protocol):
-    """The deploy's config path: store `config` and roll out a release with it."""
+class ConfigOwner(Protocol):
+    """The app's config vars' one owner (agent.services.config.ConfigVars): a change
+    made through a release of a deployed app, stored alone otherwise."""
 
-    async def release_config(self, app_name: str, config: Mapping[str, str],
-                             description: str, out: DeployOutput) -> Any: ...
+    async def change(self, app: str, change: ConfigChange, out: DeployOutput, *,
+                     restart: bool = True) -> Any: ...
 
 
 class AddonService:
     def __init__(self, *, settings: AddonSettings, data_dir: Path, restart_policy: str,
                  store: AddonStore, engine: AddonEngine, apps: AppStore, events: EventStore,
-                 releaser: Releaser, network_for: Callable[[str], str]) -> None:
+                 config: ConfigOwner) -> None:
         self.settings = settings
         self.root = data_dir / "addons"
         self.backups_root = data_dir / "backups"
@@ -57,33 +62,43 @@ class AddonService:
         self.engine = engine
         self._apps = apps
         self._events = events
-        self._releaser = releaser
-        self._network_for = network_for
+        self._config = config
+        self._paused: set[str] = set()  # containers the reconciler leaves alone
 
     def layout(self, addon: Addon) -> AddonLayout:
         return AddonLayout.of(self.root, addon)
 
     # create ----------------------------------------------------------------------------
 
-    async def create(self, app: str, kind: str, version: str | None, alias: str | None,
-                     out: DeployOutput) -> Addon:
+    def plan(self, app: str, kind: str, version: str | None, alias: str | None) -> Addon:
+        """The add-on `addons:create` would make; bad input is refused here, at once."""
         self._apps.get(app)
         check_kind(kind)
         version = check_version(version or self.settings.default_version(kind))
         taken = {a.name: a.variable for a in self.store.of_app(app)}
         name, variable = choose_names(kind, taken, alias)
-        addon = Addon(app=app, name=name, kind=kind, version=version,
-                      image=self.settings.image(kind, version), variable=variable,
-                      password=new_password(), created_at=time.time())
+        if variable in self._apps.config(app):
+            raise InvalidAddon(f"{app} already has a config var {variable}: name the add-on "
+                               "with --as NAME to set NAME_URL instead")
+        return Addon(app=app, name=name, kind=kind, version=version,
+                     image=self.settings.image(kind, version), variable=variable,
+                     password=new_password(), created_at=time.time())
+
+    async def create(self, app: str, kind: str, version: str | None, alias: str | None,
+                     out: DeployOutput) -> Addon:
+        return await self.start_new(self.plan(app, kind, version, alias), out)
+
+    async def start_new(self, addon: Addon, out: DeployOutput) -> Addon:
+        """Store, start, wait for it to answer, then set its variable through a release."""
+        app, name, kind, version, variable = (addon.app, addon.name, addon.kind,
+                                              addon.version, addon.variable)
         self.store.add(addon)
         try:
             out.step(f"Starting {kind} {version} as {name} ({addon.image})")
             await self._start_container(addon)
             out.step(f"Waiting for {name} to answer")
-            await self._wait_ready(addon)
-            config = {**self._apps.config(app), variable: addon.url}
-            await self._releaser.release_config(
-                app, config, f"Set {variable} (add-on {name})", out)
+            await self.wait_ready(addon)
+            await self._config.change(app, ConfigChange(set={variable: addon.url}), out)
         except BaseException:
             await self._discard(addon)
             raise
@@ -91,16 +106,17 @@ class AddonService:
         out.heading(f"{name} is ready; {app} has {variable}")
         return addon
 
-    async def _start_container(self, addon: Addon) -> None:
-        layout = self.layout(addon)
+    async def _start_container(self, addon: Addon, layout: AddonLayout | None = None,
+                               restart_policy: str | None = None) -> None:
+        layout = layout or self.layout(addon)
         self._prepare(addon, layout)
         backups = self.backups_root / addon.app
         backups.mkdir(parents=True, exist_ok=True)
         backups.chmod(0o700)
-        network = self._network_for(addon.app)
-        await self.engine.ensure_network(network)
+        network = await self.engine.ensure_network(addon.app)
         await self.engine.run(containers.container_for(
-            addon, layout, backups, network, self.engine.installation, self._restart_policy))
+            addon, layout, backups, network, self.engine.installation,
+            restart_policy or self._restart_policy))
 
     def _prepare(self, addon: Addon, layout: AddonLayout) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -113,7 +129,7 @@ class AddonService:
             with os.fdopen(fd, "w") as handle:
                 handle.write(containers.redis_conf(addon))
 
-    async def _wait_ready(self, addon: Addon) -> None:
+    async def wait_ready(self, addon: Addon) -> None:
         argv, env = containers.ready_probe(addon)
         deadline = time.monotonic() + self.settings.start_timeout
         while True:
@@ -141,6 +157,29 @@ class AddonService:
                 self.store.remove(addon.app, addon.name)
         await asyncio.shield(discard())
 
+    @contextmanager
+    def paused(self, addon: Addon) -> Iterator[None]:
+        """While a restore or verification works on it, the reconciler leaves the
+        add-on's container alone (stopped on purpose, or not stored)."""
+        self._paused.add(addon.container)
+        try:
+            yield
+        finally:
+            self._paused.discard(addon.container)
+
+    @asynccontextmanager
+    async def scratch_copy(self, addon: Addon, scratch: Path) -> AsyncIterator[Addon]:
+        """A throwaway, empty add-on like `addon` with its files in `scratch`, removed
+        afterwards (verifying a backup)."""
+        copy = replace(addon, name=f"verify-{secrets.token_hex(4)}", password=new_password())
+        with self.paused(copy):
+            try:
+                await self._start_container(copy, AddonLayout(scratch), "no")
+                await self.wait_ready(copy)
+                yield copy
+            finally:
+                await asyncio.shield(self.engine.remove(copy.container))
+
     # restart and destroy ---------------------------------------------------------------
 
     async def restart(self, app: str, name: str, out: DeployOutput) -> None:
@@ -151,18 +190,15 @@ class AddonService:
             await self._start_container(addon)
         else:
             await self.engine.start(addon.container)
-        await self._wait_ready(addon)
+        await self.wait_ready(addon)
         self._events.record(app, "AddonRestarted", name)
         out.heading(f"{name} is running")
 
     async def destroy(self, app: str, name: str, out: DeployOutput) -> None:
         """Unset its variable (a release), then remove the container and its data."""
         addon = self.store.get(app, name)
-        config = self._apps.config(app)
-        if config.get(addon.variable) == addon.url:
-            del config[addon.variable]
-            await self._releaser.release_config(
-                app, config, f"Unset {addon.variable} (add-on {name} destroyed)", out)
+        if self._apps.exists(app) and self._apps.config(app).get(addon.variable) == addon.url:
+            await self._config.change(app, ConfigChange(unset=(addon.variable,)), out)
         out.step(f"Removing {name} and its data")
         await self.engine.stop(addon.container, self.settings.stop_timeout)
         await self.engine.remove(addon.container)
@@ -184,9 +220,10 @@ class AddonService:
     async def reconcile(self) -> None:
         """Start stored add-ons that are stopped or missing; remove containers of add-ons
         that are no longer stored. One add-on's failure never stops the others."""
-        wanted = {a.container: a for a in self.store.all()}
+        wanted = {a.container: a for a in self.store.all()
+                  if a.container not in self._paused}
         for container, _, _ in await self.engine.names():
-            if container not in wanted:
+            if container not in wanted and container not in self._paused:
                 log.info("removing add-on container no longer stored container=%s", container)
                 await self.engine.remove(container)
         for addon in wanted.values():
@@ -195,6 +232,15 @@ class AddonService:
             except BerthError as exc:
                 log.error("add-on not brought back app=%s addon=%s error=%s",
                           addon.app, addon.name, exc)
+
+    async def run_periodically(self, interval: float) -> None:
+        """The safety net beside each container's restart policy (a task of the agent)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reconcile()
+            except BerthError as exc:
+                log.error("add-on reconcile failed error=%s", exc)
 
     async def _bring_back(self, addon: Addon) -> None:
         state = await self.engine.state(addon.container)

@@ -24,7 +24,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
 from agent.api import (
+    addons,
     apps,
+    backups,
     certs,
     config,
     deploys,
@@ -54,6 +56,7 @@ TOP_LEVEL: tuple[RouteTable, ...] = (
     certs.routes,
     firewall.routes,
     events.routes,
+    addons.routes,
 )
 
 # Resources of one app, under /apps/{app}.
@@ -68,6 +71,8 @@ PER_APP: tuple[RouteTable, ...] = (
     logs.app_routes,
     releases.app_routes,
     certs.app_routes,
+    addons.app_routes,
+    backups.app_routes,
 )
 
 

@@ -26,6 +26,9 @@ from agent.store.keys import KeyStore
 from agent.store.releases import ReleaseStore
 
 if TYPE_CHECKING:
+    from agent.addons.service import AddonService
+    from agent.backups.restore import AppInstances
+    from agent.backups.service import BackupService
     from agent.certs.manager import CertificateManager
     from agent.firewall.service import FirewallService
 
@@ -52,6 +55,9 @@ class Services:
     version: str = ""
     history: LogHistory | None = None  # what removed instances last said
     audit: AuditStore | None = None  # who changed what (agent.api.audit writes it)
+    addons: "AddonService | None" = None
+    backups: "BackupService | None" = None
+    app_instances: "AppInstances | None" = None  # stopped and started around a restore
 
     # The service layer (agent.services): one owner per change and its event.
 

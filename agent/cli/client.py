@@ -94,6 +94,18 @@ class ControlClient:
         finally:
             answer.close()
 
+    def download(self, url: str) -> Iterator[bytes]:
+        """A raw body (a backup), piece by piece; a refusal raises its error."""
+        answer = self._open("GET", url, timeout=None)
+        try:
+            if answer.status >= 400:
+                _refusal(answer.status, _decode(answer.read()))
+            yield from answer.pieces()
+        except (OSError, wire.ProtocolError) as exc:
+            raise AgentUnavailable(f"lost the agent mid-answer: {exc}") from None
+        finally:
+            answer.close()
+
 
 def relay(events: Iterator[dict[str, Any]], say: Callable[[str], None]) -> int:
     """An operation's stream (`agent.api.streaming`): each line to `say` as it comes;

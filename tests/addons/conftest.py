@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -18,7 +19,14 @@ from agent.addons.service import AddonService
 from agent.addons.settings import AddonSettings
 from agent.addons.store import SCHEMA as ADDONS_SCHEMA
 from agent.addons.store import AddonStore
+from agent.backups.service import BackupService
+from agent.backups.store import SCHEMA as BACKUPS_SCHEMA
+from agent.backups.store import BackupStore
+from agent.deploy.networks import remove_app_network
 from agent.deploy.output import DeployOutput
+from agent.errors import BerthError
+from agent.services.config import ConfigVars
+from agent.services.configvars import ConfigChange
 from agent.store.apps import AppStore
 from agent.store.db import Database
 from agent.store.events import EventStore
@@ -31,39 +39,57 @@ STAND_IN_SETTINGS = AddonSettings(postgres_image="berth-stand-in/postgres:{versi
 
 
 class StoringReleaser:
-    """The config path of an app that is not deployed: the config is stored."""
+    """The deploy's config path for an app not deployed: the change is stored (or, told
+    to fail, refused as a failed release phase would be)."""
 
-    def __init__(self, apps: AppStore, events: EventStore) -> None:
+    def __init__(self, apps: AppStore) -> None:
         self.apps = apps
-        self.events = events
-        self.descriptions: list[str] = []
         self.fail = False
 
-    async def release_config(self, app_name: str, config: Mapping[str, str],
-                             description: str, out: DeployOutput) -> Any:
-        self.descriptions.append(description)
+    async def release_config(self, app_name: str, change: ConfigChange,
+                             out: DeployOutput) -> Any:
         if self.fail:
-            from agent.errors import BerthError
             raise BerthError("release phase failed")
-        self.apps.replace_config(app_name, config)
-        self.events.record(app_name, "ConfigChanged", description)
+        self.apps.change_config(app_name, change, strict=False)
         return None
+
+
+class FakeInstances:
+    """An app's instances as a restore sees them: running, stopped, started again."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.calls: list[str] = []
+
+    def running(self, app: str) -> bool:
+        return self.up
+
+    async def stop(self, app: str, out: DeployOutput) -> None:
+        self.calls.append("stop")
+        self.up = False
+
+    async def start(self, app: str, out: DeployOutput) -> None:
+        self.calls.append("start")
+        self.up = True
 
 
 class World:
     def __init__(self, tmp: Path) -> None:
         self.tag = uuid.uuid4().hex[:8]
-        self.db = Database.open(tmp / "berth.db", [SCHEMA, ADDONS_SCHEMA])
+        self.db = Database.open(tmp / "berth.db", [SCHEMA, ADDONS_SCHEMA, BACKUPS_SCHEMA])
         self.apps, self.events = AppStore(self.db), EventStore(self.db)
-        self.releaser = StoringReleaser(self.apps, self.events)
+        self.releaser = StoringReleaser(self.apps)
         self.client = docker.from_env(timeout=120)
         self.engine = AddonEngine(self.client, f"test-{self.tag}")
-        self.network = f"berth-test-{self.tag}"
+        # App names of this test alone: their networks and containers are theirs.
+        self.shop, self.cache = f"shop-{self.tag}", f"cache-{self.tag}"
         self.data_dir = tmp / "data"
         self.service = AddonService(
             settings=STAND_IN_SETTINGS, data_dir=self.data_dir, restart_policy="unless-stopped",
             store=AddonStore(self.db), engine=self.engine, apps=self.apps, events=self.events,
-            releaser=self.releaser, network_for=lambda app: self.network)
+            config=ConfigVars(self.apps, self.events, self.releaser))
+        self.backups = BackupService(self.service, BackupStore(self.db), self.events)
+        self.instances = FakeInstances()
         self.lines: list[str] = []
 
     def out(self) -> DeployOutput:
@@ -74,15 +100,36 @@ class World:
         """A throwaway client container on the app's network (as the app would be)."""
         flags = [f"-e{k}={v}" for k, v in (env or {}).items()]
         return subprocess.run(
-            ["docker", "run", "--rm", "--network", self.network, *flags, "--entrypoint",
+            ["docker", "run", "--rm", "--network", self._network_of(argv), *flags, "--entrypoint",
              argv[0], image, *argv[1:]], capture_output=True, text=True, timeout=120)
+
+    def _network_of(self, argv: tuple[str, ...]) -> str:
+        """The network of the add-on the command names (by URL or host name)."""
+        for word in argv:
+            host = urlsplit(word).hostname if "://" in word else word
+            if host and host.startswith("berth-addon-"):
+                networks = self.client.api.inspect_container(host)["NetworkSettings"]["Networks"]
+                return str(next(iter(networks)))
+        raise AssertionError(f"no add-on named in {argv}")
+
+    def psql(self, url: str, sql: str) -> str:
+        answer = self.client_run("psql", f"{url}?sslmode=require", "-v", "ON_ERROR_STOP=1",
+                                 "-Atc", sql)
+        assert answer.returncode == 0, answer.stderr
+        return answer.stdout.strip()
+
+    def redis(self, url: str, *words: str) -> str:
+        answer = self.client_run("redis-cli", "--no-auth-warning", "-u", url, *words,
+                                 image="berth-stand-in/redis:7")
+        assert answer.returncode == 0, answer.stderr
+        return answer.stdout.strip()
 
     def close(self) -> None:
         for container in self.client.api.containers(
                 all=True, filters={"label": f"berth.addon.managed=test-{self.tag}"}):
             self.client.api.remove_container(container["Id"], force=True)
-        for network in self.client.api.networks(names=[self.network]):
-            self.client.api.remove_network(network["Id"])
+        for app in (self.shop, self.cache):
+            remove_app_network(self.client.api, app)
         self.db.close()
 
 

@@ -18,9 +18,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def test_postgres_serves_tls_with_the_generated_password(world: World) -> None:
-    world.apps.create("shop")
-    addon = asyncio.run(world.service.create("shop", "postgres", None, None, world.out()))
-    url = world.apps.config("shop")["DATABASE_URL"]
+    world.apps.create(world.shop)
+    addon = asyncio.run(world.service.create(world.shop, "postgres", None, None, world.out()))
+    url = world.apps.config(world.shop)["DATABASE_URL"]
     assert url == addon.url and addon.password in url
     query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
     answer = world.client_run("psql", f"{url}?sslmode=require", "-Atc", query)
@@ -30,18 +30,18 @@ def test_postgres_serves_tls_with_the_generated_password(world: World) -> None:
     refused = world.client_run("psql", f"{wrong}?sslmode=require", "-Atc", "SELECT 1")
     assert refused.returncode != 0 and "password authentication failed" in refused.stderr
     # The secret is in the config var only: not in what the user was shown, not in events.
-    shown = "\n".join(world.lines) + repr([e.message for e in world.events.list("shop")])
+    shown = "\n".join(world.lines) + repr([e.message for e in world.events.list(world.shop)])
     assert addon.password not in shown and "DATABASE_URL" in shown
-    data = world.data_dir / "addons" / "shop" / "postgres" / "data"
+    data = world.data_dir / "addons" / world.shop / "postgres" / "data"
     assert (data / "PG_VERSION").read_text().strip() == "15"
     assert oct((world.data_dir / "addons").stat().st_mode & 0o777) == "0o700"
 
 
 def test_redis_needs_its_password_and_a_second_one_is_numbered(world: World) -> None:
-    world.apps.create("cache")
-    first = asyncio.run(world.service.create("cache", "redis", None, None, world.out()))
-    second = asyncio.run(world.service.create("cache", "redis", None, None, world.out()))
-    config = world.apps.config("cache")
+    world.apps.create(world.cache)
+    first = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    second = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    config = world.apps.config(world.cache)
     assert (first.name, second.name) == ("redis", "redis-2")
     assert config["REDIS_URL"] == first.url and config["REDIS_2_URL"] == second.url
     redis = "berth-stand-in/redis:7"
@@ -52,15 +52,15 @@ def test_redis_needs_its_password_and_a_second_one_is_numbered(world: World) -> 
 
 
 def test_a_vanished_or_stopped_addon_is_brought_back_with_its_data(world: World) -> None:
-    world.apps.create("shop")
-    addon = asyncio.run(world.service.create("shop", "redis", None, "CACHE", world.out()))
-    assert world.apps.config("shop")["CACHE_URL"] == addon.url
+    world.apps.create(world.shop)
+    addon = asyncio.run(world.service.create(world.shop, "redis", None, "CACHE", world.out()))
+    assert world.apps.config(world.shop)["CACHE_URL"] == addon.url
     redis = "berth-stand-in/redis:7"
     world.client_run("redis-cli", "-u", addon.url, "SET", "kept", "yes", image=redis)
     world.client_run("redis-cli", "-u", addon.url, "SAVE", image=redis)
     world.client.api.remove_container(addon.container, force=True)
     asyncio.run(world.service.reconcile())
-    asyncio.run(world.service._wait_ready(addon))
+    asyncio.run(world.service.wait_ready(addon))
     back = world.client_run("redis-cli", "-u", addon.url, "GET", "kept", image=redis)
     assert back.stdout.strip() == "yes"
     world.client.api.stop(addon.container, timeout=5)
@@ -69,22 +69,22 @@ def test_a_vanished_or_stopped_addon_is_brought_back_with_its_data(world: World)
 
 
 def test_a_failed_release_leaves_nothing_behind(world: World) -> None:
-    world.apps.create("shop")
+    world.apps.create(world.shop)
     world.releaser.fail = True
     with pytest.raises(BerthError, match="release phase failed"):
-        asyncio.run(world.service.create("shop", "redis", None, None, world.out()))
-    assert world.service.store.of_app("shop") == []
-    assert asyncio.run(world.engine.state("berth-addon-shop-redis")) is None
-    assert not (world.data_dir / "addons" / "shop" / "redis").exists()
-    assert "REDIS_URL" not in world.apps.config("shop")
+        asyncio.run(world.service.create(world.shop, "redis", None, None, world.out()))
+    assert world.service.store.of_app(world.shop) == []
+    assert asyncio.run(world.engine.state(f"berth-addon-{world.shop}-redis")) is None
+    assert not (world.data_dir / "addons" / world.shop / "redis").exists()
+    assert "REDIS_URL" not in world.apps.config(world.shop)
 
 
 def test_destroy_unsets_the_variable_and_removes_container_and_data(world: World) -> None:
-    world.apps.create("shop")
-    addon = asyncio.run(world.service.create("shop", "redis", None, None, world.out()))
-    asyncio.run(world.service.destroy("shop", "redis", world.out()))
-    assert "REDIS_URL" not in world.apps.config("shop")
+    world.apps.create(world.shop)
+    addon = asyncio.run(world.service.create(world.shop, "redis", None, None, world.out()))
+    asyncio.run(world.service.destroy(world.shop, "redis", world.out()))
+    assert "REDIS_URL" not in world.apps.config(world.shop)
     assert asyncio.run(world.engine.state(addon.container)) is None
-    assert not (world.data_dir / "addons" / "shop" / "redis").exists()
+    assert not (world.data_dir / "addons" / world.shop / "redis").exists()
     with pytest.raises(AddonNotFound):
-        world.service.store.get("shop", "redis")
+        world.service.store.get(world.shop, "redis")

@@ -1,0 +1,103 @@
+"""What runs inside an add-on's container to dump it, restore it and read its version.
+
+Postgres: `pg_dump -Fc` and `pg_restore` of the add-on's own image (so the client is
+the server's version), over the local socket. Redis: BGSAVE, waited for by its save
+counter, then the RDB file it renamed into place is read from the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from agent.addons.containers import BACKUPS_MOUNT
+from agent.addons.engine import AddonEngine
+from agent.addons.model import Addon
+from agent.errors import BerthError
+
+_POLL = 0.2
+
+
+class DumpFailed(BerthError):
+    status = 502
+
+
+def _first_line(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace").strip()
+    return text.splitlines()[-1] if text else "no message"
+
+
+async def postgres_dump(engine: AddonEngine, addon: Addon, sink: BinaryIO) -> None:
+    result = await engine.exec(addon.container,
+                               ["pg_dump", "-Fc", "-U", addon.user, "-d", addon.user],
+                               user="postgres", stdout=sink)
+    if result.status != 0:
+        raise DumpFailed(f"pg_dump of {addon.name} failed: {_first_line(result.stderr)}")
+
+
+async def postgres_restore(engine: AddonEngine, addon: Addon, file_name: str) -> None:
+    """In one transaction: an error rolls everything back, the previous data stays.
+    Run as the container's root, who alone may read the backups (0600)."""
+    result = await engine.exec(addon.container, [
+        "pg_restore", "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
+        "--no-owner", "-U", addon.user, "-d", addon.user, f"{BACKUPS_MOUNT}/{file_name}",
+    ], user="root")
+    if result.status != 0:
+        raise DumpFailed(f"pg_restore into {addon.name} failed (its data is unchanged): "
+                         f"{_first_line(result.stderr)}")
+
+
+async def postgres_version(engine: AddonEngine, addon: Addon) -> str:
+    result = await engine.exec(addon.container, ["psql", "-U", addon.user, "-d", addon.user,
+                                                 "-Atc", "SHOW server_version"], user="postgres")
+    return result.stdout.decode().strip() or "unknown"
+
+
+async def redis_command(engine: AddonEngine, addon: Addon, *words: str) -> str:
+    result = await engine.exec(addon.container, ["redis-cli", *words],
+                               env={"REDISCLI_AUTH": addon.password})
+    if result.status != 0:
+        raise DumpFailed(f"redis-cli {words[0]} on {addon.name} failed: "
+                         f"{_first_line(result.stderr or result.stdout)}")
+    return result.stdout.decode("utf-8", "replace")
+
+
+def info_field(info: str, name: str) -> str:
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key == name:
+            return value.strip()
+    return ""
+
+
+async def redis_snapshot(engine: AddonEngine, addon: Addon, timeout: float) -> None:
+    """BGSAVE and wait until that save (not an earlier one) has finished well."""
+    deadline = time.monotonic() + timeout
+    before = int(info_field(await redis_command(engine, addon, "INFO", "persistence"),
+                            "rdb_saves") or 0)
+    while "started" not in (answer := await redis_command(engine, addon, "BGSAVE")).lower():
+        if time.monotonic() > deadline:
+            raise DumpFailed(f"BGSAVE on {addon.name} refused: {answer.strip()}")
+        await asyncio.sleep(_POLL)  # another save in progress: ours comes after it
+    while True:
+        info = await redis_command(engine, addon, "INFO", "persistence")
+        if (info_field(info, "rdb_bgsave_in_progress") == "0"
+                and int(info_field(info, "rdb_saves") or 0) > before):
+            if info_field(info, "rdb_last_bgsave_status") != "ok":
+                raise DumpFailed(f"BGSAVE on {addon.name} failed (see its log: "
+                                 f"docker logs {addon.container})")
+            return
+        if time.monotonic() > deadline:
+            raise DumpFailed(f"BGSAVE on {addon.name} did not finish within {timeout:g} s")
+        await asyncio.sleep(_POLL)
+
+
+async def redis_version(engine: AddonEngine, addon: Addon) -> str:
+    return info_field(await redis_command(engine, addon, "INFO", "server"),
+                      "redis_version") or "unknown"
+
+
+def redis_rdb(data_dir: Path) -> Path:
+    return data_dir / "dump.rdb"

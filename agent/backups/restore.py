@@ -1,0 +1,145 @@
+"""Restoring a backup into its add-on, and verifying one in a throwaway container.
+
+A restore first checks the file against its recorded SHA-256, stops the app's instances
+(answering 503 meanwhile) and starts them again afterwards, whatever happened. Postgres
+restores in one transaction; Redis gets the file while stopped, and when it does not
+come back with it, its previous file is put back. Either way a failed restore leaves
+the previous data in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Protocol
+
+from agent.addons.model import Addon
+from agent.backups import dumps, files
+from agent.backups.model import Backup
+from agent.backups.service import BackupService
+from agent.deploy.output import DeployOutput
+from agent.errors import BerthError
+
+
+class RestoreFailed(BerthError):
+    status = 502
+
+
+class AppInstances(Protocol):
+    """Stopping and starting an app's instances around a restore."""
+
+    def running(self, app: str) -> bool: ...
+
+    async def stop(self, app: str, out: DeployOutput) -> None: ...
+
+    async def start(self, app: str, out: DeployOutput) -> None: ...
+
+
+@asynccontextmanager
+async def _app_stopped(instances: AppInstances, app: str, out: DeployOutput
+                       ) -> AsyncIterator[None]:
+    was_running = instances.running(app)
+    if was_running:
+        out.step(f"Stopping {app}'s instances for the restore")
+        await instances.stop(app, out)
+    try:
+        yield
+    finally:
+        if was_running:
+            out.step(f"Starting {app} again")
+            await asyncio.shield(instances.start(app, out))
+
+
+async def check_file(service: BackupService, backup: Backup) -> Path:
+    path = service.path(backup)
+    digest = await asyncio.to_thread(files.sha256_of, path)
+    if digest != backup.sha256:
+        raise RestoreFailed(f"{backup.id} is damaged: its SHA-256 is not the one recorded")
+    return path
+
+
+async def restore(service: BackupService, instances: AppInstances, app: str, backup_id: str,
+                  out: DeployOutput) -> Backup:
+    backup = service.get(app, backup_id)
+    addon = service.addons.store.get(app, backup.addon)
+    if addon.kind != backup.kind:
+        raise RestoreFailed(f"{backup.id} is a {backup.kind} backup; {addon.name} is {addon.kind}")
+    path = await check_file(service, backup)
+    async with _app_stopped(instances, app, out):
+        out.step(f"Restoring {backup.id} into {addon.name}")
+        try:
+            if addon.kind == "postgres":
+                await dumps.postgres_restore(service.addons.engine, addon, backup.file_name)
+            else:
+                await _restore_redis(service, addon, path)
+        except BerthError as exc:
+            service.events.record(app, "RestoreFailed", f"{backup.id} into {addon.name}: {exc}")
+            raise
+    service.events.record(app, "BackupRestored", f"{backup.id} into {addon.name}")
+    out.heading(f"{addon.name} holds the data of {backup.id} again")
+    return backup
+
+
+async def _restore_redis(service: BackupService, addon: Addon, path: Path) -> None:
+    addons = service.addons
+    rdb = dumps.redis_rdb(addons.layout(addon).data)
+    previous = rdb.with_name("dump.rdb.previous")
+    with addons.paused(addon):
+        await addons.engine.stop(addon.container, addons.settings.stop_timeout)
+        had_data = rdb.exists()
+        if had_data:
+            os.replace(rdb, previous)
+        await asyncio.to_thread(_place, path, rdb)
+        try:
+            await addons.engine.start(addon.container)
+            await addons.wait_ready(addon)
+            await dumps.redis_command(addons.engine, addon, "DBSIZE")
+        except BerthError as exc:
+            await addons.engine.stop(addon.container, addons.settings.stop_timeout)
+            if had_data:
+                os.replace(previous, rdb)
+            else:
+                rdb.unlink(missing_ok=True)
+            await addons.engine.start(addon.container)
+            raise RestoreFailed(f"redis did not start with the backup ({exc}); "
+                                "its previous data is back") from exc
+    previous.unlink(missing_ok=True)
+
+
+def _place(source: Path, target: Path) -> None:
+    temp = target.with_name(".dump.rdb.restoring")
+    shutil.copyfile(source, temp)
+    os.chmod(temp, 0o600)
+    os.replace(temp, target)
+
+
+async def verify(service: BackupService, app: str, backup_id: str, out: DeployOutput
+                 ) -> dict[str, Any]:
+    """Restore into a throwaway container of the add-on's image and ask it something."""
+    backup = service.get(app, backup_id)
+    addon = service.addons.store.get(app, backup.addon)
+    path = await check_file(service, backup)
+    out.step(f"Restoring {backup.id} into a throwaway {addon.kind} container")
+    with tempfile.TemporaryDirectory(prefix="berth-verify-") as scratch:
+        async with service.addons.scratch_copy(addon, Path(scratch)) as copy:
+            if copy.kind == "postgres":
+                await dumps.postgres_restore(service.addons.engine, copy, backup.file_name)
+                answer = await service.addons.engine.exec(copy.container, [
+                    "psql", "-U", copy.user, "-d", copy.user, "-Atc",
+                    "SELECT count(*) FROM information_schema.tables "
+                    "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"],
+                    user="postgres")
+                found = f"{answer.stdout.decode().strip()} tables"
+            else:
+                await service.addons.engine.stop(copy.container, 10)
+                await asyncio.to_thread(_place, path, dumps.redis_rdb(Path(scratch) / "data"))
+                await service.addons.engine.start(copy.container)
+                await service.addons.wait_ready(copy)
+                found = f"{(await dumps.redis_command(service.addons.engine, copy, 'DBSIZE')).strip()} keys"
+    out.heading(f"{backup.id} restores: {found}")
+    service.events.record(app, "BackupVerified", f"{backup.id}: {found}")
+    return {"id": backup.id, "found": found}

@@ -1,0 +1,99 @@
+"""Capturing and listing backups of an app's add-ons, and finding their files.
+
+Backups live in data_dir/backups/APP/ (root's only), which each add-on container of the
+app mounts read-only, so a restore reads the file where it lies. Restoring and verifying
+are in `agent.backups.restore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from agent.addons.model import Addon
+from agent.addons.service import AddonService
+from agent.backups import dumps, files
+from agent.backups.model import Backup, BackupNotFound, file_name, parse_id
+from agent.backups.store import BackupStore
+from agent.deploy.output import DeployOutput
+from agent.errors import BerthError
+from agent.store.events import EventStore
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_TIMEOUT = 3600.0
+
+
+class BackupService:
+    def __init__(self, addons: AddonService, store: BackupStore, events: EventStore) -> None:
+        self.addons = addons
+        self.store = store
+        self.events = events
+
+    def directory(self, app: str) -> Path:
+        return self.addons.backups_root / app
+
+    def path(self, backup: Backup) -> Path:
+        return self.directory(backup.app) / backup.file_name
+
+    def get(self, app: str, backup_id: str) -> Backup:
+        backup = self.store.get(app, parse_id(backup_id))
+        if not self.path(backup).is_file():
+            raise BackupNotFound(app, backup_id)
+        return backup
+
+    def addon_for(self, app: str, name: str | None) -> Addon:
+        """The named add-on, or the app's only one."""
+        if name is not None:
+            return self.addons.store.get(app, name)
+        found = self.addons.store.of_app(app)
+        if len(found) != 1:
+            names = ", ".join(a.name for a in found) or "none"
+            raise BerthError(f"{app} has {len(found)} add-ons ({names}): name one")
+        return found[0]
+
+    async def capture(self, app: str, name: str | None, out: DeployOutput,
+                      reason: str = "manual") -> Backup:
+        addon = self.addon_for(app, name)
+        out.step(f"Capturing {addon.name} of {app}")
+        try:
+            backup = await self._capture(addon, reason)
+        except BerthError as exc:
+            self.events.record(app, "BackupFailed", f"{addon.name}: {exc}")
+            log.error("backup failed app=%s addon=%s error=%s", app, addon.name, exc)
+            raise
+        self.events.record(app, "BackupCaptured",
+                           f"{backup.id} of {addon.name}, {backup.size} bytes ({reason})")
+        out.heading(f"{backup.id}: {addon.name}, {backup.size} bytes, sha256 "
+                    f"{backup.sha256[:16]}..., {addon.kind} {backup.server_version}")
+        return backup
+
+    async def _capture(self, addon: Addon, reason: str) -> Backup:
+        number = self.store.next_number(addon.app)
+        final = self.directory(addon.app) / file_name(number, addon.name, addon.kind)
+        self.directory(addon.app).mkdir(parents=True, exist_ok=True)
+        handle = files.open_temp(final)
+        writer = files.HashingWriter(handle)
+        try:
+            if addon.kind == "postgres":
+                await dumps.postgres_dump(self.addons.engine, addon, writer)  # type: ignore[arg-type]
+                version = await dumps.postgres_version(self.addons.engine, addon)
+            else:
+                await dumps.redis_snapshot(self.addons.engine, addon, SNAPSHOT_TIMEOUT)
+                rdb = dumps.redis_rdb(self.addons.layout(addon).data)
+                await asyncio.to_thread(files.copy_hashing, rdb, writer)
+                version = await dumps.redis_version(self.addons.engine, addon)
+            await asyncio.to_thread(files.commit, handle, final)
+        except BaseException:
+            await asyncio.to_thread(files.discard, handle, final)
+            raise
+        backup = Backup(app=addon.app, number=number, addon=addon.name, kind=addon.kind,
+                        size=writer.size, sha256=writer.sha256, server_version=version,
+                        created_at=time.time(), reason=reason)
+        self.store.add(backup)
+        return backup
+
+    def describe(self, backup: Backup) -> dict[str, object]:
+        return {**backup.public(), "path": str(self.path(backup))}

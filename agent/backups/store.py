@@ -1,0 +1,76 @@
+"""The backups table: one row per complete backup file."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from agent.backups.model import Backup, BackupNotFound
+from agent.store.db import Database
+
+SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS backups (
+        app TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        addon TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        server_version TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (app, number)
+    )""",
+    # The last number handed out per app, so an id is never reused after pruning.
+    """CREATE TABLE IF NOT EXISTS backup_counters (
+        app TEXT PRIMARY KEY,
+        last INTEGER NOT NULL
+    )""",
+)
+
+
+def _backup(row: sqlite3.Row) -> Backup:
+    return Backup(app=row["app"], number=row["number"], addon=row["addon"], kind=row["kind"],
+                  size=row["size"], sha256=row["sha256"], server_version=row["server_version"],
+                  created_at=row["created_at"], reason=row["reason"])
+
+
+class BackupStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def next_number(self, app: str) -> int:
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO backup_counters (app, last) VALUES (?, 1) "
+                       "ON CONFLICT(app) DO UPDATE SET last = last + 1", (app,))
+            row = tx.execute("SELECT last FROM backup_counters WHERE app = ?", (app,)).fetchone()
+        return int(row["last"])
+
+    def add(self, backup: Backup) -> None:
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO backups (app, number, addon, kind, size, sha256, server_version,"
+                " created_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (backup.app, backup.number, backup.addon, backup.kind, backup.size,
+                 backup.sha256, backup.server_version, backup.created_at, backup.reason))
+
+    def get(self, app: str, number: int) -> Backup:
+        rows = self._db.query("SELECT * FROM backups WHERE app = ? AND number = ?", (app, number))
+        if not rows:
+            raise BackupNotFound(app, f"b{number}")
+        return _backup(rows[0])
+
+    def of_app(self, app: str, addon: str | None = None) -> list[Backup]:
+        if addon is None:
+            rows = self._db.query("SELECT * FROM backups WHERE app = ? ORDER BY number", (app,))
+        else:
+            rows = self._db.query("SELECT * FROM backups WHERE app = ? AND addon = ? "
+                                  "ORDER BY number", (app, addon))
+        return [_backup(r) for r in rows]
+
+    def latest(self, app: str, addon: str) -> Backup | None:
+        found = self.of_app(app, addon)
+        return found[-1] if found else None
+
+    def remove(self, app: str, number: int) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM backups WHERE app = ? AND number = ?", (app, number))

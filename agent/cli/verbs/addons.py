@@ -1,0 +1,88 @@
+"""Verbs for add-ons: addons, addons:create, addons:info, addons:restart, addons:destroy."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agent.cli.client import path
+from agent.cli.registry import APP, JSON, Context, Verb, arg, duration, follow, table
+
+NAME = arg("name", metavar="NAME", help="the add-on's name (berth addons APP)")
+
+
+def size(count: int | None) -> str:
+    if count is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    return "-"
+
+
+def _last_backup(row: dict[str, Any]) -> str:
+    latest = row.get("last_backup")
+    if not latest:
+        return "never"
+    return f"{latest['id']} ({duration(row['last_backup_age'])} ago)"
+
+
+def addons(ctx: Context, a: argparse.Namespace) -> int:
+    rows = ctx.client.call("GET", path("apps", a.app, "addons") if a.app else "/addons")
+    if a.json:
+        return ctx.json(rows)
+    if not rows:
+        ctx.print(f"No add-ons. Create one: berth addons:create {a.app or 'APP'} postgres")
+        return 0
+    table(ctx, ["APP", "NAME", "KIND", "VERSION", "STATE", "SIZE", "VARIABLE", "LAST BACKUP"], [
+        (r["app"], r["name"], r["kind"], r["version"], r["state"], size(r["size"]),
+         r["variable"], _last_backup(r)) for r in rows])
+    return 0
+
+
+def create(ctx: Context, a: argparse.Namespace) -> int:
+    payload = {"kind": a.kind, "version": a.version, "as": a.alias}
+    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "addons"), payload=payload))
+
+
+def info(ctx: Context, a: argparse.Namespace) -> int:
+    data = ctx.client.call("GET", path("apps", a.app, "addons", a.name))
+    if a.json:
+        return ctx.json(data)
+    ctx.print(f"=== {data['name']} of {data['app']}")
+    rows = [("Kind", f"{data['kind']} {data['version']} ({data['image']})"),
+            ("State", data["state"]), ("Sets", data["variable"]),
+            ("Host", data["container"]), ("Data", f"{data['data']} ({size(data['size'])})"),
+            ("Last backup", _last_backup(data))]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        ctx.print(f"{key + ':':<{width + 2}}{value}")
+    return 0
+
+
+def restart(ctx: Context, a: argparse.Namespace) -> int:
+    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "addons", a.name, "restart")))
+
+
+def destroy(ctx: Context, a: argparse.Namespace) -> int:
+    query = {"confirm": a.confirm or "", "backup": "0" if a.no_backup else "1"}
+    return follow(ctx, ctx.client.stream("DELETE", path("apps", a.app, "addons", a.name),
+                                         query=query))
+
+
+VERBS = [
+    Verb("addons", "list add-ons: of one app, or of every app", addons,
+         [arg("app", metavar="APP", nargs="?", help="the app's name (default: every app)"), JSON]),
+    Verb("addons:create", "create a postgres or redis add-on; sets DATABASE_URL / REDIS_URL "
+         "(a new release, zero downtime)", create,
+         [APP, arg("kind", metavar="KIND", choices=["postgres", "redis"], help="postgres or redis"),
+          arg("--version", help="the server's version, e.g. 16 (default: berth.toml's)"),
+          arg("--as", dest="alias", metavar="NAME", help="name it and set NAME_URL")]),
+    Verb("addons:info", "one add-on: kind, state, variable, data on disk, last backup", info,
+         [APP, NAME, JSON]),
+    Verb("addons:restart", "restart an add-on's container", restart, [APP, NAME]),
+    Verb("addons:destroy", "take a final backup, unset its variable, remove its container and data",
+         destroy, [APP, NAME, arg("--confirm", metavar="APP", help="the app's name, to confirm"),
+                   arg("--no-backup", action="store_true", help="no final backup")]),
+]

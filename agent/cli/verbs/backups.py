@@ -1,0 +1,71 @@
+"""Verbs for backups: backups, backups:capture, backups:download, backups:restore,
+backups:verify."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import BinaryIO
+
+from agent.cli.client import path
+from agent.cli.registry import APP, JSON, Context, Verb, arg, follow, table
+from agent.cli.verbs.addons import size
+
+BACKUP = arg("backup", metavar="ID", help="the backup's id, e.g. b12 (berth backups APP)")
+
+
+def backups(ctx: Context, a: argparse.Namespace) -> int:
+    rows = ctx.client.call("GET", path("apps", a.app, "backups"))
+    if a.json:
+        return ctx.json(rows)
+    if not rows:
+        ctx.print(f"No backups of {a.app} yet: berth backups:capture {a.app}")
+        return 0
+    table(ctx, ["ID", "ADD-ON", "KIND", "SIZE", "TAKEN", "REASON", "VERSION", "SHA-256"], [
+        (r["id"], r["addon"], r["kind"], size(r["size"]),
+         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])), r["reason"],
+         r["server_version"], r["sha256"][:16]) for r in rows])
+    return 0
+
+
+def capture(ctx: Context, a: argparse.Namespace) -> int:
+    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "backups"),
+                                         payload={"addon": a.name}))
+
+
+def _binary_out(ctx: Context) -> BinaryIO:
+    buffer = getattr(ctx.out, "buffer", None)
+    return buffer if buffer is not None else sys.stdout.buffer
+
+
+def download(ctx: Context, a: argparse.Namespace) -> int:
+    """The backup's bytes to stdout: `ssh berth@host backups:download app b3 > app.dump`."""
+    out = _binary_out(ctx)
+    ctx.out.flush()
+    for piece in ctx.client.download(path("apps", a.app, "backups", a.backup, "download")):
+        out.write(piece)
+    out.flush()
+    return 0
+
+
+def restore(ctx: Context, a: argparse.Namespace) -> int:
+    return follow(ctx, ctx.client.stream(
+        "POST", path("apps", a.app, "backups", a.backup, "restore"),
+        query={"confirm": a.confirm or ""}))
+
+
+def verify(ctx: Context, a: argparse.Namespace) -> int:
+    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "backups", a.backup, "verify")))
+
+
+VERBS = [
+    Verb("backups", "list an app's backups", backups, [APP, JSON]),
+    Verb("backups:capture", "back up an add-on now (pg_dump -Fc; redis RDB)", capture,
+         [APP, arg("name", metavar="NAME", nargs="?", help="the add-on (default: the app's only one)")]),
+    Verb("backups:download", "write a backup to stdout", download, [APP, BACKUP]),
+    Verb("backups:restore", "restore a backup into its add-on (the app is stopped meanwhile)",
+         restore, [APP, BACKUP, arg("--confirm", metavar="APP", help="the app's name, to confirm")]),
+    Verb("backups:verify", "restore a backup into a throwaway container and check it", verify,
+         [APP, BACKUP]),
+]

@@ -1,0 +1,127 @@
+"""Backups proven with real rows and keys: capture, change, restore, read back exactly
+what was captured; a failed restore leaves the data as it was; verify in a throwaway."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import TYPE_CHECKING
+
+import pytest
+
+from agent.backups import restore
+from agent.backups.model import BackupNotFound, InvalidBackupId
+from agent.backups.restore import RestoreFailed
+from agent.backups.dumps import DumpFailed
+
+if TYPE_CHECKING:
+    from conftest import World
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def test_postgres_restore_brings_back_exactly_the_captured_rows(world: World) -> None:
+    world.apps.create(world.shop)
+    addon = asyncio.run(world.service.create(world.shop, "postgres", None, None, world.out()))
+    url = addon.url
+    world.psql(url, "CREATE TABLE items (id int PRIMARY KEY, name text);"
+                    "INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+    backup = asyncio.run(world.backups.capture(world.shop, None, world.out()))
+    path = world.backups.path(backup)
+    assert backup.id == "b1" and backup.kind == "postgres"
+    assert path.read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == backup.sha256
+    assert backup.size == path.stat().st_size and backup.server_version.startswith("15")
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+    world.psql(url, "UPDATE items SET name = 'changed' WHERE id = 1; DELETE FROM items WHERE id = 2;"
+                    "INSERT INTO items VALUES (4, 'four')")
+    asyncio.run(restore.restore(world.backups, world.instances, world.shop, "b1", world.out()))
+    assert world.psql(url, "SELECT id, name FROM items ORDER BY id") == "1|one\n2|two\n3|three"
+    assert world.instances.calls == ["stop", "start"] and world.instances.up
+    assert addon.password not in "\n".join(world.lines)
+
+
+def test_a_failed_postgres_restore_leaves_the_previous_rows(world: World) -> None:
+    world.apps.create(world.shop)
+    addon = asyncio.run(world.service.create(world.shop, "postgres", None, None, world.out()))
+    world.psql(addon.url, "CREATE TABLE items (id int); INSERT INTO items VALUES (1), (2)")
+    asyncio.run(world.backups.capture(world.shop, "postgres", world.out()))
+    # Dropping the table mid-restore now fails: a view depends on it.
+    world.psql(addon.url, "DELETE FROM items WHERE id = 1; INSERT INTO items VALUES (7);"
+                          "CREATE VIEW seen AS SELECT id FROM items")
+    with pytest.raises(DumpFailed, match="unchanged"):
+        asyncio.run(restore.restore(world.backups, world.instances, world.shop, "b1", world.out()))
+    assert world.psql(addon.url, "SELECT id FROM items ORDER BY id") == "2\n7"
+    assert world.instances.up  # started again after the failure
+    assert "RestoreFailed" in [e.kind for e in world.events.list(world.shop)]
+
+
+def test_redis_restore_brings_back_exactly_the_captured_keys(world: World) -> None:
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "MSET", "a", "1", "b", "2", "c", "3")
+    backup = asyncio.run(world.backups.capture(world.cache, None, world.out()))
+    assert world.backups.path(backup).read_bytes()[:5] == b"REDIS"
+    assert backup.server_version.startswith("7")
+    world.redis(addon.url, "SET", "a", "changed")
+    world.redis(addon.url, "DEL", "b")
+    world.redis(addon.url, "SET", "d", "new")
+    asyncio.run(restore.restore(world.backups, world.instances, world.cache, backup.id, world.out()))
+    assert world.redis(addon.url, "MGET", "a", "b", "c") == "1\n2\n3"
+    assert world.redis(addon.url, "EXISTS", "d") == "0"
+    assert world.redis(addon.url, "DBSIZE") == "3"
+
+
+def test_a_redis_backup_it_cannot_load_leaves_the_previous_keys(world: World) -> None:
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "SET", "k", "before")
+    backup = asyncio.run(world.backups.capture(world.cache, None, world.out()))
+    world.redis(addon.url, "SET", "k", "after")
+    garbage = b"REDIS0010 this is not an rdb file"
+    world.backups.path(backup).write_bytes(garbage)
+    # Recorded as if this were what was captured: the checksum passes, the load fails.
+    world.db.query("UPDATE backups SET sha256 = ? WHERE number = 1",
+                   (hashlib.sha256(garbage).hexdigest(),))
+    with pytest.raises(RestoreFailed, match="previous data is back"):
+        asyncio.run(restore.restore(world.backups, world.instances, world.cache, "b1", world.out()))
+    assert world.redis(addon.url, "GET", "k") == "after"
+
+
+def test_a_damaged_file_is_refused_before_anything_stops(world: World) -> None:
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "SET", "k", "v")
+    backup = asyncio.run(world.backups.capture(world.cache, None, world.out()))
+    with world.backups.path(backup).open("ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(RestoreFailed, match="damaged"):
+        asyncio.run(restore.restore(world.backups, world.instances, world.cache, "b1", world.out()))
+    assert world.instances.calls == []
+
+
+def test_verify_restores_into_a_throwaway_container(world: World) -> None:
+    world.apps.create(world.shop)
+    pg = asyncio.run(world.service.create(world.shop, "postgres", None, None, world.out()))
+    world.psql(pg.url, "CREATE TABLE a (x int); CREATE TABLE b (y int)")
+    asyncio.run(world.backups.capture(world.shop, "postgres", world.out()))
+    result = asyncio.run(restore.verify(world.backups, world.shop, "b1", world.out()))
+    assert result["found"] == "2 tables"
+    redis = asyncio.run(world.service.create(world.shop, "redis", None, None, world.out()))
+    world.redis(redis.url, "MSET", "x", "1", "y", "2", "z", "3")
+    asyncio.run(world.backups.capture(world.shop, "redis", world.out()))
+    assert asyncio.run(restore.verify(world.backups, world.shop, "b2", world.out()))["found"] == "3 keys"
+    left = world.client.api.containers(all=True, filters={"name": "verify-"})
+    assert left == []
+
+
+def test_ids_are_checked_and_never_reused(world: World) -> None:
+    world.apps.create(world.shop)
+    asyncio.run(world.service.create(world.shop, "redis", None, None, world.out()))
+    with pytest.raises(InvalidBackupId):
+        world.backups.get(world.shop, "12")
+    with pytest.raises(BackupNotFound):
+        world.backups.get(world.shop, "b9")
+    first = asyncio.run(world.backups.capture(world.shop, None, world.out()))
+    world.backups.store.remove(world.shop, first.number)
+    assert asyncio.run(world.backups.capture(world.shop, None, world.out())).id == "b2"
