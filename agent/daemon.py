@@ -190,7 +190,7 @@ async def build_agent(config: Config) -> Agent:
         proxy=proxy, certificates=certificates, firewall=_firewall(config),
         version=__version__, history=history, audit=AuditStore(db),
     )
-    services.addons = build_addons(config, db, client, services.config_vars(), apps, events)
+    services.addons = build_addons(config, db, client, services.config_service(), apps, events)
     services.backups = build_backups(services.addons, db, events)
     services.app_instances = DeployedInstances(deployer, apps, releases)
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events)
