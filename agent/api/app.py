@@ -40,6 +40,7 @@ from agent.api import (
     runs,
     storage,
 )
+from agent.api.access import AccessGuard
 from agent.api.audit import AuditTrail
 from agent.api.params import services
 from agent.api.services import Services
@@ -115,8 +116,10 @@ def build_api(services: Services, extra_routes: list[BaseRoute] | None = None) -
         routes=all_routes() + (extra_routes or []),
         exception_handlers={BerthError: berth_error, HTTPException: no_route,
                             Exception: crashed},
-        middleware=([Middleware(AuditTrail, store=services.audit)]
-                    if services.audit is not None else []),
+        middleware=[
+            *([Middleware(AuditTrail, store=services.audit)] if services.audit else []),
+            Middleware(AccessGuard, keys=services.keys),  # refusals are audited too
+        ],
     )
     api.router.redirect_slashes = False
     api.state.services = services

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent.api.access import allowed, visible
 from agent.api.audit import AUDIT_APP
 from agent.api.params import app_param, json_body, services
 from agent.api.services import Services
@@ -35,7 +36,7 @@ def _summary(s: Services, name: str) -> dict[str, Any]:
 
 async def list_apps(request: Request) -> Response:
     s = services(request)
-    return JSONResponse([_listed(s, name) for name in s.apps.names()])
+    return JSONResponse([_listed(s, name) for name in visible(request, s.apps.names())])
 
 
 def _listed(s: Services, name: str) -> dict[str, Any]:
@@ -51,6 +52,7 @@ async def create_app(request: Request) -> Response:
     s = services(request)
     name = str((await json_body(request)).get("name", ""))
     setattr(request.state, AUDIT_APP, name[:64])
+    allowed(request, name)
     s.app_service().create(name)
     return JSONResponse(_summary(s, name), status_code=201)
 

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent.api.access import allowed, visible
 from agent.api.params import number, services
 from agent.errors import BerthError
 from agent.names import check_app
@@ -19,11 +20,13 @@ async def list_events(request: Request) -> Response:
         raise BerthError("the audit trail is not kept by this agent")
     app = request.query_params.get("app") or None
     if app is not None:
-        check_app(app)
+        allowed(request, check_app(app))
     limit = number(request.query_params.get("limit", "50"), "number of events", 1, MAX_LIMIT)
+    entries = s.audit.list(app, limit)
+    shown = set(visible(request, sorted({e.app for e in entries})))
     return JSONResponse([
         {"time": e.time, "actor": e.actor, "verb": e.verb, "app": e.app, "outcome": e.outcome}
-        for e in s.audit.list(app, limit)
+        for e in entries if e.app in shown
     ])
 
 

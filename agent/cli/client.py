@@ -32,11 +32,13 @@ def path(*parts: str) -> str:
 
 class ControlClient:
     def __init__(self, socket_path: str | Path, *, timeout: float | None = 60.0,
-                 actor: str = "", verb: str = "") -> None:
-        """`actor` and `verb` go to the audit trail (agent.api.audit) with each change."""
+                 actor: str = "", verb: str = "", key: str = "") -> None:
+        """`actor` and `verb` go to the audit trail (agent.api.audit) with each change;
+        `key`, the SSH key a request is made for, is checked against its scope
+        (agent.api.access)."""
         self.socket_path = socket_path
         self._timeout = timeout
-        self._who = {"X-Berth-Actor": actor, "X-Berth-Verb": verb}
+        self._who = {"X-Berth-Actor": actor, "X-Berth-Verb": verb, "X-Berth-Key": key}
 
     def _open(
         self, method: str, url: str, *, payload: Any = None,

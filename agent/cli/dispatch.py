@@ -79,7 +79,7 @@ def run_verb(
         return 0
     actor = key or f"{_local_user()}@server"
     ctx = Context(
-        client=ControlClient(paths.control_socket, actor=actor, verb=args.verb),
+        client=ControlClient(paths.control_socket, actor=actor, verb=args.verb, key=key or ""),
         out=stdout or sys.stdout,
         err=stderr or sys.stderr,
         stdin=stdin or sys.stdin.buffer,

@@ -52,8 +52,8 @@ def run_hook(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         socket_path = str(load_paths(environ).control_socket)
     app = app_of(environ.get("GIT_DIR", "."))
     updates = parse_updates(sys.stdin.read())
-    client = ControlClient(socket_path, actor=environ.get("BERTH_PUSHER", "root@server"),
-                           verb="push")
+    pusher = environ.get("BERTH_PUSHER", "")  # the SSH key's name, from the forced command
+    client = ControlClient(socket_path, actor=pusher or "root@server", verb="push", key=pusher)
     return pre_receive(client, app, updates, sys.stdout)
 
 

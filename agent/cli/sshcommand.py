@@ -71,7 +71,8 @@ def _git(paths: PathSettings, words: list[str], key_name: str, environ: Mapping[
         # (Imported here: a push to an existing app starts git without the HTTP client.)
         from agent.cli.client import ControlClient, path
 
-        client = ControlClient(paths.control_socket)
+        client = ControlClient(paths.control_socket, actor=key_name, verb="push",
+                               key=key_name)
         if words[0] == "git-receive-pack":
             repo = client.call("POST", path("apps", app, "repo"))["path"]
         else:

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Sequence
 
 from agent import forcedcommand
 from agent.config import Config
-from agent.names import check_key_name
+from agent.errors import BerthError
+from agent.names import check_app, check_key_name
 from agent.sshkeys import parse_public_key, render, write_authorized_keys
 from agent.store.keys import KeyStore, SshKey
+
+MAX_APPS_PER_KEY = 100
 
 
 class Keys:
@@ -25,11 +29,15 @@ class Keys:
     def list(self) -> list[SshKey]:
         return self._keys.list()
 
-    def add(self, name: str, public_key: str) -> SshKey:
-        """Store the key and write authorized_keys; a failed write removes the key."""
+    def add(self, name: str, public_key: str, apps: Sequence[str] | None = None) -> SshKey:
+        """Store the key (an admin key, or one limited to `apps`) and write
+        authorized_keys; a failed write removes the key."""
         check_key_name(name)
         public_key, fingerprint = parse_public_key(public_key)
-        key = SshKey(name, public_key, fingerprint, time.time())
+        scope = None if apps is None else tuple(dict.fromkeys(check_app(a) for a in apps))
+        if scope is not None and not 0 < len(scope) <= MAX_APPS_PER_KEY:
+            raise BerthError(f"--apps takes 1 to {MAX_APPS_PER_KEY} app names")
+        key = SshKey(name, public_key, fingerprint, time.time(), scope)
         self._keys.add(key)
         try:
             self.sync()

@@ -54,7 +54,8 @@ SCHEMA: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         public_key TEXT NOT NULL,
         fingerprint TEXT NOT NULL UNIQUE,
-        created_at REAL NOT NULL
+        created_at REAL NOT NULL,
+        scope TEXT NOT NULL DEFAULT '*'        -- '*': admin; else a JSON list of apps
     )""",
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -10,6 +10,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from agent.cli.sshcommand import ssh_command
 from agent.paths import load_paths
 from agent.store.db import Database
+from agent.store.keys import KeyStore, SshKey
 from conftest import World
 
 AS_LAPTOP = {"X-Berth-Actor": "laptop", "X-Berth-Verb": "config:set"}
@@ -52,7 +53,8 @@ def test_a_streamed_change_that_fails_is_recorded_failed(world: World) -> None:
 
 def test_a_verb_over_ssh_is_recorded_under_its_key(
         agent_env: tuple[dict[str, str], Database]) -> None:
-    environ, _ = agent_env
+    environ, db = agent_env
+    KeyStore(db).add(SshKey("laptop", "ssh-ed25519 AAAA", "SHA256:laptop", 0.0))
     paths = load_paths(environ)
     out = io.StringIO()
     with redirect_stdout(out), redirect_stderr(io.StringIO()):

@@ -54,15 +54,23 @@ def keys(ctx: Context, a: argparse.Namespace) -> int:
     rows = ctx.client.call("GET", "/keys")
     if a.json:
         return ctx.json(rows)
-    table(ctx, ["NAME", "FINGERPRINT"], [(r["name"], r["fingerprint"]) for r in rows])
+    table(ctx, ["NAME", "FINGERPRINT", "MAY"], [
+        (r["name"], r["fingerprint"],
+         "everything (admin)" if r.get("admin", True) else "apps " + ",".join(r["apps"]))
+        for r in rows])
     return 0
 
 
 def add_key(ctx: Context, a: argparse.Namespace) -> int:
     check_key_name(a.name)
+    if a.admin and a.apps is not None:
+        raise BerthError("give --admin or --apps, not both")
     public_key = ctx.stdin.read(16 * 1024).decode("utf-8", "replace")
-    data = ctx.client.call("POST", "/keys", payload={"name": a.name, "public_key": public_key})
-    ctx.print(f"Added key {data['name']} ({data['fingerprint']})")
+    apps = None if a.apps is None else [app for app in a.apps.split(",") if app]
+    data = ctx.client.call("POST", "/keys", payload={"name": a.name, "public_key": public_key,
+                                                     "apps": apps})
+    scope = "an admin key" if apps is None else "may use apps " + ",".join(data["apps"])
+    ctx.print(f"Added key {data['name']} ({data['fingerprint']}): {scope}")
     return 0
 
 
@@ -91,8 +99,11 @@ VERBS = [
     Verb("rollback", "make a new release from an earlier one's image and config", rollback,
          [APP, VERSION_ARG]),
     Verb("keys", "list the SSH keys that may push and run verbs", keys, [JSON]),
-    Verb("keys:add", "add an SSH public key (read from stdin)", add_key,
-         [arg("name", metavar="NAME")]),
+    Verb("keys:add", "add an SSH public key (read from stdin): an admin key, or one "
+         "limited to some apps", add_key,
+         [arg("name", metavar="NAME"),
+          arg("--admin", action="store_true", help="may do everything (the default)"),
+          arg("--apps", metavar="APP,APP", help="may push to and use only these apps")]),
     Verb("keys:remove", "remove an SSH key", remove_key, [arg("name", metavar="NAME")]),
     Verb("version", "print Berth's version", version),
 ]

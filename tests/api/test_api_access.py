@@ -1,0 +1,118 @@
+"""Who may do what: admin keys everything; app keys only their apps' verbs and pushes;
+keys, firewall and certificates need an admin key; keys from before scopes are admin."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+from agent.api.access import refusal
+from agent.cli.sshcommand import ssh_command
+from agent.paths import load_paths
+from agent.store.audit import AuditStore
+from agent.store.db import Database
+from agent.store.keys import KeyStore, SshKey
+from conftest import World
+
+CI = {"X-Berth-Key": "ci", "X-Berth-Actor": "ci"}
+
+
+def public_key(tmp_path: Path, name: str) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)],
+                   check=True)
+    return (tmp_path / f"{name}.pub").read_text()
+
+
+def test_an_app_key_acts_only_on_its_apps(world: World, tmp_path: Path) -> None:
+    for name in ("shop", "blog"):
+        world.client.post("/apps", json={"name": name})
+    added = world.client.post("/keys", json={"name": "ci", "apps": ["shop", "new"],
+                                             "public_key": public_key(tmp_path, "ci")})
+    assert added.json()["apps"] == ["shop", "new"] and not added.json()["admin"]
+    assert world.client.get("/apps/shop/config", headers=CI).status_code == 200
+    world.stream("POST", "/apps/shop/config", json={"set": {"A": "1"}}, headers=CI)
+    assert world.client.post("/apps", json={"name": "new"}, headers=CI).status_code == 201
+    assert [a["name"] for a in world.client.get("/apps", headers=CI).json()] == ["new", "shop"]
+    refused = [
+        world.client.get("/apps/blog/config", headers=CI),
+        world.client.post("/apps/blog/config", json={"set": {"A": "1"}}, headers=CI),
+        world.client.post("/apps/blog/deploys?sha=" + "a" * 40, headers=CI),
+        world.client.post("/apps/blog/repo", headers=CI),
+        world.client.post("/apps", json={"name": "other"}, headers=CI),
+        world.client.delete("/apps/blog?confirm=blog", headers=CI),
+        world.client.post("/keys", json={"name": "x", "public_key": "x"}, headers=CI),
+        world.client.delete("/keys/ci", headers=CI),
+        world.client.get("/firewall", headers=CI),
+        world.client.post("/apps/shop/certs", content=b"pem", headers=CI),
+        world.client.get("/events?app=blog", headers=CI),
+    ]
+    for response in refused:
+        assert response.status_code == 403, (response.request.url, response.text)
+        assert "\n" not in response.json()["error"]
+    assert world.services.apps.config("blog") == {}
+    assert sorted(world.services.apps.names()) == ["blog", "new", "shop"]
+    assert {e["app"] for e in world.client.get("/events", headers=CI).json()} <= {"shop", "new"}
+
+
+def test_an_unknown_key_may_do_nothing_and_admin_keys_everything(
+        world: World, tmp_path: Path) -> None:
+    world.client.post("/apps", json={"name": "shop"})
+    unknown = world.client.get("/apps", headers={"X-Berth-Key": "ghost"})
+    assert unknown.status_code == 403 and "'ghost' is not known" in unknown.json()["error"]
+    world.client.post("/keys", json={"name": "boss", "public_key": public_key(tmp_path, "b")})
+    boss = {"X-Berth-Key": "boss"}
+    assert world.client.get("/firewall", headers=boss).status_code != 403
+    assert world.client.post("/apps", json={"name": "blog"}, headers=boss).status_code == 201
+
+
+def test_the_rule_is_a_pure_function() -> None:
+    key = SshKey("ci", "k", "f", 0.0, ("shop",))
+    assert refusal(key, "POST", "/apps/shop/ps/restart") is None
+    assert refusal(key, "GET", "/apps/shop/run/attach") is None
+    assert "may not act on app blog" in (refusal(key, "GET", "/apps/blog") or "")
+    assert "needs an admin key" in (refusal(key, "POST", "/certs/renew") or "")
+    assert refusal(SshKey("root", "k", "f", 0.0), "POST", "/firewall/disable") is None
+
+
+def test_keys_from_before_scopes_become_admin_keys(tmp_path: Path) -> None:
+    db = Database.open(tmp_path / "old.db", [("""CREATE TABLE ssh_keys (
+        name TEXT PRIMARY KEY, public_key TEXT NOT NULL, fingerprint TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL)""",)])
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO ssh_keys VALUES ('laptop', 'ssh-ed25519 AAAA', 'SHA256:x', 1)")
+    keys = KeyStore(db)
+    assert keys.get("laptop") == SshKey("laptop", "ssh-ed25519 AAAA", "SHA256:x", 1.0, None)
+    assert KeyStore(db).list()[0].admin  # migrating twice is harmless
+    db.close()
+
+
+def test_over_ssh_an_app_key_is_refused_other_apps(
+        agent_env: tuple[dict[str, str], Database], tmp_path: Path) -> None:
+    environ, db = agent_env
+    KeyStore(db).add(SshKey("ci", "ssh-ed25519 AAAA", "SHA256:ci", 0.0, ("shop",)))
+    paths = load_paths(environ)
+
+    def ssh(command: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                status = ssh_command(paths, ["ci"], {**environ, "SSH_ORIGINAL_COMMAND": command})
+            except Exception as exc:  # main() turns a BerthError into one line
+                return 1, "", str(exc)
+        return status, out.getvalue(), err.getvalue()
+
+    assert ssh("config:set shop A=1 --no-restart")[0] == 0
+    status, _, error = ssh("apps:create blog")
+    assert status == 1 and "may not act on app blog" in error
+    status, _, error = ssh("keys")
+    assert status == 1 and "needs an admin key" in error
+    status, _, error = ssh("git-receive-pack 'blog'")  # a first push would create it
+    assert status == 1 and "may not act on app blog" in error
+    listed = json.loads(ssh("events --json")[1])  # only its apps' entries
+    assert [(e["actor"], e["verb"], e["app"], e["outcome"]) for e in listed] == [
+        ("ci", "config:set", "shop", "ok")]
+    refusals = [(e.verb, e.app) for e in AuditStore(db).list() if e.outcome.startswith("failed")]
+    assert ("push", "blog") in refusals and ("apps:create", "blog") in refusals
