@@ -199,13 +199,17 @@ class AddonService:
         addon = self.store.get(app, name)
         if self._apps.exists(app) and self._apps.config(app).get(addon.variable) == addon.url:
             await self._config.change(app, ConfigChange(unset=(addon.variable,)), out)
-        out.step(f"Removing {name} and its data")
+        await self.remove(addon, out)
+
+    async def remove(self, addon: Addon, out: DeployOutput) -> None:
+        """Container, data and row (its variable left as it is: the app's destroy)."""
+        out.step(f"Removing {addon.name} and its data")
         await self.engine.stop(addon.container, self.settings.stop_timeout)
         await self.engine.remove(addon.container)
         await asyncio.to_thread(shutil.rmtree, self.layout(addon).root, True)
-        self.store.remove(app, name)
-        self._events.record(app, "AddonDestroyed", name)
-        out.heading(f"{name} destroyed")
+        self.store.remove(addon.app, addon.name)
+        self._events.record(addon.app, "AddonDestroyed", addon.name)
+        out.heading(f"{addon.name} destroyed")
 
     # show ------------------------------------------------------------------------------
 

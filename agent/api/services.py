@@ -62,7 +62,8 @@ class Services:
     # The service layer (agent.services): one owner per change and its event.
 
     def app_service(self) -> Apps:
-        return Apps(self.config, self.apps, self.events, self.deployer, self.ssh_command)
+        return Apps(self.config, self.apps, self.events, self.deployer, self.ssh_command,
+                    before_destroy=self.backups.retire_app if self.backups else None)
 
     def config_service(self) -> ConfigVars:
         return ConfigVars(self.apps, self.events, self.deployer)

@@ -95,5 +95,12 @@ class BackupService:
         self.store.add(backup)
         return backup
 
+    async def retire_app(self, app: str, out: DeployOutput) -> None:
+        """Before an app is destroyed: a final backup of each of its add-ons, then each
+        removed (its backups stay). A failed backup stops here, the add-on intact."""
+        for addon in self.addons.store.of_app(app):
+            await self.capture(app, addon.name, out, reason="final")
+            await self.addons.remove(addon, out)
+
     def describe(self, backup: Backup) -> dict[str, object]:
         return {**backup.public(), "path": str(self.path(backup))}

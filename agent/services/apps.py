@@ -4,7 +4,7 @@ destroying it, each with its event."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Awaitable, Callable, Protocol
 
 from agent.appsettings import AppSettings, apply_setting
 from agent.config import Config
@@ -29,12 +29,16 @@ class Apps:
     """The one owner of creating, configuring and destroying apps."""
 
     def __init__(self, config: Config, apps: AppStore, events: EventStore,
-                 deployer: AppLifecycle, ssh_command: str) -> None:
+                 deployer: AppLifecycle, ssh_command: str,
+                 before_destroy: Callable[[str, DeployOutput], Awaitable[None]] | None = None
+                 ) -> None:
         self._config = config
         self._apps = apps
         self._events = events
         self._deployer = deployer
         self._ssh_command = ssh_command
+        # Add-ons: a final backup of each, then removed (a failed backup stops the destroy).
+        self._before_destroy = before_destroy
 
     def check_new(self, name: str) -> str:
         """`name` if an app may be created with it: valid, and its default domain not
@@ -81,6 +85,8 @@ class Apps:
         return settings
 
     async def destroy(self, name: str, out: DeployOutput) -> None:
+        if self._before_destroy is not None:
+            await self._before_destroy(name, out)
         await self._deployer.destroy(name, out)
         remove_repo(self._config.paths, name)
         out.heading(f"{name} destroyed")

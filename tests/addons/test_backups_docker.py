@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -125,3 +126,35 @@ def test_ids_are_checked_and_never_reused(world: World) -> None:
     first = asyncio.run(world.backups.capture(world.shop, None, world.out()))
     world.backups.store.remove(world.shop, first.number)
     assert asyncio.run(world.backups.capture(world.shop, None, world.out())).id == "b2"
+
+
+def test_destroying_the_app_backs_up_then_removes_its_addons(world: World, tmp_path: Path) -> None:
+    from agent.config import Config
+    from agent.paths import PathSettings
+    from agent.services.apps import Apps
+
+    class Lifecycle:
+        def __init__(self) -> None:
+            self.left: list[str | None] = []
+
+        async def refresh_routing(self, app_name: str) -> None: ...
+
+        async def destroy(self, app_name: str, out: object) -> None:
+            # What the deployer finds: the add-ons gone, so the app's network can go too.
+            self.left = [await world.engine.state(f"berth-addon-{app_name}-{n}")
+                         for n in ("postgres", "redis")]
+
+    lifecycle = Lifecycle()
+    apps = Apps(Config(paths=PathSettings(data_dir=tmp_path / "d", run_dir=tmp_path / "r")),
+                world.apps, world.events, lifecycle, "true",
+                before_destroy=world.backups.retire_app)
+    world.apps.create(world.shop)
+    pg = asyncio.run(world.service.create(world.shop, "postgres", None, None, world.out()))
+    world.psql(pg.url, "CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
+    asyncio.run(world.service.create(world.shop, "redis", None, None, world.out()))
+    asyncio.run(apps.destroy(world.shop, world.out()))
+    assert lifecycle.left == [None, None]
+    finals = world.backups.store.of_app(world.shop)
+    assert [(b.addon, b.reason) for b in finals] == [("postgres", "final"), ("redis", "final")]
+    assert world.service.store.of_app(world.shop) == []
+    assert world.backups.path(finals[0]).stat().st_size > 0
