@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import pytest
 from starlette.testclient import TestClient
@@ -17,8 +17,7 @@ from agent.paths import PathSettings
 from agent.store.keys import KeyStore
 from agent.store.releases import ReleaseStore
 
-if TYPE_CHECKING:
-    from conftest import World
+from addon_world import World, world  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

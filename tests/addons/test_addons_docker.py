@@ -4,15 +4,13 @@ reachable on the app's network under their names, brought back when they vanish.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import pytest
 
 from agent.addons.model import AddonNotFound
 from agent.errors import BerthError
 
-if TYPE_CHECKING:
-    from conftest import World
+from addon_world import World, world  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,8 +14,7 @@ from agent.backups.model import BackupNotFound, InvalidBackupId
 from agent.backups.restore import RestoreFailed
 from agent.backups.dumps import DumpFailed
 
-if TYPE_CHECKING:
-    from conftest import World
+from addon_world import World, world  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

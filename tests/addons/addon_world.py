@@ -1,4 +1,5 @@
-"""Real add-ons for the tests: an `AddonService` over the real Docker engine with the
+"""Real add-ons for the tests (imported by name: a conftest.py here would shadow
+another directory's `conftest` module): an `AddonService` over the real Docker engine with the
 stand-in postgres and redis images, a temp data dir, a real state database, and a
 releaser that stores config as the deploy's config path does for an app not deployed.
 Each test's containers and network are removed after it."""
