@@ -1,9 +1,9 @@
 """One request and its response, from a parsed head to the last byte.
 
 An `Exchange` is created by the client connection for each request head, in order. When
-it becomes the connection's active exchange it decides what to do (ACME answer, 404,
-redirect, 413, 503, or forward), picks a target and registers as in flight in the same
-step, takes a pooled upstream connection or opens one, writes the request head once,
+it becomes the connection's active exchange it asks `dispatch` whether the proxy answers
+itself, picks a target and registers as in flight in the same step, takes a pooled
+upstream connection or has an `Opening` open one, writes the request head once,
 streams the body (buffering only while the upstream connection is being opened, with
 the client paused), and relays the response the upstream connection parses. It ends
 exactly once (`_finish`), which unregisters it, counts it, logs it and lets the client
@@ -12,29 +12,24 @@ connection go on.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 from typing import TYPE_CHECKING
 
 from agent.proxy import pages
-from agent.proxy.access_log import AccessLog
 from agent.proxy.dispatch import Answer, dispatch, error
-from agent.proxy.response_head import (
-    ResponseHead,
-    added_lines,
-    client_response_head,
-    reusable_for_client,
-)
+from agent.proxy.held import Held, encode_chunk
 from agent.proxy.interfaces import PAUSE_PENDING, PAUSE_UPSTREAM
+from agent.proxy.opening import Opening
+from agent.proxy.response_head import added_lines, client_response_head, reusable_for_client
 from agent.proxy.routes import Route, Tally, Target
 from agent.proxy.tunnel import Tunnel
-from agent.proxy.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
     from agent.proxy.context import Context
     from agent.proxy.interfaces import ClientSide, UpstreamSide
     from agent.proxy.request_head import RequestHead
+    from agent.proxy.response_head import ResponseHead
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +51,17 @@ class Exchange:
     phase = ROUTING
     request_id = b"-"
     upstream_label = "-"
-    pending: list[bytes] | None = None  # body bytes waiting for the upstream connection
-    pending_bytes = 0
+    pending: Held | None = None  # body bytes waiting for the upstream connection
     body_bytes = 0
     max_body = 0
     status = 0
     bytes_out = 0
-    failed: tuple[Target, ...] = ()  # targets whose connection failed (not retried)
     body_sent = False  # some request body already went upstream (no retry)
-    connect_task: asyncio.Task[None] | None = None
+    opening: Opening | None = None  # the upstream connection being opened
     raw_upgrade = False
-    held: list[bytes] | None = None  # bytes after an Upgrade head: never sent before a 101
-    held_bytes = 0
+    held: Held | None = None  # bytes after an Upgrade head: never sent before a 101
 
-    def __init__(
-        self, ctx: Context, client: ClientSide, head: RequestHead, started: float
-    ) -> None:
+    def __init__(self, ctx: Context, client: ClientSide, head: RequestHead, started: float) -> None:
         self.ctx = ctx
         self.client = client
         self.head = head
@@ -130,45 +120,30 @@ class Exchange:
 
     def _connect(self, target: Target) -> None:
         self.phase = CONNECTING
-        client = self.client
-        client.arm(self.ctx.settings.upstream_connect_timeout)
-        self.connect_task = self.ctx.loop.create_task(self._open(target))
+        self.client.arm(self.ctx.settings.upstream_connect_timeout)
+        self._opening().start(target)
 
-    async def _open(self, target: Target) -> None:
-        ctx = self.ctx
-        upstream = target.upstream
-        try:
-            _, conn = await ctx.loop.create_connection(
-                lambda: UpstreamConnection(ctx, target), upstream.host, upstream.port
-            )
-        except OSError as exc:
-            self.connect_task = None
-            if self.phase == CONNECTING:
-                self._connect_failed(exc)
-            return
-        self.connect_task = None
-        target.connected(self.route.name if self.route is not None else "-")
-        if self.phase != CONNECTING or self.target is not target:
-            conn.park()  # the exchange ended meanwhile; keep the connection
-            return
+    def _opening(self) -> Opening:
+        if self.opening is None:
+            assert self.route is not None
+            self.opening = Opening(self.ctx, self, self.route)
+        return self.opening
+
+    def waits_for(self, target: Target) -> bool:
+        return self.phase == CONNECTING and self.target is target
+
+    def opened(self, conn: UpstreamSide, target: Target) -> bool:
+        """A connection to `target` is open; False when this exchange no longer wants it."""
+        if not self.waits_for(target):
+            return False
         self.attach(conn)
+        return True
 
-    def _connect_failed(self, exc: OSError) -> None:
-        """The upstream refused or reset the connect: mark it, try another one if any."""
-        assert self.tally is not None and self.route is not None
-        self.tally.upstream_errors += 1
-        target = self.target
-        if target is not None:
-            self.failed = (*self.failed, target)
-            target.connect_failed(self.route.name, exc, self.ctx.loop.time(), self.ctx.settings)
-        following = self.route.pick(self.ctx.loop.time(), self.failed)
-        if following is not None:
-            self._unregister()
-            self._register(following)
-            self._connect(following)
-            return
-        timed_out = exc.errno == errno.ETIMEDOUT
-        self.fail(504 if timed_out else 502)
+    def retarget(self, target: Target) -> None:
+        """The connect failed: in flight to `target` instead, connecting to it."""
+        self._unregister()
+        self._register(target)
+        self._connect(target)
 
     def attach(self, conn: UpstreamSide) -> None:
         """Send the request on `conn` (fresh or pooled)."""
@@ -178,13 +153,11 @@ class Exchange:
         ctx = self.ctx
         head_bytes = client.upstream_head(self.head, self.request_id)
         transport = conn.transport
-        pending = self.pending
-        if pending:
-            self.pending = None
-            self.pending_bytes = 0
+        if self.pending is not None:
+            pending, self.pending = self.pending.pieces, None
             self.body_sent = True
             if self.head.chunked:
-                pending = [_chunk(p) for p in pending]
+                pending = [encode_chunk(p) for p in pending]
             transport.writelines([head_bytes, *pending])
             client.resume(PAUSE_PENDING)
         else:
@@ -219,7 +192,7 @@ class Exchange:
         client = self.client
         if conn is not None and self.phase != CONNECTING:
             self.body_sent = True
-            conn.transport.write(_chunk(data) if self.head.chunked else data)
+            conn.transport.write(encode_chunk(data) if self.head.chunked else data)
             if self.phase == SENDING:
                 client.arm(self.ctx.settings.request_body_timeout)
         else:
@@ -228,10 +201,8 @@ class Exchange:
     def _hold(self, data: bytes) -> None:
         """Keep body bytes until the upstream connection is open (client paused past a limit)."""
         if self.pending is None:
-            self.pending = []
-        self.pending.append(data)
-        self.pending_bytes += len(data)
-        if self.pending_bytes > _PENDING_LIMIT:
+            self.pending = Held()
+        if self.pending.add(data) > _PENDING_LIMIT:
             self.client.pause(PAUSE_PENDING)
 
     def raw(self, data: bytes) -> None:
@@ -245,18 +216,15 @@ class Exchange:
         if self.phase == DONE:
             return
         if self.held is None:
-            self.held = []
-        self.held.append(data)
-        self.held_bytes += len(data)
-        if self.held_bytes > _HELD_LIMIT:
+            self.held = Held()
+        if self.held.add(data) > _HELD_LIMIT:
             self.held = None
             self.fail(400)
 
     def take_held(self) -> bytes:
         """The bytes held after an Upgrade head (now the exchange's no more)."""
         held, self.held = self.held, None
-        self.held_bytes = 0
-        return b"".join(held) if held else b""
+        return b"".join(held.pieces) if held is not None else b""
 
     def body_end(self) -> None:
         self.request_complete = True
@@ -265,8 +233,7 @@ class Exchange:
             if self.head.chunked:
                 self.upstream.transport.write(b"0\r\n\r\n")
             self.phase = WAITING
-            ctx = self.ctx
-            self.client.arm(ctx.settings.upstream_response_timeout)
+            self.client.arm(self.ctx.settings.upstream_response_timeout)
 
     # response from the upstream --------------------------------------------------------
 
@@ -317,26 +284,31 @@ class Exchange:
 
     def retry_fresh(self) -> bool:
         """A reused pooled connection died before answering: try a new one, if safe."""
-        if self.phase not in (SENDING, WAITING) or self.body_sent or self.raw_upgrade:
-            return False
-        if self.head.has_body and not self.request_complete:
-            return False
-        if self.target is None or self.target.draining:
+        target = self.target
+        if not self._resendable() or self.raw_upgrade or target is None or target.draining:
             return False
         self.upstream = None
-        self._connect(self.target)
+        self._connect(target)
         return True
 
     def retry_elsewhere(self) -> bool:
         """A fresh connection closed before any answer: the upstream is failing. An
         idempotent request none of whose body left goes to another upstream."""
-        if self.phase not in (SENDING, WAITING) or self.body_sent or self.head.has_body:
+        if not self._resendable() or self.head.has_body or self.head.method not in _IDEMPOTENT:
             return False
-        if self.head.method not in _IDEMPOTENT:
-            return False
+        assert self.target is not None
         self.upstream = None
-        self._connect_failed(ConnectionResetError(errno.ECONNRESET, "closed before answering"))
+        reset = ConnectionResetError(errno.ECONNRESET, "closed before answering")
+        self._opening().failed(self.target, reset)
         return True
+
+    def _resendable(self) -> bool:
+        """Sent (or being sent) with no body byte gone yet: it can go out again whole."""
+        return (
+            self.phase in (SENDING, WAITING)
+            and not self.body_sent
+            and (self.request_complete or not self.head.has_body)
+        )
 
     def switch_protocols(self, conn: UpstreamSide, client_head: bytes) -> Tunnel:
         """The upstream answered 101: from now on, bytes flow both ways untouched."""
@@ -354,10 +326,7 @@ class Exchange:
 
     def upstream_full(self, full: bool) -> None:
         """The upstream connection's writes back up (or drained): pause the client's reads."""
-        if full:
-            self.client.pause(PAUSE_UPSTREAM)
-        else:
-            self.client.resume(PAUSE_UPSTREAM)
+        (self.client.pause if full else self.client.resume)(PAUSE_UPSTREAM)
 
     def body_arriving(self) -> None:
         """Response body bytes came: the upstream gets a new read deadline."""
@@ -403,9 +372,8 @@ class Exchange:
         conn, self.upstream = self.upstream, None
         if conn is not None:
             conn.abandon()
-        if self.connect_task is not None:
-            self.connect_task.cancel()
-            self.connect_task = None
+        if self.opening is not None:
+            self.opening.cancel()
 
     def _finish(self, *, notify: bool = True, tunnel: bool = False) -> None:
         self.phase = DONE
@@ -417,18 +385,14 @@ class Exchange:
             tally.bytes_out += self.bytes_out
         access = self.ctx.access_log
         if access is not None:
-            self._log(access)
+            head = self.head
+            access.line(
+                head.host, head.method, head.target, self.status, self.bytes_out,
+                self.ctx.loop.time() - self.started, client.peer_ip, self.upstream_label,
+                self.request_id,
+            )  # fmt: skip
         if notify:
             client.exchange_done(self, tunnel)
-
-    def _log(self, access: AccessLog) -> None:
-        head = self.head
-        client = self.client
-        access.line(
-            head.host, head.method, head.target, self.status, self.bytes_out,
-            self.ctx.loop.time() - self.started, client.peer_ip, self.upstream_label,
-            self.request_id,
-        )  # fmt: skip
 
     # deadlines -------------------------------------------------------------------------
 
@@ -437,7 +401,3 @@ class Exchange:
         if self.phase in (CONNECTING, WAITING) and self.tally is not None:
             self.tally.upstream_errors += 1
         self.fail(408 if self.phase == SENDING else 504)
-
-
-def _chunk(data: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(data), data)

@@ -93,10 +93,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.state == _BODY and self.framing == UNTIL_CLOSE:
             exchange.response_end()
-        elif not self.got_bytes and self.served and exchange.retry_fresh():
-            return
-        elif not self.got_bytes and not self.served and exchange.retry_elsewhere():
-            return
+        elif not self.got_bytes and (
+            exchange.retry_fresh() if self.served else exchange.retry_elsewhere()
+        ):
+            return  # a pooled connection gone stale, or an instance failing: sent again
         else:
             reason = "closed before the response ended" if self.got_bytes else "closed early"
             exchange.upstream_failed(502, f"{reason}: {exc}" if exc else reason)

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.proxy import CertificateRejected, RouteOptions, Upstream
 from agent.certs.errors import InvalidPem
 from agent.certs.keys import check_pair
+from agent.proxy import CertificateRejected, RouteOptions, Upstream
 from agent.proxy.certs import CertificateStore
 from tests.proxy.backend import running_backend
 from tests.proxy.conftest import (

@@ -83,32 +83,35 @@ async def test_a_dead_instance_fails_no_request_and_is_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="agent.proxy")
-    async with running_backend("a") as a, running_backend("b") as b:
-        async with running_proxy(upstream_retry_backoff=0.2, upstream_retry_max=0.4) as proxy:
-            proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
-            proxy.set_route(
-                "app", ["app.test"], [Upstream("127.0.0.1", a.port), Upstream("127.0.0.1", b.port)]
-            )
-            assert set(await _hammer(proxy.http_port, 4, 10)) == {200}  # warm pools to both
-            port = b.port
-            await b.stop()
-            served_before = a.requests
-            statuses = await _hammer(proxy.http_port, 4, 100)
-            assert statuses == [200] * 400
-            assert a.requests - served_before == 400
-            assert _lines(caplog, "upstream down") == 1
-            # While down, b is tried about once per backoff, not on every request.
-            assert proxy.counters("app").upstream_errors < 40
-            await b.start(port)
-            served_by_b = b.requests
-            for _ in range(40):  # b gets traffic again once a request tries it
-                await _hammer(proxy.http_port, 2, 5)
-                if b.requests > served_by_b:
-                    break
-                await asyncio.sleep(0.1)
-            assert b.requests > served_by_b
-            assert _lines(caplog, "upstream up") == 1
-            assert _lines(caplog, "upstream down") == 1
+    async with (
+        running_backend("a") as a,
+        running_backend("b") as b,
+        running_proxy(upstream_retry_backoff=0.2, upstream_retry_max=0.4) as proxy,
+    ):
+        proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
+        proxy.set_route(
+            "app", ["app.test"], [Upstream("127.0.0.1", a.port), Upstream("127.0.0.1", b.port)]
+        )
+        assert set(await _hammer(proxy.http_port, 4, 10)) == {200}  # warm pools to both
+        port = b.port
+        await b.stop()
+        served_before = a.requests
+        statuses = await _hammer(proxy.http_port, 4, 100)
+        assert statuses == [200] * 400
+        assert a.requests - served_before == 400
+        assert _lines(caplog, "upstream down") == 1
+        # While down, b is tried about once per backoff, not on every request.
+        assert proxy.counters("app").upstream_errors < 40
+        await b.start(port)
+        served_by_b = b.requests
+        for _ in range(40):  # b gets traffic again once a request tries it
+            await _hammer(proxy.http_port, 2, 5)
+            if b.requests > served_by_b:
+                break
+            await asyncio.sleep(0.1)
+        assert b.requests > served_by_b
+        assert _lines(caplog, "upstream up") == 1
+        assert _lines(caplog, "upstream down") == 1
 
 
 @asynccontextmanager
@@ -128,25 +131,28 @@ async def resetting_upstream() -> AsyncIterator[int]:
 
 
 async def test_idempotent_requests_reset_before_any_answer_go_to_another_instance() -> None:
-    async with running_backend("a") as a, resetting_upstream() as dead_port:
-        async with running_proxy(upstream_retry_backoff=0.05, upstream_retry_max=0.1) as proxy:
-            proxy.set_route(
-                "app", ["app.test"], [Upstream("127.0.0.1", dead_port), Upstream("127.0.0.1", a.port)]
+    async with (
+        running_backend("a") as a,
+        resetting_upstream() as dead_port,
+        running_proxy(upstream_retry_backoff=0.05, upstream_retry_max=0.1) as proxy,
+    ):
+        proxy.set_route(
+            "app", ["app.test"], [Upstream("127.0.0.1", dead_port), Upstream("127.0.0.1", a.port)]
+        )
+        statuses = await _hammer(proxy.http_port, 4, 50)
+        assert statuses == [200] * 200
+        # A POST with a body that reached the failing instance is not replayed.
+        client = await Client.connect(proxy.http_port)
+        posts = []
+        for _ in range(20):
+            await client.send(
+                b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi"
             )
-            statuses = await _hammer(proxy.http_port, 4, 50)
-            assert statuses == [200] * 200
-            # A POST with a body that reached the failing instance is not replayed.
-            client = await Client.connect(proxy.http_port)
-            posts = []
-            for _ in range(20):
-                await client.send(
-                    b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi"
-                )
-                response = await client.response()
-                posts.append(response.status)
-                if not response.keep_alive:
-                    await client.close()
-                    client = await Client.connect(proxy.http_port)
-                await asyncio.sleep(0.02)
-            await client.close()
-            assert set(posts) <= {200, 502}
+            response = await client.response()
+            posts.append(response.status)
+            if not response.keep_alive:
+                await client.close()
+                client = await Client.connect(proxy.http_port)
+            await asyncio.sleep(0.02)
+        await client.close()
+        assert set(posts) <= {200, 502}
