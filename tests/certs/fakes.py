@@ -1,6 +1,8 @@
 """Small hand-written stand-ins for the manager's neighbours, for unit tests.
 
-`MemorySink` and `MemoryChallenges` stand in for the proxy's certificate store and token
+`FakeTime` is a clock that moves only when a test advances it, with the manager's
+sleeper on it, so hours of backoff and renewal run in milliseconds. `MemorySink` and
+`MemoryChallenges` stand in for the proxy's certificate store and token
 map (the proxy's real ones are used by the end-to-end tests). `ScriptedIssuer` stands in
 for the CA where a test needs to choose the outcome (a failure, a Retry-After, an ARI
 time) without waiting: it signs real certificates with a throwaway CA.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -133,3 +136,59 @@ class ScriptedIssuer:
 
     def count(self, domain: str, directory: str | None = None) -> int:
         return sum(1 for d, n in self.orders if n == domain and directory in (None, d))
+
+
+class FakeTime:
+    """A clock (call it) that moves only in `advance`, and `sleep`, the certificate
+    manager's Sleeper on it. `busy` tells whether work started by the clock's sleeper
+    is still under way (it runs on real threads: the clock waits for it at each step)."""
+
+    def __init__(self, busy: Callable[[], bool] = lambda: False) -> None:
+        self.now = time.time()  # certificates it dates are real X.509 times
+        self.busy = busy
+        self._sleepers: list[tuple[float, asyncio.Event, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, wake: asyncio.Event, delay: float) -> None:
+        """Until `wake` is set or this clock has moved `delay` seconds on."""
+        if wake.is_set() or delay <= 0:
+            return
+        entry = (self.now + delay, wake, asyncio.get_running_loop().create_future())
+        self._sleepers.append(entry)
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({woken, entry[2]}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            self._sleepers.remove(entry)
+
+    async def advance(self, seconds: float, *, step: float = 0.05) -> None:
+        """Move on by `seconds`, `step` at a time; at each step what woke runs until it
+        sleeps again and nothing is busy."""
+        end = self.now + seconds
+        await self._settle()
+        while self.now < end:
+            self.now = min(end, self.now + step)
+            for at, _, due in self._sleepers:
+                if at <= self.now and not due.done():
+                    due.set_result(None)
+            await self._settle()
+
+    async def until(self, check: Callable[[], bool], limit: float, *, step: float = 0.05) -> None:
+        """Advance until `check()` holds; AssertionError past `limit` seconds."""
+        end = self.now + limit
+        while not check():
+            if self.now >= end:
+                raise AssertionError(f"condition not met within {limit} s of the fake clock")
+            await self.advance(step, step=step)
+
+    async def _settle(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        await asyncio.sleep(0)
+        while self.busy() or not any(not wake.is_set() and not due.done()
+                                     for _, wake, due in self._sleepers):
+            if time.monotonic() > deadline:
+                raise AssertionError("nothing went back to sleep on the fake clock")
+            await asyncio.sleep(0.001)

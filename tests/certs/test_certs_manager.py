@@ -3,6 +3,8 @@ restarts, rate limits, dry runs, preflight, custom certificates, ARI and status.
 
 The CA here is `ScriptedIssuer` (tests/certs/fakes.py) so a test can choose failures
 and Retry-After values; the same paths run against real Pebble in test_certs_pebble.py.
+Time is `FakeTime`: the manager's clock and its scan loop's sleep, moved by the test, so
+backoffs and renewals due in seconds take no real waiting.
 State is a real SQLite database and real files in a temp dir.
 """
 
@@ -34,7 +36,7 @@ from agent.certs.state import SCHEMA
 from agent.certs.status import render
 from agent.errors import Conflict, InvalidName, NotFound
 from agent.store.db import Database
-from tests.certs.fakes import MemoryChallenges, MemorySink, ScriptedIssuer, ThrowawayCA
+from tests.certs.fakes import FakeTime, MemoryChallenges, MemorySink, ScriptedIssuer, ThrowawayCA
 
 PROD = "https://ca.example/prod/dir"
 STAGING = "https://ca.example/staging/dir"
@@ -48,16 +50,22 @@ async def loopback(name: str) -> Sequence[str]:
 class Rig:
     tmp: Path
     settings: AcmeSettings
-    issuer: ScriptedIssuer = field(default_factory=lambda: ScriptedIssuer(time.time))
     sink: MemorySink = field(default_factory=MemorySink)
     challenges: MemoryChallenges = field(default_factory=MemoryChallenges)
     resolver: Callable[[str], Awaitable[Sequence[str]]] = loopback
+    time: FakeTime = field(default_factory=FakeTime)
+    issuer: ScriptedIssuer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.issuer = ScriptedIssuer(self.time)
 
     @asynccontextmanager
     async def manager(self) -> AsyncIterator[CertificateManager]:
         db = Database.open(self.tmp / "berth.db", [SCHEMA])
         manager = CertificateManager(self.settings, self.tmp / "certs", db, self.challenges,
-                                     self.sink, resolver=self.resolver, issuer=self.issuer)
+                                     self.sink, resolver=self.resolver, issuer=self.issuer,
+                                     clock=self.time, sleeper=self.time.sleep)
+        self.time.busy = lambda: any(s.state in ("issuing", "renewing") for s in manager.status())
         await manager.start()
         try:
             yield manager
@@ -160,10 +168,10 @@ def test_failure_backs_off_keeps_old_cert_and_survives_restart(rig: Rig) -> None
             assert "HTTP-01 challenge failed: connection refused" in (status.last_error or "")
             assert status.next_attempt == pytest.approx(time.time() + 60, abs=3)
             assert rig.sink.serial("www.example.com") == old_serial  # still served
-            await asyncio.sleep(2.5)  # the scan loop is awake: it must not retry now
+            await rig.time.advance(2.5)  # the scan loop is awake: it must not retry now
             assert rig.issuer.count("www.example.com") == 2
         async with rig.manager() as manager:  # restart: the backoff is remembered
-            await asyncio.sleep(1.5)
+            await rig.time.advance(1.5)
             assert rig.issuer.count("www.example.com") == 2
             [status] = manager.status()
             assert status.state == "failing" and status.failures == 1
@@ -179,7 +187,7 @@ def test_new_domain_that_keeps_failing_is_not_hammered(rig: Rig) -> None:
     async def body() -> None:
         async with rig.manager() as manager:
             manager.set_app_domains("web", ["www.example.com"])
-            await asyncio.sleep(4.5)
+            await rig.time.advance(4.5)
             # 1 s, 2 s, 4 s backoff: at most 3 attempts in 4.5 s, never a tight loop.
             assert 2 <= rig.issuer.count("www.example.com") <= 3
             [status] = manager.status()
@@ -302,7 +310,7 @@ def test_acme_off_serves_http_only(rig: Rig) -> None:
     async def body() -> None:
         async with rig.manager() as manager:
             manager.set_app_domains("web", ["www.example.com"], acme=False)
-            await asyncio.sleep(1.2)
+            await rig.time.advance(1.2)
             assert rig.issuer.orders == [] and rig.sink.names() == []
             assert manager.status()[0].state == "http-only"
             with pytest.raises(AcmeOff, match="ACME is off for web"):
@@ -320,7 +328,7 @@ def test_short_lived_certificate_is_renewed_at_half_its_life(rig: Rig) -> None:
             manager.set_app_domains("web", ["www.example.com"])
             await until(lambda: rig.sink.names() == ["www.example.com"])
             first = rig.sink.serial("www.example.com")
-            await until(lambda: rig.sink.serial("www.example.com") != first, timeout=8)
+            await rig.time.until(lambda: rig.sink.serial("www.example.com") != first, limit=8)
             assert rig.issuer.count("www.example.com") == 2
     asyncio.run(body())
 
@@ -333,7 +341,7 @@ def test_ari_window_moves_the_renewal(rig: Rig) -> None:
             manager.set_app_domains("web", ["www.example.com"])
             await until(lambda: rig.sink.names() == ["www.example.com"])
             await until(lambda: rig.issuer.ari_checks >= 1)
-            await until(lambda: rig.issuer.count("www.example.com") == 2, timeout=8)
+            await rig.time.until(lambda: rig.issuer.count("www.example.com") == 2, limit=8)
             first, second = rig.issuer.issued_at[:2]
             assert second >= int(first) + 2.0  # not before the CA's time (not_before is whole s)
             assert second < first + 10  # and not at the 60-day default either
@@ -350,7 +358,7 @@ def test_restart_serves_stored_certificates_without_ordering(rig: Rig) -> None:
         async with rig.manager() as manager:
             assert rig.sink.names() == ["www.example.com"]  # before any scan ran
             assert rig.sink.serial("www.example.com") == serial
-            await asyncio.sleep(1.2)
+            await rig.time.advance(1.2)
             assert rig.issuer.count("www.example.com") == 1
             assert manager.status()[0].state == "valid"
     asyncio.run(body())
