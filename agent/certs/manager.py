@@ -326,6 +326,8 @@ class CertificateManager:
         await asyncio.to_thread(self._store.save_acme, self.directory, domain, held.pair)
         self._serving.acme[domain] = held
         self._attempt_log.succeeded(self.directory, domain, held)
+        if self._tasks.get(domain) is asyncio.current_task():
+            del self._tasks[domain]  # done: status says valid as soon as it is served
         self._sync([domain])
 
     async def _obtain(self, directory: str, domain: str) -> Held:
