@@ -1,0 +1,116 @@
+"""Pushes that try to make Berth read what is not theirs, for real (OpenSSH, git, the
+agent, Docker, the proxy): each is rejected with one line naming the file, and another
+app keeps answering through the proxy while the bad push runs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.e2e.conftest import APPS, DOMAIN, running_stack
+from tests.e2e.harness import AgentProcess, GitUser, Load, WorkTree
+
+pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
+
+CALM = "e2e-calm"
+HOSTILE = "e2e-hostile"
+
+
+@pytest.fixture(scope="module")
+def stack(e2e_root: Path) -> Iterator[tuple[AgentProcess, GitUser]]:
+    with running_stack(e2e_root) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def calm(stack: tuple[AgentProcess, GitUser]) -> AgentProcess:
+    agent, developer = stack
+    developer.repo(APPS / "static", CALM).push()
+    assert agent.get(f"{CALM}.{DOMAIN}")[0] == 200
+    return agent
+
+
+@pytest.fixture(scope="module")
+def hostile(stack: tuple[AgentProcess, GitUser]) -> WorkTree:
+    return stack[1].repo(APPS / "static", HOSTILE)
+
+
+def link(tree: WorkTree, name: str, target: str) -> None:
+    path = tree.path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    path.symlink_to(target)
+
+
+def push_during_load(agent: AgentProcess, tree: WorkTree) -> str:
+    """Push `tree` while clients load the calm app; the push must fail, the clients not."""
+    with Load(agent.http_port, f"{CALM}.{DOMAIN}", clients=2) as load:
+        result: subprocess.CompletedProcess[str] = tree.push(check=False)
+        answered_during = agent.get(f"{CALM}.{DOMAIN}", timeout=5)[0]
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert answered_during == 200
+    assert load.ok > 0 and not load.failures, load.failures[:3]
+    return result.stdout + result.stderr
+
+
+def refusal(output: str, name: str) -> str:
+    """The push's error line (the deploy's own heading says the same)."""
+    lines = [line for line in output.splitlines()
+             if line.startswith("remote: error:") and f"pushed file {name} refused" in line]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    return lines[0]
+
+
+def test_a_procfile_linked_to_dev_zero_is_refused_at_once(calm, hostile):
+    link(hostile, "Procfile", "/dev/zero")
+    hostile.commit("Procfile -> /dev/zero")
+    line = refusal(push_during_load(calm, hostile), "Procfile")
+    assert "symbolic link to /dev/zero, outside the pushed tree" in line
+
+
+def test_an_app_json_linked_to_a_root_only_file_is_refused(calm, hostile, tmp_path):
+    (hostile.path / "Procfile").unlink()
+    secret = tmp_path / "root-only.json"
+    secret.write_text('{"formation": {"web": {"quantity": 3}}, "secret": "hunter2"}')
+    secret.chmod(0o600)
+    link(hostile, "app.json", str(secret))
+    hostile.commit("app.json -> a root-only file")
+    output = push_during_load(calm, hostile)
+    assert "outside the pushed tree" in refusal(output, "app.json")
+    assert "hunter2" not in output
+
+
+def test_a_symlink_chain_out_of_the_tree_is_refused(calm, hostile):
+    (hostile.path / "app.json").unlink()
+    link(hostile, "conf/hop2", "/etc/shadow")
+    link(hostile, "conf/hop1", "hop2")
+    link(hostile, "Procfile", "conf/hop1")
+    hostile.commit("Procfile -> conf/hop1 -> conf/hop2 -> /etc/shadow")
+    line = refusal(push_during_load(calm, hostile), "Procfile")
+    assert "symbolic link to /etc/shadow" in line
+
+
+def test_a_detection_file_linked_out_is_refused(calm, hostile):
+    for name in ("Procfile", "conf/hop1", "conf/hop2"):
+        (hostile.path / name).unlink()
+    link(hostile, "requirements.txt", "/dev/zero")
+    hostile.commit("requirements.txt -> /dev/zero")
+    line = refusal(push_during_load(calm, hostile), "requirements.txt")
+    assert "outside the pushed tree" in line
+
+
+def test_an_oversized_procfile_is_refused_with_its_cap(calm, hostile):
+    (hostile.path / "requirements.txt").unlink()
+    (hostile.path / "Procfile").write_text("web: nginx\n" + "# padding\n" * 120_000)
+    hostile.commit("a 1.2 MB Procfile")
+    line = refusal(push_during_load(calm, hostile), "Procfile")
+    assert "larger than its cap of 1 MiB" in line
+
+
+def test_the_calm_app_never_noticed(calm):
+    assert calm.get(f"{CALM}.{DOMAIN}")[0] == 200
+    assert "pushed file" not in calm.ok("releases", CALM)
