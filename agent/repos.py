@@ -15,7 +15,9 @@ from pathlib import Path
 
 import git
 
+from agent import hostfiles
 from agent.errors import BerthError
+from agent.hostfiles import UnsafePath
 from agent.paths import PathSettings
 from agent.shipped import hooks_dir
 
@@ -23,44 +25,64 @@ HOOKS = ("pre-receive",)
 
 
 def ensure_repo(paths: PathSettings, app: str, *, command: str, owner: str | None) -> Path:
-    """Create the app's bare repository if needed and (re)install its hooks."""
+    """Create the app's bare repository if needed and (re)install its hooks. The hooks
+    are written through directory descriptors (agent.hostfiles): a symlinked or
+    foreign-owned repository or hooks directory, or hook, is refused."""
     path = paths.repo(app)
     repos = paths.repos
     repos.mkdir(parents=True, exist_ok=True)
+    entry = _owner(owner)
+    owners = {os.geteuid()} | ({entry.pw_uid} if entry is not None else set())
+    if path.is_symlink():
+        raise UnsafePath(path, "a symbolic link")
     created = not (path / "HEAD").exists()
     if created:
-        try:
-            repo = git.Repo.init(path, bare=True, initial_branch="main")
-        except git.GitError as exc:
-            raise BerthError(f"cannot create the repository of {app}: {exc}") from exc
-        with repo.config_writer() as config:
-            # Objects of a rejected push are not kept; gc stays quiet in hooks' output.
-            config.set_value("receive", "fsckObjects", "true")
-            config.set_value("gc", "autoDetach", "false")
-        repo.close()
-    for name in HOOKS:
-        text = (hooks_dir() / name).read_text(encoding="utf-8")
-        text = text.replace("@BERTH_COMMAND@", command).replace(
-            "@BERTH_SOCKET@", shlex.quote(str(paths.control_socket)))
-        hook = path / "hooks" / name
-        if not hook.exists() or hook.read_text(encoding="utf-8") != text:
-            hook.write_text(text, encoding="utf-8")
-            os.chmod(hook, 0o755)
-    if created and owner is not None and os.geteuid() == 0:
-        _chown_tree(repos, path, owner)
+        _init(path, app)
+    with hostfiles.directory(repos, f"{path.name}/hooks", owners=owners) as hooks:
+        for name in HOOKS:
+            text = (hooks_dir() / name).read_text(encoding="utf-8")
+            text = text.replace("@BERTH_COMMAND@", command).replace(
+                "@BERTH_SOCKET@", shlex.quote(str(paths.control_socket)))
+            hook = path / "hooks" / name
+            if hostfiles.read_file(hooks, name, hook, owners=owners) != text.encode():
+                hostfiles.replace_file(hooks, name, text.encode(), mode=0o755)
+    if created and entry is not None and os.geteuid() == 0:
+        _chown_tree(repos, path, entry)
     return path
 
 
-def _chown_tree(repos: Path, path: Path, owner: str) -> None:
+def _init(path: Path, app: str) -> None:
     try:
-        entry = pwd.getpwnam(owner)
+        repo = git.Repo.init(path, bare=True, initial_branch="main")
+    except git.GitError as exc:
+        raise BerthError(f"cannot create the repository of {app}: {exc}") from exc
+    with repo.config_writer() as config:
+        # Objects of a rejected push are not kept; gc stays quiet in hooks' output.
+        config.set_value("receive", "fsckObjects", "true")
+        config.set_value("gc", "autoDetach", "false")
+    repo.close()
+
+
+def _owner(owner: str | None) -> pwd.struct_passwd | None:
+    if owner is None:
+        return None
+    try:
+        return pwd.getpwnam(owner)
     except KeyError:
         raise BerthError(f"system user {owner!r} does not exist (ssh.user)") from None
-    os.chown(repos, entry.pw_uid, entry.pw_gid)
+
+
+def _chown_tree(repos: Path, path: Path, entry: pwd.struct_passwd) -> None:
+    """The new repository (and the repositories' directory) to the berth user, 0750;
+    nothing followed."""
+    uid, gid = entry.pw_uid, entry.pw_gid
+    os.chown(repos, uid, gid, follow_symlinks=False)
+    os.chmod(repos, 0o750)
+    os.chmod(path, 0o750)
     for root, dirs, files in os.walk(path):
-        os.chown(root, entry.pw_uid, entry.pw_gid)
+        os.chown(root, uid, gid, follow_symlinks=False)
         for name in dirs + files:
-            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
 
 
 def remove_repo(paths: PathSettings, app: str) -> None:

@@ -17,10 +17,10 @@ import os
 import pwd
 import shlex
 import struct
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from agent import hostfiles
 from agent.errors import BerthError
 from agent.store.keys import SshKey
 
@@ -80,7 +80,9 @@ def _is_berths(line: str) -> bool:
 
 
 def write_authorized_keys(path: Path, text: str, *, owner: str | None) -> None:
-    """Atomically replace `path` (0600, its directory 0700), owned by `owner`."""
+    """Atomically replace `path` (0600, its directory 0700), owned by `owner`. The
+    directory (~berth/.ssh, the berth user's to change) is opened without following
+    links and must be root's or the owner's (agent.hostfiles): else UnsafePath."""
     uid = gid = -1
     if owner is not None:
         try:
@@ -88,17 +90,13 @@ def write_authorized_keys(path: Path, text: str, *, owner: str | None) -> None:
         except KeyError:
             raise BerthError(f"system user {owner!r} does not exist (ssh.user)") from None
         uid, gid = entry.pw_uid, entry.pw_gid
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".authorized_keys.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temporary, 0o600)
-        if owner is not None and os.geteuid() == 0:
-            os.chown(temporary, uid, gid)
-            os.chown(path.parent, uid, gid)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    owners = {os.geteuid()} | ({uid} if uid != -1 else set())
+    chown = owner is not None and os.geteuid() == 0
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    with hostfiles.directory(path.parent.parent, path.parent.name, owners=owners,
+                             create=0o700) as directory:
+        os.fchmod(directory, 0o700)
+        if chown:
+            os.fchown(directory, uid, gid)
+        hostfiles.replace_file(directory, path.name, text.encode("utf-8"), mode=0o600,
+                               uid=uid if chown else -1, gid=gid if chown else -1)

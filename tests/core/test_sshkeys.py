@@ -1,8 +1,10 @@
 import os
+import pwd
 import subprocess
 
 import pytest
 
+from agent.hostfiles import UnsafePath
 from agent.sshkeys import InvalidKey, authorized_line, parse_public_key, render, write_authorized_keys
 from agent.store.keys import SshKey
 
@@ -62,3 +64,37 @@ def test_file_is_private_and_replaced_atomically(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
     assert os.listdir(path.parent) == ["authorized_keys"]
+
+
+def test_the_file_and_its_directory_become_the_owners(tmp_path):
+    berth = pwd.getpwnam("berth")
+    path = tmp_path / "home" / ".ssh" / "authorized_keys"
+    write_authorized_keys(path, "line\n", owner="berth")
+    for item in (path, path.parent):
+        assert (item.stat().st_uid, item.stat().st_gid) == (berth.pw_uid, berth.pw_gid)
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_symlinked_ssh_directory_is_refused_and_not_followed(tmp_path):
+    target = tmp_path / "root-dir"
+    target.mkdir(mode=0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".ssh").symlink_to(target)
+    with pytest.raises(UnsafePath, match=r"\.ssh: a symbolic link"):
+        write_authorized_keys(home / ".ssh" / "authorized_keys", "line\n", owner="berth")
+    assert list(target.iterdir()) == []
+    assert target.stat().st_uid == 0 and oct(target.stat().st_mode & 0o777) == "0o755"
+
+
+def test_a_foreign_owned_ssh_directory_is_refused(tmp_path):
+    import os
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    os.chown(ssh, nobody.pw_uid, nobody.pw_gid)
+    with pytest.raises(UnsafePath, match=f"owned by uid {nobody.pw_uid}"):
+        write_authorized_keys(ssh / "authorized_keys", "line\n", owner="berth")
+    assert ssh.stat().st_uid == nobody.pw_uid
