@@ -34,6 +34,7 @@ from agent import __version__
 from agent.accesslog import AccessLogFile
 from agent.addons.store import SCHEMA as ADDONS_SCHEMA
 from agent.addons.wiring import DeployedInstances, build_addons, build_backups
+from agent.backups.scheduler import BackupScheduler
 from agent.api.app import build_api
 from agent.api.services import Services
 from agent.backups.store import SCHEMA as BACKUPS_SCHEMA
@@ -193,6 +194,7 @@ async def build_agent(config: Config) -> Agent:
     services.addons = build_addons(config, db, client, services.config_service(), apps, events)
     services.backups = build_backups(services.addons, db, events)
     services.app_instances = DeployedInstances(deployer, apps, releases)
+    services.backup_scheduler = BackupScheduler(services.backups)
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events)
     return Agent(db, proxy, services, reconciler, certificates, access_log)
 
@@ -258,6 +260,9 @@ async def serve(config: Config) -> int:
         if services.addons is not None:
             tasks.append(asyncio.create_task(
                 services.addons.run_periodically(RECONCILE_INTERVAL), name="addons"))
+        if services.backup_scheduler is not None:
+            tasks.append(asyncio.create_task(
+                services.backup_scheduler.run_periodically(), name="backup-schedules"))
         tasks.append(asyncio.create_task(
             server.serve(sockets=[control_socket(config)]), name="control-api"))
         log.info("agent ready http=%s https=%s socket=%s", agent.proxy.http_port,

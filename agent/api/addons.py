@@ -39,6 +39,9 @@ async def _view(request: Request, addon: Addon) -> dict[str, Any]:
     latest = backups.store.latest(addon.app, addon.name) if backups else None
     view["last_backup"] = latest.public() if latest else None
     view["last_backup_age"] = round(time.time() - latest.created_at) if latest else None
+    scheduler = services(request).backup_scheduler
+    if scheduler is not None:
+        view.update(scheduler.status(addon))
     return view
 
 
@@ -112,6 +115,8 @@ async def destroy_addon(request: Request) -> Response:
         if backups is not None:
             final = (await backups.capture(app, name, out, reason="final")).id
         await addons.destroy(app, name, out)
+        if backups is not None:
+            backups.store.forget_addon(app, name)
         return {"destroyed": name, "final_backup": final}
 
     return stream_operation(request, operation)

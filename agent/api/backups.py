@@ -14,6 +14,7 @@ from agent.api.params import app_param, json_body, services
 from agent.api.streaming import stream_operation
 from agent.backups import restore
 from agent.backups.restore import AppInstances
+from agent.backups.schedule import Schedule
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
 
@@ -94,8 +95,29 @@ async def verify(request: Request) -> Response:
     return stream_operation(request, operation)
 
 
+async def set_schedule(request: Request) -> Response:
+    """backups:schedule APP NAME HH:MM --keep-daily N --keep-weekly M."""
+    app = app_param(request)
+    name = check_name(request.path_params["name"])
+    backups = backup_service(request)
+    addon = backups.addons.store.get(app, name)
+    body = await json_body(request)
+    try:
+        wanted = Schedule(str(body.get("at", "")), int(body.get("keep_daily", 7)),
+                          int(body.get("keep_weekly", 4)))
+    except (TypeError, ValueError):
+        raise BerthError("keep counts must be whole numbers") from None
+    backups.store.set_schedule(app, name, wanted)
+    services(request).events.record(app, "BackupScheduled",
+                                    f"{name}: daily at {wanted.at} UTC, keep {wanted.keep_daily} "
+                                    f"daily and {wanted.keep_weekly} weekly")
+    scheduler = services(request).backup_scheduler
+    return JSONResponse(scheduler.status(addon) if scheduler else {"at": wanted.at})
+
+
 def app_routes() -> list[BaseRoute]:
     return [
+        Route("/addons/{name}/schedule", set_schedule, methods=["PUT"]),
         Route("/backups", list_backups, methods=["GET"]),
         Route("/backups", capture, methods=["POST"]),
         Route("/backups/{backup}/download", download, methods=["GET"]),

@@ -28,6 +28,7 @@ from agent.store.releases import ReleaseStore
 if TYPE_CHECKING:
     from agent.addons.service import AddonService
     from agent.backups.restore import AppInstances
+    from agent.backups.scheduler import BackupScheduler
     from agent.backups.service import BackupService
     from agent.certs.manager import CertificateManager
     from agent.firewall.service import FirewallService
@@ -58,6 +59,7 @@ class Services:
     addons: "AddonService | None" = None
     backups: "BackupService | None" = None
     app_instances: "AppInstances | None" = None  # stopped and started around a restore
+    backup_scheduler: "BackupScheduler | None" = None
 
     # The service layer (agent.services): one owner per change and its event.
 

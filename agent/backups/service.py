@@ -101,6 +101,7 @@ class BackupService:
         for addon in self.addons.store.of_app(app):
             await self.capture(app, addon.name, out, reason="final")
             await self.addons.remove(addon, out)
+            self.store.forget_addon(app, addon.name)
 
     def describe(self, backup: Backup) -> dict[str, object]:
         return {**backup.public(), "path": str(self.path(backup))}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from agent.backups.model import Backup, BackupNotFound
+from agent.backups.schedule import Schedule
 from agent.store.db import Database
 
 SCHEMA: tuple[str, ...] = (
@@ -24,6 +25,23 @@ SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS backup_counters (
         app TEXT PRIMARY KEY,
         last INTEGER NOT NULL
+    )""",
+    # A schedule set with backups:schedule (none: the staggered daily default).
+    """CREATE TABLE IF NOT EXISTS backup_schedules (
+        app TEXT NOT NULL,
+        addon TEXT NOT NULL,
+        at TEXT NOT NULL,
+        keep_daily INTEGER NOT NULL,
+        keep_weekly INTEGER NOT NULL,
+        PRIMARY KEY (app, addon)
+    )""",
+    # The last scheduled attempt per add-on and, when it failed, why.
+    """CREATE TABLE IF NOT EXISTS backup_runs (
+        app TEXT NOT NULL,
+        addon TEXT NOT NULL,
+        attempted_at REAL NOT NULL,
+        error TEXT,
+        PRIMARY KEY (app, addon)
     )""",
 )
 
@@ -74,3 +92,35 @@ class BackupStore:
     def remove(self, app: str, number: int) -> None:
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM backups WHERE app = ? AND number = ?", (app, number))
+
+    # schedules and scheduled runs -----------------------------------------------------
+
+    def schedule(self, app: str, addon: str) -> Schedule | None:
+        rows = self._db.query("SELECT * FROM backup_schedules WHERE app = ? AND addon = ?",
+                              (app, addon))
+        if not rows:
+            return None
+        row = rows[0]
+        return Schedule(row["at"], row["keep_daily"], row["keep_weekly"])
+
+    def set_schedule(self, app: str, addon: str, schedule: Schedule) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO backup_schedules (app, addon, at, keep_daily,"
+                       " keep_weekly) VALUES (?, ?, ?, ?, ?)",
+                       (app, addon, schedule.at, schedule.keep_daily, schedule.keep_weekly))
+
+    def record_run(self, app: str, addon: str, attempted_at: float, error: str | None) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO backup_runs (app, addon, attempted_at, error)"
+                       " VALUES (?, ?, ?, ?)", (app, addon, attempted_at, error))
+
+    def last_run(self, app: str, addon: str) -> tuple[float, str | None] | None:
+        rows = self._db.query("SELECT * FROM backup_runs WHERE app = ? AND addon = ?",
+                              (app, addon))
+        return (rows[0]["attempted_at"], rows[0]["error"]) if rows else None
+
+    def forget_addon(self, app: str, addon: str) -> None:
+        """Its schedule and runs (its backups stay)."""
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM backup_schedules WHERE app = ? AND addon = ?", (app, addon))
+            tx.execute("DELETE FROM backup_runs WHERE app = ? AND addon = ?", (app, addon))

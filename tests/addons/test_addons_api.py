@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from agent.api.app import build_api
 from agent.api.services import Services
+from agent.backups.scheduler import BackupScheduler
 from agent.config import Config
 from agent.paths import PathSettings
 from agent.store.keys import KeyStore
@@ -28,7 +29,8 @@ def api(world: World) -> Iterator[TestClient]:
         config=Config(paths=PathSettings(data_dir=world.data_dir)), apps=world.apps,
         releases=ReleaseStore(world.db), events=world.events, keys=KeyStore(world.db),
         deployer=None, runtime=None, ssh_command="",  # type: ignore[arg-type]
-        addons=world.service, backups=world.backups, app_instances=world.instances)
+        addons=world.service, backups=world.backups, app_instances=world.instances,
+        backup_scheduler=BackupScheduler(world.backups))
     with TestClient(build_api(services)) as client:
         yield client
 
@@ -84,3 +86,20 @@ def test_a_variable_the_app_already_has_is_not_overwritten(world: World, api: Te
     response = api.post(f"/apps/{world.shop}/addons", json={"kind": "postgres"})
     assert response.status_code == 400 and "--as" in response.json()["error"]
     assert world.apps.config(world.shop) == {"DATABASE_URL": "postgres://elsewhere/db"}
+
+
+def test_schedules_are_set_checked_and_shown(world: World, api: TestClient) -> None:
+    app = world.shop
+    world.apps.create(app)
+    events(api.post(f"/apps/{app}/addons", json={"kind": "redis"}))
+    shown = api.get(f"/apps/{app}/addons/redis").json()
+    assert "03:00" <= shown["schedule"]["at"] <= "04:59" and shown["backup_error"] is None
+    bad = api.put(f"/apps/{app}/addons/redis/schedule", json={"at": "25:00"})
+    assert bad.status_code == 400 and "HH:MM" in bad.json()["error"]
+    bad = api.put(f"/apps/{app}/addons/redis/schedule", json={"at": "01:00", "keep_daily": "x"})
+    assert bad.status_code == 400
+    good = api.put(f"/apps/{app}/addons/redis/schedule",
+                   json={"at": "01:30", "keep_daily": 3, "keep_weekly": 2})
+    assert good.status_code == 200
+    assert api.get(f"/apps/{app}/addons").json()[0]["schedule"] == {
+        "at": "01:30", "keep_daily": 3, "keep_weekly": 2}

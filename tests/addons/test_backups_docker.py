@@ -156,3 +156,35 @@ def test_destroying_the_app_backs_up_then_removes_its_addons(world: World, tmp_p
     assert [(b.addon, b.reason) for b in finals] == [("postgres", "final"), ("redis", "final")]
     assert world.service.store.of_app(world.shop) == []
     assert world.backups.path(finals[0]).stat().st_size > 0
+
+
+def test_scheduled_backups_run_when_due_prune_and_fail_loudly(world: World) -> None:
+    from agent.backups.schedule import Schedule, next_run
+    from agent.backups.scheduler import BackupScheduler
+
+    now = [0.0]
+    scheduler = BackupScheduler(world.backups, clock=lambda: now[0])
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "SET", "k", "v")
+    world.backups.store.set_schedule(world.cache, "redis", Schedule("03:00", 1, 0))
+    now[0] = scheduler_next = next_run(Schedule("03:00"), addon.created_at) - 1
+    assert asyncio.run(scheduler.run_due()) == []  # not yet
+    now[0] = scheduler_next + 2
+    first = asyncio.run(scheduler.run_due())
+    assert first == ["b1"] and scheduler.status(addon)["backup_error"] is None
+    assert asyncio.run(scheduler.run_due()) == []  # done for today
+    now[0] += 86400
+    assert asyncio.run(scheduler.run_due()) == ["b2"]
+    assert [b.id for b in world.backups.store.of_app(world.cache)] == ["b2"]  # b1 pruned
+    assert not (world.backups.directory(world.cache) / "b1-redis.rdb").exists()
+    # A failure: stored, an event, shown; tried again an hour later, not at once.
+    world.client.api.stop(addon.container, timeout=5)
+    now[0] += 86400
+    assert asyncio.run(scheduler.run_due()) == []
+    status = scheduler.status(addon)
+    assert status["backup_error"] and "redis" in status["backup_error"]
+    assert "BackupFailed" in [e.kind for e in world.events.list(world.cache)]
+    assert not scheduler.is_due(addon, now[0] + 60) and scheduler.is_due(addon, now[0] + 3600)
+    now[0] += 3 * 86400
+    assert scheduler.status(addon)["backup_overdue"]

@@ -22,10 +22,14 @@ def size(count: int | None) -> str:
 
 
 def _last_backup(row: dict[str, Any]) -> str:
+    """b3 (5h02m ago), with the last scheduled backup's failure and an overdue flag."""
     latest = row.get("last_backup")
-    if not latest:
-        return "never"
-    return f"{latest['id']} ({duration(row['last_backup_age'])} ago)"
+    text = f"{latest['id']} ({duration(row['last_backup_age'])} ago)" if latest else "never"
+    if row.get("backup_overdue"):
+        text += ", OVERDUE"
+    if row.get("backup_error"):
+        text += f", LAST FAILED: {row['backup_error']}"
+    return text
 
 
 def addons(ctx: Context, a: argparse.Namespace) -> int:
@@ -55,6 +59,10 @@ def info(ctx: Context, a: argparse.Namespace) -> int:
             ("State", data["state"]), ("Sets", data["variable"]),
             ("Host", data["container"]), ("Data", f"{data['data']} ({size(data['size'])})"),
             ("Last backup", _last_backup(data))]
+    if data.get("schedule"):
+        plan = data["schedule"]
+        rows.append(("Schedule", f"daily at {plan['at']} UTC, keeping {plan['keep_daily']} "
+                                 f"daily and {plan['keep_weekly']} weekly"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         ctx.print(f"{key + ':':<{width + 2}}{value}")

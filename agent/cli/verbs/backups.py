@@ -59,6 +59,16 @@ def verify(ctx: Context, a: argparse.Namespace) -> int:
     return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "backups", a.backup, "verify")))
 
 
+def set_schedule(ctx: Context, a: argparse.Namespace) -> int:
+    status = ctx.client.call("PUT", path("apps", a.app, "addons", a.name, "schedule"),
+                             payload={"at": a.at, "keep_daily": a.keep_daily,
+                                      "keep_weekly": a.keep_weekly})
+    next_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(status["next_backup"]))
+    ctx.print(f"{a.name} of {a.app}: daily at {a.at} UTC, keeping {a.keep_daily} daily and "
+              f"{a.keep_weekly} weekly; next {next_at}")
+    return 0
+
+
 VERBS = [
     Verb("backups", "list an app's backups", backups, [APP, JSON]),
     Verb("backups:capture", "back up an add-on now (pg_dump -Fc; redis RDB)", capture,
@@ -66,6 +76,11 @@ VERBS = [
     Verb("backups:download", "write a backup to stdout", download, [APP, BACKUP]),
     Verb("backups:restore", "restore a backup into its add-on (the app is stopped meanwhile)",
          restore, [APP, BACKUP, arg("--confirm", metavar="APP", help="the app's name, to confirm")]),
+    Verb("backups:schedule", "when an add-on is backed up (daily, UTC) and how many are kept",
+         set_schedule, [APP, arg("name", metavar="NAME", help="the add-on"),
+                        arg("at", metavar="HH:MM", help="the time of day, UTC"),
+                        arg("--keep-daily", type=int, default=7, metavar="N"),
+                        arg("--keep-weekly", type=int, default=4, metavar="N")]),
     Verb("backups:verify", "restore a backup into a throwaway container and check it", verify,
          [APP, BACKUP]),
 ]

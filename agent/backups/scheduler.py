@@ -1,0 +1,95 @@
+"""Running scheduled backups: each add-on's when due, then retention pruning.
+
+A task of the agent checks every minute. A failed scheduled backup is loud: an event on
+the app and a line in the agent's log (both from the capture), the failure stored so
+`addons` shows it, and another attempt an hour later. Pruning removes the file, then
+the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+from agent.addons.model import Addon
+from agent.backups import schedule as rules
+from agent.backups.schedule import Schedule
+from agent.backups.service import BackupService
+from agent.deploy.output import DeployOutput
+from agent.errors import BerthError
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL = 60.0
+RETRY_AFTER = 3600.0
+
+
+class BackupScheduler:
+    def __init__(self, backups: BackupService, clock: Callable[[], float] = time.time) -> None:
+        self._backups = backups
+        self._clock = clock
+
+    def schedule_of(self, addon: Addon) -> Schedule:
+        return (self._backups.store.schedule(addon.app, addon.name)
+                or rules.default_schedule(addon.app, addon.name))
+
+    def is_due(self, addon: Addon, now: float) -> bool:
+        last = self._backups.store.last_run(addon.app, addon.name)
+        if last is not None and last[1] is not None:
+            return now - last[0] >= RETRY_AFTER
+        return rules.due(self.schedule_of(addon), last[0] if last else None,
+                         addon.created_at, now)
+
+    async def run_due(self) -> list[str]:
+        """Back up every add-on that is due; the ids made."""
+        made = []
+        for addon in self._backups.addons.store.all():
+            now = self._clock()
+            if self.is_due(addon, now):
+                backup_id = await self._run(addon, now)
+                if backup_id:
+                    made.append(backup_id)
+        return made
+
+    async def _run(self, addon: Addon, now: float) -> str | None:
+        try:
+            backup = await self._backups.capture(addon.app, addon.name, DeployOutput(),
+                                                 reason="scheduled")
+        except BerthError as exc:
+            self._backups.store.record_run(addon.app, addon.name, now, str(exc))
+            return None
+        self._backups.store.record_run(addon.app, addon.name, now, None)
+        await self.prune(addon)
+        return backup.id
+
+    async def prune(self, addon: Addon) -> list[str]:
+        doomed = rules.to_prune(self._backups.store.of_app(addon.app, addon.name),
+                                self.schedule_of(addon))
+        for backup in doomed:
+            await asyncio.to_thread(self._backups.path(backup).unlink, True)
+            self._backups.store.remove(addon.app, backup.number)
+            log.info("backup pruned app=%s addon=%s backup=%s", addon.app, addon.name, backup.id)
+        return [b.id for b in doomed]
+
+    def status(self, addon: Addon) -> dict[str, Any]:
+        """What `addons` shows: the schedule, the last failure, whether one is overdue."""
+        now = self._clock()
+        schedule = self.schedule_of(addon)
+        last = self._backups.store.last_run(addon.app, addon.name)
+        latest = self._backups.store.latest(addon.app, addon.name)
+        since = latest.created_at if latest else addon.created_at
+        return {"schedule": {"at": schedule.at, "keep_daily": schedule.keep_daily,
+                             "keep_weekly": schedule.keep_weekly},
+                "backup_error": last[1] if last else None,
+                "backup_overdue": now - since > rules.OVERDUE_AFTER,
+                "next_backup": rules.next_run(schedule, now)}
+
+    async def run_periodically(self, interval: float = CHECK_INTERVAL) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.run_due()
+            except BerthError as exc:
+                log.error("scheduled backups: %s", exc)
