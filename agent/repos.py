@@ -11,7 +11,10 @@ import os
 import pwd
 import shlex
 import shutil
+import stat
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import git
 
@@ -22,6 +25,7 @@ from agent.paths import PathSettings
 from agent.shipped import hooks_dir
 
 HOOKS = ("pre-receive",)
+GIT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def ensure_repo(paths: PathSettings, app: str, *, command: str, owner: str | None) -> Path:
@@ -83,6 +87,24 @@ def _chown_tree(repos: Path, path: Path, entry: pwd.struct_passwd) -> None:
         os.chown(root, uid, gid, follow_symlinks=False)
         for name in dirs + files:
             os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+
+
+def git_as_owner(repo: Path, args: list[str], **options: Any) -> subprocess.CompletedProcess[bytes]:
+    """Run `git --git-dir REPO ARGS` as the user who owns the repository, never as root on
+    a repository the berth user owns (its config could name a filter or fsmonitor
+    command), with no system or global configuration and no hooks."""
+    info = os.stat(repo, follow_symlinks=False)
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePath(repo, "a symbolic link")
+    become: dict[str, Any] = {}
+    home = "/nonexistent"
+    if os.geteuid() == 0 and info.st_uid != 0:
+        become = {"user": info.st_uid, "group": info.st_gid, "extra_groups": []}
+    env = {"PATH": GIT_PATH, "HOME": home, "LANG": "C.UTF-8", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"}
+    command = ["git", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+               "--git-dir", str(repo), *args]
+    return subprocess.run(command, env=env, cwd="/", check=False, **become, **options)
 
 
 def remove_repo(paths: PathSettings, app: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from agent.errors import BerthError
+from agent.repos import git_as_owner
 from agent.sourcetree import unpack
 
 
@@ -41,9 +42,9 @@ async def receive(chunks: AsyncIterator[bytes], workdir: Path, limit: int) -> Pa
 
 
 async def export(repo: Path, sha: str, workdir: Path, limit: int) -> Path:
-    """`git archive` of `sha` from the app's repository into workdir/src (as root, in a
-    repository the berth user owns: git is told it is safe); the work directory is
-    removed if that fails."""
+    """`git archive` of `sha` from the app's repository into workdir/src (git runs as
+    the repository's owner: agent.repos.git_as_owner); the work directory is removed if
+    that fails."""
     try:
         await asyncio.to_thread(_export, repo, sha, workdir, limit)
     except BaseException:
@@ -55,9 +56,8 @@ async def export(repo: Path, sha: str, workdir: Path, limit: int) -> Path:
 def _export(repo: Path, sha: str, workdir: Path, limit: int) -> None:
     archive = workdir / "push.tar"
     with archive.open("wb") as sink:
-        result = subprocess.run(
-            ["git", "-c", f"safe.directory={repo}", "--git-dir", str(repo), "archive",
-             "--format=tar", sha], stdout=sink, stderr=subprocess.PIPE, check=False)
+        result = git_as_owner(repo, ["archive", "--format=tar", sha],
+                              stdout=sink, stderr=subprocess.PIPE)
     if result.returncode != 0:
         reason = result.stderr.decode("utf-8", "replace").strip().splitlines()
         raise BerthError(f"cannot read {sha[:7]} from {repo}: "

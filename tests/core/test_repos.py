@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
 import stat
+import subprocess
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from agent.hostfiles import UnsafePath
 from agent.paths import PathSettings
-from agent.repos import ensure_repo
+from agent.repos import ensure_repo, git_as_owner
+from agent.services import trees
 
 BERTH = pwd.getpwnam("berth")
 NOBODY = pwd.getpwnam("nobody")
@@ -23,8 +28,8 @@ def paths(tmp_path: Path) -> PathSettings:
     return PathSettings(data_dir=tmp_path / "data", run_dir=tmp_path / "run")
 
 
-def make(paths: PathSettings, app: str = "shop") -> Path:
-    return ensure_repo(paths, app, command="berth", owner="berth")
+def make(paths: PathSettings, app: str = "shop", command: str = "berth") -> Path:
+    return ensure_repo(paths, app, command=command, owner="berth")
 
 
 def test_a_new_repository_is_the_berth_users_and_not_world_readable(paths: PathSettings) -> None:
@@ -88,3 +93,58 @@ def test_a_changed_hook_is_rewritten_atomically(paths: PathSettings) -> None:
     make(paths)
     assert "berth" in hook.read_text() and hook.stat().st_ino != before
     assert [p.name for p in (repo / "hooks").iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    """A directory the berth user can reach (pytest's tmp_path is root's only)."""
+    root = Path(tempfile.mkdtemp(prefix="berth-repos-", dir="/tmp"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def commit_into(repo: Path, work: Path, files: dict[str, str]) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "HOME": str(work.parent / "home")}
+    (work.parent / "home").mkdir()
+    (work.parent / "home" / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
+    work.mkdir()
+    for name, text in files.items():
+        (work / name).write_text(text)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "x"],
+                 ["push", "-q", str(repo), "main"]):
+        subprocess.run(["git", "-C", str(work), *args], env=env, check=True)
+    for root, dirs, files_ in os.walk(repo):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files_)]:
+            os.chown(name, BERTH.pw_uid, BERTH.pw_gid, follow_symlinks=False)
+    return subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_git_archive_runs_as_the_repositorys_owner_not_root(reachable: Path) -> None:
+    paths = PathSettings(data_dir=reachable / "data", run_dir=reachable / "run")
+    repo = make(paths, command="true")  # the hook lets the push in
+    sha = commit_into(repo, reachable / "work", {"Procfile": "web: ./run\n"})
+    marks = reachable / "marks"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)
+    # What a compromised berth user can write: its repository's config.
+    (repo / "info" / "attributes").write_text("* filter=probe\n")
+    with open(repo / "config", "a") as config:
+        config.write(f"[filter \"probe\"]\n\tsmudge = \"sh -c 'id -u >> {marks}/uid; cat'\"\n"
+                     f"[core]\n\tfsmonitor = \"sh -c 'id -u >> {marks}/fsmonitor'\"\n")
+    workdir = reachable / "build"
+    workdir.mkdir()
+    source = asyncio.run(trees.export(repo, sha, workdir, 1 << 20))
+    assert (source / "Procfile").read_text() == "web: ./run\n"
+    ran_as = set((marks / "uid").read_text().split())
+    assert ran_as == {str(BERTH.pw_uid)}, "the repository's filter ran as root"
+    assert not (marks / "fsmonitor").exists()
+
+
+def test_git_refuses_a_symlinked_repository(reachable: Path) -> None:
+    (reachable / "shop.git").symlink_to("/root")
+    with pytest.raises(UnsafePath, match="shop.git: a symbolic link"):
+        git_as_owner(reachable / "shop.git", ["rev-parse", "HEAD"])
