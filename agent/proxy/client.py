@@ -8,11 +8,8 @@ request and closing, and the lingering close that lets the client read that answ
 instead of a reset.
 
 `ClientConnection` is an `asyncio.BaseProtocol` with the `Protocol` methods
-(`data_received`, `eof_received`): the event loop hands it each read as bytes. Over TLS,
-`TlsClientConnection` takes reads the `BufferedProtocol` way instead (uvloop only does so
-for a protocol that is not an `asyncio.Protocol`): uvloop's TLS layer then decrypts into
-a buffer the context lends, where for a `data_received` protocol it allocates a 256 KiB
-bytes object per read (an mmap, mremap and munmap per request, measured).
+(`data_received`, `eof_received`): the event loop hands it each read as bytes (over TLS,
+`tls_listener.TlsClientConnection` takes them the `BufferedProtocol` way).
 """
 
 from __future__ import annotations
@@ -30,6 +27,8 @@ from agent.proxy.request_head import (
     RequestHead,
     RequestReader,
     StopReading,
+    forwarded_lines,
+    peer_lines,
     upstream_request_head,
 )
 
@@ -112,11 +111,7 @@ class ClientConnection(asyncio.BaseProtocol):
         self.peer_ip = peer[0] if isinstance(peer, tuple) else "-"
         self.trusted = ctx.is_trusted(self.peer_ip)
         if not self.trusted:
-            ip = self.peer_ip.encode()
-            self.forwarded = b"".join(
-                (b"X-Forwarded-For: ", ip, b"\r\nX-Real-IP: ", ip,
-                 b"\r\nX-Forwarded-Proto: ", self.scheme, b"\r\n")
-            )  # fmt: skip
+            self.forwarded = peer_lines(self.peer_ip, self.scheme)
         self.reader = RequestReader(
             self,
             trusted=self.trusted,
@@ -231,25 +226,9 @@ class ClientConnection(asyncio.BaseProtocol):
 
     def upstream_head(self, head: RequestHead, request_id: bytes) -> bytes:
         """The request head for the upstream, forwarding headers included."""
-        if self.trusted:
-            forwarded = self._trusted_forwarded(head, request_id)
-        else:
-            forwarded = b"".join(
-                (self.forwarded, b"X-Forwarded-Host: ", head.host_header,
-                 b"\r\nX-Request-ID: ", request_id, b"\r\n")
-            )  # fmt: skip
+        peer = None if self.trusted else self.forwarded
+        forwarded = forwarded_lines(head, request_id, peer, self.peer_ip, self.scheme)
         return upstream_request_head(head, forwarded)
-
-    def _trusted_forwarded(self, head: RequestHead, request_id: bytes) -> bytes:
-        ip = self.peer_ip.encode()
-        chain = head.forwarded_for + b", " + ip if head.forwarded_for else ip
-        return b"".join(
-            (b"X-Forwarded-For: ", chain,
-             b"\r\nX-Real-IP: ", head.real_ip or (head.forwarded_for or ip).split(b",")[0].strip(),
-             b"\r\nX-Forwarded-Proto: ", head.forwarded_proto or self.scheme,
-             b"\r\nX-Forwarded-Host: ", head.forwarded_host or head.host_header,
-             b"\r\nX-Request-ID: ", request_id, b"\r\n")
-        )  # fmt: skip
 
     def exchange_done(self, exchange: ExchangeSide, tunnel: bool) -> None:
         if exchange is not self.active:
@@ -406,18 +385,3 @@ class ClientConnection(asyncio.BaseProtocol):
         else:
             self.close()
 
-
-class TlsClientConnection(ClientConnection):
-    """A client connection over TLS: reads arrive decrypted in the context's read buffer."""
-
-    __slots__ = ()
-
-    def __init__(self, ctx: Context, sni: str) -> None:
-        super().__init__(ctx, True, sni)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.ctx.read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        # Copied out at once: the buffer is shared by every TLS connection of the proxy.
-        self.data_received(self.ctx.read_buffer[:nbytes].tobytes())

@@ -96,10 +96,7 @@ class Exchange:
         if head.expect_continue and head.has_body:
             client.transport.write(pages.CONTINUE)
         conn = target.take_idle()
-        if conn is not None:
-            self.attach(conn)
-        else:
-            self._connect(target)
+        self.attach(conn) if conn is not None else self._connect(target)
 
     def _register(self, target: Target) -> None:
         self.target = target
@@ -109,12 +106,11 @@ class Exchange:
         self.tally.in_flight += 1
 
     def _unregister(self) -> None:
-        target = self.target
+        target, self.target = self.target, None
         if target is not None:
             target.end(self)
             assert self.tally is not None
             self.tally.in_flight -= 1
-            self.target = None
 
     # upstream connection ---------------------------------------------------------------
 

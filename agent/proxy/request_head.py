@@ -345,3 +345,34 @@ def upstream_request_head(head: RequestHead, forwarded: bytes) -> bytes:
     parts.append(forwarded)
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def peer_lines(peer_ip: str, scheme: bytes) -> bytes:
+    """X-Forwarded-For, X-Real-IP and X-Forwarded-Proto for a peer that is not a trusted
+    proxy: the same for every request of its connection, so rendered once."""
+    ip = peer_ip.encode()
+    return b"".join(
+        (b"X-Forwarded-For: ", ip, b"\r\nX-Real-IP: ", ip,
+         b"\r\nX-Forwarded-Proto: ", scheme, b"\r\n")
+    )  # fmt: skip
+
+
+def forwarded_lines(
+    head: RequestHead, request_id: bytes, peer: bytes | None, peer_ip: str, scheme: bytes
+) -> bytes:
+    """The forwarding lines for `head`: `peer`'s own (`peer_lines`), or, when `peer` is
+    None (a trusted proxy), the chain it sent extended with its address."""
+    if peer is not None:
+        return b"".join(
+            (peer, b"X-Forwarded-Host: ", head.host_header,
+             b"\r\nX-Request-ID: ", request_id, b"\r\n")
+        )  # fmt: skip
+    ip = peer_ip.encode()
+    chain = head.forwarded_for + b", " + ip if head.forwarded_for else ip
+    return b"".join(
+        (b"X-Forwarded-For: ", chain,
+         b"\r\nX-Real-IP: ", head.real_ip or (head.forwarded_for or ip).split(b",")[0].strip(),
+         b"\r\nX-Forwarded-Proto: ", head.forwarded_proto or scheme,
+         b"\r\nX-Forwarded-Host: ", head.forwarded_host or head.host_header,
+         b"\r\nX-Request-ID: ", request_id, b"\r\n")
+    )  # fmt: skip

@@ -149,22 +149,30 @@ def parse_response_head(
             kept.append(line)
     if coded and length >= 0:
         raise BadResponse("both Transfer-Encoding and Content-Length")
-    if kept is None:
-        forwarded = raw[len(status_line) + 2 : -2]
-    else:
-        forwarded = b"\r\n".join(kept) + b"\r\n" if kept else b""
-    if named:
-        forwarded = _drop_named(forwarded, named)
-    if head_request or status < 200 or status == 204 or status == 304:
-        framing = NO_BODY
-    elif chunked:
-        framing = CHUNKED
-    elif coded or length < 0:
-        framing = UNTIL_CLOSE
-    else:
-        framing = LENGTH
+    forwarded = _forwarded(raw, len(status_line), kept, named)
+    framing = _framing(status, head_request, chunked, coded, length)
     keep_alive = not close and framing != UNTIL_CLOSE and status != 101
     return ResponseHead(status, reason_line, forwarded, framing, length, keep_alive, has_hsts)
+
+
+def _forwarded(raw: bytes, status_size: int, kept: list[bytes] | None, named: list[bytes]) -> bytes:
+    """The header lines to forward: all of them (one slice) unless some were cut."""
+    if kept is None:
+        forwarded = raw[status_size + 2 : -2]
+    else:
+        forwarded = b"\r\n".join(kept) + b"\r\n" if kept else b""
+    return _drop_named(forwarded, named) if named else forwarded
+
+
+def _framing(status: int, head_request: bool, chunked: bool, coded: bool, length: int) -> int:
+    """How the body is framed (RFC 9112 section 6.3, in its order)."""
+    if head_request or status < 200 or status == 204 or status == 304:
+        return NO_BODY
+    if chunked:
+        return CHUNKED
+    if coded or length < 0:
+        return UNTIL_CLOSE
+    return LENGTH
 
 
 def _read_status(line: bytes, memo: HeadMemo) -> _Status:

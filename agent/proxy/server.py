@@ -16,14 +16,14 @@ from collections.abc import Sequence
 
 from agent.proxy.certs import CertificateStore
 from agent.proxy.challenges import ChallengeTokens
-from agent.proxy.client import ClientConnection, TlsClientConnection
+from agent.proxy.client import ClientConnection
 from agent.proxy.context import Context
 from agent.proxy.errors import ProxyAlreadyRunning, ProxyNotRunning
 from agent.proxy.model import DrainReport, RouteCounters, RouteOptions, Upstream
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
 from agent.proxy.sockets import listening_socket
-from agent.proxy.tls_listener import TlsListener
+from agent.proxy.tls_listener import TlsClientConnection, TlsListener
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,11 @@ complete. A name the certificate store holds gets that host's TLS context and th
 goes to the event loop's TLS transport with a `ClientConnection` on top; an unknown name,
 or no name, gets a fatal TLS alert written here and the socket closed. So no handshake
 is ever answered with another site's certificate, and the client learns why.
+
+`TlsClientConnection` takes its reads the `BufferedProtocol` way (uvloop only does so for
+a protocol that is not an `asyncio.Protocol`): uvloop's TLS layer then decrypts into a
+buffer the context lends, where for a `data_received` protocol it allocates a 256 KiB
+bytes object per read (an mmap, mremap and munmap per request, measured).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agent.proxy.certs import CertificateStore
+from agent.proxy.client import ClientConnection
 from agent.proxy.client_hello import (
     ALERT_HANDSHAKE_FAILURE,
     ALERT_UNRECOGNIZED_NAME,
@@ -24,6 +31,9 @@ from agent.proxy.client_hello import (
     server_name,
 )
 from agent.proxy.settings import ProxySettings
+
+if TYPE_CHECKING:
+    from agent.proxy.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +156,19 @@ async def _readable(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> Non
         await ready
     finally:
         loop.remove_reader(fd)
+
+
+class TlsClientConnection(ClientConnection):
+    """A client connection over TLS: reads arrive decrypted in the context's read buffer."""
+
+    __slots__ = ()
+
+    def __init__(self, ctx: Context, sni: str) -> None:
+        super().__init__(ctx, True, sni)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.ctx.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Copied out at once: the buffer is shared by every TLS connection of the proxy.
+        self.data_received(self.ctx.read_buffer[:nbytes].tobytes())

@@ -21,6 +21,7 @@ from agent.proxy.response_head import (
     NO_BODY,
     UNTIL_CLOSE,
     BadResponse,
+    ResponseHead,
     client_response_head,
     parse_response_head,
 )
@@ -206,7 +207,13 @@ class UpstreamConnection(asyncio.Protocol):
         extra = exchange.response_head(head)
         if status == 101:
             self._tunnel(exchange, client_response_head(head, extra), rest)
-            return
+        else:
+            self._relay_head(exchange, head, extra, rest)
+
+    def _relay_head(
+        self, exchange: ExchangeSide, head: ResponseHead, extra: bytes, rest: bytes
+    ) -> None:
+        """Send the client its head (with the body's first bytes when small): body next."""
         if not head.keep_alive or not exchange.request_complete:
             # An answer that came before the whole request went out leaves the app at an
             # unknown point of the body: what it reads next may be parsed as a request.
