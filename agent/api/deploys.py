@@ -4,6 +4,7 @@ the live commit's again (ps:rebuild); the deploy's output streams back."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,21 +18,39 @@ from agent.api.services import Services
 from agent.api.streaming import stream_operation
 from agent.deploy.errors import NothingToRelease
 from agent.deploy.output import DeployOutput
+from agent.deploy.pushbase import PushBase
 from agent.errors import BerthError
 from agent.services import trees
+
+_BRANCH = re.compile(r"refs/heads/[A-Za-z0-9._/-]{1,200}")
 
 
 async def receive_push(request: Request) -> Response:
     """The pre-receive hook posts the pushed tree (git archive) and streams the deploy."""
     s = services(request)
     name = app_param(request)
-    sha = request.query_params.get("sha", "")
-    if len(sha) not in (40, 64) or any(c not in "0123456789abcdef" for c in sha):
-        raise BerthError("sha must be a full hexadecimal commit id")
+    sha = _commit_id(request.query_params.get("sha", ""), "sha")
     s.apps.get(name)
+    base = _push_base(request, s.config.paths.repo(name))
     workdir = trees.new_workdir(s.config.paths.builds, name, sha)
     await trees.receive(request.stream(), workdir, s.config.deploy.max_push_bytes)
-    return _deploy_tree(request, s, name, sha, workdir, "Deploy")
+    return _deploy_tree(request, s, name, sha, workdir, "Deploy", base)
+
+
+def _commit_id(value: str, name: str) -> str:
+    if len(value) not in (40, 64) or any(c not in "0123456789abcdef" for c in value):
+        raise BerthError(f"{name} must be a full hexadecimal commit id")
+    return value
+
+
+def _push_base(request: Request, repo: Path) -> PushBase | None:
+    """The branch the push moves and its old value (the hook sends both), if given."""
+    ref = request.query_params.get("ref")
+    if ref is None:
+        return None
+    if not _BRANCH.fullmatch(ref) or ".." in ref:
+        raise BerthError("ref must be a branch, refs/heads/NAME")
+    return PushBase(repo, ref, _commit_id(request.query_params.get("old", ""), "old"))
 
 
 async def rebuild(request: Request) -> Response:
@@ -50,7 +69,8 @@ async def rebuild(request: Request) -> Response:
 
 
 def _deploy_tree(
-    request: Request, s: Services, name: str, sha: str, workdir: Path, description: str
+    request: Request, s: Services, name: str, sha: str, workdir: Path, description: str,
+    base: PushBase | None = None,
 ) -> Response:
     """Deploy the tree in workdir/src, streamed; cancellable until the swap; workdir
     removed at the end."""
@@ -63,7 +83,8 @@ def _deploy_tree(
     async def operation(out: DeployOutput) -> dict[str, Any]:
         try:
             release = await s.deployer.deploy_push(name, sha, workdir / "src", out,
-                                                   committed=commit, description=description)
+                                                   committed=commit, description=description,
+                                                   base=base)
             return {"release": release.number}
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)

@@ -61,7 +61,7 @@ def pre_receive(
     client: ControlClient, app: str, updates: Sequence[tuple[str, str, str]], out: TextIO
 ) -> int:
     deploying = client.call("GET", path("apps", app))["deploy_branches"]
-    for _old, new, ref in updates:
+    for old, new, ref in updates:
         if not ref.startswith("refs/heads/"):
             continue
         branch = ref[len("refs/heads/"):]
@@ -71,19 +71,22 @@ def pre_receive(
             continue
         if new == ZERO:
             raise BerthError(f"refusing to delete {branch}: it is the branch {app} deploys from")
-        status = _deploy(client, app, new, out)
+        status = _deploy(client, app, new, out, old=old, ref=ref)
         if status != 0:
             return status
     return 0
 
 
-def _deploy(client: ControlClient, app: str, sha: str, out: TextIO) -> int:
+def _deploy(client: ControlClient, app: str, sha: str, out: TextIO, *, old: str, ref: str) -> int:
+    """Deploy `sha`; the agent refuses it unless `ref` still holds `old` (another push
+    to the app may have come first)."""
     archive = subprocess.Popen(
         ["git", "archive", "--format=tar", sha], stdout=subprocess.PIPE
     )
     assert archive.stdout is not None
     try:
-        events = client.stream("POST", path("apps", app, "deploys"), query={"sha": sha},
+        events = client.stream("POST", path("apps", app, "deploys"),
+                               query={"sha": sha, "old": old, "ref": ref},
                                body=_chunks(archive.stdout))
         status = relay(events, lambda line: _say(out, line))
     finally:

@@ -47,3 +47,19 @@ class ImagePruned(BerthError):
         super().__init__(f"the image of {version} was pruned "
                          f"(deploy.keep_releases keeps the last {keep})")
         self.version = version
+
+
+class BaseMoved(BerthError):
+    """A push was based on a commit its branch no longer holds (another push came first)."""
+
+    status = 409
+
+    def __init__(self, app: str, ref: str, old: str, current: str) -> None:
+        branch = ref.removeprefix("refs/heads/")
+        super().__init__(
+            f"{branch} of {app} moved to {current[:7]} while this push (based on {old[:7]}) "
+            "waited: fetch, merge and push again")
+        self.app = app
+        self.ref = ref
+        self.old = old
+        self.current = current

@@ -1,12 +1,11 @@
 """The deploy worker: every operation that changes what runs for an app.
 
-A push, a config change, a rollback, a restart, a scale, a stop or start, a domain change
-and a destroy all come through `Deployer`, one operation per app at a time (a second one
-waits, and says so); different apps proceed side by side (the builder bounds how many
-build at once). Each operation takes one snapshot of the app (agent.deploy.snapshot),
-makes or reuses a release and hands it to `Rollout`; any failure marks the release
-failed (agent.deploy.failures), removes what it started, and leaves the previous release
-serving. A push reads as its steps: build -> release phase -> roll out -> certificates.
+Pushes, config changes, rollbacks, restarts, scales, stops and starts, domain changes
+and destroys come through `Deployer`, one operation per app at a time (agent.deploy.locks);
+different apps proceed side by side. Each takes one snapshot of the app (agent.deploy.
+snapshot), makes or reuses a release and hands it to `Rollout`; a failure marks the
+release failed (agent.deploy.failures), removes what it started, and leaves the previous
+release serving. A push reads as its steps: build -> release phase -> roll out -> certs.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from agent.deploy.output import DeployOutput, announce_live
 from agent.deploy.plan import check_known, formation_text, release_phase_spec
 from agent.deploy.progress import Progress
 from agent.deploy.pruning import ImagePruner
+from agent.deploy.pushbase import BranchGuard, PushBase
 from agent.deploy.pushed import PushedTree, complete_formation
 from agent.deploy.rollback import rollback_source
 from agent.deploy.rollout import Rollout
@@ -86,6 +86,7 @@ class Deployer:
                                  self._views.mounts)
         self._pruner = ImagePruner(runtime, releases, rollout, config.deploy.keep_releases)
         self._locks = AppLocks()
+        self._branches = BranchGuard()
         self._app_user_ids = earlystart.AppUserIds(APP_USER)
         # Each app's last announced code base: the next push's instances are created
         # from it before its build confirms it (agent.deploy.earlystart).
@@ -102,8 +103,7 @@ class Deployer:
         return self._locks.held(app) or self._rollout.retiring(app)
 
     def stopping(self, app: str) -> frozenset[str]:
-        """Ids of the app's old containers being stopped after a swap (`berth ps`)."""
-        return self._rollout.retiring_ids(app)
+        return self._rollout.retiring_ids(app)  # old ones being stopped (`berth ps`)
 
     async def settled(self, timeout: float) -> None:
         """Wait (up to `timeout`) for the work a deploy leaves behind: old containers
@@ -115,8 +115,7 @@ class Deployer:
     # what an app should look like --------------------------------------------------------
 
     def hosts(self, app: str) -> list[str]:
-        """The names `app` answers on: its default domain first, then its own."""
-        return self._views.hosts(app)
+        return self._views.hosts(app)  # its default domain first, then its own
 
     def target(
         self, app: App, release: Release, formation: Mapping[str, int] | None = None
@@ -129,19 +128,26 @@ class Deployer:
     async def deploy_push(
         self, app_name: str, git_sha: str, source: Path, out: DeployOutput,
         *, committed: Callable[[], None] = lambda: None, description: str = "Deploy",
+        base: PushBase | None = None,
     ) -> Release:
         """Build `source` (the pushed tree, or the live commit's for ps:rebuild) and
-        make it the live release."""
+        make it the live release; a push whose `base` moved is refused before building
+        (agent.deploy.pushbase)."""
         async with self.app_lock(app_name, out):
             app = self._views.take(app_name)
+            if base is not None:
+                await self._branches.check(app_name, base)
             release = self._releases.create(Release(
                 app=app_name, number=0, state=ReleaseState.PENDING,
                 description=f"{description} {git_sha[:7]}", created_at=time.time(),
                 git_sha=git_sha,
                 config=self._apps.config(app_name),
             ))
-            return await self._failures.guard(release, out, self._push(
+            live = await self._failures.guard(release, out, self._push(
                 app, release, source, out, Progress(committed=committed)))
+            if base is not None:
+                self._branches.deployed(app_name, base, git_sha)
+            return live
 
     async def release_config(
         self, app_name: str, change: ConfigChange, out: DeployOutput
@@ -179,13 +185,11 @@ class Deployer:
             )
 
     async def run_one_off(self, app_name: str, command: str, out: DeployOutput) -> int:
-        """Run `command` once beside the live release (agent.deploy.oneoff)."""
-        return await self._one_offs.run(app_name, command, out.raw)
+        return await self._one_offs.run(app_name, command, out.raw)  # agent.deploy.oneoff
 
     async def run_attached(
         self, app_name: str, command: str, size: tuple[int, int], terminal: Terminal
     ) -> int:
-        """Run `command` once with `terminal` attached (agent.deploy.oneoff)."""
         return await self._one_offs.attach(app_name, command, size, terminal)
 
     async def restart(self, app_name: str, out: DeployOutput) -> None:
@@ -243,13 +247,12 @@ class Deployer:
             await self._rollout.remove_route(app_name)
             for container in await self._runtime.containers(app_name):
                 await self._runtime.remove(container.id, 0)
-            for tag in sorted(tags):
-                await self._runtime.remove_image(tag)
-            await self._runtime.remove_app_images(app_name)
+            await self._pruner.remove_all(app_name, tags)
             if self._certificates is not None:
                 self._certificates.forget_app(app_name)
             self._rollout.forget_history(app_name)
             self._bases.pop(app_name, None)
+            self._branches.forget(app_name)
             self._apps.delete(app_name)
             self._events.forget(app_name)
             if kept:  # data outlives the app, as with Dokku: never deleted silently

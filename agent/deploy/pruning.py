@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Iterable, Protocol
 
 from agent.errors import BerthError
 from agent.store.releases import ReleaseStore
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 class ImageRemover(Protocol):
     async def remove_image(self, reference: str) -> None: ...
+
+    async def remove_app_images(self, app: str) -> None: ...
 
 
 class Retirements(Protocol):
@@ -49,6 +51,12 @@ class ImagePruner:
         """Wait (up to `timeout`) for the pruning under way."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=max(0.0, timeout))
+
+    async def remove_all(self, app: str, tags: Iterable[str]) -> None:
+        """Every image of `app`, its releases' `tags` first (apps:destroy)."""
+        for tag in sorted(tags):
+            await self._engine.remove_image(tag)
+        await self._engine.remove_app_images(app)
 
     async def _prune_when_settled(self, app: str) -> None:
         await self._retirements.settled(app)
