@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Mapping
 
 from agent.addons.settings import AddonSettings
+from agent.backups.settings import BackupSettings
 from agent.build.settings import BuildSettings
 from agent.certs.settings import AcmeSettings
 from agent.errors import ConfigError
@@ -90,6 +91,7 @@ class Config:
     acme: AcmeSettings = field(default_factory=AcmeSettings)
     firewall: FirewallSettings = field(default_factory=FirewallSettings)
     addons: AddonSettings = field(default_factory=AddonSettings)
+    backups: BackupSettings = field(default_factory=BackupSettings)
     # Where this configuration came from (None: defaults only).
     source: Path | None = field(default=None, metadata={"config": False})
 

@@ -192,7 +192,7 @@ async def build_agent(config: Config) -> Agent:
         version=__version__, history=history, audit=AuditStore(db),
     )
     services.addons = build_addons(config, db, client, services.config_service(), apps, events)
-    services.backups = build_backups(services.addons, db, events)
+    services.backups = build_backups(config, services.addons, db, events)
     services.app_instances = DeployedInstances(deployer, apps, releases)
     services.backup_scheduler = BackupScheduler(services.backups)
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events)

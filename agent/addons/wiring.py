@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import docker
 
+from agent.backups.offsite import OffsiteStore
 from agent.backups.service import BackupService
 from agent.backups.store import BackupStore
 from agent.deploy.orchestrator import Deployer
@@ -30,8 +31,10 @@ def build_addons(config: Config, db: Database, client: docker.DockerClient,
         events=events, config=config_vars)
 
 
-def build_backups(addons: AddonService, db: Database, events: EventStore) -> BackupService:
-    return BackupService(addons, BackupStore(db), events)
+def build_backups(config: Config, addons: AddonService, db: Database,
+                  events: EventStore) -> BackupService:
+    offsite = OffsiteStore(config.backups) if config.backups.offsite else None
+    return BackupService(addons, BackupStore(db), events, offsite)
 
 
 class DeployedInstances:

@@ -48,7 +48,7 @@ async def download(request: Request) -> Response:
     app = app_param(request)
     backups = backup_service(request)
     backup = backups.get(app, request.path_params["backup"])
-    path = backups.path(backup)
+    path = await backups.ensure_local(backup, DeployOutput())
     handle = path.open("rb")
 
     def chunks() -> Iterator[bytes]:

@@ -68,6 +68,7 @@ async def restore(service: BackupService, instances: AppInstances, app: str, bac
     addon = service.addons.store.get(app, backup.addon)
     if addon.kind != backup.kind:
         raise RestoreFailed(f"{backup.id} is a {backup.kind} backup; {addon.name} is {addon.kind}")
+    await service.ensure_local(backup, out)
     path = await check_file(service, backup)
     async with _app_stopped(instances, app, out):
         out.step(f"Restoring {backup.id} into {addon.name}")
@@ -122,6 +123,7 @@ async def verify(service: BackupService, app: str, backup_id: str, out: DeployOu
     """Restore into a throwaway container of the add-on's image and ask it something."""
     backup = service.get(app, backup_id)
     addon = service.addons.store.get(app, backup.addon)
+    await service.ensure_local(backup, out)
     path = await check_file(service, backup)
     out.step(f"Restoring {backup.id} into a throwaway {addon.kind} container")
     with tempfile.TemporaryDirectory(prefix="berth-verify-") as scratch:

@@ -68,8 +68,7 @@ class BackupScheduler:
         doomed = rules.to_prune(self._backups.store.of_app(addon.app, addon.name),
                                 self.schedule_of(addon))
         for backup in doomed:
-            await asyncio.to_thread(self._backups.path(backup).unlink, True)
-            self._backups.store.remove(addon.app, backup.number)
+            await self._backups.delete(backup)
             log.info("backup pruned app=%s addon=%s backup=%s", addon.app, addon.name, backup.id)
         return [b.id for b in doomed]
 

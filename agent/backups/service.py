@@ -16,6 +16,7 @@ from agent.addons.model import Addon
 from agent.addons.service import AddonService
 from agent.backups import dumps, files
 from agent.backups.model import Backup, BackupNotFound, file_name, parse_id
+from agent.backups.offsite import OffsiteFailed, OffsiteStore
 from agent.backups.store import BackupStore
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
@@ -27,10 +28,12 @@ SNAPSHOT_TIMEOUT = 3600.0
 
 
 class BackupService:
-    def __init__(self, addons: AddonService, store: BackupStore, events: EventStore) -> None:
+    def __init__(self, addons: AddonService, store: BackupStore, events: EventStore,
+                 offsite: OffsiteStore | None = None) -> None:
         self.addons = addons
         self.store = store
         self.events = events
+        self.offsite = offsite
 
     def directory(self, app: str) -> Path:
         return self.addons.backups_root / app
@@ -40,9 +43,39 @@ class BackupService:
 
     def get(self, app: str, backup_id: str) -> Backup:
         backup = self.store.get(app, parse_id(backup_id))
-        if not self.path(backup).is_file():
+        if not self.path(backup).is_file() and self.store.copy_of(app, backup.number) is None:
             raise BackupNotFound(app, backup_id)
         return backup
+
+    async def ensure_local(self, backup: Backup, out: DeployOutput) -> Path:
+        """The backup's file here, fetched from its off-host copy when it is gone."""
+        path = self.path(backup)
+        location = self.store.copy_of(backup.app, backup.number)
+        if not path.is_file() and location is not None and self.offsite is not None:
+            out.step(f"Fetching {backup.id} from {location}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await self.offsite.fetch(self.offsite.key(backup.app, backup.file_name), path,
+                                     backup.sha256)
+        if not path.is_file():
+            raise BackupNotFound(backup.app, backup.id)
+        return path
+
+    async def copy_offsite(self, backup: Backup, out: DeployOutput) -> None:
+        """Upload and read back; a failure is loud (event, log, output), the local
+        backup stays good."""
+        if self.offsite is None:
+            return
+        key = self.offsite.key(backup.app, backup.file_name)
+        try:
+            await self.offsite.upload(self.path(backup), key, backup.sha256)
+        except OffsiteFailed as exc:
+            self.events.record(backup.app, "BackupUploadFailed", f"{backup.id}: {exc}")
+            log.error("off-host copy failed app=%s backup=%s error=%s", backup.app, backup.id, exc)
+            out.heading(f"{backup.id} is kept on this server only: {exc}")
+            return
+        location = f"s3://{self.offsite.bucket}/{key}"
+        self.store.record_copy(backup.app, backup.number, location, time.time())
+        out.detail(f"copied to {location} (read back, SHA-256 checked)")
 
     def addon_for(self, app: str, name: str | None) -> Addon:
         """The named add-on, or the app's only one."""
@@ -68,6 +101,7 @@ class BackupService:
                            f"{backup.id} of {addon.name}, {backup.size} bytes ({reason})")
         out.heading(f"{backup.id}: {addon.name}, {backup.size} bytes, sha256 "
                     f"{backup.sha256[:16]}..., {addon.kind} {backup.server_version}")
+        await self.copy_offsite(backup, out)
         return backup
 
     async def _capture(self, addon: Addon, reason: str) -> Backup:
@@ -103,5 +137,18 @@ class BackupService:
             await self.addons.remove(addon, out)
             self.store.forget_addon(app, addon.name)
 
+    async def delete(self, backup: Backup) -> None:
+        """The file, its off-host copy (a failure there is logged), then the record."""
+        await asyncio.to_thread(self.path(backup).unlink, True)
+        if self.offsite is not None and self.store.copy_of(backup.app, backup.number):
+            try:
+                await self.offsite.delete(self.offsite.key(backup.app, backup.file_name))
+            except OffsiteFailed as exc:
+                log.error("off-host copy not deleted backup=%s error=%s", backup.id, exc)
+        self.store.forget_copy(backup.app, backup.number)
+        self.store.remove(backup.app, backup.number)
+
     def describe(self, backup: Backup) -> dict[str, object]:
-        return {**backup.public(), "path": str(self.path(backup))}
+        return {**backup.public(), "path": str(self.path(backup)),
+                "local": self.path(backup).is_file(),
+                "offsite": self.store.copy_of(backup.app, backup.number)}

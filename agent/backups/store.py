@@ -35,6 +35,14 @@ SCHEMA: tuple[str, ...] = (
         keep_weekly INTEGER NOT NULL,
         PRIMARY KEY (app, addon)
     )""",
+    # Off-host copies, recorded once uploaded and read back whole.
+    """CREATE TABLE IF NOT EXISTS backup_copies (
+        app TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        location TEXT NOT NULL,
+        copied_at REAL NOT NULL,
+        PRIMARY KEY (app, number)
+    )""",
     # The last scheduled attempt per add-on and, when it failed, why.
     """CREATE TABLE IF NOT EXISTS backup_runs (
         app TEXT NOT NULL,
@@ -124,3 +132,19 @@ class BackupStore:
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM backup_schedules WHERE app = ? AND addon = ?", (app, addon))
             tx.execute("DELETE FROM backup_runs WHERE app = ? AND addon = ?", (app, addon))
+
+    # off-host copies -------------------------------------------------------------------
+
+    def record_copy(self, app: str, number: int, location: str, copied_at: float) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO backup_copies (app, number, location, copied_at)"
+                       " VALUES (?, ?, ?, ?)", (app, number, location, copied_at))
+
+    def copy_of(self, app: str, number: int) -> str | None:
+        rows = self._db.query("SELECT location FROM backup_copies WHERE app = ? AND number = ?",
+                              (app, number))
+        return str(rows[0]["location"]) if rows else None
+
+    def forget_copy(self, app: str, number: int) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM backup_copies WHERE app = ? AND number = ?", (app, number))

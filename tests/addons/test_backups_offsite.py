@@ -1,0 +1,100 @@
+"""Off-host copies against a local S3-compatible server (moto in server mode, started
+here): each backup uploaded and read back; a restore after the local file is deleted
+fetches it and brings back exactly the captured rows; a failed upload is loud."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from addon_world import World, world  # noqa: F401 (the fixture)
+from agent.backups import restore
+from agent.backups.model import BackupNotFound
+from agent.backups.offsite import OffsiteFailed, OffsiteStore
+from agent.backups.service import BackupService
+from agent.backups.settings import BackupSettings
+from agent.backups.store import BackupStore
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def s3() -> Iterator[tuple[BackupSettings, Any]]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    settings = BackupSettings(s3_bucket="offsite", s3_endpoint=f"http://127.0.0.1:{port}",
+                              s3_access_key="test", s3_secret_key="test", s3_prefix="srv1")
+    client = boto3.client("s3", endpoint_url=settings.s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    client.create_bucket(Bucket="offsite")
+    try:
+        yield settings, client
+    finally:
+        client.close()
+        server.stop()
+
+
+def with_offsite(world: World, settings: BackupSettings) -> BackupService:
+    return BackupService(world.service, BackupStore(world.db), world.events,
+                         OffsiteStore(settings))
+
+
+def test_restore_from_the_offsite_copy_after_the_local_one_is_gone(
+        world: World, s3: tuple[BackupSettings, Any]) -> None:
+    settings, client = s3
+    backups = with_offsite(world, settings)
+    world.apps.create(world.shop)
+    addon = asyncio.run(world.service.create(world.shop, "postgres", None, None, world.out()))
+    world.psql(addon.url, "CREATE TABLE items (id int, name text);"
+                          "INSERT INTO items VALUES (1, 'one'), (2, 'two')")
+    backup = asyncio.run(backups.capture(world.shop, None, world.out()))
+    key = f"srv1/{world.shop}/{backup.file_name}"
+    stored = client.get_object(Bucket="offsite", Key=key)["Body"].read()
+    local = backups.path(backup)
+    assert stored == local.read_bytes()
+    assert backups.describe(backup)["offsite"] == f"s3://offsite/{key}"
+    local.unlink()
+    world.psql(addon.url, "DELETE FROM items; INSERT INTO items VALUES (9, 'nine')")
+    asyncio.run(restore.restore(backups, world.instances, world.shop, backup.id, world.out()))
+    assert world.psql(addon.url, "SELECT id, name FROM items ORDER BY id") == "1|one\n2|two"
+    assert local.read_bytes() == stored  # fetched back, checked
+
+
+def test_a_tampered_copy_is_refused_and_a_failed_upload_is_loud(
+        world: World, s3: tuple[BackupSettings, Any]) -> None:
+    settings, client = s3
+    backups = with_offsite(world, settings)
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "SET", "k", "v")
+    backup = asyncio.run(backups.capture(world.cache, None, world.out()))
+    client.put_object(Bucket="offsite", Key=f"srv1/{world.cache}/{backup.file_name}",
+                      Body=b"REDIS not what was captured")
+    backups.path(backup).unlink()
+    with pytest.raises(OffsiteFailed, match="SHA-256 differs"):
+        asyncio.run(backups.ensure_local(backup, world.out()))
+    assert not backups.path(backup).exists()
+    nowhere = with_offsite(world, BackupSettings(
+        s3_bucket="no-such-bucket", s3_endpoint=settings.s3_endpoint,
+        s3_access_key="test", s3_secret_key="test"))
+    second = asyncio.run(nowhere.capture(world.cache, None, world.out()))
+    assert Path(nowhere.path(second)).is_file()  # the local backup stands
+    assert nowhere.describe(second)["offsite"] is None
+    assert "BackupUploadFailed" in [e.kind for e in world.events.list(world.cache)]
+    assert any("kept on this server only" in line for line in world.lines)
+    nowhere.path(second).unlink()
+    with pytest.raises(BackupNotFound):
+        nowhere.get(world.cache, second.id)
