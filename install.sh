@@ -121,6 +121,7 @@ Wants=network-online.target docker.service
 [Service]
 Environment=BERTH_CONFIG=$CONFIG
 ExecStart=$BERTH agent
+UMask=0027
 Restart=always
 RestartSec=2
 KillSignal=SIGTERM

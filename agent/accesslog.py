@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
+from agent.paths import open_log
 from agent.proxy.access_log import BufferedStreamHandler
 
 LOGGER = "berth.access"
@@ -33,7 +34,7 @@ class AccessLogFile:
 
     def open(self) -> logging.Logger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._stream = open(self.path, "a", encoding="utf-8", buffering=256 * 1024)
+        self._stream = os.fdopen(open_log(self.path), "a", encoding="utf-8", buffering=256 * 1024)
         self._handler = BufferedStreamHandler(self._stream)
         self.logger.addHandler(self._handler)
         self._task = asyncio.create_task(self._flush_loop(), name="access-log")
@@ -59,7 +60,7 @@ class AccessLogFile:
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._stream = open(self.path, "a", encoding="utf-8", buffering=256 * 1024)
+        self._stream = os.fdopen(open_log(self.path), "a", encoding="utf-8", buffering=256 * 1024)
         self._handler.setStream(self._stream)
         old.close()
 

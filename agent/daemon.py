@@ -42,7 +42,7 @@ from agent.build import Builder
 from agent.certs.manager import CertificateManager
 from agent.certs.state import SCHEMA as CERTIFICATES_SCHEMA
 from agent.config import Config
-from agent.paths import DEFAULT_CONFIG_PATH
+from agent.paths import AGENT_UMASK, DEFAULT_CONFIG_PATH, open_log, prepare_state_dirs
 from agent.deploy.docker_runtime import DockerRuntime, installation_id
 from agent.deploy.loghistory import LogHistory
 from agent.deploy.orchestrator import Deployer
@@ -98,6 +98,7 @@ def configure_logging(level: str, log_file: Path | None) -> None:
     else:
         try:
             log_file.parent.mkdir(parents=True, exist_ok=True)
+            os.close(open_log(log_file))  # LOG_FILE_MODE, whatever it was before
             handler = logging.handlers.RotatingFileHandler(
                 log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILES_KEPT, encoding="utf-8")
         except OSError as exc:
@@ -113,6 +114,7 @@ def run_agent(config: Config, argv: Sequence[str]) -> int:
     parser.add_argument("--log-file", type=Path, default=None,
                         help="log there, rotated at 10 MiB, 5 files kept (default: stderr)")
     args = parser.parse_args(list(argv))
+    os.umask(AGENT_UMASK)  # as the systemd unit's UMask=, also without systemd
     configure_logging(args.log_level, args.log_file)
     try:
         import uvloop
@@ -164,7 +166,7 @@ class Agent:
 
 
 async def build_agent(config: Config) -> Agent:
-    config.paths.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_state_dirs(config.paths)
     db = Database.open(config.paths.database, [SCHEMA, CERTIFICATES_SCHEMA, ADDONS_SCHEMA,
                                                    BACKUPS_SCHEMA])
     apps, releases, events, keys = AppStore(db), ReleaseStore(db), EventStore(db), KeyStore(db)

@@ -17,6 +17,12 @@ from agent.errors import ConfigError
 from agent.settings import load_section
 
 DEFAULT_CONFIG_PATH = Path("/etc/berth/berth.toml")
+# Modes of what the agent makes (README, Security). data_dir: others may only traverse
+# it (the berth user reaches repos/ and ssh-command); logs: root and the adm-like group.
+DATA_DIR_MODE = 0o711
+LOG_DIR_MODE = 0o750
+LOG_FILE_MODE = 0o640
+AGENT_UMASK = 0o027
 CONFIG_ENV = "BERTH_CONFIG"
 
 
@@ -73,6 +79,23 @@ class PathSettings:
     @property
     def control_socket(self) -> Path:
         return self.run_dir / "control.sock"
+
+
+def prepare_state_dirs(paths: PathSettings) -> None:
+    """Create data_dir and log_dir if needed and give them their modes (an older
+    install's world-readable ones are tightened)."""
+    for directory, mode in ((paths.data_dir, DATA_DIR_MODE), (paths.log_dir, LOG_DIR_MODE)):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, mode)
+
+
+def open_log(path: Path) -> int:
+    """A descriptor of the log file `path` to append to, LOG_FILE_MODE (also when it
+    existed with another mode); a symbolic link there is refused (ELOOP)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 LOG_FILE_MODE)
+    os.fchmod(fd, LOG_FILE_MODE)
+    return fd
 
 
 def config_path(environ: Mapping[str, str]) -> Path:

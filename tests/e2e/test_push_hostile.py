@@ -4,6 +4,9 @@ app keeps answering through the proxy while the bad push runs."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import stat
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -114,3 +117,41 @@ def test_an_oversized_procfile_is_refused_with_its_cap(calm, hostile):
 def test_the_calm_app_never_noticed(calm):
     assert calm.get(f"{CALM}.{DOMAIN}")[0] == 200
     assert "pushed file" not in calm.ok("releases", CALM)
+
+
+def assert_private_modes(agent: AgentProcess) -> None:
+    """What Berth made: data_dir traversable only, repositories the berth user's 0750,
+    the access log 0640; nothing it made is world-writable."""
+    data, log = agent.root / "data", agent.root / "log"
+    berth = pwd.getpwnam("berth").pw_uid
+    assert mode(data) == 0o711
+    assert (mode(data / "repos"), owner(data / "repos")) == (0o750, berth)
+    for repo in (data / "repos").iterdir():
+        assert (mode(repo), owner(repo)) == (0o750, berth), repo
+    assert mode(log) == 0o750
+    assert mode(log / "access.log") == 0o640
+    for directory, dirs, files in os.walk(agent.root / "data"):
+        for name in [directory, *(os.path.join(directory, n) for n in dirs + files)]:
+            info = os.lstat(name)
+            if not stat.S_ISLNK(info.st_mode) and not stat.S_ISSOCK(info.st_mode):
+                assert not info.st_mode & stat.S_IWOTH or name.startswith(
+                    str(data / "storage")), name
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def owner(path: Path) -> int:
+    return os.lstat(path).st_uid
+
+
+def test_modes_after_deploy_and_after_a_restart(calm):
+    calm.ok("apps")  # the access log has a line by now (the pushes' probes)
+    assert_private_modes(calm)
+    calm.stop()
+    (calm.root / "log" / "access.log").chmod(0o644)  # as an older Berth left it
+    (calm.root / "data").chmod(0o755)
+    calm.start()
+    assert calm.get(f"{CALM}.{DOMAIN}")[0] == 200
+    assert_private_modes(calm)
