@@ -185,8 +185,37 @@ def test_ca_trust_wraps_only_install_steps(tmp_path: Path) -> None:
             {"requirements.txt": "uvicorn\nfastapi\n", "main.py": "api = fastapi.FastAPI()\n"},
             "uvicorn main:api --host 0.0.0.0 --port $PORT",
         ),
-        ({"requirements.txt": "requests\n", "main.py": "print(1)\n"}, "python main.py"),
+        (
+            {"requirements.txt": "requests\n",
+             "main.py": "def main():\n    serve()\n\nif __name__ == '__main__':\n    main()\n"},
+            "python main.py",
+        ),
+        ({"requirements.txt": "aiohttp\n", "app.py": "app = make()\nweb.run_app(app)\n"},
+         "python app.py"),
+        # A module that only prints or defines things would exit at once: no default.
+        ({"requirements.txt": "requests\n", "main.py": "print(1)\n"}, None),
         ({"requirements.txt": "requests\n"}, None),
+        # Extras are dependencies: fastapi[standard] brings uvicorn.
+        (
+            {"requirements.txt": "fastapi[standard]>=0.110\n",
+             "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"},
+            "uvicorn main:app --host 0.0.0.0 --port $PORT",
+        ),
+        (
+            {"requirements.txt": "fastapi[all]==0.115\n",
+             "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"},
+            "uvicorn main:app --host 0.0.0.0 --port $PORT",
+        ),
+        (
+            {"pyproject.toml": "[project]\nname='x'\ndependencies=['fastapi[standard,cli]']\n",
+             "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"},
+            "uvicorn main:app --host 0.0.0.0 --port $PORT",
+        ),
+        (
+            {"Pipfile": "[packages]\nfastapi = {extras = ['standard'], version = '*'}\n",
+             "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"},
+            "uvicorn main:app --host 0.0.0.0 --port $PORT",
+        ),
     ],
 )
 def test_default_web_process(tmp_path: Path, files: dict[str, str], web: str | None) -> None:
@@ -195,6 +224,17 @@ def test_default_web_process(tmp_path: Path, files: dict[str, str], web: str | N
     assert plan.default_processes == ({"web": web} if web else {})
     if web is None:
         assert any("Procfile" in note for note in plan.notes)
+    else:
+        assert any(note.startswith(f"Default web process: {web} (") for note in plan.notes)
+
+
+def test_plain_fastapi_gets_no_default_that_would_exit_and_says_why(tmp_path: Path) -> None:
+    files = {"requirements.txt": "fastapi\n",
+             "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"}
+    plan = render(inspect(tree(tmp_path, files), "3.12"), options())
+    assert plan.default_processes == {}
+    assert ("No default web process: ASGI app main:app found, but no server to run it: add "
+            "uvicorn (or fastapi[standard]) to the dependencies, or a Procfile") in plan.notes
 
 
 DJANGO = {

@@ -16,9 +16,7 @@ The project itself is not pip-installed (apps run from /app), except by uv, whos
 
 from __future__ import annotations
 
-import posixpath
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,22 +24,24 @@ from agent.build import ca, dockerfile
 from agent.build.errors import InvalidSource
 from agent.build.model import CONTEXT_BERTH, BuildPlan, ContextFile
 from agent.build.packs import PlanOptions, image_for, is_set
+from agent.build.packs.python_deps import (
+    names_of,
+    normalise,
+    pep621_dependencies,
+    read_requirements,
+    read_toml,
+    table_keys,
+)
+from agent.build.packs.python_web import default_web, django_project
 from agent.build.source import SourceTree
+
+__all__ = ["PythonBuildpack", "PythonProject", "inspect", "normalise", "python_version", "render"]
 
 MANIFESTS = ("requirements.txt", "Pipfile", "pyproject.toml")
 VENV = "/opt/venv"
 TOOLS = "/opt/berth/tools"
 
 _VERSION = re.compile(r"\d+\.\d+(\.\d+)?")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_INCLUDE = re.compile(r"(-r|--requirement|-c|--constraint)(=|\s+)(\S+)$")
-_EDITABLE = re.compile(r"(-e|--editable)(=|\s+)(\S+)$")
-_SETTINGS_MODULE = re.compile(r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"]([\w.]+)\.settings['\"]")
-_WSGI_APP = re.compile(r"^(\w+)\s*=\s*(?:[\w.]+\.)?(Flask|Bottle|Falcon|App|API)\(", re.MULTILINE)
-_ASGI_APP = re.compile(
-    r"^(\w+)\s*=\s*(?:[\w.]+\.)?(FastAPI|Starlette|Quart|Litestar)\(", re.MULTILINE
-)
-_FACTORY = re.compile(r"^def (create_app|make_app)\(\)", re.MULTILINE)
 # Config vars never handed to the build as arguments: they would change the image's
 # own environment for the step.
 _RESERVED_ARGS = frozenset({"PATH", "HOME", "PORT", "HOSTNAME", "VIRTUAL_ENV", "PYTHONPATH"})
@@ -61,6 +61,7 @@ class PythonProject:
     has_lock: bool = True  # Pipfile.lock / poetry.lock present
     django_project: str | None = None  # module holding settings/wsgi when Django
     web: str | None = None  # default web command line
+    web_reason: str = ""  # why that command, or why none
     notes: tuple[str, ...] = field(default=())
 
 
@@ -79,10 +80,6 @@ class PythonBuildpack:
 
 
 # --- reading the tree --------------------------------------------------------------
-
-
-def normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def python_version(tree: SourceTree, default: str) -> tuple[str, str]:
@@ -106,96 +103,6 @@ def python_version(tree: SourceTree, default: str) -> tuple[str, str]:
     return default, "default"
 
 
-@dataclass
-class _Requirements:
-    files: list[str] = field(default_factory=list)
-    names: set[str] = field(default_factory=set)
-    needs_source: bool = False
-
-
-def read_requirements(
-    tree: SourceTree, path: str, found: _Requirements | None = None
-) -> _Requirements:
-    """Names, included files and local references of a requirements file (recursively)."""
-    found = found if found is not None else _Requirements()
-    if path in found.files:
-        return found
-    text = tree.read_text(path)
-    if text is None:
-        raise InvalidSource(path, "missing or unreadable (named by a requirements file)")
-    found.files.append(path)
-    base = posixpath.dirname(path)
-    for line in _logical_lines(text):
-        include = _INCLUDE.match(line)
-        editable = _EDITABLE.match(line)
-        if include:
-            target = posixpath.normpath(posixpath.join(base, include.group(3)))
-            if target.startswith(("../", "/")):
-                raise InvalidSource(path, f"{include.group(3)!r} points outside the repository")
-            read_requirements(tree, target, found)
-        elif editable:
-            _add_reference(editable.group(3), found)
-        elif line.startswith("-"):
-            continue  # --index-url, --hash and other options
-        else:
-            _add_reference(line, found)
-    return found
-
-
-def _logical_lines(text: str) -> list[str]:
-    joined = re.sub(r"\\\n", "", text)
-    lines = []
-    for raw in joined.splitlines():
-        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if line:
-            lines.append(line)
-    return lines
-
-
-def _add_reference(spec: str, found: _Requirements) -> None:
-    if spec.startswith((".", "/", "file:")):
-        found.needs_source = True
-        return
-    egg = re.search(r"#egg=([A-Za-z0-9._-]+)", spec)
-    if egg:
-        found.names.add(normalise(egg.group(1)))
-        return
-    name = _NAME.match(spec)
-    if name and "://" not in spec.split("@")[0]:
-        found.names.add(normalise(name.group(0)))
-
-
-def _toml(tree: SourceTree, path: str) -> dict[str, Any]:
-    text = tree.read_text(path)
-    if text is None:
-        return {}
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidSource(path, f"not valid TOML: {exc}") from exc
-
-
-def _pep621_dependencies(pyproject: dict[str, Any]) -> list[str]:
-    project = pyproject.get("project")
-    deps = project.get("dependencies", []) if isinstance(project, dict) else []
-    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-        raise InvalidSource("pyproject.toml", "[project].dependencies must be a list of strings")
-    return deps
-
-
-def _names(specs: list[str]) -> set[str]:
-    names = set()
-    for spec in specs:
-        match = _NAME.match(spec.strip())
-        if match:
-            names.add(normalise(match.group(0)))
-    return names
-
-
-def _table_keys(table: Any) -> set[str]:
-    return {normalise(k) for k in table} if isinstance(table, dict) else set()
-
-
 def inspect(tree: SourceTree, default_version: str) -> PythonProject:
     version, version_source = python_version(tree, default_version)
     common: dict[str, Any] = {"version": version, "version_source": version_source}
@@ -210,13 +117,13 @@ def inspect(tree: SourceTree, default_version: str) -> PythonProject:
             **common,
         )
     elif tree.is_file("Pipfile"):
-        pipfile = _toml(tree, "Pipfile")
+        pipfile = read_toml(tree, "Pipfile")
         lock = tree.is_file("Pipfile.lock")
         project = PythonProject(
             manager="pipenv",
             manifest="Pipfile",
             dependency_files=("Pipfile", "Pipfile.lock") if lock else ("Pipfile",),
-            packages=frozenset(_table_keys(pipfile.get("packages"))),
+            packages=frozenset(table_keys(pipfile.get("packages"))),
             has_lock=lock,
             **common,
         )
@@ -226,12 +133,12 @@ def inspect(tree: SourceTree, default_version: str) -> PythonProject:
 
 
 def _from_pyproject(tree: SourceTree, common: dict[str, Any]) -> PythonProject:
-    pyproject = _toml(tree, "pyproject.toml")
+    pyproject = read_toml(tree, "pyproject.toml")
     tool = pyproject.get("tool", {})
-    deps = _pep621_dependencies(pyproject)
+    deps = pep621_dependencies(pyproject)
     if tree.is_file("poetry.lock") or (isinstance(tool, dict) and "poetry" in tool):
         poetry = tool.get("poetry", {}) if isinstance(tool, dict) else {}
-        names = _names(deps) | _table_keys(
+        names = names_of(deps) | table_keys(
             poetry.get("dependencies") if isinstance(poetry, dict) else None
         )
         lock = tree.is_file("poetry.lock")
@@ -250,14 +157,14 @@ def _from_pyproject(tree: SourceTree, common: dict[str, Any]) -> PythonProject:
             manager="uv",
             manifest="uv.lock",
             dependency_files=("pyproject.toml", "uv.lock"),
-            packages=frozenset(_names(deps)),
+            packages=frozenset(names_of(deps)),
             **common,
         )
     return PythonProject(
         manager="pyproject",
         manifest="pyproject.toml",
         dependency_files=(),
-        packages=frozenset(_names(deps)),
+        packages=frozenset(names_of(deps)),
         requirements=tuple(deps),
         **common,
     )
@@ -268,56 +175,7 @@ def _with_app_facts(tree: SourceTree, project: PythonProject) -> PythonProject:
     if tree.is_file("manage.py") and "django" in project.packages:
         django = django_project(tree)
     web = default_web(tree, project.packages, django)
-    return replace(project, django_project=django, web=web)
-
-
-def django_project(tree: SourceTree) -> str:
-    """The module that holds settings.py/wsgi.py ("" when it cannot be told)."""
-    manage = tree.read_text("manage.py") or ""
-    named = _SETTINGS_MODULE.search(manage)
-    if named:
-        return named.group(1)
-    for name in tree.names():
-        if tree.is_file(f"{name}/wsgi.py") and tree.is_file(f"{name}/settings.py"):
-            return name
-    return ""
-
-
-def default_web(tree: SourceTree, packages: frozenset[str], django: str | None) -> str | None:
-    """The web command when there is no Procfile: gunicorn when it is a dependency,
-    uvicorn for ASGI apps, else running the obvious entry file."""
-    if "gunicorn" in packages:
-        if django:
-            wsgi = f"{django}.wsgi"
-            if tree.is_file(wsgi.replace(".", "/") + ".py"):
-                return f"gunicorn {wsgi} --bind 0.0.0.0:$PORT"
-        target = _find_app(tree, _WSGI_APP, ("wsgi", "app", "application", "main", "server"))
-        if target:
-            return f"gunicorn {target} --bind 0.0.0.0:$PORT"
-    if "uvicorn" in packages:
-        target = _find_app(tree, _ASGI_APP, ("main", "app", "asgi", "server"))
-        if target:
-            return f"uvicorn {target} --host 0.0.0.0 --port $PORT"
-    for entry in ("app.py", "main.py", "server.py"):
-        if tree.is_file(entry):
-            return f"python {entry}"
-    return None
-
-
-def _find_app(tree: SourceTree, pattern: re.Pattern[str], modules: tuple[str, ...]) -> str | None:
-    for module in modules:
-        text = tree.read_text(f"{module}.py")
-        if text is None:
-            continue
-        found = pattern.search(text)
-        if found:
-            return f"{module}:{found.group(1)}"
-        if module == "wsgi" and re.search(r"^application\s*=", text, re.MULTILINE):
-            return "wsgi:application"
-        factory = _FACTORY.search(text)
-        if factory:
-            return f"'{module}:{factory.group(1)}()'"
-    return None
+    return replace(project, django_project=django, web=web.command, web_reason=web.reason)
 
 
 # --- rendering ---------------------------------------------------------------------
@@ -365,10 +223,10 @@ def render(project: PythonProject, options: PlanOptions) -> BuildPlan:
         else:
             notes.append("Django app: collectstatic disabled")
     processes = {"web": project.web} if project.web else {}
-    if not project.web:
-        notes.append(
-            "No default web process: add a Procfile (web: ...) or gunicorn to the dependencies"
-        )
+    if project.web:
+        notes.append(f"Default web process: {project.web} ({project.web_reason})")
+    else:
+        notes.append(f"No default web process: {project.web_reason or 'add a Procfile'}")
     return BuildPlan(
         builder="python",
         dockerfile=dockerfile.render(lines),
