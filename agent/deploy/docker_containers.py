@@ -21,6 +21,7 @@ from agent.deploy.docker_engine import (
     explain,
     restart_policy,
 )
+from agent.deploy.networks import NetworkFailure, ensure_app_network, remove_app_network
 from agent.deploy.plan import LABEL_APP, LABEL_MANAGED, ContainerSpec
 from agent.deploy.runtime import Container
 
@@ -44,6 +45,7 @@ class ContainerLifecycle(EngineClient):
         # The low-level calls: create, start, one inspection (the high-level
         # `containers.create` inspects after creating too, a wasted round trip per deploy).
         published = spec.publish_port is not None
+        network = self._join_network(spec)
         host_config = self._api.create_host_config(
             port_bindings={spec.container_port: ("127.0.0.1", spec.publish_port)} if published else None,
             restart_policy=restart_policy(spec.restart_policy),
@@ -53,6 +55,7 @@ class ContainerLifecycle(EngineClient):
             ),
             init=True,
             binds={host: {"bind": path, "mode": "rw"} for host, path in spec.mounts} or None,
+            network_mode=network,
         )
         try:
             created = self._api.create_container(
@@ -65,6 +68,8 @@ class ContainerLifecycle(EngineClient):
                 host_config=host_config,
                 tty=spec.tty,
                 stdin_open=spec.tty,
+                networking_config=self._api.create_networking_config(
+                    {network: self._api.create_endpoint_config(aliases=list(spec.aliases))}),
             )
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"create {spec.name}", explain(exc)) from exc
@@ -72,6 +77,13 @@ class ContainerLifecycle(EngineClient):
         if spec.code is not None:
             self._put_code(spec, container_id)
         return container_id
+
+    def _join_network(self, spec: ContainerSpec) -> str:
+        """The app's own network (made if missing) for the container to join."""
+        try:
+            return ensure_app_network(self._api, spec.labels[LABEL_APP], self._installation)
+        except NetworkFailure as exc:
+            raise RuntimeFailure(f"create {spec.name}", str(exc)) from exc
 
     def _put_code(self, spec: ContainerSpec, container_id: str) -> None:
         assert spec.code is not None
@@ -163,6 +175,10 @@ class ContainerLifecycle(EngineClient):
             await asyncio.to_thread(self._api.start, container_id)
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"start {container_id[:12]}", explain(exc)) from exc
+
+    async def remove_network(self, app: str) -> None:
+        """The app's network, once nothing is on it (kept, and logged, while it is)."""
+        await asyncio.to_thread(remove_app_network, self._api, app)
 
     async def remove(self, container_id: str, timeout: float) -> None:
         """SIGTERM, up to `timeout` seconds of grace, SIGKILL, then remove."""

@@ -248,6 +248,7 @@ class Deployer:
             for container in await self._runtime.containers(app_name):
                 await self._runtime.remove(container.id, 0)
             await self._pruner.remove_all(app_name, tags)
+            await self._runtime.remove_network(app_name)
             if self._certificates is not None:
                 self._certificates.forget_app(app_name)
             self._rollout.forget_history(app_name)

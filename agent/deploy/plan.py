@@ -57,6 +57,9 @@ class ContainerSpec:
     code: Path | None = None
     code_dir: str = APP_DIR
     tty: bool = False  # a terminal with stdin open (`berth run` from a terminal)
+    # Every container joins its app's own network (agent.deploy.networks), where it also
+    # answers to these names: its process type and its dyno (`web`, `web.1`).
+    aliases: tuple[str, ...] = ()
 
 
 def instances(formation: Mapping[str, int], processes: Mapping[str, str]) -> list[Instance]:
@@ -149,6 +152,7 @@ def instance_spec(
         log_max_files=log_max_files,
         mounts=mounts,
         code=code,
+        aliases=(instance.process, instance.dyno),
     )
 
 

@@ -33,6 +33,7 @@ class Container:
     started_at: float | None = None
     restart_count: int = 0
     exit_code: int | None = None
+    oom_killed: bool = False  # the kernel killed it for exceeding its memory limit
 
     @property
     def app(self) -> str:
@@ -126,6 +127,10 @@ class ContainerRuntime(Protocol):
     async def remove_image(self, reference: str) -> None: ...
 
     async def remove_app_images(self, app: str) -> None: ...
+
+    async def remove_network(self, app: str) -> None:
+        """The app's own network (agent.deploy.networks), once nothing uses it."""
+        ...
 
     async def image_exists(self, reference: str) -> bool: ...
 

@@ -113,7 +113,7 @@ def running_stack(root: Path, **options: Any) -> Iterator[tuple[AgentProcess, Gi
 
 
 def remove_leftovers() -> None:
-    """Containers and images of the apps the tests made (all named e2e-*)."""
+    """Containers, images and networks of the apps the tests made (all named e2e-*)."""
     import docker
 
     client = docker.from_env()
@@ -124,6 +124,9 @@ def remove_leftovers() -> None:
         for image in client.images.list(name="berth/e2e-*"):
             for tag in image.tags:
                 client.images.remove(tag, force=True)
+        for network in client.networks.list(names=["berth-e2e-"]):
+            if network.name.startswith("berth-e2e-"):
+                network.remove()
     finally:
         client.close()
 

@@ -573,6 +573,7 @@ def test_stop_start_and_destroy(agent):
         assert not client.containers.list(all=True, filters={"label": "berth.app=e2e-static"})
         assert not client.images.list(name="berth/e2e-static")
         assert not client.images.list(all=True, filters={"label": "berth.app=e2e-static"})
+        assert "berth-e2e-static" not in {n.name for n in client.networks.list()}
     finally:
         client.close()
 
