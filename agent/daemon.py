@@ -44,6 +44,7 @@ from agent.certs.state import SCHEMA as CERTIFICATES_SCHEMA
 from agent.config import Config
 from agent.paths import AGENT_UMASK, DEFAULT_CONFIG_PATH, open_log, prepare_state_dirs
 from agent.deploy.docker_runtime import DockerRuntime, installation_id
+from agent.deploy.events import EngineEvents
 from agent.deploy.loghistory import LogHistory
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.reconciler import Reconciler
@@ -163,6 +164,7 @@ class Agent:
     reconciler: Reconciler
     certificates: CertificateManager
     access_log: AccessLogFile
+    engine_events: EngineEvents
 
 
 async def build_agent(config: Config) -> Agent:
@@ -198,7 +200,8 @@ async def build_agent(config: Config) -> Agent:
     services.app_instances = DeployedInstances(deployer, apps, releases)
     services.backup_scheduler = BackupScheduler(services.backups)
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events)
-    return Agent(db, proxy, services, reconciler, certificates, access_log)
+    engine_events = EngineEvents(client, runtime.installation)
+    return Agent(db, proxy, services, reconciler, certificates, access_log, engine_events)
 
 
 def _docker_client(url: str) -> docker.DockerClient:
@@ -265,6 +268,8 @@ async def serve(config: Config) -> int:
         if services.backup_scheduler is not None:
             tasks.append(asyncio.create_task(
                 services.backup_scheduler.run_periodically(), name="backup-schedules"))
+        tasks.append(asyncio.create_task(
+            agent.reconciler.follow(agent.engine_events.deaths()), name="engine-events"))
         tasks.append(asyncio.create_task(
             server.serve(sockets=[control_socket(config)]), name="control-api"))
         log.info("agent ready http=%s https=%s socket=%s", agent.proxy.http_port,

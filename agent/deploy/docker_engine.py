@@ -87,6 +87,7 @@ def container_from(attrs: dict[str, Any]) -> Container:
         started_at=parse_time(state.get("StartedAt", "")),
         restart_count=int(attrs.get("RestartCount", 0)),
         exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
     )
 
 
@@ -115,6 +116,10 @@ class EngineClient:
         self._client = client
         self._api = client.api
         self._installation = installation
+
+    @property
+    def installation(self) -> str:
+        return self._installation
 
     def _force_remove(self, reference: str) -> None:
         """Remove a container by id or name, running or not; gone already is fine."""

@@ -3,17 +3,22 @@
 At boot: releases left unfinished by a dead agent are marked failed; containers of those
 releases, of one-off release phases and of apps that no longer exist are removed; each
 app's live release gets its running instances adopted, its route restored, and missing
-instances started. Periodically: an instance that vanished or died for good (the restart
-policy gave up, or someone removed it) is replaced. An app with an operation in progress
-is left to that operation.
+instances started. As the engine reports deaths (`follow`): a live instance that died
+and that its restart policy did not bring back (`docker kill`, an exit under policy `no`)
+is replaced at once, and the app's events say what happened (an instance killed for
+exceeding its memory says OOM). Periodically, as the safety net: an instance that
+vanished or died for good is replaced. An app with an operation in progress is left to
+that operation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
+from agent.deploy.events import ContainerDied
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, instances
@@ -40,7 +45,8 @@ class Reconciler:
         self._runtime = runtime
         self._rollout = rollout
         self._deployer = deployer
-        self._events = events  # where an app skipped at start is recorded
+        self._events = events  # where skipped apps and dead instances are recorded
+        self._watching: set[asyncio.Task[None]] = set()
 
     async def boot(self) -> None:
         for release in self._releases.unfinished():
@@ -93,14 +99,15 @@ class Reconciler:
             self._events.record(app, "SkippedAtStart",
                                 f"not restored at start: {str(exc).splitlines()[0]}")
 
-    async def reconcile_app(self, app_name: str, *, adopt: bool = False) -> None:
-        """Bring one app to its live release's formation (no-op when it already is)."""
+    async def reconcile_app(self, app_name: str, *, adopt: bool = False) -> bool:
+        """Bring one app to its live release's formation (no-op when it already is);
+        whether anything had to change."""
         out = DeployOutput()
         async with self._deployer.app_lock(app_name, out):
             app = self._apps.get(app_name)
             live = self._releases.live(app_name)
             if live is None:
-                return
+                return False
             target = self._deployer.target(app, live)
             if app.stopped:
                 target = replace(target, formation={})
@@ -116,10 +123,11 @@ class Reconciler:
             # old container's stop): the roll keeps one and retires the other.
             doubled = len(running) > len(have)
             if wanted <= have and not extra and not doubled:
-                return
+                return False
             log.info("reconciling app=%s missing=%s extra=%d", app_name,
                      sorted(i.dyno for i in wanted - have), len(extra))
             await self._rollout.roll(target, out, replace_all=False)
+            return True
 
     async def run_periodically(self, interval: float) -> None:
         """The reconciler task: never returns; one app's trouble does not stop others."""
@@ -132,3 +140,47 @@ class Reconciler:
                     await self.reconcile_app(app)
                 except BerthError as exc:
                     log.warning("reconcile failed app=%s error=%s", app, exc)
+
+    async def follow(self, deaths: AsyncIterator[ContainerDied], settle: float = 0.5) -> None:
+        """The engine-events task: each death of a live instance is looked at `settle`
+        seconds later (the restart policy's chance). Deaths during an operation on the
+        app (a deploy or restart stopping old instances) are that operation's."""
+        async for death in deaths:
+            if death.role != "process" or self._deployer.busy(death.app):
+                continue
+            task = asyncio.create_task(self._after_death(death, settle))
+            self._watching.add(task)
+            task.add_done_callback(self._watching.discard)
+
+    async def _after_death(self, death: ContainerDied, settle: float) -> None:
+        await asyncio.sleep(settle)
+        app = death.app
+        live = self._releases.live(app) if app in self._apps.names() else None
+        if live is None or live.number != death.release:
+            return
+        try:
+            container = await self._runtime.get(death.container_id)
+            why = _cause(death, container)
+            if container is not None and container.state in ("running", "restarting"):
+                self._record(app, "InstanceRestarted",
+                             f"{death.dyno} {why}; restarted by its restart policy")
+                return
+            if await self.reconcile_app(app):
+                self._record(app, "InstanceReplaced", f"{death.dyno} {why}; replaced")
+        except BerthError as exc:
+            log.warning("replacing a dead instance failed app=%s dyno=%s error=%s",
+                        app, death.dyno, exc)
+
+    def _record(self, app: str, kind: str, message: str) -> None:
+        log.info("%s app=%s %s", kind, app, message)
+        if self._events is not None:
+            self._events.record(app, kind, message)
+
+
+def _cause(death: ContainerDied, container: Container | None) -> str:
+    """Why an instance died, in words."""
+    if container is not None and container.oom_killed:
+        return "ran out of memory (OOM: killed at its memory limit)"
+    if death.exit_code == 137:
+        return "was killed (SIGKILL, exit status 137)"
+    return f"exited with status {death.exit_code}"

@@ -59,6 +59,7 @@ class FakeContainer:
     id: str
     state: str = "running"
     server: asyncio.AbstractServer | None = None
+    oom_killed: bool = False
 
 
 class FakeRuntime:
@@ -74,10 +75,12 @@ class FakeRuntime:
         self.fail_after: int | None = None  # refuse starts once this many containers exist
         self.stop_delay = 0.0  # seconds an instance takes to exit after SIGTERM
         self.one_offs: list[ContainerSpec] = []
+        self.networks_removed: list[str] = []
+        self.leftovers_removed: list[str] = []
 
     def _view(self, c: FakeContainer) -> Container:
         return Container(id=c.id, name=c.spec.name, state=c.state, labels=dict(c.spec.labels),
-                         host_port=c.spec.publish_port)
+                         host_port=c.spec.publish_port, oom_killed=c.oom_killed)
 
     async def start(self, spec: ContainerSpec) -> Container:
         if self.fail_after is not None and len(self.containers_by_id) >= self.fail_after:
@@ -150,6 +153,12 @@ class FakeRuntime:
 
     async def remove_image(self, reference: str) -> None:
         self.images.discard(reference)
+
+    async def remove_network(self, app: str) -> None:
+        self.networks_removed.append(app)
+
+    async def remove_build_leftovers(self, app: str) -> None:
+        self.leftovers_removed.append(app)
 
     async def remove_app_images(self, app: str) -> None:
         self.images = {i for i in self.images if not i.startswith(f"berth/{app}:")}

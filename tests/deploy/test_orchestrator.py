@@ -176,6 +176,7 @@ async def test_removed_instances_leave_their_last_lines_behind(world):
             ("web.1", f"{first} shutting down")]
         await world.deployer.destroy("shop", lines()[0])
         assert world.history.tail("shop", 10) == []
+        assert world.runtime.networks_removed == ["shop"]
     finally:
         await world.runtime.close()
 

@@ -1,0 +1,91 @@
+"""Apps isolated from each other, and instances replaced as soon as they die, through a
+real agent, real Docker and real pushes over SSH (two apps with their own Dockerfile)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.conftest import APPS, DOMAIN
+
+pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
+
+MINE, THEIRS = "e2e-iso-a", "e2e-iso-b"
+PROCFILE = "web: python3 server.py\nworker: sleep infinity\n"
+FETCH = ("import sys, urllib.request\n"
+         "try: print(urllib.request.urlopen('http://%s:5000/', timeout=3).read().decode())\n"
+         "except Exception as exc: print('unreachable', type(exc).__name__); sys.exit(7)\n")
+
+
+def docker_out(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+def web_container(app: str) -> str:
+    (found,) = docker_out("ps", "-q", "--filter", f"label=berth.app={app}",
+                          "--filter", "label=berth.process=web").split()
+    return found
+
+
+@pytest.fixture(scope="module")
+def pushed(developer) -> None:
+    for app in (MINE, THEIRS):
+        tree = developer.repo(APPS / "dockerfile", app)
+        tree.write("Procfile", PROCFILE)
+        tree.commit("with a worker")
+        result = tree.push()
+        assert f"is live: http://{app}.{DOMAIN}" in result.stdout + result.stderr
+
+
+def fetch(agent, app: str, host: str) -> subprocess.CompletedProcess[str]:
+    return agent.cli("run", app, "--", "python3", "-c", FETCH % host)
+
+
+def test_an_app_reaches_its_process_types_by_name(agent, pushed) -> None:
+    agent.ok("ps:scale", MINE, "worker=1")
+    for name in ("web", "web.1"):
+        result = fetch(agent, MINE, name)
+        assert result.returncode == 0 and "hello from a Dockerfile" in result.stdout, result
+    worker = docker_out("ps", "-q", "--filter", f"label=berth.app={MINE}",
+                        "--filter", "label=berth.process=worker").split()[0]
+    reached = subprocess.run(["docker", "exec", worker, "python3", "-c", FETCH % "web"],
+                             capture_output=True, text=True)
+    assert "hello from a Dockerfile" in reached.stdout, reached
+
+
+def test_another_apps_containers_are_unreachable(agent, pushed) -> None:
+    theirs = web_container(THEIRS)
+    address = docker_out("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}"
+                         "{{end}}", theirs).strip()
+    assert address
+    refused = fetch(agent, MINE, address)
+    assert refused.returncode == 7 and "unreachable" in refused.stdout, refused
+    assert fetch(agent, THEIRS, address).returncode == 0  # it is up, for its own app
+
+
+def test_a_killed_instance_is_replaced_within_seconds(agent, pushed) -> None:
+    host = f"{MINE}.{DOMAIN}"
+    killed = web_container(MINE)
+    docker_out("kill", killed)
+    started = time.monotonic()
+    while time.monotonic() - started < 15:
+        try:
+            status = agent.get(host, timeout=2)[0]
+        except OSError:
+            status = 0
+        if status == 200:
+            break
+        time.sleep(0.1)
+    took = time.monotonic() - started
+    assert status == 200 and took < 5, f"answered {status} after {took:.1f} s"
+    assert web_container(MINE) != killed
+    info = agent.ok("apps:info", MINE)
+    assert "InstanceReplaced: web.1 was killed (SIGKILL, exit status 137); replaced" in info
+
+
+def test_destroy_removes_the_apps_network(agent, pushed) -> None:
+    agent.ok("apps:destroy", MINE, "--confirm", MINE)
+    names = docker_out("network", "ls", "--format", "{{.Name}}").split()
+    assert f"berth-{MINE}" not in names and f"berth-{THEIRS}" in names
