@@ -199,7 +199,8 @@ async def build_agent(config: Config) -> Agent:
     services.backups = build_backups(config, services.addons, db, events)
     services.app_instances = DeployedInstances(deployer, apps, releases)
     services.backup_scheduler = BackupScheduler(services.backups)
-    reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events)
+    reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events,
+                            builds=config.paths.builds)
     engine_events = EngineEvents(client, runtime.installation)
     return Agent(db, proxy, services, reconciler, certificates, access_log, engine_events)
 

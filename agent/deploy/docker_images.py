@@ -44,6 +44,18 @@ class Images(EngineClient):
                     await self.remove_image(reference)
             await self.remove_image(image["Id"])
 
+    async def remove_build_leftovers(self, app: str) -> None:
+        """Untagged images labelled as the app's that nothing builds on: what builds
+        killed midway (an agent killed, a deadline) left behind."""
+        try:
+            images = await asyncio.to_thread(self._api.images, filters={
+                "label": f"{LABEL_APP}={app}", "dangling": True})
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"list images of {app}", explain(exc)) from exc
+        for image in images:
+            log.info("removing a killed build's image app=%s image=%s", app, image["Id"][:19])
+            await self.remove_image(image["Id"])
+
     async def image_parent(self, reference: str) -> str:
         try:
             image = await asyncio.to_thread(self._api.inspect_image, reference)

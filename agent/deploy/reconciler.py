@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 from agent.deploy.events import ContainerDied
 from agent.deploy.orchestrator import Deployer
@@ -39,6 +41,7 @@ class Reconciler:
     def __init__(
         self, apps: AppStore, releases: ReleaseStore, runtime: ContainerRuntime,
         rollout: Rollout, deployer: Deployer, events: EventStore | None = None,
+        builds: Path | None = None,
     ) -> None:
         self._apps = apps
         self._releases = releases
@@ -46,6 +49,7 @@ class Reconciler:
         self._rollout = rollout
         self._deployer = deployer
         self._events = events  # where skipped apps and dead instances are recorded
+        self._builds = builds
         self._watching: set[asyncio.Task[None]] = set()
 
     async def boot(self) -> None:
@@ -55,11 +59,25 @@ class Reconciler:
             self._releases.move(release, ReleaseState.FAILED, error=INTERRUPTED)
         containers = await self._runtime.containers()
         await self._remove_strays(containers)
+        await self._remove_killed_builds()
         for app in self._apps.names():
             try:
                 await self.reconcile_app(app, adopt=True)
             except BerthError as exc:
                 self._skipped(app, exc)
+
+    async def _remove_killed_builds(self) -> None:
+        """Work directories and images of pushes killed mid-build (at boot no build
+        runs, so every work directory is a dead one's)."""
+        if self._builds is not None and self._builds.is_dir():
+            for leftover in sorted(self._builds.iterdir()):
+                log.info("removing a killed push's work directory path=%s", leftover)
+                await asyncio.to_thread(_remove_path, leftover)
+        for app in self._apps.names():
+            try:
+                await self._runtime.remove_build_leftovers(app)
+            except BerthError as exc:
+                log.warning("build leftovers not removed app=%s error=%s", app, exc)
 
     async def _remove_strays(self, containers: list[Container]) -> None:
         known = set(self._apps.names())
@@ -184,3 +202,10 @@ def _cause(death: ContainerDied, container: Container | None) -> str:
     if death.exit_code == 137:
         return "was killed (SIGKILL, exit status 137)"
     return f"exited with status {death.exit_code}"
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

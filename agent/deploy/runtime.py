@@ -128,6 +128,10 @@ class ContainerRuntime(Protocol):
 
     async def remove_app_images(self, app: str) -> None: ...
 
+    async def remove_build_leftovers(self, app: str) -> None:
+        """Images that builds of the app killed midway left behind."""
+        ...
+
     async def remove_network(self, app: str) -> None:
         """The app's own network (agent.deploy.networks), once nothing uses it."""
         ...
