@@ -28,6 +28,15 @@ def test_a_free_subnet_skips_every_range_in_use() -> None:
     assert free_subnet("10.213.0.0/16", ["10.213.0.0/20"]) == "10.213.16.0/24"
 
 
+def test_a_random_pick_is_one_of_the_free_ones() -> None:
+    import random
+
+    taken = [f"10.213.{n}.0/24" for n in range(0, 256, 2)]
+    picks = {free_subnet("10.213.0.0/16", taken, rng=random.Random(seed)) for seed in range(50)}
+    assert len(picks) > 10
+    assert all(int(pick.split(".")[2]) % 2 == 1 for pick in picks)
+
+
 def test_a_full_pool_has_no_subnet() -> None:
     assert free_subnet("10.213.0.0/23", ["10.213.0.0/24", "10.213.1.0/24"]) is None
     assert free_subnet("10.213.0.0/16", ["10.0.0.0/8"]) is None
