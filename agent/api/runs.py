@@ -10,15 +10,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from agent.api.outputstream import stream_output
 from agent.api.params import app_param, json_body, number, services
-from agent.api.streaming import stream_operation
-from agent.deploy.output import DeployOutput
+from agent.deploy.runtime import OutputSink
 from agent.errors import BerthError
 
 
 async def run_one_off(request: Request) -> Response:
     """`berth run`: a command in a one-off container of the live release; its output
-    streams back, then its exit status. Hanging up stops it."""
+    streams back byte for byte (agent.api.outputstream), then its exit status. Hanging
+    up stops it."""
     s = services(request)
     name = app_param(request)
     s.apps.get(name)
@@ -26,10 +27,10 @@ async def run_one_off(request: Request) -> Response:
     if not isinstance(command, str):
         raise BerthError("command must be a string")
 
-    async def operation(out: DeployOutput) -> dict[str, Any]:
-        return {"exit_code": await s.deployer.run_one_off(name, command, out)}
+    async def run(sink: OutputSink) -> int:
+        return await s.deployer.run_streamed(name, command, sink)
 
-    return stream_operation(request, operation, may_cancel=lambda: True)
+    return stream_output(request, run)
 
 
 async def run_with_terminal(websocket: WebSocket) -> None:

@@ -8,6 +8,8 @@ terminal comes out until it exits, the user hangs up, or the deadline passes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import socket
 import threading
@@ -15,11 +17,13 @@ from collections.abc import Callable
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from agent.deploy.docker_containers import ContainerLifecycle
-from agent.deploy.docker_engine import RuntimeFailure, consume, explain, text_lines
+from agent.deploy.docker_engine import RuntimeFailure, consume, explain
 from agent.deploy.plan import ContainerSpec
-from agent.deploy.runtime import Terminal
+from agent.deploy.runtime import OutputSink, Terminal
+from agent.deploy.streams import FrameDecoder, LineSplitter
 
 log = logging.getLogger(__name__)
 
@@ -32,37 +36,57 @@ class OneOffs(ContainerLifecycle):
     async def run_once(
         self, spec: ContainerSpec, timeout: float, emit: Callable[[str], None]
     ) -> int:
-        """Run `spec` to completion, streaming its output; kill it past `timeout`."""
-        await asyncio.to_thread(self._force_remove, spec.name)  # a dead agent's leftover
-        container = await self.start(spec)
-        loop = asyncio.get_running_loop()
-        follower = threading.Thread(
-            target=self._pump_logs,
-            args=(container.id, lambda line: loop.call_soon_threadsafe(emit, line)),
-            daemon=True,
-        )
-        follower.start()
-        try:
-            result = await asyncio.wait_for(
-                asyncio.to_thread(self._api.wait, container.id), timeout
-            )
-            status = int(result.get("StatusCode", 1))
-        except TimeoutError:
+        """Run `spec` to completion, its output as lines to `emit`; killed past
+        `timeout` (-1)."""
+        lines = LineSplitter(emit)
+
+        async def sink(stream: int, data: bytes) -> None:
+            lines.feed(data)
+
+        status = await self.run_streamed(spec, timeout, sink)
+        lines.close()
+        if status == -1:
             emit(f"timed out after {timeout:g} s; stopping")
-            status = -1
-        except docker.errors.DockerException as exc:
-            raise RuntimeFailure(f"wait for {spec.name}", explain(exc)) from exc
-        finally:
-            await asyncio.to_thread(self._force_remove, container.id)
-            await asyncio.to_thread(follower.join, 5)
         return status
 
-    def _pump_logs(self, container_id: str, emit: Callable[[str], None]) -> None:
+    async def run_streamed(self, spec: ContainerSpec, timeout: float, sink: OutputSink) -> int:
+        """Run `spec` to completion; every byte of its stdout and stderr goes to `sink`
+        as it comes, which sets the pace (the container blocks on its writes while the
+        sink is busy); its exit status (-1 past `timeout`: it is killed)."""
+        await asyncio.to_thread(self._force_remove, spec.name)  # a dead agent's leftover
+        container_id = await self.create(spec)
         try:
-            for line in text_lines(self._api.logs(container_id, stream=True, follow=True)):
-                emit(line)
-        except docker.errors.DockerException:
-            return  # the container was removed under the stream: nothing more to say
+            sock = await asyncio.to_thread(self._attach, container_id, stdin=False)
+            try:
+                await self.start_created(spec, container_id)
+                return await self._pump(container_id, sock, timeout, sink)
+            finally:
+                sock.close()
+        finally:
+            await asyncio.shield(asyncio.to_thread(self._force_remove, container_id))
+
+    async def _pump(
+        self, container_id: str, sock: socket.socket, timeout: float, sink: OutputSink
+    ) -> int:
+        """Output to `sink` until the stream ends (the container exited), then its status."""
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        stop = threading.Event()
+        thread = threading.Thread(target=_read_frames, name=f"run-{container_id[:12]}",
+                                  args=(sock, sink, loop, ended, stop), daemon=True)
+        thread.start()
+        try:
+            await asyncio.wait_for(asyncio.shield(ended), timeout)
+            result = await asyncio.to_thread(self._api.wait, container_id, timeout=30)
+            return int(result.get("StatusCode", 1))
+        except TimeoutError:
+            return -1
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"wait for {container_id[:12]}", explain(exc)) from exc
+        except requests.exceptions.RequestException as exc:
+            raise RuntimeFailure(f"wait for {container_id[:12]}", str(exc)) from exc
+        finally:
+            stop.set()
 
     async def run_attached(
         self, spec: ContainerSpec, size: tuple[int, int], timeout: float, terminal: Terminal
@@ -70,7 +94,7 @@ class OneOffs(ContainerLifecycle):
         await asyncio.to_thread(self._force_remove, spec.name)  # a dead agent's leftover
         container_id = await self.create(spec)
         try:
-            sock = await asyncio.to_thread(self._attach, container_id)
+            sock = await asyncio.to_thread(self._attach, container_id, stdin=True)
             try:
                 await self.start_created(spec, container_id)
                 await asyncio.to_thread(self._resize, container_id, size)
@@ -80,16 +104,19 @@ class OneOffs(ContainerLifecycle):
         finally:
             await asyncio.shield(asyncio.to_thread(self._force_remove, container_id))
 
-    def _attach(self, container_id: str) -> socket.socket:
-        """The container's terminal as a plain socket (with a tty the engine sends raw
-        bytes, no stream headers)."""
+    def _attach(self, container_id: str, *, stdin: bool) -> socket.socket:
+        """The container's output (and input) as a plain socket: raw bytes with a tty,
+        the engine's frames (agent.deploy.streams) without."""
         try:
-            attached = self._api.attach_socket(
-                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            attached = self._api.attach_socket(container_id, params={
+                "stdin": int(stdin), "stdout": 1, "stderr": 1, "stream": 1})
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"attach to {container_id[:12]}", explain(exc)) from exc
-        raw = getattr(attached, "_sock", attached)
+        raw: object = getattr(attached, "_sock", attached)
         assert isinstance(raw, socket.socket)
+        if attached is not raw:
+            attached.close()  # docker-py's file view of it: without it, raw.close() closes
+        raw.settimeout(None)  # a command may be quiet for longer than the client's timeout
         return raw
 
     def _resize(self, container_id: str, size: tuple[int, int]) -> None:
@@ -154,3 +181,39 @@ class OneOffs(ContainerLifecycle):
             for task in (printed, typed):
                 task.cancel()
             await asyncio.gather(printed, typed, return_exceptions=True)
+
+
+def _read_frames(
+    sock: socket.socket, sink: OutputSink, loop: asyncio.AbstractEventLoop,
+    ended: asyncio.Future[None], stop: threading.Event,
+) -> None:
+    """The reading thread: each piece is handed to `sink` on the loop and the next read
+    waits until the sink took it (backpressure); `ended` is set at the stream's end."""
+    decoder = FrameDecoder()
+    try:
+        while not stop.is_set() and (data := sock.recv(65536)):
+            for stream, piece in decoder.feed(data):
+                delivered: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(sink(stream, piece), loop)
+                while not _settled(delivered, stop):
+                    pass
+                if stop.is_set() or delivered.cancelled() or delivered.exception():
+                    return
+    except (OSError, RuntimeError):
+        pass  # the socket closed under us, or the loop is gone
+    finally:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_finish, ended)
+
+
+def _settled(delivered: concurrent.futures.Future[None], stop: threading.Event) -> bool:
+    """Whether the sink took the piece (or failed); gives up once `stop` is set."""
+    done, _ = concurrent.futures.wait([delivered], timeout=0.5)
+    if not done and stop.is_set():
+        delivered.cancel()
+        return True
+    return bool(done)
+
+
+def _finish(ended: asyncio.Future[None]) -> None:
+    if not ended.done():
+        ended.set_result(None)

@@ -15,7 +15,7 @@ from typing import Callable
 from agent.config import DeploySettings
 from agent.deploy.errors import NothingToRelease
 from agent.deploy.plan import ContainerSpec, one_off_spec
-from agent.deploy.runtime import ContainerRuntime, Terminal
+from agent.deploy.runtime import ContainerRuntime, OutputSink, Terminal
 from agent.errors import BerthError
 from agent.store.apps import AppStore
 from agent.store.events import EventStore
@@ -43,6 +43,11 @@ class OneOffs:
         deploy.run_timeout)."""
         spec = self._spec(app, command, tty=False)
         return await self._runtime.run_once(spec, self._settings.run_timeout, emit)
+
+    async def stream(self, app: str, command: str, sink: OutputSink) -> int:
+        """`run` with every byte of stdout and stderr to `sink`, at the sink's pace."""
+        spec = self._spec(app, command, tty=False)
+        return await self._runtime.run_streamed(spec, self._settings.run_timeout, sink)
 
     async def attach(
         self, app: str, command: str, size: tuple[int, int], terminal: Terminal

@@ -36,7 +36,7 @@ from agent.deploy.pushed import PushedTree, complete_formation
 from agent.deploy.rollback import rollback_source
 from agent.deploy.rollout import Rollout
 from agent.deploy.rolloutplan import RolloutPlan
-from agent.deploy.runtime import ContainerRuntime, Terminal
+from agent.deploy.runtime import ContainerRuntime, OutputSink, Terminal
 from agent.deploy.snapshot import AppViews, Snapshot
 from agent.releases import Release, ReleaseState
 from agent.services.configvars import ConfigChange
@@ -186,6 +186,10 @@ class Deployer:
 
     async def run_one_off(self, app_name: str, command: str, out: DeployOutput) -> int:
         return await self._one_offs.run(app_name, command, out.raw)  # agent.deploy.oneoff
+
+    async def run_streamed(self, app_name: str, command: str, sink: OutputSink) -> int:
+        """`run_one_off` with every byte of stdout and stderr to `sink`, at its pace."""
+        return await self._one_offs.stream(app_name, command, sink)
 
     async def run_attached(
         self, app_name: str, command: str, size: tuple[int, int], terminal: Terminal

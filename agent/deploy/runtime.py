@@ -8,7 +8,7 @@ small hand-written fake.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Protocol, Sequence
 
 from agent.deploy.plan import (
     LABEL_APP,
@@ -70,6 +70,10 @@ class LogLine:
     text: str
 
 
+# Where a one-off's output goes: (1 stdout or 2 stderr, bytes); awaited before more is read.
+OutputSink = Callable[[int, bytes], Coroutine[Any, Any, None]]
+
+
 class Terminal(Protocol):
     """The user's terminal at the far end of an attached one-off (`berth run`)."""
 
@@ -110,6 +114,11 @@ class ContainerRuntime(Protocol):
     async def run_once(
         self, spec: ContainerSpec, timeout: float, emit: Callable[[str], None]
     ) -> int: ...
+
+    async def run_streamed(self, spec: ContainerSpec, timeout: float, sink: OutputSink) -> int:
+        """Run `spec` to completion, every byte of its output to `sink` at the sink's
+        pace; its exit status (-1 past `timeout`)."""
+        ...
 
     async def run_attached(
         self, spec: ContainerSpec, size: tuple[int, int], timeout: float, terminal: Terminal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import os
 import re
@@ -100,7 +101,9 @@ def run(ctx: Context, a: argparse.Namespace) -> int:
     events = ctx.client.stream("POST", path("apps", a.app, "run"),
                                payload={"command": command_line(words)})
     for item in events:
-        if "line" in item:
+        if "out" in item or "err" in item:
+            _write_output(ctx, item)
+        elif "line" in item:
             ctx.print(item["line"])
         elif "error" in item:
             raise BerthError(item["error"])
@@ -108,6 +111,21 @@ def run(ctx: Context, a: argparse.Namespace) -> int:
             code = int(item["result"]["exit_code"])
             return code if 0 <= code <= 255 else TIMED_OUT
     raise BerthError("the agent ended the answer early")
+
+
+def _write_output(ctx: Context, item: dict[str, str]) -> None:
+    """A piece of the command's stdout or stderr, byte for byte (a text stream without
+    bytes underneath, as in tests, gets it decoded)."""
+    stream = ctx.out if "out" in item else ctx.err
+    data = base64.b64decode(item.get("out") or item.get("err") or "")
+    binary = getattr(stream, "buffer", None)
+    stream.flush()
+    if binary is not None:
+        binary.write(data)
+        binary.flush()
+    else:
+        stream.write(data.decode("utf-8", "replace"))
+        stream.flush()
 
 
 def _terminal(stream: object) -> bool:
