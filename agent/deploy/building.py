@@ -47,6 +47,8 @@ async def build_release(
     )
     processes = pushed.processes(built.default_processes)
     out.detail(f"built with {built.builder}; process types: {', '.join(sorted(processes))}")
+    for line in pushed.origins(built.default_processes, built.builder):
+        out.detail(line)
     release = replace(
         release, image=built.image_id, image_tag=built.tag, builder=built.builder,
         processes=processes, release_command=pushed.procfile.release,

@@ -34,6 +34,22 @@ class PushedTree:
         """The builder's default process types, overridden by the Procfile's."""
         return {**defaults, **self.procfile.processes} or {WEB: ""}
 
+    def origins(self, defaults: Mapping[str, str], builder: str) -> list[str]:
+        """One line per process type: the command that will run and where it came from
+        (the Procfile, the builder's default, or the image's CMD)."""
+        lines = []
+        for name, command in sorted(self.processes(defaults).items()):
+            if name in self.procfile.processes:
+                origin = "from the Procfile"
+                if builder == "dockerfile" and name == WEB:
+                    origin += ", not the Dockerfile's CMD"
+            elif command:
+                origin = f"the {builder} builder's default"
+            else:
+                command, origin = "the image's CMD", "no Procfile line for it"
+            lines.append(f"{name}: {command} ({origin})")
+        return lines
+
     def formation(self, app: App, processes: Mapping[str, str]) -> dict[str, int]:
         """The formation of the app once these process types run."""
         requested = _requested(app, parse_app_json(self.app_json_text))
