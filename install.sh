@@ -1,118 +1,286 @@
 #!/bin/sh
 # Berth installer: sets Berth up on a Debian or Ubuntu server and starts the agent.
+# Run it again to upgrade; `--uninstall` removes it. `--help` lists every option.
 #
-#   sudo ./install.sh                          (from a checkout of Berth)
-#   sudo BERTH_DOMAIN=apps.example.com BERTH_EMAIL=you@example.com ./install.sh
+#   curl -fsSL <this script's URL> | sudo sh -s -- --domain apps.example.com --email me@example.com
+#   sudo ./install.sh --domain apps.example.com      (from a checkout of Berth)
 #
-# What it does, each step skipped when already done:
-#   1. installs docker.io, git, openssh-server, nftables, python3-venv from apt;
-#   2. starts the Docker engine (systemd if it runs, otherwise dockerd in the background);
-#   3. creates the `berth` system user (pushes and verbs over SSH log in as it);
-#   4. builds a wheel of Berth and installs it into /opt/berth/venv, links
-#      /usr/local/bin/berth;
-#   5. writes /etc/berth/berth.toml (only if missing) with BERTH_DOMAIN and BERTH_EMAIL;
-#   6. runs `berth agent` under systemd, or under a respawning loop where there is none;
-#   7. lets root's SSH keys push (keys:add admin), unless BERTH_NO_KEYS=1.
-# Environment: BERTH_DOMAIN, BERTH_EMAIL, BERTH_PREFIX (/opt/berth), BERTH_BIN_DIR
-# (/usr/local/bin), BERTH_CONFIG (/etc/berth/berth.toml), BERTH_NO_START=1 (install only).
+# Steps, each skipped when already done: preflight checks; Docker (an engine that works
+# is used as it is), git, OpenSSH, nftables, python3-venv from apt; the `berth` user;
+# Berth from a wheel into PREFIX/venv; /etc/berth/berth.toml (only if missing); the
+# agent under systemd, a SysV init script, or a respawning loop; the firewall (summary
+# first, then on, and loaded again at boot before the network); the SSH keys that may push.
 set -eu
+
+RELEASE_URL=""  # the pinned release this script belongs to (set when a release is cut)
+
+usage() {
+    cat <<'EOF'
+Usage: install.sh [options]          (as root; every option also has an environment variable)
+
+  --domain DOMAIN       apps answer on APP.DOMAIN                        BERTH_DOMAIN
+  --email EMAIL         Let's Encrypt account e-mail                     BERTH_EMAIL
+  --ssh-key "KEY"       a public key that may push (else root's and      BERTH_SSH_KEY
+                        the sudo user's authorized_keys)
+  --ssh-key-file FILE   a file of public keys that may push              BERTH_SSH_KEY_FILE
+  --no-firewall         leave the host firewall off                      BERTH_NO_FIREWALL=1
+  --source SOURCE       Berth to install: a checkout, a wheel, a tarball BERTH_SOURCE
+                        (path, file:// or https:// URL)
+  --force               install on an unsupported OS or a small machine  BERTH_FORCE=1
+  --no-start            install only, start nothing                      BERTH_NO_START=1
+  --uninstall           remove the service, code, hooks and firewall table (data stays)
+  --purge               with --uninstall: remove data, config, logs, apps and the user too
+  -h, --help            this help
+Paths: BERTH_PREFIX (/opt/berth), BERTH_BIN_DIR (/usr/local/bin),
+       BERTH_CONFIG (/etc/berth/berth.toml). BERTH_NO_KEYS=1 adds no key.
+EOF
+}
+
+say() { printf -- '-----> %s\n' "$*"; }
+note() { printf -- '       %s\n' "$*"; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+DOMAIN=${BERTH_DOMAIN:-}
+EMAIL=${BERTH_EMAIL:-}
+SSH_KEY=${BERTH_SSH_KEY:-}
+SSH_KEY_FILE=${BERTH_SSH_KEY_FILE:-}
+NO_FIREWALL=${BERTH_NO_FIREWALL:-0}
+SOURCE=${BERTH_SOURCE:-}
+FORCE=${BERTH_FORCE:-0}
+NO_START=${BERTH_NO_START:-0}
+ACTION=install
+PURGE=0
+
+need_value() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
+while [ $# -gt 0 ]; do
+    case $1 in
+        --domain) need_value "$@"; DOMAIN=$2; shift ;;
+        --email) need_value "$@"; EMAIL=$2; shift ;;
+        --ssh-key) need_value "$@"; SSH_KEY=$2; shift ;;
+        --ssh-key-file) need_value "$@"; SSH_KEY_FILE=$2; shift ;;
+        --source) need_value "$@"; SOURCE=$2; shift ;;
+        --no-firewall) NO_FIREWALL=1 ;;
+        --force) FORCE=1 ;;
+        --no-start) NO_START=1 ;;
+        --uninstall) ACTION=uninstall ;;
+        --purge) PURGE=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+[ "$PURGE" = 0 ] || [ "$ACTION" = uninstall ] || die "--purge goes with --uninstall"
+case $DOMAIN in
+    ''|*[!a-z0-9.-]*|.*|*.) [ -z "$DOMAIN" ] || die "--domain $DOMAIN: not a domain name" ;;
+esac
 
 PREFIX=${BERTH_PREFIX:-/opt/berth}
 BIN_DIR=${BERTH_BIN_DIR:-/usr/local/bin}
-SOURCE=$(cd "$(dirname "$0")" && pwd)
 CONFIG=${BERTH_CONFIG:-/etc/berth/berth.toml}
 BERTH="$BIN_DIR/berth"
-if [ "$CONFIG" = /etc/berth/berth.toml ]; then
-    SSH_COMMAND="$BERTH"
-else
-    SSH_COMMAND="env BERTH_CONFIG=$CONFIG $BERTH"
-fi
+SUPERVISOR=/usr/local/sbin/berth-supervise
+BOOT_RULESET=/etc/berth/firewall.nft
+if [ "$CONFIG" = /etc/berth/berth.toml ]; then SSH_COMMAND="$BERTH"
+else SSH_COMMAND="env BERTH_CONFIG=$CONFIG $BERTH"; fi
+berth() { BERTH_CONFIG=$CONFIG "$BERTH" "$@"; }
+has_systemd() { [ -d /run/systemd/system ]; }
+has_sysv() { [ -d /etc/init.d ] && command -v update-rc.d >/dev/null 2>&1; }
 
-say() { printf -- '-----> %s\n' "$*"; }
-die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+# -- preflight -----------------------------------------------------------------------
 
-[ "$(id -u)" = 0 ] || die "run as root (sudo ./install.sh)"
-[ -f "$SOURCE/pyproject.toml" ] && [ -d "$SOURCE/agent" ] || die "run from a checkout of Berth"
-command -v apt-get >/dev/null 2>&1 || die "needs a Debian or Ubuntu system (apt-get)"
+preflight() {
+    [ "$(id -u)" = 0 ] || die "run as root (sudo sh install.sh)"
+    command -v apt-get >/dev/null 2>&1 || die "needs Debian 12 or Ubuntu 22.04/24.04 (no apt-get here)"
+    check_os
+    case $(uname -m) in
+        x86_64|aarch64) ;;
+        *) die "unsupported architecture $(uname -m) (x86_64 or aarch64)" ;;
+    esac
+    check_size
+    for port in 80 443; do check_port "$port"; done
+}
 
-missing=""
-for package in docker.io git openssh-server nftables python3 python3-venv ca-certificates; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
-        || missing="$missing $package"
-done
-if [ -n "$missing" ]; then
+check_os() {
+    # shellcheck disable=SC1091
+    id=$(. /etc/os-release 2>/dev/null && echo "${ID:-}-${VERSION_ID:-}")
+    case $id in
+        debian-12|ubuntu-22.04|ubuntu-24.04) ;;
+        *) [ "$FORCE" = 1 ] || die "unsupported system ${id:-unknown} (Debian 12, Ubuntu 22.04/24.04; --force to try anyway)" ;;
+    esac
+}
+
+check_size() {
+    memory=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+    [ "$memory" -ge 900 ] || [ "$FORCE" = 1 ] \
+        || die "${memory} MiB of memory; Berth needs 1 GiB (--force to try anyway)"
+    mkdir -p /var/lib
+    disk=$(df -Pm /var/lib | awk 'NR == 2 {print $4}')
+    [ "$disk" -ge 5120 ] || [ "$FORCE" = 1 ] \
+        || die "${disk} MiB free in /var/lib; Berth needs 5 GiB for images (--force to try anyway)"
+}
+
+check_port() {
+    command -v ss >/dev/null 2>&1 || return 0
+    holder=$(ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*"\),pid=\([0-9]*\).*/\1 \2/p' | head -n 1)
+    [ -n "$holder" ] || return 0
+    pid=${holder##* }
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'berth.* agent'; then
+        return 0  # Berth's own agent: this is an upgrade
+    fi
+    die "port $1 is taken by ${holder% *} (pid $pid): stop it first, Berth's proxy needs 80 and 443"
+}
+
+# -- packages and the Docker engine -------------------------------------------------
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+install_packages() {
+    missing=""
+    for package in git openssh-server nftables python3 python3-venv ca-certificates iproute2; do
+        installed "$package" || missing="$missing $package"
+    done
+    if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
+        missing="$missing docker.io"
+    fi
+    [ -n "$missing" ] || return 0
     say "Installing$missing"
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
-fi
+}
 
-has_systemd() { [ -d /run/systemd/system ]; }
-
-if ! docker info >/dev/null 2>&1; then
-    say "Starting the Docker engine"
-    if has_systemd; then
-        systemctl enable --now docker >/dev/null
-    else
-        (setsid dockerd >>/var/log/dockerd.log 2>&1 &)
+start_docker() {
+    if docker info >/dev/null 2>&1; then
+        note "Using the Docker engine already running ($(docker version -f '{{.Server.Version}}' 2>/dev/null))"
+        return 0
     fi
+    say "Starting the Docker engine"
+    if has_systemd; then systemctl enable --now docker >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/docker ]; then /etc/init.d/docker start >/dev/null 2>&1 || true
+    fi
+    sleep 1
+    docker info >/dev/null 2>&1 || (setsid dockerd >>/var/log/dockerd.log 2>&1 &)
     i=0
     until docker info >/dev/null 2>&1; do
-        i=$((i + 1)); [ $i -gt 60 ] && die "the Docker engine did not start (see /var/log/dockerd.log)"
+        i=$((i + 1)); [ $i -le 60 ] || die "the Docker engine did not start (see /var/log/dockerd.log)"
         sleep 1
     done
-fi
+}
 
-if ! id berth >/dev/null 2>&1; then
-    say "Creating the berth user"
-    useradd --system --create-home --home-dir /home/berth --shell /bin/sh berth
-fi
-usermod -p '*' berth  # key logins only; a locked account would be refused by sshd
+# -- Berth itself ---------------------------------------------------------------------
 
-say "Installing Berth into $PREFIX"
-mkdir -p "$PREFIX"
-[ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
-"$PREFIX/venv/bin/pip" install -q --upgrade pip >/dev/null
-# A wheel built from the source, installed as a normal package: it carries hooks/ and
-# buildpacks/ inside, and nothing of it depends on the source staying where it is.
-build=$(mktemp -d)
-cp -a "$SOURCE" "$build/src"
-rm -rf "$build/src/.git" "$build/src/build" "$build/src/dist"
-"$PREFIX/venv/bin/pip" wheel -q --no-deps -w "$build/dist" "$build/src" >/dev/null \
-    || die "building Berth's wheel failed"
-wheel=$(ls "$build"/dist/berth-*.whl)
-"$PREFIX/venv/bin/pip" install -q "$wheel" >/dev/null
-"$PREFIX/venv/bin/pip" install -q --force-reinstall --no-deps "$wheel" >/dev/null
-rm -rf "$build" "$PREFIX/src"
-chmod -R a+rX "$PREFIX"
-mkdir -p "$BIN_DIR"
-ln -sf "$PREFIX/venv/bin/berth" "$BERTH"
+resolve_source() {  # before anything changes: what to install, downloaded to WORK
+    WORK=$(mktemp -d)
+    if [ -z "$SOURCE" ]; then
+        here=$(cd "$(dirname "$0")" 2>/dev/null && pwd) || here=""
+        if [ -n "$here" ] && [ -f "$here/pyproject.toml" ] && [ -d "$here/agent" ]; then
+            SOURCE=$here
+        elif [ -n "$RELEASE_URL" ]; then
+            SOURCE=$RELEASE_URL
+        else
+            die "no Berth to install: run from a checkout, or set --source (a checkout, wheel or tarball)"
+        fi
+    fi
+    case $SOURCE in
+        file://*) SOURCE=${SOURCE#file://} ;;
+        http://*|https://*)
+            name=$(basename "${SOURCE%%\?*}")
+            curl -fsSL -o "$WORK/$name" "$SOURCE" || die "cannot download $SOURCE"
+            SOURCE=$WORK/$name ;;
+    esac
+    if [ -d "$SOURCE" ]; then
+        [ -f "$SOURCE/pyproject.toml" ] || die "$SOURCE is not a checkout of Berth"
+    elif [ -f "$SOURCE" ]; then
+        case $SOURCE in
+            *.whl|*.tar.gz|*.tgz) ;;
+            *) die "$SOURCE: expected a checkout, a .whl or a .tar.gz" ;;
+        esac
+    else
+        die "$SOURCE does not exist"
+    fi
+}
 
-if [ ! -f "$CONFIG" ]; then
+build_wheel() {  # the wheel to install, in WORK
+    case $SOURCE in
+        *.whl) cp "$SOURCE" "$WORK/"; return 0 ;;
+        *.tar.gz|*.tgz) mkdir "$WORK/src"
+            tar -xzf "$SOURCE" -C "$WORK/src" --strip-components=1 || die "$SOURCE is not a tarball of Berth" ;;
+        *) cp -a "$SOURCE" "$WORK/src" ;;
+    esac
+    rm -rf "$WORK/src/.git" "$WORK/src/build" "$WORK/src/dist"
+    "$PREFIX/venv/bin/pip" wheel -q --no-deps -w "$WORK" "$WORK/src" >/dev/null 2>&1 \
+        || die "building Berth's wheel from $SOURCE failed"
+}
+
+install_berth() {
+    say "Installing Berth into $PREFIX"
+    mkdir -p "$PREFIX"
+    [ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
+    pip=$PREFIX/venv/bin/pip
+    "$pip" install -q --upgrade pip >/dev/null 2>&1 || die "cannot upgrade pip in $PREFIX/venv"
+    build_wheel
+    wheel=$(ls "$WORK"/berth-*.whl)
+    # A normal (not editable) package: it carries hooks/ and buildpacks/ inside.
+    "$pip" install -q "$wheel" >/dev/null 2>"$WORK/pip.log" \
+        || die "pip could not install Berth: $(tail -n 1 "$WORK/pip.log")"
+    "$pip" install -q --force-reinstall --no-deps "$wheel" >/dev/null 2>&1 \
+        || die "pip could not install Berth's wheel"
+    rm -rf "$WORK" "$PREFIX/src"
+    chmod -R a+rX "$PREFIX"
+    mkdir -p "$BIN_DIR"
+    ln -sf "$PREFIX/venv/bin/berth" "$BERTH"
+}
+
+create_user() {
+    if ! id berth >/dev/null 2>&1; then
+        say "Creating the berth user"
+        useradd --system --create-home --home-dir /home/berth --shell /bin/sh berth
+    fi
+    usermod -p '*' berth  # key logins only; a locked account would be refused by sshd
+}
+
+write_config() {
+    [ ! -f "$CONFIG" ] || return 0
     say "Writing $CONFIG"
     mkdir -p "$(dirname "$CONFIG")"
+    # The firewall starts off: the installer shows what it will close, then turns it on.
     cat >"$CONFIG" <<EOF
 # Berth's configuration; see the README for every setting.
 [ssh]
 command = "$SSH_COMMAND"
 
 [deploy]
-domain = "${BERTH_DOMAIN:-}"
+domain = "$DOMAIN"
 
 [acme]
-email = "${BERTH_EMAIL:-}"
+email = "$EMAIL"
 
 [firewall]
 # Only SSH, 80 and 443 from outside, Docker's published ports included.
-enabled = true
+enabled = false  # install.sh turns this on
 EOF
     chmod 0644 "$CONFIG"
-fi
+}
 
-if [ "${BERTH_NO_START:-0}" != 1 ]; then
-    if has_systemd; then
-        say "Starting berth.service"
-        cat >/etc/systemd/system/berth.service <<EOF
+# -- the agent as a service ----------------------------------------------------------
+
+start_agent() {
+    if has_systemd; then systemd_service
+    else supervisor_service; fi
+    i=0
+    until berth apps >/dev/null 2>&1; do
+        i=$((i + 1)); [ $i -le 60 ] || die "the agent did not start (see $(agent_logs))"
+        sleep 1
+    done
+}
+
+agent_logs() {
+    if has_systemd; then echo "journalctl -u berth"; else echo "/var/log/berth/agent.log"; fi
+}
+
+systemd_service() {
+    say "Starting berth.service"
+    cat >/etc/systemd/system/berth.service <<EOF
 [Unit]
 Description=Berth agent (proxy, deploys, certificates)
 After=network-online.target docker.service
@@ -126,21 +294,25 @@ Restart=always
 RestartSec=2
 KillSignal=SIGTERM
 TimeoutStopSec=90
+UMask=0027
 
 [Install]
 WantedBy=multi-user.target
 EOF
-        systemctl daemon-reload
-        systemctl enable --now berth.service >/dev/null
-        systemctl restart berth.service
-    else
-        say "Starting the agent (no systemd: a respawning loop, logs in /var/log/berth/agent.log)"
-        cat >/usr/local/sbin/berth-supervise <<EOF
+    systemctl daemon-reload
+    systemctl enable berth.service >/dev/null 2>&1
+    systemctl restart berth.service
+}
+
+supervisor_service() {
+    cat >"$SUPERVISOR" <<EOF
 #!/bin/sh
 # Keeps \`berth agent\` running where there is no systemd. The agent rotates its own
 # log; what it prints before logging starts (or as it dies) goes to agent.stderr,
 # rotated here between runs.
+umask 0027
 mkdir -p /var/log/berth
+echo \$\$ >/run/berth-supervise.pid
 while true; do
     if [ -f /var/log/berth/agent.stderr ] && [ "\$(wc -c </var/log/berth/agent.stderr)" -gt 10485760 ]; then
         mv -f /var/log/berth/agent.stderr /var/log/berth/agent.stderr.1
@@ -149,31 +321,236 @@ while true; do
     sleep 2
 done
 EOF
-        chmod 0755 /usr/local/sbin/berth-supervise
-        pkill -f berth-supervise 2>/dev/null || true
-        pkill -f "berth agent" 2>/dev/null || true
-        (setsid /usr/local/sbin/berth-supervise >/dev/null 2>&1 &)
-        if command -v crontab >/dev/null 2>&1; then
-            (crontab -l 2>/dev/null | grep -v berth-supervise; echo "@reboot /usr/local/sbin/berth-supervise") | crontab -
+    chmod 0755 "$SUPERVISOR"
+    stop_supervisor
+    if has_sysv; then
+        say "Starting the agent (SysV init script /etc/init.d/berth, logs in /var/log/berth/agent.log)"
+        sysv_script berth "Berth agent" "\$network docker" "(setsid $SUPERVISOR >/dev/null 2>&1 &)" \
+            "[ -f /run/berth-supervise.pid ] && kill -TERM -\$(cat /run/berth-supervise.pid) || true"
+        update-rc.d berth defaults >/dev/null 2>&1
+        /etc/init.d/berth start
+    else
+        say "Starting the agent (a respawning loop, logs in /var/log/berth/agent.log)"
+        (setsid "$SUPERVISOR" >/dev/null 2>&1 &)
+        BOOT_NOTE="This system has no init Berth knows (neither systemd nor SysV init): after a reboot, start the agent with: setsid $SUPERVISOR &"
+    fi
+}
+
+stop_supervisor() {
+    if [ -f /run/berth-supervise.pid ]; then
+        kill -TERM -"$(cat /run/berth-supervise.pid)" 2>/dev/null || true
+        rm -f /run/berth-supervise.pid
+        sleep 1
+    fi
+}
+
+sysv_script() {  # NAME DESCRIPTION REQUIRED-START START-COMMAND STOP-COMMAND
+    cat >"/etc/init.d/$1" <<EOF
+#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          $1
+# Required-Start:    \$local_fs $3
+# Required-Stop:     \$local_fs
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: $2
+### END INIT INFO
+case "\$1" in
+    start) $4 ;;
+    stop) $5 ;;
+    restart) "\$0" stop; sleep 1; "\$0" start ;;
+    *) echo "usage: \$0 start|stop|restart"; exit 1 ;;
+esac
+EOF
+    chmod 0755 "/etc/init.d/$1"
+}
+
+# -- the firewall ---------------------------------------------------------------------
+
+enable_firewall() {
+    if [ "$NO_FIREWALL" = 1 ]; then
+        sed -i 's/^enabled = false  # install.sh turns this on$/enabled = false/' "$CONFIG"
+        note "Firewall left off (--no-firewall); turn it on later with: berth firewall:apply"
+        return 0
+    fi
+    if grep -q '^enabled = false  # install.sh turns this on$' "$CONFIG"; then
+        say "The firewall, before it is turned on:"
+        berth firewall | sed 's/^/       /'
+        berth firewall:apply >/dev/null || die "the firewall could not be applied (berth firewall:apply)"
+        sed -i 's/^enabled = false  # install.sh turns this on$/enabled = true/' "$CONFIG"
+        say "Firewall on: only SSH, 80 and 443 are reachable from outside"
+    fi
+    grep -q '^enabled = true' "$CONFIG" || return 0
+    berth firewall:apply --dry-run >"$BOOT_RULESET.new" && mv "$BOOT_RULESET.new" "$BOOT_RULESET"
+    load="nft -f $BOOT_RULESET"
+    if has_systemd; then
+        cat >/etc/systemd/system/berth-firewall.service <<EOF
+[Unit]
+Description=Berth's firewall table, loaded before the network comes up
+DefaultDependencies=no
+Before=network-pre.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/sbin/$load
+RemainAfterExit=yes
+
+[Install]
+WantedBy=sysinit.target
+EOF
+        systemctl daemon-reload
+        systemctl enable berth-firewall.service >/dev/null 2>&1
+    elif has_sysv; then
+        sysv_script berth-firewall "Berth's firewall table" "" "$load" "true"
+        # shellcheck disable=SC2016
+        sed -i 's/^# Default-Start:     2 3 4 5$/# Default-Start:     S\n# X-Start-Before:    $network networking ssh/' /etc/init.d/berth-firewall
+        sed -i 's/^# Default-Stop:      0 1 6$/# Default-Stop:/' /etc/init.d/berth-firewall
+        update-rc.d berth-firewall defaults >/dev/null 2>&1
+    fi
+}
+
+# -- keys -----------------------------------------------------------------------------
+
+public_keys() {  # the keys of authorized_keys-style input, options before them dropped
+    awk '!/^[[:space:]]*(#|$)/ {
+        for (i = 1; i <= NF; i++) if ($i ~ /^(ssh-|ecdsa-|sk-)/) {
+            line = $i; for (j = i + 1; j <= NF; j++) line = line " " $j; print line; break
+        }
+    }'
+}
+
+candidate_keys() {
+    if [ -n "$SSH_KEY" ]; then printf '%s\n' "$SSH_KEY"; fi
+    if [ -n "$SSH_KEY_FILE" ]; then cat "$SSH_KEY_FILE"; fi
+    if [ -z "$SSH_KEY$SSH_KEY_FILE" ]; then
+        cat /root/.ssh/authorized_keys 2>/dev/null || true
+        if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+            home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+            cat "$home/.ssh/authorized_keys" 2>/dev/null || true
         fi
     fi
-    i=0
-    until BERTH_CONFIG=$CONFIG "$BERTH" apps >/dev/null 2>&1; do
-        i=$((i + 1)); [ $i -gt 60 ] && die "the agent did not start (see journalctl -u berth or /var/log/berth/agent.log)"
-        sleep 1
-    done
-    if [ "${BERTH_NO_KEYS:-0}" != 1 ] && [ -f /root/.ssh/authorized_keys ] \
-            && ! BERTH_CONFIG=$CONFIG "$BERTH" keys | grep -q '^admin '; then
-        n=0
-        grep -E '^(ssh-|ecdsa-|sk-)' /root/.ssh/authorized_keys | while read -r line; do
-            n=$((n + 1)); name=admin; [ $n -gt 1 ] && name="admin-$n"
-            printf '%s\n' "$line" | BERTH_CONFIG=$CONFIG "$BERTH" keys:add "$name" >/dev/null \
-                && say "Key $name may push"
-        done
-    fi
-fi
+}
 
-host=$(hostname -f 2>/dev/null || hostname)
-say "Berth is installed. From your machine:"
-echo "       git remote add deploy berth@$host:myapp"
-echo "       git push deploy main"
+fingerprint() { ssh-keygen -lf - 2>/dev/null | awk '{print $2}'; }
+
+add_keys() {
+    [ "${BERTH_NO_KEYS:-0}" != 1 ] || return 0
+    [ -z "$SSH_KEY_FILE" ] || [ -r "$SSH_KEY_FILE" ] || die "--ssh-key-file $SSH_KEY_FILE: cannot read it"
+    NO_KEY=1
+    for key in $(candidate_keys | public_keys | awk '{print $1 "|" $2}' | sort -u); do
+        NO_KEY=0
+        line="${key%%|*} ${key#*|}"
+        known=$(berth keys --json) || die "cannot list the keys (berth keys)"
+        print=$(printf '%s\n' "$line" | fingerprint)
+        [ -n "$print" ] || die "not an SSH public key: $(printf '%s' "$line" | cut -c1-40)..."
+        case $known in *"$print"*) continue ;; esac  # already allowed (an upgrade)
+        name="admin"; n=1
+        while case $known in *"\"$name\""*) true ;; *) false ;; esac; do
+            n=$((n + 1)); name="admin-$n"
+        done
+        printf '%s\n' "$line" | berth keys:add "$name" >/dev/null \
+            || die "the SSH key $print was refused by keys:add"
+        say "Key $name ($print) may push"
+    done
+}
+
+# -- what to do next ------------------------------------------------------------------
+
+public_address() {  # the address of the default route (no lookup leaves the machine)
+    ip "-$1" route get "$2" 2>/dev/null | sed -n 's/.* src \([0-9a-f.:]*\).*/\1/p' | head -n 1
+}
+
+next_steps() {
+    address=$(public_address 4 1.1.1.1)
+    address6=$(public_address 6 2606:4700:4700::1111)
+    host=${DOMAIN:-${address:-your-server}}
+    say "Berth is installed."
+    if [ -n "$DOMAIN" ]; then
+        note "DNS: create these records (apps answer on APP.$DOMAIN):"
+        note "  *.$DOMAIN  A  ${address:-<public IPv4 of this server>}"
+        note "  $DOMAIN  A  ${address:-<public IPv4 of this server>}"
+        if [ -n "$address6" ]; then
+            note "  *.$DOMAIN  AAAA  $address6"
+            note "  $DOMAIN  AAAA  $address6"
+        fi
+    else
+        note "No --domain: apps get no domain until you set deploy.domain in $CONFIG"
+    fi
+    if [ "${NO_KEY:-0}" = 1 ]; then
+        note "No SSH key may push yet. Add yours (from your machine):"
+        note "  ssh root@${address:-your-server} berth keys:add laptop < ~/.ssh/id_ed25519.pub"
+    fi
+    [ -z "${BOOT_NOTE:-}" ] || note "$BOOT_NOTE"
+    note "From your machine, in your app's repository:"
+    note "  git remote add deploy berth@$host:myapp"
+    note "  git push deploy main      (main or master: either deploys)"
+}
+
+# -- uninstall ------------------------------------------------------------------------
+
+data_dir() {
+    found=$(sed -n 's/^data_dir *= *"\(.*\)"/\1/p' "$CONFIG" 2>/dev/null | head -n 1)
+    echo "${found:-/var/lib/berth}"
+}
+
+remove_service() {
+    if has_systemd; then
+        systemctl disable --now berth.service berth-firewall.service >/dev/null 2>&1 || true
+        rm -f /etc/systemd/system/berth.service /etc/systemd/system/berth-firewall.service
+        systemctl daemon-reload
+    fi
+    for name in berth berth-firewall; do
+        if [ -f "/etc/init.d/$name" ]; then
+            "/etc/init.d/$name" stop >/dev/null 2>&1 || true
+            update-rc.d -f "$name" remove >/dev/null 2>&1 || true
+            rm -f "/etc/init.d/$name"
+        fi
+    done
+    stop_supervisor
+    rm -f "$SUPERVISOR"
+}
+
+uninstall() {
+    [ "$(id -u)" = 0 ] || die "run as root (sudo sh install.sh --uninstall)"
+    data=$(data_dir)
+    say "Removing Berth's service"
+    remove_service
+    say "Removing the firewall table, the code and the git hooks"
+    nft delete table inet berth 2>/dev/null || true
+    rm -f "$BOOT_RULESET" "$BERTH"
+    rm -rf "$PREFIX"
+    rm -f "$data"/repos/*.git/hooks/pre-receive
+    if [ "$PURGE" = 1 ]; then
+        say "Purging apps, data, configuration and logs"
+        ids=$(docker ps -aq --filter label=berth.managed 2>/dev/null || true)
+        # shellcheck disable=SC2086
+        [ -z "$ids" ] || docker rm -f $ids >/dev/null
+        rm -rf "$data" "$CONFIG" /var/log/berth
+        rmdir "$(dirname "$CONFIG")" 2>/dev/null || true
+        ! id berth >/dev/null 2>&1 || userdel -r berth >/dev/null 2>&1 || true
+    else
+        note "Kept: $data (repositories, releases), $CONFIG and /var/log/berth;"
+        note "apps keep running. --uninstall --purge removes them too."
+    fi
+    say "Berth is uninstalled."
+}
+
+main() {
+    if [ "$ACTION" = uninstall ]; then uninstall; exit 0; fi
+    preflight
+    resolve_source
+    install_packages
+    start_docker
+    create_user
+    install_berth
+    write_config
+    if [ "$NO_START" != 1 ]; then
+        start_agent
+        enable_firewall
+        add_keys
+    fi
+    next_steps
+}
+
+main

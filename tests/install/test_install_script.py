@@ -25,11 +25,12 @@ def target():
     subprocess.run(["rm", "-rf", str(root)])
 
 
-def run_install(root: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BERTH_PREFIX": str(root / "opt"), "BERTH_BIN_DIR": str(root / "bin"),
+def run_install(root: Path, script: Path = REPO / "install.sh",
+                **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **extra, "BERTH_PREFIX": str(root / "opt"), "BERTH_BIN_DIR": str(root / "bin"),
            "BERTH_CONFIG": str(root / "etc" / "berth.toml"), "BERTH_NO_START": "1",
            "BERTH_DOMAIN": "apps.example.com", "BERTH_EMAIL": "ops@example.com"}
-    return subprocess.run(["sh", str(REPO / "install.sh")], env=env, capture_output=True,
+    return subprocess.run(["sh", str(script)], env=env, capture_output=True,
                           text=True, timeout=900)
 
 
@@ -57,9 +58,18 @@ def test_install_sets_berth_up_and_is_idempotent(target):
     assert (target / "etc" / "berth.toml").read_text().endswith("# kept\n")  # never overwritten
 
 
-def test_install_refuses_to_run_outside_a_checkout(tmp_path):
-    script = tmp_path / "install.sh"
+def test_install_outside_a_checkout_takes_berth_source(target):
+    script = target / "install.sh"
     script.write_text((REPO / "install.sh").read_text())
-    result = subprocess.run(["sh", str(script)], capture_output=True, text=True)
+    without = run_install(target, script)
+    assert without.returncode == 1 and without.stderr.count("\n") == 1
+    assert "--source" in without.stderr
+    result = run_install(target, script, BERTH_SOURCE=f"file://{REPO}")
+    assert result.returncode == 0, result.stderr
+    assert (target / "bin" / "berth").exists()
+
+
+def test_bad_source_is_one_line(target):
+    result = run_install(target, BERTH_SOURCE=str(target / "nothing-here"))
     assert result.returncode == 1
-    assert result.stderr.count("\n") == 1
+    assert result.stderr == f"install.sh: {target}/nothing-here does not exist\n"

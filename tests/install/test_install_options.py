@@ -1,0 +1,81 @@
+"""install.sh's command line and its pure parts, without installing anything: flags and
+their environment variables, one-line refusals, key extraction, and a shellcheck pass."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "install.sh"
+
+
+def run(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    argv = ["sh", str(SCRIPT), *args]
+    if user is not None:
+        argv = ["runuser", "-u", user, "--", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def function(name: str) -> str:
+    """One shell function of install.sh, to run on its own."""
+    match = re.search(rf"^{name}\(\) {{.*?^}}$", SCRIPT.read_text(), re.S | re.M)
+    assert match, name
+    return match.group(0)
+
+
+def test_shellcheck_passes():
+    if shutil.which("shellcheck") is None:
+        pytest.fail("shellcheck is not installed (tests/run installs it)")
+    result = subprocess.run(["shellcheck", "--shell=sh", str(SCRIPT)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_help_lists_every_flag_with_its_variable():
+    result = run("--help")
+    assert result.returncode == 0
+    for flag, variable in [("--domain", "BERTH_DOMAIN"), ("--email", "BERTH_EMAIL"),
+                           ("--ssh-key ", "BERTH_SSH_KEY"),
+                           ("--ssh-key-file", "BERTH_SSH_KEY_FILE"),
+                           ("--no-firewall", "BERTH_NO_FIREWALL"), ("--source", "BERTH_SOURCE"),
+                           ("--force", "BERTH_FORCE")]:
+        line = next(line for line in result.stdout.splitlines() if flag in line)
+        assert variable in line
+    assert "--uninstall" in result.stdout and "--purge" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "install.sh: unknown option --bogus (see --help)\n"),
+    (["--domain"], "install.sh: --domain needs a value (see --help)\n"),
+    (["--domain", "Apps.Example.com"], "install.sh: --domain Apps.Example.com: not a domain name\n"),
+    (["--purge"], "install.sh: --purge goes with --uninstall\n"),
+])
+def test_bad_arguments_are_one_line(args, message):
+    result = run(*args)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", message)
+
+
+def test_not_root_is_refused_before_anything_changes():
+    if subprocess.run(["id", "berth"], capture_output=True).returncode:
+        pytest.skip("needs the berth user to run as (tests/run creates it)")
+    result = run("--domain", "apps.example.com", user="berth")
+    assert (result.returncode, result.stderr) == (1, "install.sh: run as root (sudo sh install.sh)\n")
+
+
+def test_keys_are_found_in_lines_with_options():
+    ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBt3ZkOtt0LHlyhz4mD0Gz3hrrQmT8GEGEPYXQH0vBEp"
+    text = "\n".join([
+        "# a comment", "",
+        f'no-port-forwarding,no-agent-forwarding,command="echo \'Please login\';sleep 10" {ed} cloud',
+        f"{ed} plain@laptop",
+        "ecdsa-sha2-nistp256 AAAAE2VjZHNh me",
+    ]) + "\n"
+    result = subprocess.run(["sh", "-c", function("public_keys") + "\npublic_keys"], input=text,
+                            capture_output=True, text=True)
+    assert result.stdout.splitlines() == [f"{ed} cloud", f"{ed} plain@laptop",
+                                          "ecdsa-sha2-nistp256 AAAAE2VjZHNh me"]
