@@ -28,7 +28,7 @@ async def run_one_off(request: Request) -> Response:
         raise BerthError("command must be a string")
 
     async def run(sink: OutputSink) -> int:
-        return await s.deployer.run_streamed(name, command, sink)
+        return await s.deployer.one_offs.stream(name, command, sink)
 
     return stream_output(request, run)
 

@@ -36,7 +36,7 @@ from agent.deploy.pushed import PushedTree, complete_formation
 from agent.deploy.rollback import rollback_source
 from agent.deploy.rollout import Rollout
 from agent.deploy.rolloutplan import RolloutPlan
-from agent.deploy.runtime import ContainerRuntime, OutputSink, Terminal
+from agent.deploy.runtime import ContainerRuntime, Terminal
 from agent.deploy.snapshot import AppViews, Snapshot
 from agent.releases import Release, ReleaseState
 from agent.services.configvars import ConfigChange
@@ -82,7 +82,7 @@ class Deployer:
         self._failures = FailureRecorder(releases, events)
         self._tls_hosts = tls_hosts
         self._views = AppViews(config, apps, tls_hosts)
-        self._one_offs = OneOffs(config.deploy, apps, releases, events, runtime,
+        self.one_offs = OneOffs(config.deploy, apps, releases, events, runtime,
                                  self._views.mounts)
         self._pruner = ImagePruner(runtime, releases, rollout, config.deploy.keep_releases)
         self._locks = AppLocks()
@@ -185,16 +185,12 @@ class Deployer:
             )
 
     async def run_one_off(self, app_name: str, command: str, out: DeployOutput) -> int:
-        return await self._one_offs.run(app_name, command, out.raw)  # agent.deploy.oneoff
-
-    async def run_streamed(self, app_name: str, command: str, sink: OutputSink) -> int:
-        """`run_one_off` with every byte of stdout and stderr to `sink`, at its pace."""
-        return await self._one_offs.stream(app_name, command, sink)
+        return await self.one_offs.run(app_name, command, out.raw)  # agent.deploy.oneoff
 
     async def run_attached(
         self, app_name: str, command: str, size: tuple[int, int], terminal: Terminal
     ) -> int:
-        return await self._one_offs.attach(app_name, command, size, terminal)
+        return await self.one_offs.attach(app_name, command, size, terminal)
 
     async def restart(self, app_name: str, out: DeployOutput) -> None:
         """Replace every instance of the live release, zero downtime."""
