@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Iterator
 from urllib.parse import urlencode
 
 from agent.cli.client import path
+from agent.cli.starthint import start_hint
 from agent.errors import AgentUnavailable, BerthError
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ def run_with_terminal(socket_path: str, app: str, command: str, stdin: int, stdo
     try:
         connection = unix_connect(socket_path, url, max_size=None, compression=None)
     except FileNotFoundError:
-        raise AgentUnavailable(f"the agent is not running (no socket at {socket_path})") from None
+        raise AgentUnavailable(
+            f"the agent is not running (no socket at {socket_path}); {start_hint()}") from None
     except (OSError, WebSocketException) as exc:
         raise AgentUnavailable(f"cannot talk to the agent at {socket_path}: {exc}") from None
     with connection, raw_mode(stdin):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, No
 from urllib.parse import quote, urlencode
 
 from agent.cli import wire
+from agent.cli.starthint import start_hint
 from agent.errors import AgentUnavailable, BerthError
 
 if TYPE_CHECKING:
@@ -58,8 +59,10 @@ class ControlClient:
             return wire.request(where, method, url, headers=headers, body=body, timeout=timeout)
         except FileNotFoundError:
             raise AgentUnavailable(
-                f"the agent is not running (no socket at {where}); start it with "
-                "`berth agent`") from None
+                f"the agent is not running (no socket at {where}); {start_hint()}") from None
+        except ConnectionRefusedError:
+            raise AgentUnavailable(
+                f"the agent is not running (nothing answers at {where}); {start_hint()}") from None
         except PermissionError:
             raise AgentUnavailable(
                 f"permission denied on {where}: run as root or the berth user") from None

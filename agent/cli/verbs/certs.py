@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from agent.cli.client import path
 from agent.cli.registry import JSON, Context, Verb, arg
@@ -18,9 +19,19 @@ def show(ctx: Context, a: argparse.Namespace) -> int:
 
 
 def renew(ctx: Context, a: argparse.Namespace) -> int:
+    """Exits 1 when a renewal failed, so scripts and cron notice."""
     data = ctx.client.call("POST", "/certs/renew", payload={"target": a.target, "force": a.force})
     ctx.out.write(data["text"])
-    return 0
+    failed = failed_renewals(data["certificates"])
+    for line in failed:
+        ctx.err.write(f"error: {line}\n")
+    return 1 if failed else 0
+
+
+def failed_renewals(certificates: list[dict[str, Any]]) -> list[str]:
+    """One line per domain whose certificate could not be renewed (pure)."""
+    return [f"{c['domain']}: renewal failed: {c.get('last_error') or c['state']}"
+            for c in certificates if c.get("state") in ("failing", "expired")]
 
 
 def add(ctx: Context, a: argparse.Namespace) -> int:
