@@ -88,6 +88,7 @@ def container_from(attrs: dict[str, Any]) -> Container:
         restart_count=int(attrs.get("RestartCount", 0)),
         exit_code=state.get("ExitCode"),
         oom_killed=bool(state.get("OOMKilled")),
+        pid=state.get("Pid") or None,
     )
 
 

@@ -23,6 +23,7 @@ import time
 from typing import Awaitable, Protocol, Sequence
 
 from agent.config import DeploySettings
+from agent.deploy.binding import BindingWatch, exited
 from agent.deploy.health import HealthCheckFailed, wait_healthy
 from agent.deploy.loghistory import LogHistory
 from agent.deploy.output import DeployOutput
@@ -207,7 +208,7 @@ class Rollout:
             if settle > 0:
                 await asyncio.sleep(settle)
             for container in others:
-                problem = await self._liveness(container)
+                problem = await exited(self._runtime, container)
                 if problem is not None:
                     tail = await self._runtime.logs_tail(container.id, 20)
                     raise InstanceFailed(_dyno(container), problem + _tail_text(tail))
@@ -218,25 +219,18 @@ class Rollout:
     ) -> None:
         assert container.host_port is not None
         dyno = _dyno(container)
+        watch = BindingWatch(self._runtime, container, self._settings.container_port)
         try:
             await wait_healthy(
                 container.host_port, target.checks, host_header=host, extra_headers=headers,
                 deadline=deadline, interval=self._settings.health_interval,
-                alive=lambda: self._liveness(container),
-                say=lambda text: out.detail(f"{dyno}: {text}"),
+                alive=watch.problem, say=lambda text: out.detail(f"{dyno}: {text}"),
             )
         except HealthCheckFailed as exc:
             tail = await self._runtime.logs_tail(container.id, 20)
-            raise HealthCheckFailed(exc.url, f"{dyno}: {exc.reason}" + _tail_text(tail), None) from exc
-
-    async def _liveness(self, container: Container) -> str | None:
-        now = await self._runtime.get(container.id)
-        if now is None:
-            return "container disappeared"
-        if now.state in ("exited", "dead") or now.restart_count > container.restart_count:
-            code = f" with code {now.exit_code}" if now.exit_code is not None else ""
-            return f"exited{code}"
-        return None
+            why = watch.explain(target.release.processes.get(WEB, ""))
+            raise HealthCheckFailed(exc.url, f"{dyno}: {exc.reason}{why}" + _tail_text(tail),
+                                    None) from exc
 
     async def _swap(self, target: RolloutPlan, serving: Sequence[Container], out: DeployOutput) -> None:
         app = target.release.app

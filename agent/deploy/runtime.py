@@ -34,6 +34,7 @@ class Container:
     restart_count: int = 0
     exit_code: int | None = None
     oom_killed: bool = False  # the kernel killed it for exceeding its memory limit
+    pid: int | None = None  # its main process on this host, while it runs
 
     @property
     def app(self) -> str:

@@ -77,17 +77,21 @@ class FakeRuntime:
         self.one_offs: list[ContainerSpec] = []
         self.networks_removed: list[str] = []
         self.leftovers_removed: list[str] = []
+        # A real process whose sockets stand for every instance's (agent.deploy.listeners);
+        # with one, web instances serve nothing on their published port.
+        self.process: int | None = None
 
     def _view(self, c: FakeContainer) -> Container:
         return Container(id=c.id, name=c.spec.name, state=c.state, labels=dict(c.spec.labels),
-                         host_port=c.spec.publish_port, oom_killed=c.oom_killed)
+                         host_port=c.spec.publish_port, oom_killed=c.oom_killed,
+                         pid=self.process)
 
     async def start(self, spec: ContainerSpec) -> Container:
         if self.fail_after is not None and len(self.containers_by_id) >= self.fail_after:
             from agent.deploy.docker_runtime import RuntimeFailure
             raise RuntimeFailure(f"create {spec.name}", "no space left on device")
         container = FakeContainer(spec, f"c{next(self.ids)}")
-        if spec.publish_port is not None:
+        if spec.publish_port is not None and self.process is None:
             container.server = await asyncio.start_server(self._answer, "127.0.0.1",
                                                           spec.publish_port)
         self.containers_by_id[container.id] = container
@@ -103,7 +107,7 @@ class FakeRuntime:
 
     async def start_created(self, spec: ContainerSpec, container_id: str) -> Container:
         container = self.containers_by_id[container_id]
-        if spec.publish_port is not None:
+        if spec.publish_port is not None and self.process is None:
             container.server = await asyncio.start_server(self._answer, "127.0.0.1",
                                                           spec.publish_port)
         container.state = "running"
