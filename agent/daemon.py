@@ -30,7 +30,6 @@ import docker
 import docker.errors
 import uvicorn
 
-from agent import __version__
 from agent.accesslog import AccessLogFile
 from agent.addons.store import SCHEMA as ADDONS_SCHEMA
 from agent.addons.wiring import DeployedInstances, build_addons, build_backups
@@ -51,6 +50,7 @@ from agent.deploy.reconciler import Reconciler
 from agent.deploy.rollout import Rollout
 from agent.errors import BerthError
 from agent.firewall.service import FirewallService
+from agent.installed import installed_version
 from agent.proxy import Proxy
 from agent.services import boot
 from agent.store.apps import AppStore
@@ -193,7 +193,7 @@ async def build_agent(config: Config) -> Agent:
         config=config, apps=apps, releases=releases, events=events, keys=keys,
         deployer=deployer, runtime=runtime, ssh_command=default_ssh_command(config),
         proxy=proxy, certificates=certificates, firewall=_firewall(config),
-        version=__version__, history=history, audit=AuditStore(db),
+        version=installed_version(), history=history, audit=AuditStore(db),
     )
     services.addons = build_addons(config, db, client, services.config_service(), apps, events)
     services.backups = build_backups(config, services.addons, db, events)

@@ -1,5 +1,5 @@
-"""How to start the agent on this system, for the CLI's "the agent is not running"
-line: the way install.sh set it up (systemd unit, SysV init script, respawning loop),
+"""How to start (or restart) the agent on this system, for the CLI's "the agent is not
+running" line and `berth version`: the way install.sh set it up (systemd unit, SysV init script, respawning loop),
 else the foreground command. Pure but for the file checks, which are passed in."""
 
 from __future__ import annotations
@@ -23,3 +23,14 @@ def start_hint(exists: Callable[[Path], bool] = Path.exists) -> str:
     if exists(SUPERVISOR):
         return f"start it with `setsid {SUPERVISOR} &` (why it stopped: {AGENT_LOG})"
     return "start it with `berth agent` as root"
+
+
+def restart_hint(exists: Callable[[Path], bool] = Path.exists) -> str:
+    """The command that restarts the agent here."""
+    if exists(SYSTEMD_UNIT) and exists(SYSTEMD_RUNNING):
+        return "`systemctl restart berth`"
+    if exists(SYSV_SCRIPT):
+        return f"`{SYSV_SCRIPT} restart`"
+    if exists(SUPERVISOR):
+        return "stop `berth agent` (the respawning loop starts it again)"
+    return "stop `berth agent` and start it again"

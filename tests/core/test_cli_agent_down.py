@@ -78,3 +78,14 @@ def test_certs_renew_exits_non_zero_when_a_renewal_failed():
         1, "error: www.example.com: renewal failed: DNS problem: NXDOMAIN\n")
     assert failed_renewals([{"domain": "a.example.com", "state": "expired"}]) == [
         "a.example.com: renewal failed: expired"]
+
+
+def test_version_lines_say_when_the_running_agent_is_not_the_installed_one():
+    from agent.installed import build_id, describe_versions
+
+    assert build_id("a,sha256=x,1\n") != build_id("a,sha256=y,1\n")
+    assert describe_versions("0.1.0+aa", "0.1.0+aa", "`systemctl restart berth`") == [
+        "berth 0.1.0+aa (installed)", "agent 0.1.0+aa (running)"]
+    assert describe_versions("0.1.0+bb", "0.1.0+aa", "`systemctl restart berth`")[1] == (
+        "agent 0.1.0+aa (running; not the installed one: restart it, `systemctl restart berth`)")
+    assert describe_versions("0.1.0+bb", None, "x") == ["berth 0.1.0+bb (installed)"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from agent import __version__
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Verb, arg, follow, table
+from agent.cli.starthint import restart_hint
 from agent.errors import BerthError
+from agent.installed import describe_versions, installed_version
 from agent.names import check_key_name
 
 
@@ -81,12 +82,16 @@ def remove_key(ctx: Context, a: argparse.Namespace) -> int:
 
 
 def version(ctx: Context, a: argparse.Namespace) -> int:
-    ctx.print(f"berth {__version__}")
+    """The installed Berth and the running agent's, with what to do when they differ."""
     try:
-        agent = ctx.client.call("GET", "/version")["version"]
+        running: str | None = ctx.client.call("GET", "/version")["version"]
     except BerthError as exc:
-        agent = f"not reachable ({exc})"
-    ctx.print(f"agent {agent}")
+        running = None
+        unreachable = f"agent not reachable ({exc})"
+    for line in describe_versions(installed_version(), running, restart_hint()):
+        ctx.print(line)
+    if running is None:
+        ctx.print(unreachable)
     return 0
 
 
@@ -105,5 +110,5 @@ VERBS = [
           arg("--admin", action="store_true", help="may do everything (the default)"),
           arg("--apps", metavar="APP,APP", help="may push to and use only these apps")]),
     Verb("keys:remove", "remove an SSH key", remove_key, [arg("name", metavar="NAME")]),
-    Verb("version", "print Berth's version", version),
+    Verb("version", "print the installed Berth's version and the running agent's", version),
 ]
