@@ -30,7 +30,7 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Awaitable, Callable, Mapping, Protocol, Sequence
+from typing import IO, Any, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from agent.build import APP_DIR, APP_USER, CodeBase, write_code_archive
 from agent.deploy.building import Built
@@ -151,7 +151,7 @@ class EarlyStart:
     async def run(self, build: asyncio.Future[Built]) -> Release | None:
         """Make the push live from a base while `build` finishes; None when no early
         start went live (the caller then releases the build's image the usual way)."""
-        either: set[asyncio.Future[object]] = {self._announced, build}  # type: ignore[arg-type]
+        either: set[asyncio.Future[Any]] = {self._announced, build}
         predicted = self._predicted
         if predicted is not None:
 
