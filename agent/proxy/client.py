@@ -20,7 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from agent.proxy import pages
-from agent.proxy.exchange import Exchange
+from agent.proxy.exchange import DONE, Exchange
 from agent.proxy.interfaces import PAUSE_QUEUE
 from agent.proxy.request_head import (
     Rejected,
@@ -329,6 +329,12 @@ class ClientConnection(asyncio.BaseProtocol):
         exchange = self.latest
         if exchange is None or exchange.head.upgrade is None:
             self._reject(400)
+            return
+        if exchange.phase == DONE:
+            # Already answered by the proxy itself (404, a redirect): no upgrade will come,
+            # what follows is the next request.
+            if rest and not (self.closed or self.lingering):
+                self.data_received(rest)
             return
         exchange.raw_upgrade = True
         self.raw_exchange = exchange

@@ -133,6 +133,27 @@ async def test_a_refused_upgrade_never_hands_another_client_a_smuggled_response(
         assert all("x-request-id" in headers for _, headers in a.seen)
 
 
+async def test_bytes_after_an_upgrade_the_proxy_refused_itself_are_the_next_request(
+    authority: CertificateAuthority,
+) -> None:
+    async with running_backend("a") as a, running_proxy() as proxy:
+        proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
+        client = await Client.connect(proxy.http_port)
+        await client.send(_UPGRADE_HEAD.replace(b"app.test", b"nope.test") + _smuggled(b"/headers"))
+        assert (await client.response()).status == 404  # then closed: the head was not read
+        assert await client.closed()
+        await client.close()
+        # A redirect keeps the connection: what followed the head is read as a request.
+        proxy.certificates.put("app.test", *authority.issue("app.test"))
+        client = await Client.connect(proxy.http_port)
+        await client.send(_UPGRADE_HEAD + _smuggled(b"/headers"))
+        first, second = await client.response(), await client.response()
+        assert (first.status, second.status) == (301, 301)
+        assert (second.header("location") or "").endswith("/headers")
+        await client.close()
+        assert a.requests == 0
+
+
 async def test_bytes_sent_early_reach_the_app_after_its_101() -> None:
     async with running_backend("a") as a, running_proxy() as proxy:
         proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
