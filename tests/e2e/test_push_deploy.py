@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import subprocess
 import threading
 import time
@@ -343,6 +344,39 @@ def test_a_second_operation_waits_for_the_first(agent):
     assert len(outputs) == 2
     assert any("Waiting for the operation in progress on e2e-flask" in o for o in outputs)
     assert agent.get(HOST)[0] == 200
+
+
+def test_two_pushes_at_once_the_second_is_refused_before_building(agent, flask, tmp_path):
+    """Two pushes based on the same commit: the one that gets the app second finds its
+    branch moved and is refused before building (git would refuse its ref update after
+    the deploy); the branch and the live release are the first one's."""
+    flask.push()  # the branch holds what this work tree holds
+    other = WorkTree(tmp_path / "other", flask.user)
+    shutil.copytree(flask.path, other.path)
+    flask.write("first.txt", "1\n")
+    flask.commit("first of two")
+    other.write("second.txt", "2\n")
+    other.commit("second of two")
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+    trees = {"first": flask, "second": other}
+    threads = [threading.Thread(target=lambda n=name: results.__setitem__(
+        n, trees[n].push(check=False))) for name in trees]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    [winner] = [name for name, result in results.items() if result.returncode == 0]
+    [loser] = [name for name, result in results.items() if result.returncode != 0]
+    refused = pushed(results[loser])
+    assert "moved to" in refused and "fetch, merge and push again" in refused
+    assert "Building" not in refused
+    assert remote_head(agent, FLASK) == trees[winner].head()
+    latest = json.loads(agent.ok("releases", FLASK, "--json"))[0]
+    assert latest["state"] == "live"
+    assert latest["description"] == f"Deploy {trees[winner].head()[:7]}"
+    if winner == "second":  # later tests push from the first work tree
+        flask.git("fetch", "-q", "deploy", "main")
+        flask.git("reset", "-q", "--hard", "FETCH_HEAD")
 
 
 def test_verbs_over_ssh(agent, developer):
