@@ -30,11 +30,12 @@ class _Parser(argparse.ArgumentParser):
 
 def all_verbs() -> list[Verb]:
     # Imported here: the git hook and the SSH forced command start without them.
-    from agent.cli.verbs import (addons, apps, backups, certs, config, events, firewall,
-                                 processes, releases, storage)
+    from agent.cli.verbs import (addons, apps, backups, certs, config, doctor, events,
+                                 firewall, processes, releases, storage)
 
     return (apps.VERBS + config.VERBS + processes.VERBS + storage.VERBS + releases.VERBS
-            + certs.VERBS + firewall.VERBS + events.VERBS + addons.VERBS + backups.VERBS)
+            + certs.VERBS + firewall.VERBS + events.VERBS + addons.VERBS + backups.VERBS
+            + doctor.VERBS)
 
 
 LOCAL_COMMANDS = {

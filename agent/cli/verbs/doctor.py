@@ -1,0 +1,47 @@
+"""The `doctor` verb: every check of agent.doctor, printed one per line with its fix;
+exit status 1 when any check fails."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from agent.cli.client import ControlClient
+from agent.cli.registry import JSON, Context, Verb
+from agent.config import load_config
+from agent.doctor.checkup import checkup
+from agent.doctor.findings import render
+
+
+class ApiFacts:
+    """AgentFacts from the control API."""
+
+    def __init__(self, client: ControlClient) -> None:
+        self.client = client
+
+    def apps(self) -> list[dict[str, Any]]:
+        return list(self.client.call("GET", "/apps"))
+
+    def certificates(self) -> list[dict[str, Any]]:
+        return list(self.client.call("GET", "/certs")["certificates"])
+
+    def firewall(self) -> dict[str, Any]:
+        return dict(self.client.call("GET", "/firewall"))
+
+
+def doctor(ctx: Context, a: argparse.Namespace) -> int:
+    config = load_config(environ=ctx.environ or os.environ)
+    found = checkup(config, ApiFacts(ctx.client))
+    if a.json:
+        ctx.json([vars(f) for f in found])
+    else:
+        ctx.out.write(render(found))
+    return 1 if any(f.level == "fail" for f in found) else 0
+
+
+VERBS = [
+    Verb("doctor", "check this server: Docker, disk, memory, clock, DNS of app domains, "
+         "ports, firewall, certificates, ACME and registries reachable, agent restarts",
+         doctor, [JSON]),
+]

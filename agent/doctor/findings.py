@@ -1,0 +1,136 @@
+"""Judging what the probes saw: each check's facts in, one `Finding` out (pure).
+
+A finding is `ok`, `warn` or `fail`, names what it is about, and, when not ok, says the
+fix in one line the user can act on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Level = Literal["ok", "warn", "fail"]
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    subject: str
+    message: str
+    fix: str = ""
+
+
+def render(findings: Sequence[Finding]) -> str:
+    """The report: one line per finding, its fix indented below it."""
+    lines = []
+    for finding in findings:
+        lines.append(f"{finding.level:<4}  {finding.subject}: {finding.message}")
+        if finding.fix and finding.level != "ok":
+            lines.append(f"      fix: {finding.fix}")
+    return "".join(line + "\n" for line in lines)
+
+
+def disk(path: str, free: int, total: int, docker_bytes: int | None) -> Finding:
+    share = f", Docker's images and layers use {docker_bytes / GIB:.1f} GiB" \
+        if docker_bytes is not None else ""
+    message = f"{free / GIB:.1f} GiB free of {total / GIB:.1f} GiB on {path}{share}"
+    fix = "remove unused images (docker image prune -a) or grow the disk"
+    if free < 2 * GIB:
+        return Finding("fail", "disk", message + ": builds are refused below the minimum", fix)
+    if free < 5 * GIB or free < total * 0.1:
+        return Finding("warn", "disk", message, fix)
+    return Finding("ok", "disk", message)
+
+
+def memory(available: int, total: int) -> Finding:
+    message = f"{available / MIB:.0f} MiB available of {total / MIB:.0f} MiB"
+    fix = "scale apps down (berth ps:scale) or add memory or swap"
+    if available < 128 * MIB:
+        return Finding("fail", "memory", message, fix)
+    if available < 384 * MIB:
+        return Finding("warn", "memory", message, fix)
+    return Finding("ok", "memory", message)
+
+
+def clock(offset: float | None, reference: str) -> Finding:
+    if offset is None:
+        return Finding("warn", "clock", f"not compared: {reference} did not answer",
+                       "check the network, then run berth doctor again")
+    message = f"{abs(offset):.1f} s {'ahead of' if offset > 0 else 'behind'} {reference}"
+    if abs(offset) > 60:
+        return Finding("fail", "clock", message + ": certificates and ACME fail",
+                       "enable time sync (timedatectl set-ntp true, or install chrony)")
+    if abs(offset) > 5:
+        return Finding("warn", "clock", message, "enable time sync (timedatectl set-ntp true)")
+    return Finding("ok", "clock", message)
+
+
+def dns(domain: str, addresses: Sequence[str], server: Iterable[str]) -> Finding:
+    """Whether `domain` resolves to this server (`server`: its own addresses)."""
+    subject = f"dns {domain}"
+    if not addresses:
+        return Finding("warn", subject, "does not resolve",
+                       f"create an A (and AAAA) record for {domain} with this server's address")
+    loopback = [a for a in addresses if ipaddress.ip_address(a).is_loopback]
+    if loopback:
+        return Finding("fail", subject, f"resolves to {', '.join(loopback)}, a loopback address "
+                       "(as Debian's 127.0.1.1 line in /etc/hosts does for the host's own name)",
+                       f"remove {domain} from /etc/hosts and point its DNS record at this server")
+    mine = set(server)
+    if mine and not mine.intersection(addresses):
+        return Finding("warn", subject, f"resolves to {', '.join(addresses)}, not this server "
+                       f"({', '.join(sorted(mine))})",
+                       "point the record at this server (or list a NAT's address in "
+                       "acme.public_addresses)")
+    return Finding("ok", subject, f"resolves to {', '.join(addresses)}")
+
+
+def certificates(statuses: Sequence[dict[str, Any]]) -> list[Finding]:
+    """One finding per domain whose certificate fails or expires soon, else one ok."""
+    found = []
+    for status in statuses:
+        domain, days = status["domain"], status.get("days_left")
+        subject = f"certificate {domain}"
+        fix = f"see berth certs {status['app']}, then berth certs:renew {domain}"
+        if status.get("state") in ("failing", "expired"):
+            reason = status.get("last_error") or status["state"]
+            found.append(Finding("fail", subject, f"{status['state']}: {reason}", fix))
+        elif days is not None and days < 14:
+            found.append(Finding("warn", subject, f"expires in {days:.0f} days", fix))
+    if not found:
+        found.append(Finding("ok", "certificates", f"{len(statuses)} domain(s), none failing "
+                             "or expiring within 14 days"))
+    return found
+
+
+def firewall(status: dict[str, Any]) -> Finding:
+    if status.get("active"):
+        return Finding("ok", "firewall", "Berth's table is loaded: only SSH, 80, 443 and what "
+                       "[firewall] allows get in")
+    if status.get("enabled"):
+        return Finding("fail", "firewall", "enabled in the configuration but not loaded",
+                       "berth firewall:apply")
+    return Finding("warn", "firewall", "off: Docker's published ports are reachable from outside",
+                   "set [firewall] enabled = true, then berth firewall:apply")
+
+
+def reachable(subject: str, error: str | None, *, tls_failure: bool, hint: str) -> Finding:
+    if error is None:
+        return Finding("ok", subject, "reachable")
+    if tls_failure:
+        return Finding("fail", subject, f"TLS verification failed: {error}", hint)
+    return Finding("fail", subject, f"not reachable: {error}",
+                   "check the server's outbound network and DNS")
+
+
+def restarts(count: int | None) -> Finding:
+    if count is None:
+        return Finding("ok", "agent restarts", "not counted on this system (no systemd)")
+    if count > 0:
+        return Finding("warn", "agent restarts", f"restarted {count} time(s) since it was "
+                       "started", "read why: journalctl -u berth")
+    return Finding("ok", "agent restarts", "none")

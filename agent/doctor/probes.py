@@ -1,0 +1,141 @@
+"""What `berth doctor` looks at (I/O only, no judging): the disk, memory, the Docker
+engine, name resolution, this host's addresses, HTTPS and TLS endpoints, the agent's
+restart count. Every network probe has a short deadline."""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from agent.errors import BerthError
+
+TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Reach:
+    """The outcome of reaching an endpoint: error None when it answered."""
+
+    error: str | None
+    tls_failure: bool = False
+    date_offset: float | None = None  # our clock minus the server's Date header
+
+
+def disk(path: Path) -> tuple[int, int]:
+    usage = shutil.disk_usage(path)
+    return usage.free, usage.total
+
+
+def memory(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int]:
+    """(available, total) in bytes."""
+    values = {}
+    for line in meminfo.read_text(encoding="ascii").splitlines():
+        name, _, rest = line.partition(":")
+        values[name] = int(rest.split()[0]) * 1024
+    return values.get("MemAvailable", values["MemFree"]), values["MemTotal"]
+
+
+class EngineUnavailable(BerthError):
+    """The Docker engine did not answer."""
+
+
+def docker_engine(url: str) -> tuple[str, Path, int | None]:
+    """(version, root dir, bytes of images and layers)."""
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.DockerClient(base_url=url, timeout=TIMEOUT)
+        try:
+            info = client.info()
+            layers = client.df().get("LayersSize")
+        finally:
+            client.close()
+    except (docker.errors.DockerException, OSError) as exc:
+        raise EngineUnavailable(str(exc)) from exc
+    return str(info.get("ServerVersion", "?")), Path(info["DockerRootDir"]), layers
+
+
+def resolve(name: str) -> list[str]:
+    try:
+        answers = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        return []
+    return sorted({str(answer[4][0]) for answer in answers})
+
+
+def own_addresses() -> set[str]:
+    """The source addresses of this host's default routes (no packet is sent)."""
+    found = set()
+    for family, target in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((target, 9))
+                found.add(str(probe.getsockname()[0]))
+        except OSError:
+            continue
+    return found
+
+
+def listening(host: str, port: int) -> str | None:
+    """None when something accepts TCP connections on host:port, else why not."""
+    try:
+        socket.create_connection((host, port), timeout=TIMEOUT).close()
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _context(cafile: Path | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cafile) if cafile else None)
+
+
+def https_get(url: str, cafile: Path | None) -> Reach:
+    """GET url; the Date header gives the clock offset."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443,
+                                             timeout=TIMEOUT, context=_context(cafile))
+    try:
+        connection.request("GET", parts.path or "/")
+        response = connection.getresponse()
+        response.read()
+        date = response.getheader("Date")
+    except ssl.SSLCertVerificationError as exc:
+        return Reach(exc.verify_message or str(exc), tls_failure=True)
+    except (OSError, http.client.HTTPException) as exc:
+        return Reach(str(exc) or type(exc).__name__)
+    finally:
+        connection.close()
+    offset = None
+    if date:
+        offset = time.time() - email.utils.parsedate_to_datetime(date).timestamp()
+    return Reach(None, date_offset=offset)
+
+
+def tls_handshake(host: str, cafile: Path | None, port: int = 443) -> Reach:
+    try:
+        with socket.create_connection((host, port), timeout=TIMEOUT) as raw, \
+                _context(cafile).wrap_socket(raw, server_hostname=host):
+            return Reach(None)
+    except ssl.SSLCertVerificationError as exc:
+        return Reach(exc.verify_message or str(exc), tls_failure=True)
+    except OSError as exc:
+        return Reach(str(exc) or type(exc).__name__)
+
+
+def systemd_restarts(unit: str = "berth") -> int | None:
+    """How often systemd restarted the unit, or None without systemd."""
+    if not Path("/run/systemd/system").is_dir() or shutil.which("systemctl") is None:
+        return None
+    result = subprocess.run(["systemctl", "show", "-p", "NRestarts", "--value", unit],
+                            capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    value = result.stdout.strip()
+    return int(value) if value.isdigit() else None

@@ -1,0 +1,163 @@
+"""berth doctor: the judgments (pure), the TLS probe against a real local TLS server
+(a wrong CA bundle is a TLS failure with the ca_bundle hint), the DNS loopback trap,
+and the whole checkup with an agent that answers nothing."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from agent.config import Config
+from agent.doctor import findings, probes
+from agent.doctor.checkup import CA_HINT, checkup
+from agent.errors import AgentUnavailable
+
+GIB = 1024 ** 3
+
+
+def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def tls_server(cert: Path, key: Path) -> tuple[int, socket.socket]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(connection, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1], listener
+
+
+def test_a_wrong_ca_is_a_tls_failure_with_the_ca_bundle_hint(tmp_path):
+    cert, key = self_signed(tmp_path, "server")
+    other, _ = self_signed(tmp_path, "other")
+    port, listener = tls_server(cert, key)
+    try:
+        assert probes.tls_handshake("localhost", cert, port) == probes.Reach(None)
+        wrong = probes.tls_handshake("localhost", other, port)
+        assert wrong.tls_failure and wrong.error
+        finding = findings.reachable("registry localhost", wrong.error,
+                                     tls_failure=wrong.tls_failure, hint=CA_HINT)
+        assert finding.level == "fail" and "build.ca_bundle" in finding.fix
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        free = unused.getsockname()[1]
+    closed = probes.tls_handshake("localhost", cert, free)
+    assert closed.error and not closed.tls_failure
+
+
+def test_the_127_0_1_1_trap_and_other_dns_answers():
+    trap = findings.dns("myapp.example.com", ["127.0.1.1"], {"203.0.113.7"})
+    assert trap.level == "fail" and "127.0.1.1, a loopback address" in trap.message
+    assert "/etc/hosts" in trap.fix
+    assert findings.dns("a.example.com", [], {"203.0.113.7"}).level == "warn"
+    elsewhere = findings.dns("a.example.com", ["198.51.100.9"], {"203.0.113.7"})
+    assert elsewhere.level == "warn" and "not this server" in elsewhere.message
+    assert findings.dns("a.example.com", ["203.0.113.7"], {"203.0.113.7"}).level == "ok"
+    assert probes.resolve("localhost") and all(
+        a in ("127.0.0.1", "::1") for a in probes.resolve("localhost"))
+
+
+def test_judgments():
+    assert findings.disk("/var/lib/docker", 1 * GIB, 100 * GIB, 3 * GIB).level == "fail"
+    assert findings.disk("/var/lib/docker", 6 * GIB, 100 * GIB, None).level == "warn"
+    assert findings.disk("/var/lib/docker", 50 * GIB, 100 * GIB, None).level == "ok"
+    assert findings.memory(100 * 1024 ** 2, GIB).level == "fail"
+    assert findings.clock(-90.0, "acme").level == "fail"
+    assert "behind acme" in findings.clock(-90.0, "acme").message
+    assert findings.clock(0.4, "acme").level == "ok"
+    certs = findings.certificates([
+        {"app": "web", "domain": "a.example.com", "state": "failing", "last_error": "NXDOMAIN"},
+        {"app": "web", "domain": "b.example.com", "state": "valid", "days_left": 3.2},
+        {"app": "web", "domain": "c.example.com", "state": "valid", "days_left": 60}])
+    assert [(f.level, f.subject) for f in certs] == [
+        ("fail", "certificate a.example.com"), ("warn", "certificate b.example.com")]
+    assert findings.firewall({"enabled": True, "active": False}).fix == "berth firewall:apply"
+    assert findings.restarts(3).level == "warn"
+    text = findings.render([findings.Finding("fail", "x", "broken", "do y")])
+    assert text == "fail  x: broken\n      fix: do y\n"
+
+
+class DownAgent:
+    def apps(self) -> list[dict[str, Any]]:
+        raise AgentUnavailable("the agent is not running")
+
+    certificates = firewall = apps  # type: ignore[assignment]
+
+
+class LocalAgent:
+    def apps(self) -> list[dict[str, Any]]:
+        return [{"name": "web", "domains": ["localhost"]}]
+
+    def certificates(self) -> list[dict[str, Any]]:
+        return []
+
+    def firewall(self) -> dict[str, Any]:
+        return {"enabled": False, "active": False}
+
+
+def test_a_checkup_never_stops_on_a_broken_probe():
+    found = {f.subject: f for f in checkup(Config(), DownAgent())}
+    for subject in ("dns", "certificates", "firewall"):
+        assert found[subject].level == "warn"
+        assert found[subject].message == "could not check: the agent is not running"
+    assert "memory" in found and "agent restarts" in found
+
+
+def test_a_checkup_finds_an_app_domain_pointing_at_loopback():
+    found = {f.subject: f for f in checkup(Config(), LocalAgent())}
+    assert found["dns localhost"].level == "fail"
+    assert found["firewall"].level == "warn"
+
+
+def test_doctor_exits_1_on_a_failure(tmp_path):
+    config = tmp_path / "berth.toml"
+    config.write_text(f'[paths]\nrun_dir = "{tmp_path}/run"\n[proxy]\nhttp_port = 1\n'
+                      'https_port = 2\nlisten = "127.0.0.1"\n')
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-m", "agent", "doctor"], capture_output=True, text=True,
+                            env={"BERTH_CONFIG": str(config), "PYTHONPATH": str(repo),
+                                 "PATH": "/usr/bin:/bin"}, timeout=120, cwd=repo)
+    assert result.returncode == 1, result.stderr
+    assert "fail  port 1: nothing accepts on 127.0.0.1:1" in result.stdout
