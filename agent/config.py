@@ -67,6 +67,10 @@ class DeploySettings:
     # Start a push's instances while its image's last layer is committed
     # (agent.deploy.earlystart); off: start them from the finished image.
     early_start: bool = True
+    # Every container's limits unless `ps:limit` says otherwise ("" / 0: none).
+    memory_limit: str = "1g"
+    cpu_limit: float = 1.0
+    pids_limit: int = 1024
 
     def __post_init__(self) -> None:
         if not 1024 <= self.port_range_start <= self.port_range_end <= 65535:

@@ -44,6 +44,9 @@ from agent.config import Config
 from agent.paths import AGENT_UMASK, DEFAULT_CONFIG_PATH, open_log, prepare_state_dirs
 from agent.deploy.docker_runtime import DockerRuntime, installation_id
 from agent.deploy.events import EngineEvents
+from agent.limits import default_limits
+from agent.store.limits import SCHEMA as LIMITS_SCHEMA
+from agent.store.limits import LimitStore
 from agent.deploy.loghistory import LogHistory
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.reconciler import Reconciler
@@ -170,7 +173,7 @@ class Agent:
 async def build_agent(config: Config) -> Agent:
     prepare_state_dirs(config.paths)
     db = Database.open(config.paths.database, [SCHEMA, CERTIFICATES_SCHEMA, ADDONS_SCHEMA,
-                                                   BACKUPS_SCHEMA])
+                                                   BACKUPS_SCHEMA, LIMITS_SCHEMA])
     apps, releases, events, keys = AppStore(db), ReleaseStore(db), EventStore(db), KeyStore(db)
     client = _docker_client(config.docker.url)  # before the proxy: a refusal binds nothing
     access_log = AccessLogFile(config.paths.access_log, max_bytes=ACCESS_LOG_BYTES, keep=5)
@@ -181,7 +184,9 @@ async def build_agent(config: Config) -> Agent:
         raise BerthError(f"the proxy cannot listen on {config.proxy.listen} (ports "
                          f"{config.proxy.http_port}, {config.proxy.https_port}): "
                          f"{exc.strerror or exc}") from None
-    runtime = DockerRuntime(client, installation_id(config.paths.data_dir))
+    limits = LimitStore(db)
+    runtime = DockerRuntime(client, installation_id(config.paths.data_dir),
+                            limits.resolver(default_limits(config.deploy)))
     history = LogHistory(config.paths.app_logs)
     rollout = Rollout(runtime, proxy, config.deploy, history)
     certificates = _certificate_manager(config, db, proxy)
@@ -193,7 +198,7 @@ async def build_agent(config: Config) -> Agent:
         config=config, apps=apps, releases=releases, events=events, keys=keys,
         deployer=deployer, runtime=runtime, ssh_command=default_ssh_command(config),
         proxy=proxy, certificates=certificates, firewall=_firewall(config),
-        version=installed_version(), history=history, audit=AuditStore(db),
+        version=installed_version(), history=history, limits=limits, audit=AuditStore(db),
     )
     services.addons = build_addons(config, db, client, services.config_service(), apps, events)
     services.backups = build_backups(config, services.addons, db, events)

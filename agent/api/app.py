@@ -34,6 +34,7 @@ from agent.api import (
     events,
     firewall,
     keys,
+    limits,
     logs,
     processes,
     releases,
@@ -74,6 +75,7 @@ PER_APP: tuple[RouteTable, ...] = (
     certs.app_routes,
     addons.app_routes,
     backups.app_routes,
+    limits.app_routes,
 )
 
 

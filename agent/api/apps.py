@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from agent.api.access import allowed, visible
 from agent.api.audit import AUDIT_APP
+from agent.api.limits import limits_view
 from agent.api.params import app_param, json_body, services
 from agent.api.services import Services
 from agent.api.storage import mounts_view
@@ -77,6 +78,7 @@ async def app_info(request: Request) -> Response:
         {"time": e.time, "kind": e.kind, "message": e.message} for e in s.events.list(name, 10)
     ]
     info["traffic"] = _traffic(s, name)
+    info["limits"] = limits_view(s, name) if s.limits is not None else {}
     return JSONResponse(info)
 
 

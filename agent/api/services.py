@@ -27,6 +27,7 @@ from agent.store.releases import ReleaseStore
 
 if TYPE_CHECKING:
     from agent.addons.service import AddonService
+    from agent.store.limits import LimitStore
     from agent.backups.restore import AppInstances
     from agent.backups.scheduler import BackupScheduler
     from agent.backups.service import BackupService
@@ -60,6 +61,7 @@ class Services:
     backups: "BackupService | None" = None
     app_instances: "AppInstances | None" = None  # stopped and started around a restore
     backup_scheduler: "BackupScheduler | None" = None
+    limits: "LimitStore | None" = None  # ps:limit
 
     # The service layer (agent.services): one owner per change and its event.
 

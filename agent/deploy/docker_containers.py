@@ -22,8 +22,10 @@ from agent.deploy.docker_engine import (
     restart_policy,
 )
 from agent.deploy.networks import NetworkFailure, ensure_app_network, remove_app_network
-from agent.deploy.plan import LABEL_APP, LABEL_MANAGED, ContainerSpec
+from agent.deploy.plan import LABEL_APP, LABEL_MANAGED, LABEL_PROCESS, LABEL_ROLE, ContainerSpec
 from agent.deploy.runtime import Container
+from agent.errors import BerthError
+from agent.limits import Limits, engine_limits
 
 
 class ContainerLifecycle(EngineClient):
@@ -56,6 +58,7 @@ class ContainerLifecycle(EngineClient):
             init=True,
             binds={host: {"bind": path, "mode": "rw"} for host, path in spec.mounts} or None,
             network_mode=network,
+            **engine_limits(self._limits_of(spec)),
         )
         try:
             created = self._api.create_container(
@@ -77,6 +80,14 @@ class ContainerLifecycle(EngineClient):
         if spec.code is not None:
             self._put_code(spec, container_id)
         return container_id
+
+    def _limits_of(self, spec: ContainerSpec) -> Limits:
+        """An instance's by its process type; a one-off's by its role (release, run)."""
+        process = spec.labels.get(LABEL_PROCESS) or spec.labels.get(LABEL_ROLE, "")
+        try:
+            return self._limits(spec.labels[LABEL_APP], process)
+        except BerthError as exc:
+            raise RuntimeFailure(f"create {spec.name}", str(exc)) from exc
 
     def _join_network(self, spec: ContainerSpec) -> str:
         """The app's own network (made if missing) for the container to join."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import docker
 import docker.errors
 
 from agent.deploy.runtime import Container
+from agent.limits import Limits
 from agent.errors import BerthError
 
 LABEL_HOST_PORT = "berth.host-port"
@@ -113,10 +114,15 @@ def consume(task: asyncio.Future[Any]) -> None:
 class EngineClient:
     """The Docker client and this installation's id, shared by the adapter's parts."""
 
-    def __init__(self, client: docker.DockerClient, installation: str) -> None:
+    def __init__(
+        self, client: docker.DockerClient, installation: str,
+        limits: Callable[[str, str], Limits] | None = None,
+    ) -> None:
         self._client = client
         self._api = client.api
         self._installation = installation
+        # (app, process type or role) -> its containers' limits (agent.store.limits)
+        self._limits = limits or (lambda app, process: Limits())
 
     @property
     def installation(self) -> str:

@@ -1,7 +1,7 @@
 """The engine's container events as Berth values: which of its containers died, and how.
 
 The engine's event stream (`docker events`, only this installation's containers, only
-`die`) is read in a thread and handed to the event loop. When the stream breaks (the
+`oom` and `die`) is read in a thread and handed to the event loop. When the stream breaks (the
 engine restarted, the socket dropped) it is reopened after a pause from the time of the
 last event seen, so no death in between is missed; the reconciler's periodic pass stays
 the safety net for anything else.
@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import docker
@@ -44,6 +44,16 @@ class ContainerDied:
     dyno: str  # web.1; "" for one-offs
     exit_code: int | None
     time: float  # seconds since the epoch, as the engine saw it
+    oom: bool = False  # the kernel killed a process of it at its memory limit
+
+
+def oom_in(event: Mapping[str, Any]) -> str | None:
+    """The container an engine event says ran out of memory; None for any other event.
+    (Under Docker's init the kernel kills the app, not PID 1, so the container's own
+    OOMKilled flag stays false: this event is how an OOM is known.)"""
+    if event.get("Type") != "container" or event.get("Action") != "oom":
+        return None
+    return str((event.get("Actor") or {}).get("ID") or event.get("id") or "") or None
 
 
 def died_from(event: Mapping[str, Any]) -> ContainerDied | None:
@@ -97,13 +107,19 @@ class EngineEvents(EngineClient):
         def read() -> None:
             try:
                 stream = self._api.events(since=since, decode=True, filters={
-                    "type": ["container"], "event": ["die"],
+                    "type": ["container"], "event": ["oom", "die"],
                     "label": [f"{LABEL_MANAGED}={self._installation}"]})
                 opened.append(stream)
                 if closed.is_set():
                     stream.close()
+                ran_out: set[str] = set()  # containers with an OOM and no death yet
                 for event in stream:
-                    if (death := died_from(event)) is not None:
+                    if (oomed := oom_in(event)) is not None:
+                        ran_out.add(oomed)
+                    elif (death := died_from(event)) is not None:
+                        if death.container_id in ran_out:
+                            ran_out.discard(death.container_id)
+                            death = replace(death, oom=True)
                         put(death)
             except (docker.errors.DockerException, OSError) as exc:
                 log.warning("engine event stream failed error=%s", exc)

@@ -197,7 +197,7 @@ class Reconciler:
 
 def _cause(death: ContainerDied, container: Container | None) -> str:
     """Why an instance died, in words."""
-    if container is not None and container.oom_killed:
+    if death.oom or (container is not None and container.oom_killed):
         return "ran out of memory (OOM: killed at its memory limit)"
     if death.exit_code == 137:
         return "was killed (SIGKILL, exit status 137)"

@@ -24,6 +24,13 @@ def test_a_die_event_is_a_death() -> None:
                                              1700000000.5)
 
 
+def test_an_oom_event_names_its_container() -> None:
+    from agent.deploy.events import oom_in
+
+    assert oom_in({**EVENT, "Action": "oom"}) == "abc"
+    assert oom_in(EVENT) is None
+
+
 def test_other_events_and_foreign_containers_are_not() -> None:
     assert died_from({**EVENT, "Action": "start"}) is None
     assert died_from({**EVENT, "Type": "network"}) is None

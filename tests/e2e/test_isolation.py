@@ -85,6 +85,24 @@ def test_a_killed_instance_is_replaced_within_seconds(agent, pushed) -> None:
     assert "InstanceReplaced: web.1 was killed (SIGKILL, exit status 137); replaced" in info
 
 
+def test_ps_limit_applies_to_instances_and_one_offs(agent, pushed) -> None:
+    out = agent.ok("ps:limit", THEIRS, "web", "memory=256m", "cpus=0.5")
+    assert f"{THEIRS} web: memory=256m cpus=0.5 pids=1024" in out
+    web = web_container(THEIRS)  # a new one: the change restarted the instances
+    host = docker_out("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} "
+                      "{{.HostConfig.PidsLimit}}", web).split()
+    assert host == [str(256 << 20), "500000000", "1024"]
+    info = agent.ok("apps:info", THEIRS)
+    assert "web: memory=256m cpus=0.5 pids=1024" in info
+    assert "run: memory=1g cpus=1 pids=1024" in info  # the defaults of berth.toml
+    refused = agent.cli("ps:limit", THEIRS, "web", "memory=lots")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused
+    assert "invalid limit" in refused.stderr
+    agent.ok("ps:limit", THEIRS, "run", "memory=64m")
+    limit = agent.cli("run", THEIRS, "--", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes")
+    assert limit.stdout.strip() == str(64 << 20), limit
+
+
 def test_destroy_removes_the_apps_network(agent, pushed) -> None:
     agent.ok("apps:destroy", MINE, "--confirm", MINE)
     names = docker_out("network", "ls", "--format", "{{.Name}}").split()

@@ -50,6 +50,9 @@ def info(ctx: Context, a: argparse.Namespace) -> int:
         ("Repository", data["repo"]),
         ("Created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["created_at"]))),
     ]
+    limits = data.get("limits") or {}
+    if limits:
+        rows.append(("Limits", "; ".join(f"{p}: {text}" for p, text in limits.items())))
     traffic = data.get("traffic")
     if traffic:
         rows.append(("Traffic", f"{traffic['requests']} requests (2xx {traffic['status_2xx']}, "

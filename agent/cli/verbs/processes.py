@@ -83,6 +83,22 @@ def action(name: str) -> Verb:
     return Verb(f"ps:{name}", summaries[name], run, [APP])
 
 
+def limit(ctx: Context, a: argparse.Namespace) -> int:
+    """Without limits: what each process type runs under; with: set them (a restart
+    follows)."""
+    if not a.pairs:
+        if a.process is not None:
+            raise BerthError(f"give limits for {a.process}, e.g. memory=512m cpus=1 pids=256")
+        data = ctx.client.call("GET", path("apps", a.app, "limits"))
+        if a.json:
+            return ctx.json(data)
+        for process, text in data["limits"].items():
+            ctx.print(f"{process + ':':<12}{text}")
+        return 0
+    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "limits"),
+                                         payload={"process": a.process, "limits": a.pairs}))
+
+
 TIMED_OUT = 124  # what timeout(1) exits with
 HUNG_UP = 129  # 128 + SIGHUP
 
@@ -194,6 +210,10 @@ VERBS = [
     Verb("ps", "list an app's instances: state, uptime, restarts", ps, [APP, JSON]),
     Verb("ps:scale", "set how many instances of each process type run", scale,
          [APP, arg("pairs", nargs="+", metavar="TYPE=COUNT")]),
+    Verb("ps:limit", "show or set an app's memory, CPU and process limits per process type "
+         "(`release` and `run` for one-offs; `memory=` goes back to the default)", limit,
+         [APP, JSON, arg("process", nargs="?", metavar="TYPE"),
+          arg("pairs", nargs="*", metavar="KEY=VALUE")]),
     action("restart"),
     action("rebuild"),
     action("stop"),
