@@ -32,7 +32,8 @@ def lines_digest() -> str:
 
 
 def rss_kib(agent) -> int:
-    status = open(f"/proc/{agent.process.pid}/status").read()
+    with open(f"/proc/{agent.process.pid}/status") as handle:
+        status = handle.read()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
 
 
@@ -55,7 +56,8 @@ def test_100_mb_arrive_byte_exact_on_the_server_and_over_ssh(agent, developer, p
     assert local.returncode == 5, local.stderr[-500:]
     assert (len(local.stdout), hashlib.sha256(local.stdout).hexdigest()) == (
         MEGABYTES << 20, expected)
-    remote = developer.ssh(f"run {APP} {RANDOM}; echo done >&2", timeout=900)
+    # Words as ssh passes them: the `;` stands alone, so it stays the shell's.
+    remote = developer.ssh(f"run {APP} {RANDOM} ; echo done >&2", timeout=900)
     assert remote.returncode == 0, remote.stderr[-500:]
     assert hashlib.sha256(remote.stdout).hexdigest() == expected
     assert remote.stderr.endswith(b"done\n")
