@@ -4,8 +4,10 @@ app keeps answering through the proxy while the bad push runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import secrets
 import stat
 import subprocess
 from pathlib import Path
@@ -117,6 +119,39 @@ def test_an_oversized_procfile_is_refused_with_its_cap(calm, hostile):
 def test_the_calm_app_never_noticed(calm):
     assert calm.get(f"{CALM}.{DOMAIN}")[0] == 200
     assert "pushed file" not in calm.ok("releases", CALM)
+
+
+SECRET = "s3cr3t-" + secrets.token_hex(12)
+
+
+def test_config_values_never_reach_output_events_or_logs(stack, calm):
+    """A config value set over SSH, a build, a release phase and a failed release:
+    the value is in none of what Berth prints, records or logs."""
+    agent, developer = stack
+    said = [agent.ok("config:set", CALM, f"API_TOKEN={SECRET}", f"DATABASE_URL=postgres://u:{SECRET}@db/x")]
+    said.append(developer.ssh(f"config:set {CALM} OTHER_TOKEN={SECRET}").stdout.decode())
+    tree = WorkTree(developer.root / "work" / CALM, developer)
+    tree.write("Procfile", "release: echo migrating\n")
+    tree.commit("a release phase")
+    said.append(pushed(tree.push()))
+    tree.write("Procfile", "release: sh -c 'exit 3'\n")
+    tree.commit("a failing release phase")
+    failed = tree.push(check=False)
+    assert failed.returncode != 0
+    said.append(pushed(failed))
+    releases = json.loads(agent.ok("releases", CALM, "--json"))
+    said += [agent.ok("releases:info", CALM, f"v{r['version']}") for r in releases]
+    said += [agent.ok("events", CALM), agent.ok("events", "--json"), agent.ok("apps:info", CALM)]
+    assert "migrating" in "".join(said)  # the build and release output is there
+    logs = [agent.log_path, *(agent.root / "log").rglob("*")]
+    said += [path.read_text(errors="replace") for path in logs if path.is_file()]
+    leaks = [text for text in said if SECRET in text]
+    assert not leaks, leaks[0][:2000]
+    assert SECRET in agent.ok("config", CALM)  # it was set, and is shown on request
+
+
+def pushed(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
 
 
 def assert_private_modes(agent: AgentProcess) -> None:
