@@ -60,3 +60,15 @@ def test_escaping_requirements_symlink_cannot_leak_host_files(tmp_path: Path) ->
     (root / "other.txt").symlink_to("/etc/hostname")
     with pytest.raises(TreeFileRefused, match="other.txt refused: symbolic link to /etc/hostname"):
         inspect(SourceTree(root), "3.12")
+
+
+def test_a_link_out_among_the_entries_does_not_stop_django_detection(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("django\ngunicorn\n")
+    (tmp_path / "manage.py").write_text("import sys\n")
+    (tmp_path / "aaa").symlink_to("/usr/share")
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "settings.py").write_text("")
+    (tmp_path / "shop" / "wsgi.py").write_text("application = get()\n")
+    project = inspect(SourceTree(tmp_path), "3.12")
+    assert project.django_project == "shop"
+    assert project.web == "gunicorn shop.wsgi --bind 0.0.0.0:$PORT"

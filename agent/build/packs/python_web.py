@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from agent.build.source import SourceTree
+from agent.treefile import TreeFileRefused
 
 _SETTINGS_MODULE = re.compile(r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"]([\w.]+)\.settings['\"]")
 _WSGI_APP = re.compile(r"^(\w+)\s*=\s*(?:[\w.]+\.)?(Flask|Bottle|Falcon|App|API)\(", re.MULTILINE)
@@ -38,8 +39,11 @@ def django_project(tree: SourceTree) -> str:
     if named:
         return named.group(1)
     for name in tree.names():
-        if tree.is_file(f"{name}/wsgi.py") and tree.is_file(f"{name}/settings.py"):
-            return name
+        try:
+            if tree.is_file(f"{name}/wsgi.py") and tree.is_file(f"{name}/settings.py"):
+                return name
+        except TreeFileRefused:
+            continue  # a link out of the tree among the entries: not the project
     return ""
 
 
