@@ -19,6 +19,13 @@ def test_encoded_values():
     assert parse_pairs([f"K={encoded}"], encoded=True) == {"K": value}
 
 
+@pytest.mark.parametrize("value", ["\x80", "not base64!", "//8="])
+def test_bad_encoded_values_are_one_clear_error(value):
+    """Non-ASCII text, bad base64 and bytes that are not UTF-8 are the user's error."""
+    with pytest.raises(BerthError, match="not base64 of UTF-8"):
+        parse_pairs([f"K={value}"], encoded=True)
+
+
 @pytest.mark.parametrize("pair", ["NOEQUALS", "=value", "BAD KEY=1", "K\nX=1"])
 def test_bad_pairs_are_refused(pair):
     with pytest.raises(BerthError):

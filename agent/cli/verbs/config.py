@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Verb, arg, follow
@@ -53,7 +52,7 @@ def parse_pairs(pairs: list[str], *, encoded: bool) -> dict[str, str]:
         if encoded:
             try:
                 value = base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # bad base64, non-ASCII input, or bytes that are not UTF-8
                 raise BerthError(f"the value of {key} is not base64 of UTF-8 text") from None
         if "\0" in value:
             raise BerthError(f"the value of {key} contains a NUL byte")
