@@ -43,6 +43,12 @@ class InertRuntime:
     async def remove_app_images(self, app: str) -> None:
         return None
 
+    async def remove_build_leftovers(self, app: str) -> None:
+        return None
+
+    async def remove_network(self, app: str) -> None:
+        return None
+
 
 class NoRoutes:
     """A router that never had a route (no app here is deployed)."""
