@@ -27,7 +27,7 @@ from agent.deploy.errors import ImagePruned, NothingToRelease, ReleaseCommandFai
 from agent.deploy.failures import FailureRecorder
 from agent.deploy.locks import AppLocks
 from agent.deploy.oneoff import OneOffs
-from agent.deploy.output import DeployOutput, announce_live
+from agent.deploy.output import CertificateStates, DeployOutput, announce_live
 from agent.deploy.plan import check_known, formation_text, release_phase_spec
 from agent.deploy.progress import Progress
 from agent.deploy.pruning import ImagePruner
@@ -47,7 +47,7 @@ from agent.store.releases import ReleaseStore
 log = logging.getLogger(__name__)
 
 
-class CertificateDesire(Protocol):
+class CertificateDesire(CertificateStates, Protocol):
     """What the deploy side tells the certificate manager."""
 
     def set_app_domains(
@@ -369,7 +369,8 @@ class Deployer:
         on_live()
         self._apps.save_formation(app.name, formation)
         self._events.record(app.name, "ReleaseDeployed", f"{live.version}: {live.description}")
-        announce_live(out, app.name, live, formation, app.hosts, self._tls_hosts())
+        announce_live(out, app.name, live, formation, app.hosts, self._tls_hosts(),
+                      self._certificates)
         out.settle({"release": live.number})
         return live
 

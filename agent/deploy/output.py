@@ -7,8 +7,9 @@ push's response stream) and are kept for the release's stored build log.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from agent.certs.status import CertStatus
 from agent.releases import Release
 
 HEADING = "-----> "
@@ -82,10 +83,11 @@ class DeployOutput:
 
 def announce_live(
     out: DeployOutput, app: str, release: Release, formation: Mapping[str, int],
-    hosts: Sequence[str], tls: frozenset[str],
+    hosts: Sequence[str], tls: frozenset[str], certificates: CertificateStates | None = None,
 ) -> None:
     """Tell the pusher the release is live: idle process types, then where it answers
-    (https for the hosts in `tls`), or how to give it a domain."""
+    (https for the hosts in `tls`, and why the others are not yet), or how to give it a
+    domain."""
     idle = [p for p in sorted(release.processes) if formation.get(p, 0) == 0]
     for process in idle:
         out.heading(f"{process} is scaled to 0: berth ps:scale {app} {process}=1 to run it")
@@ -96,3 +98,28 @@ def announce_live(
     urls = [f"{'https' if h in tls else 'http'}://{h}" for h in hosts]
     out.step(f"{app} {release.version} is live: {' '.join(urls)}")
     out.end_step()
+    states = certificates.status(app) if certificates is not None else ()
+    for host in (h for h in hosts if h not in tls and certificates is not None):
+        out.detail(f"HTTPS pending for {host}: {https_pending(states, host)}, "
+                   f"see `berth certs {app}`")
+
+
+class CertificateStates(Protocol):
+    """Where the push's last lines learn why a host has no HTTPS yet."""
+
+    def status(self, app: str | None = None) -> Sequence[CertStatus]: ...
+
+
+PENDING = {"acme-disabled": "ACME is off on this server (acme.enabled)",
+           "http-only": "ACME is off for this app", "issuing": "the certificate is being issued",
+           "pending": "the certificate is not issued yet"}
+
+
+def https_pending(states: Sequence[CertStatus], host: str) -> str:
+    """Why `host` is served over plain HTTP, in a few words (pure)."""
+    status = next((s for s in states if s.domain == host), None)
+    if status is None:
+        return "no certificate is wanted for it yet"
+    if status.last_error:
+        return f"the last attempt failed: {status.last_error}"
+    return PENDING.get(status.state, f"the certificate is {status.state}")
