@@ -236,22 +236,6 @@ class ClientConnection(asyncio.BaseProtocol):
         self.active = None
         if tunnel or self.closed:
             return
-        if exchange is self.raw_exchange:
-            # The upgrade was refused: what the client sent after its head is read as
-            # what it is, the next request (parsed, routed and forwarded like any other).
-            self.raw_exchange = None
-            self._next_requests(exchange)
-            return
-        self._go_on(exchange)
-
-    def _next_requests(self, exchange: ExchangeSide) -> None:
-        following = exchange.take_held()
-        self._go_on(exchange)
-        if following and not (self.closed or self.lingering or self.read_no_more):
-            self.data_received(following)
-
-    def _go_on(self, exchange: ExchangeSide) -> None:
-        """After `exchange`'s response: the next request, an idle wait, or the close."""
         if self.pending_reject:
             self._answer_and_linger(self.pending_reject)
             return
@@ -273,6 +257,13 @@ class ClientConnection(asyncio.BaseProtocol):
             settings.request_head_timeout if self.reader.in_head else settings.keepalive_timeout
         )
         self.arm(timeout)
+        if exchange is self.raw_exchange:
+            # The upgrade was refused: what the client sent after its head is read as
+            # what it is, the next request (parsed, routed and forwarded like any other).
+            self.raw_exchange = None
+            held = exchange.take_held()
+            if held:
+                self.data_received(held)
 
     def pause(self, reason: int) -> None:
         if not self.paused_for and not self.closed:
@@ -390,4 +381,3 @@ class ClientConnection(asyncio.BaseProtocol):
             self._answer_and_linger(408)
         else:
             self.close()
-

@@ -21,7 +21,7 @@ from agent.proxy.dispatch import Answer, dispatch, error
 from agent.proxy.held import Held, encode_chunk
 from agent.proxy.interfaces import PAUSE_PENDING, PAUSE_UPSTREAM
 from agent.proxy.opening import Opening
-from agent.proxy.response_head import added_lines, client_response_head, reusable_for_client
+from agent.proxy.response_head import client_lines, client_response_head
 from agent.proxy.routes import Route, Tally, Target
 from agent.proxy.tunnel import Tunnel
 
@@ -237,16 +237,11 @@ class Exchange:
         """The lines the proxy adds to the upstream's `head`; the exchange now streams."""
         self.phase = STREAMING
         self.status = head.status
-        http_1_0 = self.head.version == "1.0"
-        self.keep_alive = keep = (
-            self.keep_alive
-            and self.request_complete
-            and not self.ctx.stopping
-            and reusable_for_client(head, http_1_0)
-        )
         route = self.route
         hsts = self.client.tls and route is not None and route.options.hsts
-        return added_lines(head, keep, http_1_0, hsts)
+        wanted = self.keep_alive and self.request_complete and not self.ctx.stopping
+        self.keep_alive, extra = client_lines(head, wanted, self.head.version == "1.0", hsts)
+        return extra
 
     def interim(self, head: ResponseHead) -> None:
         """A 1xx response: forward it to HTTP/1.1 clients, then wait for the real one."""

@@ -238,13 +238,16 @@ def client_response_head(head: ResponseHead, extra: bytes) -> bytes:
     return head.reason_line + head.lines + extra + b"\r\n"
 
 
-def reusable_for_client(head: ResponseHead, http_1_0: bool) -> bool:
-    """Whether the client connection may carry another request after this response."""
-    return head.framing != UNTIL_CLOSE and not (http_1_0 and head.framing == CHUNKED)
-
-
-def added_lines(head: ResponseHead, keep_alive: bool, http_1_0: bool, hsts: bool) -> bytes:
-    """The header lines the proxy adds to the client's copy of `head`."""
+def client_lines(
+    head: ResponseHead, keep_alive: bool, http_1_0: bool, hsts: bool
+) -> tuple[bool, bytes]:
+    """Whether the client connection stays open after `head`'s response (`keep_alive`: it
+    may, as far as the request goes), and the header lines the proxy adds to its copy."""
+    keep_alive = (
+        keep_alive
+        and head.framing != UNTIL_CLOSE
+        and not (http_1_0 and head.framing == CHUNKED)  # a 1.0 client cannot read chunks
+    )
     if not keep_alive:
         extra = _CLOSE
     elif http_1_0:
@@ -253,4 +256,4 @@ def added_lines(head: ResponseHead, keep_alive: bool, http_1_0: bool, hsts: bool
         extra = b""
     if hsts and not head.has_hsts:
         extra += HSTS_LINE
-    return extra
+    return keep_alive, extra

@@ -21,7 +21,6 @@ from agent.proxy.response_head import (
     NO_BODY,
     UNTIL_CLOSE,
     BadResponse,
-    ResponseHead,
     client_response_head,
     parse_response_head,
 )
@@ -187,8 +186,7 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 self.buf = buf
             return
-        self.buf = b""
-        end += 4
+        self.buf, end = b"", end + 4
         try:
             head = parse_response_head(
                 buf[:end], head_request=self.head_request, dechunk=self.dechunk,
@@ -207,13 +205,7 @@ class UpstreamConnection(asyncio.Protocol):
         extra = exchange.response_head(head)
         if status == 101:
             self._tunnel(exchange, client_response_head(head, extra), rest)
-        else:
-            self._relay_head(exchange, head, extra, rest)
-
-    def _relay_head(
-        self, exchange: ExchangeSide, head: ResponseHead, extra: bytes, rest: bytes
-    ) -> None:
-        """Send the client its head (with the body's first bytes when small): body next."""
+            return
         if not head.keep_alive or not exchange.request_complete:
             # An answer that came before the whole request went out leaves the app at an
             # unknown point of the body: what it reads next may be parsed as a request.
@@ -297,9 +289,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.served += 1
         if self.paused:
             self.resume_reading()
-        if self.reusable and exchange.request_complete and not self.closed:
-            self.park()
-        else:
+        ctx = self.ctx
+        pooled = (
+            self.reusable and exchange.request_complete and not self.closed and not ctx.stopping
+            and self.target.park(self, ctx.loop.time(), ctx.settings.pool_size)
+        )  # fmt: skip
+        if not pooled:
             self.close()
         exchange.response_end()
 
