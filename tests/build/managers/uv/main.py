@@ -1,3 +1,4 @@
 import six
 
-print("ok", six.__version__)
+if __name__ == "__main__":
+    print("ok", six.__version__)
