@@ -1,11 +1,11 @@
 """The deploy worker: every operation that changes what runs for an app.
 
 Pushes, config changes, rollbacks, restarts, scales, stops and starts, domain changes
-and destroys come through `Deployer`, one operation per app at a time (agent.deploy.locks);
-different apps proceed side by side. Each takes one snapshot of the app (agent.deploy.
-snapshot), makes or reuses a release and hands it to `Rollout`; a failure marks the
-release failed (agent.deploy.failures), removes what it started, and leaves the previous
-release serving. A push reads as its steps: build -> release phase -> roll out -> certs.
+and destroys come through `Deployer`, one operation per app at a time (`locks`);
+different apps proceed side by side. Each takes one `snapshot` of the app, makes or
+reuses a release and hands it to `Rollout`; a failure marks the release failed
+(`failures`), removes what it started, and leaves the previous release serving.
+A push reads as its steps: build -> release phase -> roll out -> certificates.
 """
 
 from __future__ import annotations
