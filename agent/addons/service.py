@@ -126,6 +126,7 @@ class AddonService:
             tls.ensure_certificate(layout.tls, addon.container)
         else:
             fd = os.open(layout.redis_conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.fchmod(fd, 0o644)  # read by the container's redis user, whatever the umask
             with os.fdopen(fd, "w") as handle:
                 handle.write(containers.redis_conf(addon))
 
