@@ -121,10 +121,10 @@ check_size() {
 
 check_port() {
     command -v ss >/dev/null 2>&1 || return 0
-    holder=$(ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*"\),pid=\([0-9]*\).*/\1 \2/p' | head -n 1)
+    holder=$(ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 \2/p' | head -n 1)
     [ -n "$holder" ] || return 0
     pid=${holder##* }
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'berth.* agent'; then
+    if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q 'berth.* agent'; then
         return 0  # Berth's own agent: this is an upgrade
     fi
     die "port $1 is taken by ${holder% *} (pid $pid): stop it first, Berth's proxy needs 80 and 443"
@@ -269,7 +269,11 @@ start_agent() {
     else supervisor_service; fi
     i=0
     until berth apps >/dev/null 2>&1; do
-        i=$((i + 1)); [ $i -le 60 ] || die "the agent did not start (see $(agent_logs))"
+        i=$((i + 1))
+        if [ $i -gt 120 ]; then
+            tail -n 20 /var/log/berth/agent.log /var/log/berth/agent.stderr >&2 2>/dev/null || true
+            die "the agent did not start (see $(agent_logs))"
+        fi
         sleep 1
     done
 }

@@ -79,3 +79,16 @@ def test_keys_are_found_in_lines_with_options():
                             capture_output=True, text=True)
     assert result.stdout.splitlines() == [f"{ed} cloud", f"{ed} plain@laptop",
                                           "ecdsa-sha2-nistp256 AAAAE2VjZHNh me"]
+
+
+def test_a_taken_port_names_its_holder(tmp_path):
+    fake_ss = tmp_path / "ss"
+    fake_ss.write_text("#!/bin/sh\necho 'LISTEN 0 511 0.0.0.0:80 0.0.0.0:* "
+                       "users:((\"nginx\",pid=4242,fd=6),(\"nginx\",pid=4243,fd=6))'\n")
+    fake_ss.chmod(0o755)
+    script = "\n".join([function("die"), function("check_port"), "check_port 80"])
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert (result.returncode, result.stderr) == (
+        1, "install.sh: port 80 is taken by nginx (pid 4242): stop it first, Berth's "
+           "proxy needs 80 and 443\n")
