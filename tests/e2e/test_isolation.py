@@ -88,7 +88,13 @@ def test_a_killed_instance_is_replaced_within_seconds(agent, pushed) -> None:
 def test_ps_limit_applies_to_instances_and_one_offs(agent, pushed) -> None:
     out = agent.ok("ps:limit", THEIRS, "web", "memory=256m", "cpus=0.5")
     assert f"{THEIRS} web: memory=256m cpus=0.5 pids=1024" in out
-    web = web_container(THEIRS)  # a new one: the change restarted the instances
+    # The change restarted the instances; the old one is stopped in the background.
+    deadline = time.monotonic() + 60
+    while len(webs := docker_out("ps", "-q", "--filter", f"label=berth.app={THEIRS}",
+                                 "--filter", "label=berth.process=web").split()) > 1:
+        assert time.monotonic() < deadline, "the old web instance never stopped"
+        time.sleep(0.5)
+    (web,) = webs
     host = docker_out("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} "
                       "{{.HostConfig.PidsLimit}}", web).split()
     assert host == [str(256 << 20), "500000000", "1024"]
