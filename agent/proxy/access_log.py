@@ -53,9 +53,7 @@ class AccessLog:
                 pass  # a closed or failing stream: let logging report it below
         # makeRecord + handle is logger.info without the caller lookup (a stack walk per
         # request, and the caller is always this line anyway).
-        logger.handle(
-            logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None)
-        )
+        logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None))
 
 
 def _sole_plain_handler(logger: logging.Logger) -> BufferedStreamHandler | None:
@@ -76,8 +74,12 @@ def _sole_plain_handler(logger: logging.Logger) -> BufferedStreamHandler | None:
         type(found) is BufferedStreamHandler
         and not found.filters
         and found.level <= logging.INFO
-        and (found.formatter is None or (type(found.formatter) is logging.Formatter
-                                         and found.formatter._fmt == "%(message)s"))
+        and (
+            found.formatter is None
+            or (
+                type(found.formatter) is logging.Formatter and found.formatter._fmt == "%(message)s"
+            )
+        )
     ):
         return found
     return None
