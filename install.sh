@@ -80,6 +80,7 @@ CONFIG=${BERTH_CONFIG:-/etc/berth/berth.toml}
 BERTH="$BIN_DIR/berth"
 SUPERVISOR=/usr/local/sbin/berth-supervise
 BOOT_RULESET=/etc/berth/firewall.nft
+RESTARTS_FILE=/run/berth-supervise.restarts
 if [ "$CONFIG" = /etc/berth/berth.toml ]; then SSH_COMMAND="$BERTH"
 else SSH_COMMAND="env BERTH_CONFIG=$CONFIG $BERTH"; fi
 berth() { BERTH_CONFIG=$CONFIG "$BERTH" "$@"; }
@@ -317,11 +318,15 @@ supervisor_service() {
 umask 0027
 mkdir -p /var/log/berth
 echo \$\$ >/run/berth-supervise.pid
+restarts=0
+echo 0 >$RESTARTS_FILE
 while true; do
     if [ -f /var/log/berth/agent.stderr ] && [ "\$(wc -c </var/log/berth/agent.stderr)" -gt 10485760 ]; then
         mv -f /var/log/berth/agent.stderr /var/log/berth/agent.stderr.1
     fi
     BERTH_CONFIG=$CONFIG $BERTH agent --log-file /var/log/berth/agent.log 2>>/var/log/berth/agent.stderr
+    restarts=\$((restarts + 1))
+    echo "\$restarts" >$RESTARTS_FILE  # read by berth doctor
     sleep 2
 done
 EOF
@@ -343,7 +348,7 @@ EOF
 stop_supervisor() {
     if [ -f /run/berth-supervise.pid ]; then
         kill -TERM -"$(cat /run/berth-supervise.pid)" 2>/dev/null || true
-        rm -f /run/berth-supervise.pid
+        rm -f /run/berth-supervise.pid "$RESTARTS_FILE"
         sleep 1
     fi
 }

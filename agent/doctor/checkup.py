@@ -56,7 +56,7 @@ def _checks(config: Config, agent: AgentFacts) -> list[tuple[str, Check]]:
         ("dns", lambda: _dns(config, agent)),
         ("certificates", lambda: findings.certificates(agent.certificates())),
         ("firewall", lambda: findings.firewall(agent.firewall())),
-        ("agent restarts", lambda: findings.restarts(probes.systemd_restarts())),
+        ("agent restarts", lambda: findings.restarts(probes.agent_restarts())),
     ]
 
 

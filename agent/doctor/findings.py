@@ -129,8 +129,9 @@ def reachable(subject: str, error: str | None, *, tls_failure: bool, hint: str) 
 
 def restarts(count: int | None) -> Finding:
     if count is None:
-        return Finding("ok", "agent restarts", "not counted on this system (no systemd)")
+        return Finding("ok", "agent restarts", "not counted (neither systemd nor install.sh's "
+                       "respawning loop runs it)")
     if count > 0:
-        return Finding("warn", "agent restarts", f"restarted {count} time(s) since it was "
-                       "started", "read why: journalctl -u berth")
+        return Finding("warn", "agent restarts", f"restarted {count} time(s) by its supervisor",
+                       "read why: journalctl -u berth, or /var/log/berth/agent.stderr")
     return Finding("ok", "agent restarts", "none")

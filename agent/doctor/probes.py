@@ -131,10 +131,17 @@ def tls_handshake(host: str, cafile: Path | None, port: int = 443) -> Reach:
         return Reach(str(exc) or type(exc).__name__)
 
 
-def systemd_restarts(unit: str = "berth") -> int | None:
-    """How often systemd restarted the unit, or None without systemd."""
+SUPERVISOR_RESTARTS = Path("/run/berth-supervise.restarts")  # written by install.sh's loop
+
+
+def agent_restarts(unit: str = "berth") -> int | None:
+    """How often systemd (or, without it, install.sh's respawning loop) restarted the
+    agent since boot; None when neither counts."""
     if not Path("/run/systemd/system").is_dir() or shutil.which("systemctl") is None:
-        return None
+        try:
+            return int(SUPERVISOR_RESTARTS.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            return None
     result = subprocess.run(["systemctl", "show", "-p", "NRestarts", "--value", unit],
                             capture_output=True, text=True, timeout=TIMEOUT, check=False)
     value = result.stdout.strip()
