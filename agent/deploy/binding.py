@@ -19,7 +19,7 @@ from agent.deploy import listeners
 from agent.deploy.listeners import Listener
 from agent.deploy.runtime import Container
 
-GRACE = 2.0  # seconds a wrong binding must last before the check fails
+GRACE = 5.0  # seconds a wrong binding must last before the check fails
 
 
 class Inspector(Protocol):

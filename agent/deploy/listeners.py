@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Iterable
 
 _LISTEN = "0A"
+# Docker's resolver on a user-defined network listens inside every container of it, on
+# this address and a port of its own: the engine's socket, not the app's.
+ENGINE_DNS = "127.0.0.11"
 
 
 @dataclass(frozen=True, order=True)
@@ -71,14 +74,19 @@ def read(pid: int) -> list[Listener] | None:
     return found
 
 
+def own(listeners: Iterable[Listener]) -> list[Listener]:
+    """The instance's own listening sockets, sorted (the engine's resolver left out)."""
+    return sorted({listener for listener in listeners if listener.address != ENGINE_DNS})
+
+
 def describe(listeners: Iterable[Listener]) -> str:
-    return ", ".join(str(listener) for listener in sorted(set(listeners))) or "nothing"
+    return ", ".join(str(listener) for listener in own(listeners)) or "nothing"
 
 
 def misbound(listeners: Iterable[Listener], port: int) -> str | None:
     """Why an instance listening on `listeners` cannot answer on `port` from outside its
     container; None when it can, or listens on nothing yet (still starting)."""
-    listening = sorted(set(listeners))
+    listening = own(listeners)
     if not listening:
         return None
     on_port = [listener for listener in listening if listener.port == port]

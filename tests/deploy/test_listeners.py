@@ -48,6 +48,10 @@ def test_the_sockets_this_process_listens_on_are_read_from_proc() -> None:
                               "bind 0.0.0.0:$PORT (5000)"),
     ([Listener("0.0.0.0", 8000), Listener("127.0.0.1", 8001)],
      "listens on 0.0.0.0:8000, 127.0.0.1:8001, not on $PORT (5000)"),
+    # Docker's resolver inside a container on a user-defined network: not the app's
+    ([Listener("127.0.0.11", 46841)], None),
+    ([Listener("127.0.0.11", 46841), Listener("0.0.0.0", 8000)],
+     "listens on 0.0.0.0:8000, not on $PORT (5000)"),
 ])
 def test_a_binding_the_proxy_cannot_reach_is_named(listening, problem) -> None:
     assert misbound(listening, 5000) == problem
