@@ -27,8 +27,8 @@ from agent.proxy.request_head import (
     RequestHead,
     RequestReader,
     StopReading,
-    forwarded_lines,
     peer_lines,
+    trusted_forwarded_lines,
     upstream_request_head,
 )
 
@@ -226,8 +226,13 @@ class ClientConnection(asyncio.BaseProtocol):
 
     def upstream_head(self, head: RequestHead, request_id: bytes) -> bytes:
         """The request head for the upstream, forwarding headers included."""
-        peer = None if self.trusted else self.forwarded
-        forwarded = forwarded_lines(head, request_id, peer, self.peer_ip, self.scheme)
+        if self.trusted:
+            forwarded = trusted_forwarded_lines(head, request_id, self.peer_ip, self.scheme)
+        else:  # the peer's own lines, rendered once per connection (every request's path)
+            forwarded = b"".join(
+                (self.forwarded, b"X-Forwarded-Host: ", head.host_header,
+                 b"\r\nX-Request-ID: ", request_id, b"\r\n")
+            )  # fmt: skip
         return upstream_request_head(head, forwarded)
 
     def exchange_done(self, exchange: ExchangeSide, tunnel: bool) -> None:

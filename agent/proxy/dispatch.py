@@ -43,9 +43,14 @@ def dispatch(
         return _no_route(ctx, head, close)
     if tls and _misdirected(ctx, head, sni, route):
         return error(421, head, close)
-    if not tls and _to_https(ctx, head, route):
-        assert ctx.https_port is not None
-        return _redirect(head, ctx.https_port, keep_alive, route)
+    https_port = ctx.https_port
+    if (
+        not tls
+        and https_port is not None
+        and route.options.https_redirect
+        and ctx.certificates.covers(head.host)
+    ):
+        return _redirect(head, https_port, keep_alive, route)
     length = head.content_length
     if length is not None and length > route.options.max_body_bytes:
         return error(413, head, close, route)
@@ -80,14 +85,6 @@ def _misdirected(ctx: Context, head: RequestHead, sni: str, route: Route) -> boo
     """The connection was set up for another app (its SNI, its certificate): that app's
     connection must not reach this one (Caddy answers 421 too)."""
     return head.host != sni and ctx.table.lookup(sni) is not route
-
-
-def _to_https(ctx: Context, head: RequestHead, route: Route) -> bool:
-    return (
-        route.options.https_redirect
-        and ctx.https_port is not None
-        and ctx.certificates.covers(head.host)
-    )
 
 
 def _redirect(head: RequestHead, https_port: int, keep_alive: bool, route: Route) -> Answer:

@@ -357,16 +357,11 @@ def peer_lines(peer_ip: str, scheme: bytes) -> bytes:
     )  # fmt: skip
 
 
-def forwarded_lines(
-    head: RequestHead, request_id: bytes, peer: bytes | None, peer_ip: str, scheme: bytes
+def trusted_forwarded_lines(
+    head: RequestHead, request_id: bytes, peer_ip: str, scheme: bytes
 ) -> bytes:
-    """The forwarding lines for `head`: `peer`'s own (`peer_lines`), or, when `peer` is
-    None (a trusted proxy), the chain it sent extended with its address."""
-    if peer is not None:
-        return b"".join(
-            (peer, b"X-Forwarded-Host: ", head.host_header,
-             b"\r\nX-Request-ID: ", request_id, b"\r\n")
-        )  # fmt: skip
+    """The forwarding lines for a request from a trusted proxy: the chain it sent,
+    extended with its address."""
     ip = peer_ip.encode()
     chain = head.forwarded_for + b", " + ip if head.forwarded_for else ip
     return b"".join(
