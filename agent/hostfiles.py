@@ -80,9 +80,10 @@ def _names(owners: Collection[int]) -> str:
     return " or ".join(f"uid {uid}" for uid in sorted(owners))
 
 
-def read_file(dir_fd: int, name: str, path: Path, *, owners: Collection[int]) -> bytes | None:
+def read_file(dir_fd: int, name: str, path: Path, *, owners: Collection[int],
+              cap: int = 4 << 20) -> bytes | None:
     """The content of `name` in the directory `dir_fd` (None when absent); a symbolic
-    link, a non-regular file or a foreign owner is refused."""
+    link, a non-regular file, a foreign owner or more than `cap` bytes is refused."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      dir_fd=dir_fd)
@@ -99,8 +100,12 @@ def read_file(dir_fd: int, name: str, path: Path, *, owners: Collection[int]) ->
         if info.st_uid not in owners:
             raise UnsafePath(path, f"owned by uid {info.st_uid}, not by {_names(owners)}")
         chunks = []
+        size = 0
         while chunk := os.read(fd, 1 << 16):
             chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                raise UnsafePath(path, f"larger than {cap // (1 << 20)} MiB")
         return b"".join(chunks)
     finally:
         os.close(fd)

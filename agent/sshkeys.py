@@ -79,6 +79,29 @@ def _is_berths(line: str) -> bool:
     return line.startswith('command="') and MARKER in line.split('"', 2)[1]
 
 
+def read_authorized_keys(path: Path, *, owner: str | None) -> str:
+    """The current file's text ("" when there is none yet), read without following a
+    link and only when it and its directory are root's or the owner's: a link to a
+    root-only file must not have its lines copied into the berth user's file."""
+    owners = _owners(owner)
+    try:
+        with hostfiles.directory(path.parent.parent, path.parent.name, owners=owners) as fd:
+            data = hostfiles.read_file(fd, path.name, path, owners=owners)
+    except FileNotFoundError:
+        return ""
+    return "" if data is None else data.decode("utf-8", "replace")
+
+
+def _owners(owner: str | None) -> set[int]:
+    owners = {os.geteuid()}
+    if owner is not None:
+        try:
+            owners.add(pwd.getpwnam(owner).pw_uid)
+        except KeyError:
+            raise BerthError(f"system user {owner!r} does not exist (ssh.user)") from None
+    return owners
+
+
 def write_authorized_keys(path: Path, text: str, *, owner: str | None) -> None:
     """Atomically replace `path` (0600, its directory 0700), owned by `owner`. The
     directory (~berth/.ssh, the berth user's to change) is opened without following

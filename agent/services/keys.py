@@ -12,7 +12,9 @@ from agent import forcedcommand
 from agent.config import Config
 from agent.errors import BerthError
 from agent.names import check_app, check_key_name
-from agent.sshkeys import parse_public_key, render, write_authorized_keys
+from agent.sshkeys import (
+    parse_public_key, read_authorized_keys, render, write_authorized_keys,
+)
 from agent.store.keys import KeyStore, SshKey
 
 MAX_APPS_PER_KEY = 100
@@ -57,9 +59,6 @@ class Keys:
         forcedcommand.install(paths.forced_command,
                               forcedcommand.script(paths.repos, self._ssh_command))
         path = self._config.ssh.authorized_keys
-        try:
-            existing = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            existing = ""
+        existing = read_authorized_keys(path, owner=self._config.ssh.user)
         text = render(existing, shlex.quote(str(paths.forced_command)), self._keys.list())
         write_authorized_keys(path, text, owner=self._config.ssh.user)

@@ -98,3 +98,23 @@ def test_a_foreign_owned_ssh_directory_is_refused(tmp_path):
     with pytest.raises(UnsafePath, match=f"owned by uid {nobody.pw_uid}"):
         write_authorized_keys(ssh / "authorized_keys", "line\n", owner="berth")
     assert ssh.stat().st_uid == nobody.pw_uid
+
+
+def test_authorized_keys_linked_to_a_root_only_file_is_not_read(tmp_path):
+    from agent.sshkeys import read_authorized_keys
+
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$hash:19000:0:99999:7:::\n")
+    secret.chmod(0o600)
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    berth = pwd.getpwnam("berth")
+    os.chown(ssh, berth.pw_uid, berth.pw_gid)
+    (ssh / "authorized_keys").symlink_to(secret)
+    with pytest.raises(UnsafePath, match="authorized_keys: a symbolic link"):
+        read_authorized_keys(ssh / "authorized_keys", owner="berth")
+    (ssh / "authorized_keys").unlink()
+    assert read_authorized_keys(ssh / "authorized_keys", owner="berth") == ""
+    (ssh / "authorized_keys").write_text("ssh-ed25519 AAAA other\n")
+    assert read_authorized_keys(ssh / "authorized_keys", owner="berth") == "ssh-ed25519 AAAA other\n"
+    assert read_authorized_keys(tmp_path / "nohome" / ".ssh" / "authorized_keys", owner="berth") == ""
