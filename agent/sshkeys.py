@@ -17,8 +17,8 @@ import os
 import pwd
 import shlex
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from agent import hostfiles
 from agent.errors import BerthError

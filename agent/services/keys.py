@@ -13,7 +13,10 @@ from agent.config import Config
 from agent.errors import BerthError
 from agent.names import check_app, check_key_name
 from agent.sshkeys import (
-    parse_public_key, read_authorized_keys, render, write_authorized_keys,
+    parse_public_key,
+    read_authorized_keys,
+    render,
+    write_authorized_keys,
 )
 from agent.store.keys import KeyStore, SshKey
 
