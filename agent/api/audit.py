@@ -1,5 +1,6 @@
 """The audit trail's one writer: every change asked of the control API (any request but
-GET and HEAD) is recorded with who asked, the verb, the app and how it ended.
+GET and HEAD, and those too when refused to a key) is recorded with who asked, the verb,
+the app and how it ended.
 
 Who and which verb come from the CLI's headers: `X-Berth-Actor` (the SSH key's name
 when the CLI runs as the forced command, `root@server` on the server; the control socket
@@ -30,9 +31,10 @@ class AuditTrail:
         self._store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+        if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        reading = scope["method"] in ("GET", "HEAD")  # recorded only when refused
         headers = dict(scope["headers"])
         actor = _header(headers, ACTOR_HEADER) or "unknown"
         verb = _header(headers, VERB_HEADER) or f"{scope['method']} {scope['path']}"
@@ -46,8 +48,9 @@ class AuditTrail:
         try:
             await self._app(scope, receive, watched)
         finally:
-            app = _app_in(scope["path"]) or str(state.get(AUDIT_APP, ""))
-            self._store.record(actor, verb, app, outcome.text())
+            if not reading or outcome.refused:
+                app = _app_in(scope["path"]) or str(state.get(AUDIT_APP, ""))
+                self._store.record(actor, verb, app, outcome.text())
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str:
@@ -66,6 +69,10 @@ class _Outcome:
     def __init__(self) -> None:
         self._status: int | None = None
         self._tail = b""
+
+    @property
+    def refused(self) -> bool:
+        return self._status == 403
 
     def see(self, message: Message) -> None:
         if message["type"] == "http.response.start":

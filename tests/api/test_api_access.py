@@ -116,3 +116,15 @@ def test_over_ssh_an_app_key_is_refused_other_apps(
         ("ci", "config:set", "shop", "ok")]
     refusals = [(e.verb, e.app) for e in AuditStore(db).list() if e.outcome.startswith("failed")]
     assert ("push", "blog") in refusals and ("apps:create", "blog") in refusals
+
+
+def test_a_refused_read_is_in_the_audit_trail(world: World, tmp_path: Path) -> None:
+    world.client.post("/apps", json={"name": "blog"})
+    world.client.post("/keys", json={"name": "ci", "apps": ["shop"],
+                                     "public_key": public_key(tmp_path, "ci")})
+    headers = {**CI, "X-Berth-Verb": "config"}
+    assert world.client.get("/apps/blog/config", headers=headers).status_code == 403
+    assert world.client.get("/apps", headers=headers).status_code == 200  # not recorded
+    last = world.client.get("/events").json()[0]
+    assert (last["actor"], last["verb"], last["app"]) == ("ci", "config", "blog")
+    assert last["outcome"] == "failed: key ci may not act on app blog"
