@@ -9,8 +9,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -43,10 +43,13 @@ def build_wheel(root: Path) -> Path:
         return set(scratch(directory, names)) | (top & set(names))
 
     shutil.copytree(REPO, source, ignore=ignore)
-    output = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", root / "dist", source)
-    assert "SetuptoolsDeprecationWarning" not in output
-    (wheel,) = (root / "dist").glob("berth-*.whl")
-    shutil.rmtree(source)
+    return pip_wheel(source, root / "dist")
+
+
+def pip_wheel(source: Path, output: Path) -> Path:
+    said = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", output, source)
+    assert "SetuptoolsDeprecationWarning" not in said
+    (wheel,) = output.glob("berth-*.whl")
     return wheel
 
 
@@ -102,8 +105,23 @@ def test_an_app_deploys_with_the_installed_package(installed: Path):
         output = pushed.stdout + pushed.stderr
         assert "Python app detected" in output and "is live" in output, output
         assert agent.get(f"e2e-wheel.{DOMAIN}") == (200, b"hello from flask on port 5000\n")
+        same = agent.ok("version").splitlines()
+        assert same[0].endswith(" (installed)") and same[1].endswith(" (running)")
+        assert same[0].split()[1] == same[1].split()[1]
+        upgrade_under(agent, installed)
     finally:
         sshd.stop()
         agent.stop()
         remove_leftovers()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def upgrade_under(agent: AgentProcess, python: Path) -> None:
+    """A new build installed while the agent runs: `berth version` says they differ."""
+    source = python.parents[2] / "source"
+    (source / "buildpacks" / "README.md").write_text("changed\n", encoding="utf-8")
+    wheel = pip_wheel(source, source.parent / "dist2")
+    run(python, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", wheel)
+    installed, running = agent.ok("version").splitlines()
+    assert installed.split()[1] != running.split()[1]
+    assert "not the installed one: restart it" in running
