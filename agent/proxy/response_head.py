@@ -97,8 +97,7 @@ def parse_response_head(
     raw: bytes, *, head_request: bool, dechunk: bool, memo: HeadMemo | None = None
 ) -> ResponseHead:
     """Parse an upstream head; `dechunk` drops Transfer-Encoding (HTTP/1.0 clients)."""
-    if memo is None:
-        memo = HeadMemo()
+    memo = memo if memo is not None else HeadMemo()
     lines = raw.split(b"\r\n")  # ends with two empty pieces for a head that ends in CRLF CRLF
     if len(lines) < 3 or lines[-1] or lines[-2]:
         raise BadResponse("malformed response head")
@@ -106,10 +105,8 @@ def parse_response_head(
     http10, status, reason_line = memo.status_lines.get(status_line) or _read_status(
         status_line, memo
     )
-    header_lines = lines[1:-2]
-    known = memo.lines
-    close = http10
-    length = -1
+    header_lines, known = lines[1:-2], memo.lines
+    close, length = http10, -1
     chunked = coded = has_hsts = False
     kept: list[bytes] | None = None  # the lines to forward, once one is cut
     named: list[bytes] = []
@@ -150,7 +147,10 @@ def parse_response_head(
     if coded and length >= 0:
         raise BadResponse("both Transfer-Encoding and Content-Length")
     forwarded = _forwarded(raw, len(status_line), kept, named)
-    framing = _framing(status, head_request, chunked, coded, length)
+    if head_request or status < 200 or status == 204 or status == 304:  # RFC 9112 6.3
+        framing = NO_BODY
+    else:
+        framing = CHUNKED if chunked else UNTIL_CLOSE if coded or length < 0 else LENGTH
     keep_alive = not close and framing != UNTIL_CLOSE and status != 101
     return ResponseHead(status, reason_line, forwarded, framing, length, keep_alive, has_hsts)
 
@@ -162,17 +162,6 @@ def _forwarded(raw: bytes, status_size: int, kept: list[bytes] | None, named: li
     else:
         forwarded = b"\r\n".join(kept) + b"\r\n" if kept else b""
     return _drop_named(forwarded, named) if named else forwarded
-
-
-def _framing(status: int, head_request: bool, chunked: bool, coded: bool, length: int) -> int:
-    """How the body is framed (RFC 9112 section 6.3, in its order)."""
-    if head_request or status < 200 or status == 204 or status == 304:
-        return NO_BODY
-    if chunked:
-        return CHUNKED
-    if coded or length < 0:
-        return UNTIL_CLOSE
-    return LENGTH
 
 
 def _read_status(line: bytes, memo: HeadMemo) -> _Status:
