@@ -61,8 +61,13 @@ def parse_public_key(text: str) -> tuple[str, str]:
     return f"{kind} {body}", f"SHA256:{digest}"
 
 
+SCOPED = "scoped"  # marks the forced command of a key limited to some apps
+
+
 def authorized_line(command: str, key: SshKey) -> str:
     forced = f"{command} ssh-command {shlex.quote(key.name)}"
+    if not key.admin:  # a third word: never the sh fast path, the agent checks the app
+        forced += f" {SCOPED}"
     escaped = forced.replace("\\", "\\\\").replace('"', '\\"')
     return f'command="{escaped}",{OPTIONS} {key.public_key} berth:{key.name}'
 

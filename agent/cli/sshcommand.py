@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 from agent.paths import PathSettings
 from agent.errors import BerthError
 from agent.names import check_app, check_key_name
+from agent.sshkeys import SCOPED
 
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
 
@@ -36,9 +37,10 @@ def parse_git_target(argument: str) -> str:
 
 
 def ssh_command(paths: PathSettings, argv: Sequence[str], environ: Mapping[str, str]) -> int:
-    if len(argv) != 1:
-        raise Refused("usage: berth ssh-command KEYNAME (run by sshd, not by hand)")
+    if len(argv) not in (1, 2) or argv[1:] not in ([], [SCOPED]):
+        raise Refused("usage: berth ssh-command KEYNAME [scoped] (run by sshd, not by hand)")
     key_name = check_key_name(argv[0])
+    scoped = len(argv) == 2
     original = environ.get("SSH_ORIGINAL_COMMAND", "").strip()
     if not original:
         sys.stderr.write(
@@ -52,7 +54,7 @@ def ssh_command(paths: PathSettings, argv: Sequence[str], environ: Mapping[str, 
     except ValueError as exc:
         raise Refused(f"cannot parse the command: {exc}") from None
     if words[0] in GIT_COMMANDS:
-        return _git(paths, words, key_name, environ)
+        return _git(paths, words, key_name, environ, scoped=scoped)
     if words[0] in ("agent", "ssh-command", "hook"):
         raise Refused(f"{words[0]!r} is not available over SSH")
     from agent.cli.dispatch import run_verb
@@ -60,19 +62,21 @@ def ssh_command(paths: PathSettings, argv: Sequence[str], environ: Mapping[str, 
     return run_verb(paths, words, remote=True, environ=environ, key=key_name)
 
 
-def _git(paths: PathSettings, words: list[str], key_name: str, environ: Mapping[str, str]) -> int:
+def _git(paths: PathSettings, words: list[str], key_name: str, environ: Mapping[str, str],
+         *, scoped: bool = False) -> int:
     if len(words) != 2:
         raise Refused(f"{words[0]} takes exactly one repository")
     app = parse_git_target(words[1])
     repo = str(paths.repo(app))
-    if not os.path.exists(os.path.join(repo, "HEAD")):
+    if scoped or not os.path.exists(os.path.join(repo, "HEAD")):
         # Unknown here: a first push creates the app (and its repository) through the
         # agent; a clone of an app that does not exist gets the agent's "not found".
+        # A key limited to some apps always asks the agent, which refuses other apps.
         # (Imported here: a push to an existing app starts git without the HTTP client.)
         from agent.cli.client import ControlClient, path
 
-        client = ControlClient(paths.control_socket, actor=key_name, verb="push",
-                               key=key_name)
+        verb = "push" if words[0] == "git-receive-pack" else "fetch"
+        client = ControlClient(paths.control_socket, actor=key_name, verb=verb, key=key_name)
         if words[0] == "git-receive-pack":
             repo = client.call("POST", path("apps", app, "repo"))["path"]
         else:

@@ -111,6 +111,18 @@ def test_over_ssh_an_app_key_is_refused_other_apps(
     assert status == 1 and "needs an admin key" in error
     status, _, error = ssh("git-receive-pack 'blog'")  # a first push would create it
     assert status == 1 and "may not act on app blog" in error
+    # The forced command of an app key says so, and then even an existing app's
+    # repository is only opened once the agent agrees.
+    (paths.repo("blog") / "HEAD").parent.mkdir(parents=True)
+    (paths.repo("blog") / "HEAD").write_text("ref: refs/heads/main\n")
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            ssh_command(paths, ["ci", "scoped"],
+                        {**environ, "SSH_ORIGINAL_COMMAND": "git-upload-pack 'blog'"})
+        except Exception as exc:
+            error = str(exc)
+    assert "may not act on app blog" in error
     listed = json.loads(ssh("events --json")[1])  # only its apps' entries
     assert [(e["actor"], e["verb"], e["app"], e["outcome"]) for e in listed] == [
         ("ci", "config:set", "shop", "ok")]
@@ -128,3 +140,13 @@ def test_a_refused_read_is_in_the_audit_trail(world: World, tmp_path: Path) -> N
     last = world.client.get("/events").json()[0]
     assert (last["actor"], last["verb"], last["app"]) == ("ci", "config", "blog")
     assert last["outcome"] == "failed: key ci may not act on app blog"
+
+
+def test_the_forced_command_of_an_app_key_skips_the_fast_path() -> None:
+    from agent.sshkeys import authorized_line
+
+    scoped = authorized_line("/data/ssh-command", SshKey("ci", "ssh-ed25519 AAAA", "f", 0.0,
+                                                         ("shop",)))
+    admin = authorized_line("/data/ssh-command", SshKey("dev", "ssh-ed25519 AAAA", "f", 0.0))
+    assert 'command="/data/ssh-command ssh-command ci scoped"' in scoped
+    assert 'command="/data/ssh-command ssh-command dev"' in admin

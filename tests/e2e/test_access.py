@@ -45,6 +45,13 @@ def test_an_app_key_is_held_to_its_apps(stack, e2e_root):
     assert heads.returncode == 0 and heads.stdout == ""  # the rejected push left no branch
     assert json.loads(agent.ok("config", OTHER, "--json")) == {}
 
+    clone = subprocess.run(["git", "clone", f"berth@127.0.0.1:{OTHER}", str(e2e_root / "c1")],
+                           env=ci.env, capture_output=True, text=True, timeout=120)
+    assert clone.returncode != 0 and f"may not act on app {OTHER}" in clone.stderr
+    own = subprocess.run(["git", "clone", f"berth@127.0.0.1:{OWN}", str(e2e_root / "c2")],
+                         env=ci.env, capture_output=True, text=True, timeout=120)
+    assert own.returncode == 0, own.stderr
+
     trail = json.loads(agent.ok("events", "--json"))
     mine = [(e["actor"], e["verb"], e["app"]) for e in trail if e["actor"] == "ci"]
     assert ("ci", "push", OTHER) in mine and ("ci", "config:set", OWN) in mine
