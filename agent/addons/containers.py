@@ -99,6 +99,18 @@ def container_for(addon: Addon, layout: AddonLayout, backups: Path, network: str
         restart_policy=restart_policy)
 
 
+def client_command(kind: str, container: str, user: str) -> list[str]:
+    """`docker exec` of the add-on's own client, attached to this terminal: psql over
+    the local socket (trusted inside the container), or redis-cli with the password read
+    inside the container from its config file, so it never passes through here."""
+    if kind == "postgres":
+        return ["docker", "exec", "-it", "-u", "postgres", container, "psql", "-U", user,
+                "-d", user]
+    read_password = f"sed -n 's/^requirepass //p' {REDIS_CONF}"
+    return ["docker", "exec", "-it", container, "sh", "-c",
+            f'REDISCLI_AUTH="$({read_password})" exec redis-cli']
+
+
 def ready_probe(addon: Addon) -> tuple[tuple[str, ...], dict[str, str]]:
     """A command run inside the container that succeeds once it serves clients over
     TCP (Postgres's initialisation runs a server on its socket only)."""

@@ -73,7 +73,8 @@ class Addon:
         """What may be shown: never the password nor the URL that holds it."""
         return {"app": self.app, "name": self.name, "kind": self.kind,
                 "version": self.version, "image": self.image, "variable": self.variable,
-                "container": self.container, "created_at": self.created_at}
+                "container": self.container, "user": self.user,
+                "created_at": self.created_at}
 
 
 def check_kind(kind: str) -> str:

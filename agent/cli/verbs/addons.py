@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
+from agent.addons.containers import client_command
+
 from agent.cli.client import path
-from agent.cli.registry import APP, JSON, Context, Verb, arg, duration, follow, table
+from agent.cli.registry import APP, JSON, Context, Handler, Verb, arg, duration, follow, table
+from agent.errors import BerthError
 
 NAME = arg("name", metavar="NAME", help="the add-on's name (berth addons APP)")
 
@@ -79,6 +83,30 @@ def destroy(ctx: Context, a: argparse.Namespace) -> int:
                                          query=query))
 
 
+def client(kind: str) -> Handler:
+    """addons:psql / addons:redis-cli: the add-on's own client, attached to this
+    terminal (on the server, as root: `docker exec -it`)."""
+
+    def run(ctx: Context, a: argparse.Namespace) -> int:
+        rows = [r for r in ctx.client.call("GET", path("apps", a.app, "addons"))
+                if r["kind"] == kind and (a.name is None or r["name"] == a.name)]
+        if len(rows) != 1:
+            which = f"named {a.name}" if a.name else "(name one)" if rows else ""
+            raise BerthError(f"{a.app} has {len(rows) or 'no'} {kind} add-on(s) {which}".strip())
+        if not ctx.stdin.isatty():
+            raise BerthError(f"addons:{'psql' if kind == 'postgres' else 'redis-cli'} needs a "
+                             "terminal on the server: run it there as root (Berth's SSH keys "
+                             "get no pty)")
+        argv = client_command(kind, rows[0]["container"], rows[0]["user"])
+        ctx.out.flush()
+        try:
+            os.execvp(argv[0], argv)
+        except OSError as exc:
+            raise BerthError(f"cannot run docker: {exc.strerror or exc}") from None
+
+    return run
+
+
 VERBS = [
     Verb("addons", "list add-ons: of one app, or of every app", addons,
          [arg("app", metavar="APP", nargs="?", help="the app's name (default: every app)"), JSON]),
@@ -89,6 +117,12 @@ VERBS = [
           arg("--as", dest="alias", metavar="NAME", help="name it and set NAME_URL")]),
     Verb("addons:info", "one add-on: kind, state, variable, data on disk, last backup", info,
          [APP, NAME, JSON]),
+    Verb("addons:psql", "psql into the app's postgres add-on, from a terminal on the server",
+         client("postgres"), [APP, arg("name", metavar="NAME", nargs="?",
+                                       help="the add-on (default: the app's only postgres)")]),
+    Verb("addons:redis-cli", "redis-cli into the app's redis add-on, from a terminal on the server",
+         client("redis"), [APP, arg("name", metavar="NAME", nargs="?",
+                                    help="the add-on (default: the app's only redis)")]),
     Verb("addons:restart", "restart an add-on's container", restart, [APP, NAME]),
     Verb("addons:destroy", "take a final backup, unset its variable, remove its container and data",
          destroy, [APP, NAME, arg("--confirm", metavar="APP", help="the app's name, to confirm"),
