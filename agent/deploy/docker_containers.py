@@ -51,10 +51,7 @@ class ContainerLifecycle(EngineClient):
         host_config = self._api.create_host_config(
             port_bindings={spec.container_port: ("127.0.0.1", spec.publish_port)} if published else None,
             restart_policy=restart_policy(spec.restart_policy),
-            log_config=LogConfig(
-                type=LogConfig.types.JSON,
-                config={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
-            ),
+            log_config=_log_config(spec),
             init=True,
             binds={host: {"bind": path, "mode": "rw"} for host, path in spec.mounts} or None,
             network_mode=network,
@@ -195,3 +192,12 @@ class ContainerLifecycle(EngineClient):
         """SIGTERM, up to `timeout` seconds of grace, SIGKILL, then remove."""
         await self.stop(container_id, timeout)
         await asyncio.to_thread(self._force_remove, container_id)
+
+
+def _log_config(spec: ContainerSpec) -> LogConfig:
+    """Instances: json-file logs, rotated. One-offs (release phase, run): none kept; their
+    output is read from the attached stream, whole, and never written to disk."""
+    if spec.labels.get(LABEL_ROLE) in ("release", "run"):
+        return LogConfig(type=LogConfig.types.NONE)
+    return LogConfig(type=LogConfig.types.JSON,
+                     config={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)})

@@ -64,6 +64,21 @@ async def test_ten_million_lines_arrive_byte_exact_with_the_exit_status(runtime)
     assert out.digests[2].hexdigest() == hashlib.sha256(b"to stderr\n").hexdigest()
 
 
+async def test_a_one_offs_output_is_not_kept_in_engine_logs(runtime) -> None:
+    seen: list[str] = []
+
+    async def sink(stream: int, data: bytes) -> None:
+        if not seen:
+            found = runtime._api.containers(filters={"label": "berth.role=run",
+                                                      "name": one_off.name})
+            seen.append(runtime._api.inspect_container(found[0]["Id"])
+                        ["HostConfig"]["LogConfig"]["Type"])
+
+    one_off = spec("echo hello")
+    assert await runtime.run_streamed(one_off, 60, sink) == 0
+    assert seen == ["none"]
+
+
 async def test_a_slow_reader_loses_nothing(runtime) -> None:
     out = Collector(delay=0.01)
     status = await runtime.run_streamed(spec("head -c 20000000 /dev/zero"), 600, out)
