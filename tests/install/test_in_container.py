@@ -1,0 +1,119 @@
+"""install.sh on a fresh server: a container with systemd as PID 1 and one with SysV
+init (no systemd). Install with a cloud-style authorized_keys line, run the installer
+again (an upgrade), restart the container (the agent and the firewall table come back by
+themselves), then uninstall. Runs only under the shared lock of tests/e2e and
+tests/install (it starts and removes containers)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import docker_problem
+
+REPO = Path(__file__).resolve().parents[2]
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+IMAGES = {"systemd": "berth-install-test/systemd:1", "sysvinit": "berth-install-test/sysvinit:2"}
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBt3ZkOtt0LHlyhz4mD0Gz3hrrQmT8GEGEPYXQH0vBEp"
+CLOUD_LINE = f'no-port-forwarding,no-agent-forwarding,command="echo \'use debian\'" {KEY} cloud\n'
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"docker {' '.join(args[:3])}: {result.stdout}{result.stderr}"
+    return result
+
+
+def sh(name: str, script: str, *, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    return docker("exec", "-e", f"PIP_CERT={HOST_CA_BUNDLE}", name, "sh", "-c", script,
+                  check=check, timeout=timeout)
+
+
+def wait_until(name: str, script: str, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sh(name, script, check=False).returncode == 0:
+            return True
+        time.sleep(2)
+    return False
+
+
+@pytest.fixture(params=sorted(IMAGES))
+def server(request: pytest.FixtureRequest) -> Iterator[str]:
+    if docker_problem():
+        pytest.skip(f"needs docker: {docker_problem()}")
+    image = IMAGES[request.param]
+    if docker("image", "inspect", image, check=False).returncode:
+        pytest.fail(f"image {image} is missing")
+    name = f"berth-install-test-{request.param}"
+    docker("rm", "-f", name, check=False)
+    docker("run", "-d", "--name", name, "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+           "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+           "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
+           "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
+           "--tmpfs", "/run/lock", image, "/sbin/init")
+    try:
+        # Installing during boot races the init's own clean-up of /tmp: wait for the end.
+        assert wait_until(name, "systemctl is-system-running --wait >/dev/null 2>&1; "
+                          "pgrep -x sshd", timeout=120)
+        source = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True,
+                                check=True).stdout
+        tar = subprocess.run(["tar", "-C", str(REPO), "--null", "-T", "-", "-cf", "-"],
+                             input=source, capture_output=True, check=True).stdout
+        subprocess.run(["docker", "exec", "-i", name, "sh", "-c", "mkdir -p /src && tar -C /src -xf -"],
+                       input=tar, check=True, capture_output=True)
+        docker("cp", HOST_CA_BUNDLE, f"{name}:{HOST_CA_BUNDLE}")
+        sh(name, f"mkdir -p /root/.ssh && printf '%s' \"{CLOUD_LINE}\" >/root/.ssh/authorized_keys")
+        yield name
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def logs(server: str) -> str:
+    return sh(server, "tail -n 30 /var/log/berth/agent.log /var/log/berth/agent.stderr; "
+              "journalctl -u berth -n 30 --no-pager; ps ax", check=False).stdout
+
+
+def test_install_upgrade_reboot_uninstall(server: str):
+    install = "sh /src/install.sh --domain apps.example.com --email ops@example.com"
+    first = sh(server, install, check=False)
+    assert first.returncode == 0, first.stdout + first.stderr + logs(server)
+    lines = first.stdout.splitlines()
+    if server.endswith("sysvinit"):  # its docker.io was there and running: used as it is
+        assert "Using the Docker engine already running" in first.stdout
+        assert "docker.io" not in first.stdout
+    assert "The firewall, before it is turned on:" in first.stdout
+    assert any(line.strip().startswith("*.apps.example.com  A  ") for line in lines)
+    assert lines[-2].strip() == "git remote add deploy berth@apps.example.com:myapp"
+    assert lines[-1].strip().startswith("git push deploy main")
+    keys = sh(server, "berth keys").stdout
+    assert "admin" in keys, keys  # the key behind cloud options was found
+    assert "table inet berth" in sh(server, "nft list tables").stdout
+    doctor = sh(server, "berth doctor", check=False).stdout
+    for line in ("ok    docker engine", "ok    port 80", "ok    port 443", "ok    firewall",
+                 "ok    agent restarts: none"):
+        assert line in doctor, doctor
+
+    again = sh(server, install, check=False)  # an upgrade: same key, same config
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "may push" not in again.stdout
+    assert sh(server, "berth keys").stdout == keys
+
+    docker("restart", server, timeout=180)
+    assert wait_until(server, "berth apps"), logs(server)
+    assert "table inet berth" in sh(server, "nft list tables").stdout
+
+    removed = sh(server, "sh /src/install.sh --uninstall", check=False)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert sh(server, "command -v berth", check=False).returncode != 0
+    assert "table inet berth" not in sh(server, "nft list tables").stdout
+    assert sh(server, "test -f /var/lib/berth/berth.db && test -f /etc/berth/berth.toml",
+              check=False).returncode == 0  # data and configuration kept without --purge
+    assert not wait_until(server, "pgrep -f '[b]erth agent'", timeout=6)
