@@ -40,6 +40,10 @@ def ensure_repo(paths: PathSettings, app: str, *, command: str, owner: str | Non
     if path.is_symlink():
         raise UnsafePath(path, "a symbolic link")
     created = not (path / "HEAD").exists()
+    if created and path.exists():
+        # Made by someone else (the berth user owns repos/): its config or templates
+        # would be taken by the git that creates the repository as root.
+        raise UnsafePath(path, "exists but holds no repository; remove it to push again")
     if created:
         _init(path, app)
     with hostfiles.directory(repos, f"{path.name}/hooks", owners=owners) as hooks:

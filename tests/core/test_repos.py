@@ -148,3 +148,13 @@ def test_git_refuses_a_symlinked_repository(reachable: Path) -> None:
     (reachable / "shop.git").symlink_to("/root")
     with pytest.raises(UnsafePath, match="shop.git: a symbolic link"):
         git_as_owner(reachable / "shop.git", ["rev-parse", "HEAD"])
+
+
+def test_a_directory_planted_where_a_repository_will_be_is_refused(paths: PathSettings) -> None:
+    make(paths)
+    planted = paths.repos / "next.git"
+    planted.mkdir()
+    (planted / "config").write_text("[core]\n\tfsmonitor = \"touch /tmp/pwned\"\n")
+    with pytest.raises(UnsafePath, match="next.git: exists but holds no repository"):
+        make(paths, "next")
+    assert not (planted / "HEAD").exists()
