@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
+import pytest
+
 from agent.build import BuildRequest, BuiltImage, CodeBase
 from agent.config import Config, DeploySettings
 from agent.deploy.loghistory import LogHistory
@@ -348,3 +350,19 @@ def world_in(
                     deployer=deployer, source=source)
     finally:
         db.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A world for one test (imported by the test modules that use it: a conftest here
+    would shadow the API tests' own `conftest` module)."""
+    with world_in(tmp_path) as built:
+        yield built
+
+
+@pytest.fixture
+def early(tmp_path: Path) -> Iterator[World]:
+    """A world whose engine and builder also do what an early start asks of them."""
+    runtime = EarlyRuntime()
+    with world_in(tmp_path, runtime, EarlyBuilder(runtime)) as built:
+        yield built

@@ -12,7 +12,7 @@ import pytest
 
 from agent.deploy.errors import BaseMoved
 from agent.deploy.pushbase import ZERO, BranchGuard, PushBase, read_ref
-from tests.deploy.fakes import lines
+from tests.deploy.fakes import lines, world  # noqa: F401 (fixture)
 
 MAIN = "refs/heads/main"
 

@@ -9,7 +9,7 @@ import time
 from agent.deploy.events import ContainerDied
 from agent.deploy.reconciler import Reconciler
 from agent.store.events import EventStore
-from tests.deploy.fakes import lines
+from tests.deploy.fakes import lines, world  # noqa: F401 (fixture)
 
 
 def reconciler_of(world, **options) -> Reconciler:
