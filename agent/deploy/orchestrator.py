@@ -50,9 +50,8 @@ log = logging.getLogger(__name__)
 class CertificateDesire(CertificateStates, Protocol):
     """What the deploy side tells the certificate manager."""
 
-    def set_app_domains(
-        self, app: str, domains: Sequence[str], *, acme: bool = True
-    ) -> None: ...
+    def set_app_domains(self, app: str, domains: Sequence[str], *, acme: bool = True) -> None:
+        ...
 
     def forget_app(self, app: str) -> None: ...
 
@@ -388,8 +387,7 @@ class Deployer:
 
     def _desire_certificates(self, app: Snapshot) -> None:
         if self._certificates is not None:
-            self._certificates.set_app_domains(app.name, list(app.hosts),
-                                               acme=app.app.settings.acme)
+            self._certificates.set_app_domains(app.name, list(app.hosts), acme=app.app.settings.acme)
 
     def _live(self, app_name: str) -> tuple[Snapshot, Release]:
         app = self._views.take(app_name)
