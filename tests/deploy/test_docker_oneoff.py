@@ -69,8 +69,9 @@ async def test_a_one_offs_output_is_not_kept_in_engine_logs(runtime) -> None:
 
     async def sink(stream: int, data: bytes) -> None:
         if not seen:
-            found = runtime._api.containers(filters={"label": "berth.role=run",
-                                                      "name": one_off.name})
+            # all=True: `echo` may have exited by the time its output is handed over.
+            found = runtime._api.containers(all=True, filters={
+                "label": "berth.role=run", "name": one_off.name})
             seen.append(runtime._api.inspect_container(found[0]["Id"])
                         ["HostConfig"]["LogConfig"]["Type"])
 
