@@ -25,7 +25,7 @@ DOMAIN = "berth.test"
 
 def agent_config(root: Path, *, http_port: int, https_port: int, command: str,
                  acme: str = "enabled = false", firewall: str = "enabled = false",
-                 deploy: str = "") -> str:
+                 deploy: str = "", extra: str = "") -> str:
     ca = f'ca_bundle = "{HOST_CA_BUNDLE}"' if HOST_CA_BUNDLE.exists() else ""
     return f"""
 [paths]
@@ -64,6 +64,7 @@ min_free_disk_mb = 512
 
 [firewall]
 {firewall}
+{extra}
 """
 
 

@@ -1,0 +1,77 @@
+"""Add-ons through a real agent and real pushes over SSH: the app's release phase sees
+DATABASE_URL on the first push after addons:create, its instances reach the database by
+name on the app's network, another app's do not, and a backup downloads over SSH byte
+for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.e2e.conftest import APPS, running_stack
+from tests.e2e.harness import AgentProcess, GitUser
+
+pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
+
+APP, OTHER = "e2e-addon-a", "e2e-addon-b"
+ADDONS = """
+[addons]
+postgres_image = "berth-stand-in/postgres:{version}"
+redis_image = "berth-stand-in/redis:{version}"
+postgres_version = "15"
+"""
+RELEASE = ("release: python3 -c \"import os, urllib.parse as u; "
+           "p = u.urlsplit(os.environ['DATABASE_URL']); "
+           "print('release sees', p.hostname, p.port, p.path)\"\n")
+REACH = ("import os, socket, sys, urllib.parse as u\n"
+         "p = u.urlsplit(sys.argv[1] if len(sys.argv) > 1 else os.environ['DATABASE_URL'])\n"
+         "try: socket.create_connection((p.hostname, p.port), timeout=5).close(); print('reached')\n"
+         "except OSError as exc: print('unreachable', type(exc).__name__); sys.exit(7)\n")
+
+
+@pytest.fixture(scope="module")
+def stack(e2e_root: Path) -> Iterator[tuple[AgentProcess, GitUser]]:
+    with running_stack(e2e_root, extra=ADDONS) as started:
+        yield started
+        for app in (APP, OTHER):
+            started[0].cli("addons:destroy", app, "postgres", "--confirm", app, "--no-backup")
+
+
+def test_the_release_phase_and_instances_reach_the_addon(stack) -> None:
+    agent, developer = stack
+    agent.ok("apps:create", APP)
+    created = agent.ok("addons:create", APP, "postgres")
+    assert "postgres is ready; e2e-addon-a has DATABASE_URL" in created
+    url = agent.ok("config:get", APP, "DATABASE_URL").strip()
+    password = url.split(":")[2].split("@")[0]
+    assert password not in created
+    tree = developer.repo(APPS / "dockerfile", APP)
+    tree.write("Procfile", "web: python3 server.py\n" + RELEASE)
+    tree.commit("a release phase that reads DATABASE_URL")
+    pushed = tree.push()
+    said = pushed.stdout + pushed.stderr
+    assert "release sees berth-addon-e2e-addon-a-postgres 5432 /e2e_addon_a" in said, said
+    assert password not in said
+    reached = agent.cli("run", APP, "--", "python3", "-c", REACH)
+    assert reached.returncode == 0 and "reached" in reached.stdout, reached
+    # Another app's instances are on another network: the name does not even resolve.
+    other = developer.repo(APPS / "dockerfile", OTHER)
+    assert "is live" in (lambda r: r.stdout + r.stderr)(other.push())
+    refused = agent.cli("run", OTHER, "--", "python3", "-c", REACH, url)
+    assert refused.returncode == 7 and "unreachable" in refused.stdout, refused
+
+
+def test_a_backup_downloads_over_ssh_byte_for_byte(stack) -> None:
+    agent, developer = stack
+    captured = agent.ok("backups:capture", APP)
+    assert "b1: postgres" in captured
+    listed = agent.ok("backups", APP, "--json")
+    import json
+
+    (backup,) = json.loads(listed)
+    downloaded = developer.ssh(f"backups:download {APP} b1")
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert downloaded.stdout == Path(backup["path"]).read_bytes()
+    assert downloaded.stdout[:5] == b"PGDMP"
