@@ -5,6 +5,7 @@ for byte."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -35,8 +36,8 @@ REACH = ("import os, socket, sys, urllib.parse as u\n"
 def stack(e2e_root: Path) -> Iterator[tuple[AgentProcess, GitUser]]:
     with running_stack(e2e_root, extra=ADDONS) as started:
         yield started
-        for app in (APP, OTHER):
-            started[0].cli("addons:destroy", app, "postgres", "--confirm", app, "--no-backup")
+        for app in (APP, OTHER):  # add-ons first, or the app's network stays in use
+            started[0].cli("apps:destroy", app, "--confirm", app)
 
 
 def test_the_release_phase_and_instances_reach_the_addon(stack) -> None:
@@ -75,3 +76,14 @@ def test_a_backup_downloads_over_ssh_byte_for_byte(stack) -> None:
     assert downloaded.returncode == 0, downloaded.stderr
     assert downloaded.stdout == Path(backup["path"]).read_bytes()
     assert downloaded.stdout[:5] == b"PGDMP"
+
+
+def test_destroying_the_app_backs_up_and_removes_its_addon(stack) -> None:
+    agent, _ = stack
+    said = agent.ok("apps:destroy", APP, "--confirm", APP)
+    assert "b2: postgres" in said and "postgres destroyed" in said, said
+    gone = subprocess.run(["docker", "inspect", "berth-addon-e2e-addon-a-postgres"],
+                          capture_output=True)
+    assert gone.returncode != 0
+    kept = agent.root / "data" / "backups" / APP / "b2-postgres.dump"
+    assert kept.read_bytes()[:5] == b"PGDMP"
