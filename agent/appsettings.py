@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 
 RESTART_POLICY = re.compile(r"no|always|unless-stopped|on-failure(:[1-9][0-9]{0,2})?")
 BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
@@ -24,7 +24,7 @@ _BOOLEAN = {"on": True, "true": True, "yes": True, "1": True,
 
 class InvalidSetting(BerthError):
     def __init__(self, key: str, value: str, rule: str) -> None:
-        super().__init__(f"invalid value {value!r} for {key}: {rule}")
+        super().__init__(f"invalid value {echo(value)} for {key}: {rule}")
         self.key = key
         self.value = value
 
@@ -81,7 +81,7 @@ def apply_setting(settings: AppSettings, key: str, value: str) -> AppSettings:
     name = key.replace("-", "_")
     if name not in {f.name for f in fields(AppSettings)}:
         known = ", ".join(f.name.replace("_", "-") for f in fields(AppSettings))
-        raise BerthError(f"unknown app setting {key!r} (known: {known})")
+        raise BerthError(f"unknown app setting {echo(key)} (known: {known})")
     if value == "":
         return replace(settings, **{name: getattr(AppSettings(), name)})
     parsed: Any

@@ -11,6 +11,17 @@ CLI's `main`) catch `BerthError` broadly; they log it, record it, or print it.
 
 from __future__ import annotations
 
+ECHO_LIMIT = 40  # characters of a user's value an error line repeats
+
+
+def echo(value: object) -> str:
+    """A user's value as an error line shows it: quoted, at most ECHO_LIMIT characters,
+    with the full length noted when cut, so a huge value never makes a huge error line."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= ECHO_LIMIT:
+        return repr(text)
+    return f"{text[:ECHO_LIMIT]!r}... ({len(text)} characters)"
+
 
 class BerthError(Exception):
     """Base of every error Berth raises on purpose."""
@@ -39,7 +50,7 @@ class InvalidName(BerthError):
     """A name from a user (app, domain, key, config var) does not match its pattern."""
 
     def __init__(self, kind: str, value: str, rule: str) -> None:
-        super().__init__(f"invalid {kind} {value!r}: {rule}")
+        super().__init__(f"invalid {kind} {echo(value)}: {rule}")
         self.kind = kind
         self.value = value
         self.rule = rule
@@ -51,7 +62,7 @@ class NotFound(BerthError):
     status = 404
 
     def __init__(self, kind: str, name: str) -> None:
-        super().__init__(f"{kind} {name!r} not found")
+        super().__init__(f"{kind} {echo(name)} not found")
         self.kind = kind
         self.name = name
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from agent.config import DeploySettings
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 
 KEYS = ("memory", "cpus", "pids")
 MEMORY = re.compile(r"([0-9]{1,7})([kmg])b?", re.IGNORECASE)
@@ -28,7 +28,7 @@ MAX_PIDS = 4_194_304
 
 class InvalidLimit(BerthError):
     def __init__(self, text: str, rule: str) -> None:
-        super().__init__(f"invalid limit {text!r}: {rule}")
+        super().__init__(f"invalid limit {echo(text)}: {rule}")
 
 
 @dataclass(frozen=True)

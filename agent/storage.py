@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from agent.build import APP_DIR
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 
 _PATH = re.compile(r"/[A-Za-z0-9._@+-]+(/[A-Za-z0-9._@+-]+)*")
 # Mounting over these would break the container rather than keep data.
@@ -33,7 +33,7 @@ def check_mount_path(path: str) -> str:
     if (not _PATH.fullmatch(path) or normal != path
             or any(part in (".", "..") for part in path.split("/"))):
         raise InvalidMountPath(
-            f"invalid path {path!r}: give an absolute container path such as /app/data "
+            f"invalid path {echo(path)}: give an absolute container path such as /app/data "
             "(letters, digits and . _ @ + - between slashes)")
     for reserved in _RESERVED:
         if path == reserved or path.startswith(reserved + "/"):

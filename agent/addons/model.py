@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 
 KINDS = ("postgres", "redis")
 STANDARD_VARIABLES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
@@ -34,7 +34,7 @@ class AddonNotFound(BerthError):
     status = 404
 
     def __init__(self, app: str, name: str) -> None:
-        super().__init__(f"{app} has no add-on named {name!r} (berth addons {app})")
+        super().__init__(f"{app} has no add-on named {echo(name)} (berth addons {app})")
         self.app = app
         self.name = name
 
@@ -79,20 +79,20 @@ class Addon:
 
 def check_kind(kind: str) -> str:
     if kind not in KINDS:
-        raise InvalidAddon(f"unknown add-on kind {kind!r}: choose {' or '.join(KINDS)}")
+        raise InvalidAddon(f"unknown add-on kind {echo(kind)}: choose {' or '.join(KINDS)}")
     return kind
 
 
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
-        raise InvalidAddon(f"invalid add-on name {name!r}: lowercase letters, digits and "
+        raise InvalidAddon(f"invalid add-on name {echo(name)}: lowercase letters, digits and "
                            "dashes, starting with a letter, at most 30")
     return name
 
 
 def check_version(version: str) -> str:
     if not _VERSION.fullmatch(version):
-        raise InvalidAddon(f"invalid version {version!r}: e.g. 16 or 7.2")
+        raise InvalidAddon(f"invalid version {echo(version)}: e.g. 16 or 7.2")
     return version
 
 
@@ -106,7 +106,7 @@ def choose_names(kind: str, taken: dict[str, str], alias: str | None) -> tuple[s
     name -> variable. `alias` is `--as NAME`."""
     if alias is not None:
         if not _AS.fullmatch(alias):
-            raise InvalidAddon(f"invalid --as {alias!r}: letters, digits, _ and -, "
+            raise InvalidAddon(f"invalid --as {echo(alias)}: letters, digits, _ and -, "
                                "starting with a letter, at most 30")
         name = check_name(alias.lower().replace("_", "-"))
         variable = alias.upper().replace("-", "_") + "_URL"

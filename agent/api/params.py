@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import HTTPConnection, Request
 
 from agent.api.services import Services
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 from agent.names import check_app
 
 
@@ -43,6 +43,5 @@ def number(text: str, what: str, low: int, high: int) -> int:
     """A whole number from a user, in [low, high]; anything else is one clear line
     (never an overflow deeper down: SQLite and the engine take 64-bit numbers at most)."""
     if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
-        shown = text if len(text) <= 40 else text[:40] + "..."
-        raise BerthError(f"invalid {what} {shown!r}: expected a number from {low} to {high}")
+        raise BerthError(f"invalid {what} {echo(text)}: expected a number from {low} to {high}")
     return int(text)

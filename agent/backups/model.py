@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 
 _ID = re.compile(r"b([1-9][0-9]{0,8})")
 EXTENSIONS = {"postgres": "dump", "redis": "rdb"}
@@ -29,7 +29,7 @@ class InvalidBackupId(BerthError):
 def parse_id(text: str) -> int:
     match = _ID.fullmatch(text)
     if not match:
-        raise InvalidBackupId(f"invalid backup id {text!r}: e.g. b12 (berth backups APP)")
+        raise InvalidBackupId(f"invalid backup id {echo(text)}: e.g. b12 (berth backups APP)")
     return int(match.group(1))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from agent.build import APP_DIR, shell_argv
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 from agent.releases import Release
 
 # Set by the runtime adapter to the installation's id, so two Berth agents on one
@@ -195,7 +195,7 @@ def check_known(app: str, changes: Mapping[str, int], known: set[str]) -> None:
     """Refuse a scale of a process type the app does not have."""
     unknown = sorted(set(changes) - known)
     if unknown:
-        raise BerthError(f"{app} has no process type {unknown[0]!r} "
+        raise BerthError(f"{app} has no process type {echo(unknown[0])} "
                          f"(known: {', '.join(sorted(known)) or 'none yet'})")
 
 

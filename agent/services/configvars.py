@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 from agent.names import check_config_key
 
 MAX_VAR_BYTES = 64 * 1024  # one KEY=VALUE, UTF-8
@@ -68,7 +68,7 @@ class ConfigChange:
         not strict (storing a change already released): applied as far as it goes."""
         missing = [key for key in self.unset if key not in config]
         if missing and strict:
-            raise BerthError(f"{app} has no config var {missing[0]!r}")
+            raise BerthError(f"{app} has no config var {echo(missing[0])}")
         result = {k: v for k, v in config.items() if k not in self.unset}
         result.update(self.set)
         total = _config_bytes(result)

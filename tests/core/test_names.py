@@ -35,3 +35,31 @@ def test_invalid_domains(name, why):
 def test_invalid_config_keys(key):
     with pytest.raises(InvalidName):
         check_config_key(key)
+
+
+def test_a_huge_rejected_name_gives_a_short_error_line():
+    huge = "A" * 1_000_000
+    with pytest.raises(InvalidName) as caught:
+        check_app(huge)
+    line = str(caught.value)
+    assert len(line) < 200
+    assert "'" + "A" * 40 + "'..." in line and "(1000000 characters)" in line
+
+
+def test_every_echoed_value_is_bounded():
+    from agent.appsettings import AppSettings, apply_setting
+    from agent.errors import BerthError, NotFound
+    from agent.limits import parse_limits
+    huge = "x" * 100_000
+    for fail in (lambda: apply_setting(AppSettings(), "restart-policy", huge),
+                 lambda: apply_setting(AppSettings(), huge, "on"),
+                 lambda: parse_limits([huge])):
+        with pytest.raises(BerthError) as caught:
+            fail()
+        assert len(str(caught.value)) < 300, str(caught.value)[:80]
+    assert len(str(NotFound("app", huge))) < 100
+
+
+def test_a_short_value_is_shown_whole():
+    with pytest.raises(InvalidName, match="'My-App'"):
+        check_app("My-App")

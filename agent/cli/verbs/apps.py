@@ -7,7 +7,7 @@ import time
 
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Verb, arg, follow, table
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 
 
 def apps(ctx: Context, a: argparse.Namespace) -> int:
@@ -75,7 +75,7 @@ def settings(ctx: Context, a: argparse.Namespace) -> int:
     for pair in a.pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise BerthError(f"expected KEY=VALUE, got {pair!r}")
+            raise BerthError(f"expected KEY=VALUE, got {echo(pair)}")
         changes[key] = value
     result = ctx.client.call("PATCH", path("apps", a.app, "settings"), payload=changes)
     shown = " ".join(f"{k.replace('_', '-')}={v}" for k, v in sorted(result.items()))

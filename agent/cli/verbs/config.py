@@ -12,7 +12,7 @@ import base64
 
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Verb, arg, follow
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 from agent.names import check_config_key
 
 NO_RESTART = arg("--no-restart", action="store_true",
@@ -36,7 +36,7 @@ def show(ctx: Context, a: argparse.Namespace) -> int:
 def get(ctx: Context, a: argparse.Namespace) -> int:
     config = ctx.client.call("GET", path("apps", a.app, "config"))
     if a.key not in config:
-        raise BerthError(f"{a.app} has no config var {a.key!r}")
+        raise BerthError(f"{a.app} has no config var {echo(a.key)}")
     ctx.out.write(config[a.key] + "\n")
     return 0
 
@@ -47,7 +47,7 @@ def parse_pairs(pairs: list[str], *, encoded: bool) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise BerthError(f"expected KEY=VALUE, got {pair!r} (no '=')")
+            raise BerthError(f"expected KEY=VALUE, got {echo(pair)} (no '=')")
         check_config_key(key)
         if encoded:
             try:

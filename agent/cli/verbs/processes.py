@@ -14,7 +14,7 @@ from typing import TextIO
 
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Verb, arg, duration, follow, table
-from agent.errors import BerthError
+from agent.errors import BerthError, echo
 
 DOMAIN = arg("domain", metavar="DOMAIN")
 
@@ -63,7 +63,7 @@ def scale(ctx: Context, a: argparse.Namespace) -> int:
     for pair in a.pairs:
         match = SCALE.fullmatch(pair)
         if not match:
-            raise BerthError(f"expected TYPE=COUNT such as web=2, got {pair!r}")
+            raise BerthError(f"expected TYPE=COUNT such as web=2, got {echo(pair)}")
         changes[match.group(1)] = int(match.group(2))
     return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "ps", "scale"),
                                          payload=changes))
