@@ -22,6 +22,24 @@ _BOOLEAN = {"on": True, "true": True, "yes": True, "1": True,
             "off": False, "false": False, "no": False, "0": False}
 
 
+# each setting's stored JSON type: (accepted Python types, how an error names them)
+_STORED_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "deploy_branch": ((str, type(None)), "a string or null"),
+    "restart_policy": ((str, type(None)), "a string or null"),
+    "max_body": ((int, type(None)), "a whole number or null"),
+    "hsts": ((bool,), "true or false"),
+    "acme": ((bool,), "true or false"),
+    "health_timeout": ((int, float, type(None)), "a number or null"),
+}
+
+
+def _stored_type_ok(key: str, value: Any) -> bool:
+    accepted = _STORED_TYPES[key][0]
+    if isinstance(value, bool) and bool not in accepted:
+        return False  # JSON true is not a number here
+    return isinstance(value, accepted)
+
+
 class InvalidSetting(BerthError):
     def __init__(self, key: str, value: str, rule: str) -> None:
         super().__init__(f"invalid value {echo(value)} for {key}: {rule}")
@@ -46,8 +64,17 @@ class AppSettings:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "AppSettings":
+        """Settings as stored; a value of the wrong type raises ValueError naming the key
+        (the store turns it into one error for this app, not a crash further on)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"settings are {type(data).__name__}, expected a JSON object")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        chosen = {k: v for k, v in data.items() if k in known}
+        for key, value in chosen.items():
+            if not _stored_type_ok(key, value):
+                raise ValueError(f"{key} is {type(value).__name__} {echo(value)}, "
+                                 f"expected {_STORED_TYPES[key][1]}")
+        return cls(**chosen)
 
     @property
     def deploy_branches(self) -> tuple[str, ...]:

@@ -175,3 +175,21 @@ def test_rows_that_cannot_be_read_are_one_error_of_their_app(db):
         releases.live("web")
     assert apps.config("web") == {} and apps.domains("web") == []  # still reachable
     assert apps.get("api").name == "api" and releases.live("api") is None
+
+
+@pytest.mark.parametrize("stored, named", [
+    ('{"hsts": "yes"}', "hsts"), ('{"max_body": "big"}', "max_body"),
+    ('{"max_body": true}', "max_body"), ('{"deploy_branch": 7}', "deploy_branch"),
+    ('{"health_timeout": [1]}', "health_timeout"), ('"just a string"', "settings"),
+])
+def test_settings_of_a_wrong_type_are_one_error_of_their_app(db, stored, named):
+    from agent.store.db import UnreadableRow
+
+    apps = AppStore(db)
+    for name in ("web", "api"):
+        apps.create(name)
+    with db.transaction() as tx:
+        tx.execute("UPDATE apps SET settings = ? WHERE name = 'web'", (stored,))
+    with pytest.raises(UnreadableRow, match=f"settings of web cannot be read: .*{named}"):
+        apps.get("web")
+    assert apps.get("api").settings.hsts is False  # the other app is untouched
