@@ -24,10 +24,23 @@ from agent.deploy.docker_engine import RuntimeFailure, consume, explain
 from agent.deploy.plan import ContainerSpec
 from agent.deploy.runtime import OutputSink, Terminal
 from agent.deploy.streams import FrameDecoder, LineSplitter
+from agent.errors import BerthError
 
 log = logging.getLogger(__name__)
 
 HUNG_UP = 129  # 128 + SIGHUP: a one-off whose terminal went away
+
+
+class OutputLost(BerthError):
+    """The sink of a streamed one-off failed: its output stopped reaching the caller,
+    so its exit status would claim a run whose output is missing."""
+
+    status = 500
+
+    def __init__(self, container_id: str, cause: BaseException) -> None:
+        super().__init__(f"output of one-off {container_id[:12]} was lost: "
+                         f"{type(cause).__name__}: {cause}")
+        self.container_id = container_id
 
 
 class OneOffs(ContainerLifecycle):
@@ -52,7 +65,9 @@ class OneOffs(ContainerLifecycle):
     async def run_streamed(self, spec: ContainerSpec, timeout: float, sink: OutputSink) -> int:
         """Run `spec` to completion; every byte of its stdout and stderr goes to `sink`
         as it comes, which sets the pace (the container blocks on its writes while the
-        sink is busy); its exit status (-1 past `timeout`: it is killed)."""
+        sink is busy); its exit status (-1 past `timeout`: it is killed). A sink that
+        raises stops the run: the container is removed and OutputLost raised (a sink
+        that is cancelled, as when the client went away, just stops it)."""
         await asyncio.to_thread(self._force_remove, spec.name)  # a dead agent's leftover
         container_id = await self.create(spec)
         try:
@@ -73,10 +88,16 @@ class OneOffs(ContainerLifecycle):
         ended: asyncio.Future[None] = loop.create_future()
         stop = threading.Event()
         thread = threading.Thread(target=_read_frames, name=f"run-{container_id[:12]}",
-                                  args=(sock, sink, loop, ended, stop), daemon=True)
+                                  args=(sock, sink, loop, ended, stop, container_id),
+                                  daemon=True)
         thread.start()
         try:
-            await asyncio.wait_for(asyncio.shield(ended), timeout)
+            try:
+                await asyncio.wait_for(asyncio.shield(ended), timeout)
+            except OutputLost as exc:
+                log.warning("one-off output lost container=%s error=%s",
+                            container_id[:12], exc.__cause__)
+                raise
             result = await asyncio.to_thread(self._api.wait, container_id, timeout=30)
             return int(result.get("StatusCode", 1))
         except TimeoutError:
@@ -185,10 +206,11 @@ class OneOffs(ContainerLifecycle):
 
 def _read_frames(
     sock: socket.socket, sink: OutputSink, loop: asyncio.AbstractEventLoop,
-    ended: asyncio.Future[None], stop: threading.Event,
+    ended: asyncio.Future[None], stop: threading.Event, container_id: str,
 ) -> None:
     """The reading thread: each piece is handed to `sink` on the loop and the next read
-    waits until the sink took it (backpressure); `ended` is set at the stream's end."""
+    waits until the sink took it (backpressure); `ended` is set at the stream's end, or
+    fails with OutputLost when the sink raised."""
     decoder = FrameDecoder()
     try:
         while not stop.is_set() and (data := sock.recv(65536)):
@@ -196,7 +218,10 @@ def _read_frames(
                 delivered: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(sink(stream, piece), loop)
                 while not _settled(delivered, stop):
                     pass
-                if stop.is_set() or delivered.cancelled() or delivered.exception():
+                if stop.is_set() or delivered.cancelled():
+                    return
+                if (failure := delivered.exception()) is not None:
+                    loop.call_soon_threadsafe(_fail, ended, container_id, failure)
                     return
     except (OSError, RuntimeError):
         pass  # the socket closed under us, or the loop is gone
@@ -212,6 +237,13 @@ def _settled(delivered: concurrent.futures.Future[None], stop: threading.Event) 
         delivered.cancel()
         return True
     return bool(done)
+
+
+def _fail(ended: asyncio.Future[None], container_id: str, failure: BaseException) -> None:
+    if not ended.done():
+        lost = OutputLost(container_id, failure)
+        lost.__cause__ = failure
+        ended.set_exception(lost)
 
 
 def _finish(ended: asyncio.Future[None]) -> None:

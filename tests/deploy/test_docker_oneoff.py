@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import secrets
 from collections.abc import Iterator
 
 import pytest
 
+from agent.deploy.docker_oneoff import OutputLost
 from agent.deploy.docker_runtime import DockerRuntime
 from agent.deploy.plan import one_off_spec
 from agent.releases import Release, ReleaseState
@@ -94,3 +96,21 @@ async def test_lines_for_the_release_phase_and_a_deadline(runtime) -> None:
     lines.clear()
     assert await runtime.run_once(spec("echo started; sleep 60"), 3, lines.append) == -1
     assert lines == ["started", "timed out after 3 s; stopping"]
+
+
+async def test_a_failing_sink_stops_the_run_and_is_reported(runtime, caplog) -> None:
+    pieces: list[bytes] = []
+
+    async def broken(stream: int, data: bytes) -> None:
+        pieces.append(data)
+        raise ConnectionResetError("sink broke")
+
+    one_off = spec("seq 1 1000000; exit 0")
+    with caplog.at_level("WARNING", logger="agent.deploy.docker_oneoff"):
+        with pytest.raises(OutputLost, match="sink broke"):
+            await runtime.run_streamed(one_off, 120, broken)
+    assert len(pieces) == 1  # nothing more was handed to a sink that failed
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "sink broke" in warned[0]
+    assert re.search(r"container=[0-9a-f]{12} ", warned[0])
+    assert runtime._api.containers(all=True, filters={"name": one_off.name}) == []
