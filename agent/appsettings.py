@@ -64,15 +64,15 @@ class AppSettings:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "AppSettings":
-        """Settings as stored; a value of the wrong type raises ValueError naming the key
+        """Settings as stored; a value of the wrong type raises TypeError naming the key
         (the store turns it into one error for this app, not a crash further on)."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"settings are {type(data).__name__}, expected a JSON object")
+            raise TypeError(f"settings are {type(data).__name__}, expected a JSON object")
         known = {f.name for f in fields(cls)}
         chosen = {k: v for k, v in data.items() if k in known}
         for key, value in chosen.items():
             if not _stored_type_ok(key, value):
-                raise ValueError(f"{key} is {type(value).__name__} {echo(value)}, "
+                raise TypeError(f"{key} is {type(value).__name__} {echo(value)}, "
                                  f"expected {_STORED_TYPES[key][1]}")
         return cls(**chosen)
 

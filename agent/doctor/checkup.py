@@ -1,7 +1,9 @@
 """Running every check of `berth doctor` in order: the host (engine, disk, memory,
 clock), the network (ACME, package registries, ports), then what the agent knows (DNS of
 app domains, certificates, firewall, restarts). A probe that raises becomes a `warn`
-naming what could not be checked; the other checks still run."""
+naming what could not be checked; one the caller's key may not ask for (an app key's
+certificates and firewall) is a `skip` saying it needs an admin key; the other checks
+still run."""
 
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ CA_HINT = ("a TLS proxy intercepts outbound HTTPS: set build.ca_bundle to its CA
            "(and acme.ca_bundle for ACME)")
 
 
+class NeedsAdminKey(Exception):
+    """The agent refused what a check asks for: the caller's key is limited to apps."""
+
+
 class AgentFacts(Protocol):
     """What the running agent knows, as its API answers it."""
 
@@ -36,6 +42,9 @@ def checkup(config: Config, agent: AgentFacts) -> list[Finding]:
     for name, check in _checks(config, agent):
         try:
             result = check()
+        except NeedsAdminKey:
+            result = [Finding("skip", name, "not checked: this check needs an admin key "
+                              "(this key is limited to apps)")]
         except Exception as exc:  # a task boundary: one broken probe never stops the rest
             log.debug("doctor check failed check=%s", name, exc_info=True)
             result = [Finding("warn", name, f"could not check: {exc}")]

@@ -1,7 +1,7 @@
 """Judging what the probes saw: each check's facts in, one `Finding` out (pure).
 
-A finding is `ok`, `warn` or `fail`, names what it is about, and, when not ok, says the
-fix in one line the user can act on.
+A finding is `ok`, `warn`, `fail` or `skip` (not checked, with why), names what it is
+about, and, when not ok, says the fix in one line the user can act on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Level = Literal["ok", "warn", "fail"]
+Level = Literal["ok", "warn", "fail", "skip"]
 GIB = 1024 ** 3
 MIB = 1024 ** 2
 

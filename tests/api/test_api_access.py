@@ -150,3 +150,17 @@ def test_the_forced_command_of_an_app_key_skips_the_fast_path() -> None:
     admin = authorized_line("/data/ssh-command", SshKey("dev", "ssh-ed25519 AAAA", "f", 0.0))
     assert 'command="/data/ssh-command ssh-command ci scoped"' in scoped
     assert 'command="/data/ssh-command ssh-command dev"' in admin
+
+
+def test_doctor_with_an_app_key_says_which_checks_need_an_admin_key(
+        agent_env: tuple[dict[str, str], Database]) -> None:
+    environ, db = agent_env
+    KeyStore(db).add(SshKey("ci", "ssh-ed25519 AAAA", "SHA256:ci", 0.0, ("shop",)))
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        ssh_command(load_paths(environ), ["ci"], {**environ, "SSH_ORIGINAL_COMMAND": "doctor"})
+    lines = out.getvalue().splitlines()
+    for subject in ("certificates", "firewall"):
+        assert (f"skip  {subject}: not checked: this check needs an admin key "
+                "(this key is limited to apps)") in lines, out.getvalue()
+    assert not [line for line in lines if line.startswith(("warn  certificates", "warn  firewall"))]

@@ -41,6 +41,6 @@ def test_unknown_keys_list_the_known_ones():
 
 
 def test_stored_values_of_the_wrong_type_are_refused_by_key():
-    with pytest.raises(ValueError, match="acme is str 'off', expected true or false"):
+    with pytest.raises(TypeError, match="acme is str 'off', expected true or false"):
         AppSettings.from_json({"acme": "off"})
     assert AppSettings.from_json({"max_body": 10, "health_timeout": 5}).health_timeout == 5

@@ -7,10 +7,10 @@ import argparse
 import os
 from typing import Any
 
-from agent.cli.client import ControlClient
+from agent.cli.client import ControlClient, ResponseError
 from agent.cli.registry import JSON, Context, Verb
 from agent.config import load_config
-from agent.doctor.checkup import checkup
+from agent.doctor.checkup import NeedsAdminKey, checkup
 from agent.doctor.findings import render
 
 
@@ -24,10 +24,19 @@ class ApiFacts:
         return list(self.client.call("GET", "/apps"))
 
     def certificates(self) -> list[dict[str, Any]]:
-        return list(self.client.call("GET", "/certs")["certificates"])
+        return list(self._admin_only("/certs")["certificates"])
 
     def firewall(self) -> dict[str, Any]:
-        return dict(self.client.call("GET", "/firewall"))
+        return dict(self._admin_only("/firewall"))
+
+    def _admin_only(self, path: str) -> Any:
+        """GET `path`, which an app key is refused (403): that refusal is NeedsAdminKey."""
+        try:
+            return self.client.call("GET", path)
+        except ResponseError as exc:
+            if exc.status == 403:
+                raise NeedsAdminKey(str(exc)) from None
+            raise
 
 
 def doctor(ctx: Context, a: argparse.Namespace) -> int:
