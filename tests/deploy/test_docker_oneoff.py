@@ -106,9 +106,9 @@ async def test_a_failing_sink_stops_the_run_and_is_reported(runtime, caplog) -> 
         raise ConnectionResetError("sink broke")
 
     one_off = spec("seq 1 1000000; exit 0")
-    with caplog.at_level("WARNING", logger="agent.deploy.docker_oneoff"):
-        with pytest.raises(OutputLost, match="sink broke"):
-            await runtime.run_streamed(one_off, 120, broken)
+    with (caplog.at_level("WARNING", logger="agent.deploy.docker_oneoff"),
+          pytest.raises(OutputLost, match="sink broke")):
+        await runtime.run_streamed(one_off, 120, broken)
     assert len(pieces) == 1  # nothing more was handed to a sink that failed
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and "sink broke" in warned[0]
