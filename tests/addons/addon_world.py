@@ -23,7 +23,6 @@ from agent.addons.store import AddonStore
 from agent.backups.service import BackupService
 from agent.backups.store import SCHEMA as BACKUPS_SCHEMA
 from agent.backups.store import BackupStore
-from agent.deploy.networks import remove_app_network
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
 from agent.services.config import ConfigVars
@@ -32,6 +31,7 @@ from agent.store.apps import AppStore
 from agent.store.db import Database
 from agent.store.events import EventStore
 from agent.store.schema import SCHEMA
+from tests.engine_cleanup import remove_installation
 
 STAND_IN_SETTINGS = AddonSettings(postgres_image="berth-stand-in/postgres:{version}",
                                   redis_image="berth-stand-in/redis:{version}",
@@ -126,12 +126,13 @@ class World:
         return answer.stdout.strip()
 
     def close(self) -> None:
-        for container in self.client.api.containers(
-                all=True, filters={"label": f"berth.addon.managed=test-{self.tag}"}):
-            self.client.api.remove_container(container["Id"], force=True)
-        for app in (self.shop, self.cache):
-            remove_app_network(self.client.api, app)
-        self.db.close()
+        """Everything the test made on the engine goes, even if a step of it failed."""
+        try:
+            left = remove_installation(self.client.api, f"test-{self.tag}")
+            assert not left, f"networks still in use after the test: {left}"
+        finally:
+            self.db.close()
+            self.client.close()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from agent.deploy.networks import app_network, remove_app_network
 from agent.deploy.plan import Instance, instance_spec, one_off_spec
 from agent.releases import Release, ReleaseState
 from tests.conftest import STAND_IN_IMAGE
+from tests.engine_cleanup import remove_installation
 
 pytestmark = pytest.mark.docker
 
@@ -38,10 +39,10 @@ def runtime() -> Iterator[DockerRuntime]:
     installation = f"test-{secrets.token_hex(4)}"
     runtime = DockerRuntime(client, installation)
     yield runtime
-    for container in client.api.containers(
-            all=True, filters={"label": f"berth.managed={installation}"}):
-        client.api.remove_container(container["Id"], force=True)
-    client.close()
+    try:
+        assert not remove_installation(client.api, installation)
+    finally:
+        client.close()
 
 
 def release(app: str) -> Release:

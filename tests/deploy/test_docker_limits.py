@@ -10,11 +10,11 @@ import pytest
 
 from agent.deploy.docker_runtime import DockerRuntime
 from agent.deploy.events import EngineEvents
-from agent.deploy.networks import remove_app_network
 from agent.deploy.plan import Instance, instance_spec, one_off_spec
 from agent.limits import Limits
 from agent.releases import Release, ReleaseState
 from tests.conftest import STAND_IN_IMAGE
+from tests.engine_cleanup import remove_installation
 
 pytestmark = pytest.mark.docker
 
@@ -23,11 +23,9 @@ LIMITS = {"web": Limits(32 * MIB, 0.5, 64), "run": Limits(24 * MIB, 0.25, 32)}
 DEFAULTS = Limits(64 * MIB, 1.0, 128)
 EAT = "python3 -c 'x = bytearray(200 * 1024 * 1024); print(len(x))'"
 
-
 def release(app: str, command: str) -> Release:
     return Release(app=app, number=1, state=ReleaseState.LIVE, description="t", created_at=0.0,
                    image=STAND_IN_IMAGE, processes={"web": command, "worker": "sleep 600"})
-
 
 async def test_each_container_runs_under_its_limits_and_oom_is_reported() -> None:
     import docker
@@ -62,8 +60,6 @@ async def test_each_container_runs_under_its_limits_and_oom_is_reported() -> Non
         assert str(200 * MIB) not in lines  # killed before it could print
     finally:
         await deaths.aclose()
-        for found in client.api.containers(all=True,
-                                           filters={"label": f"berth.managed={installation}"}):
-            client.api.remove_container(found["Id"], force=True)
-        remove_app_network(client.api, app)
+        left = remove_installation(client.api, installation)
         client.close()
+    assert not left, f"networks still in use after the test: {left}"

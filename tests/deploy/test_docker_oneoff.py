@@ -16,6 +16,7 @@ from agent.deploy.docker_runtime import DockerRuntime
 from agent.deploy.plan import one_off_spec
 from agent.releases import Release, ReleaseState
 from tests.conftest import STAND_IN_IMAGE
+from tests.engine_cleanup import remove_installation
 
 pytestmark = pytest.mark.docker
 
@@ -27,17 +28,17 @@ def runtime() -> Iterator[DockerRuntime]:
     client = docker.from_env()
     installation = f"test-{secrets.token_hex(4)}"
     yield DockerRuntime(client, installation)
-    for found in client.api.containers(all=True,
-                                       filters={"label": f"berth.managed={installation}"}):
-        client.api.remove_container(found["Id"], force=True)
-    from agent.deploy.networks import remove_app_network
+    try:
+        assert not remove_installation(client.api, installation)
+    finally:
+        client.close()
 
-    remove_app_network(client.api, "oneofftest")
-    client.close()
+
+APP = f"oneofftest-{secrets.token_hex(3)}"  # its network is this run's alone
 
 
 def spec(command: str):
-    release = Release(app="oneofftest", number=1, state=ReleaseState.LIVE, description="t",
+    release = Release(app=APP, number=1, state=ReleaseState.LIVE, description="t",
                       created_at=0.0, image=STAND_IN_IMAGE)
     return one_off_spec(release, command, 1, secrets.token_hex(3), container_port=5000)
 
