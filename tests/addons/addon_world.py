@@ -98,8 +98,11 @@ class World:
 
     def client_run(self, *argv: str, image: str = "berth-stand-in/postgres:15",
                    env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """A throwaway client container on the app's network (as the app would be)."""
+        """A throwaway client container on the app's network (as the app would be);
+        labelled with the test's installation, so cleanup takes it even if it outlives a
+        timed-out `docker run`."""
         flags = [f"-e{k}={v}" for k, v in (env or {}).items()]
+        flags.append(f"--label=berth.managed=test-{self.tag}")
         return subprocess.run(
             ["docker", "run", "--rm", "--network", self._network_of(argv), *flags, "--entrypoint",
              argv[0], image, *argv[1:]], capture_output=True, text=True, timeout=120)
