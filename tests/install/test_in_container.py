@@ -101,6 +101,14 @@ def test_install_upgrade_reboot_uninstall(server: str):
                  "ok    agent restarts: none"):
         assert line in doctor, doctor
 
+    # Least privilege as installed (repositories come with the first app: the e2e tests).
+    modes = sh(server, "stat -c '%n %a %U' /var/lib/berth /var/log/berth "
+                       "/var/lib/berth/berth.db").stdout.splitlines()
+    assert modes == ["/var/lib/berth 711 root", "/var/log/berth 750 root",
+                     "/var/lib/berth/berth.db 600 root"], modes
+    if server.endswith("systemd"):
+        assert sh(server, "systemctl show -p UMask berth").stdout.strip() == "UMask=0027"
+
     again = sh(server, install, check=False)  # an upgrade: same key, same config
     assert again.returncode == 0, again.stdout + again.stderr
     assert "may push" not in again.stdout
