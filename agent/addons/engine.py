@@ -18,6 +18,7 @@ from docker.types import LogConfig
 from docker.utils.socket import STDOUT, frames_iter
 
 from agent.addons.containers import LABEL_APP, LABEL_MANAGED, LABEL_NAME, AddonContainer
+from agent.deploy.docker_engine import explain, restart_policy
 from agent.deploy.networks import NetworkFailure, ensure_app_network
 from agent.errors import BerthError
 
@@ -37,20 +38,6 @@ class ExecResult:
     status: int
     stdout: bytes  # empty when it went to a file
     stderr: bytes
-
-
-def _explain(exc: docker.errors.DockerException) -> str:
-    if isinstance(exc, docker.errors.APIError):
-        return str(exc.explanation or exc)
-    return str(exc)
-
-
-def _restart_policy(policy: str) -> dict[str, Any]:
-    name, _, count = policy.partition(":")
-    result: dict[str, Any] = {"Name": "" if name == "no" else name}
-    if name == "on-failure" and count:
-        result["MaximumRetryCount"] = int(count)
-    return result
 
 
 class AddonEngine:
@@ -79,7 +66,7 @@ class AddonEngine:
     def _run(self, spec: AddonContainer) -> None:
         self._remove(spec.name)
         host_config = self._api.create_host_config(
-            restart_policy=_restart_policy(spec.restart_policy),
+            restart_policy=restart_policy(spec.restart_policy),
             log_config=LogConfig(type=LogConfig.types.JSON,
                                  config={"max-size": "10m", "max-file": "3"}),
             binds={host: {"bind": path, "mode": mode} for host, path, mode in spec.binds},
@@ -96,7 +83,7 @@ class AddonEngine:
             self._api.start(created["Id"])
         except docker.errors.DockerException as exc:
             self._remove(spec.name)
-            raise AddonEngineFailure(f"start {spec.name}", _explain(exc)) from exc
+            raise AddonEngineFailure(f"start {spec.name}", explain(exc)) from exc
 
     async def state(self, name: str) -> str | None:
         """running, restarting, exited, ...; None when there is no such container."""
@@ -108,7 +95,7 @@ class AddonEngine:
         except docker.errors.NotFound:
             return None
         except docker.errors.DockerException as exc:
-            raise AddonEngineFailure(f"inspect {name}", _explain(exc)) from exc
+            raise AddonEngineFailure(f"inspect {name}", explain(exc)) from exc
 
     async def names(self) -> list[tuple[str, str, str]]:
         """(container, app, add-on name) of every add-on container of this installation."""
@@ -119,7 +106,7 @@ class AddonEngine:
             found = self._api.containers(
                 all=True, filters={"label": f"{LABEL_MANAGED}={self.installation}"})
         except docker.errors.DockerException as exc:
-            raise AddonEngineFailure("list add-on containers", _explain(exc)) from exc
+            raise AddonEngineFailure("list add-on containers", explain(exc)) from exc
         return [((c.get("Names") or ["/"])[0].lstrip("/"), c["Labels"].get(LABEL_APP, ""),
                  c["Labels"].get(LABEL_NAME, "")) for c in found]
 
@@ -142,13 +129,13 @@ class AddonEngine:
         except docker.errors.NotFound:
             return
         except docker.errors.DockerException as exc:
-            raise AddonEngineFailure(f"remove {name}", _explain(exc)) from exc
+            raise AddonEngineFailure(f"remove {name}", explain(exc)) from exc
 
     async def _call(self, action: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return await asyncio.to_thread(function, *args, **kwargs)
         except docker.errors.DockerException as exc:
-            raise AddonEngineFailure(action, _explain(exc)) from exc
+            raise AddonEngineFailure(action, explain(exc)) from exc
 
     async def exec(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                    user: str = "", stdout: BinaryIO | None = None) -> ExecResult:
@@ -177,5 +164,5 @@ class AddonEngine:
                 sock.close()
             status = self._api.exec_inspect(created["Id"]).get("ExitCode")
         except docker.errors.DockerException as exc:
-            raise AddonEngineFailure(f"run {argv[0]} in {name}", _explain(exc)) from exc
+            raise AddonEngineFailure(f"run {argv[0]} in {name}", explain(exc)) from exc
         return ExecResult(status if isinstance(status, int) else -1, bytes(out), bytes(err))
