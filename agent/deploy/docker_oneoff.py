@@ -13,7 +13,7 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import docker
 import docker.errors
@@ -68,13 +68,22 @@ class OneOffs(ContainerLifecycle):
         sink is busy); its exit status (-1 past `timeout`: it is killed). A sink that
         raises stops the run: the container is removed and OutputLost raised (a sink
         that is cancelled, as when the client went away, just stops it)."""
+        async with self._started(spec, stdin=False) as (container_id, sock):
+            return await self._pump(container_id, sock, timeout, sink)
+
+    @contextlib.asynccontextmanager
+    async def _started(
+        self, spec: ContainerSpec, *, stdin: bool
+    ) -> AsyncIterator[tuple[str, socket.socket]]:
+        """The one-off created, attached before it starts (no output is missed), started;
+        afterwards the socket is closed and the container removed, whatever happened."""
         await asyncio.to_thread(self._force_remove, spec.name)  # a dead agent's leftover
         container_id = await self.create(spec)
         try:
-            sock = await asyncio.to_thread(self._attach, container_id, stdin=False)
+            sock = await asyncio.to_thread(self._attach, container_id, stdin=stdin)
             try:
                 await self.start_created(spec, container_id)
-                return await self._pump(container_id, sock, timeout, sink)
+                yield container_id, sock
             finally:
                 sock.close()
         finally:
@@ -112,18 +121,9 @@ class OneOffs(ContainerLifecycle):
     async def run_attached(
         self, spec: ContainerSpec, size: tuple[int, int], timeout: float, terminal: Terminal
     ) -> int:
-        await asyncio.to_thread(self._force_remove, spec.name)  # a dead agent's leftover
-        container_id = await self.create(spec)
-        try:
-            sock = await asyncio.to_thread(self._attach, container_id, stdin=True)
-            try:
-                await self.start_created(spec, container_id)
-                await asyncio.to_thread(self._resize, container_id, size)
-                return await self._relay(container_id, sock, timeout, terminal)
-            finally:
-                sock.close()
-        finally:
-            await asyncio.shield(asyncio.to_thread(self._force_remove, container_id))
+        async with self._started(spec, stdin=True) as (container_id, sock):
+            await asyncio.to_thread(self._resize, container_id, size)
+            return await self._relay(container_id, sock, timeout, terminal)
 
     def _attach(self, container_id: str, *, stdin: bool) -> socket.socket:
         """The container's output (and input) as a plain socket: raw bytes with a tty,
