@@ -19,15 +19,25 @@ import os
 import stat
 import tarfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from agent import treefile
 from agent.errors import BerthError
 from agent.serverbackup.manifest import (
-    LINK_SECTIONS, MANIFEST, AddonEntry, BadServerArchive, FileEntry, Manifest, Unpacked,
-    check_member, compare, parse)
+    LINK_SECTIONS,
+    MANIFEST,
+    AddonEntry,
+    BadServerArchive,
+    FileEntry,
+    Manifest,
+    Unpacked,
+    check_member,
+    compare,
+    parse,
+)
 
 _CHUNK = 1024 * 1024
 MANIFEST_CAP = 64 * 1024 * 1024
