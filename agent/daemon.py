@@ -6,7 +6,9 @@ manager and the reconciler, over one SQLite database. Start-up order: state, pro
 (bound, not accepting yet), firewall, reconcile (routes restored before the API accepts
 work), certificates, the proxy accepts, API.
 Shutdown on SIGTERM/SIGINT: stop accepting API requests, let running operations and
-in-flight proxied requests finish up to their deadlines, then close.
+in-flight proxied requests finish up to their deadlines, then close. SIGHUP does the
+same but keeps the listening sockets and execs the installed agent with them (see
+`agent.handover`): a restart or an upgrade that refuses no connection.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from agent.deploy.reconciler import Reconciler
 from agent.deploy.rollout import Rollout
 from agent.errors import BerthError
 from agent.firewall.service import FirewallService
+from agent.handover import Listeners
 from agent.installed import installed_version
 from agent.proxy import Proxy
 from agent.services import boot
@@ -126,7 +129,14 @@ def run_agent(config: Config, argv: Sequence[str]) -> int:
         runner: Any = asyncio.run
     else:
         runner = uvloop.run
-    return int(runner(serve(config)))
+    outcome: Outcome = runner(serve(config))
+    if outcome.restart_with is not None:
+        try:
+            outcome.restart_with.reexec()
+        except OSError as exc:
+            log.error("cannot restart in place: %s", exc)
+            return 1
+    return outcome.code
 
 
 def control_socket(config: Config) -> socket.socket:
@@ -158,10 +168,19 @@ def _group_id(user: str) -> int | None:
 
 
 @dataclass
+class Outcome:
+    """How `serve` ended: its exit status, or the sockets to restart in place with."""
+
+    code: int
+    restart_with: Listeners | None = None
+
+
+@dataclass
 class Agent:
     """Everything `serve` starts, so shutdown can stop it in order."""
 
     db: Database
+    listeners: Listeners
     proxy: Proxy
     services: Services
     reconciler: Reconciler
@@ -179,7 +198,9 @@ async def build_agent(config: Config) -> Agent:
     access_log = AccessLogFile(config.paths.access_log, max_bytes=ACCESS_LOG_BYTES, keep=5)
     proxy = Proxy(config.proxy, access_log=access_log.open())
     try:
-        await proxy.start(restoring=True)  # bound; accepts once the routes are back
+        listeners = Listeners.open(config.proxy)  # passed on from the last agent, or bound
+        # Listening; accepts once the routes are back.
+        await proxy.start(restoring=True, sockets=listeners.for_proxy())
     except OSError as exc:  # the process ends: nothing bound outlives it
         raise BerthError(f"the proxy cannot listen on {config.proxy.listen} (ports "
                          f"{config.proxy.http_port}, {config.proxy.https_port}): "
@@ -207,7 +228,7 @@ async def build_agent(config: Config) -> Agent:
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events,
                             builds=config.paths.builds)
     engine_events = EngineEvents(client, runtime.installation)
-    return Agent(db, proxy, services, reconciler, certificates, access_log, engine_events)
+    return Agent(db, listeners, proxy, services, reconciler, certificates, access_log, engine_events)
 
 
 def _docker_client(url: str) -> docker.DockerClient:
@@ -245,16 +266,23 @@ def _firewall(config: Config) -> FirewallService:
     return FirewallService(replace(config.firewall, web_ports=web_ports))
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config) -> Outcome:
     try:
         agent = await build_agent(config)
     except (BerthError, OSError) as exc:  # OSError: the data or log directory, say
         log.error("cannot start: %s", exc)
-        return 1
+        return Outcome(1)
     stop = asyncio.Event()
+    restart = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def restart_in_place() -> None:
+        restart.set()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGHUP, restart_in_place)
     services = agent.services
     api = build_api(services)
     # log_config=None: uvicorn's warnings reach the agent's own handler (--log-file)
@@ -282,7 +310,7 @@ async def serve(config: Config) -> int:
                  agent.proxy.https_port, config.paths.control_socket)
         await _wait_for_stop(stop, tasks)
     finally:
-        log.info("shutting down")
+        log.info("restarting in place" if restart.is_set() else "shutting down")
         server.should_exit = True
         await _finish(tasks, api.state.background_tasks)
         await services.deployer.settled(SHUTDOWN_TIMEOUT)  # old containers being stopped
@@ -293,7 +321,10 @@ async def serve(config: Config) -> int:
         await agent.access_log.close()
         agent.db.close()
         config.paths.control_socket.unlink(missing_ok=True)
-    return 0
+    if restart.is_set():
+        return Outcome(0, restart_with=agent.listeners)
+    agent.listeners.close()
+    return Outcome(0)
 
 
 async def _start_services(agent: Agent) -> None:

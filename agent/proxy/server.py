@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-from collections.abc import Sequence
+import socket
+from collections.abc import Mapping, Sequence
 
 from agent.proxy.certs import CertificateStore
 from agent.proxy.challenges import ChallengeTokens
@@ -53,12 +54,17 @@ class Proxy:
 
     # lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, *, restoring: bool = False) -> None:
+    async def start(
+        self, *, restoring: bool = False, sockets: Mapping[str, socket.socket] | None = None
+    ) -> None:
         """Bind HTTP (and HTTPS unless `https_port` is None) and start serving.
 
         With `restoring`, the sockets are bound but nothing is accepted (connections wait
         in the backlog) until `routes_restored()`, or `restore_timeout` at most.
+        `sockets` are listening sockets to serve on instead of binding ("http", "https");
+        the proxy closes them when it stops.
         """
+        sockets = sockets or {}
         if self._ctx is not None:
             raise ProxyAlreadyRunning()
         loop = asyncio.get_running_loop()
@@ -69,7 +75,8 @@ class Proxy:
         )
         http = await loop.create_server(
             lambda: ClientConnection(ctx, False),
-            sock=listening_socket(settings.listen, settings.http_port, settings.backlog),
+            sock=sockets.get("http")
+            or listening_socket(settings.listen, settings.http_port, settings.backlog),
             backlog=settings.backlog, start_serving=not restoring,
         )  # fmt: skip
         self._servers.append(http)
@@ -80,7 +87,8 @@ class Proxy:
                 lambda: len(ctx.clients),
             )  # fmt: skip
             self._https_port = ctx.https_port = await listener.start(
-                settings.listen, settings.https_port, accepting=not restoring
+                settings.listen, settings.https_port, accepting=not restoring,
+                sock=sockets.get("https"),
             )
             self._tls = listener
         ctx.start_sweeper(ctx.close_idle_upstreams)

@@ -56,18 +56,14 @@ class TlsListener:
         self._accepting: asyncio.Task[None] | None = None
         self._greeting: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int, *, accepting: bool = True) -> int:
-        """Bind and listen; accept at once unless `accepting` is False (see `accept`)."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(self._settings.backlog)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+    async def start(
+        self, host: str, port: int, *, accepting: bool = True, sock: socket.socket | None = None
+    ) -> int:
+        """Bind and listen (or serve on `sock`, already listening); accept at once unless
+        `accepting` is False (see `accept`)."""
+        if sock is None:
+            sock = _bind(host, port, self._settings.backlog)
+        sock.setblocking(False)
         self._sock = sock
         if accepting:
             self.accept()
@@ -126,6 +122,19 @@ class TlsListener:
         finally:
             if not handed_over:
                 conn.close()
+
+
+def _bind(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def _peek_server_name(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> str | None:

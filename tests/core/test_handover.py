@@ -1,0 +1,106 @@
+"""The listening sockets passed from one agent to the next (`agent.handover`): the socket
+activation variables read, and a real exec in place that keeps a socket listening, so a
+connection made meanwhile is answered by the new program."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from agent.handover import handover_environment, inherited_fds
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_descriptors_for_this_process_start_at_3_with_their_names() -> None:
+    environ = {"LISTEN_PID": "42", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "http:https"}
+    assert inherited_fds(environ, 42) == [("http", 3), ("https", 4)]
+
+
+def test_names_are_optional() -> None:
+    assert inherited_fds({"LISTEN_PID": "42", "LISTEN_FDS": "2"}, 42) == [("", 3), ("", 4)]
+
+
+def test_descriptors_meant_for_another_process_or_malformed_are_none() -> None:
+    assert inherited_fds({"LISTEN_PID": "41", "LISTEN_FDS": "2"}, 42) == []
+    assert inherited_fds({"LISTEN_FDS": "2"}, 42) == []
+    assert inherited_fds({"LISTEN_PID": "42", "LISTEN_FDS": "two"}, 42) == []
+    assert inherited_fds({"LISTEN_PID": "42", "LISTEN_FDS": "0"}, 42) == []
+    assert inherited_fds({}, 42) == []
+
+
+def test_the_environment_passed_on_replaces_older_variables() -> None:
+    environ = {"PATH": "/bin", "LISTEN_PID": "1", "LISTEN_FDS": "5", "LISTEN_FDNAMES": "x"}
+    assert handover_environment(environ, 7, ["http", "https"]) == {
+        "PATH": "/bin", "LISTEN_PID": "7", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "http:https"}
+
+
+# A program that takes its sockets as the agent does, execs itself once keeping them,
+# then answers one connection on the socket it was passed.
+PROGRAM = textwrap.dedent("""
+    import os, sys
+    from agent.handover import Listeners
+    from agent.proxy.settings import ProxySettings
+    generation = int(os.environ.get("GENERATION", "0"))
+    port = int(os.environ.get("PORT", "0"))
+    listeners = Listeners.open(ProxySettings(listen="127.0.0.1", http_port=port, https_port=None))
+    port = listeners.http.getsockname()[1]
+    print(generation, port, "LISTEN_FDS" in os.environ, flush=True)
+    if generation == 0:
+        os.environ.update(GENERATION="1", PORT=str(port))
+        sys.stdin.readline()  # the test has connected: exec with the connection queued
+        listeners.reexec()
+    listeners.http.setblocking(True)
+    connection, _ = listeners.http.accept()
+    connection.sendall(b"answered by generation %d" % generation)
+    connection.close()
+""")
+
+
+def test_exec_in_place_keeps_the_socket_and_its_waiting_connections() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", PROGRAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, text=True, cwd=REPO,
+    ) as child:
+        _exec_in_place(child)
+
+
+def _exec_in_place(child: subprocess.Popen[str]) -> None:
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        generation, port, variables = child.stdout.readline().split()
+        assert (generation, variables) == ("0", "False")
+        client = socket.create_connection(("127.0.0.1", int(port)), timeout=20)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().split() == ["1", port, "False"]  # variables consumed
+        with client:
+            assert client.recv(100) == b"answered by generation 1"
+        assert child.wait(20) == 0
+    finally:
+        child.kill()
+        child.wait(10)
+
+
+def test_a_passed_socket_on_another_port_than_the_settings_is_closed() -> None:
+    program = textwrap.dedent("""
+        import os, socket
+        from agent.handover import Listeners
+        from agent.proxy.settings import ProxySettings
+        stray = socket.create_server(("127.0.0.1", 0))
+        os.dup2(stray.fileno(), 3)
+        environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"}
+        wanted = socket.create_server(("127.0.0.1", 0))
+        port = wanted.getsockname()[1]
+        wanted.close()
+        listeners = Listeners.open(
+            ProxySettings(listen="127.0.0.1", http_port=port, https_port=None), environ)
+        print(listeners.http.getsockname()[1] == port, environ == {})
+    """)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=30, cwd=REPO)
+    assert result.stdout.split() == ["True", "True"], result.stderr
