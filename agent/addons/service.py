@@ -135,7 +135,9 @@ class AddonService:
         deadline = time.monotonic() + self.settings.start_timeout
         while True:
             state = await self.engine.state(addon.container)
-            if state in ("exited", "dead", None):
+            # "restarting": it exited and its restart policy brings it back, to fail the
+            # same way again (a file it cannot load): no use waiting out the deadline.
+            if state in ("exited", "dead", "restarting", None):
                 raise AddonFailed(f"{addon.name} of {addon.app} exited while starting "
                                   f"(docker logs {addon.container})")
             if state == "running":
