@@ -58,6 +58,7 @@ from agent.firewall.service import FirewallService
 from agent.handover import Listeners
 from agent.installed import installed_version
 from agent.proxy import Proxy
+from agent.serverbackup.service import ServerBackups
 from agent.services import boot
 from agent.store.apps import AppStore
 from agent.store.audit import AuditStore
@@ -225,6 +226,9 @@ async def build_agent(config: Config) -> Agent:
     services.backups = build_backups(config, services.addons, db, events)
     services.app_instances = DeployedInstances(deployer, apps, releases)
     services.backup_scheduler = BackupScheduler(services.backups)
+    services.server_backups = ServerBackups(
+        data_dir=config.paths.data_dir, config_file=config.source, db=db, apps=apps,
+        addons=services.addons, backups=services.backups, version=services.version)
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events,
                             builds=config.paths.builds)
     engine_events = EngineEvents(client, runtime.installation)

@@ -160,6 +160,14 @@ class AddonService:
                 self.store.remove(addon.app, addon.name)
         await asyncio.shield(discard())
 
+    async def recreate_empty(self, addon: Addon) -> None:
+        """A stored add-on's container started again on an empty data directory (a
+        whole-server restore, which then restores its dump into it)."""
+        await self.engine.remove(addon.container)
+        await asyncio.to_thread(shutil.rmtree, self.layout(addon).root, True)
+        await self._start_container(addon)
+        await self.wait_ready(addon)
+
     @contextmanager
     def paused(self, addon: Addon) -> Iterator[None]:
         """While a restore or verification works on it, the reconciler leaves the

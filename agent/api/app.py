@@ -39,6 +39,7 @@ from agent.api import (
     processes,
     releases,
     runs,
+    server,
     storage,
 )
 from agent.api.access import AccessGuard
@@ -59,6 +60,7 @@ TOP_LEVEL: tuple[RouteTable, ...] = (
     firewall.routes,
     events.routes,
     addons.routes,
+    server.routes,
 )
 
 # Resources of one app, under /apps/{app}.

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agent.backups.service import BackupService
     from agent.certs.manager import CertificateManager
     from agent.firewall.service import FirewallService
+    from agent.serverbackup.service import ServerBackups
 
 
 class ProxyView(Protocol):
@@ -62,6 +63,7 @@ class Services:
     app_instances: "AppInstances | None" = None  # stopped and started around a restore
     backup_scheduler: "BackupScheduler | None" = None
     limits: "LimitStore | None" = None  # ps:limit
+    server_backups: "ServerBackups | None" = None  # berth backup / restore
 
     # The service layer (agent.services): one owner per change and its event.
 

@@ -31,11 +31,11 @@ class _Parser(argparse.ArgumentParser):
 def all_verbs() -> list[Verb]:
     # Imported here: the git hook and the SSH forced command start without them.
     from agent.cli.verbs import (addons, apps, backups, certs, config, doctor, events,
-                                 firewall, processes, releases, storage)
+                                 firewall, processes, releases, server, storage)
 
     return (apps.VERBS + config.VERBS + processes.VERBS + storage.VERBS + releases.VERBS
             + certs.VERBS + firewall.VERBS + events.VERBS + addons.VERBS + backups.VERBS
-            + doctor.VERBS)
+            + server.VERBS + doctor.VERBS)
 
 
 LOCAL_COMMANDS = {
@@ -85,6 +85,7 @@ def run_verb(
         err=stderr or sys.stderr,
         stdin=stdin or sys.stdin.buffer,
         environ=environ,
+        remote=remote,
     )
     status: int = args.handler(ctx, args)
     return status

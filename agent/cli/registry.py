@@ -23,6 +23,7 @@ class Context:
     err: TextIO = field(default_factory=lambda: sys.stderr)
     stdin: BinaryIO = field(default_factory=lambda: sys.stdin.buffer)
     environ: Mapping[str, str] = field(default_factory=dict)
+    remote: bool = False  # run as the SSH forced command: files named are the server's
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")

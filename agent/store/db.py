@@ -36,6 +36,7 @@ class Database:
     def __init__(self, connection: sqlite3.Connection, path: Path | None) -> None:
         self._conn = connection
         self.path = path
+        self._schemas: list[Schema] = []
 
     @classmethod
     def open(cls, path: Path | None, schemas: Iterable[Schema] = ()) -> "Database":
@@ -54,11 +55,37 @@ class Database:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         db = cls(conn, path)
-        with db.transaction() as tx:
-            for schema in schemas:
+        db._schemas = list(schemas)
+        db._create_tables()
+        return db
+
+    def _create_tables(self) -> None:
+        with self.transaction() as tx:
+            for schema in self._schemas:
                 for statement in schema:
                     tx.execute(statement)
-        return db
+
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of the whole database in a new file `target` (SQLite's
+        online backup: writers wait the few milliseconds it takes), root's only."""
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        copy = sqlite3.connect(target)
+        try:
+            self._conn.backup(copy)
+        finally:
+            copy.close()
+
+    def replace_with(self, source: Path) -> None:
+        """Make this database's content that of the database file `source`, in one
+        step (readers see the old content or the new), then create any table the
+        source lacks (one written by an older Berth)."""
+        other = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            other.backup(self._conn)
+        finally:
+            other.close()
+        self._create_tables()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
