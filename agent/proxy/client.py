@@ -101,7 +101,8 @@ class ClientConnection(asyncio.BaseProtocol):
         ctx = self.ctx
         transport = self.transport
         settings = ctx.settings
-        if ctx.stopping or len(ctx.clients) >= settings.max_connections:
+        # Accepted while the proxy stops (its listeners just closed): served, then closed.
+        if len(ctx.clients) >= settings.max_connections:
             self.closed = True
             transport.write(pages.error_response(503, True))
             transport.close()
@@ -314,11 +315,13 @@ class ClientConnection(asyncio.BaseProtocol):
         self.closed = True
         self.transport.abort()
 
-    def shut_down(self) -> None:
-        """The proxy is stopping: close now if idle, else after the current response."""
+    def shut_down(self, *, close_idle: bool = True) -> None:
+        """The proxy is stopping: close now if idle (unless `close_idle` is False: its
+        next request is answered, with `Connection: close`), else after the current
+        response."""
         if self.tunnel is not None:
             self.tunnel.close()
-        elif self.active is None and not self.reader.in_head:
+        elif close_idle and self.active is None and not self.reader.in_head:
             self.close()
 
     def _upgrade(self, rest: bytes) -> None:

@@ -138,7 +138,9 @@ class Proxy:
         return self._https_port
 
     async def stop(self, timeout: float) -> None:
-        """Stop accepting, let in-flight requests finish up to `timeout`, close the rest."""
+        """Stop accepting, let in-flight requests finish up to `timeout`, close the rest.
+
+        Idle keep-alive connections get `shutdown_idle_timeout` for one more request."""
         ctx = self._ctx
         if ctx is None:
             return
@@ -152,11 +154,13 @@ class Proxy:
         if self._tls is not None:
             await self._tls.close()
             self._tls = None
+        deadline = loop.time() + timeout
+        for client in list(ctx.clients):
+            client.shut_down(close_idle=False)
+        await self._wait_for_clients(min(deadline, loop.time() + self.settings.shutdown_idle_timeout))
         for client in list(ctx.clients):
             client.shut_down()
-        deadline = loop.time() + timeout
-        while ctx.clients and loop.time() < deadline:
-            await asyncio.sleep(_DRAIN_POLL)
+        await self._wait_for_clients(deadline)
         for client in list(ctx.clients):
             client.abort()
         for task in list(self._drains):
@@ -172,6 +176,11 @@ class Proxy:
         await asyncio.sleep(0)  # let the transports' connection_lost callbacks run
         self._ctx = None
         log.info("proxy stopped")
+
+    async def _wait_for_clients(self, deadline: float) -> None:
+        ctx = self._ctx
+        while ctx is not None and ctx.clients and ctx.loop.time() < deadline:
+            await asyncio.sleep(_DRAIN_POLL)
 
     # routes ------------------------------------------------------------------------------
 

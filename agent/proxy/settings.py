@@ -58,6 +58,10 @@ class ProxySettings:
     drain_timeout: float = 30.0
     # How long `python -m agent.proxy` lets in-flight requests finish on SIGTERM.
     shutdown_timeout: float = 30.0
+    # When the proxy stops (an agent restart), an idle keep-alive connection is kept this
+    # long for one more request, answered with `Connection: close`, then closed: a client
+    # between two requests learns of the restart from an answer, not from a reset.
+    shutdown_idle_timeout: float = 1.0
 
     # Capacity.
     max_connections: int = 16384  # open client connections; more are answered 503

@@ -335,6 +335,32 @@ async def test_graceful_stop_lets_in_flight_requests_finish() -> None:
             await Client.connect(port)
 
 
+async def test_stop_answers_an_idle_keep_alive_connection_once_more() -> None:
+    """A client between two requests when the proxy stops (an agent restart) gets its
+    next request answered, with `Connection: close`, instead of a reset."""
+    from agent.proxy import ProxySettings
+
+    settings = ProxySettings(listen="127.0.0.1", http_port=0, https_port=None,
+                             shutdown_idle_timeout=5.0)
+    async with running_backend("a") as a:
+        proxy = Proxy(settings)
+        await proxy.start()
+        proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
+        client = await Client.connect(proxy.http_port)
+        await client.send(get("/hello"))
+        assert (await client.response()).keep_alive
+        stopping = asyncio.ensure_future(proxy.stop(10.0))
+        await asyncio.sleep(0.3)
+        assert not stopping.done()
+        await client.send(get("/hello"))
+        response = await client.response()
+        assert (response.status, response.body) == (200, b"hello from a")
+        assert response.header("connection") == "close"
+        assert await client.closed()
+        await client.close()
+        await asyncio.wait_for(stopping, 3.0)  # done once its last connection closed
+
+
 async def test_a_flood_of_pipelined_requests_is_answered_in_part_then_closed() -> None:
     async with running_backend("a") as a, running_proxy() as proxy:
         proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
