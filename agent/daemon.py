@@ -50,6 +50,7 @@ from agent.limits import default_limits
 from agent.store.limits import SCHEMA as LIMITS_SCHEMA
 from agent.store.limits import LimitStore
 from agent.deploy.loghistory import LogHistory
+from agent.deploy.oomwatch import OomWatch
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.reconciler import Reconciler
 from agent.deploy.rollout import Rollout
@@ -188,6 +189,7 @@ class Agent:
     certificates: CertificateManager
     access_log: AccessLogFile
     engine_events: EngineEvents
+    oom_watch: OomWatch
 
 
 async def build_agent(config: Config) -> Agent:
@@ -229,10 +231,12 @@ async def build_agent(config: Config) -> Agent:
     services.server_backups = ServerBackups(
         data_dir=config.paths.data_dir, config_file=config.source, db=db, apps=apps,
         addons=services.addons, backups=services.backups, version=services.version)
+    oom_watch = OomWatch()
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events,
-                            builds=config.paths.builds)
+                            builds=config.paths.builds, oom=oom_watch)
     engine_events = EngineEvents(client, runtime.installation)
-    return Agent(db, listeners, proxy, services, reconciler, certificates, access_log, engine_events)
+    return Agent(db, listeners, proxy, services, reconciler, certificates, access_log,
+                 engine_events, oom_watch)
 
 
 def _docker_client(url: str) -> docker.DockerClient:
@@ -306,6 +310,7 @@ async def serve(config: Config) -> Outcome:
         if services.backup_scheduler is not None:
             tasks.append(asyncio.create_task(
                 services.backup_scheduler.run_periodically(), name="backup-schedules"))
+        agent.oom_watch.start()  # before deaths are followed: they may be OOM kills
         tasks.append(asyncio.create_task(
             agent.reconciler.follow(agent.engine_events.deaths()), name="engine-events"))
         tasks.append(asyncio.create_task(
@@ -318,6 +323,7 @@ async def serve(config: Config) -> Outcome:
         server.should_exit = True
         await _finish(tasks, api.state.background_tasks)
         await services.deployer.settled(SHUTDOWN_TIMEOUT)  # old containers being stopped
+        await asyncio.to_thread(agent.oom_watch.close)
         await agent.certificates.stop()
         if services.firewall is not None:
             await services.firewall.aclose()

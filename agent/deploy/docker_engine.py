@@ -90,6 +90,7 @@ def container_from(attrs: dict[str, Any]) -> Container:
         exit_code=state.get("ExitCode"),
         oom_killed=bool(state.get("OOMKilled")),
         pid=state.get("Pid") or None,
+        memory_limit=attrs.get("HostConfig", {}).get("Memory") or None,
     )
 
 

@@ -6,7 +6,8 @@ app's live release gets its running instances adopted, its route restored, and m
 instances started. As the engine reports deaths (`follow`): a live instance that died
 and that its restart policy did not bring back (`docker kill`, an exit under policy `no`)
 is replaced at once, and the app's events say what happened (an instance killed for
-exceeding its memory says OOM). Periodically, as the safety net: an instance that
+exceeding its memory says so, with the limit: the engine's OOM flag or the kernel's
+log of the kill, agent.deploy.oomwatch). Periodically, as the safety net: an instance that
 vanished or died for good is replaced. An app with an operation in progress is left to
 that operation.
 """
@@ -19,8 +20,11 @@ import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
+from agent.deploy.deathcause import death_cause
 from agent.deploy.events import ContainerDied
+from agent.deploy.oomlog import OomKill
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, instances
@@ -35,13 +39,20 @@ from agent.store.releases import ReleaseStore
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the agent stopped during this deploy"
+OOM_WINDOW = 60.0  # seconds before a death in which the kernel's OOM kills explain it
+
+
+class OomKills(Protocol):
+    """The kernel's recent OOM kills (agent.deploy.oomwatch.OomWatch)."""
+
+    def kills(self, container_id: str, since: float = 0.0) -> list[OomKill]: ...
 
 
 class Reconciler:
     def __init__(
         self, apps: AppStore, releases: ReleaseStore, runtime: ContainerRuntime,
         rollout: Rollout, deployer: Deployer, events: EventStore | None = None,
-        builds: Path | None = None,
+        builds: Path | None = None, oom: OomKills | None = None,
     ) -> None:
         self._apps = apps
         self._releases = releases
@@ -50,6 +61,7 @@ class Reconciler:
         self._deployer = deployer
         self._events = events  # where skipped apps and dead instances are recorded
         self._builds = builds
+        self._oom = oom
         self._watching: set[asyncio.Task[None]] = set()
 
     async def boot(self) -> None:
@@ -178,7 +190,7 @@ class Reconciler:
             return
         try:
             container = await self._runtime.get(death.container_id)
-            why = _cause(death, container)
+            why = self._cause(death, container)
             if container is not None and container.state in ("running", "restarting"):
                 self._record(app, "InstanceRestarted",
                              f"{death.dyno} {why}; restarted by its restart policy")
@@ -189,19 +201,19 @@ class Reconciler:
             log.warning("replacing a dead instance failed app=%s dyno=%s error=%s",
                         app, death.dyno, exc)
 
+    def _cause(self, death: ContainerDied, container: Container | None) -> str:
+        """Why an instance died, in words."""
+        kills = [] if self._oom is None else self._oom.kills(
+            death.container_id, since=death.time - OOM_WINDOW)
+        flagged = death.oom or (container is not None and container.oom_killed)
+        at_limit = flagged or any(kill.at_limit for kill in kills)
+        limit = container.memory_limit if container is not None and at_limit else None
+        return death_cause(death.exit_code, flagged, len(kills), limit)
+
     def _record(self, app: str, kind: str, message: str) -> None:
         log.info("%s app=%s %s", kind, app, message)
         if self._events is not None:
             self._events.record(app, kind, message)
-
-
-def _cause(death: ContainerDied, container: Container | None) -> str:
-    """Why an instance died, in words."""
-    if death.oom or (container is not None and container.oom_killed):
-        return "ran out of memory (OOM: killed at its memory limit)"
-    if death.exit_code == 137:
-        return "was killed (SIGKILL, exit status 137)"
-    return f"exited with status {death.exit_code}"
 
 
 def _remove_path(path: Path) -> None:

@@ -35,6 +35,7 @@ class Container:
     exit_code: int | None = None
     oom_killed: bool = False  # the kernel killed it for exceeding its memory limit
     pid: int | None = None  # its main process on this host, while it runs
+    memory_limit: int | None = None  # bytes; None: unlimited
 
     @property
     def app(self) -> str:

@@ -62,6 +62,7 @@ class FakeContainer:
     state: str = "running"
     server: asyncio.AbstractServer | None = None
     oom_killed: bool = False
+    memory_limit: int | None = None
 
 
 class FakeRuntime:
@@ -86,6 +87,7 @@ class FakeRuntime:
     def _view(self, c: FakeContainer) -> Container:
         return Container(id=c.id, name=c.spec.name, state=c.state, labels=dict(c.spec.labels),
                          host_port=c.spec.publish_port, oom_killed=c.oom_killed,
+                         memory_limit=c.memory_limit,
                          pid=self.process)
 
     async def start(self, spec: ContainerSpec) -> Container:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from agent.deploy.events import ContainerDied
-from agent.deploy.reconciler import Reconciler
+from agent.deploy.oomlog import OomKill
+from agent.deploy.reconciler import OOM_WINDOW, Reconciler
 from agent.store.events import EventStore
 from tests.deploy.fakes import lines, world  # noqa: F401 (fixture)
 
@@ -65,15 +67,45 @@ async def test_an_instance_its_restart_policy_brings_back_is_left_alone(world):
     try:
         await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
         (web,) = world.runtime.containers_by_id.values()
-        web.state, web.oom_killed = "restarting", True
+        web.state, web.oom_killed, web.memory_limit = "restarting", True, 64 << 20
         reconciler = reconciler_of(world)
         await reconciler.follow(deaths_of(death(web)), settle=0.05)
         await asyncio.wait_for(asyncio.gather(*reconciler._watching), 10)
         assert list(world.runtime.containers_by_id) == [web.id]
         (event, *_) = EventStore(world.db).list("shop")
         assert (event.kind, event.message) == ("InstanceRestarted", (
-            "web.1 ran out of memory (OOM: killed at its memory limit); "
-            "restarted by its restart policy"))
+            "web.1 ran out of memory (limit 64 MB); restarted by its restart policy"))
+    finally:
+        await world.runtime.close()
+
+
+class KernelSaw:
+    """The kernel's log of OOM kills, as the reconciler asks it."""
+
+    def __init__(self, *kills: OomKill) -> None:
+        self.asked: list[tuple[str, float]] = []
+        self._kills = kills
+
+    def kills(self, container_id: str, since: float = 0.0) -> list[OomKill]:
+        self.asked.append((container_id, since))
+        return [kill for kill in self._kills if kill.container_id == container_id]
+
+
+async def test_a_death_the_kernel_logged_as_an_oom_kill_says_out_of_memory(world):
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        (web,) = world.runtime.containers_by_id.values()
+        web.state, web.memory_limit = "restarting", 32 << 20  # the engine flagged nothing
+        kernel = KernelSaw(OomKill(web.id, at_limit=True, task="python3", pid=7),
+                           OomKill("c-other", at_limit=True))
+        reconciler = reconciler_of(world, oom=kernel)
+        await reconciler.follow(deaths_of(replace(death(web), time=1000.0)), settle=0.05)
+        await asyncio.wait_for(asyncio.gather(*reconciler._watching), 10)
+        (event, *_) = EventStore(world.db).list("shop")
+        assert (event.kind, event.message) == ("InstanceRestarted", (
+            "web.1 ran out of memory (limit 32 MB); restarted by its restart policy"))
+        assert kernel.asked == [(web.id, 1000.0 - OOM_WINDOW)]
     finally:
         await world.runtime.close()
 

@@ -1,0 +1,75 @@
+"""An instance that allocates past its memory limit on a real engine: the app's events say
+it ran out of memory, with the limit, where the engine itself reports no OOM."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import replace
+
+import pytest
+
+from agent.deploy.docker_runtime import DockerRuntime
+from agent.deploy.events import EngineEvents
+from agent.deploy.oomwatch import OomWatch
+from agent.deploy.plan import Instance, instance_spec
+from agent.deploy.reconciler import Reconciler
+from agent.limits import Limits
+from agent.store.events import Event, EventStore
+from tests.conftest import STAND_IN_IMAGE
+from tests.deploy.fakes import World, lines, world  # noqa: F401 (fixture)
+from tests.engine_cleanup import remove_installation
+
+pytestmark = pytest.mark.docker
+
+MIB = 1024 * 1024
+EAT = "python3 -c 'import time; time.sleep(0.5); x = bytearray(200 * 1024 * 1024)'"
+
+
+async def first_death(world: World, app: str, within: float) -> Event:
+    """The app's first event about a dead instance, waited for up to `within` seconds."""
+    store, deadline = EventStore(world.db), time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = [e for e in store.list(app) if e.kind.startswith("Instance")]
+        if found:
+            return found[-1]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no death recorded for {app} within {within} s")
+
+
+async def test_an_instance_past_its_memory_limit_is_reported_out_of_memory(world) -> None:
+    import docker
+
+    client = docker.from_env()
+    app, installation = f"oomtest-{secrets.token_hex(3)}", f"test-{secrets.token_hex(3)}"
+    world.apps.create(app)
+    await world.deployer.deploy_push(app, "a" * 40, world.source, lines()[0])
+    await world.deployer.settled(10)
+    live = world.releases.live(app)
+    assert live is not None
+    engine = DockerRuntime(client, installation,
+                           lambda _app, process: Limits(memory=32 * MIB))  # ps:limit web 32m
+    watch = OomWatch()
+    assert watch.start(), "the kernel log must be readable (the agent runs as root)"
+    reconciler = Reconciler(world.apps, world.releases, engine, world.rollout, world.deployer,
+                            EventStore(world.db), oom=watch)
+    following = asyncio.create_task(
+        reconciler.follow(EngineEvents(client, installation).deaths()))
+    try:
+        await asyncio.sleep(0)  # the engine's events are followed from now on
+        eater = replace(live, image=STAND_IN_IMAGE, processes={"web": EAT})
+        await engine.start(instance_spec(
+            eater, Instance("web", 1), restart_policy="unless-stopped", host_port=None,
+            container_port=5000, log_max_size="1m", log_max_files=1, generation="g"))
+        event = await first_death(world, app, within=60)
+        assert (event.kind, event.message) == ("InstanceRestarted", (
+            "web.1 ran out of memory (limit 32 MB); restarted by its restart policy"))
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await asyncio.to_thread(watch.close)
+        left = remove_installation(client.api, installation)
+        client.close()
+        await world.runtime.close()
+    assert not left, f"networks still in use after the test: {left}"
