@@ -7,8 +7,9 @@ An admin key may do everything. An app key may push to and use the verbs of the 
 lists (config, domains, ps, logs, run, releases, rollback, storage, apps:info/set,
 apps:create and apps:destroy of those names), and the add-ons and backups of those apps
 (addons, addons:create/destroy/restart, backups, capture, download, restore, verify,
-schedules); `apps` and `events` show it only those apps; keys, firewall, certificates
-and the server-wide add-on list (/addons) need an admin key.
+schedules); `apps` and `events` show it only those apps; keys, firewall, certificates,
+the server-wide add-on list (/addons) and whole-server backup and restore (/server) need
+an admin key.
 """
 
 from __future__ import annotations
