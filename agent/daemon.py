@@ -310,7 +310,8 @@ async def serve(config: Config) -> Outcome:
         if services.backup_scheduler is not None:
             tasks.append(asyncio.create_task(
                 services.backup_scheduler.run_periodically(), name="backup-schedules"))
-        agent.oom_watch.start()  # before deaths are followed: they may be OOM kills
+        # Before deaths are followed: they may be OOM kills.
+        agent.oom_watch.start(on_kill=agent.reconciler.noticed_oom)
         tasks.append(asyncio.create_task(
             agent.reconciler.follow(agent.engine_events.deaths()), name="engine-events"))
         tasks.append(asyncio.create_task(

@@ -1,4 +1,5 @@
-"""Why a container died, in the words an app's events use. Pure.
+"""Why a container died, or lost a process to the OOM killer, in the words an app's
+events use. Pure.
 
 What is known of a death: its exit status, whether the engine flagged it as an OOM
 (its `oom` event or `State.OOMKilled`), how many of its processes the kernel reported
@@ -32,3 +33,14 @@ def death_cause(
     if exit_code is None:
         return "stopped (exit status unknown)"
     return f"exited with status {exit_code}"
+
+
+def process_killed(dyno: str, task: str, memory_limit: int | None) -> str:
+    """A process of an instance that lives on was killed for memory (a worker its
+    master process replaces): `web.1: python3 ran out of memory (limit 32 MB) and was
+    killed; web.1 runs on`."""
+    if memory_limit:
+        what = f"ran out of memory (limit {megabytes(memory_limit)}) and was killed"
+    else:
+        what = "was killed by the kernel for memory (the host ran out)"
+    return f"{dyno}: {task or 'a process'} {what}; {dyno} runs on"

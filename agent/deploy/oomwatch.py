@@ -5,12 +5,14 @@ notification that not every kernel and engine deliver, and the counter it would 
 from (`memory.events` / `memory.oom_control`: `oom_kill`) vanishes with the container's
 cgroup the moment the container stops. The kernel's log line of the kill stays: a
 thread reads new records from the end of the log onwards (agent.deploy.oomlog parses
-them) and keeps the recent kills of each container, for whoever explains a death. Where
-the log cannot be read (no /dev/kmsg, not root) the watch says so once and knows nothing.
+them), keeps the recent kills of each container, for whoever explains a death, and
+hands each kill to the event loop as it is read (a process killed in a container that
+lives on has no death to explain it). Where the log cannot be read (no /dev/kmsg, not root) the watch says so once and knows nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -18,6 +20,7 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.deploy.oomlog import OomKill, oom_kill_in
@@ -38,9 +41,14 @@ class OomWatch:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_kill: Callable[[OomKill], None] | None = None
 
-    def start(self) -> bool:
-        """Follow the log from now on; whether it can be read."""
+    def start(self, on_kill: Callable[[OomKill], None] | None = None) -> bool:
+        """Follow the log from now on (`on_kill` called on the running event loop with
+        each kill); whether it can be read."""
+        if on_kill is not None:
+            self._loop, self._on_kill = asyncio.get_running_loop(), on_kill
         try:
             fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
@@ -101,3 +109,8 @@ class OomWatch:
                  kill.container_id[:12], kill.task, kill.at_limit)
         with self._lock:
             self._kills.append((time.time(), kill))
+        if self._loop is not None and self._on_kill is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._on_kill, kill)
+            except RuntimeError:  # the loop is closed: the agent is stopping
+                self._stop.set()

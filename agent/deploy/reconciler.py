@@ -7,7 +7,8 @@ instances started. As the engine reports deaths (`follow`): a live instance that
 and that its restart policy did not bring back (`docker kill`, an exit under policy `no`)
 is replaced at once, and the app's events say what happened (an instance killed for
 exceeding its memory says so, with the limit: the engine's OOM flag or the kernel's
-log of the kill, agent.deploy.oomwatch). Periodically, as the safety net: an instance that
+log of the kill, agent.deploy.oomwatch); a process killed for memory in an instance that
+lives on (a worker its master replaces) is recorded too (`noticed_oom`). Periodically, as the safety net: an instance that
 vanished or died for good is replaced. An app with an operation in progress is left to
 that operation.
 """
@@ -17,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from agent.deploy.deathcause import death_cause
+from agent.deploy.deathcause import death_cause, process_killed
 from agent.deploy.events import ContainerDied
 from agent.deploy.oomlog import OomKill
 from agent.deploy.orchestrator import Deployer
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the agent stopped during this deploy"
 OOM_WINDOW = 60.0  # seconds before a death in which the kernel's OOM kills explain it
+OOM_SETTLE = 2.0  # seconds after a kill in which its container's death would be reported
 
 
 class OomKills(Protocol):
@@ -63,6 +66,7 @@ class Reconciler:
         self._builds = builds
         self._oom = oom
         self._watching: set[asyncio.Task[None]] = set()
+        self._died: dict[str, float] = {}  # container id -> when its last death was seen
 
     async def boot(self) -> None:
         for release in self._releases.unfinished():
@@ -176,11 +180,43 @@ class Reconciler:
         seconds later (the restart policy's chance). Deaths during an operation on the
         app (a deploy or restart stopping old instances) are that operation's."""
         async for death in deaths:
+            self._forget_old_deaths()
+            self._died[death.container_id] = time.monotonic()
             if death.role != "process" or self._deployer.busy(death.app):
                 continue
-            task = asyncio.create_task(self._after_death(death, settle))
-            self._watching.add(task)
-            task.add_done_callback(self._watching.discard)
+            self._watch(self._after_death(death, settle))
+
+    def noticed_oom(self, kill: OomKill, settle: float = OOM_SETTLE) -> None:
+        """The kernel killed a process of a container for memory (agent.deploy.oomwatch
+        calls this as it reads the kill): recorded on the app unless the container died
+        of it, which its death's event says."""
+        self._watch(self._after_oom_kill(kill, time.monotonic(), settle))
+
+    def _watch(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._watching.add(task)
+        task.add_done_callback(self._watching.discard)
+
+    def _forget_old_deaths(self) -> None:
+        horizon = time.monotonic() - OOM_WINDOW
+        self._died = {cid: at for cid, at in self._died.items() if at > horizon}
+
+    async def _after_oom_kill(self, kill: OomKill, seen: float, settle: float) -> None:
+        await asyncio.sleep(settle)
+        self._forget_old_deaths()
+        if self._died.get(kill.container_id, 0.0) >= seen - settle:
+            return  # it died of it
+        try:
+            container = await self._runtime.get(kill.container_id)
+        except BerthError as exc:
+            log.warning("an OOM-killed process's container unknown error=%s", exc)
+            return
+        if (container is None or not container.running or container.role != "process"
+                or container.instance is None or container.app not in self._apps.names()):
+            return
+        limit = container.memory_limit if kill.at_limit else None
+        self._record(container.app, "ProcessKilled",
+                     process_killed(container.instance.dyno, kill.task, limit))
 
     async def _after_death(self, death: ContainerDied, settle: float) -> None:
         await asyncio.sleep(settle)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.deploy.deathcause import death_cause, megabytes
+from agent.deploy.deathcause import death_cause, megabytes, process_killed
 
 MIB = 1024 * 1024
 
@@ -29,3 +29,11 @@ def test_each_death_is_named_by_what_is_known_of_it(exit_code, flagged, kills, l
 def test_limits_read_in_megabytes() -> None:
     assert [megabytes(n) for n in (6 * MIB, 1536 * 1024, 2048 * MIB)] == [
         "6 MB", "1.5 MB", "2048 MB"]
+
+
+def test_a_process_killed_in_an_instance_that_lives_on() -> None:
+    assert process_killed("web.1", "gunicorn", 32 * MIB) == (
+        "web.1: gunicorn ran out of memory (limit 32 MB) and was killed; web.1 runs on")
+    assert process_killed("worker.2", "", None) == (
+        "worker.2: a process was killed by the kernel for memory (the host ran out); "
+        "worker.2 runs on")

@@ -1,11 +1,13 @@
-"""An instance that allocates past its memory limit on a real engine: the app's events say
-it ran out of memory, with the limit, where the engine itself reports no OOM."""
+"""Instances that allocate past their memory limit on a real engine, which itself reports
+no OOM here: the app's events say who ran out of memory, with the limit."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import pytest
@@ -27,18 +29,11 @@ MIB = 1024 * 1024
 EAT = "python3 -c 'import time; time.sleep(0.5); x = bytearray(200 * 1024 * 1024)'"
 
 
-async def first_death(world: World, app: str, within: float) -> Event:
-    """The app's first event about a dead instance, waited for up to `within` seconds."""
-    store, deadline = EventStore(world.db), time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = [e for e in store.list(app) if e.kind.startswith("Instance")]
-        if found:
-            return found[-1]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no death recorded for {app} within {within} s")
-
-
-async def test_an_instance_past_its_memory_limit_is_reported_out_of_memory(world) -> None:
+@asynccontextmanager
+async def running(world: World, command: str) -> AsyncIterator[str]:
+    """An app whose web.1 runs `command` on the real engine under `ps:limit web
+    memory=32m`, its deaths and the kernel's OOM kills followed as the agent does; the
+    app's name."""
     import docker
 
     client = docker.from_env()
@@ -48,28 +43,49 @@ async def test_an_instance_past_its_memory_limit_is_reported_out_of_memory(world
     await world.deployer.settled(10)
     live = world.releases.live(app)
     assert live is not None
-    engine = DockerRuntime(client, installation,
-                           lambda _app, process: Limits(memory=32 * MIB))  # ps:limit web 32m
-    watch = OomWatch()
-    assert watch.start(), "the kernel log must be readable (the agent runs as root)"
+    engine = DockerRuntime(client, installation, lambda _app, process: Limits(32 * MIB))
     reconciler = Reconciler(world.apps, world.releases, engine, world.rollout, world.deployer,
-                            EventStore(world.db), oom=watch)
+                            EventStore(world.db), oom=(watch := OomWatch()))
+    assert watch.start(on_kill=reconciler.noticed_oom), "the kernel log must be readable"
     following = asyncio.create_task(
         reconciler.follow(EngineEvents(client, installation).deaths()))
     try:
         await asyncio.sleep(0)  # the engine's events are followed from now on
-        eater = replace(live, image=STAND_IN_IMAGE, processes={"web": EAT})
         await engine.start(instance_spec(
-            eater, Instance("web", 1), restart_policy="unless-stopped", host_port=None,
-            container_port=5000, log_max_size="1m", log_max_files=1, generation="g"))
-        event = await first_death(world, app, within=60)
-        assert (event.kind, event.message) == ("InstanceRestarted", (
-            "web.1 ran out of memory (limit 32 MB); restarted by its restart policy"))
+            replace(live, image=STAND_IN_IMAGE, processes={"web": command}), Instance("web", 1),
+            restart_policy="unless-stopped", host_port=None, container_port=5000,
+            log_max_size="1m", log_max_files=1, generation="g"))
+        yield app
     finally:
         following.cancel()
-        await asyncio.gather(following, return_exceptions=True)
+        await asyncio.gather(following, *reconciler._watching, return_exceptions=True)
         await asyncio.to_thread(watch.close)
         left = remove_installation(client.api, installation)
         client.close()
         await world.runtime.close()
     assert not left, f"networks still in use after the test: {left}"
+
+
+async def first_report(world: World, app: str, within: float) -> Event:
+    """The app's first event about an instance or a process, waited for up to `within` s."""
+    store, deadline = EventStore(world.db), time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = [e for e in store.list(app) if e.kind.startswith(("Instance", "Process"))]
+        if found:
+            return found[-1]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"nothing reported for {app} within {within} s")
+
+
+async def test_an_instance_past_its_memory_limit_is_reported_out_of_memory(world) -> None:
+    async with running(world, EAT) as app:
+        event = await first_report(world, app, within=60)
+    assert (event.kind, event.message) == ("InstanceRestarted", (
+        "web.1 ran out of memory (limit 32 MB); restarted by its restart policy"))
+
+
+async def test_a_process_killed_in_an_instance_that_lives_on_is_reported(world) -> None:
+    async with running(world, f"sh -c \"{EAT}; exec sleep 600\"") as app:
+        event = await first_report(world, app, within=60)
+    assert (event.kind, event.message) == ("ProcessKilled", (
+        "web.1: python3 ran out of memory (limit 32 MB) and was killed; web.1 runs on"))

@@ -3,6 +3,7 @@ that container's own limit; and the watch that follows them from a log."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -79,3 +80,17 @@ def test_an_unreadable_log_is_said_once_and_knows_nothing(tmp_path: Path) -> Non
     assert not watch.start()
     assert watch.kills(ID) == []
     watch.close()
+
+
+async def test_each_kill_is_handed_to_the_event_loop_as_it_is_read(tmp_path: Path) -> None:
+    log = tmp_path / "kmsg"
+    os.mkfifo(log)
+    handed: asyncio.Queue[OomKill] = asyncio.Queue()
+    watch = OomWatch(log)
+    assert watch.start(on_kill=handed.put_nowait)
+    try:
+        with open(log, "w") as writer:
+            writer.write(kill_line(f"/docker/{ID}", f"/docker/{ID}") + "\n")
+        assert await asyncio.wait_for(handed.get(), 10) == OomKill(ID, True, "python3", 26355)
+    finally:
+        await asyncio.to_thread(watch.close)

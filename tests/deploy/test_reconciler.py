@@ -123,3 +123,36 @@ async def test_deaths_during_an_operation_are_the_operations(world):
         assert list(world.runtime.containers_by_id) == [web.id]
     finally:
         await world.runtime.close()
+
+
+async def test_a_process_killed_in_an_instance_that_lives_on_is_recorded(world):
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        (web,) = world.runtime.containers_by_id.values()
+        web.memory_limit = 32 << 20
+        reconciler = reconciler_of(world)
+        reconciler.noticed_oom(OomKill(web.id, at_limit=True, task="gunicorn"), settle=0.05)
+        reconciler.noticed_oom(OomKill("c-unknown", at_limit=True), settle=0.05)
+        await asyncio.wait_for(asyncio.gather(*reconciler._watching), 10)
+        (event, *_) = EventStore(world.db).list("shop")
+        assert (event.kind, event.message) == ("ProcessKilled", (
+            "web.1: gunicorn ran out of memory (limit 32 MB) and was killed; web.1 runs on"))
+    finally:
+        await world.runtime.close()
+
+
+async def test_a_kill_its_instance_died_of_is_left_to_the_deaths_event(world):
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        (web,) = world.runtime.containers_by_id.values()
+        web.state = "restarting"  # the restart policy's doing
+        reconciler = reconciler_of(world)
+        reconciler.noticed_oom(OomKill(web.id, at_limit=True, task="python3"), settle=0.1)
+        await reconciler.follow(deaths_of(death(web)), settle=0.05)
+        await asyncio.wait_for(asyncio.gather(*reconciler._watching), 10)
+        assert [e.kind for e in EventStore(world.db).list("shop")
+                if e.kind.startswith(("Instance", "Process"))] == ["InstanceRestarted"]
+    finally:
+        await world.runtime.close()
