@@ -27,6 +27,7 @@ from agent.store.apps import AppStore
 from agent.store.db import Database
 
 _NAME_PREFIX = "berth-server-"
+REASON = "server"  # of the add-on backups a server backup takes
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,11 @@ class ServerBackups:
             return []
         taken: list[tuple[AddonEntry, str]] = []
         for addon in self.addons.store.all():
-            backup = await self.backups.capture(addon.app, addon.name, out, reason="server")
+            earlier = [b for b in self.backups.store.of_app(addon.app, addon.name)
+                       if b.reason == REASON]
+            backup = await self.backups.capture(addon.app, addon.name, out, reason=REASON)
+            for old in earlier:  # the archive that took it holds it; one is kept here
+                await self.backups.delete(old)
             taken.append((AddonEntry(addon.app, addon.name, addon.kind, backup.id),
                           f"{addon.app}/{backup.file_name}"))
         return taken
