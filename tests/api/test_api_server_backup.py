@@ -105,3 +105,72 @@ def test_a_hostile_archive_changes_nothing(tmp_path: Path, new: World) -> None:
     assert sorted(p.name for p in new.services.config.paths.data_dir.iterdir()) == before
     assert not list(tmp_path.rglob("escaped"))
     assert new.services.apps.names() == [] and mine.read_text() == "kept"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[World, dict[str, str]]]:
+    """A world whose API listens on its real control socket, for the CLI."""
+    import os
+    import sys
+    import threading
+    import time
+
+    import uvicorn
+
+    for world in _world(tmp_path / "served"):
+        socket = world.services.config.paths.control_socket
+        socket.parent.mkdir(parents=True, exist_ok=True)
+        server = uvicorn.Server(uvicorn.Config(build_api(world.services), uds=str(socket),
+                                               log_level="critical", lifespan="off"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.02)
+        config = tmp_path / "cli.toml"
+        config.write_text(f'[paths]\nrun_dir = "{socket.parent}"\n')
+        root = Path(__file__).resolve().parents[2]
+        environ = {"BERTH_CONFIG": str(config), "PATH": "/usr/bin:/bin",
+                   "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                   "PYTHON": sys.executable}
+        try:
+            yield world, environ
+        finally:
+            server.should_exit = True
+            thread.join(timeout=20)
+
+
+def _cli(environ: dict[str, str], *args: str) -> Any:
+    import subprocess
+
+    return subprocess.run([environ["PYTHON"], "-m", "agent", *args], env=environ,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_streams_the_archive_both_ways(served: tuple[World, dict[str, str]],
+                                               tmp_path: Path) -> None:
+    import os
+
+    world, environ = served
+    world.services.app_service().create("shop")
+    stored = world.services.config.paths.storage / "shop" / "app%2Fdata"
+    stored.mkdir(parents=True)
+    big = os.urandom(6 * 1024 * 1024)  # more than the sockets hold: the upload streams
+    (stored / "big.bin").write_bytes(big)
+    target = tmp_path / "server.tar"
+    made = _cli(environ, "backup", "--output", str(target))
+    assert made.returncode == 0, made.stderr
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert "Writing the archive" in made.stderr and made.stdout == ""
+
+    refused = _cli(environ, "restore", str(target))
+    assert refused.returncode == 1
+    assert refused.stderr == ("error: this server has apps (shop): restore onto a freshly "
+                              "installed Berth, or pass --force to replace them\n")
+
+    (stored / "big.bin").write_bytes(b"changed after the backup")
+    forced = _cli(environ, "restore", str(target), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "The server's previous data is kept in" in forced.stdout
+    assert (stored / "big.bin").read_bytes() == big
