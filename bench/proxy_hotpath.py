@@ -3,15 +3,22 @@
 Feeds a keep-alive GET into a `ClientConnection`, answers it on a pooled
 `UpstreamConnection` with nginx's response head, through fake transports that only
 count bytes; prints CPU microseconds per request (best of `--repeat` runs). With
-`--profile`, prints cProfile's top. This is the part of a request that optimisation can
-change (the syscalls are not; bench/proxy.py --keep and strace -c show those).
+`--profile`, prints cProfile's top. With `--instructions`, counts the instructions per
+request under valgrind's callgrind instead (two runs of different lengths, their
+difference divided by the extra requests): a figure that the machine's load does not
+move, for comparing two versions of the code. This is the part of a request that
+optimisation can change (the syscalls are not; bench/proxy.py --keep and strace -c show
+those).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,13 +94,40 @@ def run(count: int, profile: bool) -> float:
     return elapsed / count * 1e6
 
 
+def instructions(short: int, long: int) -> float:
+    """Instructions per request under callgrind: (long run - short run) / extra requests."""
+    counts = []
+    for count in (short, long):
+        command = [
+            "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            sys.executable, __file__, "--count", str(count), "--repeat", "1", "--warmup", "200",
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        found = re.search(r"Collected : (\d+)", result.stderr)
+        if found is None:
+            raise SystemExit(f"no count from callgrind:\n{result.stderr[-500:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (long - short)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=10_000)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instructions per request under valgrind (slow: minutes)",
+    )
     args = parser.parse_args()
-    run(10_000, False)
+    if args.instructions:
+        per_request = instructions(1_000, 4_000)
+        print(f"{per_request:,.0f} instructions per proxied request (Python side only)")
+        return
+    run(args.warmup, False)
     if args.profile:
         run(args.count, True)
         return
