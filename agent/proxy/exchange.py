@@ -92,25 +92,15 @@ class Exchange:
             self.respond_error(503)
             return
         self.request_id = head.request_id or self.ctx.next_request_id()
-        self._register(target)
+        # In flight to `target`, for the target and the route (`_finish` undoes it).
+        self.target = target
+        self.upstream_label = target.label
+        target.begin(self)
+        route.tally.in_flight += 1
         if head.expect_continue and head.has_body:
             client.transport.write(pages.CONTINUE)
         conn = target.take_idle()
         self.attach(conn) if conn is not None else self._connect(target)
-
-    def _register(self, target: Target) -> None:
-        self.target = target
-        self.upstream_label = target.label
-        target.begin(self)
-        assert self.tally is not None
-        self.tally.in_flight += 1
-
-    def _unregister(self) -> None:
-        target, self.target = self.target, None
-        if target is not None:
-            target.end(self)
-            assert self.tally is not None
-            self.tally.in_flight -= 1
 
     # upstream connection ---------------------------------------------------------------
 
@@ -137,8 +127,10 @@ class Exchange:
 
     def retarget(self, target: Target) -> None:
         """The connect failed: in flight to `target` instead, connecting to it."""
-        self._unregister()
-        self._register(target)
+        assert self.target is not None
+        self.target.end(self)  # the route's count of requests in flight stays as it is
+        self.target, self.upstream_label = target, target.label
+        target.begin(self)
         self._connect(target)
 
     def attach(self, conn: UpstreamSide) -> None:
@@ -368,9 +360,14 @@ class Exchange:
 
     def _finish(self, *, notify: bool = True, tunnel: bool = False) -> None:
         self.phase = DONE
-        self._unregister()
         client = self.client
         tally = self.tally
+        target = self.target
+        if target is not None:  # no longer in flight (see `begin`)
+            self.target = None
+            target.end(self)
+            assert tally is not None
+            tally.in_flight -= 1
         if tally is not None:
             tally.by_class[self.status // 100] += 1
             tally.bytes_out += self.bytes_out
