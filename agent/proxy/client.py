@@ -220,7 +220,7 @@ class ClientConnection(asyncio.BaseProtocol):
 
     def request_end(self) -> None:
         exchange, self.incoming = self.incoming, None
-        if exchange is not None:
+        if exchange is not None and not exchange.request_complete:  # else: no body to end
             exchange.body_end()
 
     # the exchanges' side ---------------------------------------------------------------
@@ -258,11 +258,12 @@ class ClientConnection(asyncio.BaseProtocol):
                 self.resume(PAUSE_QUEUE)
             following.begin()
             return
-        settings = self.ctx.settings
+        ctx = self.ctx
+        settings = ctx.settings
         timeout = (
             settings.request_head_timeout if self.reader.in_head else settings.keepalive_timeout
         )
-        self.arm(timeout)
+        self.deadline = ctx.loop.time() + timeout  # `arm`, inline on every request's path
         if exchange is self.raw_exchange:
             # The upgrade was refused: what the client sent after its head is read as
             # what it is, the next request (parsed, routed and forwarded like any other).
