@@ -20,6 +20,7 @@ from agent.firewall.sshd import parse_sshd_ports
 log = logging.getLogger(__name__)
 
 TABLE_FAMILY, TABLE_NAME = "inet", "berth"
+KILL_GRACE = 5.0  # seconds a killed command gets to be reaped before it is left behind
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,7 @@ class NftRunner:
         try:
             out, err = await asyncio.wait_for(proc.communicate(data), self.timeout)
         except TimeoutError as exc:
-            proc.kill()
-            await proc.wait()
+            await _kill(proc, argv, KILL_GRACE)
             raise CommandFailed(argv, f"no answer within {self.timeout:g}s") from exc
         return CommandResult(argv, proc.returncode or 0, out.decode(), err.decode())
 
@@ -117,6 +117,19 @@ class NftRunner:
     def _check_netns(self, result: CommandResult) -> None:
         if self.netns and "Cannot open network namespace" in result.stderr:
             raise NetnsMissing(self.netns)
+
+
+async def _kill(proc: asyncio.subprocess.Process, argv: list[str], grace: float) -> None:
+    """Kill a command past its deadline and reap it, waiting a bounded time: a process
+    stuck in the kernel (uninterruptible) does not hold the caller up with it."""
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        return  # it ended on its own meanwhile
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        log.warning("firewall command not ended %gs after kill argv=%s", grace, argv)
 
 
 def _first_error(stderr: str) -> str:
