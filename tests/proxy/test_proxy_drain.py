@@ -142,9 +142,10 @@ class Load:
             await client.close()
 
     async def slow_stream(self) -> None:
-        """A slow streaming response (2 s) started during the swaps; drain timeout fits it."""
+        """Slow streaming responses (0.6 s each) in flight across the swaps: each swap's
+        drain waits for the one on the old upstream (its timeout fits it)."""
         while not self.stopping:
-            response, _ = await request(self.port, get("/chunks/20/100"))
+            response, _ = await request(self.port, get("/chunks/20/30"))
             if response.status == 200 and response.body.count(b"data:") == 20:
                 self.slow_streams += 1
             else:
