@@ -146,7 +146,7 @@ def parse_response_head(
             kept.append(line)
     if coded and length >= 0:
         raise BadResponse("both Transfer-Encoding and Content-Length")
-    forwarded = _forwarded(raw, len(status_line), kept, named)
+    forwarded = raw[len(status_line) + 2 : -2] if kept is None else _forwarded(kept, named)
     if head_request or status < 200 or status == 204 or status == 304:  # RFC 9112 6.3
         framing = NO_BODY
     else:
@@ -155,12 +155,10 @@ def parse_response_head(
     return ResponseHead(status, reason_line, forwarded, framing, length, keep_alive, has_hsts)
 
 
-def _forwarded(raw: bytes, status_size: int, kept: list[bytes] | None, named: list[bytes]) -> bytes:
-    """The header lines to forward: all of them (one slice) unless some were cut."""
-    if kept is None:
-        forwarded = raw[status_size + 2 : -2]
-    else:
-        forwarded = b"\r\n".join(kept) + b"\r\n" if kept else b""
+def _forwarded(kept: list[bytes], named: list[bytes]) -> bytes:
+    """The header lines to forward once some were cut: those kept, less those named.
+    (Most heads forward every line: `parse_response_head` slices them, without a call.)"""
+    forwarded = b"\r\n".join(kept) + b"\r\n" if kept else b""
     return _drop_named(forwarded, named) if named else forwarded
 
 
