@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import shutil
 import sqlite3
 import time
@@ -51,7 +52,7 @@ class _NotRunning:
 
 def staging_dir(server: ServerBackups) -> Path:
     """A new directory inside data_dir for one restore's upload and unpacked archive."""
-    path = server.data_dir / f".restore-{time.strftime('%Y%m%d-%H%M%S')}-{id(server) % 9973}"
+    path = server.data_dir / f".restore-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
     path.mkdir(mode=0o700, parents=True)
     return path
 
@@ -87,8 +88,8 @@ class ServerRestore:
                 previous = await self._swap(staging / "tree", out)
                 self._restore_config(staging / "tree", out)
                 self._refresh()
-                await self._recreate_addons(manifest, out)
-                failed = await self._rebuild_apps(manifest, out)
+                failed = await self._recreate_addons(manifest, out)
+                failed += await self._rebuild_apps(manifest, out)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         if force:
@@ -97,8 +98,7 @@ class ServerRestore:
         else:
             await asyncio.to_thread(shutil.rmtree, previous, True)
         if failed:
-            raise BerthError(f"restored, but {', '.join(failed)} did not start (berth "
-                             f"releases {failed[0]}; push or ps:rebuild to try again)")
+            raise BerthError(f"restored, but not everything started: {'; '.join(failed)}")
         out.heading(f"Restored {len(manifest.apps)} app(s) and {len(manifest.addons)} "
                     "add-on(s)")
         return {"apps": list(manifest.apps), "addons": len(manifest.addons)}
@@ -143,6 +143,10 @@ class ServerRestore:
             shutil.copy2(current, current.with_name(current.name + ".before-restore"))
         partial = current.with_name(f".{current.name}.restoring")
         partial.write_bytes(text)
+        if current.is_file():
+            shutil.copymode(current, partial)  # the agent and the berth user read it
+        else:
+            partial.chmod(0o644)
         partial.replace(current)
         out.heading(f"{current} restored (the previous one is {current.name}.before-restore):"
                     " restart the agent to apply it")
@@ -156,19 +160,28 @@ class ServerRestore:
             boot.restore_certificates(s.certificates, s.apps, s.events, s.deployer,
                                       s.config.deploy.domain)
 
-    async def _recreate_addons(self, manifest: Manifest, out: DeployOutput) -> None:
+    async def _recreate_addons(self, manifest: Manifest, out: DeployOutput) -> list[str]:
+        """Each add-on on an empty data directory, given its dump; what failed."""
         addons, backups = self.s.addons, self.s.backups
         if addons is None or backups is None:
-            if manifest.addons:
-                raise BerthError("this agent runs without add-ons: they were not re-created")
-            return
+            return ["add-ons (this agent runs without them)"] if manifest.addons else []
+        failed: list[str] = []
         for entry in manifest.addons:
             addon = addons.store.get(entry.app, entry.name)
             out.step(f"Re-creating {entry.name} of {entry.app} from {entry.backup}")
-            with addons.paused(addon):
-                await addons.recreate_empty(addon)
-                await addon_restore.restore(backups, _NotRunning(), entry.app, entry.backup, out)
+            try:
+                with addons.paused(addon):
+                    await addons.recreate_empty(addon)
+                    await addon_restore.restore(backups, _NotRunning(), entry.app,
+                                                entry.backup, out)
+            except BerthError as exc:
+                log.error("restore: add-on not re-created app=%s addon=%s error=%s",
+                          entry.app, entry.name, exc)
+                out.heading(f"{entry.name} of {entry.app} was not re-created: {exc}")
+                failed.append(f"{entry.name} of {entry.app} ({exc}; backups:restore "
+                              f"{entry.app} {entry.backup} tries again)")
         await addons.reconcile()  # add-ons the archive does not hold are removed
+        return failed
 
     async def _rebuild_apps(self, manifest: Manifest, out: DeployOutput) -> list[str]:
         failed: list[str] = []
@@ -179,7 +192,7 @@ class ServerRestore:
                 log.error("restore: app not started app=%s error=%s", app, exc)
                 self.s.events.record(app, "RestoreFailed", f"not started: {exc}")
                 out.heading(f"{app} did not start: {exc}")
-                failed.append(app)
+                failed.append(f"{app} ({exc}; a push or ps:rebuild tries again)")
             else:
                 self.s.events.record(app, "ServerRestored", "restored from a server archive")
         return failed
