@@ -98,7 +98,7 @@ class AddonService:
             await self._start_container(addon)
             out.step(f"Waiting for {name} to answer")
             await self.wait_ready(addon)
-            await self._config.change(app, ConfigChange(set={variable: addon.url}), out)
+            await self._config.change(app, ConfigChange(set={variable: addon.url}), out.nested())
         except BaseException:
             await self._discard(addon)
             raise
@@ -209,7 +209,7 @@ class AddonService:
         """Unset its variable (a release), then remove the container and its data."""
         addon = self.store.get(app, name)
         if self._apps.exists(app) and self._apps.config(app).get(addon.variable) == addon.url:
-            await self._config.change(app, ConfigChange(unset=(addon.variable,)), out)
+            await self._config.change(app, ConfigChange(unset=(addon.variable,)), out.nested())
         await self.remove(addon, out)
 
     async def remove(self, addon: Addon, out: DeployOutput) -> None:

@@ -74,6 +74,12 @@ class DeployOutput:
             self._on_settled = None
             self._sinks.clear()
 
+    def nested(self) -> "DeployOutput":
+        """An output for a release run inside a longer operation (an add-on's variable
+        set or unset): its lines come here, and its settling ends nothing, since the
+        operation's own work still follows."""
+        return DeployOutput(self._send)
+
     def take_unflushed(self) -> str:
         """Lines not yet handed to the build log, as text."""
         fresh = self._lines[self._flushed:]

@@ -40,8 +40,9 @@ STAND_IN_SETTINGS = AddonSettings(postgres_image="berth-stand-in/postgres:{versi
 
 
 class StoringReleaser:
-    """The deploy's config path for an app not deployed: the change is stored (or, told
-    to fail, refused as a failed release phase would be)."""
+    """The deploy's config path: the change is stored (or, told to fail, refused as a
+    failed release phase would be), and the output settled as a release going live
+    settles it (which must not end a longer operation's stream early)."""
 
     def __init__(self, apps: AppStore) -> None:
         self.apps = apps
@@ -52,6 +53,7 @@ class StoringReleaser:
         if self.fail:
             raise BerthError("release phase failed")
         self.apps.change_config(app_name, change, strict=False)
+        out.settle({"release": 0})
         return None
 
 
