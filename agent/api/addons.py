@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 from agent.addons.model import Addon, check_name
 from agent.addons.service import AddonService
 from agent.api.params import app_param, json_body, services
+from agent.api.services import Services
 from agent.api.streaming import stream_operation
 from agent.backups.service import BackupService
 from agent.deploy.output import DeployOutput
@@ -43,6 +44,15 @@ async def _view(request: Request, addon: Addon) -> dict[str, Any]:
     if scheduler is not None:
         view.update(scheduler.status(addon))
     return view
+
+
+def backup_summary(s: Services, app: str) -> dict[str, Any]:
+    """What `apps` lists of an app's add-ons: how many, and those whose backups need
+    attention (the last scheduled one failed, or one is overdue)."""
+    count = len(s.addons.store.of_app(app)) if s.addons is not None else 0
+    scheduler = s.backup_scheduler
+    return {"addons": count,
+            "backup_problems": scheduler.problems(app) if scheduler and count else []}
 
 
 async def list_all(request: Request) -> Response:

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.api.access import allowed, visible
+from agent.api.addons import backup_summary
 from agent.api.audit import AUDIT_APP
 from agent.api.limits import limits_view
 from agent.api.params import app_param, json_body, services
@@ -32,6 +33,7 @@ def _summary(s: Services, name: str) -> dict[str, Any]:
         "domains": s.deployer.hosts(name),
         "formation": dict(app.formation),
         "stopped": app.stopped,
+        **backup_summary(s, name),
     }
 
 

@@ -2,8 +2,8 @@
 
 A task of the agent checks every minute. A failed scheduled backup is loud: an event on
 the app and a line in the agent's log (both from the capture), the failure stored so
-`addons` shows it, and another attempt an hour later. Pruning removes the file, then
-the record.
+`addons` and `apps` show it, and another attempt an hour later. Pruning removes the
+file, then the record.
 """
 
 from __future__ import annotations
@@ -84,6 +84,20 @@ class BackupScheduler:
                 "backup_error": last[1] if last else None,
                 "backup_overdue": now - since > rules.OVERDUE_AFTER,
                 "next_backup": rules.next_run(schedule, now)}
+
+    def problems(self, app: str) -> list[dict[str, str]]:
+        """The app's add-ons whose backups need attention (what `apps` shows): the last
+        scheduled one failed, or none is newer than its schedule allows."""
+        found = []
+        for addon in self._backups.addons.store.of_app(app):
+            status = self.status(addon)
+            if status["backup_error"]:
+                found.append({"addon": addon.name, "problem": "failed",
+                              "detail": str(status["backup_error"])})
+            elif status["backup_overdue"]:
+                found.append({"addon": addon.name, "problem": "overdue",
+                              "detail": "no backup for more than a day"})
+        return found
 
     async def run_periodically(self, interval: float = CHECK_INTERVAL) -> None:
         while True:

@@ -5,6 +5,7 @@ are those that never reach Docker, or a test brings its own small fake)."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,6 +115,14 @@ def world(tmp_path: Path) -> Iterator[World]:
 def agent_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Database]]:
     services, db = make_services(tmp_path)
     services.app_service().create("shop")
+    with serving(services, db, tmp_path) as env:
+        yield env, db
+
+
+@contextmanager
+def serving(services: Services, db: Database, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The API on its unix socket, in a thread; the environment a `berth` CLI run needs
+    to reach it. The database is closed afterwards."""
     socket = services.config.paths.control_socket
     socket.parent.mkdir(parents=True, exist_ok=True)
     server = uvicorn.Server(uvicorn.Config(build_api(services), uds=str(socket),
@@ -128,7 +137,7 @@ def agent_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Database]]:
     config.write_text(f'[paths]\ndata_dir = "{tmp_path / "data"}"\n'
                       f'run_dir = "{socket.parent}"\n')
     try:
-        yield {"BERTH_CONFIG": str(config), "PATH": "/usr/bin:/bin"}, db
+        yield {"BERTH_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
     finally:
         server.should_exit = True
         thread.join(timeout=20)

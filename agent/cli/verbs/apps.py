@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Verb, arg, follow, table
@@ -17,14 +18,28 @@ def apps(ctx: Context, a: argparse.Namespace) -> int:
     if not rows:
         ctx.print("No apps yet. Create one with a push: git push berth@HOST:APP main")
         return 0
-    table(ctx, ["APP", "RELEASE", "STATE", "DOMAINS"], [
+    table(ctx, ["APP", "RELEASE", "STATE", "BACKUPS", "DOMAINS"], [
         (r["name"], f"v{r['release']}" if r["release"] else "-",
          "unreadable" if r.get("error") else "stopped" if r["stopped"]
          else ("running" if r["release"] else "not deployed"),
-         " ".join(r["domains"]) or "-")
+         _backups(r), " ".join(r["domains"]) or "-")
         for r in rows
     ])
+    for r in rows:
+        for problem in r.get("backup_problems") or []:
+            what = ("last scheduled backup failed" if problem["problem"] == "failed"
+                    else "backup overdue")
+            ctx.print(f"{r['name']}: {problem['addon']}: {what}: {problem['detail']} "
+                      f"(berth addons {r['name']})")
     return 0
+
+
+def _backups(row: dict[str, Any]) -> str:
+    """ok, -, or the add-ons whose backups need attention: `postgres FAILED`."""
+    problems = row.get("backup_problems") or []
+    if problems:
+        return ", ".join(f"{p['addon']} {p['problem'].upper()}" for p in problems)
+    return "ok" if row.get("addons") else "-"
 
 
 def create(ctx: Context, a: argparse.Namespace) -> int:
