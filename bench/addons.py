@@ -167,8 +167,10 @@ class Bench:
                             "--exit-on-error", "--no-owner", "-U", user, "-d", user],
                            stdin=feed, check=True, timeout=3600)
 
-    def berth_capture(self) -> dict[str, object]:
+    def berth_capture(self) -> None:
         self.agent.ok("backups:capture", self.app, "postgres", timeout=3600)
+
+    def latest_backup(self) -> dict[str, object]:
         return dict(json.loads(self.agent.ok("backups", self.app, "--json"))[-1])
 
     def berth_restore(self, backup_id: str) -> None:
@@ -179,15 +181,11 @@ class Bench:
         """Hand and Berth in turn (who goes first alternates), the same data each time."""
         hand_dump = root / "hand.dump"
         for i in range(rounds):
-            backup: dict[str, object] = {}
-
-            def berth() -> None:
-                backup.update(self.berth_capture())
-
-            pair = [("hand", lambda: self.hand_capture(hand_dump)), ("berth", berth)]
+            pair = [("hand", lambda: self.hand_capture(hand_dump)), ("berth", self.berth_capture)]
             for who, action in pair if i % 2 == 0 else pair[::-1]:
                 figures.capture[who].append(timed(action))
                 print(f"  capture {i + 1}, {who}: {figures.capture[who][-1]:.1f} s", flush=True)
+            backup = self.latest_backup()
             figures.sizes = {"hand": hand_dump.stat().st_size, "berth": int(str(backup["size"]))}
             restores = [("hand", lambda: self.hand_restore(hand_dump)),
                         ("berth", lambda: self.berth_restore(str(backup["id"])))]
