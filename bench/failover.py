@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Failover benchmark: requests lost when instances die, config changes race and the
+agent restarts; time to replace a killed instance; the agent's memory around `run`.
+
+Run as root on a machine prepared by tests/run (Docker engine, sshd, the `berth` user,
+the stand-in base image, the test virtualenv):
+
+    /opt/berth-test/venv/bin/python bench/failover.py [--seconds 8]
+
+It starts a real agent and sshd (the end-to-end test harness), pushes the Dockerfile
+sample app, and in the same run, each time under keep-alive GET load through the proxy
+(4 clients), counts failed/total requests (a failure is a connection error or a 5xx) when:
+  1. the only web instance is killed (`docker kill`): the app is down until its
+     replacement answers, so failures are expected; the time to the first answer again;
+  2. one of two web instances is killed (target 0 failed: the other one serves);
+  3. two `config:set` race (target 0 failed, and both variables stay);
+  4. the agent restarts (SIGTERM, then started again) and is killed (-9, then started):
+     its proxy goes with it, so failures are expected (see Known limits);
+and the time from `docker kill` to the replacement running, and the agent's RSS before
+and after 100 MB of `run` output (target: back near the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import docker
+
+from agent.deploy.docker_runtime import installation_id
+from agent.deploy.networks import app_network
+from bench.deploy import rss_mb
+from tests.e2e.conftest import APPS, DOMAIN, running_stack
+from tests.e2e.harness import AgentProcess, GitUser, http_get, world_readable_tempdir
+
+CLIENTS = 4
+RUN_BYTES = 100_000_000
+
+
+@dataclass
+class Outcome:
+    """What the load saw during one scenario."""
+
+    name: str
+    ok: int = 0
+    failed: int = 0
+    first_failure: float | None = None
+    last_failure: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def window(self) -> float:
+        """Seconds from the first failed request to the last one (0 with none)."""
+        if self.first_failure is None or self.last_failure is None:
+            return 0.0
+        return self.last_failure - self.first_failure
+
+
+class TimedLoad:
+    """Keep-alive GET clients in threads; counts answers and failures with their times."""
+
+    def __init__(self, port: int, host: str, outcome: Outcome) -> None:
+        self.port, self.host, self.outcome = port, host, outcome
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(CLIENTS)]
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _count(self, good: bool) -> None:
+        with self._lock:
+            if good:
+                self.outcome.ok += 1
+                return
+            now = time.monotonic()
+            self.outcome.failed += 1
+            self.outcome.first_failure = self.outcome.first_failure or now
+            self.outcome.last_failure = now
+
+    def _run(self) -> None:
+        connection: http.client.HTTPConnection | None = None
+        while not self._stop.is_set():
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                connection.request("GET", "/", headers={"Host": self.host})
+                response = connection.getresponse()
+                response.read()
+                self._count(response.status < 500)
+                if response.will_close:
+                    connection.close()
+                    connection = None
+            except (OSError, http.client.HTTPException):
+                self._count(False)
+                if connection is not None:
+                    connection.close()
+                connection = None
+            time.sleep(0.005)
+        if connection is not None:
+            connection.close()
+
+
+def web_containers(app: str) -> dict[str, str]:
+    """Running web instances of the app: container id -> dyno index."""
+    client = docker.from_env()
+    try:
+        found = client.containers.list(
+            filters={
+                "label": [f"berth.app={app}", "berth.process=web", "berth.role=process"],
+                "status": "running",
+            }
+        )
+        return {c.id: c.labels["berth.index"] for c in found}
+    finally:
+        client.close()
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60, step: float = 0.02) -> float:
+    """Seconds until `check()` holds; raises past the deadline."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(step)
+    raise RuntimeError(f"not within {timeout} s: {check}")
+
+
+def answers(port: int, host: str) -> bool:
+    try:
+        return http_get(port, host, timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+def under_load(
+    agent: AgentProcess, host: str, name: str, seconds: float, fault: Callable[[Outcome], None]
+) -> Outcome:
+    """`seconds` of load with `fault` applied after a third of it, then the rest."""
+    outcome = Outcome(name)
+    with TimedLoad(agent.http_port, host, outcome):
+        time.sleep(seconds / 3)
+        started = time.monotonic()
+        fault(outcome)
+        time.sleep(max(0.0, seconds - seconds / 3 - (time.monotonic() - started)))
+    return outcome
+
+
+def kill_one(agent: AgentProcess, app: str, host: str) -> Callable[[Outcome], None]:
+    """A fault: `docker kill` of one web instance; notes the time to its replacement."""
+
+    def fault(outcome: Outcome) -> None:
+        before = web_containers(app)
+        victim, index = min(before.items(), key=lambda item: item[1])
+        killed = time.monotonic()
+        subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
+
+        def replaced() -> bool:
+            now = web_containers(app)
+            return victim not in now and index in now.values()
+
+        wait_for(replaced)
+        running = time.monotonic() - killed
+        outcome.notes.append(f"replacement running after {running:.2f} s")
+        if len(before) == 1:
+            serving = wait_for(lambda: answers(agent.http_port, host))
+            outcome.notes.append(
+                f"answering again {time.monotonic() - killed:.2f} s "
+                f"after the kill (+{serving:.2f} s after running)"
+            )
+
+    return fault
+
+
+def config_race(agent: AgentProcess, app: str) -> Callable[[Outcome], None]:
+    """A fault: two `config:set` at once; notes whether both variables stayed."""
+
+    def fault(outcome: Outcome) -> None:
+        token = secrets.token_hex(3)
+        changes = [f"RACE_A={token}", f"RACE_B={token}"]
+        results: list[subprocess.CompletedProcess[str]] = []
+        threads = [
+            threading.Thread(
+                target=lambda c=c: results.append(agent.cli("config:set", app, c, timeout=300))
+            )
+            for c in changes
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(320)
+        failed = [r.stderr.strip() for r in results if r.returncode != 0]
+        kept = [
+            c
+            for c in changes
+            if agent.cli("config:get", app, c.split("=")[0]).stdout.strip() == token
+        ]
+        outcome.notes.append(
+            f"{len(kept)} of 2 variables kept" + (f"; failed: {failed}" if failed else "")
+        )
+
+    return fault
+
+
+def agent_restart(agent: AgentProcess, *, kill: bool) -> Callable[[Outcome], None]:
+    """A fault: the agent stopped (SIGTERM) or killed (-9), then started again."""
+
+    def fault(outcome: Outcome) -> None:
+        started = time.monotonic()
+        agent.kill() if kill else agent.stop()
+        agent.start()
+        outcome.notes.append(
+            f"agent back (control socket answers) after {time.monotonic() - started:.2f} s"
+        )
+
+    return fault
+
+
+def run_output_rss(agent: AgentProcess, app: str) -> str:
+    """The agent's RSS after a first `run`, right after 100 MB of output, and 5 s later."""
+    agent.ok("run", app, "true")
+    assert agent.process is not None
+    before = rss_mb(agent.process.pid)
+    result = subprocess.run(
+        [*agent.command(), "run", app, f"head -c {RUN_BYTES} /dev/zero"],
+        check=False,
+        env=agent.env,
+        cwd=agent.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"run failed: {result.stderr[-300:]!r}")
+    right_after = rss_mb(agent.process.pid)
+    time.sleep(5)
+    later = rss_mb(agent.process.pid)
+    return (
+        f"agent RSS around 100 MB of `run` output: {before:.1f} MB before, "
+        f"{right_after:.1f} MB right after, {later:.1f} MB 5 s later"
+    )
+
+
+def scenarios(
+    agent: AgentProcess, user: GitUser, app: str, seconds: float
+) -> tuple[list[Outcome], str]:
+    host = f"{app}.{DOMAIN}"
+    user.repo(APPS / "dockerfile", app).push()
+    wait_for(lambda: answers(agent.http_port, host))
+    outcomes = [
+        under_load(agent, host, "the only web instance killed", seconds, kill_one(agent, app, host))
+    ]
+    agent.ok("ps:scale", app, "web=2")
+    wait_for(lambda: len(web_containers(app)) == 2)
+    outcomes.append(
+        under_load(
+            agent, host, "one of two web instances killed", seconds, kill_one(agent, app, host)
+        )
+    )
+    outcomes.append(
+        under_load(agent, host, "two config changes race (web=2)", seconds, config_race(agent, app))
+    )
+    outcomes.append(
+        under_load(
+            agent,
+            host,
+            "the agent restarts (SIGTERM, start)",
+            seconds,
+            agent_restart(agent, kill=False),
+        )
+    )
+    outcomes.append(
+        under_load(
+            agent, host, "the agent killed (-9), started", seconds, agent_restart(agent, kill=True)
+        )
+    )
+    return outcomes, run_output_rss(agent, app)
+
+
+def report(outcomes: list[Outcome], rss: str) -> None:
+    print(f"{'scenario':<40} {'failed/total':>14} {'failure window':>15}  notes")
+    for outcome in outcomes:
+        total = outcome.ok + outcome.failed
+        print(
+            f"{outcome.name:<40} {outcome.failed:>6}/{total:<7} {outcome.window:>13.2f} s"
+            f"  {'; '.join(outcome.notes)}"
+        )
+    print(rss)
+
+
+def remove_leftovers(root: Path, app: str) -> None:
+    """What the bench's agent left on the engine, if `apps:destroy` did not run: its
+    containers (by the installation's label), the app's images and network."""
+    client = docker.from_env()
+    try:
+        mine = f"berth.managed={installation_id(root / 'data')}"
+        for container in client.containers.list(all=True, filters={"label": mine}):
+            container.remove(force=True)
+        for image in client.images.list(name=f"berth/{app}"):
+            client.images.remove(image.id, force=True)
+        for network in client.networks.list(names=[app_network(app)]):
+            if network.name == app_network(app):
+                network.remove()
+    finally:
+        client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=8.0,
+        help="load per scenario (the fault comes after a third of it)",
+    )
+    args = parser.parse_args()
+    root = world_readable_tempdir("berth-bench-")
+    app = f"bench-failover-{secrets.token_hex(3)}"
+    try:
+        with running_stack(root) as (agent, user):
+            try:
+                outcomes, rss = scenarios(agent, user, app, args.seconds)
+            finally:
+                agent.cli("apps:destroy", app, "--confirm", app)
+        report(outcomes, rss)
+        return 0
+    finally:
+        remove_leftovers(root, app)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
