@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import subprocess
 from dataclasses import dataclass
 
 from agent.firewall.errors import CommandFailed, NetnsMissing, NftMissing, RulesetRejected
@@ -84,24 +85,14 @@ class NftRunner:
         return result
 
     async def run(self, argv: list[str], *, stdin: str | None = None) -> CommandResult:
-        """Run `argv` to completion within the deadline (killing it past the deadline)."""
+        """Run `argv` to completion within the deadline (killing it past the deadline).
+
+        The command runs in a thread, not as an asyncio subprocess: on Python 3.11.2 an
+        asyncio subprocess whose start is cancelled (the agent stopping) hangs the loop's
+        shutdown for ever. A cancelled caller leaves the thread to end by the deadline.
+        """
         log.debug("firewall command argv=%s", argv)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except FileNotFoundError as exc:
-            raise CommandFailed(argv, "program not found") from exc
-        data = stdin.encode() if stdin is not None else None
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(data), self.timeout)
-        except TimeoutError as exc:
-            await _kill(proc, argv, KILL_GRACE)
-            raise CommandFailed(argv, f"no answer within {self.timeout:g}s") from exc
-        return CommandResult(argv, proc.returncode or 0, out.decode(), err.decode())
+        return await asyncio.to_thread(_run_blocking, argv, stdin, self.timeout)
 
     def _require(self, program: str, package: str) -> None:
         if self.netns:
@@ -119,17 +110,36 @@ class NftRunner:
             raise NetnsMissing(self.netns)
 
 
-async def _kill(proc: asyncio.subprocess.Process, argv: list[str], grace: float) -> None:
+def _run_blocking(argv: list[str], stdin: str | None, timeout: float) -> CommandResult:
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except FileNotFoundError as exc:
+        raise CommandFailed(argv, "program not found") from exc
+    data = stdin.encode() if stdin is not None else None
+    try:
+        out, err = proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        _kill(proc, argv, KILL_GRACE)
+        raise CommandFailed(argv, f"no answer within {timeout:g}s") from exc
+    return CommandResult(argv, proc.returncode, out.decode(), err.decode())
+
+
+def _kill(proc: subprocess.Popen[bytes], argv: list[str], grace: float) -> None:
     """Kill a command past its deadline and reap it, waiting a bounded time: a process
     stuck in the kernel (uninterruptible) does not hold the caller up with it."""
+    proc.kill()
     try:
-        proc.kill()
-    except ProcessLookupError:
-        return  # it ended on its own meanwhile
-    try:
-        await asyncio.wait_for(proc.wait(), grace)
-    except TimeoutError:
+        proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
         log.warning("firewall command not ended %gs after kill argv=%s", grace, argv)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def _first_error(stderr: str) -> str:

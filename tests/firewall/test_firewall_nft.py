@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import threading
 import time
 
 import pytest
@@ -26,36 +28,52 @@ def test_a_command_past_its_deadline_is_killed_and_named(tmp_path) -> None:
 
 
 class Unkillable:
-    """A process as asyncio sees one stuck in the kernel: it never answers, the kill is
-    taken, and it never ends."""
+    """A process stuck in the kernel: it never answers, the kill is taken, it never ends."""
 
-    def __init__(self) -> None:
+    stdin = stdout = stderr = None
+    last: Unkillable
+
+    def __init__(self, argv: list[str], **options: object) -> None:
         self.killed = False
+        Unkillable.last = self
 
-    async def communicate(self, data: bytes | None = None) -> tuple[bytes, bytes]:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
+    def communicate(self, data: bytes | None = None, timeout: float | None = None) -> None:
+        time.sleep(timeout or 0)
+        raise subprocess.TimeoutExpired("nft", timeout or 0)
 
     def kill(self) -> None:
         self.killed = True
-
-    async def wait(self) -> int:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
 
 
 def test_a_killed_command_that_never_ends_does_not_hold_the_caller(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stuck = Unkillable()
-
-    async def start(*argv: str, **options: object) -> Unkillable:
-        return stuck
-
-    monkeypatch.setattr(nft.asyncio, "create_subprocess_exec", start)
+    monkeypatch.setattr(nft.subprocess, "Popen", Unkillable)
     monkeypatch.setattr(nft, "KILL_GRACE", 0.2)
     began = time.monotonic()
     with pytest.raises(CommandFailed, match=r"no answer within 0\.3s"):
         asyncio.run(NftRunner(timeout=0.3).run(["nft", "list", "ruleset"]))
-    assert stuck.killed
+    assert Unkillable.last.killed
     assert time.monotonic() - began < 5
+
+
+def test_a_command_running_when_its_loop_shuts_down_does_not_hang_the_shutdown() -> None:
+    """The agent stopping (its loop cancelling every task) while a command is starting:
+    asyncio's own subprocess start, cancelled then, waits forever on Python 3.11.2. The
+    loop's shutdown runs in a thread here, so a hang fails the test rather than the run."""
+    runner = NftRunner(timeout=0.5)
+
+    async def stop_while_starting() -> None:
+        asyncio.get_running_loop().create_task(runner.run(["sleep", "30"]))
+        await asyncio.sleep(0)  # the command is being started when the loop shuts down
+
+    def shut_down() -> None:
+        asyncio.run(stop_while_starting())
+
+    for _ in range(3):
+        thread = threading.Thread(target=shut_down, daemon=True)
+        began = time.monotonic()
+        thread.start()
+        thread.join(20)
+        assert not thread.is_alive(), "the loop's shutdown hung on a command being started"
+        assert time.monotonic() - began < 20
