@@ -60,6 +60,7 @@ class Outcome:
     first_failure: float | None = None
     last_failure: float | None = None
     notes: list[str] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)  # failures: status or error
 
     @property
     def window(self) -> float:
@@ -88,15 +89,17 @@ class TimedLoad:
         for thread in self._threads:
             thread.join(30)
 
-    def _count(self, good: bool) -> None:
+    def _count(self, failure: str | None) -> None:
         with self._lock:
-            if good:
-                self.outcome.ok += 1
+            outcome = self.outcome
+            if failure is None:
+                outcome.ok += 1
                 return
             now = time.monotonic()
-            self.outcome.failed += 1
-            self.outcome.first_failure = self.outcome.first_failure or now
-            self.outcome.last_failure = now
+            outcome.failed += 1
+            outcome.kinds[failure] = outcome.kinds.get(failure, 0) + 1
+            outcome.first_failure = outcome.first_failure or now
+            outcome.last_failure = now
 
     def _run(self) -> None:
         connection: http.client.HTTPConnection | None = None
@@ -107,12 +110,12 @@ class TimedLoad:
                 connection.request("GET", "/", headers={"Host": self.host})
                 response = connection.getresponse()
                 response.read()
-                self._count(response.status < 500)
+                self._count(f"status {response.status}" if response.status >= 500 else None)
                 if response.will_close:
                     connection.close()
                     connection = None
-            except (OSError, http.client.HTTPException):
-                self._count(False)
+            except (OSError, http.client.HTTPException) as exc:
+                self._count(type(exc).__name__)
                 if connection is not None:
                     connection.close()
                 connection = None
@@ -301,9 +304,11 @@ def report(outcomes: list[Outcome], rss: str) -> None:
     print(f"{'scenario':<40} {'failed/total':>14} {'failure window':>15}  notes")
     for outcome in outcomes:
         total = outcome.ok + outcome.failed
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(outcome.kinds.items()))
+        notes = outcome.notes + ([f"failures: {kinds}"] if kinds else [])
         print(
             f"{outcome.name:<40} {outcome.failed:>6}/{total:<7} {outcome.window:>13.2f} s"
-            f"  {'; '.join(outcome.notes)}"
+            f"  {'; '.join(notes)}"
         )
     print(rss)
 
