@@ -152,9 +152,15 @@ def test_failing_health_check_rejects_the_push_with_the_reason(agent, flask):
                 "@app.get('/')\ndef index():\n    print('database unreachable', flush=True)\n"
                 "    return 'broken', 500\n")
     flask.commit("break the app")
-    result = flask.push(check=False)
+    # The app's own deadline (the default is 60 s): the push fails when it runs out.
+    agent.ok("apps:set", FLASK, "health-timeout=15")
+    try:
+        result = flask.push(check=False)
+    finally:
+        agent.ok("apps:set", FLASK, "health-timeout=")
     output = pushed(result)
     assert result.returncode != 0
+    assert "deadline 15 s" in output
     assert "health check" in output and "status 500" in output
     assert "database unreachable" in output  # the container's last log lines
     assert remote_head(agent, FLASK) == before
