@@ -331,3 +331,27 @@ def test_render_is_pure_and_stable() -> None:
         'CMD ["/bin/sh", "-c", "exec gunicorn app:app --bind 0.0.0.0:$PORT"]\n'
         'COPY --chown=berth:berth ["app/", "./"]\n'
     )
+
+
+@pytest.mark.parametrize(
+    ("requirements", "installed", "note"),
+    [
+        ("psycopg2==2.9.10\n", "libpq5 gcc libc6-dev libpq-dev", "psycopg2 is built from source"),
+        ("psycopg[pool]>=3.1\n", "libpq5 &&", "psycopg links libpq"),
+        ("psycopg2-binary\nflask\n", None, None),
+    ],
+)
+def test_postgres_drivers_that_link_libpq_get_it_as_on_heroku(
+    tmp_path: Path, requirements: str, installed: str | None, note: str | None
+) -> None:
+    project = inspect(tree(tmp_path, {"requirements.txt": requirements}), "3.12")
+    plan = render(project, options())
+    lines = lines_of(plan.dockerfile)
+    system = [line for line in lines if "apt-get install" in line]
+    if installed is None:
+        assert system == [] and not any("libpq" in n for n in plan.notes)
+        return
+    assert len(system) == 1 and f"--no-install-recommends {installed}" in system[0]
+    # As root, before the dependencies are installed as the app's user.
+    assert lines.index(system[0]) < lines.index("USER berth")
+    assert any(n.startswith(note or "") for n in plan.notes)

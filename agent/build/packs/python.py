@@ -23,7 +23,7 @@ from typing import Any
 from agent.build import ca, dockerfile
 from agent.build.errors import InvalidSource
 from agent.build.model import CONTEXT_BERTH, BuildPlan, ContextFile
-from agent.build.packs import PlanOptions, image_for, is_set
+from agent.build.packs import PlanOptions, image_for, is_set, python_native
 from agent.build.packs.python_deps import (
     names_of,
     normalise,
@@ -195,6 +195,10 @@ def render(project: PythonProject, options: PlanOptions) -> BuildPlan:
     ]
     if trust:
         lines += ca.dockerfile_lines()
+    native = python_native.needs_of(project.packages)
+    system_install = python_native.install_line(native)
+    if system_install is not None:
+        lines.append(system_install)
     lines += [f"USER {dockerfile.APP_USER}", f"WORKDIR {dockerfile.APP_DIR}"]
     lines.append(f"RUN python3 -m venv {VENV}")
     if tools:
@@ -214,6 +218,8 @@ def render(project: PythonProject, options: PlanOptions) -> BuildPlan:
         _version_note(project),
         f"Installing dependencies with {project.manager} ({project.manifest})",
     ]
+    if native.any:
+        notes.append(native.describe())
     if project.django_project is not None:
         if settings.collectstatic and not is_set(options.env, "DISABLE_COLLECTSTATIC"):
             buildargs = _build_args(options) if settings.config_vars_at_build else {}
