@@ -45,14 +45,18 @@ LOCAL_COMMANDS = {
 }
 
 
-def build_parser(verbs: Sequence[Verb], *, remote: bool) -> argparse.ArgumentParser:
+def build_parser(verbs: Sequence[Verb], *, remote: bool, only: str | None = None
+                 ) -> argparse.ArgumentParser:
+    """The parser of every verb, or, with `only`, of that one verb alone: the others'
+    arguments cost each run of the CLI (a push runs several) time for nothing."""
     prog = "ssh berth@HOST" if remote else "berth"
     parser = _Parser(prog=prog, description="Berth: git push to deploy, on your own server.")
     parser.add_argument("--version", action="version", version=f"berth {__version__}")
     parsers = parser.add_subparsers(title="verbs", metavar="VERB")
     for verb in verbs:
-        verb.add_to(parsers)
-    if not remote:
+        if only is None or verb.name == only:
+            verb.add_to(parsers)
+    if not remote and only is None:
         for name, summary in LOCAL_COMMANDS.items():
             parsers.add_parser(name, help=summary, add_help=False)
     return parser
@@ -70,7 +74,9 @@ def run_verb(
     from agent.cli.registry import Context
 
     _check_text(argv)
-    parser = build_parser(all_verbs(), remote=remote)
+    verbs = all_verbs()
+    named = argv[0] if argv and any(verb.name == argv[0] for verb in verbs) else None
+    parser = build_parser(verbs, remote=remote, only=named)
     if not argv:
         parser.print_help(stdout or sys.stdout)
         return 0
