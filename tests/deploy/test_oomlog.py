@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def test_the_watch_keeps_each_containers_recent_kills(tmp_path: Path) -> None:
         assert watch.kills(ID, since=time.time() + 1) == []
     finally:
         watch.close()
-    assert not any(t.name == "oom-watch" for t in threading.enumerate())
+    assert watch._thread is not None and not watch._thread.is_alive()
 
 
 def test_an_unreadable_log_is_said_once_and_knows_nothing(tmp_path: Path) -> None:
@@ -89,8 +88,8 @@ async def test_each_kill_is_handed_to_the_event_loop_as_it_is_read(tmp_path: Pat
     watch = OomWatch(log)
     assert watch.start(on_kill=handed.put_nowait)
     try:
-        with open(log, "w") as writer:
-            writer.write(kill_line(f"/docker/{ID}", f"/docker/{ID}") + "\n")
+        line = kill_line(f"/docker/{ID}", f"/docker/{ID}") + "\n"
+        await asyncio.to_thread(log.write_text, line)  # the watch holds the reading end
         assert await asyncio.wait_for(handed.get(), 10) == OomKill(ID, True, "python3", 26355)
     finally:
         await asyncio.to_thread(watch.close)
