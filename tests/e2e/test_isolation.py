@@ -13,7 +13,9 @@ from tests.e2e.conftest import APPS, DOMAIN
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
 MINE, THEIRS = "e2e-iso-a", "e2e-iso-b"
-PROCFILE = "web: python3 server.py\nworker: sleep infinity\n"
+# `hog` allocates past the 32 MiB its test gives it, after the roll-out has seen it settle.
+PROCFILE = ("web: python3 server.py\nworker: sleep infinity\n"
+            "hog: python3 -c 'import time; time.sleep(4); x = bytearray(256 << 20)'\n")
 FETCH = ("import sys, urllib.request\n"
          "try: print(urllib.request.urlopen('http://%s:5000/', timeout=3).read().decode())\n"
          "except Exception as exc: print('unreachable', type(exc).__name__); sys.exit(7)\n")
@@ -107,6 +109,20 @@ def test_ps_limit_applies_to_instances_and_one_offs(agent, pushed) -> None:
     agent.ok("ps:limit", THEIRS, "run", "memory=64m")
     limit = agent.cli("run", THEIRS, "--", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes")
     assert limit.stdout.strip() == str(64 << 20), limit
+
+
+def test_an_instance_past_its_memory_limit_is_reported_out_of_memory(agent, pushed) -> None:
+    agent.ok("ps:limit", THEIRS, "hog", "memory=32m")
+    agent.ok("ps:scale", THEIRS, "hog=1")
+    try:
+        deadline, info = time.monotonic() + 90, ""
+        while time.monotonic() < deadline and "hog.1 " not in info:
+            info = agent.ok("apps:info", THEIRS)
+            time.sleep(0.5)  # the event comes within seconds of the kill
+        assert ("InstanceRestarted: hog.1 ran out of memory (limit 32 MB); "
+                "restarted by its restart policy") in info, info
+    finally:
+        agent.ok("ps:scale", THEIRS, "hog=0")
 
 
 def test_destroy_removes_the_apps_network(agent, pushed) -> None:
