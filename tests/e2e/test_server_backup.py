@@ -112,7 +112,8 @@ def _wipe(agent: AgentProcess) -> None:
             for tag in image.tags:
                 client.images.remove(tag, force=True)
         for network in client.networks.list(names=["berth-e2e-srv-"]):
-            network.remove()
+            if network.name.startswith("berth-e2e-srv-"):
+                network.remove()
     finally:
         client.close()
     shutil.rmtree(agent.root / "data")
