@@ -66,6 +66,26 @@ def stack(e2e_root: Path) -> Iterator[tuple[AgentProcess, GitUser]]:
         yield started
         for app in (SHOP, BLOG):  # add-ons first, or the app's network stays in use
             started[0].cli("apps:destroy", app, "--confirm", app)
+        _remove_containers()  # whatever a failed test left
+
+
+def _remove_containers() -> None:
+    """The apps' and add-ons' containers, images and networks."""
+    client = docker.from_env()
+    try:
+        for label in ("berth.managed", "berth.addon.managed"):
+            for container in client.containers.list(all=True, filters={"label": label}):
+                owner = container.labels.get("berth.app") or container.labels.get("berth.addon.app")
+                if owner in (SHOP, BLOG):
+                    container.remove(force=True)
+        for image in client.images.list(name="berth/e2e-srv-*"):
+            for tag in image.tags:
+                client.images.remove(tag, force=True)
+        for network in client.networks.list(names=["berth-e2e-srv-"]):
+            if network.name.startswith("berth-e2e-srv-"):
+                network.remove()
+    finally:
+        client.close()
 
 
 def _answer(agent: AgentProcess, app: str, wanted: bytes, timeout: float = 60) -> bytes:
@@ -103,19 +123,7 @@ def _wipe(agent: AgentProcess) -> None:
     """The server loses its disk: agent stopped, data directory, containers, images and
     networks of the apps gone; then a freshly installed (empty) agent starts."""
     agent.stop()
-    client = docker.from_env()
-    try:
-        for container in client.containers.list(all=True, filters={"label": "berth.managed"}):
-            if any(app in container.name for app in (SHOP, BLOG)):
-                container.remove(force=True)
-        for image in client.images.list(name="berth/e2e-srv-*"):
-            for tag in image.tags:
-                client.images.remove(tag, force=True)
-        for network in client.networks.list(names=["berth-e2e-srv-"]):
-            if network.name.startswith("berth-e2e-srv-"):
-                network.remove()
-    finally:
-        client.close()
+    _remove_containers()
     shutil.rmtree(agent.root / "data")
     agent.start()
 
