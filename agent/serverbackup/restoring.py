@@ -209,8 +209,10 @@ class ServerRestore:
         try:
             await trees.export(paths.repo(app), live.git_sha, workdir,
                                self.s.config.deploy.max_push_bytes)
-            await self.s.deployer.deploy_push(app, live.git_sha, workdir / "src", out,
-                                              description="Restore")
+            # Its own output: a deploy settles its stream at the swap, and this
+            # restore's stream goes on to the next app.
+            await self.s.deployer.deploy_push(app, live.git_sha, workdir / "src",
+                                              DeployOutput(out.raw), description="Restore")
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
 
