@@ -27,6 +27,7 @@ from agent.deploy.errors import BaseMoved
 
 ZERO = "0" * 40  # git's old value of a branch that does not exist yet
 SETTLE = 5.0  # seconds a pending ref update is waited for
+READ_TIMEOUT = 30.0  # seconds `git rev-parse` may take (a stuck disk: the push goes on)
 
 RefReader = Callable[[Path, str], Awaitable["str | None"]]
 log = logging.getLogger(__name__)
@@ -44,10 +45,14 @@ class PushBase:
 async def read_ref(repo: Path, ref: str) -> str | None:
     """The commit `ref` holds in `repo`; ZERO when there is no such branch; None when
     git cannot tell (the push then goes on unchecked, as git will still check it)."""
-    result = await asyncio.to_thread(
-        subprocess.run, ["git", "-c", f"safe.directory={repo}", "--git-dir", str(repo),
-                         "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-        capture_output=True, text=True, check=False)
+    try:
+        result = await asyncio.to_thread(
+            subprocess.run, ["git", "-c", f"safe.directory={repo}", "--git-dir", str(repo),
+                             "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+            capture_output=True, text=True, check=False, timeout=READ_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        log.warning("branch not read in %gs repo=%s ref=%s", READ_TIMEOUT, repo, ref)
+        return None
     if result.returncode == 0:
         return result.stdout.strip()
     if result.returncode == 1 and not result.stderr.strip():

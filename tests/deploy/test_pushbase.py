@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from agent.deploy import pushbase
 from agent.deploy.errors import BaseMoved
 from agent.deploy.pushbase import ZERO, BranchGuard, PushBase, read_ref
 from tests.deploy.fakes import lines, world  # noqa: F401 (fixture)
@@ -88,3 +90,16 @@ async def test_a_ref_update_git_never_made_is_waited_for_briefly_then_read_as_is
 async def test_a_branch_git_cannot_read_is_left_to_git(tmp_path: Path) -> None:
     guard = BranchGuard(settle=0.2)
     await guard.check("shop", PushBase(tmp_path / "not-a-repo", MAIN, "1" * 40))
+
+
+async def test_a_git_that_does_not_answer_reads_as_unknown_within_the_deadline(
+        repo, tmp_path, monkeypatch) -> None:
+    stuck = tmp_path / "bin"
+    stuck.mkdir()
+    (stuck / "git").write_text("#!/bin/sh\nexec sleep 60\n")
+    (stuck / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stuck}:/usr/bin:/bin")
+    monkeypatch.setattr(pushbase, "READ_TIMEOUT", 0.5)
+    began = time.monotonic()
+    assert await read_ref(repo / ".git", MAIN) is None  # the push goes on; git checks it
+    assert time.monotonic() - began < 10
