@@ -245,7 +245,9 @@ class ClientConnection(asyncio.BaseProtocol):
         if self.pending_reject:
             self._answer_and_linger(self.pending_reject)
             return
-        if not exchange.keep_alive or self.eof or self.read_no_more or self.ctx.stopping:
+        # A response that promised keep-alive as the proxy began stopping leaves the
+        # connection idle, for one more request, until the idle grace is over.
+        if not exchange.keep_alive or self.eof or self.read_no_more or self.ctx.closing_idle:
             if exchange.request_complete and not self.queue:
                 self.close()
             else:

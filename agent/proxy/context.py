@@ -38,7 +38,7 @@ class Client(Protocol):
 
     def on_deadline(self, now: float) -> None: ...
 
-    def shut_down(self) -> None: ...
+    def shut_down(self, *, close_idle: bool = True) -> None: ...
 
     def abort(self) -> None: ...
 
@@ -62,7 +62,8 @@ class Context:
         self.clients: set[Client] = set()
         self.draining: set[Target] = set()  # targets dropped from routes, still winding down
         self.https_port: int | None = None  # bound HTTPS port, for redirects
-        self.stopping = False
+        self.stopping = False  # new responses say `Connection: close`
+        self.closing_idle = False  # stopping, past the idle grace: idle connections close
         self.restoring = False  # routes not all restored yet: unknown hosts get 503, not 404
         self.host_cache: dict[bytes, str | None] = {}
         self.head_memo = HeadMemo()  # upstream response lines already read

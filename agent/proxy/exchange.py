@@ -76,9 +76,8 @@ class Exchange:
         """Become the active exchange: answer locally or start forwarding."""
         client = self.client
         head = self.head
-        decision = dispatch(
-            self.ctx, head, client.tls, client.sni, self.keep_alive, self.request_complete
-        )
+        keep_alive = self.keep_alive and not self.ctx.stopping
+        decision = dispatch(self.ctx, head, client.tls, client.sni, keep_alive, self.request_complete)
         if isinstance(decision, Answer):
             if decision.route is not None:
                 self.route, self.tally = decision.route, decision.route.tally

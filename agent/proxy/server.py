@@ -158,6 +158,7 @@ class Proxy:
         for client in list(ctx.clients):
             client.shut_down(close_idle=False)
         await self._wait_for_clients(min(deadline, loop.time() + self.settings.shutdown_idle_timeout))
+        ctx.closing_idle = True
         for client in list(ctx.clients):
             client.shut_down()
         await self._wait_for_clients(deadline)

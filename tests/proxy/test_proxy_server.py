@@ -361,6 +361,32 @@ async def test_stop_answers_an_idle_keep_alive_connection_once_more() -> None:
         await asyncio.wait_for(stopping, 3.0)  # done once its last connection closed
 
 
+async def test_stop_keeps_the_keep_alive_a_response_already_promised() -> None:
+    """A response whose head said keep-alive before the proxy began stopping leaves the
+    connection open for the request the client will send next."""
+    from agent.proxy import ProxySettings
+
+    settings = ProxySettings(listen="127.0.0.1", http_port=0, https_port=None,
+                             shutdown_idle_timeout=5.0)
+    async with running_backend("a") as a:
+        proxy = Proxy(settings)
+        await proxy.start()
+        proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
+        client = await Client.connect(proxy.http_port)
+        await client.send(get("/chunks/3/200"))
+        await eventually(lambda: proxy.counters("app").in_flight == 1)
+        await asyncio.sleep(0.1)  # the head is out, the body still streaming
+        stopping = asyncio.ensure_future(proxy.stop(10.0))
+        streamed = await client.response()
+        assert streamed.status == 200 and streamed.keep_alive
+        await client.send(get("/hello"))
+        response = await client.response()
+        assert (response.status, response.body) == (200, b"hello from a")
+        assert response.header("connection") == "close"
+        await client.close()
+        await asyncio.wait_for(stopping, 3.0)
+
+
 async def test_a_flood_of_pipelined_requests_is_answered_in_part_then_closed() -> None:
     async with running_backend("a") as a, running_proxy() as proxy:
         proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
