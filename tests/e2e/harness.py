@@ -13,12 +13,14 @@ import http.client
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,24 @@ def copy_package(root: Path) -> Path:
     return target
 
 
+# Run as `python -c SOCKET_ACTIVATION FD,FD python-args...`: puts the descriptors at 3, 4
+# and sets the variables for its own pid, then execs Python (the pid stays).
+SOCKET_ACTIVATION = """
+import fcntl, os, sys
+fds = [fcntl.fcntl(int(fd), fcntl.F_DUPFD, 10) for fd in sys.argv[1].split(",")]
+for offset, fd in enumerate(fds):
+    os.dup2(fd, 3 + offset)
+os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(fds)),
+                  LISTEN_FDNAMES="http:https")
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+
+def listening_sockets(*ports: int) -> list[socket.socket]:
+    """Sockets listening on 127.0.0.1 at `ports`, as systemd's berth.socket holds them."""
+    return [socket.create_server(("127.0.0.1", port), backlog=4096) for port in ports]
+
+
 @dataclass
 class AgentProcess:
     root: Path
@@ -72,18 +92,38 @@ class AgentProcess:
     def socket(self) -> Path:
         return self.root / "run" / "control.sock"
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, *, sockets: Sequence[socket.socket] = ()) -> None:
+        """Start the agent; with `sockets` (HTTP, HTTPS), pass them to it as systemd's
+        socket activation does (descriptors 3 and 4, LISTEN_PID, LISTEN_FDS)."""
+        argv = [self.python, "-m", "agent", "agent", "--log-level", "debug"]
+        if sockets:
+            argv = [self.python, "-c", SOCKET_ACTIVATION,
+                    ",".join(str(s.fileno()) for s in sockets), *argv[1:]]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [self.python, "-m", "agent", "agent", "--log-level", "debug"],
-            env=self.env, stdout=log, stderr=log, cwd=self.root,
+            argv, env=self.env, stdout=log, stderr=log, cwd=self.root,
+            pass_fds=[s.fileno() for s in sockets],
         )
         log.close()
+        self._wait_until_ready(timeout, lambda: True)
+
+    def restart_in_place(self, timeout: float = 90) -> None:
+        """SIGHUP: the agent stops and execs itself, keeping its listening sockets. Returns
+        once the new one answers (the same process)."""
+        assert self.process is not None
+        starts = self.log_path.read_text(errors="replace").count("agent ready")
+        self.process.send_signal(signal.SIGHUP)
+        self._wait_until_ready(timeout, lambda: self.log_path.read_text(
+            errors="replace").count("agent ready") > starts)
+
+    def _wait_until_ready(self, timeout: float, started: Callable[[], bool]) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"agent exited at start:\n{self.log_tail()}")
-            if self.socket.exists() and self.cli("apps", "--json").returncode == 0:
+            if (started() and self.socket.exists()
+                    and self.cli("apps", "--json").returncode == 0):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"agent did not come up:\n{self.log_tail()}")
@@ -261,8 +301,10 @@ class WorkTree:
 class Load:
     """Keep-alive HTTP clients hammering the proxy in threads, counting failures."""
 
-    def __init__(self, port: int, host: str, *, clients: int = 4, path: str = "/") -> None:
+    def __init__(self, port: int, host: str, *, clients: int = 4, path: str = "/",
+                 keep_alive: bool = True) -> None:
         self.port, self.host, self.path = port, host, path
+        self.keep_alive = keep_alive
         self.ok = 0
         self.failures: list[str] = []
         self.statuses: dict[int, int] = {}
@@ -295,7 +337,7 @@ class Load:
                         self.failures.append(f"status {response.status}")
                     else:
                         self.ok += 1
-                if response.will_close:
+                if response.will_close or not self.keep_alive:
                     connection.close()
                     connection = None
             except (OSError, http.client.HTTPException) as exc:
