@@ -209,8 +209,9 @@ async def build_agent(config: Config) -> Agent:
                          f"{config.proxy.http_port}, {config.proxy.https_port}): "
                          f"{exc.strerror or exc}") from None
     limits = LimitStore(db)
+    oom_watch = OomWatch()
     runtime = DockerRuntime(client, installation_id(config.paths.data_dir),
-                            limits.resolver(default_limits(config.deploy)))
+                            limits.resolver(default_limits(config.deploy)), oom=oom_watch)
     history = LogHistory(config.paths.app_logs)
     rollout = Rollout(runtime, proxy, config.deploy, history)
     certificates = _certificate_manager(config, db, proxy)
@@ -231,7 +232,6 @@ async def build_agent(config: Config) -> Agent:
     services.server_backups = ServerBackups(
         data_dir=config.paths.data_dir, config_file=config.source, db=db, apps=apps,
         addons=services.addons, backups=services.backups, version=services.version)
-    oom_watch = OomWatch()
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events,
                             builds=config.paths.builds, oom=oom_watch)
     engine_events = EngineEvents(client, runtime.installation)

@@ -17,6 +17,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from agent.deploy.oomlog import OomKills
 from agent.deploy.runtime import Container
 from agent.limits import Limits
 from agent.errors import BerthError
@@ -117,13 +118,14 @@ class EngineClient:
 
     def __init__(
         self, client: docker.DockerClient, installation: str,
-        limits: Callable[[str, str], Limits] | None = None,
+        limits: Callable[[str, str], Limits] | None = None, oom: OomKills | None = None,
     ) -> None:
         self._client = client
         self._api = client.api
         self._installation = installation
         # (app, process type or role) -> its containers' limits (agent.store.limits)
         self._limits = limits or (lambda app, process: Limits())
+        self._oom = oom  # the kernel's OOM kills, where the engine reports none
 
     @property
     def installation(self) -> str:

@@ -19,6 +19,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from agent.deploy.deathcause import SIGKILLED, megabytes
 from agent.deploy.docker_containers import ContainerLifecycle
 from agent.deploy.docker_engine import RuntimeFailure, consume, explain
 from agent.deploy.plan import ContainerSpec
@@ -62,6 +63,18 @@ class OneOffs(ContainerLifecycle):
             emit(f"timed out after {timeout:g} s; stopping")
         return status
 
+    async def _oom_killed(self, container_id: str, grace: float = 0.5) -> bool:
+        """Whether the kernel killed a process of the container for memory (its log
+        line is read within moments of the kill: up to `grace` seconds are given)."""
+        if self._oom is None:
+            return False
+        deadline = asyncio.get_running_loop().time() + grace
+        while not self._oom.kills(container_id):
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     async def run_streamed(self, spec: ContainerSpec, timeout: float, sink: OutputSink) -> int:
         """Run `spec` to completion; every byte of its stdout and stderr goes to `sink`
         as it comes, which sets the pace (the container blocks on its writes while the
@@ -69,7 +82,21 @@ class OneOffs(ContainerLifecycle):
         raises stops the run: the container is removed and OutputLost raised (a sink
         that is cancelled, as when the client went away, just stops it)."""
         async with self._started(spec, stdin=False) as (container_id, sock):
-            return await self._pump(container_id, sock, timeout, sink)
+            status = await self._pump(container_id, sock, timeout, sink)
+            if status == SIGKILLED and await self._oom_killed(container_id):
+                await self._say_out_of_memory(spec, container_id, sink)
+            return status
+
+    async def _say_out_of_memory(
+        self, spec: ContainerSpec, container_id: str, sink: OutputSink
+    ) -> None:
+        """After the output of a one-off killed at its memory limit, one line saying so."""
+        memory = self._limits_of(spec).memory
+        said = f" (limit {megabytes(memory)})" if memory else ""
+        try:
+            await sink(2, f"ran out of memory{said}: killed by the kernel\n".encode())
+        except Exception as exc:  # a failing sink, as for the output before it
+            raise OutputLost(container_id, exc) from exc
 
     @contextlib.asynccontextmanager
     async def _started(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 _KMSG_PREFIX = re.compile(r"^\d+,\d+,\d+,[^;]*;")  # /dev/kmsg: priority,seq,time,flags;
 _OOM_KILL = re.compile(
@@ -37,6 +38,12 @@ class OomKill:
     at_limit: bool  # at that container's own memory limit (not the host running out)
     task: str = ""  # the killed process's name
     pid: int | None = None  # its pid on the host
+
+
+class OomKills(Protocol):
+    """The kernel's recent OOM kills, as their users ask (agent.deploy.oomwatch.OomWatch)."""
+
+    def kills(self, container_id: str, since: float = 0.0) -> list[OomKill]: ...
 
 
 def container_of(cgroup: str) -> str | None:

@@ -22,11 +22,11 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from agent.deploy.deathcause import death_cause, process_killed
 from agent.deploy.events import ContainerDied
-from agent.deploy.oomlog import OomKill
+from agent.deploy.oomlog import OomKill, OomKills
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, instances
@@ -43,12 +43,6 @@ log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted: the agent stopped during this deploy"
 OOM_WINDOW = 60.0  # seconds before a death in which the kernel's OOM kills explain it
 OOM_SETTLE = 2.0  # seconds after a kill in which its container's death would be reported
-
-
-class OomKills(Protocol):
-    """The kernel's recent OOM kills (agent.deploy.oomwatch.OomWatch)."""
-
-    def kills(self, container_id: str, since: float = 0.0) -> list[OomKill]: ...
 
 
 class Reconciler:

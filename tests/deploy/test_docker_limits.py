@@ -10,6 +10,7 @@ import pytest
 
 from agent.deploy.docker_runtime import DockerRuntime
 from agent.deploy.events import EngineEvents
+from agent.deploy.oomwatch import OomWatch
 from agent.deploy.plan import Instance, instance_spec, one_off_spec
 from agent.limits import Limits
 from agent.releases import Release, ReleaseState
@@ -32,8 +33,11 @@ async def test_each_container_runs_under_its_limits_and_oom_is_reported() -> Non
 
     client = docker.from_env()
     app, installation = f"limtest-{secrets.token_hex(3)}", f"test-{secrets.token_hex(3)}"
+    watch = OomWatch()
+    assert watch.start(), "the kernel log must be readable (the agent runs as root)"
     runtime = DockerRuntime(client, installation,
-                            lambda _app, process: LIMITS.get(process, Limits()).over(DEFAULTS))
+                            lambda _app, process: LIMITS.get(process, Limits()).over(DEFAULTS),
+                            oom=watch)
     deaths = EngineEvents(client, installation).deaths()
     try:
         first_death = asyncio.ensure_future(anext(deaths))
@@ -58,7 +62,10 @@ async def test_each_container_runs_under_its_limits_and_oom_is_reported() -> Non
         one_off = one_off_spec(release(app, EAT), EAT, 1, "t", container_port=5000)
         assert await runtime.run_once(one_off, 60, lines.append) == 137
         assert str(200 * MIB) not in lines  # killed before it could print
+        # The release phase and `berth run` say why, under the exit status.
+        assert lines[-1] == "ran out of memory (limit 24 MB): killed by the kernel", lines
     finally:
+        await asyncio.to_thread(watch.close)
         await deaths.aclose()
         left = remove_installation(client.api, installation)
         client.close()
