@@ -5,13 +5,14 @@ for byte."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.e2e.conftest import APPS, running_stack
+from tests.e2e.conftest import APPS, DOMAIN, running_stack
 from tests.e2e.harness import AgentProcess, GitUser
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
@@ -69,8 +70,6 @@ def test_a_backup_downloads_over_ssh_byte_for_byte(stack) -> None:
     captured = agent.ok("backups:capture", APP)
     assert "b1: postgres" in captured
     listed = agent.ok("backups", APP, "--json")
-    import json
-
     (backup,) = json.loads(listed)
     downloaded = developer.ssh(f"backups:download {APP} b1")
     assert downloaded.returncode == 0, downloaded.stderr
@@ -78,12 +77,39 @@ def test_a_backup_downloads_over_ssh_byte_for_byte(stack) -> None:
     assert downloaded.stdout[:5] == b"PGDMP"
 
 
+def psql(sql: str) -> str:
+    user = APP.replace("-", "_")
+    done = subprocess.run(["docker", "exec", "-u", "postgres", f"berth-addon-{APP}-postgres",
+                           "psql", "-U", user, "-d", user, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_restore_stops_the_app_meanwhile_and_brings_back_the_rows(stack) -> None:
+    agent, _ = stack
+    psql("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)")
+    assert "b2: postgres" in agent.ok("backups:capture", APP)
+    psql("INSERT INTO orders VALUES (2)")
+    said = agent.ok("backups:restore", APP, "b2", "--confirm", APP)
+    # The deployer's own stop and start, around the restore: no instance writes into a
+    # half-restored database.
+    stop, restore, start = (said.index(f"Stopping {APP}'s instances for the restore"),
+                            said.index("Restoring b2 into postgres"),
+                            said.index(f"Starting {APP} again"))
+    assert stop < restore < start, said
+    assert psql("SELECT array_agg(id) FROM orders") == "{1}"
+    assert agent.get(f"{APP}.{DOMAIN}")[0] == 200
+    kinds = [e["kind"] for e in json.loads(agent.ok("apps:info", APP, "--json"))["events"]]
+    assert kinds[:3] == ["BackupRestored", "AppStarted", "AppStopped"], kinds  # newest first
+
+
 def test_destroying_the_app_backs_up_and_removes_its_addon(stack) -> None:
     agent, _ = stack
     said = agent.ok("apps:destroy", APP, "--confirm", APP)
-    assert "b2: postgres" in said and "postgres destroyed" in said, said
+    assert "b3: postgres" in said and "postgres destroyed" in said, said
     gone = subprocess.run(["docker", "inspect", "berth-addon-e2e-addon-a-postgres"],
                           capture_output=True)
     assert gone.returncode != 0
-    kept = agent.root / "data" / "backups" / APP / "b2-postgres.dump"
+    kept = agent.root / "data" / "backups" / APP / "b3-postgres.dump"
     assert kept.read_bytes()[:5] == b"PGDMP"
