@@ -18,6 +18,9 @@ from tests.conftest import docker_problem
 REPO = Path(__file__).resolve().parents[2]
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 IMAGES = {"systemd": "berth-install-test/systemd:1", "sysvinit": "berth-install-test/sysvinit:2"}
+# What makes each init shut down cleanly, as on a reboot (both ignore Docker's SIGTERM,
+# which would leave `docker restart` waiting out its timeout before a kill).
+STOP_SIGNALS = {"systemd": "SIGRTMIN+3", "sysvinit": "SIGINT"}  # SIGINT: ctrlaltdel
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBt3ZkOtt0LHlyhz4mD0Gz3hrrQmT8GEGEPYXQH0vBEp"
 CLOUD_LINE = f'no-port-forwarding,no-agent-forwarding,command="echo \'use debian\'" {KEY} cloud\n'
 
@@ -41,12 +44,19 @@ def wait_until(name: str, script: str, timeout: float = 120) -> bool:
     while time.monotonic() < deadline:
         if sh(name, script, check=False).returncode == 0:
             return True
-        time.sleep(2)
+        time.sleep(0.5)
     return False
 
 
+@pytest.fixture(scope="module")
+def pip_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip's cache, shared by the servers of this module: the second one installs the
+    same packages without downloading them again."""
+    return tmp_path_factory.mktemp("pip-cache")
+
+
 @pytest.fixture(params=sorted(IMAGES))
-def server(request: pytest.FixtureRequest) -> Iterator[str]:
+def server(request: pytest.FixtureRequest, pip_cache: Path) -> Iterator[str]:
     if docker_problem():
         pytest.skip(f"needs docker: {docker_problem()}")
     image = IMAGES[request.param]
@@ -58,7 +68,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[str]:
            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
            "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
            "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
-           "--tmpfs", "/run/lock", image, "/sbin/init")
+           "--tmpfs", "/run/lock", "--stop-signal", STOP_SIGNALS[request.param],
+           "-v", f"{pip_cache}:/root/.cache/pip", image, "/sbin/init")
     try:
         # Installing during boot races the init's own clean-up of /tmp: wait for the end.
         assert wait_until(name, "systemctl is-system-running --wait >/dev/null 2>&1; "
@@ -114,7 +125,7 @@ def test_install_upgrade_reboot_uninstall(server: str):
     assert "may push" not in again.stdout
     assert sh(server, "berth keys").stdout == keys
 
-    docker("restart", server, timeout=180)
+    docker("restart", server, timeout=180)  # a clean shutdown and boot, as a reboot
     assert wait_until(server, "berth apps"), logs(server)
     assert "table inet berth" in sh(server, "nft list tables").stdout
 
