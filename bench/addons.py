@@ -15,8 +15,10 @@ It starts a real agent (the end-to-end test harness) and measures, in the same r
   3. a postgres add-on filled to --size-mb: `backups:capture` against
      `docker exec CONTAINER pg_dump -Fc > FILE` by hand, and `backups:restore` against
      `docker exec -i CONTAINER pg_restore ... < FILE` by hand (the same flags as Berth's:
-     one transaction, clean first), alternating, medians of --rounds, their ratios
-     (target within 1.1x) and the dumps' sizes; the rows are counted after each restore.
+     one transaction, clean first) and against the same pg_restore reading the dump from
+     a file inside the container ("hand-file", as Berth's reads it), taking turns,
+     medians of --rounds, their ratios (target within 1.1x) and the dumps' sizes; the
+     rows are counted after each restore.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ FILL = ("INSERT INTO items (id, name, body, amount, at) SELECT g, md5(g::text), 
         "(g % 100000) / 100.0, now() - g * interval '1 second' "
         "FROM generate_series({start}, {stop}) AS g")
 CHUNK_ROWS = 500_000
+INSIDE = "/tmp/hand.dump"  # the hand dump copied into the add-on's container
 
 
 def docker(*argv: str, timeout: float = 3600, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -76,7 +79,8 @@ class Figures:
     database_mb: float = 0.0
     rows: int = 0
     capture: dict[str, list[float]] = field(default_factory=lambda: {"berth": [], "hand": []})
-    restore: dict[str, list[float]] = field(default_factory=lambda: {"berth": [], "hand": []})
+    restore: dict[str, list[float]] = field(
+        default_factory=lambda: {"berth": [], "hand": [], "hand-file": []})
     sizes: dict[str, int] = field(default_factory=dict)
 
 
@@ -159,13 +163,21 @@ class Bench:
                             "-Fc", "-U", user, "-d", user], stdout=sink, check=True,
                            timeout=3600)
 
-    def hand_restore(self, source: Path) -> None:
+    def pg_restore(self, *source: str) -> list[str]:
         user = self.app.replace("-", "_")
+        return ["docker", "exec", "-i", "-u", "postgres", self.container, "pg_restore",
+                "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
+                "--no-owner", "-U", user, "-d", user, *source]
+
+    def hand_restore(self, source: Path) -> None:
+        """As one types it: the dump fed through `docker exec -i`."""
         with source.open("rb") as feed:
-            subprocess.run(["docker", "exec", "-i", "-u", "postgres", self.container,
-                            "pg_restore", "--clean", "--if-exists", "--single-transaction",
-                            "--exit-on-error", "--no-owner", "-U", user, "-d", user],
-                           stdin=feed, check=True, timeout=3600)
+            subprocess.run(self.pg_restore(), stdin=feed, check=True, timeout=3600)
+
+    def hand_restore_file(self) -> None:
+        """From a file inside the container (copied there beforehand, untimed), as
+        Berth's restore reads the backup where it lies."""
+        subprocess.run(self.pg_restore(INSIDE), check=True, timeout=3600)
 
     def berth_capture(self) -> None:
         self.agent.ok("backups:capture", self.app, "postgres", timeout=3600)
@@ -187,12 +199,16 @@ class Bench:
                 print(f"  capture {i + 1}, {who}: {figures.capture[who][-1]:.1f} s", flush=True)
             backup = self.latest_backup()
             figures.sizes = {"hand": hand_dump.stat().st_size, "berth": int(str(backup["size"]))}
+            docker("cp", str(hand_dump), f"{self.container}:{INSIDE}")
+            docker("exec", self.container, "chmod", "644", INSIDE)
             restores = [("hand", lambda: self.hand_restore(hand_dump)),
+                        ("hand-file", self.hand_restore_file),
                         ("berth", lambda: self.berth_restore(str(backup["id"])))]
-            for who, action in restores if i % 2 == 0 else restores[::-1]:
+            for who, action in restores[i % 3:] + restores[:i % 3]:
                 figures.restore[who].append(timed(action))
                 assert self.count() == figures.rows, f"{who}'s restore lost rows"
                 print(f"  restore {i + 1}, {who}: {figures.restore[who][-1]:.1f} s", flush=True)
+            docker("exec", self.container, "rm", "-f", INSIDE)
             self.forget_backups()
 
     def forget_backups(self) -> None:
@@ -224,10 +240,10 @@ def measure(agent: AgentProcess, user: GitUser, root: Path, args: argparse.Names
     return figures
 
 
-def ratio_line(what: str, times: dict[str, list[float]]) -> str:
-    berth, hand = statistics.median(times["berth"]), statistics.median(times["hand"])
-    spread = ", ".join(f"{b / h:.2f}" for b, h in zip(times["berth"], times["hand"]))
-    return (f"{what} (median of {len(times['berth'])}): berth {berth:6.1f} s, by hand "
+def ratio_line(what: str, times: dict[str, list[float]], anchor: str = "hand") -> str:
+    berth, hand = statistics.median(times["berth"]), statistics.median(times[anchor])
+    spread = ", ".join(f"{b / h:.2f}" for b, h in zip(times["berth"], times[anchor]))
+    return (f"{what} (median of {len(times['berth'])}): berth {berth:6.1f} s, {anchor} "
             f"{hand:6.1f} s -> {berth / hand:.2f}x (per round {spread}; target <= 1.1x)")
 
 
@@ -241,6 +257,7 @@ def report(args: argparse.Namespace, figures: Figures) -> None:
     print(f"database: {figures.database_mb:.0f} MB on disk, {figures.rows} rows")
     print(ratio_line("capture", figures.capture))
     print(ratio_line("restore", figures.restore))
+    print(ratio_line("restore", figures.restore, "hand-file"))
     hand, berth = figures.sizes["hand"], figures.sizes["berth"]
     print(f"dump size: berth {berth / 2**20:.1f} MiB, by hand {hand / 2**20:.1f} MiB "
           f"-> {berth / hand:.3f}x")
