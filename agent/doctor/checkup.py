@@ -1,6 +1,6 @@
 """Running every check of `berth doctor` in order: the host (engine, disk, memory,
 clock), the network (ACME, package registries, ports), then what the agent knows (DNS of
-app domains, certificates, firewall, restarts). A probe that raises becomes a `warn`
+app domains, certificates, firewall, add-on backups, restarts). A probe that raises becomes a `warn`
 naming what could not be checked; one the caller's key may not ask for (an app key's
 certificates and firewall) is a `skip` saying it needs an admin key; the other checks
 still run."""
@@ -65,6 +65,7 @@ def _checks(config: Config, agent: AgentFacts) -> list[tuple[str, Check]]:
         ("dns", lambda: _dns(config, agent)),
         ("certificates", lambda: findings.certificates(agent.certificates())),
         ("firewall", lambda: findings.firewall(agent.firewall())),
+        ("backups", lambda: findings.backups(agent.apps())),
         ("agent restarts", lambda: findings.restarts(probes.agent_restarts())),
     ]
 

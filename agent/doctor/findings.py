@@ -107,6 +107,26 @@ def certificates(statuses: Sequence[dict[str, Any]]) -> list[Finding]:
     return found
 
 
+def backups(apps: Sequence[dict[str, Any]]) -> list[Finding]:
+    """One finding per add-on whose last scheduled backup failed (fail) or that has no
+    backup for longer than its daily schedule allows (warn), else one ok."""
+    found = []
+    for app in apps:
+        name = app["name"]
+        for problem in app.get("backup_problems") or []:
+            addon = problem["addon"]
+            failed = problem["problem"] == "failed"
+            found.append(Finding(
+                "fail" if failed else "warn", f"backups {name} {addon}",
+                f"last scheduled backup failed: {problem['detail']}" if failed
+                else f"overdue: {problem['detail']}",
+                f"see berth addons {name}, then berth backups:capture {name} {addon}"))
+    if not found:
+        count = sum(int(app.get("addons") or 0) for app in apps)
+        found.append(Finding("ok", "backups", f"{count} add-on(s), none failed or overdue"))
+    return found
+
+
 def firewall(status: dict[str, Any]) -> Finding:
     if status.get("active"):
         return Finding("ok", "firewall", "Berth's table is loaded: only SSH, 80, 443 and what "

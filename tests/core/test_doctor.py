@@ -114,6 +114,17 @@ def test_judgments():
     assert [(f.level, f.subject) for f in certs] == [
         ("fail", "certificate a.example.com"), ("warn", "certificate b.example.com")]
     assert findings.firewall({"enabled": True, "active": False}).fix == "berth firewall:apply"
+    backups = findings.backups([
+        {"name": "shop", "addons": 2, "backup_problems": [
+            {"addon": "postgres", "problem": "failed", "detail": "pg_dump failed: disk full"},
+            {"addon": "redis", "problem": "overdue", "detail": "no backup for more than a day"}]},
+        {"name": "blog", "addons": 1, "backup_problems": []}])
+    assert [(f.level, f.subject) for f in backups] == [
+        ("fail", "backups shop postgres"), ("warn", "backups shop redis")]
+    assert "disk full" in backups[0].message
+    assert backups[0].fix == "see berth addons shop, then berth backups:capture shop postgres"
+    assert findings.backups([{"name": "blog", "addons": 1}, {"name": "x"}]) == [
+        findings.Finding("ok", "backups", "1 add-on(s), none failed or overdue")]
     assert findings.restarts(3).level == "warn"
     text = findings.render([findings.Finding("fail", "x", "broken", "do y")])
     assert text == "fail  x: broken\n      fix: do y\n"
@@ -139,7 +150,7 @@ class LocalAgent:
 
 def test_a_checkup_never_stops_on_a_broken_probe():
     found = {f.subject: f for f in checkup(Config(), DownAgent())}
-    for subject in ("dns", "certificates", "firewall"):
+    for subject in ("dns", "certificates", "firewall", "backups"):
         assert found[subject].level == "warn"
         assert found[subject].message == "could not check: the agent is not running"
     assert "memory" in found and "agent restarts" in found
