@@ -65,6 +65,9 @@ def test_an_archive_restores_on_an_empty_server(old: World, new: World) -> None:
     stored = old.services.config.paths.storage / "shop" / "app%2Fdata"
     stored.mkdir(parents=True)
     (stored / "upload.bin").write_bytes(b"\x00stored\xff")
+    account = old.services.config.paths.certs / "accounts" / "account.json"
+    account.parent.mkdir(parents=True)
+    account.write_text('{"key": "the ACME account"}')
     archive = _backup(old)
 
     events = _restore(new, archive)
@@ -75,6 +78,7 @@ def test_an_archive_restores_on_an_empty_server(old: World, new: World) -> None:
     paths = new.services.config.paths
     assert (paths.storage / "shop" / "app%2Fdata" / "upload.bin").read_bytes() == b"\x00stored\xff"
     assert (paths.repo("shop") / "HEAD").is_file()
+    assert (paths.certs / "accounts" / "account.json").read_text() == '{"key": "the ACME account"}'
     assert sorted(p.name for p in paths.data_dir.iterdir() if "restore" in p.name) == []
 
 

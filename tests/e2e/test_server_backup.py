@@ -144,9 +144,11 @@ def test_a_wiped_server_comes_back_from_its_archive(stack, tmp_path: Path) -> No
 
     _wipe(agent)
     assert agent.ok("apps", "--json").strip() == "[]"
-    restored = agent.cli("restore", str(archive), timeout=600)
-    assert restored.returncode == 0, f"{restored.stdout}\n{restored.stderr}\n{agent.log_tail()}"
-    assert "Restored 2 app(s) and 1 add-on(s)" in restored.stdout
+    agent.ok("keys:add", "dev", stdin=developer.public_key)  # as the installer would
+    restored = developer.ssh("restore -", stdin=archive.read_bytes(), timeout=600)
+    said = restored.stdout.decode() + restored.stderr.decode()
+    assert restored.returncode == 0, f"{said}\n{agent.log_tail()}"
+    assert "Restored 2 app(s) and 1 add-on(s)" in said
     assert _answer(agent, SHOP, WANTED_SHOP) == WANTED_SHOP
     assert _answer(agent, BLOG, WANTED_BLOG) == WANTED_BLOG
     # The keys came back with the state: the developer pushes again as before.
