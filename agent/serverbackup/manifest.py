@@ -55,6 +55,7 @@ class AddonEntry:
     name: str
     kind: str
     backup: str
+    version: str = ""  # the add-on's server version (postgres 16.4, redis 7.2.4)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ def parse(raw: bytes) -> Manifest:
 
 def _addon(data: Any) -> AddonEntry:
     return AddonEntry(app=check_app(str(data["app"])), name=str(data["name"]),
-                      kind=str(data["kind"]), backup=str(data["backup"]))
+                      kind=str(data["kind"]), backup=str(data["backup"]),
+                      version=str(data.get("version", "")))
 
 
 def _file(data: Any) -> FileEntry:

@@ -108,7 +108,8 @@ class ServerBackups:
             backup = await self.backups.capture(addon.app, addon.name, out, reason=REASON)
             for old in earlier:  # the archive that took it holds it; one is kept here
                 await self.backups.delete(old)
-            taken.append((AddonEntry(addon.app, addon.name, addon.kind, backup.id),
+            taken.append((AddonEntry(addon.app, addon.name, addon.kind, backup.id,
+                                     backup.server_version),
                           f"{addon.app}/{backup.file_name}"))
         return taken
 

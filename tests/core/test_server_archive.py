@@ -37,7 +37,7 @@ def _write(root: Path, sources: list[Source]) -> Path:
     target = root / "server.tar"
     with target.open("wb") as sink:
         archive.write(sink, sources, berth_version="1.0", apps=["shop"],
-                      addons=[AddonEntry("shop", "postgres", "postgres", "b1")])
+                      addons=[AddonEntry("shop", "postgres", "postgres", "b1", "16.4")])
     return target
 
 
@@ -47,6 +47,7 @@ def test_an_archive_unpacks_to_the_same_files_links_and_modes(tmp_path: Path) ->
     staging = tmp_path / "staging"
     manifest = archive.unpack(written, staging, budget=BUDGET)
     assert manifest.apps == ("shop",) and manifest.addons[0].backup == "b1"
+    assert manifest.addons[0].version == "16.4" and manifest.berth_version == "1.0"
     original = (server / "storage/shop/uploads/cat.bin").read_bytes()
     assert (staging / "storage/shop/uploads/cat.bin").read_bytes() == original
     assert (staging / "storage/shop/uploads/cat.bin").stat().st_mode & 0o777 == 0o640
