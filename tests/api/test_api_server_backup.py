@@ -178,3 +178,22 @@ def test_the_cli_streams_the_archive_both_ways(served: tuple[World, dict[str, st
     assert forced.returncode == 0, forced.stderr
     assert "The server's previous data is kept in" in forced.stdout
     assert (stored / "big.bin").read_bytes() == big
+
+
+def test_force_replaces_the_apps_and_keeps_the_previous_data(old: World, new: World) -> None:
+    old.services.app_service().create("shop")
+    archive = _backup(old)
+    new.services.app_service().create("other")
+    mine = new.services.config.paths.storage / "other" / "app%2Fdata" / "mine.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("the other app's file")
+
+    events = _restore(new, archive, force="1")
+    assert events[-1].get("result") == {"apps": ["shop"], "addons": 0}, events
+    assert new.services.apps.names() == ["shop"]
+    lines = [e.get("line", "") for e in events]
+    assert "-----> Removing other, which the archive does not hold" in lines
+    (kept,) = [line for line in lines if "previous data is kept in" in line]
+    previous = Path(kept.split(" kept in ", 1)[1].split(":", 1)[0])
+    assert (previous / "storage/other/app%2Fdata/mine.txt").read_text() == "the other app's file"
+    assert not mine.exists()

@@ -1,5 +1,5 @@
 """A whole server backed up and brought back: two apps (one with a postgres add-on and
-stored files, one with config vars) are deployed, the archive is fetched over SSH, the
+stored files, one with config vars and a redis add-on) are deployed, the archive is fetched over SSH, the
 data directory, containers, images and networks are wiped, the agent starts empty, and
 `berth restore` brings both back answering with their data. Real Docker, real postgres
 (the stand-in image's), real pushes over real OpenSSH."""
@@ -24,6 +24,7 @@ SHOP, BLOG = "e2e-srv-shop", "e2e-srv-blog"
 ADDONS = """
 [addons]
 postgres_image = "berth-stand-in/postgres:{version}"
+redis_image = "berth-stand-in/redis:{version}"
 postgres_version = "15"
 """
 # The shop is built on the postgres stand-in image, for its psql client: it answers with
@@ -112,11 +113,28 @@ def _deploy_both(agent: AgentProcess, developer: GitUser) -> None:
     shop.commit("the shop reads its database and its stored file")
     shop.push()
     agent.ok("run", SHOP, "--", SEED)
+    agent.ok("apps:create", BLOG)
+    agent.ok("addons:create", BLOG, "redis")
+    assert _redis(agent, "SET", "visits", "42") == "OK"
     blog = developer.repo(APPS / "dockerfile", BLOG)
     blog.push()
     agent.ok("config:set", BLOG, "GREETING=restored greeting")
     assert _answer(agent, SHOP, WANTED_SHOP) == WANTED_SHOP
     assert _answer(agent, BLOG, WANTED_BLOG) == WANTED_BLOG
+
+
+def _redis(agent: AgentProcess, *command: str) -> str:
+    """A command to the blog's redis, with the password of its REDIS_URL."""
+    url = agent.ok("config:get", BLOG, "REDIS_URL").strip()
+    password = url.split(":")[2].split("@")[0]
+    client = docker.from_env()
+    try:
+        container = client.containers.get(f"berth-addon-{BLOG}-redis")
+        result = container.exec_run(["redis-cli", "--no-auth-warning", "-a", password,
+                                     *command])
+    finally:
+        client.close()
+    return result.output.decode().strip()
 
 
 def _wipe(agent: AgentProcess) -> None:
@@ -148,9 +166,10 @@ def test_a_wiped_server_comes_back_from_its_archive(stack, tmp_path: Path) -> No
     restored = developer.ssh("restore -", stdin=archive.read_bytes(), timeout=600)
     said = restored.stdout.decode() + restored.stderr.decode()
     assert restored.returncode == 0, f"{said}\n{agent.log_tail()}"
-    assert "Restored 2 app(s) and 1 add-on(s)" in said
+    assert "Restored 2 app(s) and 2 add-on(s)" in said
     assert _answer(agent, SHOP, WANTED_SHOP) == WANTED_SHOP
     assert _answer(agent, BLOG, WANTED_BLOG) == WANTED_BLOG
+    assert _redis(agent, "GET", "visits") == "42"
     # The keys came back with the state: the developer pushes again as before.
     assert developer.ssh(f"config:get {BLOG} GREETING").stdout == b"restored greeting\n"
 
