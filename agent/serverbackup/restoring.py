@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.backups import restore as addon_restore
+from agent.certs.state import CertState
+from agent.certs.storage import CertStore
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError, Conflict
 from agent.serverbackup import archive
@@ -88,6 +90,7 @@ class ServerRestore:
                 previous = await self._swap(staging / "tree", out)
                 self._restore_config(staging / "tree", out)
                 self._refresh()
+                await self._serve_custom_certificates(out)
                 failed = await self._recreate_addons(manifest, out)
                 failed += await self._rebuild_apps(manifest, out)
         finally:
@@ -159,6 +162,21 @@ class ServerRestore:
         if s.certificates is not None:
             boot.restore_certificates(s.certificates, s.apps, s.events, s.deployer,
                                       s.config.deploy.domain)
+
+    async def _serve_custom_certificates(self, out: DeployOutput) -> None:
+        """Apps' own certificates (certs:add) served again, as a start would."""
+        manager = self.s.certificates
+        if manager is None:
+            return
+        store = CertStore(self.s.config.paths.certs)
+        for app in sorted(CertState(self.server.db).custom()):
+            pair = await asyncio.to_thread(store.load_custom, app)
+            if pair is None:
+                continue
+            try:
+                await manager.add_custom(app, pair.chain_pem, pair.key_pem)
+            except BerthError as exc:
+                out.heading(f"the certificate of {app} is not served: {exc}")
 
     async def _recreate_addons(self, manifest: Manifest, out: DeployOutput) -> list[str]:
         """Each add-on on an empty data directory, given its dump; what failed."""

@@ -197,3 +197,54 @@ def test_force_replaces_the_apps_and_keeps_the_previous_data(old: World, new: Wo
     previous = Path(kept.split(" kept in ", 1)[1].split(":", 1)[0])
     assert (previous / "storage/other/app%2Fdata/mine.txt").read_text() == "the other app's file"
     assert not mine.exists()
+
+
+def _with_certificates(root: Path) -> Iterator[tuple[World, Any]]:
+    """A world whose deployer and API have a real certificate manager (ACME off) serving
+    into the proxy's real certificate store."""
+    from agent.certs.manager import CertificateManager
+    from agent.certs.state import SCHEMA as CERTIFICATES_SCHEMA
+    from agent.config import AcmeSettings
+    from agent.proxy.certs import CertificateStore
+    from agent.proxy.challenges import ChallengeTokens
+    from agent.store.schema import SCHEMA
+
+    root.mkdir()
+    services, db = make_services(root, schemas=(SCHEMA, CERTIFICATES_SCHEMA))
+    served = CertificateStore()
+    manager = CertificateManager(AcmeSettings(enabled=False), services.config.paths.certs,
+                                 db, ChallengeTokens(), served)
+    services.certificates = manager
+    services.deployer._certificates = manager  # the daemon passes it in
+    services.server_backups = ServerBackups(
+        data_dir=services.config.paths.data_dir, config_file=None, db=db,
+        apps=services.apps, addons=None, backups=None, version="test")
+    with TestClient(build_api(services), raise_server_exceptions=False) as client:
+        yield World(client, services, db), served
+    db.close()
+
+
+def test_an_apps_own_certificate_is_served_again_after_a_restore(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from tests.certs.fakes import ThrowawayCA
+
+    names = ["shop.apps.example.test", "shop.example.com"]  # its default domain, its own
+    now = time.time()
+    chain, key = ThrowawayCA().issue_pair(names, now - 60, now + 86400 * 30)
+    for old, _ in _with_certificates(tmp_path / "old"):
+        old.services.app_service().create("shop")
+        old.services.apps.add_domain("shop", "shop.example.com")
+        assert old.services.certificates is not None
+        old.services.certificates.set_app_domains("shop", names, acme=False)
+        asyncio.run(old.services.certificates.add_custom("shop", chain, key))
+        archive = _backup(old)
+    for new, served in _with_certificates(tmp_path / "new"):
+        assert "shop.example.com" not in served.names()
+        events = _restore(new, archive)
+        assert events[-1].get("result") == {"apps": ["shop"], "addons": 0}, events
+        from agent.certs.state import CertState
+        from agent.certs.storage import CertStore
+        assert "shop.example.com" in served.names(), events
+        assert served.context_for("shop.example.com") is not None
