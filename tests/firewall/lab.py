@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -116,11 +117,12 @@ class Lab:
         )
         self.processes.append(proc)
         assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
+        ready, _, _ = select.select([proc.stdout], [], [], 30)  # never wait on a hung one
+        line = proc.stdout.readline().strip() if ready else "no word within 30 s"
         if line != "ready":
-            raise RuntimeError(
-                f"listener in {ns} failed: {line} {proc.stderr.read() if proc.stderr else ''}"
-            )
+            proc.kill()
+            _, errors = proc.communicate(timeout=10)
+            raise RuntimeError(f"listener in {ns} failed: {line} {errors}")
 
     def build(self) -> None:
         for ns in (self.server, self.client, self.container):
