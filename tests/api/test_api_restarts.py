@@ -1,9 +1,10 @@
 """Random sequences of apps:create/destroy, deploys, domains:add/remove, config changes,
-rows an older Berth may have left, and agent restarts, against the real proxy and the
-real boot path: the start-up always completes, every app is wanted by the certificate
-manager on its default domain and its own custom ones, and every app with a live
-release answers (a real HTTP request through the proxy reaches its own instance) on
-each of those names, while a destroyed app's or a removed domain's name answers 404.
+rows an older Berth may have left, and agent restarts (while the agent is down, an app's
+instances may die for good), against the real proxy and the real boot path: the start-up
+always completes, every app is wanted by the certificate manager on its default domain
+and its own custom ones, and every app with a live release answers (a real HTTP request
+through the proxy reaches its own instance) on each of those names, while a destroyed
+app's or a removed domain's name answers 404.
 
 The engine is the deploy tests' fake one (tests/deploy/fakes.py), kept across agent
 restarts as Docker keeps containers: its web instances are real HTTP servers on
@@ -62,7 +63,8 @@ def deploys() -> st.SearchStrategy[tuple[Any, ...]]:
 
 
 def restarts() -> st.SearchStrategy[tuple[Any, ...]]:
-    return st.tuples(st.just("restart"),)
+    """An agent restart; while it is down, the instances of one app may die."""
+    return st.tuples(st.just("restart"), st.one_of(st.none(), st.sampled_from(APPS)))
 
 
 # Deploys and restarts are drawn twice as often as the rest: what a start restores is
@@ -87,6 +89,15 @@ class Engine(FakeRuntime):
         owners = [c.spec.labels.get("berth.app", "") for c in self.containers_by_id.values()
                   if c.spec.publish_port == port]
         await answer(reader, writer, 200 if owners else 500, "".join(owners).encode())
+
+    async def crash(self, app: str) -> None:
+        """The app's instances die and their restart policy does not bring them back."""
+        for container in self.containers_by_id.values():
+            if container.spec.labels.get("berth.app") == app:
+                container.state = "exited"
+                if container.server is not None:
+                    container.server.close()
+                    await container.server.wait_closed()
 
 
 class Agent:
@@ -205,6 +216,8 @@ async def scenario(root: Path, ops: list[tuple[Any, ...]]) -> None:
         for op in ops:
             if op[0] == "restart":
                 await agent.stop()
+                if op[1] is not None:
+                    await engine.crash(op[1])
                 agent = Agent(root, engine)
                 await agent.start()  # never raises, whatever the state
                 unsettled.clear()
@@ -231,12 +244,12 @@ async def scenario(root: Path, ops: list[tuple[Any, ...]]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(operations)
 @example([("create", "a"), ("create", "b"), ("old_row", "b", "a.apps.example.test"),
-          ("add", "b", "shop.example.com"), ("restart",), ("destroy", "a"), ("restart",),
-          ("create", "a")])
-@example([("create", "a"), ("deploy", "a"), ("create", "b"), ("deploy", "b"),
-          ("add", "b", "shop.example.com"), ("restart",), ("remove", "b", "shop.example.com"),
-          ("config", "a", True), ("restart",), ("destroy", "b"), ("restart",),
-          ("add", "a", "shop.example.com"), ("restart",)])
+          ("add", "b", "shop.example.com"), ("restart", None), ("destroy", "a"),
+          ("restart", None), ("create", "a")])
+@example([("deploy", "a"), ("deploy", "b"), ("add", "b", "shop.example.com"),
+          ("restart", None), ("remove", "b", "shop.example.com"), ("config", "a", True),
+          ("restart", "a"), ("destroy", "b"), ("restart", None),
+          ("add", "a", "shop.example.com"), ("restart", "a")])
 def test_any_history_of_changes_and_restarts_starts_and_serves(
         ops: list[tuple[Any, ...]]) -> None:
     with tempfile.TemporaryDirectory() as root:
