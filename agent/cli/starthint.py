@@ -11,6 +11,7 @@ SYSTEMD_UNIT = Path("/etc/systemd/system/berth.service")
 SYSTEMD_RUNNING = Path("/run/systemd/system")
 SYSV_SCRIPT = Path("/etc/init.d/berth")
 SUPERVISOR = Path("/usr/local/sbin/berth-supervise")
+AGENT_PID = Path("/run/berth-agent.pid")  # the agent the respawning loop runs
 AGENT_LOG = "/var/log/berth/agent.log"
 
 
@@ -26,11 +27,12 @@ def start_hint(exists: Callable[[Path], bool] = Path.exists) -> str:
 
 
 def restart_hint(exists: Callable[[Path], bool] = Path.exists) -> str:
-    """The command that restarts the agent here."""
+    """The command that restarts the agent here without refusing a connection (under
+    systemd berth.socket holds the ports; elsewhere SIGHUP restarts it in place)."""
     if exists(SYSTEMD_UNIT) and exists(SYSTEMD_RUNNING):
         return "`systemctl restart berth`"
     if exists(SYSV_SCRIPT):
-        return f"`{SYSV_SCRIPT} restart`"
+        return f"`{SYSV_SCRIPT} reload`"
     if exists(SUPERVISOR):
-        return "stop `berth agent` (the respawning loop starts it again)"
-    return "stop `berth agent` and start it again"
+        return f"`kill -HUP $(cat {AGENT_PID})`"
+    return "send `berth agent` SIGHUP (it restarts in place)"

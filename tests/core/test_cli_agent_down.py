@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from agent.cli.registry import Context
-from agent.cli.starthint import SUPERVISOR, SYSTEMD_RUNNING, SYSTEMD_UNIT, SYSV_SCRIPT, start_hint
+from agent.cli.starthint import (
+    SUPERVISOR, SYSTEMD_RUNNING, SYSTEMD_UNIT, SYSV_SCRIPT, restart_hint, start_hint,
+)
 from agent.cli.verbs.certs import failed_renewals, renew
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +30,16 @@ REPO = Path(__file__).resolve().parents[2]
 ])
 def test_the_hint_follows_how_berth_was_installed(present, hint):
     assert hint in start_hint(lambda path: path in present)
+
+
+@pytest.mark.parametrize("present, hint", [
+    ({SYSTEMD_UNIT, SYSTEMD_RUNNING}, "`systemctl restart berth`"),
+    ({SYSV_SCRIPT}, "`/etc/init.d/berth reload`"),
+    ({SUPERVISOR, SYSTEMD_UNIT}, "`kill -HUP $(cat /run/berth-agent.pid)`"),
+    (set(), "SIGHUP"),
+])
+def test_the_restart_hint_restarts_without_closing_the_ports(present, hint):
+    assert hint in restart_hint(lambda path: path in present)
 
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
