@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+
 from agent.errors import NotFound
 from agent.releases import UNFINISHED, Release, ReleaseState, transition
 from agent.store.db import Database, UnreadableRow
@@ -68,13 +69,16 @@ class ReleaseStore:
         return moved
 
     def go_live(self, release: Release) -> Release:
-        """Make `release` live and supersede the one that was, in one transaction."""
-        now = time.time()
-        live = transition(release, ReleaseState.LIVE, now=now)
+        """Make `release` live and supersede the one that was, in one transaction.
+
+        Superseding changes the old row's state alone (live -> superseded is always
+        allowed), without reading it back: a live row that cannot be read (a hand edit,
+        a bug) is superseded all the same, so a push repairs its app instead of failing
+        after its instances took over the traffic."""
+        live = transition(release, ReleaseState.LIVE, now=time.time())
         with self._db.transaction() as tx:
-            previous = self._live(tx, release.app)
-            if previous is not None:
-                self._write(tx, transition(previous, ReleaseState.SUPERSEDED, now=now))
+            tx.execute("UPDATE releases SET state = ? WHERE app = ? AND state = ?",
+                       (ReleaseState.SUPERSEDED.value, release.app, ReleaseState.LIVE.value))
             self._write(tx, live)
         return live
 
@@ -127,12 +131,6 @@ class ReleaseStore:
             "SELECT * FROM releases WHERE app = ? AND state = ?", (app, ReleaseState.LIVE.value)
         )
         return _from_row(rows[0]) if rows else None
-
-    def _live(self, tx: sqlite3.Connection, app: str) -> Release | None:
-        row = tx.execute(
-            "SELECT * FROM releases WHERE app = ? AND state = ?", (app, ReleaseState.LIVE.value)
-        ).fetchone()
-        return _from_row(row) if row else None
 
     def unfinished(self) -> list[Release]:
         marks = ",".join("?" for _ in UNFINISHED)

@@ -5,7 +5,8 @@ real proxy and the real boot path: the start-up always completes (an app it cann
 restore is skipped, with an event saying so), every app is wanted by the certificate
 manager on its default domain and its own custom ones, and every app with a live release
 answers (a real HTTP request through the proxy reaches its own instance) on each of
-those names, while a destroyed app's or a removed domain's name answers 404.
+those names, while a destroyed app's or a removed domain's name answers 404. A change
+refused with an error leaves every name answering as it did before it.
 
 The engine is the deploy tests' fake one (tests/deploy/fakes.py), kept across agent
 restarts as Docker keeps containers: its web instances are real HTTP servers on
@@ -208,10 +209,14 @@ async def get(port: int, host: str) -> tuple[int, str]:
     return int(head.split(b" ", 2)[1]), body.decode(errors="replace")
 
 
-async def check_answers(agent: Agent, unsettled: frozenset[str] = frozenset()) -> None:
+Answers = dict[str, tuple[int, str]]
+
+
+async def check_answers(agent: Agent, unsettled: frozenset[str] = frozenset()) -> Answers:
     """Every name of an app with a live release reaches that app; every other is 404
     (save `unsettled` ones: rows written behind the running agent's back, and the names
-    of an app whose live release cannot be read, which a start skips)."""
+    of an app whose live release cannot be read, which a start skips). Returns what
+    each name answered."""
     s = agent.services
     owners: dict[str, str] = {}
     for app in s.apps.names():
@@ -223,12 +228,14 @@ async def check_answers(agent: Agent, unsettled: frozenset[str] = frozenset()) -
             continue
         if live is not None:
             owners.update(dict.fromkeys(names, app))
+    answers = {name: await get(agent.proxy.http_port, name) for name in NAMES}
     for name in sorted(set(NAMES) - unsettled):
-        status, body = await get(agent.proxy.http_port, name)
+        status, body = answers[name]
         if name in owners:
             assert (status, body) == (200, owners[name]), name
         else:
             assert status == 404, (name, status, body)
+    return answers
 
 
 def check_certificates(agent: Agent) -> None:
@@ -248,20 +255,24 @@ async def scenario(root: Path, ops: list[tuple[Any, ...]]) -> None:
     agent = Agent(root, engine)
     try:
         await agent.start()
+        answers = await check_answers(agent)
         for op in ops:
             if op[0] == "restart":
                 agent = await restart(agent, op[1])
                 unsettled.clear()
                 check_certificates(agent)
-                await check_answers(agent)
+                answers = await check_answers(agent)
                 continue
+            failed = False
             try:
                 await apply(agent.services, op, source, next(pushes))
             except BerthError:
-                pass  # refused with one line; what matters is what a start makes of it
-            if op[0] == "old_row":
+                failed = True  # refused with one line
+            if op[0] == "old_row" and not failed:
                 unsettled.add(op[2])
-            await check_answers(agent, frozenset(unsettled))
+            before, answers = answers, await check_answers(agent, frozenset(unsettled))
+            if failed:  # a change that fails leaves no trace
+                assert answers == before, op
         agent = await restart(agent, None)
         check_certificates(agent)
         await check_answers(agent)

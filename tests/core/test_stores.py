@@ -177,6 +177,21 @@ def test_rows_that_cannot_be_read_are_one_error_of_their_app(db):
     assert apps.get("api").name == "api" and releases.live("api") is None
 
 
+def test_a_new_release_supersedes_a_live_one_that_cannot_be_read(db):
+    AppStore(db).create("web")
+    releases = ReleaseStore(db)
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO releases (app, number, state, description, created_at, "
+                   "processes) VALUES ('web', 1, 'live', 'v1', 0, '{')")
+    second = releases.create(template())
+    second = releases.move(second, ReleaseState.RELEASING)
+    second = releases.move(second, ReleaseState.STARTING)
+    releases.go_live(second)  # a push repairs the app (it used to fail after its swap)
+    assert releases.live("web").number == 2
+    assert [tuple(r) for r in db.query("SELECT number, state FROM releases ORDER BY number")
+            ] == [(1, "superseded"), (2, "live")]
+
+
 @pytest.mark.parametrize("stored, named", [
     ('{"hsts": "yes"}', "hsts"), ('{"max_body": "big"}', "max_body"),
     ('{"max_body": true}', "max_body"), ('{"deploy_branch": 7}', "deploy_branch"),
