@@ -1,12 +1,13 @@
-"""Random sequences of apps:create/destroy, deploys, domains:add/remove, config changes,
-rows an older Berth may have left, and agent restarts (while the agent is down, an app's
-instances may die for good, or its live release's row become unreadable), against the
-real proxy and the real boot path: the start-up always completes (an app it cannot
-restore is skipped, with an event saying so), every app is wanted by the certificate
-manager on its default domain and its own custom ones, and every app with a live release
-answers (a real HTTP request through the proxy reaches its own instance) on each of
-those names, while a destroyed app's or a removed domain's name answers 404. A change
-refused with an error leaves every name answering as it did before it.
+"""Random sequences of apps:create/destroy, deploys, rollbacks, ps:stop/start,
+domains:add/remove, config changes, rows an older Berth may have left, and agent
+restarts (while the agent is down, an app's instances may die for good, or its live
+release's row become unreadable), against the real proxy and the real boot path: the
+start-up always completes (an app it cannot restore is skipped, with an event saying
+so), every app is wanted by the certificate manager on its default domain and its own
+custom ones, and every app with a live release answers (a real HTTP request through the
+proxy reaches its own instance; 503 while it is stopped) on each of those names, while
+a destroyed app's or a removed domain's name answers 404. A change refused with an
+error leaves every name answering as it did before it.
 
 The engine is the deploy tests' fake one (tests/deploy/fakes.py), kept across agent
 restarts as Docker keeps containers: its web instances are real HTTP servers on
@@ -83,6 +84,7 @@ operations = st.lists(st.one_of(
     st.tuples(st.just("remove"), st.sampled_from(APPS), st.sampled_from(DOMAINS)),
     st.tuples(st.just("old_row"), st.sampled_from(APPS), st.sampled_from(DOMAINS)),
     st.tuples(st.just("config"), st.sampled_from(APPS), st.booleans()),
+    st.tuples(st.sampled_from(["rollback", "stop", "start"]), st.sampled_from(APPS)),
 ), min_size=4, max_size=25)
 
 
@@ -185,6 +187,12 @@ async def apply(s: Services, op: tuple[Any, ...], source: Path, push: int) -> No
     elif kind == "config":
         await s.config_service().change(args[0], ConfigChange({"K": "v"}), DeployOutput(),
                                         restart=args[1])
+    elif kind == "rollback":
+        await s.deployer.rollback(args[0], None, DeployOutput())
+    elif kind == "stop":  # ps:stop
+        await s.deployer.stop(args[0], DeployOutput())
+    elif kind == "start":  # ps:start
+        await s.deployer.start(args[0], DeployOutput())
 
 
 def custom_domains(s: Services, app: str) -> list[str]:
@@ -213,12 +221,13 @@ Answers = dict[str, tuple[int, str]]
 
 
 async def check_answers(agent: Agent, unsettled: frozenset[str] = frozenset()) -> Answers:
-    """Every name of an app with a live release reaches that app; every other is 404
-    (save `unsettled` ones: rows written behind the running agent's back, and the names
+    """Every name of an app with a live release reaches that app (503 while the app is
+    stopped); every other is 404 (save `unsettled` ones: rows written behind the running agent's back, and the names
     of an app whose live release cannot be read, which a start skips). Returns what
     each name answered."""
     s = agent.services
     owners: dict[str, str] = {}
+    stopped: set[str] = set()
     for app in s.apps.names():
         names = [f"{app}.{DOMAIN}", *custom_domains(s, app)]
         try:
@@ -228,10 +237,14 @@ async def check_answers(agent: Agent, unsettled: frozenset[str] = frozenset()) -
             continue
         if live is not None:
             owners.update(dict.fromkeys(names, app))
+            if s.apps.get(app).stopped:
+                stopped.update(names)
     answers = {name: await get(agent.proxy.http_port, name) for name in NAMES}
     for name in sorted(set(NAMES) - unsettled):
         status, body = answers[name]
-        if name in owners:
+        if name in stopped:
+            assert status == 503, (name, status, body)
+        elif name in owners:
             assert (status, body) == (200, owners[name]), name
         else:
             assert status == 404, (name, status, body)
@@ -281,7 +294,7 @@ async def scenario(root: Path, ops: list[tuple[Any, ...]]) -> None:
         await engine.close()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(operations)
 @example([("create", "a"), ("create", "b"), ("old_row", "b", "a.apps.example.test"),
           ("add", "b", "shop.example.com"), ("restart", None), ("destroy", "a"),
@@ -293,6 +306,9 @@ async def scenario(root: Path, ops: list[tuple[Any, ...]]) -> None:
 @example([("deploy", "a"), ("deploy", "b"), ("add", "a", "shop.example.com"),
           ("restart", ("break", "a")), ("deploy", "b"), ("config", "b", True),
           ("deploy", "a"), ("restart", None), ("destroy", "a"), ("restart", None)])
+@example([("deploy", "a"), ("config", "a", True), ("rollback", "a"), ("stop", "a"),
+          ("deploy", "b"), ("restart", None), ("start", "a"), ("restart", None),
+          ("stop", "a"), ("restart", ("crash", "a")), ("start", "a"), ("rollback", "a")])
 def test_any_history_of_changes_and_restarts_starts_and_serves(
         ops: list[tuple[Any, ...]]) -> None:
     with tempfile.TemporaryDirectory() as root:
