@@ -18,6 +18,7 @@ own. `inherited_fds` is the pure reading of the protocol; `Listeners` is the ada
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
 import socket
@@ -101,15 +102,18 @@ class Listeners:
         """Replace this process by a new start of the same command, the installed code,
         passing the sockets on. Returns only by raising OSError (exec failed)."""
         named = self._by_name()
+        argv = [sys.executable, *sys.orig_argv[1:]]
+        environ = handover_environment(os.environ, os.getpid(), list(named))
+        log.info("restarting in place: %s", " ".join(argv))
+        # Before the sockets take descriptors 3 and up: whatever held those (the log
+        # file, say) must not write to them or close them after.
+        logging.shutdown()
+        gc.disable()
         # Out of the way first, so that placing one cannot overwrite another.
         above = FIRST_FD + len(named)
         moved = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, above) for sock in named.values()]
         for offset, fd in enumerate(moved):
             os.dup2(fd, FIRST_FD + offset, inheritable=True)
-        argv = [sys.executable, *sys.orig_argv[1:]]
-        environ = handover_environment(os.environ, os.getpid(), list(named))
-        log.info("restarting in place: %s", " ".join(argv))
-        logging.shutdown()
         os.execve(sys.executable, argv, environ)
 
     def _by_name(self) -> dict[str, socket.socket]:

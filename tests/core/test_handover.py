@@ -39,12 +39,14 @@ def test_the_environment_passed_on_replaces_older_variables() -> None:
         "PATH": "/bin", "LISTEN_PID": "7", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "http:https"}
 
 
-# A program that takes its sockets as the agent does, execs itself once keeping them,
-# then answers one connection on the socket it was passed.
+# A program that takes its sockets as the agent does (logging to a file opened first, so
+# that the file holds descriptor 3 before the exec), execs itself once keeping them, then
+# answers one connection on the socket it was passed.
 PROGRAM = textwrap.dedent("""
-    import os, sys
+    import logging, os, sys
     from agent.handover import Listeners
     from agent.proxy.settings import ProxySettings
+    logging.basicConfig(filename=os.environ["LOG"], level=logging.INFO)
     generation = int(os.environ.get("GENERATION", "0"))
     port = int(os.environ.get("PORT", "0"))
     listeners = Listeners.open(ProxySettings(listen="127.0.0.1", http_port=port, https_port=None))
@@ -61,12 +63,15 @@ PROGRAM = textwrap.dedent("""
 """)
 
 
-def test_exec_in_place_keeps_the_socket_and_its_waiting_connections() -> None:
+def test_exec_in_place_keeps_the_socket_and_its_waiting_connections(tmp_path: Path) -> None:
+    log = tmp_path / "program.log"
     with subprocess.Popen(
         [sys.executable, "-c", PROGRAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "LOG": str(log)}, text=True, cwd=REPO,
     ) as child:
         _exec_in_place(child)
+    assert "restarting in place" in log.read_text()
+    assert "taken over name=http" in log.read_text()
 
 
 def _exec_in_place(child: subprocess.Popen[str]) -> None:
