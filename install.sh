@@ -79,6 +79,7 @@ BIN_DIR=${BERTH_BIN_DIR:-/usr/local/bin}
 CONFIG=${BERTH_CONFIG:-/etc/berth/berth.toml}
 BERTH="$BIN_DIR/berth"
 SUPERVISOR=/usr/local/sbin/berth-supervise
+AGENT_PID=/run/berth-agent.pid
 BOOT_RULESET=/etc/berth/firewall.nft
 RESTARTS_FILE=/run/berth-supervise.restarts
 if [ "$CONFIG" = /etc/berth/berth.toml ]; then SSH_COMMAND="$BERTH"
@@ -124,6 +125,9 @@ check_port() {
     command -v ss >/dev/null 2>&1 || return 0
     holder=$(ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 \2/p' | head -n 1)
     [ -n "$holder" ] || return 0
+    if has_systemd && systemctl is-active --quiet berth.socket; then
+        return 0  # held for Berth's agent by berth.socket: this is an upgrade
+    fi
     pid=${holder##* }
     if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q 'berth.* agent'; then
         return 0  # Berth's own agent: this is an upgrade
@@ -284,16 +288,31 @@ agent_logs() {
 }
 
 systemd_service() {
-    say "Starting berth.service"
+    say "Starting berth.service (ports 80 and 443 held open by berth.socket)"
+    # The sockets outlive the agent: a restart or an upgrade refuses no connection.
+    cat >/etc/systemd/system/berth.socket <<EOF
+[Unit]
+Description=Berth's proxy ports, kept open while the agent restarts
+
+[Socket]
+ListenStream=0.0.0.0:80
+ListenStream=0.0.0.0:443
+Backlog=4096
+
+[Install]
+WantedBy=sockets.target
+EOF
     cat >/etc/systemd/system/berth.service <<EOF
 [Unit]
 Description=Berth agent (proxy, deploys, certificates)
-After=network-online.target docker.service
+After=network-online.target docker.service berth.socket
 Wants=network-online.target docker.service
+Requires=berth.socket
 
 [Service]
 Environment=BERTH_CONFIG=$CONFIG
 ExecStart=$BERTH agent
+ExecReload=/bin/kill -HUP \$MAINPID
 UMask=0027
 Restart=always
 RestartSec=2
@@ -305,12 +324,16 @@ UMask=0027
 WantedBy=multi-user.target
 EOF
     systemctl daemon-reload
-    systemctl enable berth.service >/dev/null 2>&1
+    if ! systemctl is-active --quiet berth.socket; then
+        systemctl stop berth.service  # an agent that bound 80 and 443 itself (an older install)
+    fi
+    systemctl enable berth.socket berth.service >/dev/null 2>&1
+    systemctl start berth.socket
     systemctl restart berth.service
 }
 
 supervisor_service() {
-    cat >"$SUPERVISOR" <<EOF
+    cat >"$SUPERVISOR.new" <<EOF
 #!/bin/sh
 # Keeps \`berth agent\` running where there is no systemd. The agent rotates its own
 # log; what it prints before logging starts (or as it dies) goes to agent.stderr,
@@ -324,36 +347,66 @@ while true; do
     if [ -f /var/log/berth/agent.stderr ] && [ "\$(wc -c </var/log/berth/agent.stderr)" -gt 10485760 ]; then
         mv -f /var/log/berth/agent.stderr /var/log/berth/agent.stderr.1
     fi
-    BERTH_CONFIG=$CONFIG $BERTH agent --log-file /var/log/berth/agent.log 2>>/var/log/berth/agent.stderr
+    # SIGHUP to this pid restarts the agent in place, its ports kept open (an upgrade).
+    BERTH_CONFIG=$CONFIG $BERTH agent --log-file /var/log/berth/agent.log 2>>/var/log/berth/agent.stderr &
+    echo \$! >$AGENT_PID
+    wait \$!
     restarts=\$((restarts + 1))
     echo "\$restarts" >$RESTARTS_FILE  # read by berth doctor
     sleep 2
 done
 EOF
-    chmod 0755 "$SUPERVISOR"
+    chmod 0755 "$SUPERVISOR.new"
+    mv -f "$SUPERVISOR.new" "$SUPERVISOR"  # a running loop keeps reading its own copy
+    if has_sysv; then
+        sysv_script berth "Berth agent" "\$network docker" "(setsid $SUPERVISOR >/dev/null 2>&1 &)" \
+            "[ -f /run/berth-supervise.pid ] && kill -TERM -\$(cat /run/berth-supervise.pid) || true" \
+            "kill -HUP \$(cat $AGENT_PID)"
+        update-rc.d berth defaults >/dev/null 2>&1
+    else
+        BOOT_NOTE="This system has no init Berth knows (neither systemd nor SysV init): after a reboot, start the agent with: setsid $SUPERVISOR &"
+    fi
+    if pid=$(supervised_agent); then
+        say "Restarting the agent in place (ports 80 and 443 stay open)"
+        restart_in_place "$pid"
+        return 0
+    fi
     stop_supervisor
     if has_sysv; then
         say "Starting the agent (SysV init script /etc/init.d/berth, logs in /var/log/berth/agent.log)"
-        sysv_script berth "Berth agent" "\$network docker" "(setsid $SUPERVISOR >/dev/null 2>&1 &)" \
-            "[ -f /run/berth-supervise.pid ] && kill -TERM -\$(cat /run/berth-supervise.pid) || true"
-        update-rc.d berth defaults >/dev/null 2>&1
         /etc/init.d/berth start
     else
         say "Starting the agent (a respawning loop, logs in /var/log/berth/agent.log)"
         (setsid "$SUPERVISOR" >/dev/null 2>&1 &)
-        BOOT_NOTE="This system has no init Berth knows (neither systemd nor SysV init): after a reboot, start the agent with: setsid $SUPERVISOR &"
     fi
+}
+
+supervised_agent() {  # the pid of the agent the respawning loop runs, if it runs
+    [ -f /run/berth-supervise.pid ] && kill -0 "$(cat /run/berth-supervise.pid)" 2>/dev/null \
+        || return 1
+    pid=$(cat "$AGENT_PID" 2>/dev/null) || return 1
+    { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q 'berth.* agent' || return 1
+    echo "$pid"
+}
+
+restart_in_place() {  # SIGHUP: the agent execs the installed code, keeping its sockets
+    kill -HUP "$1"
+    i=0
+    while berth apps >/dev/null 2>&1; do  # the old agent answers until it stops
+        i=$((i + 1)); [ $i -le 300 ] || break
+        sleep 0.2
+    done
 }
 
 stop_supervisor() {
     if [ -f /run/berth-supervise.pid ]; then
         kill -TERM -"$(cat /run/berth-supervise.pid)" 2>/dev/null || true
-        rm -f /run/berth-supervise.pid "$RESTARTS_FILE"
+        rm -f /run/berth-supervise.pid "$RESTARTS_FILE" "$AGENT_PID"
         sleep 1
     fi
 }
 
-sysv_script() {  # NAME DESCRIPTION REQUIRED-START START-COMMAND STOP-COMMAND
+sysv_script() {  # NAME DESCRIPTION REQUIRED-START START-COMMAND STOP-COMMAND [RELOAD-COMMAND]
     cat >"/etc/init.d/$1" <<EOF
 #!/bin/sh
 ### BEGIN INIT INFO
@@ -368,7 +421,8 @@ case "\$1" in
     start) $4 ;;
     stop) $5 ;;
     restart) "\$0" stop; sleep 1; "\$0" start ;;
-    *) echo "usage: \$0 start|stop|restart"; exit 1 ;;
+    reload) ${6:-\$0 restart} ;;
+    *) echo "usage: \$0 start|stop|restart|reload"; exit 1 ;;
 esac
 EOF
     chmod 0755 "/etc/init.d/$1"
@@ -505,8 +559,9 @@ data_dir() {
 
 remove_service() {
     if has_systemd; then
-        systemctl disable --now berth.service berth-firewall.service >/dev/null 2>&1 || true
-        rm -f /etc/systemd/system/berth.service /etc/systemd/system/berth-firewall.service
+        systemctl disable --now berth.service berth.socket berth-firewall.service >/dev/null 2>&1 || true
+        rm -f /etc/systemd/system/berth.service /etc/systemd/system/berth.socket \
+            /etc/systemd/system/berth-firewall.service
         systemctl daemon-reload
     fi
     for name in berth berth-firewall; do

@@ -1,11 +1,14 @@
 """install.sh on a fresh server: a container with systemd as PID 1 and one with SysV
 init (no systemd). Install with a cloud-style authorized_keys line, run the installer
-again (an upgrade), restart the container (the agent and the firewall table come back by
+again (an upgrade) while clients send requests to the proxy (none may fail: under
+systemd berth.socket keeps the ports open, without it the agent restarts in place),
+restart the container (the agent and the firewall table come back by
 themselves), then uninstall. Runs only under the shared lock of tests/e2e and
 tests/install (it starts and removes containers)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -87,6 +90,68 @@ def server(request: pytest.FixtureRequest, pip_cache: Path) -> Iterator[str]:
         docker("rm", "-f", name, check=False)
 
 
+# Clients of the proxy inside the server, two on keep-alive connections and two opening
+# one per request, until /tmp/load.stop exists; prints what they got. An unknown host is
+# answered 404 by the proxy itself: an answer. A refused or reset connection, a timeout
+# or a 5xx is a failure.
+LOAD = """
+import http.client, json, os, threading, time
+results = {"answered": 0, "failures": [], "statuses": {}}
+lock = threading.Lock()
+def client(keep_alive):
+    connection = None
+    while not os.path.exists("/tmp/load.stop"):
+        try:
+            if connection is None:
+                connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=60)
+            connection.request("GET", "/", headers={"Host": "load.apps.example.com"})
+            response = connection.getresponse()
+            response.read()
+            with lock:
+                status = str(response.status)
+                results["statuses"][status] = results["statuses"].get(status, 0) + 1
+                if response.status >= 500:
+                    results["failures"].append(status)
+                else:
+                    results["answered"] += 1
+            if response.will_close or not keep_alive:
+                connection.close()
+                connection = None
+        except (OSError, http.client.HTTPException) as exc:
+            with lock:
+                results["failures"].append(repr(exc))
+            if connection is not None:
+                connection.close()
+            connection = None
+        time.sleep(0.01)
+threads = [threading.Thread(target=client, args=(keep,)) for keep in (True, True, False, False)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join(120)
+print(json.dumps(results))
+"""
+
+
+def upgraded_under_load(server: str, install: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """Run the installer again while LOAD runs in the server; its result and LOAD's."""
+    sh(server, "rm -f /tmp/load.stop")
+    subprocess.run(["docker", "exec", "-i", server, "sh", "-c", "cat >/tmp/load.py"],
+                   input=LOAD, text=True, check=True, capture_output=True, timeout=60)
+    with subprocess.Popen(["docker", "exec", server, "python3", "/tmp/load.py"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as load:
+        try:
+            time.sleep(2)  # requests answered before the upgrade too
+            again = sh(server, install, check=False)
+            time.sleep(2)  # and after it
+            sh(server, "touch /tmp/load.stop")
+            out, err = load.communicate(timeout=180)
+        finally:
+            load.kill()
+    assert load.returncode == 0, err
+    return again, json.loads(out)
+
+
 def logs(server: str) -> str:
     return sh(server, "tail -n 30 /var/log/berth/agent.log /var/log/berth/agent.stderr; "
               "journalctl -u berth -n 30 --no-pager; ps ax", check=False).stdout
@@ -120,8 +185,14 @@ def test_install_upgrade_reboot_uninstall(server: str):
     if server.endswith("systemd"):
         assert sh(server, "systemctl show -p UMask berth").stdout.strip() == "UMask=0027"
 
-    again = sh(server, install, check=False)  # an upgrade: same key, same config
+    again, load = upgraded_under_load(server, install)  # same key, same config
     assert again.returncode == 0, again.stdout + again.stderr
+    if load["failures"]:
+        print(again.stdout, logs(server), sep="\n")  # shown with the failure
+    assert load["failures"] == [] and load["answered"] > 100, (
+        load["failures"][:3], len(load["failures"]), load["statuses"])
+    if server.endswith("sysvinit"):
+        assert "Restarting the agent in place" in again.stdout, again.stdout
     assert "may push" not in again.stdout
     assert sh(server, "berth keys").stdout == keys
 
