@@ -280,17 +280,7 @@ async def serve(config: Config) -> Outcome:
     except (BerthError, OSError) as exc:  # OSError: the data or log directory, say
         log.error("cannot start: %s", exc)
         return Outcome(1)
-    stop = asyncio.Event()
-    restart = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    def restart_in_place() -> None:
-        restart.set()
-        stop.set()
-
-    loop.add_signal_handler(signal.SIGHUP, restart_in_place)
+    stop, restart = _handle_signals()
     services = agent.services
     api = build_api(services)
     # log_config=None: uvicorn's warnings reach the agent's own handler (--log-file)
@@ -336,6 +326,21 @@ async def serve(config: Config) -> Outcome:
         return Outcome(0, restart_with=agent.listeners)
     agent.listeners.close()
     return Outcome(0)
+
+
+def _handle_signals() -> tuple[asyncio.Event, asyncio.Event]:
+    """(stop, restart): SIGTERM and SIGINT set stop; SIGHUP sets both (restart in place)."""
+    stop, restart = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def restart_in_place() -> None:
+        restart.set()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGHUP, restart_in_place)
+    return stop, restart
 
 
 async def _start_services(agent: Agent) -> None:
