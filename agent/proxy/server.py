@@ -151,8 +151,8 @@ class Proxy:
             self._opening = None
         for server in self._servers:
             server.close()
-        if self._tls is not None:
-            await self._tls.close()
+        if self._tls is not None:  # a TLS client still greeting gets the idle grace
+            await self._tls.close(min(timeout, self.settings.shutdown_idle_timeout))
             self._tls = None
         deadline = loop.time() + timeout
         for client in list(ctx.clients):

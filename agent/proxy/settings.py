@@ -60,7 +60,8 @@ class ProxySettings:
     shutdown_timeout: float = 30.0
     # When the proxy stops (an agent restart), an idle keep-alive connection is kept this
     # long for one more request, answered with `Connection: close`, then closed: a client
-    # between two requests learns of the restart from an answer, not from a reset.
+    # between two requests learns of the restart from an answer, not from a reset. A TLS
+    # connection accepted but not yet handshaken gets as long to finish its handshake.
     shutdown_idle_timeout: float = 1.0
 
     # Capacity.

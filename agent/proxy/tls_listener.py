@@ -74,14 +74,22 @@ class TlsListener:
         if self._accepting is None and self._sock is not None:
             self._accepting = asyncio.get_running_loop().create_task(self._accept())
 
-    async def close(self) -> None:
-        tasks = [t for t in (self._accepting, *self._greeting) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop accepting; connections already accepted get `grace` seconds to finish
+        their ClientHello and handshake (then they are served), the rest are closed."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+            await asyncio.gather(self._accepting, return_exceptions=True)
+            self._accepting = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        if self._greeting and grace > 0:
+            await asyncio.wait(list(self._greeting), timeout=grace)
+        greeting = list(self._greeting)
+        for task in greeting:
+            task.cancel()
+        await asyncio.gather(*greeting, return_exceptions=True)
 
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()

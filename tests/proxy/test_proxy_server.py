@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import ssl
 
 import pytest
 
 from agent.proxy import HostTaken, InvalidHost, Proxy, RouteNotFound, RouteOptions, Upstream
 from tests.proxy.backend import running_backend
-from tests.proxy.conftest import Client, eventually, get, request, running_proxy
+from tests.proxy.conftest import (
+    CertificateAuthority, Client, eventually, get, request, running_proxy,
+)
 
 
 async def test_routes_by_host_exact_and_wildcard() -> None:
@@ -385,6 +389,40 @@ async def test_stop_keeps_the_keep_alive_a_response_already_promised() -> None:
         assert response.header("connection") == "close"
         await client.close()
         await asyncio.wait_for(stopping, 3.0)
+
+
+async def test_stop_serves_a_tls_connection_accepted_before_its_client_hello(
+    authority: CertificateAuthority,
+) -> None:
+    """A TLS client whose connection was accepted but whose ClientHello had not come yet
+    when the proxy began stopping is still handshaken and answered."""
+    from agent.proxy import ProxySettings
+
+    settings = ProxySettings(listen="127.0.0.1", http_port=0, https_port=0,
+                             shutdown_idle_timeout=5.0)
+    async with running_backend("a") as a:
+        proxy = Proxy(settings)
+        await proxy.start()
+        proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)],
+                        RouteOptions(https_redirect=False))
+        proxy.certificates.put("app.test", *authority.issue("app.test"))
+        assert proxy.https_port is not None
+        raw = socket.create_connection(("127.0.0.1", proxy.https_port), timeout=10)
+        await asyncio.sleep(0.2)  # accepted, waiting for its ClientHello
+        stopping = asyncio.ensure_future(proxy.stop(10.0))
+        await asyncio.sleep(0.2)
+        answer = await asyncio.to_thread(_tls_get, raw, authority.client_context())
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello from a")
+        await asyncio.wait_for(stopping, 5.0)
+
+
+def _tls_get(raw: socket.socket, context: ssl.SSLContext) -> bytes:
+    with context.wrap_socket(raw, server_hostname="app.test") as tls:
+        tls.sendall(b"GET /hello HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    return answer
 
 
 async def test_a_flood_of_pipelined_requests_is_answered_in_part_then_closed() -> None:
