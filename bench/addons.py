@@ -33,14 +33,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.deploy import rss_mb
-from tests.e2e.conftest import APPS, running_stack
-from tests.e2e.harness import AgentProcess, GitUser, world_readable_tempdir
+from tests.e2e.conftest import APPS, make_agent
+from tests.e2e.harness import AgentProcess, GitUser, SshServer, world_readable_tempdir
 
 ADDONS = """
 [addons]
@@ -263,6 +264,24 @@ def report(args: argparse.Namespace, figures: Figures) -> None:
           f"-> {berth / hand:.3f}x")
 
 
+@contextmanager
+def bench_stack(root: Path) -> Iterator[tuple[AgentProcess, GitUser]]:
+    """The end-to-end harness's agent, sshd and developer, without its cleanup (which
+    removes every e2e-* container: the end-to-end tests' own, if they are running)."""
+    agent = make_agent(root, extra=ADDONS)
+    agent.start()
+    sshd = SshServer(root, root / "ssh" / "authorized_keys")
+    try:
+        sshd.start()
+        (root / "developer").mkdir(exist_ok=True)
+        user = GitUser(root / "developer", sshd.port)
+        agent.ok("keys:add", "dev", stdin=user.public_key)
+        yield agent, user
+    finally:
+        sshd.stop()
+        agent.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
@@ -272,12 +291,12 @@ def main() -> int:
     args = parser.parse_args()
     root = world_readable_tempdir("berth-bench-addons-")
     try:
-        with running_stack(root, extra=ADDONS) as (agent, user):
+        with bench_stack(root) as (agent, user):
             try:
                 figures = measure(agent, user, root, args)
             finally:
                 remove_bench_apps(agent)
-        report(args, figures)
+            report(args, figures)
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
