@@ -350,8 +350,10 @@ def main() -> int:
         report(outcomes, rss)
         return 0
     finally:
-        remove_leftovers(root, app)
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            remove_leftovers(root, app)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
