@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -77,6 +79,39 @@ def test_a_backup_downloads_over_ssh_byte_for_byte(stack) -> None:
     assert downloaded.stdout[:5] == b"PGDMP"
 
 
+class Probe:
+    """GETs to the app through the proxy, one every 20 ms, from a thread, until the
+    block ends and one more answer has come (each answer's status kept)."""
+
+    def __init__(self, agent: AgentProcess, host: str) -> None:
+        self.agent, self.host = agent, host
+        self.statuses: list[int] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Probe":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self.statuses and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            finished = self._done.is_set()
+            try:
+                self.statuses.append(self.agent.get(self.host, timeout=5)[0])
+            except OSError:
+                self.statuses.append(0)
+            if finished:
+                return
+            time.sleep(0.02)
+
+
 def psql(sql: str) -> str:
     user = APP.replace("-", "_")
     done = subprocess.run(["docker", "exec", "-u", "postgres", f"berth-addon-{APP}-postgres",
@@ -91,7 +126,12 @@ def test_a_restore_stops_the_app_meanwhile_and_brings_back_the_rows(stack) -> No
     psql("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)")
     assert "b2: postgres" in agent.ok("backups:capture", APP)
     psql("INSERT INTO orders VALUES (2)")
-    said = agent.ok("backups:restore", APP, "b2", "--confirm", APP)
+    with Probe(agent, f"{APP}.{DOMAIN}") as probe:
+        said = agent.ok("backups:restore", APP, "b2", "--confirm", APP)
+    # Meanwhile the app answered 503 (no instance), never an error of a half-restored
+    # database; before and after, 200.
+    assert 503 in probe.statuses and set(probe.statuses) <= {200, 503}, probe.statuses
+    assert probe.statuses[0] == 200 and probe.statuses[-1] == 200, probe.statuses
     # The deployer's own stop and start, around the restore: no instance writes into a
     # half-restored database.
     stop, restore, start = (said.index(f"Stopping {APP}'s instances for the restore"),
