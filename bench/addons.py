@@ -31,10 +31,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -105,11 +105,6 @@ class Bench:
                "--network", next(iter(networks)), "--entrypoint", "sleep", CLIENT_IMAGE,
                "infinity")
 
-    def query(self, sql: str) -> subprocess.CompletedProcess[str]:
-        url = self.agent.ok("config:get", self.app, "DATABASE_URL").strip()
-        return subprocess.run(["docker", "exec", self.client, "psql", f"{url}?sslmode=require",
-                               "-Atc", sql], capture_output=True, text=True, timeout=60)
-
     def create_to_usable(self, rounds: int, figures: Figures) -> None:
         for i in range(rounds):
             started = time.monotonic()
@@ -119,7 +114,7 @@ class Bench:
             deadline = started + 120
             while subprocess.run(["docker", "exec", self.client, "psql",
                                   f"{url}?sslmode=require", "-Atc", "SELECT 1"],
-                                 capture_output=True, timeout=60).returncode != 0:
+                                 capture_output=True, timeout=60, check=False).returncode:
                 assert time.monotonic() < deadline, "DATABASE_URL never became usable"
                 time.sleep(0.05)
             figures.usable.append(time.monotonic() - started)
@@ -204,7 +199,7 @@ class Bench:
             docker("exec", self.container, "chmod", "644", INSIDE)
             restores = [("hand", lambda: self.hand_restore(hand_dump)),
                         ("hand-file", self.hand_restore_file),
-                        ("berth", lambda: self.berth_restore(str(backup["id"])))]
+                        ("berth", lambda b=str(backup["id"]): self.berth_restore(b))]
             for who, action in restores[i % 3:] + restores[:i % 3]:
                 figures.restore[who].append(timed(action))
                 assert self.count() == figures.rows, f"{who}'s restore lost rows"

@@ -13,8 +13,8 @@ from pathlib import Path
 from agent.addons.model import Addon
 from agent.addons.store import SCHEMA as ADDONS_SCHEMA
 from agent.addons.store import AddonStore
-from agent.backups.scheduler import BackupScheduler
 from agent.backups.schedule import DAY
+from agent.backups.scheduler import BackupScheduler
 from agent.backups.service import BackupService
 from agent.backups.store import SCHEMA as BACKUPS_SCHEMA
 from agent.backups.store import BackupStore
