@@ -14,6 +14,8 @@ from agent.errors import BerthError
 from agent.repos import git_as_owner
 from agent.sourcetree import unpack
 
+EXPORT_TIMEOUT = 300.0  # seconds `git archive` may take before the deploy gives up
+
 
 def new_workdir(builds: Path, app: str, sha: str) -> Path:
     """A fresh directory under `builds` for one deploy of `app` at `sha`."""
@@ -41,23 +43,28 @@ async def receive(chunks: AsyncIterator[bytes], workdir: Path, limit: int) -> Pa
     return workdir / "src"
 
 
-async def export(repo: Path, sha: str, workdir: Path, limit: int) -> Path:
+async def export(repo: Path, sha: str, workdir: Path, limit: int, *,
+                 timeout: float = EXPORT_TIMEOUT) -> Path:
     """`git archive` of `sha` from the app's repository into workdir/src (git runs as
-    the repository's owner: agent.repos.git_as_owner); the work directory is removed if
-    that fails."""
+    the repository's owner: agent.repos.git_as_owner), killed after `timeout` seconds;
+    the work directory is removed if that fails."""
     try:
-        await asyncio.to_thread(_export, repo, sha, workdir, limit)
+        await asyncio.to_thread(_export, repo, sha, workdir, limit, timeout)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     return workdir / "src"
 
 
-def _export(repo: Path, sha: str, workdir: Path, limit: int) -> None:
+def _export(repo: Path, sha: str, workdir: Path, limit: int, timeout: float) -> None:
     archive = workdir / "push.tar"
-    with archive.open("wb") as sink:
-        result = git_as_owner(repo, ["archive", "--format=tar", sha],
-                              stdout=sink, stderr=subprocess.PIPE)
+    try:
+        with archive.open("wb") as sink:
+            result = git_as_owner(repo, ["archive", "--format=tar", sha],
+                                  stdout=sink, stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:  # git was killed and waited for
+        raise BerthError(f"cannot read {sha[:7]} from {repo}: git archive did not finish "
+                         f"within {timeout:g} s") from None
     if result.returncode != 0:
         reason = result.stderr.decode("utf-8", "replace").strip().splitlines()
         raise BerthError(f"cannot read {sha[:7]} from {repo}: "

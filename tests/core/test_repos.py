@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from agent.errors import BerthError
 from agent.hostfiles import UnsafePath
 from agent.paths import PathSettings
 from agent.repos import ensure_repo, git_as_owner
@@ -158,3 +162,30 @@ def test_a_directory_planted_where_a_repository_will_be_is_refused(paths: PathSe
     with pytest.raises(UnsafePath, match="next.git: exists but holds no repository"):
         make(paths, "next")
     assert not (planted / "HEAD").exists()
+
+
+def test_git_archive_that_hangs_is_killed_at_its_deadline(reachable: Path) -> None:
+    paths = PathSettings(data_dir=reachable / "data", run_dir=reachable / "run")
+    repo = make(paths, command="true")
+    sha = commit_into(repo, reachable / "work", {"Procfile": "web: ./run\n"})
+    marks = reachable / "marks"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)
+    # A filter that never finishes in time stands for any git that hangs.
+    (repo / "info" / "attributes").write_text("* filter=stall\n")
+    with open(repo / "config", "a") as config:
+        config.write(f"[filter \"stall\"]\n\tsmudge = \"sh -c 'echo $$ > {marks}/pid; "
+                     "exec sleep 60'\"\n")
+    workdir = reachable / "build"
+    workdir.mkdir()
+    started = time.monotonic()
+    try:
+        with pytest.raises(BerthError, match=f"cannot read {sha[:7]} from .*shop.git: "
+                                             "git archive did not finish within 1 s"):
+            asyncio.run(trees.export(repo, sha, workdir, 1 << 20, timeout=1))
+    finally:
+        if (marks / "pid").exists():  # the filter outlives the git that started it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int((marks / "pid").read_text()), signal.SIGKILL)
+    assert time.monotonic() - started < 30
+    assert not workdir.exists()
