@@ -14,8 +14,11 @@ sample app, and in the same run, each time under keep-alive GET load through the
      replacement answers, so failures are expected; the time to the first answer again;
   2. one of two web instances is killed (target 0 failed: the other one serves);
   3. two `config:set` race (target 0 failed, and both variables stay);
-  4. the agent restarts (SIGTERM, then started again) and is killed (-9, then started):
-     its proxy goes with it, so failures are expected (see Known limits);
+  4. the agent restarts as an upgrade or the service manager restarts it: in place
+     (SIGHUP) and socket-activated (systemd's stop and start with the same sockets);
+     target 0 failed, its listening sockets outlive it (bench/restarts.py);
+  5. the agent is stopped (SIGTERM, then started) and crashes (`kill -9`, then
+     started): nothing listens in between, so failures are expected;
 and the time from `docker kill` to the replacement running, and the agent's RSS before
 and after 100 MB of `run` output (target: back near the baseline).
 """
@@ -42,6 +45,7 @@ import docker
 
 from agent.deploy.docker_runtime import installation_id
 from agent.deploy.networks import app_network
+from bench import restarts
 from bench.deploy import rss_mb
 from tests.e2e.conftest import APPS, DOMAIN, running_stack
 from tests.e2e.harness import AgentProcess, GitUser, http_get, world_readable_tempdir
@@ -225,20 +229,6 @@ def config_race(agent: AgentProcess, app: str) -> Callable[[Outcome], None]:
     return fault
 
 
-def agent_restart(agent: AgentProcess, *, kill: bool) -> Callable[[Outcome], None]:
-    """A fault: the agent stopped (SIGTERM) or killed (-9), then started again."""
-
-    def fault(outcome: Outcome) -> None:
-        started = time.monotonic()
-        agent.kill() if kill else agent.stop()
-        agent.start()
-        outcome.notes.append(
-            f"agent back (control socket answers) after {time.monotonic() - started:.2f} s"
-        )
-
-    return fault
-
-
 def run_output_rss(agent: AgentProcess, app: str) -> str:
     """The agent's RSS after a first `run`, right after 100 MB of output, and 5 s later."""
     agent.ok("run", app, "true")
@@ -283,21 +273,23 @@ def scenarios(
     outcomes.append(
         under_load(agent, host, "two config changes race (web=2)", seconds, config_race(agent, app))
     )
-    outcomes.append(
-        under_load(
-            agent,
-            host,
-            "the agent restarts (SIGTERM, start)",
-            seconds,
-            agent_restart(agent, kill=False),
-        )
-    )
-    outcomes.append(
-        under_load(
-            agent, host, "the agent killed (-9), started", seconds, agent_restart(agent, kill=True)
-        )
-    )
+    outcomes += agent_restarts(agent, host, seconds)
     return outcomes, run_output_rss(agent, app)
+
+
+def agent_restarts(agent: AgentProcess, host: str, seconds: float) -> list[Outcome]:
+    """The agent restarted the ways an upgrade and a service manager restart it (its
+    sockets kept: target 0 failed), then stopped and crashed (nothing listens between)."""
+    outcomes = [under_load(agent, host, "restart in place (SIGHUP)", seconds,
+                           restarts.in_place(agent))]
+    with restarts.held_sockets(agent) as sockets:
+        outcomes.append(under_load(agent, host, "restart, socket-activated", seconds,
+                                   restarts.socket_activated(agent, sockets)))
+    outcomes.append(under_load(agent, host, "stop (SIGTERM), then start", seconds,
+                               restarts.stop_start(agent, kill=False)))
+    outcomes.append(under_load(agent, host, "crash (kill -9), then start", seconds,
+                               restarts.stop_start(agent, kill=True)))
+    return outcomes
 
 
 def report(outcomes: list[Outcome], rss: str) -> None:
