@@ -64,6 +64,9 @@ class AddonService:
         self._events = events
         self._config = config
         self._paused: set[str] = set()  # containers the reconciler leaves alone
+        # Held by the reconciler while it acts on one container: whoever pauses one
+        # then waits for an action begun before the pause (see `quiet`).
+        self._acting = asyncio.Lock()
 
     def layout(self, addon: Addon) -> AddonLayout:
         return AddonLayout.of(self.root, addon)
@@ -92,16 +95,18 @@ class AddonService:
         """Store, start, wait for it to answer, then set its variable through a release."""
         app, name, kind, version, variable = (addon.app, addon.name, addon.kind,
                                               addon.version, addon.variable)
-        self.store.add(addon)
-        try:
-            out.step(f"Starting {kind} {version} as {name} ({addon.image})")
-            await self._start_container(addon)
-            out.step(f"Waiting for {name} to answer")
-            await self.wait_ready(addon)
-            await self._config.change(app, ConfigChange(set={variable: addon.url}), out.nested())
-        except BaseException:
-            await self._discard(addon)
-            raise
+        async with self.quiet(addon):
+            self.store.add(addon)
+            try:
+                out.step(f"Starting {kind} {version} as {name} ({addon.image})")
+                await self._start_container(addon)
+                out.step(f"Waiting for {name} to answer")
+                await self.wait_ready(addon)
+                await self._config.change(app, ConfigChange(set={variable: addon.url}),
+                                          out.nested())
+            except BaseException:
+                await self._discard(addon)
+                raise
         self._events.record(app, "AddonCreated", f"{name}: {kind} {version}, sets {variable}")
         out.heading(f"{name} is ready; {app} has {variable}")
         return addon
@@ -179,6 +184,15 @@ class AddonService:
             self._paused.discard(addon.container)
 
     @asynccontextmanager
+    async def quiet(self, addon: Addon) -> AsyncIterator[None]:
+        """Paused, and once the reconciler's action in flight (if any) has ended: it can
+        no longer start, recreate or remove this add-on's container meanwhile."""
+        with self.paused(addon):
+            async with self._acting:
+                pass
+            yield
+
+    @asynccontextmanager
     async def scratch_copy(self, addon: Addon, scratch: Path) -> AsyncIterator[Addon]:
         """A throwaway, empty add-on like `addon` with its files in `scratch`, removed
         afterwards (verifying a backup)."""
@@ -215,10 +229,11 @@ class AddonService:
     async def remove(self, addon: Addon, out: DeployOutput) -> None:
         """Container, data and row (its variable left as it is: the app's destroy)."""
         out.step(f"Removing {addon.name} and its data")
-        await self.engine.stop(addon.container, self.settings.stop_timeout)
-        await self.engine.remove(addon.container)
-        await asyncio.to_thread(shutil.rmtree, self.layout(addon).root, True)
-        self.store.remove(addon.app, addon.name)
+        async with self.quiet(addon):
+            await self.engine.stop(addon.container, self.settings.stop_timeout)
+            await self.engine.remove(addon.container)
+            await asyncio.to_thread(shutil.rmtree, self.layout(addon).root, True)
+            self.store.remove(addon.app, addon.name)
         self._events.record(addon.app, "AddonDestroyed", addon.name)
         out.heading(f"{addon.name} destroyed")
 
@@ -237,10 +252,9 @@ class AddonService:
         that are no longer stored. One add-on's failure never stops the others."""
         wanted = {a.container: a for a in self.store.all()
                   if a.container not in self._paused}
-        for container, _, _ in await self.engine.names():
-            if container not in wanted and container not in self._paused:
-                log.info("removing add-on container no longer stored container=%s", container)
-                await self.engine.remove(container)
+        for container, app, name in await self.engine.names():
+            if container not in wanted:
+                await self._remove_unstored(container, app, name)
         for addon in wanted.values():
             try:
                 await self._bring_back(addon)
@@ -257,7 +271,25 @@ class AddonService:
             except BerthError as exc:
                 log.error("add-on reconcile failed error=%s", exc)
 
+    def _left_alone(self, container: str, app: str, name: str, stored: bool) -> bool:
+        """Paused, or no longer as the reconciler's snapshot saw it (each action checks
+        again, holding `_acting`, since a create or destroy may have run meanwhile)."""
+        return (container in self._paused
+                or any(a.name == name for a in self.store.of_app(app)) != stored)
+
+    async def _remove_unstored(self, container: str, app: str, name: str) -> None:
+        async with self._acting:
+            if self._left_alone(container, app, name, stored=False):
+                return
+            log.info("removing add-on container no longer stored container=%s", container)
+            await self.engine.remove(container)
+
     async def _bring_back(self, addon: Addon) -> None:
+        async with self._acting:
+            if not self._left_alone(addon.container, addon.app, addon.name, stored=True):
+                await self._restart_if_down(addon)
+
+    async def _restart_if_down(self, addon: Addon) -> None:
         state = await self.engine.state(addon.container)
         if state is None:
             log.info("recreating missing add-on app=%s addon=%s", addon.app, addon.name)
