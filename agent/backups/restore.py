@@ -89,7 +89,7 @@ async def _restore_redis(service: BackupService, addon: Addon, path: Path) -> No
     addons = service.addons
     rdb = dumps.redis_rdb(addons.layout(addon).data)
     previous = rdb.with_name("dump.rdb.previous")
-    with addons.paused(addon):
+    async with addons.quiet(addon):
         await addons.engine.stop(addon.container, addons.settings.stop_timeout)
         had_data = rdb.exists()
         if had_data:
