@@ -193,6 +193,9 @@ def test_install_upgrade_reboot_uninstall(server: str):
         load["failures"][:3], len(load["failures"]), load["statuses"])
     if server.endswith("sysvinit"):
         assert "Restarting the agent in place" in again.stdout, again.stdout
+    else:  # the ports belong to berth.socket, the agent to berth.service
+        assert sh(server, "systemctl is-active berth.socket berth.service").stdout.split() == [
+            "active", "active"]
     assert "may push" not in again.stdout
     assert sh(server, "berth keys").stdout == keys
 
