@@ -16,18 +16,19 @@ import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable, Mapping
 
 from agent import storage
 from agent.build import APP_USER, CodeBase
 from agent.config import Config
 from agent.deploy import earlystart
 from agent.deploy.building import ImageBuilder, build_release
+from agent.deploy.certificates import CertificateDesire
 from agent.deploy.errors import ImagePruned, NothingToRelease, ReleaseCommandFailed
 from agent.deploy.failures import FailureRecorder
 from agent.deploy.locks import AppLocks
 from agent.deploy.oneoff import OneOffs
-from agent.deploy.output import CertificateStates, DeployOutput, announce_live
+from agent.deploy.output import DeployOutput, announce_live
 from agent.deploy.plan import check_known, formation_text, release_phase_spec
 from agent.deploy.progress import Progress
 from agent.deploy.pruning import ImagePruner
@@ -45,15 +46,6 @@ from agent.store.events import EventStore
 from agent.store.releases import ReleaseStore
 
 log = logging.getLogger(__name__)
-
-
-class CertificateDesire(CertificateStates, Protocol):
-    """What the deploy side tells the certificate manager."""
-
-    def set_app_domains(self, app: str, domains: Sequence[str], *, acme: bool = True) -> None:
-        ...
-
-    def forget_app(self, app: str) -> None: ...
 
 
 class Deployer:

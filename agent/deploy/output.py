@@ -7,9 +7,9 @@ push's response stream) and are kept for the release's stored build log.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from agent.certs.status import CertStatus
+from agent.deploy.certificates import CertificateStates, https_pending
 from agent.releases import Release
 
 HEADING = "-----> "
@@ -108,24 +108,3 @@ def announce_live(
     for host in (h for h in hosts if h not in tls and certificates is not None):
         out.detail(f"HTTPS pending for {host}: {https_pending(states, host)}, "
                    f"see `berth certs {app}`")
-
-
-class CertificateStates(Protocol):
-    """Where the push's last lines learn why a host has no HTTPS yet."""
-
-    def status(self, app: str | None = None) -> Sequence[CertStatus]: ...
-
-
-PENDING = {"acme-disabled": "ACME is off on this server (acme.enabled)",
-           "http-only": "ACME is off for this app", "issuing": "the certificate is being issued",
-           "pending": "the certificate is not issued yet"}
-
-
-def https_pending(states: Sequence[CertStatus], host: str) -> str:
-    """Why `host` is served over plain HTTP, in a few words (pure)."""
-    status = next((s for s in states if s.domain == host), None)
-    if status is None:
-        return "no certificate is wanted for it yet"
-    if status.last_error:
-        return f"the last attempt failed: {status.last_error}"
-    return PENDING.get(status.state, f"the certificate is {status.state}")

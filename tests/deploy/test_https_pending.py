@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 from agent.certs.status import CertStatus
-from agent.deploy.output import DeployOutput, announce_live, https_pending
+from agent.deploy.certificates import https_pending
+from agent.deploy.output import DeployOutput, announce_live
 
 
 def status(domain: str, state: str, error: str | None = None) -> CertStatus:
