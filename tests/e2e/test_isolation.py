@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import APPS, DOMAIN
+from tests.e2e.harness import Load
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
@@ -85,6 +86,39 @@ def test_a_killed_instance_is_replaced_within_seconds(agent, pushed) -> None:
     assert web_container(MINE) != killed
     info = agent.ok("apps:info", MINE)
     assert "InstanceReplaced: web.1 was killed (SIGKILL, exit status 137); replaced" in info
+
+
+def web_containers(app: str) -> list[str]:
+    return docker_out("ps", "-q", "--filter", f"label=berth.app={app}",
+                      "--filter", "label=berth.process=web").split()
+
+
+def test_one_of_two_instances_killed_under_load_fails_no_request(agent, pushed) -> None:
+    host = f"{MINE}.{DOMAIN}"
+    agent.ok("ps:scale", MINE, "web=2")
+    try:
+        deadline = time.monotonic() + 60
+        while len(webs := web_containers(MINE)) != 2:
+            assert time.monotonic() < deadline, f"web=2 never ran: {webs}"
+            time.sleep(0.2)
+        with Load(agent.http_port, host, clients=4) as load:
+            while load.ok < 100:
+                assert time.monotonic() < deadline and not load.failures, load.failures[:3]
+                time.sleep(0.05)
+            victim = webs[0]
+            docker_out("kill", victim)
+            replaced_by = time.monotonic() + 15
+            while victim in (now := web_containers(MINE)) or len(now) != 2:
+                assert time.monotonic() < replaced_by, f"not replaced: {now}"
+                time.sleep(0.1)
+            served = load.ok
+            while load.ok < served + 100:  # and the pair serves on
+                assert time.monotonic() < replaced_by + 15, load.statuses
+                time.sleep(0.05)
+        assert load.failures == [], (load.failures[:5], load.statuses, agent.log_tail(30))
+        assert set(load.statuses) == {200}
+    finally:
+        agent.ok("ps:scale", MINE, "web=1")
 
 
 def test_ps_limit_applies_to_instances_and_one_offs(agent, pushed) -> None:
