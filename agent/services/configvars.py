@@ -17,6 +17,9 @@ from agent.names import check_config_key
 
 MAX_VAR_BYTES = 64 * 1024  # one KEY=VALUE, UTF-8
 MAX_CONFIG_BYTES = 512 * 1024  # all of an app's vars together
+# Set by Berth for every process: a config var of this name would be overridden.
+PORT_REFUSED = ("PORT cannot be set: Berth gives every process PORT (5000, or deploy."
+                "container_port in berth.toml) and the proxy reaches it there; listen on $PORT")
 
 
 class ConfigTooLarge(BerthError):
@@ -45,6 +48,8 @@ class ConfigChange:
             raise BerthError("expected {'set': {KEY: VALUE}, 'unset': [KEY]}")
         for key, value in to_set.items():
             check_config_key(str(key))
+            if key == "PORT":
+                raise BerthError(PORT_REFUSED)
             if not isinstance(value, str):
                 raise BerthError(f"the value of {key} must be a string")
             if "\x00" in value or not _is_utf8(value):

@@ -86,3 +86,12 @@ def test_values_no_environment_can_hold_are_refused(world: World) -> None:
         assert response.status_code in (400, 404), (body, response.text)
         assert "\n" not in response.json()["error"]
     assert world.client.get("/apps/shop/config").json() == {}
+
+
+def test_port_is_refused_with_what_it_will_be(world: World) -> None:
+    world.client.post("/apps", json={"name": "shop"})
+    response = world.client.post("/apps/shop/config", json={"set": {"PORT": "8080"}})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("PORT cannot be set: Berth gives every process "
+                                               "PORT (5000")
+    assert world.client.get("/apps/shop/config").json() == {}
