@@ -313,7 +313,6 @@ Requires=berth.socket
 Environment=BERTH_CONFIG=$CONFIG
 ExecStart=$BERTH agent
 ExecReload=/bin/kill -HUP \$MAINPID
-UMask=0027
 Restart=always
 RestartSec=2
 KillSignal=SIGTERM
