@@ -57,8 +57,11 @@ def commit(handle: BinaryIO, final: Path) -> None:
 
 
 def discard(handle: BinaryIO, final: Path) -> None:
-    handle.close()
-    temp_path(final).unlink(missing_ok=True)
+    """Remove the temp file, even when closing it fails (a full disk refuses the flush)."""
+    try:
+        handle.close()
+    finally:
+        temp_path(final).unlink(missing_ok=True)
 
 
 def copy_hashing(source: Path, writer: HashingWriter) -> None:

@@ -105,6 +105,14 @@ class BackupService:
         return backup
 
     async def _capture(self, addon: Addon, reason: str) -> Backup:
+        """A backup written; an error of the filesystem (disk full, ...) is a failed
+        backup like any other, so it is recorded and logged, never an escaped OSError."""
+        try:
+            return await self._write(addon, reason)
+        except OSError as exc:
+            raise dumps.DumpFailed(f"writing the backup of {addon.name} failed: {exc}") from exc
+
+    async def _write(self, addon: Addon, reason: str) -> Backup:
         number = self.store.next_number(addon.app)
         final = self.directory(addon.app) / file_name(number, addon.name, addon.kind)
         self.directory(addon.app).mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -193,3 +195,26 @@ def test_scheduled_backups_run_when_due_prune_and_fail_loudly(world: World) -> N
     assert not scheduler.is_due(addon, now[0] + 60) and scheduler.is_due(addon, now[0] + 3600)
     now[0] += 3 * 86400
     assert scheduler.status(addon)["backup_overdue"]
+
+
+def test_a_backup_the_disk_refuses_is_a_loud_failure(world: World,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """An error of the filesystem (disk full, the backups directory not one) fails the
+    backup like any other: an event, the agent's log, the scheduler's record, and the
+    scheduler lives on (it once escaped as an OSError and ended the scheduler's task)."""
+    from agent.backups.scheduler import BackupScheduler
+
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    directory = world.backups.directory(world.cache)
+    shutil.rmtree(directory)
+    directory.write_bytes(b"not a directory")
+    scheduler = BackupScheduler(world.backups, clock=lambda: addon.created_at + 2 * 86400)
+    with caplog.at_level(logging.ERROR, logger="agent.backups.service"):
+        assert asyncio.run(scheduler.run_due()) == []
+    error = scheduler.status(addon)["backup_error"]
+    assert error and "backup of redis" in error and str(directory) in error
+    assert "BackupFailed" in [e.kind for e in world.events.list(world.cache)]
+    assert any("backup failed" in r.getMessage() and str(directory) in r.getMessage()
+               for r in caplog.records)
+    assert addon.password not in caplog.text
