@@ -117,15 +117,15 @@ async def destroy_addon(request: Request) -> Response:
                          f"confirm with --confirm {app}")
     addons = addon_service(request)
     addons.store.get(app, name)
-    backup = request.query_params.get("backup", "1") != "0"
-    backups = backup_service(request) if backup else None
+    take_final = request.query_params.get("backup", "1") != "0"
+    backups = backup_service(request) if take_final else services(request).backups
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
         final = None
-        if backups is not None:
+        if take_final and backups is not None:
             final = (await backups.capture(app, name, out, reason="final")).id
         await addons.destroy(app, name, out)
-        if backups is not None:
+        if backups is not None:  # with or without a final backup: a new one starts afresh
             backups.store.forget_addon(app, name)
         return {"destroyed": name, "final_backup": final}
 

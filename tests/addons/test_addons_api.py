@@ -103,3 +103,24 @@ def test_schedules_are_set_checked_and_shown(world: World, api: TestClient) -> N
     assert good.status_code == 200
     assert api.get(f"/apps/{app}/addons").json()[0]["schedule"] == {
         "at": "01:30", "keep_daily": 3, "keep_weekly": 2}
+
+
+def test_restart_keeps_the_data_and_no_backup_destroys_without_one(world: World,
+                                                                    api: TestClient) -> None:
+    app = world.shop
+    world.apps.create(app)
+    events(api.post(f"/apps/{app}/addons", json={"kind": "redis"}))
+    addon = world.service.store.get(app, "redis")
+    world.redis(addon.url, "SET", "k", "kept")
+    began = world.client.api.inspect_container(addon.container)["State"]["StartedAt"]
+    assert events(api.post(f"/apps/{app}/addons/redis/restart"))[-1]["result"] == {
+        "restarted": "redis"}
+    assert world.client.api.inspect_container(addon.container)["State"]["StartedAt"] != began
+    assert world.redis(addon.url, "GET", "k") == "kept"  # saved at its clean stop
+    api.put(f"/apps/{app}/addons/redis/schedule", json={"at": "01:30"})
+    done = events(api.delete(f"/apps/{app}/addons/redis", params={"confirm": app, "backup": "0"}))
+    assert done[-1]["result"] == {"destroyed": "redis", "final_backup": None}
+    assert api.get(f"/apps/{app}/backups").json() == []
+    # A new add-on of the same name starts afresh: not with the old one's schedule.
+    events(api.post(f"/apps/{app}/addons", json={"kind": "redis"}))
+    assert api.get(f"/apps/{app}/addons/redis").json()["schedule"]["at"] != "01:30"
