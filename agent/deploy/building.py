@@ -31,11 +31,17 @@ class ImageBuilder(Protocol):
     ) -> BuiltImage: ...
 
 
+class BaseListener(Protocol):
+    """Who hears the image a build's code step runs on (an early start)."""
+
+    def based(self, base: CodeBase) -> None: ...
+
+
 async def build_release(
     builder: ImageBuilder, releases: ReleaseStore, app: App, release: Release, source: Path,
-    pushed: PushedTree, out: DeployOutput, *, on_base: Callable[[CodeBase], None] | None,
+    pushed: PushedTree, out: DeployOutput, *, listener: BaseListener | None,
 ) -> Built:
-    """Build `source` into `release`'s image; `on_base` hears the code step's base."""
+    """Build `source` into `release`'s image; `listener` hears the code step's base."""
     release = releases.move(release, ReleaseState.BUILDING)
     out.step(f"Building {app.name} {release.version} from {release.git_sha[:7]}")
     # The builder limits parallel builds itself (build.parallel), says so, and calls
@@ -43,7 +49,7 @@ async def build_release(
     built = await builder.build(
         BuildRequest(app=app.name, source=source, tag=f"berth/{app.name}:{release.version}",
                      env=dict(release.config)),
-        out.raw, on_base,
+        out.raw, listener.based if listener is not None else None,
     )
     processes = pushed.processes(built.default_processes)
     out.detail(f"built with {built.builder}; process types: {', '.join(sorted(processes))}")

@@ -17,7 +17,8 @@ starts), with persistent storage mounted inside /app (extracting the tree there 
 write into the mounted host directory) or with a tree over MAX_CODE_BYTES deploys the
 usual way, as does any push whose early start cannot be prepared.
 
-This module holds the pure rules; `AppUserIds`, which reads the app user's numeric ids
+This module holds the pure rules; `KnownBases`, each app's last announced base;
+`AppUserIds`, which reads the app user's numeric ids
 from a base image once (the tree's owner in the archive must be numeric); and
 `EarlyStart`, one push's early start, whose one entry point is `run`.
 """
@@ -125,26 +126,44 @@ class Push:
     go_live: Callable[[Release, Mapping[str, int]], Release]
 
 
+class KnownBases:
+    """Each app's last announced code base: the app's next push creates its instances
+    from it before that push's build confirms it."""
+
+    def __init__(self) -> None:
+        self._bases: dict[str, CodeBase] = {}
+
+    def remember(self, app: str, base: CodeBase) -> None:
+        self._bases[app] = base
+
+    def take(self, app: str) -> CodeBase | None:
+        """The base to predict (once: a failed prediction is not tried again)."""
+        return self._bases.pop(app, None)
+
+
 class EarlyStart:
     """One push's early start: from the base the app's last build announced (predicted,
     started once this build announces the same one), else from the base this build
-    announces. The builder's `on_base` goes to `announce`; `run` is the entry point."""
+    announces. The build tells `based`; `run` is the entry point."""
 
     def __init__(
         self, engine: EarlyEngine, rollout: Rollout, releases: ReleaseStore,
-        user_ids: AppUserIds, push: Push, predicted: CodeBase | None,
+        user_ids: AppUserIds, push: Push, bases: KnownBases,
     ) -> None:
         self._engine = engine
         self._rollout = rollout
         self._releases = releases
         self._user_ids = user_ids
         self.push = push
-        self._predicted = predicted
+        self._bases = bases
+        self._predicted = bases.take(push.app.name)
         self._announced: asyncio.Future[CodeBase] = asyncio.get_running_loop().create_future()
         self._tried: set[str] = set()
 
-    def announce(self, base: CodeBase) -> None:
-        """The build names the image its code step runs on."""
+    def based(self, base: CodeBase) -> None:
+        """The build names the image its code step runs on (the app's next push
+        predicts it)."""
+        self._bases.remember(self.push.app.name, base)
         if not self._announced.done():
             self._announced.set_result(base)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from agent import storage
-from agent.build import APP_USER, CodeBase
+from agent.build import APP_USER
 from agent.config import Config
 from agent.deploy import earlystart
 from agent.deploy.building import ImageBuilder, build_release
@@ -79,9 +79,7 @@ class Deployer:
         self._locks = AppLocks()
         self._branches = BranchGuard()
         self._app_user_ids = earlystart.AppUserIds(APP_USER)
-        # Each app's last announced code base: the next push's instances are created
-        # from it before its build confirms it (agent.deploy.earlystart).
-        self._bases: dict[str, CodeBase] = {}
+        self._bases = earlystart.KnownBases()
 
     # the per-app lock ------------------------------------------------------------------
 
@@ -243,7 +241,7 @@ class Deployer:
             if self._certificates is not None:
                 self._certificates.forget_app(app_name)
             self._rollout.forget_history(app_name)
-            self._bases.pop(app_name, None)
+            self._bases.take(app_name)  # a new app of that name predicts nothing
             self._branches.forget(app_name)
             self._apps.delete(app_name)
             self._events.forget(app_name)
@@ -271,15 +269,9 @@ class Deployer:
     ) -> Release:
         """Build, then release; or start the instances early (agent.deploy.earlystart)."""
         early = self._early_start(app, release, source, pushed, out, progress)
-
-        def on_base(base: CodeBase) -> None:
-            self._bases[app.name] = base
-            if early is not None:
-                early.announce(base)
-
         build = asyncio.ensure_future(build_release(
             self._builder, self._releases, app.app, release, source, pushed, out,
-            on_base=on_base if early else None))
+            listener=early))
         try:
             if early is not None and (live := await early.run(build)) is not None:
                 return live
@@ -310,7 +302,7 @@ class Deployer:
             go_live=go_live,
         )
         return earlystart.EarlyStart(self._runtime, self._rollout, self._releases,
-                                     self._app_user_ids, push, self._bases.pop(app.name, None))
+                                     self._app_user_ids, push, self._bases)
 
     async def _rerelease(
         self, app: Snapshot, source: Release, config: dict[str, str], description: str,
