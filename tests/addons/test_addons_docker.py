@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from agent.addons.model import AddonNotFound
+from agent.deploy.networks import app_network
 from agent.errors import BerthError
 
 from addon_world import World, world  # noqa: F401 (the fixture)
@@ -30,6 +31,12 @@ def test_postgres_serves_tls_with_the_generated_password(world: World) -> None:
     # The secret is in the config var only: not in what the user was shown, not in events.
     shown = "\n".join(world.lines) + repr([e.message for e in world.events.list(world.shop)])
     assert addon.password not in shown and "DATABASE_URL" in shown
+    # On the app's network alone, no port published, under the server's restart policy.
+    host = world.client.api.inspect_container(addon.container)
+    assert list(host["NetworkSettings"]["Networks"]) == [app_network(world.shop)]
+    assert not host["HostConfig"]["PortBindings"]
+    assert not any((host["NetworkSettings"]["Ports"] or {}).values())  # exposed, not bound
+    assert host["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     data = world.data_dir / "addons" / world.shop / "postgres" / "data"
     assert (data / "PG_VERSION").read_text().strip() == "15"
     assert oct((world.data_dir / "addons").stat().st_mode & 0o777) == "0o700"
