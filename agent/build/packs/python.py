@@ -181,6 +181,23 @@ def _with_app_facts(tree: SourceTree, project: PythonProject) -> PythonProject:
 # --- rendering ---------------------------------------------------------------------
 
 
+def _collectstatic(
+    project: PythonProject, options: PlanOptions, lines: list[str], notes: list[str]
+) -> dict[str, str]:
+    """A Django app's collectstatic step, appended to `lines`; the build args it needs."""
+    if project.django_project is None:
+        return {}
+    settings = options.settings
+    if not settings.collectstatic or is_set(options.env, "DISABLE_COLLECTSTATIC"):
+        notes.append("Django app: collectstatic disabled")
+        return {}
+    buildargs = _build_args(options) if settings.config_vars_at_build else {}
+    lines += dockerfile.build_args(sorted(buildargs))
+    lines.append("RUN python manage.py collectstatic --noinput")
+    notes.append("Django app: running manage.py collectstatic --noinput")
+    return buildargs
+
+
 def render(project: PythonProject, options: PlanOptions) -> BuildPlan:
     """The Dockerfile and context files for `project` (pure)."""
     settings = options.settings
@@ -213,21 +230,13 @@ def render(project: PythonProject, options: PlanOptions) -> BuildPlan:
     lines += [*code, *install] if project.needs_source else [*install, *code]
     if project.manager == "uv":
         lines.append("RUN " + ca.wrap(f"{TOOLS}/bin/uv sync --frozen --no-dev", trust))
-    buildargs: dict[str, str] = {}
     notes = [
         _version_note(project),
         f"Installing dependencies with {project.manager} ({project.manifest})",
     ]
     if native.any:
         notes.append(native.describe())
-    if project.django_project is not None:
-        if settings.collectstatic and not is_set(options.env, "DISABLE_COLLECTSTATIC"):
-            buildargs = _build_args(options) if settings.config_vars_at_build else {}
-            lines += dockerfile.build_args(sorted(buildargs))
-            lines.append("RUN python manage.py collectstatic --noinput")
-            notes.append("Django app: running manage.py collectstatic --noinput")
-        else:
-            notes.append("Django app: collectstatic disabled")
+    buildargs = _collectstatic(project, options, lines, notes)
     processes = {"web": project.web} if project.web else {}
     if project.web:
         notes.append(f"Default web process: {project.web} ({project.web_reason})")
