@@ -51,7 +51,8 @@ async def logs(request: Request) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         async for line in ordered():
-            yield event(time=line.time, source=line.source, text=line.text)
+            yield event(time=line.time, source=line.source, release=line.release,
+                        text=line.text)
 
     return StreamingResponse(body(), media_type=MEDIA_TYPE)
 

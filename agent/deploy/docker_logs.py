@@ -35,7 +35,7 @@ class ContainerLogs(EngineClient):
         self, containers: list[Container], *, follow: bool, tail: int
     ) -> AsyncIterator[LogLine]:
         """Lines of several containers, merged in arrival order (time order when not
-        following), labelled with each container's dyno name."""
+        following), labelled with each container's dyno name and release."""
         queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         streams: list[Any] = []
@@ -51,7 +51,8 @@ class ContainerLogs(EngineClient):
                     streams.append(stream)
                 for line in text_lines(stream):
                     stamp, _, text = line.partition(" ")
-                    loop.call_soon_threadsafe(_offer, queue, LogLine(source, stamp, text))
+                    loop.call_soon_threadsafe(
+                        _offer, queue, LogLine(source, stamp, text, container.release))
             except (docker.errors.DockerException, RuntimeError, OSError):
                 pass  # container gone or stream closed by the consumer
             finally:

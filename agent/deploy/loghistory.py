@@ -40,8 +40,8 @@ class LogHistory:
         if not lines:
             return
         data = "".join(
-            json.dumps({"time": line.time, "source": line.source, "text": line.text},
-                       ensure_ascii=False) + "\n"
+            json.dumps({"time": line.time, "source": line.source, "text": line.text,
+                        "release": line.release}, ensure_ascii=False) + "\n"
             for line in lines
         ).encode("utf-8")
         older, path = self._files(app)
@@ -88,6 +88,12 @@ def _read(path: Path) -> Iterable[LogLine]:
     for text in raw.decode("utf-8", "replace").splitlines():
         try:
             item = json.loads(text)
-            yield LogLine(str(item["source"]), str(item["time"]), str(item["text"]))
+            yield LogLine(str(item["source"]), str(item["time"]), str(item["text"]),
+                          _release(item.get("release")))
         except (ValueError, KeyError, TypeError):
             continue  # a line cut short by a crash mid-write: skip it
+
+
+def _release(value: object) -> int:
+    """A saved line's release number; 0 for lines saved before releases were kept."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

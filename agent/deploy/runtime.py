@@ -70,6 +70,7 @@ class LogLine:
     source: str  # dyno name, e.g. web.1
     time: str  # RFC 3339 from the engine
     text: str
+    release: int = 0  # the release the instance ran (0: not known)
 
 
 # Where a one-off's output goes: (1 stdout or 2 stderr, bytes); awaited before more is read.

@@ -157,7 +157,8 @@ class FakeRuntime:
                    tail: int) -> AsyncIterator[LogLine]:
         for container in containers:
             dyno = container.instance.dyno if container.instance else container.name
-            yield LogLine(dyno, "2026-11-27T01:00:00Z", f"{container.name} shutting down")
+            yield LogLine(dyno, "2026-11-27T01:00:00Z", f"{container.name} shutting down",
+                          container.release)
 
     async def remove_image(self, reference: str) -> None:
         self.images.discard(reference)

@@ -71,3 +71,20 @@ def history_line() -> str:
     import json
 
     return json.dumps({"time": "2026-11-27T01:00:00Z", "source": "web.1", "text": "r00 i0 l00"})
+
+
+def test_a_saved_line_keeps_the_release_it_came_from(tmp_path: Path) -> None:
+    history = LogHistory(tmp_path)
+    history.save("shop", [LogLine("web.1", "2026-11-27T01:00:00Z", "bye", 7)])
+    with (tmp_path / "shop.jsonl").open("a") as sink:  # saved before releases were kept
+        sink.write('{"time": "2026-11-27T01:00:01Z", "source": "web.1", "text": "old"}\n')
+    assert [(line.text, line.release) for line in history.tail("shop", 10)] == [
+        ("bye", 7), ("old", 0)]
+
+
+def test_the_cli_marks_each_line_with_its_release() -> None:
+    from agent.cli.verbs.processes import log_source
+
+    assert log_source({"source": "web.1", "release": 7}) == "web.1 v7"
+    assert log_source({"source": "web.1", "release": 0}) == "web.1"
+    assert log_source({"source": "web.1"}) == "web.1"  # an agent from before releases

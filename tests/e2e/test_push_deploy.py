@@ -76,7 +76,7 @@ def test_flask_app_with_web_and_worker(agent, flask):
                                                                "-n", "5"))
     assert logs, "the worker's output never reached `berth logs`"
     env = agent.ok("logs", FLASK, "-n", "5")
-    assert f"{FLASK}[worker.1]: worker heartbeat" in env
+    assert f"{FLASK}[worker.1 v1]: worker heartbeat" in env
 
 
 def test_web_instances_are_published_on_loopback_only(agent):
@@ -563,7 +563,7 @@ def test_logs_follow_streams_new_lines(agent):
         env=agent.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()  # the worker prints a heartbeat every 2 s
-        assert f"{FLASK}[worker.1]: worker heartbeat" in line
+        assert f"{FLASK}[worker.1 v{live_version(agent, FLASK)}]: worker heartbeat" in line
     finally:
         process.terminate()
         process.communicate(timeout=10)
@@ -585,6 +585,30 @@ def test_logs_keep_what_removed_instances_said(agent):
     stamps = [line.split(" ", 1)[0] for line in out.splitlines()]
     assert stamps == sorted(stamps)
     assert len(agent.ok("logs", FLASK, "-n", "3").splitlines()) == 3
+
+
+def live_version(agent, app: str) -> int:
+    releases = json.loads(agent.ok("releases", app, "--json"))
+    return next(r["version"] for r in releases if r["state"] == "live")
+
+
+def test_logs_mark_each_line_with_the_release_it_came_from(agent):
+    """After a deploy, the old instances' shutdown reads as the old release's, and the
+    new instances' lines carry the new release: no shutdown looks like a crash."""
+    old = live_version(agent, FLASK)
+    agent.ok("config:set", FLASK, "LOG_MARK=1")  # a new release, new containers
+    new = live_version(agent, FLASK)
+    assert new > old
+    goodbye = re.compile(rf"{FLASK}\[web\.\d v{old}\]: .*Shutting down: Master")
+    hello = re.compile(rf"{FLASK}\[web\.\d v{new}\]: .*Listening at: http://0\.0\.0\.0:5000")
+
+    def marked() -> str | None:
+        out = agent.ok("logs", FLASK, "-n", "1000", "--process", "web")
+        return out if goodbye.search(out) and hello.search(out) else None
+
+    out = wait_for(marked, timeout=60)
+    assert out, "the logs do not say which release each line came from"
+    assert not re.search(rf"{FLASK}\[web\.\d\]: ", out)
 
 
 def test_keys_are_listed_added_and_removed(agent, developer, tmp_path):

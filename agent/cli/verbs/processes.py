@@ -10,7 +10,7 @@ import re
 import select
 import shlex
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Verb, arg, duration, follow, table
@@ -188,6 +188,14 @@ def exit_on_hangup(out: TextIO) -> None:
     threading.Thread(target=watch, name="hangup-watch", daemon=True).start()
 
 
+def log_source(item: dict[str, Any]) -> str:
+    """`web.1 v7`: the dyno a line came from and the release it ran (when known)."""
+    release = item.get("release")
+    if isinstance(release, int) and not isinstance(release, bool) and release > 0:
+        return f"{item['source']} v{release}"
+    return str(item["source"])
+
+
 def logs(ctx: Context, a: argparse.Namespace) -> int:
     query = {"lines": str(a.num), "follow": "1" if a.follow else "0"}
     if a.follow:
@@ -196,7 +204,7 @@ def logs(ctx: Context, a: argparse.Namespace) -> int:
         query["process"] = a.process
     try:
         for item in ctx.client.stream("GET", path("apps", a.app, "logs"), query=query):
-            ctx.print(f"{item['time'][:19]} {a.app}[{item['source']}]: {item['text']}")
+            ctx.print(f"{item['time'][:19]} {a.app}[{log_source(item)}]: {item['text']}")
     except KeyboardInterrupt:
         return 0
     return 0
