@@ -4,26 +4,47 @@ Add-on containers carry labels of their own (`berth.addon.*`), not the deploy's,
 deploy reconciler never takes them for an app's leftovers. They join the app's network
 under their container name and publish no port. Every docker-py error leaves this module
 as `AddonEngineFailure`.
+
+A command run inside an add-on (`exec`) has a deadline twice over: inside the container
+it runs under coreutils' `timeout --foreground -s KILL` (the official Debian-based images
+have it), which kills it there; on this side every read of its output waits at most
+until that deadline and a grace after it, and on expiry the socket is closed and the
+command is killed from the host, so neither a stuck command nor a silent engine holds a
+thread (or a backup scheduler) forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import os
+import signal
+import socket
+import struct
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, Mapping, Sequence
 
 import docker
 import docker.errors
 from docker.types import LogConfig
-from docker.utils.socket import STDOUT, frames_iter
+from docker.utils.socket import STDOUT
 
 from agent.addons.containers import LABEL_APP, LABEL_MANAGED, LABEL_NAME, AddonContainer
 from agent.deploy.docker_engine import explain, restart_policy
 from agent.deploy.networks import NetworkFailure, ensure_app_network
 from agent.errors import BerthError
 
+log = logging.getLogger(__name__)
+
 _STDERR_KEPT = 64 * 1024
 _NETWORK_ATTEMPTS = 5
+# Seconds the agent waits past the in-container deadline before it gives up itself.
+EXEC_GRACE = 5.0
+# The exit statuses of a command `timeout -s KILL` ended (GNU: 137; some report 124).
+_KILLED_STATUSES = (124, 137)
 
 
 class AddonEngineFailure(BerthError):
@@ -31,6 +52,15 @@ class AddonEngineFailure(BerthError):
 
     def __init__(self, action: str, detail: str) -> None:
         super().__init__(f"docker: {action}: {detail}")
+
+
+class ExecTimedOut(AddonEngineFailure):
+    """A command in an add-on ran past its deadline and was killed."""
+
+    def __init__(self, container: str, program: str, seconds: float) -> None:
+        super().__init__(f"run {program} in {container}",
+                         f"did not finish within {seconds:g} s (killed)")
+        self.container, self.program, self.seconds = container, program, seconds
 
 
 @dataclass(frozen=True)
@@ -137,32 +167,101 @@ class AddonEngine:
         except docker.errors.DockerException as exc:
             raise AddonEngineFailure(action, explain(exc)) from exc
 
-    async def exec(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                   user: str = "", stdout: BinaryIO | None = None) -> ExecResult:
-        """Run `argv` in the running container; its stdout into `stdout` when given
-        (streamed, never whole in memory), else returned."""
-        return await asyncio.to_thread(self._exec, name, argv, env or {}, user, stdout)
+    async def exec(self, name: str, argv: Sequence[str], *, timeout: float,
+                   env: Mapping[str, str] | None = None, user: str = "",
+                   stdout: BinaryIO | None = None) -> ExecResult:
+        """Run `argv` in the running container, killed after `timeout` seconds
+        (`ExecTimedOut`); its stdout into `stdout` when given (streamed, never whole in
+        memory), else returned."""
+        return await asyncio.to_thread(self._exec, name, argv, env or {}, user, stdout, timeout)
 
     def _exec(self, name: str, argv: Sequence[str], env: Mapping[str, str], user: str,
-              sink: BinaryIO | None) -> ExecResult:
+              sink: BinaryIO | None, timeout: float) -> ExecResult:
+        started = time.monotonic()
         try:
-            created = self._api.exec_create(name, list(argv), environment=dict(env),
+            created = self._api.exec_create(name, bounded(argv, timeout), environment=dict(env),
                                             user=user, stdout=True, stderr=True)
-            out, err = bytearray(), bytearray()
             sock = self._api.exec_start(created["Id"], socket=True)
+            deadline = started + timeout + EXEC_GRACE
             try:
-                for stream, data in frames_iter(sock, tty=False):
-                    if stream == STDOUT:
-                        if sink is not None:
-                            sink.write(data)
-                        else:
-                            out += data
-                    elif len(err) < _STDERR_KEPT:
-                        err += data
+                out, err = _read_frames(getattr(sock, "_sock", sock), sink, deadline)
+            except TimeoutError:
+                self._kill_exec(created["Id"], name)
+                raise ExecTimedOut(name, argv[0], timeout) from None
             finally:
                 getattr(sock, "_sock", sock).close()
                 sock.close()
             status = self._api.exec_inspect(created["Id"]).get("ExitCode")
         except docker.errors.DockerException as exc:
             raise AddonEngineFailure(f"run {argv[0]} in {name}", explain(exc)) from exc
+        if status in _KILLED_STATUSES and time.monotonic() - started >= timeout:
+            raise ExecTimedOut(name, argv[0], timeout)
         return ExecResult(status if isinstance(status, int) else -1, bytes(out), bytes(err))
+
+    def _kill_exec(self, exec_id: str, name: str) -> None:
+        """The command killed from the host (the engine's processes are this host's).
+        Only the command, never its `timeout` first: a process orphaned in the container
+        is reaped by its PID 1, and postgres takes an unknown child killed by a signal for
+        a crashed backend (and restarts). `timeout` reaps it and ends. A failure is
+        logged; the caller's error stands."""
+        try:
+            pid = int(self._api.exec_inspect(exec_id).get("Pid") or 0)
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except (docker.errors.DockerException, OSError, ValueError) as exc:
+            log.error("timed-out command not killed container=%s error=%s", name, exc)
+            return
+        for child in children:
+            try:
+                os.kill(int(child), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+        log.warning("command killed after its deadline container=%s pids=%s", name,
+                    ",".join(children) or "none")
+
+
+def bounded(argv: Sequence[str], timeout: float) -> list[str]:
+    """`argv` under the container's `timeout` (whole seconds, at least 1). In the
+    foreground: it kills the command alone and lives to reap it (see `_kill_exec`)."""
+    return ["timeout", "--foreground", "-s", "KILL", str(max(1, math.ceil(timeout))), *argv]
+
+
+def _read_frames(raw: socket.socket, sink: BinaryIO | None, deadline: float
+                 ) -> tuple[bytearray, bytearray]:
+    """stdout (unless it went to `sink`) and the head of stderr of an exec's socket
+    (Docker's multiplexed frames: stream, 3 zero bytes, big-endian length, payload);
+    `TimeoutError` when it is still open at `deadline`."""
+    out, err = bytearray(), bytearray()
+    while True:
+        header = _receive(raw, 8, deadline)
+        if len(header) < 8:
+            return out, err
+        stream, length = header[0], struct.unpack(">I", header[4:])[0]
+        data = _receive(raw, length, deadline)
+        if stream == STDOUT:
+            if sink is not None:
+                sink.write(data)
+            else:
+                out += data
+        elif len(err) < _STDERR_KEPT:
+            err += data[:_STDERR_KEPT - len(err)]
+        if len(data) < length:
+            return out, err
+
+
+def _receive(raw: socket.socket, size: int, deadline: float) -> bytes:
+    """Up to `size` bytes (fewer at the end of the stream), each wait bounded by
+    `deadline`."""
+    chunks = bytearray()
+    while len(chunks) < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        raw.settimeout(remaining)
+        try:
+            chunk = raw.recv(min(size - len(chunks), 1 << 16))
+        except socket.timeout:
+            raise TimeoutError from None
+        if not chunk:
+            break
+        chunks += chunk
+    return bytes(chunks)

@@ -146,7 +146,8 @@ class AddonService:
                 raise AddonFailed(f"{addon.name} of {addon.app} exited while starting "
                                   f"(docker logs {addon.container})")
             if state == "running":
-                result = await self.engine.exec(addon.container, argv, env=env)
+                result = await self.engine.exec(addon.container, argv, env=env,
+                                                timeout=self.settings.command_timeout)
                 if result.status == 0 and (addon.kind == "postgres"
                                            or result.stdout.strip() == b"PONG"):
                     return

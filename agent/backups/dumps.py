@@ -3,19 +3,29 @@
 Postgres: `pg_dump -Fc` and `pg_restore` of the add-on's own image (so the client is
 the server's version), over the local socket. Redis: BGSAVE, waited for by its save
 counter, then the RDB file it renamed into place is read from the host.
+
+Every command has a deadline (the `[addons]` settings) and is killed at it. A postgres
+client killed that way may leave its server session behind (waiting on a lock, say): it
+runs under an application name of its own, and the sessions with that name are
+terminated after it, so a timed-out restore rolls back at once and a timed-out dump
+leaves nothing waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import time
 from pathlib import Path
 from typing import BinaryIO
 
 from agent.addons.containers import BACKUPS_MOUNT
-from agent.addons.engine import AddonEngine
+from agent.addons.engine import AddonEngine, AddonEngineFailure, ExecResult, ExecTimedOut
 from agent.addons.model import Addon
 from agent.errors import BerthError
+
+log = logging.getLogger(__name__)
 
 _POLL = 0.2
 
@@ -29,34 +39,75 @@ def _first_line(raw: bytes) -> str:
     return text.splitlines()[-1] if text else "no message"
 
 
-async def postgres_dump(engine: AddonEngine, addon: Addon, sink: BinaryIO) -> None:
-    result = await engine.exec(addon.container,
-                               ["pg_dump", "-Fc", "-U", addon.user, "-d", addon.user],
-                               user="postgres", stdout=sink)
+async def postgres_dump(engine: AddonEngine, addon: Addon, sink: BinaryIO, *,
+                        timeout: float, probe_timeout: float) -> None:
+    try:
+        result = await _postgres_client(
+            engine, addon, ["pg_dump", "-Fc", "-U", addon.user, "-d", addon.user],
+            timeout=timeout, probe_timeout=probe_timeout, user="postgres", sink=sink)
+    except ExecTimedOut as exc:
+        raise DumpFailed(f"pg_dump of {addon.name} did not finish within {timeout:g} s "
+                         "and was stopped ([addons] capture_timeout)") from exc
     if result.status != 0:
         raise DumpFailed(f"pg_dump of {addon.name} failed: {_first_line(result.stderr)}")
 
 
-async def postgres_restore(engine: AddonEngine, addon: Addon, file_name: str) -> None:
+async def postgres_restore(engine: AddonEngine, addon: Addon, file_name: str, *,
+                           timeout: float, probe_timeout: float) -> None:
     """In one transaction: an error rolls everything back, the previous data stays.
     Run as the container's root, who alone may read the backups (0600)."""
-    result = await engine.exec(addon.container, [
-        "pg_restore", "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
-        "--no-owner", "-U", addon.user, "-d", addon.user, f"{BACKUPS_MOUNT}/{file_name}",
-    ], user="root")
+    argv = ["pg_restore", "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
+            "--no-owner", "-U", addon.user, "-d", addon.user, f"{BACKUPS_MOUNT}/{file_name}"]
+    try:
+        result = await _postgres_client(engine, addon, argv, timeout=timeout,
+                                        probe_timeout=probe_timeout, user="root")
+    except ExecTimedOut as exc:
+        raise DumpFailed(f"pg_restore into {addon.name} did not finish within {timeout:g} s "
+                         "and was stopped; its data is unchanged ([addons] restore_timeout)"
+                         ) from exc
     if result.status != 0:
         raise DumpFailed(f"pg_restore into {addon.name} failed (its data is unchanged): "
                          f"{_first_line(result.stderr)}")
 
 
-async def postgres_version(engine: AddonEngine, addon: Addon) -> str:
+async def postgres_version(engine: AddonEngine, addon: Addon, *, timeout: float) -> str:
     result = await engine.exec(addon.container, ["psql", "-U", addon.user, "-d", addon.user,
-                                                 "-Atc", "SHOW server_version"], user="postgres")
+                                                 "-Atc", "SHOW server_version"],
+                               timeout=timeout, user="postgres")
     return result.stdout.decode().strip() or "unknown"
 
 
-async def redis_command(engine: AddonEngine, addon: Addon, *words: str) -> str:
-    result = await engine.exec(addon.container, ["redis-cli", *words],
+async def _postgres_client(engine: AddonEngine, addon: Addon, argv: list[str], *,
+                           timeout: float, probe_timeout: float, user: str,
+                           sink: BinaryIO | None = None) -> ExecResult:
+    """`argv` run under an application name of its own; when it times out, its server
+    sessions are terminated before `ExecTimedOut` goes on."""
+    tag = f"berth-{secrets.token_hex(8)}"
+    try:
+        return await engine.exec(addon.container, argv, timeout=timeout, user=user,
+                                 env={"PGAPPNAME": tag}, stdout=sink)
+    except ExecTimedOut:
+        await _terminate_sessions(engine, addon, tag, probe_timeout)
+        raise
+
+
+async def _terminate_sessions(engine: AddonEngine, addon: Addon, tag: str,
+                              timeout: float) -> None:
+    sql = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+           f"WHERE application_name = '{tag}'")  # tag: hex digits only
+    try:
+        result = await engine.exec(addon.container, ["psql", "-U", addon.user, "-d",
+                                                     addon.user, "-Atc", sql],
+                                   timeout=timeout, user="postgres")
+    except AddonEngineFailure as exc:
+        log.error("sessions of a timed-out command not ended addon=%s error=%s", addon.name, exc)
+        return
+    log.warning("timed-out command ended addon=%s sessions_terminated=%s", addon.name,
+                result.stdout.decode().strip() or "?")
+
+
+async def redis_command(engine: AddonEngine, addon: Addon, *words: str, timeout: float) -> str:
+    result = await engine.exec(addon.container, ["redis-cli", *words], timeout=timeout,
                                env={"REDISCLI_AUTH": addon.password})
     if result.status != 0:
         raise DumpFailed(f"redis-cli {words[0]} on {addon.name} failed: "
@@ -72,17 +123,19 @@ def info_field(info: str, name: str) -> str:
     return ""
 
 
-async def redis_snapshot(engine: AddonEngine, addon: Addon, timeout: float) -> None:
+async def redis_snapshot(engine: AddonEngine, addon: Addon, *, timeout: float,
+                         probe_timeout: float) -> None:
     """BGSAVE and wait until that save (not an earlier one) has finished well."""
     deadline = time.monotonic() + timeout
-    before = int(info_field(await redis_command(engine, addon, "INFO", "persistence"),
-                            "rdb_saves") or 0)
-    while "started" not in (answer := await redis_command(engine, addon, "BGSAVE")).lower():
+    before = int(info_field(await redis_command(engine, addon, "INFO", "persistence",
+                                                timeout=probe_timeout), "rdb_saves") or 0)
+    while "started" not in (answer := await redis_command(engine, addon, "BGSAVE",
+                                                          timeout=probe_timeout)).lower():
         if time.monotonic() > deadline:
             raise DumpFailed(f"BGSAVE on {addon.name} refused: {answer.strip()}")
         await asyncio.sleep(_POLL)  # another save in progress: ours comes after it
     while True:
-        info = await redis_command(engine, addon, "INFO", "persistence")
+        info = await redis_command(engine, addon, "INFO", "persistence", timeout=probe_timeout)
         if (info_field(info, "rdb_bgsave_in_progress") == "0"
                 and int(info_field(info, "rdb_saves") or 0) > before):
             if info_field(info, "rdb_last_bgsave_status") != "ok":
@@ -94,8 +147,8 @@ async def redis_snapshot(engine: AddonEngine, addon: Addon, timeout: float) -> N
         await asyncio.sleep(_POLL)
 
 
-async def redis_version(engine: AddonEngine, addon: Addon) -> str:
-    return info_field(await redis_command(engine, addon, "INFO", "server"),
+async def redis_version(engine: AddonEngine, addon: Addon, *, timeout: float) -> str:
+    return info_field(await redis_command(engine, addon, "INFO", "server", timeout=timeout),
                       "redis_version") or "unknown"
 
 

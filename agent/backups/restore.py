@@ -74,7 +74,10 @@ async def restore(service: BackupService, instances: AppInstances, app: str, bac
         out.step(f"Restoring {backup.id} into {addon.name}")
         try:
             if addon.kind == "postgres":
-                await dumps.postgres_restore(service.addons.engine, addon, backup.file_name)
+                await dumps.postgres_restore(
+                    service.addons.engine, addon, backup.file_name,
+                    timeout=service.addons.settings.restore_timeout,
+                    probe_timeout=service.addons.settings.command_timeout)
             else:
                 await _restore_redis(service, addon, path)
         except BerthError as exc:
@@ -98,7 +101,8 @@ async def _restore_redis(service: BackupService, addon: Addon, path: Path) -> No
         try:
             await addons.engine.start(addon.container)
             await addons.wait_ready(addon)
-            await dumps.redis_command(addons.engine, addon, "DBSIZE")
+            await dumps.redis_command(addons.engine, addon, "DBSIZE",
+                                      timeout=addons.settings.command_timeout)
         except BerthError as exc:
             await addons.engine.stop(addon.container, addons.settings.stop_timeout)
             if had_data:
@@ -126,22 +130,27 @@ async def verify(service: BackupService, app: str, backup_id: str, out: DeployOu
     await service.ensure_local(backup, out)
     path = await check_file(service, backup)
     out.step(f"Restoring {backup.id} into a throwaway {addon.kind} container")
+    engine, limits = service.addons.engine, service.addons.settings
     with tempfile.TemporaryDirectory(prefix="berth-verify-") as scratch:
         async with service.addons.scratch_copy(addon, Path(scratch)) as copy:
             if copy.kind == "postgres":
-                await dumps.postgres_restore(service.addons.engine, copy, backup.file_name)
-                answer = await service.addons.engine.exec(copy.container, [
+                await dumps.postgres_restore(engine, copy, backup.file_name,
+                                             timeout=limits.restore_timeout,
+                                             probe_timeout=limits.command_timeout)
+                answer = await engine.exec(copy.container, [
                     "psql", "-U", copy.user, "-d", copy.user, "-Atc",
                     "SELECT count(*) FROM information_schema.tables "
                     "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"],
-                    user="postgres")
+                    timeout=limits.command_timeout, user="postgres")
                 found = f"{answer.stdout.decode().strip()} tables"
             else:
-                await service.addons.engine.stop(copy.container, 10)
+                await engine.stop(copy.container, 10)
                 await asyncio.to_thread(_place, path, dumps.redis_rdb(Path(scratch) / "data"))
-                await service.addons.engine.start(copy.container)
+                await engine.start(copy.container)
                 await service.addons.wait_ready(copy)
-                found = f"{(await dumps.redis_command(service.addons.engine, copy, 'DBSIZE')).strip()} keys"
+                keys = await dumps.redis_command(engine, copy, "DBSIZE",
+                                                 timeout=limits.command_timeout)
+                found = f"{keys.strip()} keys"
     out.heading(f"{backup.id} restores: {found}")
     service.events.record(app, "BackupVerified", f"{backup.id}: {found}")
     return {"id": backup.id, "found": found}

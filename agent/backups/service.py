@@ -24,8 +24,6 @@ from agent.store.events import EventStore
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_TIMEOUT = 3600.0
-
 
 class BackupService:
     def __init__(self, addons: AddonService, store: BackupStore, events: EventStore,
@@ -118,15 +116,20 @@ class BackupService:
         self.directory(addon.app).mkdir(parents=True, exist_ok=True)
         handle = files.open_temp(final)
         writer = files.HashingWriter(handle)
+        engine, limits = self.addons.engine, self.addons.settings
         try:
             if addon.kind == "postgres":
-                await dumps.postgres_dump(self.addons.engine, addon, writer)  # type: ignore[arg-type]
-                version = await dumps.postgres_version(self.addons.engine, addon)
+                await dumps.postgres_dump(engine, addon, writer,  # type: ignore[arg-type]
+                                          timeout=limits.capture_timeout,
+                                          probe_timeout=limits.command_timeout)
+                version = await dumps.postgres_version(engine, addon,
+                                                       timeout=limits.command_timeout)
             else:
-                await dumps.redis_snapshot(self.addons.engine, addon, SNAPSHOT_TIMEOUT)
+                await dumps.redis_snapshot(engine, addon, timeout=limits.capture_timeout,
+                                           probe_timeout=limits.command_timeout)
                 rdb = dumps.redis_rdb(self.addons.layout(addon).data)
                 await asyncio.to_thread(files.copy_hashing, rdb, writer)
-                version = await dumps.redis_version(self.addons.engine, addon)
+                version = await dumps.redis_version(engine, addon, timeout=limits.command_timeout)
             await asyncio.to_thread(files.commit, handle, final)
         except BaseException:
             await asyncio.to_thread(files.discard, handle, final)

@@ -27,6 +27,7 @@ def test_values_are_typed_and_grouped():
     ("[deploy]\nport_range_start = 10", "port_range"),
     ("[deploy", "not valid TOML"),
     ("source = 'x'", "source: unknown setting"),
+    ("[addons]\ncapture_timeout = 0", "addons: capture_timeout must be positive"),
 ])
 def test_bad_config_is_one_clear_error(text, message):
     with pytest.raises(ConfigError) as caught:
