@@ -257,10 +257,7 @@ def _receive(raw: socket.socket, size: int, deadline: float) -> bytes:
         if remaining <= 0:
             raise TimeoutError
         raw.settimeout(remaining)
-        try:
-            chunk = raw.recv(min(size - len(chunks), 1 << 16))
-        except socket.timeout:
-            raise TimeoutError from None
+        chunk = raw.recv(min(size - len(chunks), 1 << 16))  # TimeoutError at the deadline
         if not chunk:
             break
         chunks += chunk

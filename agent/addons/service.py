@@ -146,8 +146,10 @@ class AddonService:
                 raise AddonFailed(f"{addon.name} of {addon.app} exited while starting "
                                   f"(docker logs {addon.container})")
             if state == "running":
-                result = await self.engine.exec(addon.container, argv, env=env,
-                                                timeout=self.settings.command_timeout)
+                remaining = max(1.0, deadline - time.monotonic())
+                result = await self.engine.exec(
+                    addon.container, argv, env=env,
+                    timeout=min(self.settings.command_timeout, remaining))
                 if result.status == 0 and (addon.kind == "postgres"
                                            or result.stdout.strip() == b"PONG"):
                     return

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import pytest
 
@@ -45,8 +45,8 @@ def _hold_lock(w: World, addon: Addon) -> None:
     """A session holding ACCESS EXCLUSIVE on `items` for a minute, in the background."""
     created = w.client.api.exec_create(addon.container, [
         "psql", "-U", addon.user, "-d", addon.user, "-c",
-        "SET application_name = 'locker'; BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;"
-        " SELECT pg_sleep(60);"], user="postgres")
+        ("SET application_name = 'locker'; BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;"
+         " SELECT pg_sleep(60);")], user="postgres")
     w.client.api.exec_start(created["Id"], detach=True)
     deadline = time.monotonic() + 20
     while _sql(w, addon, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
