@@ -1,4 +1,5 @@
-"""Validation of names that come from users: apps, domains, SSH key names, config keys.
+"""Validation of names that come from users: apps, add-ons, domains, SSH key names, config
+keys, process types.
 
 Each check returns the value unchanged or raises `InvalidName`; nothing is lowercased,
 trimmed or otherwise mangled into something the user did not type.
@@ -23,15 +24,22 @@ _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 CONFIG_KEY_RULE = "must match ^[A-Za-z_][A-Za-z0-9_]*$ (letters, digits and underscores)"
 _CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
 
-PROCESS_TYPE_RULE = "must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$"
-_PROCESS_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,29}")
+PROCESS_TYPE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,29}"  # also read from Procfile lines
+PROCESS_TYPE_RULE = f"must match ^{PROCESS_TYPE_PATTERN}$"
+_PROCESS_TYPE = re.compile(PROCESS_TYPE_PATTERN)
 
 DOMAIN_RULE = "must be a DNS name such as www.example.com (lowercase, no wildcard, not an IP address)"
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
+def app_shaped(name: str) -> bool:
+    """Whether `name` follows the app name's rule. An add-on's name does too: it ends
+    its container's host name on the app's network."""
+    return _APP.fullmatch(name) is not None
+
+
 def check_app(name: str) -> str:
-    if not _APP.fullmatch(name):
+    if not app_shaped(name):
         raise InvalidName("app name", name, APP_RULE)
     return name
 

@@ -69,7 +69,7 @@ class AddonContainer:
 
 def redis_conf(addon: Addon) -> str:
     return (f"requirepass {addon.password}\n"
-            "dir /data\n"
+            f"dir {DATA_PATHS['redis']}\n"
             "appendonly no\n"
             "save 3600 1 300 100 60 10000\n")
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from agent.errors import BerthError, echo
+from agent.names import APP_NAME_MAX, APP_RULE, app_shaped
 
 KINDS = ("postgres", "redis")
 STANDARD_VARIABLES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
 PORTS = {"postgres": 5432, "redis": 6379}
-_NAME = re.compile(r"[a-z][a-z0-9-]{0,29}")
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.-]{0,19}")
-_AS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,29}")
+# `--as` may use capitals and underscores: lowered and dashed, it is the add-on's name.
+_AS = re.compile(rf"[A-Za-z][A-Za-z0-9_-]{{0,{APP_NAME_MAX - 1}}}")
 # Inside the container: where each kind keeps its data, and Postgres's certificate.
 DATA_PATHS = {"postgres": "/var/lib/postgresql/data", "redis": "/data"}
 
@@ -66,8 +67,9 @@ class Addon:
     def url(self) -> str:
         secret = quote(self.password, safe="")
         if self.kind == "postgres":
-            return f"postgres://{self.user}:{secret}@{self.container}:5432/{self.user}"
-        return f"redis://default:{secret}@{self.container}:6379"
+            return (f"postgres://{self.user}:{secret}@{self.container}:{PORTS['postgres']}"
+                    f"/{self.user}")
+        return f"redis://default:{secret}@{self.container}:{PORTS['redis']}"
 
     def public(self) -> dict[str, object]:
         """What may be shown: never the password nor the URL that holds it."""
@@ -84,9 +86,8 @@ def check_kind(kind: str) -> str:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.fullmatch(name):
-        raise InvalidAddon(f"invalid add-on name {echo(name)}: lowercase letters, digits and "
-                           "dashes, starting with a letter, at most 30")
+    if not app_shaped(name):
+        raise InvalidAddon(f"invalid add-on name {echo(name)}: {APP_RULE}")
     return name
 
 
@@ -107,7 +108,7 @@ def choose_names(kind: str, taken: dict[str, str], alias: str | None) -> tuple[s
     if alias is not None:
         if not _AS.fullmatch(alias):
             raise InvalidAddon(f"invalid --as {echo(alias)}: letters, digits, _ and -, "
-                               "starting with a letter, at most 30")
+                               f"starting with a letter, at most {APP_NAME_MAX}")
         name = check_name(alias.lower().replace("_", "-"))
         variable = alias.upper().replace("-", "_") + "_URL"
     elif STANDARD_VARIABLES[kind] not in taken.values() and kind not in taken:

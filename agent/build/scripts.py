@@ -26,12 +26,13 @@ from agent.build.errors import BuildpackBroken
 from agent.build.model import CONTEXT_BERTH, BuildPlan, ContextFile
 from agent.build.packs import PlanOptions
 from agent.build.source import SourceTree
+from agent.names import PROCESS_TYPE_PATTERN
 
 log = logging.getLogger(__name__)
 
 SCRIPT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_OUTPUT = 1024 * 1024
-_PROCESS_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_-]{0,29}):\s*(\S.*)$")
+_PROCESS_LINE = re.compile(rf"^({PROCESS_TYPE_PATTERN}):\s*(\S.*)$")
 
 
 class ScriptBuildpack:

@@ -118,3 +118,12 @@ def test_store_round_trip_and_conflicts() -> None:
     store.remove("shop-1", "postgres")
     with pytest.raises(AddonNotFound):
         store.get("shop-1", "postgres")
+
+
+@pytest.mark.parametrize("name", ["cache-", "x" * 31])
+def test_an_addon_name_follows_the_app_name_rule(name: str) -> None:
+    """Its name ends its container's host name: no dash at the end, 30 at most."""
+    with pytest.raises(InvalidAddon, match="must match"):
+        check_name(name)
+    with pytest.raises(InvalidAddon):
+        choose_names("redis", {}, name.replace("-", "_"))
