@@ -211,12 +211,14 @@ async def build_agent(config: Config) -> Agent:
     limits = LimitStore(db)
     oom_watch = OomWatch()
     runtime = DockerRuntime(client, installation_id(config.paths.data_dir),
-                            limits.resolver(default_limits(config.deploy)), oom=oom_watch)
+                            limits.resolver(default_limits(config.deploy)), oom=oom_watch,
+                            build_steps=config.paths.build_steps)
     history = LogHistory(config.paths.app_logs)
     rollout = Rollout(runtime, proxy, config.deploy, history)
     certificates = _certificate_manager(config, db, proxy)
+    builder = Builder(config.build, client, config.paths.build_steps)
     deployer = Deployer(
-        config, apps, releases, events, runtime, Builder(config.build, client), rollout,
+        config, apps, releases, events, runtime, builder, rollout,
         certificates=certificates, tls_hosts=proxy.certificates.names,
     )
     services = Services(

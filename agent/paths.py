@@ -59,6 +59,11 @@ class PathSettings:
         return self.data_dir / "builds"
 
     @property
+    def build_steps(self) -> Path:
+        """Failed and killed builds' records of their step images (agent.build.steplog)."""
+        return self.data_dir / "build-steps"
+
+    @property
     def certs(self) -> Path:
         return self.data_dir / "certs"
 

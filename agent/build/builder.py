@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import IO, TypeVar
 
 import docker
@@ -32,6 +33,7 @@ from agent.build.output import STEP_INDENT, BuildOutput
 from agent.build.packs import PlanOptions
 from agent.build.settings import BuildSettings
 from agent.build.source import SourceTree
+from agent.build.steplog import StepRecord
 from agent.names import check_app
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,12 @@ _STOP_GRACE = 30.0
 
 
 class Builder:
-    def __init__(self, settings: BuildSettings, client: docker.DockerClient) -> None:
+    def __init__(
+        self, settings: BuildSettings, client: docker.DockerClient, steps: Path | None = None,
+    ) -> None:
+        """`steps`: where builds record their step images (agent.build.steplog)."""
         self.settings = settings
+        self.steps = steps
         self.engine = Engine(client, settings)
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
@@ -140,12 +146,14 @@ class Builder:
             if plan.labelled
             else {"berth.app": request.app, "berth.builder": plan.builder},
         )
-        task = asyncio.ensure_future(
-            asyncio.to_thread(self.engine.build, job, context, output, show, on_final_step)
-        )
+        record = StepRecord(self.steps, request.app)
+        task = asyncio.ensure_future(asyncio.to_thread(
+            self.engine.build, job, context, output, show, on_final_step, record))
         remaining = max(self.settings.timeout - (time.monotonic() - started), 0.1)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), remaining)
+            image_id = await asyncio.wait_for(asyncio.shield(task), remaining)
+            record.succeeded()
+            return image_id
         except asyncio.CancelledError:
             # The deploy was called off: stop the engine's work too, then go.
             await asyncio.shield(self._stop(task, output))

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import docker
 import docker.errors
@@ -68,6 +68,30 @@ def _failed(job: EngineJob, output: BuildOutput, reason: str) -> BuildFailed:
     return BuildFailed(job.app, output.current_step, reason, output.tail(), cache_layer(output))
 
 
+class StepWatcher(Protocol):
+    """Hears of each step's container and image as the engine reports them."""
+
+    def add(self, image_id: str) -> None: ...
+
+    def add_container(self, container_id: str) -> None: ...
+
+
+@dataclass
+class _Reported:
+    steps: int = 0
+    container: str | None = None
+
+    def report(self, output: BuildOutput, watcher: StepWatcher) -> None:
+        """Tell `watcher` what `output` learnt since the last report."""
+        if output.container_id and output.container_id != self.container:
+            self.container = output.container_id
+            watcher.add_container(output.container_id)
+        for step in output.steps[self.steps:]:
+            if step.layer_id:
+                watcher.add(step.layer_id)
+        self.steps = len(output.steps)
+
+
 class Engine:
     def __init__(self, client: docker.DockerClient, settings: BuildSettings) -> None:
         self.client = client
@@ -101,10 +125,13 @@ class Engine:
     def build(
         self, job: EngineJob, context: IO[bytes], output: BuildOutput, show: Callable[[str], None],
         on_final_step: Callable[[str], None] | None = None,
+        watcher: StepWatcher | None = None,
     ) -> str:
         """Run the build, feeding `output` and showing its lines; the image id, or
         BuildFailed with the step and the log's tail. `on_final_step` hears, once, the
-        image the last step runs on, as that step begins."""
+        image the last step runs on, as that step begins; `watcher` each step's
+        container and image as the engine reports them."""
+        reported = _Reported()
         try:
             stream = self.client.api.build(
                 fileobj=context,
@@ -123,6 +150,8 @@ class Engine:
             for chunk in stream:
                 for line in output.feed(chunk):
                     show(line)
+                if watcher is not None:
+                    reported.report(output, watcher)
                 if on_final_step is not None and (base := output.final_step_base):
                     on_final_step(base)
                     on_final_step = None

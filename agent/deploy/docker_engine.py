@@ -119,6 +119,7 @@ class EngineClient:
     def __init__(
         self, client: docker.DockerClient, installation: str,
         limits: Callable[[str, str], Limits] | None = None, oom: OomKills | None = None,
+        build_steps: Path | None = None,
     ) -> None:
         self._client = client
         self._api = client.api
@@ -126,6 +127,7 @@ class EngineClient:
         # (app, process type or role) -> its containers' limits (agent.store.limits)
         self._limits = limits or (lambda app, process: Limits())
         self._oom = oom  # the kernel's OOM kills, where the engine reports none
+        self._build_steps = build_steps  # builds' records of step images (agent.build.steplog)
 
     @property
     def installation(self) -> str:

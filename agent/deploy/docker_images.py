@@ -1,4 +1,6 @@
-"""Berth's images in the Docker engine: existence, parents, files inside, removal."""
+"""Berth's images in the Docker engine: existence, parents, files inside, removal
+(failed and killed builds' leftovers included: by label, and by the builds' records of
+their step images, agent.build.steplog)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,12 @@ import io
 import logging
 import tarfile
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import docker
 import docker.errors
 
+from agent.build import steplog
 from agent.deploy.docker_engine import EngineClient, RuntimeFailure, explain
 from agent.deploy.plan import LABEL_APP, LABEL_MANAGED
 
@@ -43,6 +47,7 @@ class Images(EngineClient):
                 if reference != "<none>:<none>":
                     await self.remove_image(reference)
             await self.remove_image(image["Id"])
+        await self._remove_recorded_steps(app)
 
     async def remove_build_leftovers(self, app: str) -> None:
         """Untagged images labelled as the app's that nothing builds on: what builds
@@ -55,6 +60,29 @@ class Images(EngineClient):
         for image in images:
             log.info("removing a killed build's image app=%s image=%s", app, image["Id"][:19])
             await self.remove_image(image["Id"])
+        await self._remove_recorded_steps(app)
+
+    async def _remove_recorded_steps(self, app: str) -> None:
+        """The step containers that failed or killed builds of the app recorded, and
+        their step images still unnamed that nothing builds on; then the records."""
+        if self._build_steps is None:
+            return
+        records = await asyncio.to_thread(steplog.records, self._build_steps, app)
+        if not records:
+            return
+        recorded, containers = await asyncio.to_thread(steplog.recorded, records)
+        for container_id in containers:
+            log.info("removing a killed build's step container app=%s container=%s",
+                     app, container_id[:12])
+            await asyncio.to_thread(self._force_remove, container_id)
+        try:
+            listed = await asyncio.to_thread(self._api.images, all=True)
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"list images of {app}", explain(exc)) from exc
+        for image_id in steplog.removable(recorded, [_listed(image) for image in listed]):
+            log.info("removing a killed build's step image app=%s image=%s", app, image_id[:19])
+            await self.remove_image(image_id)
+        await asyncio.to_thread(steplog.forget, records)
 
     async def image_parent(self, reference: str) -> str:
         try:
@@ -107,3 +135,11 @@ class Images(EngineClient):
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"inspect image {reference}", explain(exc)) from exc
         return True
+
+
+def _listed(image: Mapping[str, Any]) -> steplog.EngineImage:
+    """An entry of the engine's image list, as `steplog.removable` reads it."""
+    tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+    digests = [d for d in image.get("RepoDigests") or [] if d != "<none>@<none>"]
+    return steplog.EngineImage(str(image["Id"]), str(image.get("ParentId") or ""),
+                               bool(tags or digests))
