@@ -8,6 +8,7 @@ import asyncio
 import io
 import logging
 import tarfile
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from agent.deploy.docker_engine import EngineClient, RuntimeFailure, explain
 from agent.deploy.plan import LABEL_APP, LABEL_MANAGED
 
 log = logging.getLogger(__name__)
+
+STEP_CONTAINER_WAIT = 10.0  # seconds to wait for the engine to let go of a step container
 
 
 class Images(EngineClient):
@@ -74,7 +77,7 @@ class Images(EngineClient):
         for container_id in containers:
             log.info("removing a killed build's step container app=%s container=%s",
                      app, container_id[:12])
-            await asyncio.to_thread(self._force_remove, container_id)
+            await asyncio.to_thread(self._remove_step_container, container_id)
         try:
             listed = await asyncio.to_thread(self._api.images, all=True)
         except docker.errors.DockerException as exc:
@@ -83,6 +86,23 @@ class Images(EngineClient):
             log.info("removing a killed build's step image app=%s image=%s", app, image_id[:19])
             await self.remove_image(image_id)
         await asyncio.to_thread(steplog.forget, records)
+
+    def _remove_step_container(self, container_id: str) -> None:
+        """Force-remove it; while the engine is still removing it (a build cancelled
+        moments ago), try again until STEP_CONTAINER_WAIT has passed."""
+        deadline = time.monotonic() + STEP_CONTAINER_WAIT
+        while True:
+            try:
+                self._api.remove_container(container_id, force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.DockerException as exc:
+                if time.monotonic() > deadline:
+                    log.warning("step container not removed container=%s reason=%s",
+                                container_id[:12], explain(exc))
+                    return
+            time.sleep(0.2)
 
     async def image_parent(self, reference: str) -> str:
         try:

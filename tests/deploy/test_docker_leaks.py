@@ -75,6 +75,10 @@ def _build_killed_midway(tmp_path: Path, app: str, steps: Path) -> None:
         for line in agent.stdout:  # the process ends (EOF) if the build fails
             if "sleep 120" in line or time.monotonic() > deadline:
                 break
+        # Shown as its container starts; wait for the record of that container too.
+        while len(steplog.recorded(steplog.records(steps, app))[1]) < 3:
+            assert time.monotonic() < deadline, "the sleeping step's container is not recorded"
+            time.sleep(0.05)
         assert agent.poll() is None, "the build ended on its own"
     finally:
         agent.kill()
