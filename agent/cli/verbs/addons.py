@@ -36,12 +36,12 @@ def _last_backup(row: dict[str, Any]) -> str:
     return text
 
 
-def addons(ctx: Context, a: argparse.Namespace) -> int:
-    rows = ctx.client.call("GET", path("apps", a.app, "addons") if a.app else "/addons")
-    if a.json:
+def addons(ctx: Context, args: argparse.Namespace) -> int:
+    rows = ctx.client.call("GET", path("apps", args.app, "addons") if args.app else "/addons")
+    if args.json:
         return ctx.json(rows)
     if not rows:
-        ctx.print(f"No add-ons. Create one: berth addons:create {a.app or 'APP'} postgres")
+        ctx.print(f"No add-ons. Create one: berth addons:create {args.app or 'APP'} postgres")
         return 0
     table(ctx, ["APP", "NAME", "KIND", "VERSION", "STATE", "SIZE", "VARIABLE", "LAST BACKUP"], [
         (r["app"], r["name"], r["kind"], r["version"], r["state"], size(r["size"]),
@@ -49,14 +49,14 @@ def addons(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
-def create(ctx: Context, a: argparse.Namespace) -> int:
-    payload = {"kind": a.kind, "version": a.version, "as": a.alias}
-    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "addons"), payload=payload))
+def create(ctx: Context, args: argparse.Namespace) -> int:
+    payload = {"kind": args.kind, "version": args.version, "as": args.alias}
+    return follow(ctx, ctx.client.stream("POST", path("apps", args.app, "addons"), payload=payload))
 
 
-def info(ctx: Context, a: argparse.Namespace) -> int:
-    data = ctx.client.call("GET", path("apps", a.app, "addons", a.name))
-    if a.json:
+def info(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client.call("GET", path("apps", args.app, "addons", args.name))
+    if args.json:
         return ctx.json(data)
     ctx.print(f"=== {data['name']} of {data['app']}")
     rows = [("Kind", f"{data['kind']} {data['version']} ({data['image']})"),
@@ -73,13 +73,14 @@ def info(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
-def restart(ctx: Context, a: argparse.Namespace) -> int:
-    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "addons", a.name, "restart")))
+def restart(ctx: Context, args: argparse.Namespace) -> int:
+    return follow(ctx, ctx.client.stream(
+        "POST", path("apps", args.app, "addons", args.name, "restart")))
 
 
-def destroy(ctx: Context, a: argparse.Namespace) -> int:
-    query = {"confirm": a.confirm or "", "backup": "0" if a.no_backup else "1"}
-    return follow(ctx, ctx.client.stream("DELETE", path("apps", a.app, "addons", a.name),
+def destroy(ctx: Context, args: argparse.Namespace) -> int:
+    query = {"confirm": args.confirm or "", "backup": "0" if args.no_backup else "1"}
+    return follow(ctx, ctx.client.stream("DELETE", path("apps", args.app, "addons", args.name),
                                          query=query))
 
 
@@ -87,12 +88,12 @@ def client(kind: str) -> Handler:
     """addons:psql / addons:redis-cli: the add-on's own client, attached to this
     terminal (on the server, as root: `docker exec -it`)."""
 
-    def run(ctx: Context, a: argparse.Namespace) -> int:
-        rows = [r for r in ctx.client.call("GET", path("apps", a.app, "addons"))
-                if r["kind"] == kind and (a.name is None or r["name"] == a.name)]
+    def run(ctx: Context, args: argparse.Namespace) -> int:
+        rows = [r for r in ctx.client.call("GET", path("apps", args.app, "addons"))
+                if r["kind"] == kind and (args.name is None or r["name"] == args.name)]
         if len(rows) != 1:
-            which = f"named {a.name}" if a.name else "(name one)" if rows else ""
-            raise BerthError(f"{a.app} has {len(rows) or 'no'} {kind} add-on(s) {which}".strip())
+            which = f"named {args.name}" if args.name else "(name one)" if rows else ""
+            raise BerthError(f"{args.app} has {len(rows) or 'no'} {kind} add-on(s) {which}".strip())
         if not ctx.stdin.isatty():
             raise BerthError(f"addons:{'psql' if kind == 'postgres' else 'redis-cli'} needs a "
                              "terminal on the server: run it there as root (Berth's SSH keys "

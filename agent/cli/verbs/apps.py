@@ -11,9 +11,9 @@ from agent.cli.registry import APP, JSON, Context, Verb, arg, follow, table
 from agent.errors import BerthError, echo
 
 
-def apps(ctx: Context, a: argparse.Namespace) -> int:
+def apps(ctx: Context, args: argparse.Namespace) -> int:
     rows = ctx.client.call("GET", "/apps")
-    if a.json:
+    if args.json:
         return ctx.json(rows)
     if not rows:
         ctx.print("No apps yet. Create one with a push: git push berth@HOST:APP main")
@@ -42,15 +42,15 @@ def _backups(row: dict[str, Any]) -> str:
     return "ok" if row.get("addons") else "-"
 
 
-def create(ctx: Context, a: argparse.Namespace) -> int:
-    info = ctx.client.call("POST", "/apps", payload={"name": a.app})
+def create(ctx: Context, args: argparse.Namespace) -> int:
+    info = ctx.client.call("POST", "/apps", payload={"name": args.app})
     ctx.print(f"Created {info['name']}. Push to deploy: git push berth@HOST:{info['name']} main")
     return 0
 
 
-def info(ctx: Context, a: argparse.Namespace) -> int:
-    data = ctx.client.call("GET", path("apps", a.app))
-    if a.json:
+def info(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client.call("GET", path("apps", args.app))
+    if args.json:
         return ctx.json(data)
     ctx.print(f"=== {data['name']}")
     release = f"v{data['release']} ({data['git_sha'][:7]})" if data["release"] else "not deployed"
@@ -85,25 +85,25 @@ def info(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
-def settings(ctx: Context, a: argparse.Namespace) -> int:
+def settings(ctx: Context, args: argparse.Namespace) -> int:
     changes = {}
-    for pair in a.pairs:
+    for pair in args.pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise BerthError(f"expected KEY=VALUE, got {echo(pair)}")
         changes[key] = value
-    result = ctx.client.call("PATCH", path("apps", a.app, "settings"), payload=changes)
+    result = ctx.client.call("PATCH", path("apps", args.app, "settings"), payload=changes)
     shown = " ".join(f"{k.replace('_', '-')}={v}" for k, v in sorted(result.items()))
-    ctx.print(f"{a.app}: {shown or 'all settings at their defaults'}")
+    ctx.print(f"{args.app}: {shown or 'all settings at their defaults'}")
     return 0
 
 
-def destroy(ctx: Context, a: argparse.Namespace) -> int:
-    if a.confirm != a.app:
-        raise BerthError(f"this removes {a.app}'s containers, images, repository and data; "
-                         f"run again with --confirm {a.app}")
-    return follow(ctx, ctx.client.stream("DELETE", path("apps", a.app),
-                                         query={"confirm": a.confirm}))
+def destroy(ctx: Context, args: argparse.Namespace) -> int:
+    if args.confirm != args.app:
+        raise BerthError(f"this removes {args.app}'s containers, images, repository and data; "
+                         f"run again with --confirm {args.app}")
+    return follow(ctx, ctx.client.stream("DELETE", path("apps", args.app),
+                                         query={"confirm": args.confirm}))
 
 
 VERBS = [

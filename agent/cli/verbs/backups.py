@@ -15,12 +15,12 @@ from agent.cli.verbs.addons import size
 BACKUP = arg("backup", metavar="ID", help="the backup's id, e.g. b12 (berth backups APP)")
 
 
-def backups(ctx: Context, a: argparse.Namespace) -> int:
-    rows = ctx.client.call("GET", path("apps", a.app, "backups"))
-    if a.json:
+def backups(ctx: Context, args: argparse.Namespace) -> int:
+    rows = ctx.client.call("GET", path("apps", args.app, "backups"))
+    if args.json:
         return ctx.json(rows)
     if not rows:
-        ctx.print(f"No backups of {a.app} yet: berth backups:capture {a.app}")
+        ctx.print(f"No backups of {args.app} yet: berth backups:capture {args.app}")
         return 0
     table(ctx, ["ID", "ADD-ON", "KIND", "SIZE", "TAKEN", "REASON", "VERSION", "SHA-256"], [
         (r["id"], r["addon"], r["kind"], size(r["size"]),
@@ -29,9 +29,9 @@ def backups(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
-def capture(ctx: Context, a: argparse.Namespace) -> int:
-    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "backups"),
-                                         payload={"addon": a.name}))
+def capture(ctx: Context, args: argparse.Namespace) -> int:
+    return follow(ctx, ctx.client.stream("POST", path("apps", args.app, "backups"),
+                                         payload={"addon": args.name}))
 
 
 def _binary_out(ctx: Context) -> BinaryIO:
@@ -39,33 +39,33 @@ def _binary_out(ctx: Context) -> BinaryIO:
     return buffer if buffer is not None else sys.stdout.buffer
 
 
-def download(ctx: Context, a: argparse.Namespace) -> int:
+def download(ctx: Context, args: argparse.Namespace) -> int:
     """The backup's bytes to stdout: `ssh berth@host backups:download app b3 > app.dump`."""
     out = _binary_out(ctx)
     ctx.out.flush()
-    for piece in ctx.client.download(path("apps", a.app, "backups", a.backup, "download")):
+    for piece in ctx.client.download(path("apps", args.app, "backups", args.backup, "download")):
         out.write(piece)
     out.flush()
     return 0
 
 
-def restore(ctx: Context, a: argparse.Namespace) -> int:
+def restore(ctx: Context, args: argparse.Namespace) -> int:
     return follow(ctx, ctx.client.stream(
-        "POST", path("apps", a.app, "backups", a.backup, "restore"),
-        query={"confirm": a.confirm or ""}))
+        "POST", path("apps", args.app, "backups", args.backup, "restore"),
+        query={"confirm": args.confirm or ""}))
 
 
-def verify(ctx: Context, a: argparse.Namespace) -> int:
-    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "backups", a.backup, "verify")))
+def verify(ctx: Context, args: argparse.Namespace) -> int:
+    return follow(ctx, ctx.client.stream("POST", path("apps", args.app, "backups", args.backup, "verify")))
 
 
-def set_schedule(ctx: Context, a: argparse.Namespace) -> int:
-    status = ctx.client.call("PUT", path("apps", a.app, "addons", a.name, "schedule"),
-                             payload={"at": a.at, "keep_daily": a.keep_daily,
-                                      "keep_weekly": a.keep_weekly})
+def set_schedule(ctx: Context, args: argparse.Namespace) -> int:
+    status = ctx.client.call("PUT", path("apps", args.app, "addons", args.name, "schedule"),
+                             payload={"at": args.at, "keep_daily": args.keep_daily,
+                                      "keep_weekly": args.keep_weekly})
     next_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(status["next_backup"]))
-    ctx.print(f"{a.name} of {a.app}: daily at {a.at} UTC, keeping {a.keep_daily} daily and "
-              f"{a.keep_weekly} weekly; next {next_at}")
+    ctx.print(f"{args.name} of {args.app}: daily at {args.at} UTC, keeping {args.keep_daily} "
+              f"daily and {args.keep_weekly} weekly; next {next_at}")
     return 0
 
 

@@ -9,18 +9,19 @@ from agent.cli.client import path
 from agent.cli.registry import JSON, Context, Verb, arg
 
 
-def show(ctx: Context, a: argparse.Namespace) -> int:
-    query = {"app": a.app} if a.app else None
+def show(ctx: Context, args: argparse.Namespace) -> int:
+    query = {"app": args.app} if args.app else None
     data = ctx.client.call("GET", "/certs", query=query)
-    if a.json:
+    if args.json:
         return ctx.json(data["certificates"])
     ctx.out.write(data["text"])
     return 0
 
 
-def renew(ctx: Context, a: argparse.Namespace) -> int:
+def renew(ctx: Context, args: argparse.Namespace) -> int:
     """Exits 1 when a renewal failed, so scripts and cron notice."""
-    data = ctx.client.call("POST", "/certs/renew", payload={"target": a.target, "force": a.force})
+    data = ctx.client.call("POST", "/certs/renew",
+                           payload={"target": args.target, "force": args.force})
     ctx.out.write(data["text"])
     failed = failed_renewals(data["certificates"])
     for line in failed:
@@ -34,16 +35,17 @@ def failed_renewals(certificates: list[dict[str, Any]]) -> list[str]:
             for c in certificates if c.get("state") in ("failing", "expired")]
 
 
-def add(ctx: Context, a: argparse.Namespace) -> int:
+def add(ctx: Context, args: argparse.Namespace) -> int:
     pem = ctx.stdin.read(256 * 1024 + 1)
-    data = ctx.client.call_raw("POST", path("apps", a.app, "certs"), pem)
+    data = ctx.client.call_raw("POST", path("apps", args.app, "certs"), pem)
     ctx.out.write(data["text"])
     return 0
 
 
-def remove(ctx: Context, a: argparse.Namespace) -> int:
-    data = ctx.client.call("DELETE", path("apps", a.app, "certs"))
-    ctx.print(f"Removed {a.app}'s own certificate; its domains go back to automatic certificates")
+def remove(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client.call("DELETE", path("apps", args.app, "certs"))
+    ctx.print(f"Removed {args.app}'s own certificate; its domains go back to automatic "
+              "certificates")
     ctx.out.write(data["text"])
     return 0
 

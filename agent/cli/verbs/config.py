@@ -19,25 +19,25 @@ NO_RESTART = arg("--no-restart", action="store_true",
                  help="store the change without making a release now")
 
 
-def show(ctx: Context, a: argparse.Namespace) -> int:
-    config = ctx.client.call("GET", path("apps", a.app, "config"))
-    if a.json:
+def show(ctx: Context, args: argparse.Namespace) -> int:
+    config = ctx.client.call("GET", path("apps", args.app, "config"))
+    if args.json:
         return ctx.json(config)
     if not config:
-        ctx.print(f"{a.app} has no config vars")
+        ctx.print(f"{args.app} has no config vars")
         return 0
-    ctx.print(f"=== {a.app} config vars")
+    ctx.print(f"=== {args.app} config vars")
     width = max(len(k) for k in config)
     for key, value in config.items():
         ctx.print(f"{key + ':':<{width + 2}}{value}")
     return 0
 
 
-def get(ctx: Context, a: argparse.Namespace) -> int:
-    config = ctx.client.call("GET", path("apps", a.app, "config"))
-    if a.key not in config:
-        raise BerthError(f"{a.app} has no config var {echo(a.key)}")
-    ctx.out.write(config[a.key] + "\n")
+def get(ctx: Context, args: argparse.Namespace) -> int:
+    config = ctx.client.call("GET", path("apps", args.app, "config"))
+    if args.key not in config:
+        raise BerthError(f"{args.app} has no config var {echo(args.key)}")
+    ctx.out.write(config[args.key] + "\n")
     return 0
 
 
@@ -60,17 +60,18 @@ def parse_pairs(pairs: list[str], *, encoded: bool) -> dict[str, str]:
     return result
 
 
-def set_vars(ctx: Context, a: argparse.Namespace) -> int:
-    changes = parse_pairs(a.pairs, encoded=a.encoded)
-    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "config"),
-                                         payload={"set": changes, "restart": not a.no_restart}))
+def set_vars(ctx: Context, args: argparse.Namespace) -> int:
+    changes = parse_pairs(args.pairs, encoded=args.encoded)
+    return follow(ctx, ctx.client.stream("POST", path("apps", args.app, "config"),
+                                         payload={"set": changes, "restart": not args.no_restart}))
 
 
-def unset_vars(ctx: Context, a: argparse.Namespace) -> int:
-    for key in a.keys:
+def unset_vars(ctx: Context, args: argparse.Namespace) -> int:
+    for key in args.keys:
         check_config_key(key)
-    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "config"),
-                                         payload={"unset": a.keys, "restart": not a.no_restart}))
+    return follow(ctx, ctx.client.stream(
+        "POST", path("apps", args.app, "config"),
+        payload={"unset": args.keys, "restart": not args.no_restart}))
 
 
 VERBS = [

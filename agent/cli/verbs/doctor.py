@@ -39,10 +39,10 @@ class ApiFacts:
             raise
 
 
-def doctor(ctx: Context, a: argparse.Namespace) -> int:
+def doctor(ctx: Context, args: argparse.Namespace) -> int:
     config = load_config(environ=ctx.environ or os.environ)
     found = checkup(config, ApiFacts(ctx.client))
-    if a.json:
+    if args.json:
         ctx.json([vars(f) for f in found])
     else:
         ctx.out.write(render(found))

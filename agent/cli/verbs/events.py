@@ -8,12 +8,12 @@ import time
 from agent.cli.registry import JSON, Context, Verb, arg, table
 
 
-def events(ctx: Context, a: argparse.Namespace) -> int:
-    query = {"limit": str(a.num)}
-    if a.app:
-        query["app"] = a.app
+def events(ctx: Context, args: argparse.Namespace) -> int:
+    query = {"limit": str(args.num)}
+    if args.app:
+        query["app"] = args.app
     rows = ctx.client.call("GET", "/events", query=query)
-    if a.json:
+    if args.json:
         return ctx.json(rows)
     table(ctx, ["TIME", "WHO", "VERB", "APP", "OUTCOME"], [
         (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"])), r["actor"], r["verb"],

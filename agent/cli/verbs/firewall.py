@@ -13,31 +13,31 @@ def _connection(ctx: Context) -> str:
     return ctx.environ.get("SSH_CONNECTION", "")
 
 
-def status(ctx: Context, a: argparse.Namespace) -> int:
+def status(ctx: Context, args: argparse.Namespace) -> int:
     query = {"ssh_connection": _connection(ctx)} if _connection(ctx) else None
     data = ctx.client.call("GET", "/firewall", query=query)
-    if a.json:
+    if args.json:
         return ctx.json(data)
     ctx.print(data["text"])
     return 0
 
 
-def apply(ctx: Context, a: argparse.Namespace) -> int:
-    payload = {"ssh_connection": _connection(ctx), "dry_run": a.dry_run,
-               "confirm_within": a.confirm_within}
+def apply(ctx: Context, args: argparse.Namespace) -> int:
+    payload = {"ssh_connection": _connection(ctx), "dry_run": args.dry_run,
+               "confirm_within": args.confirm_within}
     data = ctx.client.call("POST", "/firewall/apply", payload=payload)
-    if a.json:
+    if args.json:
         return ctx.json(data)
     ctx.out.write(data["text"].rstrip("\n") + "\n")
     return 0
 
 
-def confirm(ctx: Context, a: argparse.Namespace) -> int:
+def confirm(ctx: Context, args: argparse.Namespace) -> int:
     ctx.print(ctx.client.call("POST", "/firewall/confirm")["text"])
     return 0
 
 
-def disable(ctx: Context, a: argparse.Namespace) -> int:
+def disable(ctx: Context, args: argparse.Namespace) -> int:
     ctx.print(ctx.client.call("POST", "/firewall/disable")["text"])
     return 0
 

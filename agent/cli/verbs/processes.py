@@ -19,35 +19,36 @@ from agent.errors import BerthError, echo
 DOMAIN = arg("domain", metavar="DOMAIN")
 
 
-def domains(ctx: Context, a: argparse.Namespace) -> int:
-    data = ctx.client.call("GET", path("apps", a.app, "domains"))
-    if a.json:
+def domains(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client.call("GET", path("apps", args.app, "domains"))
+    if args.json:
         return ctx.json(data)
     if not data["domains"]:
-        ctx.print(f"{a.app} has no domain: berth domains:add {a.app} DOMAIN")
+        ctx.print(f"{args.app} has no domain: berth domains:add {args.app} DOMAIN")
     for domain in data["domains"]:
         ctx.print(domain)
     return 0
 
 
-def add_domain(ctx: Context, a: argparse.Namespace) -> int:
-    data = ctx.client.call("POST", path("apps", a.app, "domains"), payload={"domain": a.domain})
-    ctx.print(f"Added {a.domain} to {a.app}; it now answers on: {' '.join(data['domains'])}")
+def add_domain(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client.call("POST", path("apps", args.app, "domains"),
+                           payload={"domain": args.domain})
+    ctx.print(f"Added {args.domain} to {args.app}; it now answers on: {' '.join(data['domains'])}")
     return 0
 
 
-def remove_domain(ctx: Context, a: argparse.Namespace) -> int:
-    ctx.client.call("DELETE", path("apps", a.app, "domains", a.domain))
-    ctx.print(f"Removed {a.domain} from {a.app}")
+def remove_domain(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client.call("DELETE", path("apps", args.app, "domains", args.domain))
+    ctx.print(f"Removed {args.domain} from {args.app}")
     return 0
 
 
-def ps(ctx: Context, a: argparse.Namespace) -> int:
-    data = ctx.client.call("GET", path("apps", a.app, "ps"))
-    if a.json:
+def ps(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client.call("GET", path("apps", args.app, "ps"))
+    if args.json:
         return ctx.json(data)
     formation = " ".join(f"{k}={v}" for k, v in sorted(data["formation"].items()))
-    ctx.print(f"=== {a.app}: {'stopped' if data['stopped'] else formation or 'not deployed'}")
+    ctx.print(f"=== {args.app}: {'stopped' if data['stopped'] else formation or 'not deployed'}")
     table(ctx, ["INSTANCE", "RELEASE", "STATE", "UPTIME", "RESTARTS"], [
         (r["dyno"], f"v{r['release']}", r["state"], duration(r["uptime"]), r["restarts"])
         for r in data["instances"]
@@ -58,20 +59,20 @@ def ps(ctx: Context, a: argparse.Namespace) -> int:
 SCALE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]*)=([0-9]+)")
 
 
-def scale(ctx: Context, a: argparse.Namespace) -> int:
+def scale(ctx: Context, args: argparse.Namespace) -> int:
     changes = {}
-    for pair in a.pairs:
+    for pair in args.pairs:
         match = SCALE.fullmatch(pair)
         if not match:
             raise BerthError(f"expected TYPE=COUNT such as web=2, got {echo(pair)}")
         changes[match.group(1)] = int(match.group(2))
-    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "ps", "scale"),
+    return follow(ctx, ctx.client.stream("POST", path("apps", args.app, "ps", "scale"),
                                          payload=changes))
 
 
 def action(name: str) -> Verb:
-    def run(ctx: Context, a: argparse.Namespace) -> int:
-        return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "ps", name)))
+    def run(ctx: Context, args: argparse.Namespace) -> int:
+        return follow(ctx, ctx.client.stream("POST", path("apps", args.app, "ps", name)))
 
     summaries = {
         "rebuild": "build the live release's commit again and release it (a pulled "
@@ -83,38 +84,38 @@ def action(name: str) -> Verb:
     return Verb(f"ps:{name}", summaries[name], run, [APP])
 
 
-def limit(ctx: Context, a: argparse.Namespace) -> int:
+def limit(ctx: Context, args: argparse.Namespace) -> int:
     """Without limits: what each process type runs under; with: set them (a restart
     follows)."""
-    if not a.pairs:
-        if a.process is not None:
-            raise BerthError(f"give limits for {a.process}, e.g. memory=512m cpus=1 pids=256")
-        data = ctx.client.call("GET", path("apps", a.app, "limits"))
-        if a.json:
+    if not args.pairs:
+        if args.process is not None:
+            raise BerthError(f"give limits for {args.process}, e.g. memory=512m cpus=1 pids=256")
+        data = ctx.client.call("GET", path("apps", args.app, "limits"))
+        if args.json:
             return ctx.json(data)
         for process, text in data["limits"].items():
             ctx.print(f"{process + ':':<12}{text}")
         return 0
-    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "limits"),
-                                         payload={"process": a.process, "limits": a.pairs}))
+    return follow(ctx, ctx.client.stream("POST", path("apps", args.app, "limits"),
+                                         payload={"process": args.process, "limits": args.pairs}))
 
 
 TIMED_OUT = 124  # what timeout(1) exits with
 HUNG_UP = 129  # 128 + SIGHUP
 
 
-def run(ctx: Context, a: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     """The command's output as it comes, then its exit status as ours."""
-    words = a.command[1:] if a.command[:1] == ["--"] else a.command
+    words = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not words:
-        raise BerthError(f"nothing to run: berth run {a.app} COMMAND (e.g. python manage.py migrate)")
-    if not a.no_tty and _terminal(ctx.stdin) and _terminal(ctx.out):
+        raise BerthError(f"nothing to run: berth run {args.app} COMMAND (e.g. python manage.py migrate)")
+    if not args.no_tty and _terminal(ctx.stdin) and _terminal(ctx.out):
         from agent.cli.attach import run_with_terminal
 
-        return run_with_terminal(os.fspath(ctx.client.socket_path), a.app,
+        return run_with_terminal(os.fspath(ctx.client.socket_path), args.app,
                                  command_line(words), ctx.stdin.fileno(), ctx.out.fileno())
     exit_on_hangup(ctx.out)
-    events = ctx.client.stream("POST", path("apps", a.app, "run"),
+    events = ctx.client.stream("POST", path("apps", args.app, "run"),
                                payload={"command": command_line(words)})
     for item in events:
         if "out" in item or "err" in item:
@@ -196,15 +197,15 @@ def log_source(item: dict[str, Any]) -> str:
     return str(item["source"])
 
 
-def logs(ctx: Context, a: argparse.Namespace) -> int:
-    query = {"lines": str(a.num), "follow": "1" if a.follow else "0"}
-    if a.follow:
+def logs(ctx: Context, args: argparse.Namespace) -> int:
+    query = {"lines": str(args.num), "follow": "1" if args.follow else "0"}
+    if args.follow:
         exit_on_hangup(ctx.out)  # a quiet app would keep a gone client's follow open
-    if a.process:
-        query["process"] = a.process
+    if args.process:
+        query["process"] = args.process
     try:
-        for item in ctx.client.stream("GET", path("apps", a.app, "logs"), query=query):
-            ctx.print(f"{item['time'][:19]} {a.app}[{log_source(item)}]: {item['text']}")
+        for item in ctx.client.stream("GET", path("apps", args.app, "logs"), query=query):
+            ctx.print(f"{item['time'][:19]} {args.app}[{log_source(item)}]: {item['text']}")
     except KeyboardInterrupt:
         return 0
     return 0

@@ -13,12 +13,12 @@ from agent.installed import describe_versions, installed_version
 from agent.names import check_key_name
 
 
-def releases(ctx: Context, a: argparse.Namespace) -> int:
-    rows = ctx.client.call("GET", path("apps", a.app, "releases"))
-    if a.json:
+def releases(ctx: Context, args: argparse.Namespace) -> int:
+    rows = ctx.client.call("GET", path("apps", args.app, "releases"))
+    if args.json:
         return ctx.json(rows)
     if not rows:
-        ctx.print(f"{a.app} has no releases yet")
+        ctx.print(f"{args.app} has no releases yet")
         return 0
     table(ctx, ["VERSION", "STATE", "CREATED", "DESCRIPTION"], [
         (f"v{r['version']}", r["state"],
@@ -29,11 +29,11 @@ def releases(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
-def release_info(ctx: Context, a: argparse.Namespace) -> int:
-    data = ctx.client.call("GET", path("apps", a.app, "releases", a.version))
-    if a.json:
+def release_info(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client.call("GET", path("apps", args.app, "releases", args.version))
+    if args.json:
         return ctx.json(data)
-    ctx.print(f"=== {a.app} v{data['version']}: {data['description']} ({data['state']})")
+    ctx.print(f"=== {args.app} v{data['version']}: {data['description']} ({data['state']})")
     if data["error"]:
         ctx.print(f"Error: {data['error']}")
     ctx.print(f"Commit: {data['git_sha'] or '-'}   Built with: {data['builder'] or '-'}")
@@ -45,15 +45,15 @@ def release_info(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
-def rollback(ctx: Context, a: argparse.Namespace) -> int:
-    payload = {"version": a.version} if a.version else {}
-    return follow(ctx, ctx.client.stream("POST", path("apps", a.app, "rollback"),
+def rollback(ctx: Context, args: argparse.Namespace) -> int:
+    payload = {"version": args.version} if args.version else {}
+    return follow(ctx, ctx.client.stream("POST", path("apps", args.app, "rollback"),
                                          payload=payload))
 
 
-def keys(ctx: Context, a: argparse.Namespace) -> int:
+def keys(ctx: Context, args: argparse.Namespace) -> int:
     rows = ctx.client.call("GET", "/keys")
-    if a.json:
+    if args.json:
         return ctx.json(rows)
     table(ctx, ["NAME", "FINGERPRINT", "MAY"], [
         (r["name"], r["fingerprint"],
@@ -62,26 +62,26 @@ def keys(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
-def add_key(ctx: Context, a: argparse.Namespace) -> int:
-    check_key_name(a.name)
-    if a.admin and a.apps is not None:
+def add_key(ctx: Context, args: argparse.Namespace) -> int:
+    check_key_name(args.name)
+    if args.admin and args.apps is not None:
         raise BerthError("give --admin or --apps, not both")
     public_key = ctx.stdin.read(16 * 1024).decode("utf-8", "replace")
-    apps = None if a.apps is None else [app for app in a.apps.split(",") if app]
-    data = ctx.client.call("POST", "/keys", payload={"name": a.name, "public_key": public_key,
+    apps = None if args.apps is None else [app for app in args.apps.split(",") if app]
+    data = ctx.client.call("POST", "/keys", payload={"name": args.name, "public_key": public_key,
                                                      "apps": apps})
     scope = "an admin key" if apps is None else "may use apps " + ",".join(data["apps"])
     ctx.print(f"Added key {data['name']} ({data['fingerprint']}): {scope}")
     return 0
 
 
-def remove_key(ctx: Context, a: argparse.Namespace) -> int:
-    ctx.client.call("DELETE", path("keys", check_key_name(a.name)))
-    ctx.print(f"Removed key {a.name}")
+def remove_key(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client.call("DELETE", path("keys", check_key_name(args.name)))
+    ctx.print(f"Removed key {args.name}")
     return 0
 
 
-def version(ctx: Context, a: argparse.Namespace) -> int:
+def version(ctx: Context, args: argparse.Namespace) -> int:
     """The installed Berth and the running agent's, with what to do when they differ."""
     try:
         running: str | None = ctx.client.call("GET", "/version")["version"]

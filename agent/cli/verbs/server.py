@@ -34,18 +34,18 @@ def _created(ctx: Context, events: Iterator[dict[str, Any]]) -> str:
     raise BerthError("the agent ended the answer early")
 
 
-def backup(ctx: Context, a: argparse.Namespace) -> int:
-    if a.output and ctx.remote:
+def backup(ctx: Context, args: argparse.Namespace) -> int:
+    if args.output and ctx.remote:
         raise BerthError("over SSH the archive comes on stdout: "
                          "ssh berth@server backup > server.tar")
-    if not a.output and ctx.out.isatty():
+    if not args.output and ctx.out.isatty():
         raise BerthError("the archive is binary: berth backup --output FILE, "
                          "or redirect stdout to a file")
     name = _created(ctx, ctx.client.stream("POST", "/server/backups"))
     pieces = ctx.client.download(path("server", "backups", name))
-    if a.output:
-        _write_file(Path(a.output), pieces)
-        ctx.err.write(f"-----> Written to {a.output}\n")
+    if args.output:
+        _write_file(Path(args.output), pieces)
+        ctx.err.write(f"-----> Written to {args.output}\n")
         return 0
     out = _binary(ctx.out, sys.stdout.buffer)
     ctx.out.flush()
@@ -81,19 +81,19 @@ def _chunks(source: BinaryIO) -> Iterator[bytes]:
             yield chunk
 
 
-def restore(ctx: Context, a: argparse.Namespace) -> int:
-    if a.file == "-":
+def restore(ctx: Context, args: argparse.Namespace) -> int:
+    if args.file == "-":
         source = ctx.stdin
     elif ctx.remote:
         raise BerthError("over SSH the archive comes on stdin: "
                          "ssh berth@server restore - < server.tar")
     else:
         try:
-            source = open(a.file, "rb")  # noqa: SIM115 (closed by _chunks)
+            source = open(args.file, "rb")  # noqa: SIM115 (closed by _chunks)
         except OSError as exc:
-            raise BerthError(f"cannot read {a.file}: {exc.strerror or exc}") from None
+            raise BerthError(f"cannot read {args.file}: {exc.strerror or exc}") from None
     return follow(ctx, ctx.client.stream("POST", "/server/restore",
-                                         query={"force": "1"} if a.force else None,
+                                         query={"force": "1"} if args.force else None,
                                          body=_chunks(source)))
 
 

@@ -12,12 +12,12 @@ NO_RESTART = arg("--no-restart", action="store_true",
                  help="do not restart now; the next deploy or ps:restart picks it up")
 
 
-def storage(ctx: Context, a: argparse.Namespace) -> int:
-    data = ctx.client.call("GET", path("apps", a.app, "storage"))
-    if a.json:
+def storage(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.client.call("GET", path("apps", args.app, "storage"))
+    if args.json:
         return ctx.json(data)
     if not data["mounts"]:
-        ctx.print(f"{a.app} keeps nothing between containers: berth storage:mount {a.app} /app/data")
+        ctx.print(f"{args.app} keeps nothing between containers: berth storage:mount {args.app} /app/data")
         return 0
     table(ctx, ["PATH", "HOST DIRECTORY"], [(m["path"], m["host"]) for m in data["mounts"]])
     return 0
@@ -26,10 +26,10 @@ def storage(ctx: Context, a: argparse.Namespace) -> int:
 def change(method: str) -> Handler:
     """storage:mount (POST) and storage:unmount (DELETE): the change, then the restart."""
 
-    def run(ctx: Context, a: argparse.Namespace) -> int:
+    def run(ctx: Context, args: argparse.Namespace) -> int:
         return follow(ctx, ctx.client.stream(
-            method, path("apps", a.app, "storage"),
-            payload={"path": a.path, "restart": not a.no_restart}))
+            method, path("apps", args.app, "storage"),
+            payload={"path": args.path, "restart": not args.no_restart}))
 
     return run
 
