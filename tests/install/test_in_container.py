@@ -1,9 +1,10 @@
 """install.sh on a fresh server: a container with systemd as PID 1 and one with SysV
-init (no systemd). Install with a cloud-style authorized_keys line, run the installer
-again (an upgrade) while clients send requests to the proxy (none may fail: under
-systemd berth.socket keeps the ports open, without it the agent restarts in place),
-restart the container (the agent and the firewall table come back by
-themselves), then uninstall. Runs only under the shared lock of tests/e2e and
+init (no systemd). Install with a cloud-style authorized_keys line, push an app into the
+server over SSH (a Dockerfile app, built by the server's own Docker engine), run the
+installer again (an upgrade) while clients send requests for the app through the proxy
+(none may fail: under systemd berth.socket keeps the ports open, without it the agent
+restarts in place), restart the container (the agent, the app and the firewall table
+come back by themselves), then uninstall. Runs only under the shared lock of tests/e2e and
 tests/install (it starts and removes containers)."""
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ IMAGES = {"systemd": "berth-install-test/systemd:1", "sysvinit": "berth-install-
 # What makes each init shut down cleanly, as on a reboot (both ignore Docker's SIGTERM,
 # which would leave `docker restart` waiting out its timeout before a kill).
 STOP_SIGNALS = {"systemd": "SIGRTMIN+3", "sysvinit": "SIGINT"}  # SIGINT: ctrlaltdel
+# The app's base image, moved into the server's engine (no registry is reachable there):
+# the fresh-server image itself, small and with python3.
+APP_BASE = IMAGES["systemd"]
+APP_HOST = "load.apps.example.com"
+APP_BODY = "hello from a Dockerfile"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBt3ZkOtt0LHlyhz4mD0Gz3hrrQmT8GEGEPYXQH0vBEp"
 CLOUD_LINE = f'no-port-forwarding,no-agent-forwarding,command="echo \'use debian\'" {KEY} cloud\n'
 
@@ -91,9 +97,9 @@ def server(request: pytest.FixtureRequest, pip_cache: Path) -> Iterator[str]:
 
 
 # Clients of the proxy inside the server, two on keep-alive connections and two opening
-# one per request, until /tmp/load.stop exists; prints what they got. An unknown host is
-# answered 404 by the proxy itself: an answer. A refused or reset connection, a timeout
-# or a 5xx is a failure.
+# one per request, until /tmp/load.stop exists; prints what they got. Each asks for the
+# pushed app: anything but its 200 (a 404 from a proxy without its routes, a 5xx, a
+# refused or reset connection, a timeout) is a failure.
 LOAD = """
 import http.client, json, os, threading, time
 results = {"answered": 0, "failures": [], "statuses": {}}
@@ -104,13 +110,13 @@ def client(keep_alive):
         try:
             if connection is None:
                 connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=60)
-            connection.request("GET", "/", headers={"Host": "load.apps.example.com"})
+            connection.request("GET", "/", headers={"Host": "%s"})
             response = connection.getresponse()
             response.read()
             with lock:
                 status = str(response.status)
                 results["statuses"][status] = results["statuses"].get(status, 0) + 1
-                if response.status >= 500:
+                if response.status != 200:
                     results["failures"].append(status)
                 else:
                     results["answered"] += 1
@@ -137,7 +143,7 @@ def upgraded_under_load(server: str, install: str) -> tuple[subprocess.Completed
     """Run the installer again while LOAD runs in the server; its result and LOAD's."""
     sh(server, "rm -f /tmp/load.stop")
     subprocess.run(["docker", "exec", "-i", server, "sh", "-c", "cat >/tmp/load.py"],
-                   input=LOAD, text=True, check=True, capture_output=True, timeout=60)
+                   input=LOAD % APP_HOST, text=True, check=True, capture_output=True, timeout=60)
     with subprocess.Popen(["docker", "exec", server, "python3", "/tmp/load.py"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as load:
         try:
@@ -150,6 +156,38 @@ def upgraded_under_load(server: str, install: str) -> tuple[subprocess.Completed
             load.kill()
     assert load.returncode == 0, err
     return again, json.loads(out)
+
+
+# Inside the server: a key that may push, the Dockerfile test app on APP_BASE, and a
+# real push over SSH to the server's own sshd.
+PUSH = f"""
+set -e
+ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/push
+berth keys:add pusher < /root/.ssh/push.pub
+rm -rf /tmp/load && cp -r /src/tests/apps/dockerfile /tmp/load && cd /tmp/load
+sed -i 's|^FROM .*|FROM {APP_BASE}|' Dockerfile
+git init -q -b main . && git add -A
+git -c user.name=dev -c user.email=dev@example.com commit -qm app
+GIT_SSH_COMMAND='ssh -i /root/.ssh/push -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null' \
+    git push -q berth@localhost:load main 2>&1
+"""
+APP_ANSWERS = f"curl -fsS -m 5 -H 'Host: {APP_HOST}' http://127.0.0.1/ | grep -q '{APP_BODY}'"
+
+
+def push_app(server: str) -> None:
+    """Push the Dockerfile app into the installed server; it must then answer."""
+    with subprocess.Popen(["docker", "save", APP_BASE], stdout=subprocess.PIPE) as save:
+        try:
+            loaded = subprocess.run(["docker", "exec", "-i", server, "docker", "load", "-q"],
+                                    stdin=save.stdout, capture_output=True, text=True,
+                                    check=False, timeout=300)
+        finally:
+            save.kill()
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    pushed = sh(server, PUSH, check=False, timeout=600)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr + logs(server)
+    assert f"is live: http://{APP_HOST}" in pushed.stdout, pushed.stdout
+    assert sh(server, APP_ANSWERS, check=False).returncode == 0, logs(server)
 
 
 def logs(server: str) -> str:
@@ -185,6 +223,9 @@ def test_install_upgrade_reboot_uninstall(server: str):
     if server.endswith("systemd"):
         assert sh(server, "systemctl show -p UMask berth").stdout.strip() == "UMask=0027"
 
+    push_app(server)
+    keys = sh(server, "berth keys").stdout
+
     again, load = upgraded_under_load(server, install)  # same key, same config
     assert again.returncode == 0, again.stdout + again.stderr
     if load["failures"]:
@@ -201,6 +242,7 @@ def test_install_upgrade_reboot_uninstall(server: str):
 
     docker("restart", server, timeout=180)  # a clean shutdown and boot, as a reboot
     assert wait_until(server, "berth apps"), logs(server)
+    assert wait_until(server, APP_ANSWERS, timeout=120), logs(server)  # the app came back
     assert "table inet berth" in sh(server, "nft list tables").stdout
 
     removed = sh(server, "sh /src/install.sh --uninstall", check=False)
