@@ -46,11 +46,11 @@ async def _view(request: Request, addon: Addon) -> dict[str, Any]:
     return view
 
 
-def backup_summary(s: Services, app: str) -> dict[str, Any]:
+def backup_summary(agent: Services, app: str) -> dict[str, Any]:
     """What `apps` lists of an app's add-ons: how many, and those whose backups need
     attention (the last scheduled one failed, or one is overdue)."""
-    count = len(s.addons.store.of_app(app)) if s.addons is not None else 0
-    scheduler = s.backup_scheduler
+    count = len(agent.addons.store.of_app(app)) if agent.addons is not None else 0
+    scheduler = agent.backup_scheduler
     return {"addons": count,
             "backup_problems": scheduler.problems(app) if scheduler and count else []}
 

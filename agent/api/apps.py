@@ -23,41 +23,41 @@ from agent.errors import BerthError
 from agent.store.db import UnreadableRow
 
 
-def _summary(s: Services, name: str) -> dict[str, Any]:
-    app = s.apps.get(name)
-    live = s.releases.live(name)
+def _summary(agent: Services, name: str) -> dict[str, Any]:
+    app = agent.apps.get(name)
+    live = agent.releases.live(name)
     return {
         "name": name,
         "release": live.number if live else None,
         "git_sha": live.git_sha if live else None,
-        "domains": s.deployer.hosts(name),
+        "domains": agent.deployer.hosts(name),
         "formation": dict(app.formation),
         "stopped": app.stopped,
-        **backup_summary(s, name),
+        **backup_summary(agent, name),
     }
 
 
 async def list_apps(request: Request) -> Response:
-    s = services(request)
-    return JSONResponse([_listed(s, name) for name in visible(request, s.apps.names())])
+    agent = services(request)
+    return JSONResponse([_listed(agent, name) for name in visible(request, agent.apps.names())])
 
 
-def _listed(s: Services, name: str) -> dict[str, Any]:
+def _listed(agent: Services, name: str) -> dict[str, Any]:
     """An app's summary; one whose stored state cannot be read is listed with why."""
     try:
-        return _summary(s, name)
+        return _summary(agent, name)
     except UnreadableRow as exc:
         return {"name": name, "release": None, "git_sha": None, "domains": [],
                 "formation": {}, "stopped": False, "error": str(exc)}
 
 
 async def create_app(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = str((await json_body(request)).get("name", ""))
     setattr(request.state, AUDIT_APP, name[:64])
     allowed(request, name)
-    s.app_service().create(name)
-    return JSONResponse(_summary(s, name), status_code=201)
+    agent.app_service().create(name)
+    return JSONResponse(_summary(agent, name), status_code=201)
 
 
 async def ensure_app_repo(request: Request) -> Response:
@@ -67,44 +67,44 @@ async def ensure_app_repo(request: Request) -> Response:
 
 
 async def app_info(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
-    info = _summary(s, name)
-    app = s.apps.get(name)
+    info = _summary(agent, name)
+    app = agent.apps.get(name)
     info["settings"] = app.settings.to_json()
     info["deploy_branches"] = list(app.settings.deploy_branches)
     info["created_at"] = app.created_at
-    info["repo"] = str(s.config.paths.repo(name))
-    info["storage"] = mounts_view(s, name)["mounts"]
+    info["repo"] = str(agent.config.paths.repo(name))
+    info["storage"] = mounts_view(agent, name)["mounts"]
     info["events"] = [
-        {"time": e.time, "kind": e.kind, "message": e.message} for e in s.events.list(name, 10)
+        {"time": e.time, "kind": e.kind, "message": e.message} for e in agent.events.list(name, 10)
     ]
-    info["traffic"] = _traffic(s, name)
-    info["limits"] = limits_view(s, name) if s.limits is not None else {}
+    info["traffic"] = _traffic(agent, name)
+    info["limits"] = limits_view(agent, name) if agent.limits is not None else {}
     return JSONResponse(info)
 
 
-def _traffic(s: Services, name: str) -> dict[str, int] | None:
+def _traffic(agent: Services, name: str) -> dict[str, int] | None:
     """The proxy's counters for the app since the agent started (None: never routed)."""
-    if s.proxy is None:
+    if agent.proxy is None:
         return None
     try:
-        counters = s.proxy.counters(name)
+        counters = agent.proxy.counters(name)
     except BerthError:
         return None
     return dataclasses.asdict(counters)
 
 
 async def destroy_app(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
     if request.query_params.get("confirm") != name:
         raise BerthError(f"destroying {name} removes its containers, images, repository and "
                          f"data: confirm with --confirm {name}")
-    s.apps.get(name)
+    agent.apps.get(name)
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
-        await s.app_service().destroy(name, out)
+        await agent.app_service().destroy(name, out)
         return {"destroyed": name}
 
     return stream_operation(request, operation)

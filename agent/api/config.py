@@ -19,11 +19,11 @@ async def get_config(request: Request) -> Response:
 
 
 async def change_config(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
     body = await json_body(request)
     change = ConfigChange.parse(body.get("set", {}), body.get("unset", []))
-    config_vars = s.config_service()
+    config_vars = agent.config_service()
     config_vars.check(name, change)
     restart = body.get("restart", True) is not False
 

@@ -27,14 +27,14 @@ _BRANCH = re.compile(r"refs/heads/[A-Za-z0-9._/-]{1,200}")
 
 async def receive_push(request: Request) -> Response:
     """The pre-receive hook posts the pushed tree (git archive) and streams the deploy."""
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
     sha = _commit_id(request.query_params.get("sha", ""), "sha")
-    s.apps.get(name)
-    base = _push_base(request, s.config.paths.repo(name))
-    workdir = trees.new_workdir(s.config.paths.builds, name, sha)
-    await trees.receive(request.stream(), workdir, s.config.deploy.max_push_bytes)
-    return _deploy_tree(request, s, name, sha, workdir, "Deploy", base)
+    agent.apps.get(name)
+    base = _push_base(request, agent.config.paths.repo(name))
+    workdir = trees.new_workdir(agent.config.paths.builds, name, sha)
+    await trees.receive(request.stream(), workdir, agent.config.deploy.max_push_bytes)
+    return _deploy_tree(request, agent, name, sha, workdir, "Deploy", base)
 
 
 def _commit_id(value: str, name: str) -> str:
@@ -56,20 +56,20 @@ def _push_base(request: Request, repo: Path) -> PushBase | None:
 async def rebuild(request: Request) -> Response:
     """ps:rebuild: build the live release's commit again from the app's repository
     (new base images, buildpack changes, build-time config) and release it."""
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
-    s.apps.get(name)
-    live = s.releases.live(name)
+    agent.apps.get(name)
+    live = agent.releases.live(name)
     if live is None or not live.git_sha:
         raise NothingToRelease(name)
-    workdir = trees.new_workdir(s.config.paths.builds, name, live.git_sha)
-    await trees.export(s.config.paths.repo(name), live.git_sha, workdir,
-                       s.config.deploy.max_push_bytes)
-    return _deploy_tree(request, s, name, live.git_sha, workdir, "Rebuild")
+    workdir = trees.new_workdir(agent.config.paths.builds, name, live.git_sha)
+    await trees.export(agent.config.paths.repo(name), live.git_sha, workdir,
+                       agent.config.deploy.max_push_bytes)
+    return _deploy_tree(request, agent, name, live.git_sha, workdir, "Rebuild")
 
 
 def _deploy_tree(
-    request: Request, s: Services, name: str, sha: str, workdir: Path, description: str,
+    request: Request, agent: Services, name: str, sha: str, workdir: Path, description: str,
     base: PushBase | None = None,
 ) -> Response:
     """Deploy the tree in workdir/src, streamed; cancellable until the swap; workdir
@@ -82,7 +82,7 @@ def _deploy_tree(
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
         try:
-            release = await s.deployer.deploy_push(name, sha, workdir / "src", out,
+            release = await agent.deployer.deploy_push(name, sha, workdir / "src", out,
                                                    committed=commit, description=description,
                                                    base=base)
             return {"release": release.number}

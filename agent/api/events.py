@@ -15,14 +15,14 @@ MAX_LIMIT = 10_000
 
 
 async def list_events(request: Request) -> Response:
-    s = services(request)
-    if s.audit is None:
+    agent = services(request)
+    if agent.audit is None:
         raise BerthError("the audit trail is not kept by this agent")
     app = request.query_params.get("app") or None
     if app is not None:
         allowed(request, check_app(app))
     limit = number(request.query_params.get("limit", "50"), "number of events", 1, MAX_LIMIT)
-    entries = s.audit.list(app, limit)
+    entries = agent.audit.list(app, limit)
     shown = set(visible(request, sorted({e.app for e in entries})))
     return JSONResponse([
         {"time": e.time, "actor": e.actor, "verb": e.verb, "app": e.app, "outcome": e.outcome}

@@ -21,33 +21,33 @@ from agent.store.limits import LimitStore
 ONE_OFFS = ("release", "run")
 
 
-def _store(s: Services) -> LimitStore:
-    if s.limits is None:
+def _store(agent: Services) -> LimitStore:
+    if agent.limits is None:
         raise BerthError("resource limits are not available in this agent")
-    return s.limits
+    return agent.limits
 
 
-def limits_view(s: Services, name: str) -> dict[str, str]:
+def limits_view(agent: Services, name: str) -> dict[str, str]:
     """What each of the app's process types (and its one-offs) runs under, as text."""
-    own = _store(s).of(name)
-    defaults = default_limits(s.config.deploy)
-    app = s.apps.get(name)
-    live = s.releases.live(name)
+    own = _store(agent).of(name)
+    defaults = default_limits(agent.config.deploy)
+    app = agent.apps.get(name)
+    live = agent.releases.live(name)
     processes = set(live.processes if live else app.formation) | set(own) | set(ONE_OFFS)
     return {process: own.get(process, Limits()).over(defaults).describe()
             for process in sorted(processes)}
 
 
 async def show_limits(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
-    return JSONResponse({"limits": limits_view(s, name),
-                         "defaults": default_limits(s.config.deploy).describe()})
+    return JSONResponse({"limits": limits_view(agent, name),
+                         "defaults": default_limits(agent.config.deploy).describe()})
 
 
 async def set_limits(request: Request) -> Response:
     """Body: {"process": TYPE, "limits": ["memory=512m", "cpus=", ...]}."""
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
     body = await json_body(request)
     process, pairs = body.get("process"), body.get("limits")
@@ -56,15 +56,15 @@ async def set_limits(request: Request) -> Response:
         raise BerthError("expected a process type and limits such as memory=512m")
     check_process_type(process)
     changes, cleared = parse_limits(pairs)
-    store = _store(s)
-    app = s.apps.get(name)
+    store = _store(agent)
+    app = agent.apps.get(name)
     store.save(name, process, store.of(name).get(process, Limits()).with_changes(changes, cleared))
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
-        effective = limits_view(s, name).get(process, "")
+        effective = limits_view(agent, name).get(process, "")
         out.heading(f"{name} {process}: {effective}")
-        if process not in ONE_OFFS and not app.stopped and s.releases.live(name):
-            await s.deployer.restart(name, out)
+        if process not in ONE_OFFS and not app.stopped and agent.releases.live(name):
+            await agent.deployer.restart(name, out)
         return {"process": process, "limits": effective}
 
     return stream_operation(request, operation)

@@ -17,16 +17,16 @@ MAX_LINES = 100_000
 
 
 async def logs(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
-    s.apps.get(name)
+    agent.apps.get(name)
     follow = request.query_params.get("follow") == "1"
     lines = number(request.query_params.get("lines", "100"), "number of lines", 0, MAX_LINES)
     process = request.query_params.get("process") or None
-    containers = [c for c in await s.runtime.containers(name) if c.role == "process"]
+    containers = [c for c in await agent.runtime.containers(name) if c.role == "process"]
     if process is not None:
         containers = [c for c in containers if c.instance and c.instance.process == process]
-    live = s.releases.live(name)
+    live = agent.releases.live(name)
     if live is not None:
         # Old instances still draining would repeat lines; show the live release's.
         containers = [c for c in containers if c.release == live.number] or containers
@@ -34,11 +34,11 @@ async def logs(request: Request) -> Response:
     # What removed instances (earlier releases, restarts, crashes) last said comes
     # first: all of it is older than the running instances' lines, save the last
     # moments of an old instance still draining (shown in time order when not following).
-    earlier = (await asyncio.to_thread(s.history.tail, name, max(0, lines), process)
-               if s.history else [])
+    earlier = (await asyncio.to_thread(agent.history.tail, name, max(0, lines), process)
+               if agent.history else [])
 
     async def ordered() -> AsyncIterator[LogLine]:
-        current = s.runtime.logs(containers, follow=follow, tail=max(0, lines))
+        current = agent.runtime.logs(containers, follow=follow, tail=max(0, lines))
         if follow:
             for line in sorted(earlier, key=lambda line: line.time):
                 yield line

@@ -33,12 +33,12 @@ def _instance_row(container: Container, now: float, stopping: bool) -> dict[str,
 
 
 async def list_processes(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
-    app = s.apps.get(name)
-    containers = [c for c in await s.runtime.containers(name) if c.role == "process"]
+    app = agent.apps.get(name)
+    containers = [c for c in await agent.runtime.containers(name) if c.role == "process"]
     now = time.time()
-    stopping = s.deployer.stopping(name)
+    stopping = agent.deployer.stopping(name)
     rows = sorted((_instance_row(c, now, c.id in stopping) for c in containers),
                   key=lambda r: (r["process"], r["dyno"]))
     return JSONResponse({"formation": dict(app.formation), "stopped": app.stopped,
@@ -46,7 +46,7 @@ async def list_processes(request: Request) -> Response:
 
 
 async def scale(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
     body = await json_body(request)
     changes: dict[str, int] = {}
@@ -59,7 +59,7 @@ async def scale(request: Request) -> Response:
         raise BerthError("nothing to scale: give TYPE=COUNT, e.g. web=2")
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
-        formation = await s.deployer.scale(name, changes, out)
+        formation = await agent.deployer.scale(name, changes, out)
         out.heading("Scaled to " + " ".join(f"{k}={v}" for k, v in sorted(formation.items())))
         return {"formation": formation}
 
@@ -73,10 +73,10 @@ def _action(action: str) -> Callable[[Request], Awaitable[Response]]:
     """The handler of ps:restart, ps:stop or ps:start."""
 
     async def handler(request: Request) -> Response:
-        s = services(request)
+        agent = services(request)
         name = app_param(request)
-        s.apps.get(name)
-        run: Action = getattr(s.deployer, action)
+        agent.apps.get(name)
+        run: Action = getattr(agent.deployer, action)
 
         async def operation(out: DeployOutput) -> dict[str, Any]:
             await run(name, out)

@@ -29,20 +29,20 @@ def _release_row(release: Release) -> dict[str, Any]:
 
 
 async def list_releases(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
-    s.apps.get(name)
-    return JSONResponse([_release_row(r) for r in s.releases.recent(name)])
+    agent.apps.get(name)
+    return JSONResponse([_release_row(r) for r in agent.releases.recent(name)])
 
 
 async def release_info(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
     number = _version(request.path_params["version"])
-    release = s.releases.get(name, number)
+    release = agent.releases.get(name, number)
     row = _release_row(release)
     row["config_keys"] = sorted(release.config)
-    row["log"] = s.releases.log(name, number)
+    row["log"] = agent.releases.log(name, number)
     return JSONResponse(row)
 
 
@@ -54,15 +54,15 @@ def _version(text: str) -> int:
 
 
 async def rollback(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
     body = await json_body(request)
     version = body.get("version")
     number = _version(str(version)) if version is not None else None
-    s.apps.get(name)
+    agent.apps.get(name)
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
-        release = await s.deployer.rollback(name, number, out)
+        release = await agent.deployer.rollback(name, number, out)
         return {"release": release.number}
 
     return stream_operation(request, operation)

@@ -20,15 +20,15 @@ async def run_one_off(request: Request) -> Response:
     """`berth run`: a command in a one-off container of the live release; its output
     streams back byte for byte (agent.api.outputstream), then its exit status. Hanging
     up stops it."""
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
-    s.apps.get(name)
+    agent.apps.get(name)
     command = (await json_body(request)).get("command")
     if not isinstance(command, str):
         raise BerthError("command must be a string")
 
     async def run(sink: OutputSink) -> int:
-        return await s.deployer.one_offs.stream(name, command, sink)
+        return await agent.deployer.one_offs.stream(name, command, sink)
 
     return stream_output(request, run)
 
@@ -40,11 +40,11 @@ async def run_with_terminal(websocket: WebSocket) -> None:
     container is removed when the command exits or the client goes away."""
     await websocket.accept()
     try:
-        s = services(websocket)
+        agent = services(websocket)
         name = app_param(websocket)
         size = _terminal_size(websocket.query_params.get("columns", "80"),
                               websocket.query_params.get("rows", "24"))
-        code = await s.deployer.run_attached(
+        code = await agent.deployer.run_attached(
             name, websocket.query_params.get("command", ""), size, _WebSocketTerminal(websocket))
     except BerthError as exc:
         await _say_last(websocket, {"error": str(exc).splitlines()[0]})

@@ -14,30 +14,30 @@ from agent.api.streaming import stream_operation
 from agent.deploy.output import DeployOutput
 
 
-def mounts_view(s: Services, name: str) -> dict[str, Any]:
+def mounts_view(agent: Services, name: str) -> dict[str, Any]:
     return {"mounts": [{"path": path, "host": str(host)}
-                       for path, host in s.storage_service().mounts(name)]}
+                       for path, host in agent.storage_service().mounts(name)]}
 
 
 async def list_storage(request: Request) -> Response:
-    s = services(request)
-    return JSONResponse(mounts_view(s, app_param(request)))
+    agent = services(request)
+    return JSONResponse(mounts_view(agent, app_param(request)))
 
 
 async def change_storage(request: Request) -> Response:
     """Mount (POST) or unmount (DELETE) a container path, then restart the live release
     with zero downtime unless told not to; a failed restart undoes the change."""
-    s = services(request)
+    agent = services(request)
     name = app_param(request)
     body = await json_body(request)
     mount = request.method == "POST"
     restart = body.get("restart", True) is not False
-    storage = s.storage_service()
+    storage = agent.storage_service()
     path = storage.change(name, str(body.get("path", "")), mount=mount)
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
         await storage.apply(name, path, out, mount=mount, restart=restart)
-        return mounts_view(s, name)
+        return mounts_view(agent, name)
 
     return stream_operation(request, operation)
 
