@@ -81,7 +81,9 @@ class World:
 
 def make_config(tmp_path: Path) -> Config:
     return Config(
-        paths=PathSettings(data_dir=tmp_path / "data"),
+        # The control socket in the test's own directory: under the default /run/berth,
+        # test runs side by side (or a real agent) would answer each other's CLI.
+        paths=PathSettings(data_dir=tmp_path / "data", run_dir=tmp_path / "run"),
         ssh=SshSettings(user="root", authorized_keys=tmp_path / "authorized_keys"),
         deploy=DeploySettings(domain="apps.example.test"),
     )
