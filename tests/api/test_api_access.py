@@ -15,7 +15,7 @@ from agent.paths import load_paths
 from agent.store.audit import AuditStore
 from agent.store.db import Database
 from agent.store.keys import KeyStore, SshKey
-from conftest import World
+from tests.api.conftest import World
 
 CI = {"X-Berth-Key": "ci", "X-Berth-Actor": "ci"}
 

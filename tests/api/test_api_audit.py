@@ -11,7 +11,7 @@ from agent.cli.sshcommand import ssh_command
 from agent.paths import load_paths
 from agent.store.db import Database
 from agent.store.keys import KeyStore, SshKey
-from conftest import World
+from tests.api.conftest import World
 
 AS_LAPTOP = {"X-Berth-Actor": "laptop", "X-Berth-Verb": "config:set"}
 

@@ -13,7 +13,7 @@ import httpx
 from agent.api.app import build_api
 from agent.deploy.output import DeployOutput
 from agent.services.configvars import MAX_CONFIG_BYTES, MAX_VAR_BYTES
-from conftest import World, make_services
+from tests.api.conftest import World, make_services
 
 
 def outcome(response: httpx.Response) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from agent.api.app import build_api
 from agent.errors import Conflict
-from conftest import World, make_services
+from tests.api.conftest import World, make_services
 
 
 def kinds(world: World, app: str) -> list[str]:

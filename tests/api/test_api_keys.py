@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import World
+from tests.api.conftest import World
 
 
 def public_key(tmp_path: Path) -> str:

@@ -13,7 +13,7 @@ from agent.api.app import build_api
 from agent.store.limits import SCHEMA as LIMITS_SCHEMA
 from agent.store.limits import LimitStore
 from agent.store.schema import SCHEMA
-from conftest import World, make_services
+from tests.api.conftest import World, make_services
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import World
+from tests.api.conftest import World
 
 
 def test_apps_are_created_listed_and_described(world: World) -> None:
