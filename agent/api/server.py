@@ -62,17 +62,17 @@ async def download(request: Request) -> Response:
 
 
 async def restore(request: Request) -> Response:
-    s = services(request)
+    agent = services(request)
     server = _server(request)
     force = request.query_params.get("force") == "1"
-    restoring.refuse_unless_empty(s, force)  # before the upload, not after it
+    restoring.refuse_unless_empty(agent, force)  # before the upload, not after it
     staging = restoring.staging_dir(server)
     try:
         await _receive(request, staging / "archive.tar", restoring.room(staging))
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, staging, True)
         raise
-    restore_run = ServerRestore(server, s)
+    restore_run = ServerRestore(server, agent)
 
     async def operation(out: DeployOutput) -> dict[str, Any]:
         return await restore_run.run(staging, force=force, out=out)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,11 +89,17 @@ def make_config(tmp_path: Path) -> Config:
     )
 
 
-def make_services(tmp_path: Path, certificates: Any = None, schemas: Any = (SCHEMA,)
+def make_services(tmp_path: Path, certificates: Any = None, schemas: Any = (SCHEMA,),
+                  certificates_for: Callable[[Database], Any] | None = None,
                   ) -> tuple[Services, Database]:
-    """Real stores in `tmp_path` and a real Deployer whose containers are inert."""
+    """Real stores in `tmp_path` and a real Deployer whose containers are inert.
+
+    `certificates_for` makes the certificate manager over the database opened here (as
+    the daemon does); it is handed to the deployer and the services alike."""
     config = make_config(tmp_path)
     db = Database.open(tmp_path / "berth.db", schemas)
+    if certificates_for is not None:
+        certificates = certificates_for(db)
     apps, releases, events = AppStore(db), ReleaseStore(db), EventStore(db)
     runtime: Any = InertRuntime()
     rollout = Rollout(runtime, router=NoRoutes(), settings=config.deploy)
@@ -102,6 +108,8 @@ def make_services(tmp_path: Path, certificates: Any = None, schemas: Any = (SCHE
     services = Services(config=config, apps=apps, releases=releases, events=events,
                         keys=KeyStore(db), deployer=deployer, runtime=runtime,
                         ssh_command="berth", audit=AuditStore(db))
+    if certificates_for is not None:
+        services.certificates = certificates
     return services, db
 
 

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from agent.api.app import build_api
 from agent.serverbackup.service import ServerBackups
-from tests.api.conftest import World, make_services
+from tests.api.conftest import World, make_config, make_services
 
 
 def _world(root: Path) -> Iterator[World]:
@@ -210,12 +210,12 @@ def _with_certificates(root: Path) -> Iterator[tuple[World, Any]]:
     from agent.store.schema import SCHEMA
 
     root.mkdir()
-    services, db = make_services(root, schemas=(SCHEMA, CERTIFICATES_SCHEMA))
     served = CertificateStore()
-    manager = CertificateManager(AcmeSettings(enabled=False), services.config.paths.certs,
-                                 db, ChallengeTokens(), served)
-    services.certificates = manager
-    services.deployer._certificates = manager  # the daemon passes it in
+    services, db = make_services(
+        root, schemas=(SCHEMA, CERTIFICATES_SCHEMA),
+        certificates_for=lambda db: CertificateManager(
+            AcmeSettings(enabled=False), make_config(root).paths.certs, db, ChallengeTokens(),
+            served))
     services.server_backups = ServerBackups(
         data_dir=services.config.paths.data_dir, config_file=None, db=db,
         apps=services.apps, addons=None, backups=None, version="test")

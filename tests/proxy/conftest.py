@@ -97,6 +97,11 @@ class Client:
         )  # fmt: skip
         return cls(reader, writer)
 
+    def take_buffered(self) -> bytes:
+        """What arrived beyond the last response read (a tunnel's first bytes), now ours."""
+        data, self._buffer = self._buffer, b""
+        return data
+
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
         await self.writer.drain()

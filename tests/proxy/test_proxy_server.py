@@ -224,8 +224,7 @@ async def test_websocket_upgrade_becomes_a_tunnel() -> None:
         assert (response.header("upgrade") or "").lower() == "websocket"
         for message in (b"ping", b"\x00\xff binary", b"x" * 100_000):
             await client.send(message)
-            got = client._buffer
-            client._buffer = b""
+            got = client.take_buffered()
             while len(got) < len(message):
                 got += await asyncio.wait_for(client.reader.read(1 << 20), 5)
             assert got == message
