@@ -91,6 +91,20 @@ def check_name(name: str) -> str:
     return name
 
 
+HOST_NAME_MAX = 63  # one DNS label: the container's name is its host name on the network
+
+
+def check_host_name(app: str, name: str) -> str:
+    """The container (and host) name an add-on `name` of `app` gets, refused if it would not
+    be one DNS label (a 30-character app and a 30-character add-on name come to 73)."""
+    host = f"berth-addon-{app}-{name}"  # as Addon.container names it
+    if len(host) > HOST_NAME_MAX:
+        raise InvalidAddon(f"add-on name {echo(name)} is too long for {app}: its host name "
+                           f"{host} would be {len(host)} characters, at most {HOST_NAME_MAX} "
+                           "(choose a shorter --as)")
+    return host
+
+
 def check_version(version: str) -> str:
     if not _VERSION.fullmatch(version):
         raise InvalidAddon(f"invalid version {echo(version)}: e.g. 16 or 7.2")

@@ -24,7 +24,15 @@ from typing import Any, AsyncIterator, Iterator, Protocol
 from agent.addons import containers, tls
 from agent.addons.containers import AddonLayout
 from agent.addons.engine import AddonEngine
-from agent.addons.model import Addon, InvalidAddon, check_kind, check_version, choose_names, new_password
+from agent.addons.model import (
+    Addon,
+    InvalidAddon,
+    check_host_name,
+    check_kind,
+    check_version,
+    choose_names,
+    new_password,
+)
 from agent.addons.settings import AddonSettings
 from agent.addons.store import AddonStore
 from agent.deploy.output import DeployOutput
@@ -80,6 +88,7 @@ class AddonService:
         version = check_version(version or self.settings.default_version(kind))
         taken = {a.name: a.variable for a in self.store.of_app(app)}
         name, variable = choose_names(kind, taken, alias)
+        check_host_name(app, name)
         if variable in self._apps.config(app):
             raise InvalidAddon(f"{app} already has a config var {variable}: name the add-on "
                                "with --as NAME to set NAME_URL instead")

@@ -10,6 +10,7 @@ from agent.addons.model import (
     Addon,
     AddonNotFound,
     InvalidAddon,
+    check_host_name,
     check_kind,
     check_name,
     check_version,
@@ -59,6 +60,14 @@ def test_taken_name_or_variable_is_refused() -> None:
         choose_names("postgres", {"analytics": "X_URL"}, "analytics")
     with pytest.raises(InvalidAddon, match="DATABASE_URL"):
         choose_names("postgres", {"main": "DATABASE_URL"}, "DATABASE")
+
+
+def test_an_addon_whose_host_name_is_no_dns_label_is_refused() -> None:
+    app, name = "a" * 30, "b" * 30  # each the longest name allowed
+    with pytest.raises(InvalidAddon, match="would be 73 characters, at most 63"):
+        check_host_name(app, name)
+    fits = "b" * (63 - len(f"berth-addon-{app}-"))
+    assert len(check_host_name(app, fits)) == 63
 
 
 def test_kind_name_and_version_checks() -> None:

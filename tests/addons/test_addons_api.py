@@ -80,6 +80,18 @@ def test_bad_input_is_one_line_and_changes_nothing(world: World, api: TestClient
     assert api.get("/apps/nope/addons").status_code == 404
 
 
+def test_an_addon_host_name_past_one_dns_label_is_refused(world: World, api: TestClient) -> None:
+    app = "a" * 22 + world.tag[:8]  # the longest app name
+    world.apps.create(app)
+    try:
+        response = api.post(f"/apps/{app}/addons", json={"kind": "redis", "as": "b" * 30})
+        assert response.status_code == 400
+        assert "at most 63 (choose a shorter --as)" in response.json()["error"]
+        assert world.service.store.of_app(app) == []
+    finally:
+        world.apps.delete(app)
+
+
 def test_a_variable_the_app_already_has_is_not_overwritten(world: World, api: TestClient) -> None:
     world.apps.create(world.shop)
     world.apps.replace_config(world.shop, {"DATABASE_URL": "postgres://elsewhere/db"})
