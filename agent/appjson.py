@@ -9,8 +9,9 @@ anything is started.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from agent.errors import BerthError
 

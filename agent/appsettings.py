@@ -9,8 +9,9 @@ an unset key means the global default from berth.toml.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from agent.errors import BerthError, echo
 
@@ -63,7 +64,7 @@ class AppSettings:
                 if getattr(self, f.name) != f.default}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "AppSettings":
+    def from_json(cls, data: Mapping[str, Any]) -> AppSettings:
         """Settings as stored; a value of the wrong type raises TypeError naming the key
         (the store turns it into one error for this app, not a crash further on)."""
         if not isinstance(data, Mapping):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 from agent.addons.settings import AddonSettings
 from agent.backups.settings import BackupSettings

@@ -24,9 +24,10 @@ import shlex
 import signal
 import socket
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import docker
 import docker.errors
@@ -35,20 +36,16 @@ import uvicorn
 from agent.accesslog import AccessLogFile
 from agent.addons.store import SCHEMA as ADDONS_SCHEMA
 from agent.addons.wiring import DeployedInstances, build_addons, build_backups
-from agent.backups.scheduler import BackupScheduler
 from agent.api.app import build_api
 from agent.api.services import Services
+from agent.backups.scheduler import BackupScheduler
 from agent.backups.store import SCHEMA as BACKUPS_SCHEMA
 from agent.build import Builder
 from agent.certs.manager import CertificateManager
 from agent.certs.state import SCHEMA as CERTIFICATES_SCHEMA
 from agent.config import Config
-from agent.paths import AGENT_UMASK, DEFAULT_CONFIG_PATH, open_log, prepare_state_dirs
 from agent.deploy.docker_runtime import DockerRuntime, installation_id
 from agent.deploy.events import EngineEvents
-from agent.limits import default_limits
-from agent.store.limits import SCHEMA as LIMITS_SCHEMA
-from agent.store.limits import LimitStore
 from agent.deploy.loghistory import LogHistory
 from agent.deploy.oomwatch import OomWatch
 from agent.deploy.orchestrator import Deployer
@@ -58,6 +55,8 @@ from agent.errors import BerthError
 from agent.firewall.service import FirewallService
 from agent.handover import Listeners
 from agent.installed import installed_version
+from agent.limits import default_limits
+from agent.paths import AGENT_UMASK, DEFAULT_CONFIG_PATH, open_log, prepare_state_dirs
 from agent.proxy import Proxy
 from agent.serverbackup.service import ServerBackups
 from agent.services import boot
@@ -66,6 +65,8 @@ from agent.store.audit import AuditStore
 from agent.store.db import Database
 from agent.store.events import EventStore
 from agent.store.keys import KeyStore
+from agent.store.limits import SCHEMA as LIMITS_SCHEMA
+from agent.store.limits import LimitStore
 from agent.store.releases import ReleaseStore
 from agent.store.schema import SCHEMA
 

@@ -7,8 +7,8 @@ a one-off container before traffic moves; `parse_procfile` returns it apart.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from agent.errors import BerthError, InvalidName
 from agent.names import check_process_type

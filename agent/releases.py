@@ -16,9 +16,9 @@ the reconciler marks them failed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Mapping
 
 
 class ReleaseState(str, Enum):

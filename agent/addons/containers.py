@@ -9,9 +9,9 @@ configuration file holding the password, so it is on no command line.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from agent.addons.model import DATA_PATHS, Addon
 
@@ -36,7 +36,7 @@ class AddonLayout:
     root: Path
 
     @classmethod
-    def of(cls, addons_dir: Path, addon: Addon) -> "AddonLayout":
+    def of(cls, addons_dir: Path, addon: Addon) -> AddonLayout:
         return cls(addons_dir / addon.app / addon.name)
 
     @property

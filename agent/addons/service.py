@@ -16,10 +16,11 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Protocol
+from typing import Any, Protocol
 
 from agent.addons import containers, tls
 from agent.addons.containers import AddonLayout

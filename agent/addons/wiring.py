@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import docker
 
-from agent.backups.offsite import OffsiteStore
-from agent.backups.service import BackupService
-from agent.backups.store import BackupStore
-from agent.deploy.orchestrator import Deployer
-from agent.deploy.output import DeployOutput
-from agent.store.releases import ReleaseStore
-
 from agent.addons.engine import AddonEngine
 from agent.addons.service import AddonService, ConfigOwner
 from agent.addons.store import AddonStore
+from agent.backups.offsite import OffsiteStore
+from agent.backups.service import BackupService
+from agent.backups.store import BackupStore
 from agent.config import Config
 from agent.deploy.docker_runtime import installation_id
+from agent.deploy.orchestrator import Deployer
+from agent.deploy.output import DeployOutput
 from agent.store.apps import AppStore
 from agent.store.db import Database
 from agent.store.events import EventStore
+from agent.store.releases import ReleaseStore
 
 
 def build_addons(config: Config, db: Database, client: docker.DockerClient,

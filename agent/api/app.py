@@ -14,7 +14,7 @@ overlap another module's (Starlette takes the first route that matches).
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException

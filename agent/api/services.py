@@ -27,13 +27,13 @@ from agent.store.releases import ReleaseStore
 
 if TYPE_CHECKING:
     from agent.addons.service import AddonService
-    from agent.store.limits import LimitStore
     from agent.backups.restore import AppInstances
     from agent.backups.scheduler import BackupScheduler
     from agent.backups.service import BackupService
     from agent.certs.manager import CertificateManager
     from agent.firewall.service import FirewallService
     from agent.serverbackup.service import ServerBackups
+    from agent.store.limits import LimitStore
 
 
 class ProxyView(Protocol):
@@ -53,17 +53,17 @@ class Services:
     runtime: ContainerRuntime
     ssh_command: str  # the shell command prefix that runs `berth` as the berth user
     proxy: ProxyView | None = None
-    certificates: "CertificateManager | None" = None
-    firewall: "FirewallService | None" = None
+    certificates: CertificateManager | None = None
+    firewall: FirewallService | None = None
     version: str = ""
     history: LogHistory | None = None  # what removed instances last said
     audit: AuditStore | None = None  # who changed what (agent.api.audit writes it)
-    addons: "AddonService | None" = None
-    backups: "BackupService | None" = None
-    app_instances: "AppInstances | None" = None  # stopped and started around a restore
-    backup_scheduler: "BackupScheduler | None" = None
-    limits: "LimitStore | None" = None  # ps:limit
-    server_backups: "ServerBackups | None" = None  # berth backup / restore
+    addons: AddonService | None = None
+    backups: BackupService | None = None
+    app_instances: AppInstances | None = None  # stopped and started around a restore
+    backup_scheduler: BackupScheduler | None = None
+    limits: LimitStore | None = None  # ps:limit
+    server_backups: ServerBackups | None = None  # berth backup / restore
 
     # The service layer (agent.services): one owner per change and its event.
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from agent.backups.model import Backup
 from agent.errors import BerthError
@@ -58,7 +58,7 @@ def default_schedule(app: str, addon: str) -> Schedule:
 
 def next_run(schedule: Schedule, after: float) -> float:
     """The first scheduled time strictly after `after` (a UNIX time)."""
-    moment = datetime.datetime.fromtimestamp(after, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(after, datetime.UTC)
     day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     candidate = day + datetime.timedelta(minutes=schedule.minute_of_day)
     if candidate.timestamp() <= after:
@@ -96,7 +96,7 @@ def _newest_per(newest_first: Sequence[Backup], period: object, count: int) -> s
 
 
 def _day(stamp: float) -> datetime.date:
-    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).date()
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).date()
 
 
 def _week(stamp: float) -> tuple[int, int]:

@@ -8,6 +8,7 @@ image's conventions others rely on: APP_DIR (/app, the code) and APP_USER (its o
 """
 
 from agent.build.builder import Builder
+from agent.build.context import write_code_archive
 from agent.build.dockerfile import APP_DIR, APP_USER, shell_argv
 from agent.build.errors import (
     BuildError,
@@ -18,7 +19,6 @@ from agent.build.errors import (
     NoBuildpackDetected,
     NotEnoughDisk,
 )
-from agent.build.context import write_code_archive
 from agent.build.model import BuildRequest, BuildStep, BuiltImage, CodeBase
 from agent.build.settings import BuildSettings
 
@@ -38,6 +38,6 @@ __all__ = [
     "InvalidSource",
     "NoBuildpackDetected",
     "NotEnoughDisk",
-    "write_code_archive",
     "shell_argv",
+    "write_code_archive",
 ]

@@ -25,9 +25,9 @@ from docker.utils import match_tag
 
 from agent.build import ca, catalog
 from agent.build.context import dockerfile_path, write_context
+from agent.build.dockerfile import ends_with_code_copy
 from agent.build.engine import Engine, EngineJob, cache_layer
 from agent.build.errors import BuildError, BuildFailed, BuildTimedOut
-from agent.build.dockerfile import ends_with_code_copy
 from agent.build.model import BuildPlan, BuildRequest, BuiltImage, CodeBase
 from agent.build.output import STEP_INDENT, BuildOutput
 from agent.build.packs import PlanOptions

@@ -17,8 +17,9 @@ import signal
 import termios
 import threading
 import tty
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from agent.cli.client import path

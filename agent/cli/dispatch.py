@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, BinaryIO, Mapping, NoReturn, Sequence, TextIO
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO
 
 from agent import __version__
 from agent.errors import BerthError
@@ -30,8 +31,20 @@ class _Parser(argparse.ArgumentParser):
 
 def all_verbs() -> list[Verb]:
     # Imported here: the git hook and the SSH forced command start without them.
-    from agent.cli.verbs import (addons, apps, backups, certs, config, doctor, events,
-                                 firewall, processes, releases, server, storage)
+    from agent.cli.verbs import (
+        addons,
+        apps,
+        backups,
+        certs,
+        config,
+        doctor,
+        events,
+        firewall,
+        processes,
+        releases,
+        server,
+        storage,
+    )
 
     return (apps.VERBS + config.VERBS + processes.VERBS + storage.VERBS + releases.VERBS
             + certs.VERBS + firewall.VERBS + events.VERBS + addons.VERBS + backups.VERBS

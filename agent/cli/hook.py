@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import IO, Iterator, Mapping, Sequence, TextIO
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, TextIO
 
 from agent.cli.client import ControlClient, path, relay
 from agent.errors import BerthError
@@ -39,7 +40,7 @@ def parse_updates(text: str) -> list[tuple[str, str, str]]:
 
 def app_of(git_dir: str) -> str:
     name = os.path.basename(os.path.realpath(git_dir))
-    return check_app(name[:-4] if name.endswith(".git") else name)
+    return check_app(name.removesuffix(".git"))
 
 
 def run_hook(argv: Sequence[str], environ: Mapping[str, str]) -> int:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from agent.paths import PathSettings
 from agent.errors import BerthError
 from agent.names import check_app, check_key_name
+from agent.paths import PathSettings
 from agent.sshkeys import SCOPED
 
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
@@ -29,10 +29,8 @@ def parse_git_target(argument: str) -> str:
     """'myapp', '/myapp', '~/myapp', 'myapp.git' -> 'myapp' (validated, not mangled)."""
     name = argument
     for prefix in ("~/", "/"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    if name.endswith(".git"):
-        name = name[: -len(".git")]
+        name = name.removeprefix(prefix)
+    name = name.removesuffix(".git")
     return check_app(name)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import socket
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 _MAX_LINE = 64 * 1024
 

@@ -7,9 +7,10 @@ defaults overridden by the Procfile's), the release command and app.json.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from agent.build import BuildRequest, BuiltImage, CodeBase
 from agent.deploy.output import DeployOutput

@@ -8,7 +8,8 @@ satisfies both.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from agent.certs.status import CertStatus
 

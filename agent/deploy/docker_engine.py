@@ -19,8 +19,8 @@ import docker.errors
 
 from agent.deploy.oomlog import OomKills
 from agent.deploy.runtime import Container
-from agent.limits import Limits
 from agent.errors import BerthError
+from agent.limits import Limits
 
 LABEL_HOST_PORT = "berth.host-port"
 

@@ -29,9 +29,10 @@ import asyncio
 import logging
 import os
 import tempfile
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Awaitable, Callable, Mapping, Protocol, Sequence
+from typing import IO, Any, Protocol
 
 from agent.build import APP_DIR, APP_USER, CodeBase, write_code_archive
 from agent.deploy.building import Built

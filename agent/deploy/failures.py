@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable
+from collections.abc import Awaitable
 
 from agent.deploy.errors import DeployFailed
 from agent.deploy.output import DeployOutput

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
 
 from agent.appjson import HealthCheck
 from agent.errors import BerthError
@@ -21,7 +21,7 @@ MAX_BODY = 64 * 1024
 
 
 class HealthCheckFailed(BerthError):
-    def __init__(self, url: str, reason: str, last: "ProbeResult | None") -> None:
+    def __init__(self, url: str, reason: str, last: ProbeResult | None) -> None:
         detail = f"health check of {url} failed: {reason}"
         if last is not None and last.status is not None and last.body:
             excerpt = last.body[:200].decode("utf-8", "replace").strip().replace("\n", " ")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import socket
-from typing import Iterable
+from collections.abc import Iterable
 
 from agent.errors import BerthError
 

@@ -10,8 +10,8 @@ what the instance listens on. The parsing and the judgement are pure.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 _LISTEN = "0A"
 # Docker's resolver on a user-defined network listens inside every container of it, on

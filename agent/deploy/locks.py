@@ -7,8 +7,8 @@ first and says so on its output; different apps never wait for each other.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from agent.deploy.output import DeployOutput
 

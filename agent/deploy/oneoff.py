@@ -9,8 +9,8 @@ would see it) and its persistent storage; each run is recorded as an event.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from agent.config import DeploySettings
 from agent.deploy.errors import NothingToRelease

@@ -7,7 +7,8 @@ push's response stream) and are kept for the release's stored build log.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from agent.deploy.certificates import CertificateStates, https_pending
 from agent.releases import Release
@@ -74,7 +75,7 @@ class DeployOutput:
             self._on_settled = None
             self._sinks.clear()
 
-    def nested(self) -> "DeployOutput":
+    def nested(self) -> DeployOutput:
         """An output for a release run inside a longer operation (an add-on's variable
         set or unset): its lines come here, and its settling ends nothing, since the
         operation's own work still follows."""

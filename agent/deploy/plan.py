@@ -7,9 +7,9 @@ same labels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from agent.build import APP_DIR, shell_argv
 from agent.errors import BerthError, echo

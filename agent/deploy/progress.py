@@ -14,7 +14,7 @@ of callbacks threaded through every signature:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from agent.releases import Release
 

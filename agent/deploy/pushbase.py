@@ -19,9 +19,9 @@ import asyncio
 import logging
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from agent.deploy.errors import BaseMoved
 

@@ -7,9 +7,9 @@ agent.treefile: call it in a worker thread).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from agent import treefile
 from agent.appjson import AppJson, parse_app_json

@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Protocol, Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 from agent.config import DeploySettings
 from agent.deploy.binding import BindingWatch, exited
@@ -30,8 +31,8 @@ from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, Instance, instances
 from agent.deploy.progress import Progress
 from agent.deploy.rolloutplan import RolloutPlan
-from agent.deploy.scheduler import LocalScheduler, Scheduler
 from agent.deploy.runtime import Container, ContainerRuntime
+from agent.deploy.scheduler import LocalScheduler, Scheduler
 from agent.errors import BerthError
 from agent.proxy import RouteNotFound, RouteOptions, Upstream
 

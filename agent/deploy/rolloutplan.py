@@ -6,9 +6,9 @@ whole wish for an app (instances, route, checks), not one upstream.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Mapping, Sequence
 
 from agent.appjson import HealthCheck
 from agent.proxy import RouteOptions

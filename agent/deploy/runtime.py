@@ -7,8 +7,9 @@ small hand-written fake.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from agent.deploy.plan import (
     LABEL_APP,

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
+from typing import Protocol, TypeVar
 
 from agent.config import DeploySettings
 from agent.deploy.hostports import pick_port

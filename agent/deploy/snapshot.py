@@ -9,8 +9,8 @@ final announcement and the certificates it asks for all see the same hosts and m
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from agent import storage
 from agent.appjson import parse_app_json

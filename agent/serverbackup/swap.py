@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from agent.serverbackup.manifest import DATABASE, TREES
 from agent.store.db import Database

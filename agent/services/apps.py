@@ -3,8 +3,9 @@ destroying it, each with its event."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 from agent.appsettings import AppSettings, apply_setting
 from agent.config import Config

@@ -7,8 +7,8 @@ import asyncio
 import shutil
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 from agent.errors import BerthError
 from agent.repos import git_as_owner

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from agent.appsettings import AppSettings
 from agent.errors import AppNotFound, Conflict, NotFound

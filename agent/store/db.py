@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from agent.errors import BerthError
 
@@ -39,7 +39,7 @@ class Database:
         self._schemas: list[Schema] = []
 
     @classmethod
-    def open(cls, path: Path | None, schemas: Iterable[Schema] = ()) -> "Database":
+    def open(cls, path: Path | None, schemas: Iterable[Schema] = ()) -> Database:
         """Open (creating if needed) the database at `path`; None means in memory."""
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 from agent.addons.containers import client_command
-
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Handler, Verb, arg, duration, follow, table
 from agent.errors import BerthError
