@@ -39,7 +39,7 @@ class Unkillable:
 
     def communicate(self, data: bytes | None = None, timeout: float | None = None) -> None:
         time.sleep(timeout or 0)
-        raise subprocess.TimeoutExpired("nft", timeout or 0)
+        raise subprocess.TimeoutExpired("sleep", timeout or 0)
 
     def kill(self) -> None:
         self.killed = True
@@ -52,7 +52,7 @@ def test_a_killed_command_that_never_ends_does_not_hold_the_caller(
     monkeypatch.setattr(nft, "KILL_GRACE", 0.2)
     began = time.monotonic()
     with pytest.raises(CommandFailed, match=r"no answer within 0\.3s"):
-        asyncio.run(NftRunner(timeout=0.3).run(["nft", "list", "ruleset"]))
+        asyncio.run(NftRunner(timeout=0.3).run(["sleep", "60"]))  # never started: Popen is the fake
     assert Unkillable.last.killed
     assert time.monotonic() - began < 5
 
