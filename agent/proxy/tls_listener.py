@@ -31,6 +31,7 @@ from agent.proxy.client_hello import (
     server_name,
 )
 from agent.proxy.settings import ProxySettings
+from agent.proxy.sockets import listening_socket
 
 if TYPE_CHECKING:
     from agent.proxy.context import Context
@@ -62,7 +63,7 @@ class TlsListener:
         """Bind and listen (or serve on `sock`, already listening); accept at once unless
         `accepting` is False (see `accept`)."""
         if sock is None:
-            sock = _bind(host, port, self._settings.backlog)
+            sock = listening_socket(host, port, self._settings.backlog)
         sock.setblocking(False)
         self._sock = sock
         if accepting:
@@ -130,19 +131,6 @@ class TlsListener:
         finally:
             if not handed_over:
                 conn.close()
-
-
-def _bind(host: str, port: int, backlog: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 async def _peek_server_name(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> str | None:
