@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from agent.addons.model import Addon, check_name
 from agent.addons.service import AddonService
-from agent.api.params import app_param, json_body, services
+from agent.api.params import app_param, json_body, required, services
 from agent.api.services import Services
 from agent.api.streaming import stream_operation
 from agent.backups.service import BackupService
@@ -21,17 +21,11 @@ from agent.errors import BerthError
 
 
 def addon_service(request: Request) -> AddonService:
-    found = services(request).addons
-    if found is None:
-        raise BerthError("add-ons are not available on this agent")
-    return found
+    return required(services(request).addons, "add-ons are not available on this agent")
 
 
 def backup_service(request: Request) -> BackupService:
-    found = services(request).backups
-    if found is None:
-        raise BerthError("backups are not available on this agent")
-    return found
+    return required(services(request).backups, "backups are not available on this agent")
 
 
 async def _view(request: Request, addon: Addon) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from agent.addons.model import check_name
 from agent.api.addons import backup_service
-from agent.api.params import app_param, json_body, services
+from agent.api.params import app_param, json_body, required, services
 from agent.api.streaming import stream_operation
 from agent.backups import restore
 from agent.backups.restore import AppInstances
@@ -62,10 +62,7 @@ async def download(request: Request) -> Response:
 
 
 def _instances(request: Request) -> AppInstances:
-    found = services(request).app_instances
-    if found is None:
-        raise BerthError("restores are not available on this agent")
-    return found
+    return required(services(request).app_instances, "restores are not available on this agent")
 
 
 async def restore_backup(request: Request) -> Response:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agent.api.params import app_param, json_body, services
+from agent.api.params import app_param, json_body, required, services
 from agent.certs.manager import CertificateManager
 from agent.certs.status import CertStatus, render
 from agent.errors import BerthError
@@ -18,10 +18,8 @@ MAX_PEM_BYTES = 256 * 1024
 
 
 def _manager(request: Request) -> CertificateManager:
-    manager = services(request).certificates
-    if manager is None:
-        raise BerthError("the certificate manager is not running in this agent")
-    return manager
+    return required(services(request).certificates,
+                    "the certificate manager is not running in this agent")
 
 
 def _answer(statuses: Sequence[CertStatus]) -> Response:

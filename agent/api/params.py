@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import HTTPConnection, Request
 
@@ -17,6 +17,17 @@ from agent.names import check_app
 def services(request: HTTPConnection) -> Services:
     result: Services = request.app.state.services
     return result
+
+
+T = TypeVar("T")
+
+
+def required(part: T | None, missing: str) -> T:
+    """A part of the agent a request needs (add-ons, backups, certificates...), or the
+    one line `missing` when this agent runs without it."""
+    if part is None:
+        raise BerthError(missing)
+    return part
 
 
 def app_param(request: HTTPConnection) -> str:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from agent.api.params import services
+from agent.api.params import required, services
 from agent.api.streaming import stream_operation
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
@@ -30,10 +30,8 @@ _CHUNK = 1024 * 1024
 
 
 def _server(request: Request) -> ServerBackups:
-    found = services(request).server_backups
-    if found is None:
-        raise BerthError("server backups are not available on this agent")
-    return found
+    return required(services(request).server_backups,
+                    "server backups are not available on this agent")
 
 
 async def backup(request: Request) -> Response:
