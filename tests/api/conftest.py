@@ -5,9 +5,9 @@ are those that never reach Docker, or a test brings its own small fake)."""
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,17 @@ def agent_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Database]]:
 def serving(services: Services, db: Database, tmp_path: Path) -> Iterator[dict[str, str]]:
     """The API on its unix socket, in a thread; the environment a `berth` CLI run needs
     to reach it. The database is closed afterwards."""
+    try:
+        with listening(services, tmp_path) as environ:
+            yield environ
+    finally:
+        db.close()
+
+
+@contextmanager
+def listening(services: Services, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The API on its unix socket, in a thread, until the block ends; the environment a
+    `berth` CLI run needs to reach it (its configuration written into `tmp_path`)."""
     socket = services.config.paths.control_socket
     socket.parent.mkdir(parents=True, exist_ok=True)
     server = uvicorn.Server(uvicorn.Config(build_api(services), uds=str(socket),
@@ -144,11 +155,10 @@ def serving(services: Services, db: Database, tmp_path: Path) -> Iterator[dict[s
         assert time.monotonic() < deadline and thread.is_alive()
         time.sleep(0.02)
     config = tmp_path / "berth.toml"
-    config.write_text(f'[paths]\ndata_dir = "{tmp_path / "data"}"\n'
+    config.write_text(f'[paths]\ndata_dir = "{services.config.paths.data_dir}"\n'
                       f'run_dir = "{socket.parent}"\n')
     try:
         yield {"BERTH_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
     finally:
         server.should_exit = True
         thread.join(timeout=20)
-        db.close()

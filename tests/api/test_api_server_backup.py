@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from agent.api.app import build_api
 from agent.serverbackup.service import ServerBackups
-from tests.api.conftest import World, make_config, make_services
+from tests.api.conftest import World, listening, make_config, make_services
 
 
 def _world(root: Path) -> Iterator[World]:
@@ -116,33 +116,12 @@ def served(tmp_path: Path) -> Iterator[tuple[World, dict[str, str]]]:
     """A world whose API listens on its real control socket, for the CLI."""
     import os
     import sys
-    import threading
-    import time
 
-    import uvicorn
-
+    root = Path(__file__).resolve().parents[2]
     for world in _world(tmp_path / "served"):
-        socket = world.services.config.paths.control_socket
-        socket.parent.mkdir(parents=True, exist_ok=True)
-        server = uvicorn.Server(uvicorn.Config(build_api(world.services), uds=str(socket),
-                                               log_level="critical", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive()
-            time.sleep(0.02)
-        config = tmp_path / "cli.toml"
-        config.write_text(f'[paths]\nrun_dir = "{socket.parent}"\n')
-        root = Path(__file__).resolve().parents[2]
-        environ = {"BERTH_CONFIG": str(config), "PATH": "/usr/bin:/bin",
-                   "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-                   "PYTHON": sys.executable}
-        try:
-            yield world, environ
-        finally:
-            server.should_exit = True
-            thread.join(timeout=20)
+        with listening(world.services, tmp_path) as environ:
+            yield world, {**environ, "PYTHON": sys.executable, "PYTHONPATH":
+                          f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
 def _cli(environ: dict[str, str], *args: str) -> Any:
@@ -244,7 +223,5 @@ def test_an_apps_own_certificate_is_served_again_after_a_restore(tmp_path: Path)
         assert "shop.example.com" not in served.names()
         events = _restore(new, archive)
         assert events[-1].get("result") == {"apps": ["shop"], "addons": 0}, events
-        from agent.certs.state import CertState
-        from agent.certs.storage import CertStore
         assert "shop.example.com" in served.names(), events
         assert served.context_for("shop.example.com") is not None
