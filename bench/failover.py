@@ -26,7 +26,6 @@ and after 100 MB of `run` output (target: back near the baseline).
 from __future__ import annotations
 
 import argparse
-import http.client
 import secrets
 import shutil
 import subprocess
@@ -36,7 +35,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,7 +46,7 @@ from agent.deploy.networks import app_network
 from bench import restarts
 from bench.deploy import rss_mb
 from tests.e2e.conftest import APPS, DOMAIN, running_stack
-from tests.e2e.harness import AgentProcess, GitUser, http_get, world_readable_tempdir
+from tests.e2e.harness import AgentProcess, GitUser, Load, http_get, world_readable_tempdir
 
 CLIENTS = 4
 RUN_BYTES = 100_000_000
@@ -74,58 +72,25 @@ class Outcome:
         return self.last_failure - self.first_failure
 
 
-class TimedLoad:
-    """Keep-alive GET clients in threads; counts answers and failures with their times."""
+class TimedLoad(Load):
+    """The tests' keep-alive load, also counting each failure's kind and time."""
 
     def __init__(self, port: int, host: str, outcome: Outcome) -> None:
-        self.port, self.host, self.outcome = port, host, outcome
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(CLIENTS)]
+        super().__init__(port, host, clients=CLIENTS, timeout=10)
+        self.outcome = outcome
 
-    def __enter__(self) -> Self:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def _count(self, failure: str | None) -> None:
-        with self._lock:
-            outcome = self.outcome
-            if failure is None:
-                outcome.ok += 1
-                return
-            now = time.monotonic()
-            outcome.failed += 1
-            outcome.kinds[failure] = outcome.kinds.get(failure, 0) + 1
-            outcome.first_failure = outcome.first_failure or now
-            outcome.last_failure = now
-
-    def _run(self) -> None:
-        connection: http.client.HTTPConnection | None = None
-        while not self._stop.is_set():
-            try:
-                if connection is None:
-                    connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                connection.request("GET", "/", headers={"Host": self.host})
-                response = connection.getresponse()
-                response.read()
-                self._count(f"status {response.status}" if response.status >= 500 else None)
-                if response.will_close:
-                    connection.close()
-                    connection = None
-            except (OSError, http.client.HTTPException) as exc:
-                self._count(type(exc).__name__)
-                if connection is not None:
-                    connection.close()
-                connection = None
-            time.sleep(0.005)
-        if connection is not None:
-            connection.close()
+    def _record(self, status: int | None, error: BaseException | None) -> None:
+        super()._record(status, error)
+        outcome = self.outcome
+        if status is not None and status < 500:
+            outcome.ok += 1
+            return
+        now = time.monotonic()
+        failure = f"status {status}" if status is not None else type(error).__name__
+        outcome.failed += 1
+        outcome.kinds[failure] = outcome.kinds.get(failure, 0) + 1
+        outcome.first_failure = outcome.first_failure or now
+        outcome.last_failure = now
 
 
 def web_containers(app: str) -> dict[str, str]:

@@ -302,9 +302,9 @@ class Load:
     """Keep-alive HTTP clients hammering the proxy in threads, counting failures."""
 
     def __init__(self, port: int, host: str, *, clients: int = 4, path: str = "/",
-                 keep_alive: bool = True) -> None:
+                 keep_alive: bool = True, timeout: float = 30) -> None:
         self.port, self.host, self.path = port, host, path
-        self.keep_alive = keep_alive
+        self.keep_alive, self.timeout = keep_alive, timeout
         self.ok = 0
         self.failures: list[str] = []
         self.statuses: dict[int, int] = {}
@@ -322,27 +322,35 @@ class Load:
         for thread in self._threads:
             thread.join(30)
 
+    def _record(self, status: int | None, error: BaseException | None) -> None:
+        """One answer (`status`) or failure to get one (`error`); called under the lock."""
+        if status is None:
+            self.failures.append(repr(error))
+            return
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status >= 500:
+            self.failures.append(f"status {status}")
+        else:
+            self.ok += 1
+
     def _run(self) -> None:
         connection: http.client.HTTPConnection | None = None
         while not self._stop.is_set():
             try:
                 if connection is None:
-                    connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                    connection = http.client.HTTPConnection("127.0.0.1", self.port,
+                                                            timeout=self.timeout)
                 connection.request("GET", self.path, headers={"Host": self.host})
                 response = connection.getresponse()
                 response.read()
                 with self._lock:
-                    self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
-                    if response.status >= 500:
-                        self.failures.append(f"status {response.status}")
-                    else:
-                        self.ok += 1
+                    self._record(response.status, None)
                 if response.will_close or not self.keep_alive:
                     connection.close()
                     connection = None
             except (OSError, http.client.HTTPException) as exc:
                 with self._lock:
-                    self.failures.append(repr(exc))
+                    self._record(None, exc)
                 if connection is not None:
                     connection.close()
                 connection = None
