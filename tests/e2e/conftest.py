@@ -113,20 +113,24 @@ def running_stack(root: Path, **options: Any) -> Iterator[tuple[AgentProcess, Gi
         remove_leftovers()
 
 
-def remove_leftovers() -> None:
-    """Containers, images and networks of the apps the tests made (all named e2e-*)."""
+def remove_leftovers(prefix: str = "e2e-") -> None:
+    """Containers (add-ons' too), images and networks of the apps the tests made: those
+    whose names start with `prefix`."""
     import docker
 
     client = docker.from_env()
     try:
-        for container in client.containers.list(all=True, filters={"label": "berth.managed"}):
-            if container.labels.get("berth.app", "").startswith("e2e-"):
-                container.remove(force=True)
-        for image in client.images.list(name="berth/e2e-*"):
+        for label in ("berth.managed", "berth.addon.managed"):
+            for container in client.containers.list(all=True, filters={"label": label}):
+                owner = container.labels.get("berth.app") or container.labels.get(
+                    "berth.addon.app", "")
+                if owner.startswith(prefix):
+                    container.remove(force=True)
+        for image in client.images.list(name=f"berth/{prefix}*"):
             for tag in image.tags:
                 client.images.remove(tag, force=True)
-        for network in client.networks.list(names=["berth-e2e-"]):
-            if network.name.startswith("berth-e2e-"):
+        for network in client.networks.list(names=[f"berth-{prefix}"]):
+            if network.name.startswith(f"berth-{prefix}"):
                 network.remove()
     finally:
         client.close()

@@ -15,12 +15,13 @@ from typing import Iterator
 import docker
 import pytest
 
-from tests.e2e.conftest import APPS, DOMAIN, running_stack
+from tests.e2e.conftest import APPS, DOMAIN, remove_leftovers, running_stack
 from tests.e2e.harness import AgentProcess, GitUser
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
-SHOP, BLOG = "e2e-srv-shop", "e2e-srv-blog"
+PREFIX = "e2e-srv-"  # the apps of this file, and only they, are wiped
+SHOP, BLOG = f"{PREFIX}shop", f"{PREFIX}blog"
 ADDONS = """
 [addons]
 postgres_image = "berth-stand-in/postgres:{version}"
@@ -67,26 +68,7 @@ def stack(e2e_root: Path) -> Iterator[tuple[AgentProcess, GitUser]]:
         yield started
         for app in (SHOP, BLOG):  # add-ons first, or the app's network stays in use
             started[0].cli("apps:destroy", app, "--confirm", app)
-        _remove_containers()  # whatever a failed test left
-
-
-def _remove_containers() -> None:
-    """The apps' and add-ons' containers, images and networks."""
-    client = docker.from_env()
-    try:
-        for label in ("berth.managed", "berth.addon.managed"):
-            for container in client.containers.list(all=True, filters={"label": label}):
-                owner = container.labels.get("berth.app") or container.labels.get("berth.addon.app")
-                if owner in (SHOP, BLOG):
-                    container.remove(force=True)
-        for image in client.images.list(name="berth/e2e-srv-*"):
-            for tag in image.tags:
-                client.images.remove(tag, force=True)
-        for network in client.networks.list(names=["berth-e2e-srv-"]):
-            if network.name.startswith("berth-e2e-srv-"):
-                network.remove()
-    finally:
-        client.close()
+        remove_leftovers(PREFIX)  # whatever a failed test left
 
 
 def _answer(agent: AgentProcess, app: str, wanted: bytes, timeout: float = 60) -> bytes:
@@ -141,7 +123,7 @@ def _wipe(agent: AgentProcess) -> None:
     """The server loses its disk: agent stopped, data directory, containers, images and
     networks of the apps gone; then a freshly installed (empty) agent starts."""
     agent.stop()
-    _remove_containers()
+    remove_leftovers(PREFIX)
     shutil.rmtree(agent.root / "data")
     agent.start()
 
