@@ -1,6 +1,7 @@
 """Off-host copies against a local S3-compatible server (moto in server mode, started
 here): each backup uploaded and read back; a restore after the local file is deleted
-fetches it and brings back exactly the captured rows; a failed upload is loud."""
+fetches it and brings back exactly the captured rows (postgres) or keys (redis); a
+failed upload is loud."""
 
 from __future__ import annotations
 
@@ -71,6 +72,30 @@ def test_restore_from_the_offsite_copy_after_the_local_one_is_gone(
     asyncio.run(restore.restore(backups, world.instances, world.shop, backup.id, world.out()))
     assert world.psql(addon.url, "SELECT id, name FROM items ORDER BY id") == "1|one\n2|two"
     assert local.read_bytes() == stored  # fetched back, checked
+
+
+def test_redis_restore_from_the_offsite_copy_after_the_local_one_is_gone(
+        world: World, s3: tuple[BackupSettings, Any]) -> None:
+    settings, client = s3
+    backups = with_offsite(world, settings)
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "MSET", "a", "1", "b", "2", "c", "3")
+    backup = asyncio.run(backups.capture(world.cache, None, world.out()))
+    stored = client.get_object(Bucket="offsite",
+                               Key=f"srv1/{world.cache}/{backup.file_name}")["Body"].read()
+    local = backups.path(backup)
+    assert stored == local.read_bytes()
+    local.unlink()
+    world.redis(addon.url, "SET", "a", "changed")
+    world.redis(addon.url, "DEL", "b")
+    world.redis(addon.url, "SET", "d", "new")
+    asyncio.run(restore.restore(backups, world.instances, world.cache, backup.id, world.out()))
+    assert world.redis(addon.url, "MGET", "a", "b", "c") == "1\n2\n3"
+    assert world.redis(addon.url, "EXISTS", "d") == "0"
+    assert world.redis(addon.url, "DBSIZE") == "3"
+    assert local.read_bytes() == stored  # fetched back, checked
+    assert any(f"Fetching {backup.id} from s3://offsite/" in line for line in world.lines)
 
 
 def test_a_tampered_copy_is_refused_and_a_failed_upload_is_loud(
