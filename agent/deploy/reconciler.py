@@ -19,13 +19,14 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agent.deploy.deathcause import death_cause, process_killed
 from agent.deploy.events import ContainerDied
+from agent.deploy.lastwords import LINES, last_words, with_last_words
 from agent.deploy.oomlog import OomKill, OomKills
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.output import DeployOutput
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted: the agent stopped during this deploy"
 OOM_WINDOW = 60.0  # seconds before a death in which the kernel's OOM kills explain it
 OOM_SETTLE = 2.0  # seconds after a kill in which its container's death would be reported
+TAIL_TIMEOUT = 10.0  # seconds to read a dead instance's last lines from the engine
 
 
 class Reconciler:
@@ -221,15 +223,28 @@ class Reconciler:
         try:
             container = await self._runtime.get(death.container_id)
             why = self._cause(death, container)
+            said = await self._last_words(death.container_id, live.config)
             if container is not None and container.state in ("running", "restarting"):
-                self._record(app, "InstanceRestarted",
-                             f"{death.dyno} {why}; restarted by its restart policy")
+                self._record(app, "InstanceRestarted", with_last_words(
+                    f"{death.dyno} {why}; restarted by its restart policy", said))
                 return
             if await self.reconcile_app(app):
-                self._record(app, "InstanceReplaced", f"{death.dyno} {why}; replaced")
+                self._record(app, "InstanceReplaced",
+                             with_last_words(f"{death.dyno} {why}; replaced", said))
         except BerthError as exc:
             log.warning("replacing a dead instance failed app=%s dyno=%s error=%s",
                         app, death.dyno, exc)
+
+    async def _last_words(self, container_id: str, config: Mapping[str, str]) -> list[str]:
+        """The dead instance's last log lines, redacted (none if the engine is slow)."""
+        try:
+            tail = await asyncio.wait_for(
+                self._runtime.logs_tail(container_id, LINES * 2), TAIL_TIMEOUT)
+        except (TimeoutError, BerthError) as exc:
+            log.warning("a dead instance's last lines unread container=%s error=%s",
+                        container_id[:12], exc or "timeout")
+            return []
+        return last_words(tail, config)
 
     def _cause(self, death: ContainerDied, container: Container | None) -> str:
         """Why an instance died, in words."""

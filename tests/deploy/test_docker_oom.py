@@ -1,5 +1,7 @@
-"""Instances that allocate past their memory limit on a real engine, which itself reports
-no OOM here: the app's events say who ran out of memory, with the limit."""
+"""Instances that die on a real engine: past their memory limit (which the engine itself
+reports no OOM for here), the app's events say who ran out of memory, with the limit; an
+instance that exits on its own is reported with its exit status and its last log lines,
+config var values hidden."""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ EAT = "python3 -c 'import time; time.sleep(0.5); x = bytearray(200 * 1024 * 1024
 
 
 @asynccontextmanager
-async def running(world: World, command: str) -> AsyncIterator[str]:
+async def running(world: World, command: str,
+                  config: dict[str, str] | None = None) -> AsyncIterator[str]:
     """An app whose web.1 runs `command` on the real engine under `ps:limit web
     memory=32m`, its deaths and the kernel's OOM kills followed as the agent does; the
     app's name."""
@@ -39,6 +42,7 @@ async def running(world: World, command: str) -> AsyncIterator[str]:
     client = docker.from_env()
     app, installation = f"oomtest-{secrets.token_hex(3)}", f"test-{secrets.token_hex(3)}"
     world.apps.create(app)
+    world.apps.replace_config(app, config or {})
     await world.deployer.deploy_push(app, "a" * 40, world.source, lines()[0])
     await world.deployer.settled(10)
     live = world.releases.live(app)
@@ -80,8 +84,9 @@ async def first_report(world: World, app: str, within: float) -> Event:
 async def test_an_instance_past_its_memory_limit_is_reported_out_of_memory(world) -> None:
     async with running(world, EAT) as app:
         event = await first_report(world, app, within=60)
-    assert (event.kind, event.message) == ("InstanceRestarted", (
-        "web.1 ran out of memory (limit 32 MB); restarted by its restart policy"))
+    assert event.kind == "InstanceRestarted"  # its last lines follow (the shell's "Killed")
+    assert event.message.partition("; its last lines:")[0] == (
+        "web.1 ran out of memory (limit 32 MB); restarted by its restart policy")
 
 
 async def test_a_process_killed_in_an_instance_that_lives_on_is_reported(world) -> None:
@@ -89,3 +94,16 @@ async def test_a_process_killed_in_an_instance_that_lives_on_is_reported(world) 
         event = await first_report(world, app, within=60)
     assert (event.kind, event.message) == ("ProcessKilled", (
         "web.1: python3 ran out of memory (limit 32 MB) and was killed; web.1 runs on"))
+
+
+async def test_a_crashed_instance_is_reported_with_its_exit_status_and_last_lines(world) -> None:
+    url = "postgres://app:pw-" + secrets.token_hex(8) + "@db:5432/shop"
+    crash = "echo connecting to $DATABASE_URL; echo web.1 cannot start: no such table; exit 3"
+    async with running(world, crash, {"DATABASE_URL": url}) as app:
+        event = await first_report(world, app, within=60)
+    assert event.kind == "InstanceRestarted"
+    head, _, lines = event.message.partition("; its last lines:\n")
+    assert head == "web.1 exited with status 3; restarted by its restart policy"
+    assert "  | web.1 cannot start: no such table" in lines.splitlines()
+    assert "  | connecting to [DATABASE_URL]" in lines.splitlines()
+    assert url.split("@")[0].split(":")[-1] not in event.message

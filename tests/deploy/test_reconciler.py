@@ -57,7 +57,8 @@ async def test_a_dead_instance_is_replaced_as_soon_as_the_engine_says_so(world):
         assert replacement.id != web.id and replacement.state == "running"
         (event, *_) = EventStore(world.db).list("shop")
         assert (event.kind, event.message) == (
-            "InstanceReplaced", "web.1 was killed (SIGKILL, exit status 137); replaced")
+            "InstanceReplaced", "web.1 was killed (SIGKILL, exit status 137); replaced; "
+            "its last lines:\n  | fake log line")
     finally:
         await world.runtime.close()
 
@@ -74,7 +75,8 @@ async def test_an_instance_its_restart_policy_brings_back_is_left_alone(world):
         assert list(world.runtime.containers_by_id) == [web.id]
         (event, *_) = EventStore(world.db).list("shop")
         assert (event.kind, event.message) == ("InstanceRestarted", (
-            "web.1 ran out of memory (limit 64 MB); restarted by its restart policy"))
+            "web.1 ran out of memory (limit 64 MB); restarted by its restart policy; "
+            "its last lines:\n  | fake log line"))
     finally:
         await world.runtime.close()
 
@@ -104,7 +106,8 @@ async def test_a_death_the_kernel_logged_as_an_oom_kill_says_out_of_memory(world
         await asyncio.wait_for(asyncio.gather(*reconciler._watching), 10)
         (event, *_) = EventStore(world.db).list("shop")
         assert (event.kind, event.message) == ("InstanceRestarted", (
-            "web.1 ran out of memory (limit 32 MB); restarted by its restart policy"))
+            "web.1 ran out of memory (limit 32 MB); restarted by its restart policy; "
+            "its last lines:\n  | fake log line"))
         assert kernel.asked == [(web.id, 1000.0 - OOM_WINDOW)]
     finally:
         await world.runtime.close()

@@ -81,7 +81,8 @@ def info(ctx: Context, args: argparse.Namespace) -> int:
         ctx.print("Recent events:")
         for item in data["events"]:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item["time"]))
-            ctx.print(f"  {stamp}  {item['kind']}: {item['message']}")
+            message = str(item["message"]).replace("\n", "\n    ")  # a crash's last lines
+            ctx.print(f"  {stamp}  {item['kind']}: {message}")
     return 0
 
 

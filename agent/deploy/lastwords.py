@@ -1,0 +1,71 @@
+"""What a dead instance last said, as its crash event shows it: the last few lines of its
+log, each cut to a bounded length, with every config var value hidden. Pure.
+
+Config vars hold credentials (an add-on's URL carries its password), and an app that
+crashes often prints its configuration on the way out, so any config var value found
+in a line is replaced by the var's name (`[DATABASE_URL]`), and a URL's password is
+replaced on its own as well (an app may print just that part). Values too short to be
+secrets (`PORT=5000`, `DEBUG=1`) are left alone: hiding every `1` would hide the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from urllib.parse import unquote, urlsplit
+
+LINES = 10  # lines of a dead instance's log an event carries
+LINE_LENGTH = 200  # characters of each line kept
+MIN_SECRET = 6  # shorter config values are not hidden
+
+
+def secrets_of(config: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(value, replacement) pairs to hide, longest value first (so a URL is hidden
+    whole before its password is)."""
+    found: dict[str, str] = {}
+    for name, value in config.items():
+        if len(value) >= MIN_SECRET:
+            found.setdefault(value, f"[{name}]")
+        password = _password(value)
+        if password is not None and len(password) >= MIN_SECRET:
+            found.setdefault(password, f"[{name} password]")
+            found.setdefault(unquote(password), f"[{name} password]")
+    return sorted(found.items(), key=lambda pair: -len(pair[0]))
+
+
+def _password(value: str) -> str | None:
+    if "://" not in value or "@" not in value:
+        return None
+    try:
+        netloc = urlsplit(value).netloc
+    except ValueError:
+        return None
+    userinfo = netloc.rpartition("@")[0]
+    return userinfo.partition(":")[2] or None
+
+
+def redact(line: str, hidden: Sequence[tuple[str, str]]) -> str:
+    for value, replacement in hidden:
+        if value in line:
+            line = line.replace(value, replacement)
+    return line
+
+
+def last_words(tail: Sequence[str], config: Mapping[str, str]) -> list[str]:
+    """The last `LINES` non-empty lines of `tail`, redacted, each at most `LINE_LENGTH`
+    characters (redacted before cutting, so a cut never leaves half a secret)."""
+    hidden = secrets_of(config)
+    kept = [line.rstrip() for line in tail if line.strip()][-LINES:]
+    lines = []
+    for line in kept:
+        shown = redact(line, hidden)
+        if len(shown) > LINE_LENGTH:
+            shown = shown[: LINE_LENGTH - 3] + "..."
+        lines.append(shown)
+    return lines
+
+
+def with_last_words(message: str, lines: Sequence[str]) -> str:
+    """An event's message followed by the instance's last lines, one per line."""
+    if not lines:
+        return message
+    return message + "; its last lines:\n" + "\n".join(f"  | {line}" for line in lines)

@@ -1,0 +1,43 @@
+"""A dead instance's last lines as its crash event carries them: bounded, and no config
+var value (an add-on URL, its password) ever shown."""
+
+from __future__ import annotations
+
+from agent.deploy.lastwords import LINE_LENGTH, LINES, last_words, with_last_words
+
+CONFIG = {
+    "DATABASE_URL": "postgres://app:s3cr%2Fet-pw@db.internal:5432/shop",
+    "SECRET_KEY": "k" * 40,
+    "PORT": "5000",
+    "DEBUG": "1",
+}
+
+
+def test_config_values_and_url_passwords_are_hidden():
+    said = last_words([
+        "connecting to postgres://app:s3cr%2Fet-pw@db.internal:5432/shop",
+        "password was s3cr%2Fet-pw, or s3cr/et-pw unquoted",
+        f"key {'k' * 40} on port 5000, debug 1",
+    ], CONFIG)
+    assert said == [
+        "connecting to [DATABASE_URL]",
+        "password was [DATABASE_URL password], or [DATABASE_URL password] unquoted",
+        "key [SECRET_KEY] on port 5000, debug 1",
+    ]
+    assert not any("s3cr" in line or "kkkkkk" in line for line in said)
+
+
+def test_only_the_last_lines_each_cut_to_a_bound():
+    tail = [f"line {n}" for n in range(30)] + ["", "   ", "x" * 5000]
+    said = last_words(tail, {})
+    assert len(said) == LINES and said[0] == "line 21"
+    assert said[-1] == "x" * (LINE_LENGTH - 3) + "..."
+    # a secret at the cut is hidden before the line is cut, never half shown
+    cut = last_words(["y" * (LINE_LENGTH - 20) + CONFIG["SECRET_KEY"]], CONFIG)
+    assert cut == ["y" * (LINE_LENGTH - 20) + "[SECRET_KEY]"]
+
+
+def test_the_message_carries_the_lines():
+    assert with_last_words("web.1 exited with status 3", []) == "web.1 exited with status 3"
+    assert with_last_words("web.1 exited with status 3", ["a", "b"]) == (
+        "web.1 exited with status 3; its last lines:\n  | a\n  | b")
