@@ -46,6 +46,8 @@ _NETWORK_ATTEMPTS = 5
 EXEC_GRACE = 5.0
 # The exit statuses of a command `timeout -s KILL` ended (GNU: 137; some report 124).
 _KILLED_STATUSES = (124, 137)
+# At most this many processes of a container are looked at for a signal.
+_DESCENDANTS_READ = 4096
 
 
 class AddonEngineFailure(BerthError):
@@ -199,6 +201,27 @@ class AddonEngine:
             raise ExecTimedOut(name, argv[0], timeout)
         return ExecResult(status if isinstance(status, int) else -1, bytes(out), bytes(err))
 
+    async def signal_processes(self, name: str, title: str, signum: int) -> list[int]:
+        """Send `signum` to the processes in the container whose command line starts
+        with `title` (the process title a server gives a worker it forked); their host
+        pids. Nothing running, nothing sent."""
+        return await asyncio.to_thread(self._signal_processes, name, title, signum)
+
+    def _signal_processes(self, name: str, title: str, signum: int) -> list[int]:
+        try:
+            init = int(self._api.inspect_container(name)["State"]["Pid"] or 0)
+        except docker.errors.DockerException as exc:
+            raise AddonEngineFailure(f"inspect {name}", explain(exc)) from exc
+        sent = []
+        for pid in _descendants(init) if init else []:
+            if _title(pid).startswith(title):
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    continue
+                sent.append(pid)
+        return sent
+
     def _kill_exec(self, exec_id: str, name: str) -> None:
         """The command killed from the host (the engine's processes are this host's).
         Only the command, never its `timeout` first: a process orphaned in the container
@@ -218,6 +241,31 @@ class AddonEngine:
                 continue
         log.warning("command killed after its deadline container=%s pids=%s", name,
                     ",".join(children) or "none")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid` (read from /proc: the engine's processes are this
+    host's), children before their own children."""
+    found: list[int] = []
+    queue = [pid]
+    while queue and len(found) < _DESCENDANTS_READ:
+        parent = queue.pop(0)
+        for tasks in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                children = [int(c) for c in tasks.read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            queue += children
+    return found
+
+
+def _title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            "utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def bounded(argv: Sequence[str], timeout: float) -> list[str]:

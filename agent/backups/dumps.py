@@ -2,7 +2,8 @@
 
 Postgres: `pg_dump -Fc` and `pg_restore` of the add-on's own image (so the client is
 the server's version), over the local socket. Redis: BGSAVE, waited for by its save
-counter, then the RDB file it renamed into place is read from the host.
+counter, then the RDB file it renamed into place is read from the host; a BGSAVE past
+its deadline is stopped (its saving child ended), so the next capture is not refused.
 
 Every command has a deadline (the `[addons]` settings) and is killed at it. A postgres
 client killed that way may leave its server session behind (waiting on a lock, say): it
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import signal
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -143,8 +145,32 @@ async def redis_snapshot(engine: AddonEngine, addon: Addon, *, timeout: float,
                                  f"docker logs {addon.container})")
             return
         if time.monotonic() > deadline:
-            raise DumpFailed(f"BGSAVE on {addon.name} did not finish within {timeout:g} s")
+            await _stop_bgsave(engine, addon, probe_timeout)
+            raise DumpFailed(f"BGSAVE on {addon.name} did not finish within {timeout:g} s "
+                             "and was stopped ([addons] capture_timeout)")
         await asyncio.sleep(_POLL)
+
+
+async def _stop_bgsave(engine: AddonEngine, addon: Addon, timeout: float) -> None:
+    """The saving child of a BGSAVE past its deadline ended, and its end awaited, so the
+    next capture is not refused by a save still running. SIGUSR1 is Redis's own way to
+    end a save without an error: any other signal marks the last save failed, and
+    Redis (`stop-writes-on-bgsave-error`) then refuses the app's writes. The parent
+    removes the child's temp file. A failure is logged; the capture's error stands."""
+    try:
+        pids = await engine.signal_processes(addon.container, "redis-rdb-bgsave",
+                                             signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while info_field(await redis_command(engine, addon, "INFO", "persistence",
+                                             timeout=timeout), "rdb_bgsave_in_progress") != "0":
+            if time.monotonic() > deadline:
+                raise DumpFailed(f"BGSAVE still running {timeout:g} s after SIGUSR1")
+            await asyncio.sleep(_POLL)
+    except BerthError as exc:
+        log.error("timed-out BGSAVE not stopped addon=%s error=%s", addon.name, exc)
+        return
+    log.warning("timed-out BGSAVE stopped addon=%s pids=%s", addon.name,
+                ",".join(map(str, pids)) or "none")
 
 
 async def redis_version(engine: AddonEngine, addon: Addon, *, timeout: float) -> str:

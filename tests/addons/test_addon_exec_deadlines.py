@@ -1,7 +1,8 @@
 """Commands in an add-on have deadlines: a pg_dump stuck behind a lock fails the capture
 within `capture_timeout` (recorded, logged, an event), and leaves neither its process in
 the container nor its session in the server; a command whose output the container's own
-`timeout` cannot end is given up by the agent, which kills it from the host."""
+`timeout` cannot end is given up by the agent, which kills it from the host; a redis
+BGSAVE past the capture's deadline is stopped, so the next capture is not refused."""
 
 from __future__ import annotations
 
@@ -123,3 +124,35 @@ def test_a_restore_past_its_deadline_fails_and_leaves_the_previous_rows(world: W
     _sql(world, addon, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                        "WHERE application_name = 'locker'")
     assert _sql(world, addon, "SELECT id FROM items ORDER BY id") == "1\n2"
+
+
+def _redis(w: World, addon: Addon, *words: str) -> str:
+    result = asyncio.run(w.engine.exec(addon.container, ["redis-cli", *words], timeout=10,
+                                       env={"REDISCLI_AUTH": addon.password}))
+    assert result.status == 0, result.stderr
+    return result.stdout.decode().strip()
+
+
+def test_a_redis_capture_past_its_deadline_stops_its_bgsave_and_the_next_one_works(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.service.settings = replace(STAND_IN_SETTINGS, capture_timeout=CAPTURE_TIMEOUT)
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    _redis(world, addon, "MSET", *[f"k{i}={i}" for i in range(30)])
+    # Redis's own knob for slow saves: a second a key, a 30 s BGSAVE.
+    _redis(world, addon, "CONFIG", "SET", "rdb-key-save-delay", "1000000")
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING), pytest.raises(DumpFailed, match="within 2 s"):
+        asyncio.run(world.backups.capture(world.cache, None, world.out()))
+    assert time.monotonic() - started < CAPTURE_TIMEOUT + engine_module.EXEC_GRACE
+    info = _redis(world, addon, "INFO", "persistence")
+    assert "rdb_bgsave_in_progress:0" in info
+    # Ended as Redis ends a save itself: not a failed save, so writes are still taken.
+    assert "rdb_last_bgsave_status:ok" in info
+    assert _redis(world, addon, "SET", "after", "1") == "OK"
+    assert "redis-rdb-bgsave" not in _processes(world, addon)
+    assert list(world.service.layout(addon).data.glob("temp-*.rdb")) == []
+    _redis(world, addon, "CONFIG", "SET", "rdb-key-save-delay", "0")
+    backup = asyncio.run(world.backups.capture(world.cache, None, world.out()))
+    assert backup.size > 0 and world.backups.path(backup).is_file()
+    assert "timed-out BGSAVE stopped" in caplog.text
