@@ -72,10 +72,11 @@ class BindingWatch:
         return wrong if self._clock() - self._wrong_since >= self._grace else None
 
     def explain(self, command: str) -> str:
-        """Lines for a failed check: the command, the port expected, what it listens on
-        (nothing when that could not be read)."""
+        """Lines for a failed check: the command that ran, then the port expected and
+        what it listens on (that line only when the sockets could be read: an instance
+        that exited first has none)."""
+        text = f"\ncommand: {command or 'the image CMD'}"
         if self.listening is None:
-            return ""
-        return (f"\ncommand: {command or 'the image CMD'}\nexpected to listen on "
-                f"0.0.0.0:{self._port} ($PORT); listening on: "
+            return text
+        return (f"{text}\nexpected to listen on 0.0.0.0:{self._port} ($PORT); listening on: "
                 f"{listeners.describe(self.listening)}")

@@ -4,6 +4,7 @@ proxy cannot reach it failing in seconds with a line that says so."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -14,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from agent.deploy import listeners
+from agent.deploy.binding import BindingWatch
 from agent.deploy.errors import DeployFailed
 from agent.deploy.listeners import Listener, misbound
+from agent.deploy.runtime import Container
 from tests.deploy.fakes import lines, world_in
 
 
@@ -85,3 +88,21 @@ async def test_an_instance_on_loopback_only_fails_the_deploy_in_seconds(tmp_path
             server.kill()
             server.wait()
             await world.runtime.close()
+
+
+class _Exited:
+    """An engine whose instance has already exited with code 1."""
+
+    def __init__(self, started: Container) -> None:
+        self._now = dataclasses.replace(started, state="exited", exit_code=1, pid=None)
+
+    async def get(self, container_id: str) -> Container | None:
+        return self._now
+
+
+async def test_an_instance_that_exited_first_still_names_its_command() -> None:
+    started = Container(id="c1", name="shop.web.1", state="running", pid=42)
+    watch = BindingWatch(_Exited(started), started, 5000)
+    assert await watch.problem() == "exited with code 1"
+    assert watch.explain("python main.py") == "\ncommand: python main.py"
+    assert watch.explain("") == "\ncommand: the image CMD"
