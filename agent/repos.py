@@ -18,7 +18,7 @@ from typing import Any
 
 import git
 
-from agent import hostfiles
+from agent import hostfiles, processgroup
 from agent.errors import BerthError
 from agent.hostfiles import UnsafePath
 from agent.paths import PathSettings
@@ -93,10 +93,13 @@ def _chown_tree(repos: Path, path: Path, entry: pwd.struct_passwd) -> None:
             os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
 
 
-def git_as_owner(repo: Path, args: list[str], **options: Any) -> subprocess.CompletedProcess[bytes]:
+def git_as_owner(repo: Path, args: list[str], *, timeout: float,
+                 **options: Any) -> subprocess.CompletedProcess[bytes]:
     """Run `git --git-dir REPO ARGS` as the user who owns the repository, never as root on
     a repository the berth user owns (its config could name a filter or fsmonitor
-    command), with no system or global configuration and no hooks."""
+    command), with no system or global configuration and no hooks. Past `timeout`
+    seconds git and everything it started (filters) are killed (agent.processgroup) and
+    subprocess.TimeoutExpired is raised."""
     info = os.stat(repo, follow_symlinks=False)
     if stat.S_ISLNK(info.st_mode):
         raise UnsafePath(repo, "a symbolic link")
@@ -108,7 +111,7 @@ def git_as_owner(repo: Path, args: list[str], **options: Any) -> subprocess.Comp
            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"}
     command = ["git", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
                "--git-dir", str(repo), *args]
-    return subprocess.run(command, env=env, cwd="/", check=False, **become, **options)
+    return processgroup.run(command, timeout=timeout, env=env, cwd="/", **become, **options)
 
 
 def remove_repo(paths: PathSettings, app: str) -> None:

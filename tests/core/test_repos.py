@@ -12,8 +12,8 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -22,6 +22,7 @@ from agent.hostfiles import UnsafePath
 from agent.paths import PathSettings
 from agent.repos import ensure_repo, git_as_owner
 from agent.services import trees
+from tests.processes import ended
 
 BERTH = pwd.getpwnam("berth")
 NOBODY = pwd.getpwnam("nobody")
@@ -151,7 +152,7 @@ def test_git_archive_runs_as_the_repositorys_owner_not_root(reachable: Path) -> 
 def test_git_refuses_a_symlinked_repository(reachable: Path) -> None:
     (reachable / "shop.git").symlink_to("/root")
     with pytest.raises(UnsafePath, match="shop.git: a symbolic link"):
-        git_as_owner(reachable / "shop.git", ["rev-parse", "HEAD"])
+        git_as_owner(reachable / "shop.git", ["rev-parse", "HEAD"], timeout=10)
 
 
 def test_a_directory_planted_where_a_repository_will_be_is_refused(paths: PathSettings) -> None:
@@ -184,8 +185,39 @@ def test_git_archive_that_hangs_is_killed_at_its_deadline(reachable: Path) -> No
                                              "git archive did not finish within 1 s"):
             asyncio.run(trees.export(repo, sha, workdir, 1 << 20, timeout=1))
     finally:
-        if (marks / "pid").exists():  # the filter outlives the git that started it
+        if (marks / "pid").exists():  # in case the filter outlived the git that started it
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int((marks / "pid").read_text()), signal.SIGKILL)
     assert time.monotonic() - started < 30
     assert not workdir.exists()
+
+
+def test_git_archive_past_its_deadline_takes_its_filters_children_with_it(
+    reachable: Path,
+) -> None:
+    paths = PathSettings(data_dir=reachable / "data", run_dir=reachable / "run")
+    repo = make(paths, command="true")
+    sha = commit_into(repo, reachable / "work", {"Procfile": "web: ./run\n"})
+    marks = reachable / "marks"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)
+    # The filter starts a child of its own, then hangs: both outlive a git killed alone.
+    (repo / "info" / "attributes").write_text("* filter=spawn\n")
+    with open(repo / "config", "a") as config:
+        config.write(f"[filter \"spawn\"]\n\tsmudge = \"sh -c 'sleep 60 & "
+                     f"echo $$ $! $(cut -d\\\" \\\" -f5 /proc/$$/stat) > {marks}/ids.new; "
+                     f"mv {marks}/ids.new {marks}/ids; exec sleep 60'\"\n")
+    workdir = reachable / "build"
+    workdir.mkdir()
+    pids: list[int] = []
+    try:
+        with pytest.raises(BerthError, match="git archive did not finish within 3 s"):
+            asyncio.run(trees.export(repo, sha, workdir, 1 << 20, timeout=3))
+        filter_pid, child_pid, group = (int(n) for n in (marks / "ids").read_text().split())
+        pids = [filter_pid, child_pid]
+        assert group != os.getpgrp(), "git ran in the caller's process group"
+        assert ended(pids), "the filter's processes live on"
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,69 @@
+"""agent.processgroup: a command past its deadline ends with everything it started."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from agent import processgroup
+from tests.processes import ended
+
+
+def read_pids(path: Path) -> list[int]:
+    return [int(n) for n in path.read_text().split()] if path.exists() else []
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_command_that_ends_in_time_gives_its_output_and_status() -> None:
+    result = processgroup.run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=10,
+                              capture_output=True, text=True)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+def test_input_reaches_the_command() -> None:
+    result = processgroup.run(["cat"], timeout=10, input=b"hello", stdout=subprocess.PIPE)
+    assert result.stdout == b"hello"
+
+
+def test_past_the_deadline_the_command_and_its_children_are_killed(tmp_path: Path) -> None:
+    ids = tmp_path / "ids"
+    # The child holds the output pipe open: killing the shell alone would leave it.
+    script = f"sleep 60 & echo $$ $! > {ids}.new; mv {ids}.new {ids}; wait"
+    started = time.monotonic()
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            processgroup.run(["sh", "-c", script], timeout=1, capture_output=True)
+        assert time.monotonic() - started < 8
+        pids = read_pids(ids)
+        assert len(pids) == 2
+        assert ended(pids), "a process of the command's group lives on"
+    finally:
+        kill_all(read_pids(ids))
+
+
+def test_what_a_finished_command_left_running_is_killed(tmp_path: Path) -> None:
+    ids = tmp_path / "ids"
+    script = f"sleep 60 >/dev/null 2>&1 & echo $! > {ids}"
+    try:
+        result = processgroup.run(["sh", "-c", script], timeout=10, capture_output=True)
+        assert result.returncode == 0
+        assert ended(read_pids(ids)), "the command's leftover child lives on"
+    finally:
+        kill_all(read_pids(ids))
+
+
+def test_the_command_runs_in_a_group_of_its_own() -> None:
+    result = processgroup.run(["sh", "-c", "cut -d' ' -f5 /proc/$$/stat"], timeout=10,
+                              capture_output=True, text=True)
+    assert int(result.stdout) != os.getpgrp()
