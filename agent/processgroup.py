@@ -32,6 +32,8 @@ def run(argv: Sequence[str], *, timeout: float, input: bytes | str | None = None
     its group after it ended are killed too. Never raises CalledProcessError: callers
     read `returncode`."""
     if input is not None:
+        if "stdin" in options:
+            raise ValueError("stdin and input arguments may not both be used.")
         options["stdin"] = subprocess.PIPE
     if capture_output:
         options.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)

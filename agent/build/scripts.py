@@ -9,7 +9,7 @@ The contract (also in buildpacks/README.md):
     NAME/buildpack.toml         optional: name = "...", looks_for = "Cargo.toml"
 Scripts run on the host as the agent's user with a fixed minimal environment (the app's
 config vars are not passed), the source directory as their only argument, and a
-deadline (build.script_timeout). They are the admin's code, installed by the admin; they
+deadline (build.script_timeout) that ends the script and whatever it started. They are the admin's code, installed by the admin; they
 read the pushed tree as they like, so before the first one runs the whole tree is checked
 (agent.treefile.check_tree): a link leaving it or a special file refuses the push.
 """
@@ -21,6 +21,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from agent import processgroup
 from agent.build import ca
 from agent.build.errors import BuildpackBroken
 from agent.build.model import CONTEXT_BERTH, BuildPlan, ContextFile
@@ -88,9 +89,8 @@ class ScriptBuildpack:
         tree.check_confined()  # the script reads what it likes: nothing may lead out
         env = {"PATH": SCRIPT_PATH, "LANG": "C.UTF-8", "HOME": str(self.directory), **extra}
         try:
-            result = subprocess.run(
+            result = processgroup.run(
                 [str(path), str(tree.root)],
-                check=False,
                 cwd=tree.root,
                 env=env,
                 capture_output=True,

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import processgroup
 from agent.deploy.errors import BaseMoved
 
 ZERO = "0" * 40  # git's old value of a branch that does not exist yet
@@ -46,10 +47,10 @@ async def read_ref(repo: Path, ref: str) -> str | None:
     """The commit `ref` holds in `repo`; ZERO when there is no such branch; None when
     git cannot tell (the push then goes on unchecked, as git will still check it)."""
     try:
-        result = await asyncio.to_thread(
-            subprocess.run, ["git", "-c", f"safe.directory={repo}", "--git-dir", str(repo),
-                             "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-            capture_output=True, text=True, check=False, timeout=READ_TIMEOUT)
+        result: subprocess.CompletedProcess[str] = await asyncio.to_thread(
+            processgroup.run, ["git", "-c", f"safe.directory={repo}", "--git-dir", str(repo),
+                               "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+            capture_output=True, text=True, timeout=READ_TIMEOUT)
     except subprocess.TimeoutExpired:
         log.warning("branch not read in %gs repo=%s ref=%s", READ_TIMEOUT, repo, ref)
         return None

@@ -9,12 +9,12 @@ import http.client
 import shutil
 import socket
 import ssl
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agent import processgroup
 from agent.errors import BerthError
 
 TIMEOUT = 5.0
@@ -142,7 +142,7 @@ def agent_restarts(unit: str = "berth") -> int | None:
             return int(SUPERVISOR_RESTARTS.read_text(encoding="ascii").strip())
         except (OSError, ValueError):
             return None
-    result = subprocess.run(["systemctl", "show", "-p", "NRestarts", "--value", unit],
-                            capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    result = processgroup.run(["systemctl", "show", "-p", "NRestarts", "--value", unit],
+                              capture_output=True, text=True, timeout=TIMEOUT)
     value = result.stdout.strip()
     return int(value) if value.isdigit() else None

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from agent import processgroup
 from agent.firewall.errors import CommandFailed, NetnsMissing, NftMissing, RulesetRejected
 from agent.firewall.settings import FirewallSettings
 from agent.firewall.sshd import parse_sshd_ports
@@ -21,7 +22,6 @@ from agent.firewall.sshd import parse_sshd_ports
 log = logging.getLogger(__name__)
 
 TABLE_FAMILY, TABLE_NAME = "inet", "berth"
-KILL_GRACE = 5.0  # seconds a killed command gets to be reaped before it is left behind
 
 
 @dataclass(frozen=True)
@@ -111,35 +111,17 @@ class NftRunner:
 
 
 def _run_blocking(argv: list[str], stdin: str | None, timeout: float) -> CommandResult:
+    """Run `argv`; past the deadline it is killed and reaped within a bound
+    (agent.processgroup): a process stuck in the kernel does not hold the caller."""
+    given = {"input": stdin.encode()} if stdin is not None else {"stdin": subprocess.DEVNULL}
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        result = processgroup.run(argv, timeout=timeout, capture_output=True, **given)
     except FileNotFoundError as exc:
         raise CommandFailed(argv, "program not found") from exc
-    data = stdin.encode() if stdin is not None else None
-    try:
-        out, err = proc.communicate(data, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        _kill(proc, argv, KILL_GRACE)
         raise CommandFailed(argv, f"no answer within {timeout:g}s") from exc
-    return CommandResult(argv, proc.returncode, out.decode(), err.decode())
-
-
-def _kill(proc: subprocess.Popen[bytes], argv: list[str], grace: float) -> None:
-    """Kill a command past its deadline and reap it, waiting a bounded time: a process
-    stuck in the kernel (uninterruptible) does not hold the caller up with it."""
-    proc.kill()
-    try:
-        proc.communicate(timeout=grace)
-    except subprocess.TimeoutExpired:
-        log.warning("firewall command not ended %gs after kill argv=%s", grace, argv)
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+    return CommandResult(argv, result.returncode, result.stdout.decode(),
+                         result.stderr.decode())
 
 
 def _first_error(stderr: str) -> str:

@@ -63,6 +63,34 @@ def test_what_a_finished_command_left_running_is_killed(tmp_path: Path) -> None:
         kill_all(read_pids(ids))
 
 
+class Unkillable:
+    """A process stuck in the kernel: it never answers, the kill is taken, it never ends."""
+
+    pid = -1  # never signalled: kill_group is replaced too
+    args = ("sleep", "60")
+    stdin = stdout = stderr = None
+
+    def __init__(self, argv: list[str], **options: object) -> None:
+        pass
+
+    def communicate(self, data: bytes | None = None, timeout: float | None = None) -> None:
+        time.sleep(timeout or 0)
+        raise subprocess.TimeoutExpired("sleep", timeout or 0)
+
+
+def test_a_killed_command_that_never_ends_does_not_hold_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    killed: list[int] = []
+    monkeypatch.setattr(processgroup.subprocess, "Popen", Unkillable)
+    monkeypatch.setattr(processgroup, "kill_group", killed.append)
+    began = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        processgroup.run(["sleep", "60"], timeout=0.3, grace=0.2)
+    assert killed == [Unkillable.pid]
+    assert time.monotonic() - began < 5
+
+
 def test_the_command_runs_in_a_group_of_its_own() -> None:
     result = processgroup.run(["sh", "-c", "cut -d' ' -f5 /proc/$$/stat"], timeout=10,
                               capture_output=True, text=True)
