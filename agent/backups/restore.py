@@ -140,8 +140,8 @@ async def verify(service: BackupService, app: str, backup_id: str, out: DeployOu
                                              probe_timeout=limits.command_timeout)
                 answer = await engine.exec(copy.container, [
                     "psql", "-U", copy.user, "-d", copy.user, "-Atc",
-                    "SELECT count(*) FROM information_schema.tables "
-                    "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"],
+                    ("SELECT count(*) FROM information_schema.tables "
+                     "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")],
                     timeout=limits.command_timeout, user="postgres")
                 found = f"{answer.stdout.decode().strip()} tables"
             else:

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 130
     except BrokenPipeError:
         return 1
-    except Exception as exc:  # a bug: still one line, never a traceback on a pusher's screen
+    except Exception as exc:  # noqa: BLE001 (a bug: one line, no traceback on a pusher's screen)
         _fail(f"internal error: {type(exc).__name__}: {exc} (please report it)")
         return 1
 

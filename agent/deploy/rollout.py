@@ -313,8 +313,11 @@ async def _all_or_none(*work: Awaitable[None]) -> None:
     tasks = [asyncio.ensure_future(w) for w in work]
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    except BaseException:
-        done, pending = set(), set(tasks)
+    except BaseException:  # the caller cancelled: the work ends with it
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     ended_badly = [t for t in done if t.cancelled() or t.exception() is not None]
     if not ended_badly and not pending:
         return

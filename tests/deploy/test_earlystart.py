@@ -330,3 +330,10 @@ async def test_the_gate_and_the_instances_succeed_together_or_not_at_all():
 
     with pytest.raises(asyncio.CancelledError):  # a gate cancelled is no success
         await _all_or_none(gate(), ok(0.05), cancel_build())
+    work = asyncio.ensure_future(asyncio.sleep(5))
+    caller = asyncio.ensure_future(_all_or_none(work, ok(5)))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert work.cancelled()  # the caller's cancellation ends the work with it

@@ -64,8 +64,8 @@ def info(ctx: Context, args: argparse.Namespace) -> int:
             ("Last backup", _last_backup(data))]
     if data.get("schedule"):
         plan = data["schedule"]
-        rows.append(("Schedule", f"daily at {plan['at']} UTC, keeping {plan['keep_daily']} "
-                                 f"daily and {plan['keep_weekly']} weekly"))
+        rows.append(("Schedule", (f"daily at {plan['at']} UTC, keeping {plan['keep_daily']} "
+                                  f"daily and {plan['keep_weekly']} weekly")))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         ctx.print(f"{key + ':':<{width + 2}}{value}")

@@ -70,10 +70,11 @@ def info(ctx: Context, args: argparse.Namespace) -> int:
         rows.append(("Limits", "; ".join(f"{p}: {text}" for p, text in limits.items())))
     traffic = data.get("traffic")
     if traffic:
-        rows.append(("Traffic", f"{traffic['requests']} requests (2xx {traffic['status_2xx']}, "
-                                f"3xx {traffic['status_3xx']}, 4xx {traffic['status_4xx']}, "
-                                f"5xx {traffic['status_5xx']}), {traffic['in_flight']} in flight, "
-                                f"{traffic['upstream_errors']} upstream errors"))
+        rows.append(("Traffic", (f"{traffic['requests']} requests "
+                                 f"(2xx {traffic['status_2xx']}, 3xx {traffic['status_3xx']}, "
+                                 f"4xx {traffic['status_4xx']}, 5xx {traffic['status_5xx']}), "
+                                 f"{traffic['in_flight']} in flight, "
+                                 f"{traffic['upstream_errors']} upstream errors")))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         ctx.print(f"{key + ':':<{width + 2}}{value}")
