@@ -3,6 +3,8 @@ start), and the app instances a restore stops and starts (the deployer's)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
+
 import docker
 
 from agent.addons.engine import AddonEngine
@@ -47,8 +49,11 @@ class DeployedInstances:
     def running(self, app: str) -> bool:
         return self._releases.live(app) is not None and not self._apps.get(app).stopped
 
+    def hold(self, app: str, out: DeployOutput) -> AbstractAsyncContextManager[None]:
+        return self._deployer.app_lock(app, out)
+
     async def stop(self, app: str, out: DeployOutput) -> None:
-        await self._deployer.stop(app, out)
+        await self._deployer.stop_holding(app, out)
 
     async def start(self, app: str, out: DeployOutput) -> None:
-        await self._deployer.start(app, out)
+        await self._deployer.start_holding(app, out)

@@ -1,6 +1,7 @@
 """Restoring a backup into its add-on, and verifying one in a throwaway container.
 
-A restore first checks the file against its recorded SHA-256, stops the app's instances
+A restore first checks the file against its recorded SHA-256, then holds the app's lock
+for its whole length (other operations on the app wait), stops the app's instances
 (answering 503 meanwhile) and starts them again afterwards, whatever happened. Postgres
 restores in one transaction; Redis gets the file while stopped, and when it does not
 come back with it, its previous file is put back. Either way a failed restore leaves
@@ -14,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,28 +32,40 @@ class RestoreFailed(BerthError):
 
 
 class AppInstances(Protocol):
-    """Stopping and starting an app's instances around a restore."""
+    """An app held for a restore, its instances stopped and started again meanwhile."""
+
+    def hold(self, app: str, out: DeployOutput) -> AbstractAsyncContextManager[None]:
+        """The app's operation lock: pushes, config changes, ps:start wait for it."""
+        ...
 
     def running(self, app: str) -> bool: ...
 
-    async def stop(self, app: str, out: DeployOutput) -> None: ...
+    async def stop(self, app: str, out: DeployOutput) -> None:
+        """Stop its instances (with the app held)."""
+        ...
 
-    async def start(self, app: str, out: DeployOutput) -> None: ...
+    async def start(self, app: str, out: DeployOutput) -> None:
+        """Start its instances (with the app held)."""
+        ...
 
 
 @asynccontextmanager
-async def _app_stopped(instances: AppInstances, app: str, out: DeployOutput
-                       ) -> AsyncIterator[None]:
-    was_running = instances.running(app)
-    if was_running:
-        out.step(f"Stopping {app}'s instances for the restore")
-        await instances.stop(app, out)
-    try:
-        yield
-    finally:
+async def _app_held_stopped(instances: AppInstances, app: str, out: DeployOutput
+                            ) -> AsyncIterator[None]:
+    """The app held for the whole restore, so no other operation on it (a push and its
+    release phase, a config change, ps:start) starts instances against half-restored
+    data; its instances, if it had any, are stopped and started again inside."""
+    async with instances.hold(app, out):
+        was_running = instances.running(app)
         if was_running:
-            out.step(f"Starting {app} again")
-            await asyncio.shield(instances.start(app, out))
+            out.step(f"Stopping {app}'s instances for the restore")
+            await instances.stop(app, out)
+        try:
+            yield
+        finally:
+            if was_running:
+                out.step(f"Starting {app} again")
+                await asyncio.shield(instances.start(app, out))
 
 
 async def check_file(service: BackupService, backup: Backup) -> Path:
@@ -71,7 +84,7 @@ async def restore(service: BackupService, instances: AppInstances, app: str, bac
         raise RestoreFailed(f"{backup.id} is a {backup.kind} backup; {addon.name} is {addon.kind}")
     await service.ensure_local(backup, out)
     path = await check_file(service, backup)
-    async with _app_stopped(instances, app, out):
+    async with _app_held_stopped(instances, app, out):
         out.step(f"Restoring {backup.id} into {addon.name}")
         try:
             if addon.kind == "postgres":

@@ -203,17 +203,25 @@ class Deployer:
 
     async def stop(self, app_name: str, out: DeployOutput) -> None:
         async with self.app_lock(app_name, out):
-            self._apps.get(app_name)
-            await self._rollout.stop_all(app_name, out)
-            self._apps.set_stopped(app_name, True)
-            self._events.record(app_name, "AppStopped", "stopped")
+            await self.stop_holding(app_name, out)
+
+    async def stop_holding(self, app_name: str, out: DeployOutput) -> None:
+        """`stop`, for a caller holding the app's lock across steps (a restore)."""
+        self._apps.get(app_name)
+        await self._rollout.stop_all(app_name, out)
+        self._apps.set_stopped(app_name, True)
+        self._events.record(app_name, "AppStopped", "stopped")
 
     async def start(self, app_name: str, out: DeployOutput) -> None:
         async with self.app_lock(app_name, out):
-            app, live = self._live(app_name)
-            self._apps.set_stopped(app_name, False)
-            await self._rollout.roll(self._views.plan(app, live), out, replace_all=False)
-            self._events.record(app_name, "AppStarted", "started")
+            await self.start_holding(app_name, out)
+
+    async def start_holding(self, app_name: str, out: DeployOutput) -> None:
+        """`start`, for a caller holding the app's lock across steps (a restore)."""
+        app, live = self._live(app_name)
+        self._apps.set_stopped(app_name, False)
+        await self._rollout.roll(self._views.plan(app, live), out, replace_all=False)
+        self._events.record(app_name, "AppStarted", "started")
 
     async def refresh_routing(self, app_name: str) -> None:
         """Hosts or route options changed (domains, apps:set): update proxy and certs."""

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import sqlite3
 import time
+from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,9 @@ ROOM_KEPT = 256 * 1024 * 1024  # what the staging may not take of the disk's fre
 
 class _NotRunning:
     """A restored app has no instances yet while its add-on gets its data."""
+
+    def hold(self, app: str, out: DeployOutput) -> AbstractAsyncContextManager[None]:
+        return nullcontext()
 
     def running(self, app: str) -> bool:
         return False

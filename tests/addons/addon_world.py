@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from contextlib import AbstractAsyncContextManager, nullcontext
 from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -63,6 +64,10 @@ class FakeInstances:
     def __init__(self) -> None:
         self.up = True
         self.calls: list[str] = []
+
+    def hold(self, app: str, out: DeployOutput) -> AbstractAsyncContextManager[None]:
+        self.calls.append("hold")
+        return nullcontext()
 
     def running(self, app: str) -> bool:
         return self.up

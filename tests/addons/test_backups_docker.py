@@ -39,7 +39,7 @@ def test_postgres_restore_brings_back_exactly_the_captured_rows(world: World) ->
                     "INSERT INTO items VALUES (4, 'four')")
     asyncio.run(restore.restore(world.backups, world.instances, world.shop, "b1", world.out()))
     assert world.psql(url, "SELECT id, name FROM items ORDER BY id") == "1|one\n2|two\n3|three"
-    assert world.instances.calls == ["stop", "start"] and world.instances.up
+    assert world.instances.calls == ["hold", "stop", "start"] and world.instances.up
     assert addon.password not in "\n".join(world.lines)
 
 

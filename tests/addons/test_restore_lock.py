@@ -1,0 +1,77 @@
+"""A restore holds its app for its whole length: the deployer's real locks and roll-out
+over the deploy tests' fake engine, so an operation sent mid-restore is seen to wait."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agent.addons.wiring import DeployedInstances
+from agent.backups import restore
+from agent.services.configvars import ConfigChange
+from tests.deploy.fakes import World, lines, world  # noqa: F401 (fixture)
+
+
+def running(world: World, app: str) -> list[str]:
+    return [c.id for c in world.runtime.containers_by_id.values()
+            if c.spec.labels.get("berth.app") == app and c.state == "running"]
+
+
+async def test_a_config_change_sent_mid_restore_starts_nothing_until_it_ends(world: World
+                                                                             ) -> None:
+    world.apps.create("shop")
+    try:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
+        assert running(world, "shop")
+        instances = DeployedInstances(world.deployer, world.apps, world.releases)
+        out, seen = lines()
+        restoring, finish = asyncio.Event(), asyncio.Event()
+
+        async def a_restore() -> None:
+            async with restore._app_held_stopped(instances, "shop", out):
+                restoring.set()
+                await finish.wait()  # the data being put back
+
+        task = asyncio.create_task(a_restore())
+        await asyncio.wait_for(restoring.wait(), 10)
+        assert running(world, "shop") == []
+        config_out, config_seen = lines()
+        change = asyncio.create_task(world.deployer.release_config(
+            "shop", ConfigChange({"K": "v"}), config_out))
+        await asyncio.sleep(0.5)  # long enough for a release of the fakes to go live
+        assert not change.done() and running(world, "shop") == []
+        assert world.releases.live("shop").number == 1
+        assert any("Waiting for the operation in progress on shop" in line
+                   for line in config_seen)
+        finish.set()
+        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(change, 10)
+        assert running(world, "shop") and world.releases.live("shop").number == 2
+        assert world.apps.config("shop")["K"] == "v"
+        assert any("Starting shop again" in line for line in seen)
+    finally:
+        await world.runtime.close()
+
+
+async def test_a_push_to_an_app_not_running_waits_for_the_restore_too(world: World) -> None:
+    world.apps.create("shop")
+    instances = DeployedInstances(world.deployer, world.apps, world.releases)
+    restoring, finish = asyncio.Event(), asyncio.Event()
+
+    async def a_restore() -> None:
+        async with restore._app_held_stopped(instances, "shop", lines()[0]):
+            restoring.set()
+            await finish.wait()
+
+    try:
+        task = asyncio.create_task(a_restore())
+        await asyncio.wait_for(restoring.wait(), 10)
+        push = asyncio.create_task(world.deployer.deploy_push("shop", "a" * 40, world.source,
+                                                              lines()[0]))
+        await asyncio.sleep(0.5)
+        assert not push.done() and running(world, "shop") == []
+        finish.set()
+        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(push, 10)
+        assert running(world, "shop")
+    finally:
+        await world.runtime.close()
