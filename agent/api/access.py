@@ -7,7 +7,8 @@ An admin key may do everything. An app key may push to and use the verbs of the 
 lists (config, domains, ps, logs, run, releases, rollback, storage, apps:info/set,
 apps:create and apps:destroy of those names), and the add-ons and backups of those apps
 (addons, addons:create/destroy/restart, backups, capture, download, restore, verify,
-schedules); `apps` and `events` show it only those apps; keys, firewall, certificates,
+schedules); `apps` and `events` show it only those apps, `doctor`'s probe (/doctor)
+only their domains; keys, firewall, certificates,
 the server-wide add-on list (/addons) and whole-server backup and restore (/server) need
 an admin key.
 """
@@ -35,7 +36,7 @@ def refusal(key: SshKey, method: str, path: str) -> str | None:
     if key.apps is None:
         return None
     parts = path.strip("/").split("/")
-    if parts[0] == "version" or (parts[0] == "events" and method in ("GET", "HEAD")):
+    if parts[0] == "version" or (parts[0] in ("events", "doctor") and method in ("GET", "HEAD")):
         return None
     if parts[0] == "apps" and len(parts) == 1:
         return None  # listed, or created, within the key's apps (checked by the handler)

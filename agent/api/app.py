@@ -30,6 +30,7 @@ from agent.api import (
     certs,
     config,
     deploys,
+    doctor,
     domains,
     events,
     firewall,
@@ -61,6 +62,7 @@ TOP_LEVEL: tuple[RouteTable, ...] = (
     events.routes,
     addons.routes,
     server.routes,
+    doctor.routes,
 )
 
 # Resources of one app, under /apps/{app}.

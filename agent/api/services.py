@@ -37,9 +37,15 @@ if TYPE_CHECKING:
 
 
 class ProxyView(Protocol):
-    """Read-only view of the proxy the API shows (an app's traffic counters)."""
+    """Read-only view of the proxy the API shows (an app's traffic counters, what
+    `berth doctor` probes with)."""
 
     def counters(self, name: str) -> RouteCounters: ...
+
+    @property
+    def probe_token(self) -> str: ...  # berth doctor's probe (agent.proxy.probe)
+
+    def tls_names(self) -> frozenset[str]: ...  # names it holds a certificate for
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Running every check of `berth doctor` in order: the host (engine, disk, memory,
-clock), the network (ACME, package registries, ports), then what the agent knows (DNS of
-app domains, certificates, firewall, add-on backups, restarts). A probe that raises becomes a `warn`
+clock), the network (ACME, package registries), then what the agent knows and answers:
+ports 80/443 on this server's address and every app domain's addresses (whether this
+agent's proxy answers Berth's probe there, agent.doctor.portprobe), DNS of app domains,
+certificates, firewall, add-on backups, restarts. A probe that raises becomes a `warn`
 naming what could not be checked; one the caller's key may not ask for (an app key's
 certificates and firewall) is a `skip` saying it needs an admin key; the other checks
 still run."""
@@ -9,12 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.cli.starthint import start_hint
 from agent.config import Config
-from agent.doctor import findings, probes
+from agent.doctor import findings, portprobe, probes
 from agent.doctor.findings import Finding
+from agent.errors import AgentUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +41,21 @@ class AgentFacts(Protocol):
 
     def firewall(self) -> dict[str, Any]: ...
 
+    def probe(self) -> dict[str, Any]: ...  # the proxy's probe token, domains with a certificate
 
-def checkup(config: Config, agent: AgentFacts) -> list[Finding]:
+
+@dataclass(frozen=True)
+class Looks:
+    """How names and this host's addresses are found (the system's resolver and default
+    routes; a test names its own)."""
+
+    resolve: Callable[[str], list[str]] = probes.resolve
+    own_addresses: Callable[[], set[str]] = probes.own_addresses
+
+
+def checkup(config: Config, agent: AgentFacts, looks: Looks | None = None) -> list[Finding]:
     found: list[Finding] = []
-    for name, check in _checks(config, agent):
+    for name, check in _checks(config, agent, looks or Looks()):
         try:
             result = check()
         except NeedsAdminKey:
@@ -55,14 +71,14 @@ def checkup(config: Config, agent: AgentFacts) -> list[Finding]:
 Check = Callable[[], "Finding | list[Finding]"]
 
 
-def _checks(config: Config, agent: AgentFacts) -> list[tuple[str, Check]]:
+def _checks(config: Config, agent: AgentFacts, looks: Looks) -> list[tuple[str, Check]]:
     return [
         ("docker engine", lambda: _engine_and_disk(config)),
         ("memory", lambda: findings.memory(*probes.memory())),
         ("acme", lambda: _acme_and_clock(config)),
         ("registries", lambda: _registries(config)),
-        ("ports", lambda: _ports(config)),
-        ("dns", lambda: _dns(config, agent)),
+        ("ports", lambda: _ports(config, agent, looks)),
+        ("dns", lambda: _dns(config, agent, looks)),
         ("certificates", lambda: findings.certificates(agent.certificates())),
         ("firewall", lambda: findings.firewall(agent.firewall())),
         ("backups", lambda: findings.backups(agent.apps())),
@@ -98,25 +114,40 @@ def _registries(config: Config) -> list[Finding]:
             for reach in [probes.tls_handshake(host, config.build.ca_bundle)]]
 
 
-def _ports(config: Config) -> list[Finding]:
-    host = "127.0.0.1" if config.proxy.listen in ("0.0.0.0", "::", "") else config.proxy.listen
-    ports = [config.proxy.http_port]
-    if config.proxy.https_port is not None:
-        ports.append(config.proxy.https_port)
-    found = []
-    for port in ports:
-        error = probes.listening(host, port)
-        if error is None:
-            found.append(Finding("ok", f"port {port}", "the proxy accepts connections"))
-        else:
-            found.append(Finding("fail", f"port {port}", f"nothing accepts on {host}:{port} "
-                                 f"({error})", "start the agent; see berth version"))
-    return found
+def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
+    """Berth's probe sent to this server's address and to every address of every app
+    domain, on port 80 (and 443 with TLS for domains with a certificate)."""
+    try:
+        probe = agent.probe()
+    except AgentUnavailable:
+        return [Finding("fail", "ports", f"nothing answers for Berth on ports "
+                        f"{config.proxy.http_port}/{config.proxy.https_port}: the agent is "
+                        "not running", start_hint())]
+    own = sorted(looks.own_addresses())
+    targets = [portprobe.Target(a, config.proxy.http_port, a) for a in own]
+    if not own:  # no default route: the proxy's own listening address at least
+        host = "127.0.0.1" if config.proxy.listen in ("0.0.0.0", "::", "") \
+            else config.proxy.listen
+        targets.append(portprobe.Target(host, config.proxy.http_port, host))
+    tls_hosts = set(probe.get("tls_hosts") or [])
+    for domain in _domains(agent):
+        for address in looks.resolve(domain):
+            targets.append(portprobe.Target(address, config.proxy.http_port, domain))
+            if domain in tls_hosts and config.proxy.https_port is not None:
+                targets.append(portprobe.Target(address, config.proxy.https_port, domain, True))
+    answers = portprobe.probe_all(targets, str(probe["token"]))
+    return [findings.reached(t.port, t.address, None if t.host == t.address else t.host,
+                             a.who, a.detail, own, start_hint())
+            for t, a in zip(targets, answers, strict=True)]
 
 
-def _dns(config: Config, agent: AgentFacts) -> list[Finding]:
-    server = probes.own_addresses() | set(config.acme.public_addresses)
-    domains = sorted({d for app in agent.apps() for d in app.get("domains", [])})
+def _domains(agent: AgentFacts) -> list[str]:
+    return sorted({d for app in agent.apps() for d in app.get("domains", [])})
+
+
+def _dns(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
+    server = looks.own_addresses() | set(config.acme.public_addresses)
+    domains = _domains(agent)
     if not domains:
         return [Finding("ok", "dns", "no app domains yet")]
-    return [findings.dns(domain, probes.resolve(domain), server) for domain in domains]
+    return [findings.dns(domain, looks.resolve(domain), server) for domain in domains]

@@ -155,3 +155,28 @@ def restarts(count: int | None) -> Finding:
         return Finding("warn", "agent restarts", f"restarted {count} time(s) by its supervisor",
                        "read why: journalctl -u berth, or /var/log/berth/agent.stderr")
     return Finding("ok", "agent restarts", "none")
+
+
+def reached(port: int, address: str, domain: str | None, who: str, detail: str,
+            server: Sequence[str], start_hint: str) -> Finding:
+    """Who answered Berth's probe on `address`:`port` (for `domain`, or for this server's
+    own address when None): this agent (ok), another server, or nothing (fail)."""
+    subject = f"port {port} {domain or address}"
+    if who == "this agent":
+        return Finding("ok", subject, f"{domain} reaches this server on {address}" if domain
+                       else f"this server's proxy answers on {address}")
+    here = ", ".join(server) or "its address"
+    if who == "another server":
+        if domain is None:
+            return Finding("fail", subject, f"another server answers on {address}:{port}, not "
+                           f"Berth's proxy ({detail})", f"stop what holds port {port} "
+                           f"(ss -ltnp 'sport = :{port}'), then restart the agent")
+        return Finding("fail", subject, f"{domain} points at {address}, which is not this "
+                       f"server ({detail})", f"point {domain}'s A/AAAA record at this server "
+                       f"({here})")
+    message = f"port {port} unreachable on {address} ({detail})"
+    if domain is not None and address not in server:
+        return Finding("fail", subject, message, f"point {domain}'s A/AAAA record at this "
+                       f"server ({here}), or open port {port} on {address}")
+    return Finding("fail", subject, message, f"the agent's proxy should answer there: "
+                   f"{start_hint}; check that nothing on this server blocks port {port}")

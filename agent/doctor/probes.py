@@ -85,15 +85,6 @@ def own_addresses() -> set[str]:
     return found
 
 
-def listening(host: str, port: int) -> str | None:
-    """None when something accepts TCP connections on host:port, else why not."""
-    try:
-        socket.create_connection((host, port), timeout=TIMEOUT).close()
-        return None
-    except OSError as exc:
-        return exc.strerror or str(exc)
-
-
 def _context(cafile: Path | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cafile) if cafile else None)
 

@@ -1,7 +1,9 @@
 """Where a request goes: an answer the proxy gives itself, or a route to forward it on.
 
 `dispatch` only delegates, through small named guards applied in order (as kamal-proxy's
-service does): an ACME challenge over HTTP, no route for the host (404; 503 with
+service does): an ACME challenge over HTTP, `berth doctor`'s probe (agent.proxy.probe,
+over HTTP or HTTPS; both sit under `/.well-known/`, so other requests pay one prefix
+test for the two), no route for the host (404; 503 with
 Retry-After while the routes are still being restored), a Host of another app than the
 TLS connection's SNI name (421), the redirect to HTTPS, a declared body over the app's
 limit (413). A request that passes them all is forwarded along the route returned. Reads
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from agent.proxy import pages
 from agent.proxy.challenges import PREFIX as CHALLENGE_PREFIX
+from agent.proxy.probe import PREFIX as PROBE_PREFIX
 
 if TYPE_CHECKING:
     from agent.proxy.context import Context
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from agent.proxy.routes import Route
 
 _REDIRECT_METHODS = (b"GET", b"HEAD")
+_WELL_KNOWN = b"/.well-known/"
 
 
 class Answer(NamedTuple):
@@ -36,8 +40,10 @@ def dispatch(
 ) -> Answer | Route:
     """The answer to give for `head`, or the route to forward it on."""
     close = not keep_alive or not complete  # unread body bytes: close after an error
-    if head.target.startswith(CHALLENGE_PREFIX) and not tls:
-        return _challenge(ctx, head, keep_alive, close)
+    if head.target.startswith(_WELL_KNOWN):
+        answer = _well_known(ctx, head, tls, keep_alive, close)
+        if answer is not None:
+            return answer
     route = ctx.table.lookup(head.host)
     if route is None:
         return _no_route(ctx, head, close)
@@ -63,6 +69,21 @@ def error(status: int, head: RequestHead, close: bool, route: Route | None = Non
     if head.method == b"HEAD":
         response = pages.head_only(response)
     return Answer(status, response, route)
+
+
+def _well_known(
+    ctx: Context, head: RequestHead, tls: bool, keep_alive: bool, close: bool
+) -> Answer | None:
+    """The proxy's own answers under /.well-known/ (None: the app's path, forwarded)."""
+    target = head.target
+    if target.startswith(CHALLENGE_PREFIX) and not tls:
+        return _challenge(ctx, head, keep_alive, close)
+    if target.startswith(PROBE_PREFIX):
+        proof = ctx.probe.answer(target)
+        if proof is None:
+            return error(404, head, close)
+        return Answer(200, pages.challenge_response(proof, not keep_alive))
+    return None
 
 
 def _challenge(ctx: Context, head: RequestHead, keep_alive: bool, close: bool) -> Answer:

@@ -21,6 +21,7 @@ from agent.proxy.client import ClientConnection
 from agent.proxy.context import Context
 from agent.proxy.errors import ProxyAlreadyRunning, ProxyNotRunning
 from agent.proxy.model import DrainReport, RouteCounters, RouteOptions, Upstream
+from agent.proxy.probe import ProbeToken
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
 from agent.proxy.sockets import listening_socket
@@ -38,6 +39,7 @@ class Proxy:
         self.settings = settings
         self.certificates = CertificateStore()
         self.challenges = ChallengeTokens()
+        self.probe = ProbeToken()  # answered on /.well-known/berth-probe/ (berth doctor)
         if not settings.access_log:
             access_log = None
         elif access_log is None:
@@ -71,7 +73,8 @@ class Proxy:
         settings = self.settings
         _raise_open_files_limit(settings.max_connections * 2 + 256)
         ctx = Context(
-            settings, loop, self._table, self.certificates, self.challenges, self._access_log
+            settings, loop, self._table, self.certificates, self.challenges, self._access_log,
+            self.probe,
         )
         http = await loop.create_server(
             lambda: ClientConnection(ctx, False),
@@ -222,6 +225,13 @@ class Proxy:
 
     def counters(self, name: str) -> RouteCounters:
         return self._table.tally(name).snapshot()
+
+    @property
+    def probe_token(self) -> str:
+        return self.probe.token
+
+    def tls_names(self) -> frozenset[str]:
+        return self.certificates.names()
 
     # draining ----------------------------------------------------------------------------
 

@@ -171,4 +171,5 @@ def test_doctor_exits_1_on_a_failure(tmp_path):
                             env={"BERTH_CONFIG": str(config), "PYTHONPATH": str(repo),
                                  "PATH": "/usr/bin:/bin"}, timeout=120, cwd=repo)
     assert result.returncode == 1, result.stderr
-    assert "fail  port 1: nothing accepts on 127.0.0.1:1" in result.stdout
+    assert ("fail  ports: nothing answers for Berth on ports 1/2: the agent is not running"
+            in result.stdout)

@@ -29,6 +29,9 @@ class ApiFacts:
     def firewall(self) -> dict[str, Any]:
         return dict(self._admin_only("/firewall"))
 
+    def probe(self) -> dict[str, Any]:
+        return dict(self.client.call("GET", "/doctor/probe"))
+
     def _admin_only(self, path: str) -> Any:
         """GET `path`, which an app key is refused (403): that refusal is NeedsAdminKey."""
         try:

@@ -1,0 +1,124 @@
+"""berth doctor's ports check on real sockets: a real proxy (in its own event loop) and a
+real control API answering the doctor's questions; an app with a domain that reaches
+this proxy (HTTP and, with its certificate, HTTPS), one whose address is served by a
+plain HTTP server that answers every path with 200 (another loopback address), and one
+whose address has nothing listening. Names resolve through the test's own table: the
+connections are real, the DNS records are not."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from agent.cli.client import ControlClient
+from agent.cli.verbs.doctor import ApiFacts
+from agent.doctor import portprobe
+from agent.doctor.checkup import Looks, checkup
+from agent.doctor.findings import Finding
+from agent.proxy import Proxy, ProxySettings
+from tests.api.conftest import listening, make_services
+from tests.certs.fakes import ThrowawayCA
+
+ADDRESSES = {"here.test": ["127.0.0.1"], "elsewhere.test": ["127.0.0.2"],
+             "closed.test": ["127.0.0.3"]}
+
+
+@contextmanager
+def running_proxy() -> Iterator[Proxy]:
+    """A real proxy on 127.0.0.1 only, serving from a thread of its own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    proxy = Proxy(ProxySettings(listen="127.0.0.1", http_port=0, https_port=0,
+                                access_log=False))
+    try:
+        asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(10)
+        try:
+            yield proxy
+        finally:
+            asyncio.run_coroutine_threadsafe(proxy.stop(2.0), loop).result(10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+class AnswersEverything(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"hello from another server\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@contextmanager
+def other_server(address: str, port: int) -> Iterator[None]:
+    server = http.server.ThreadingHTTPServer((address, port), AnswersEverything)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_the_ports_check_tells_this_agent_another_server_and_nothing_apart(tmp_path: Path):
+    services, db = make_services(tmp_path)
+    services.app_service().create("shop")
+    for domain in ADDRESSES:
+        services.apps.add_domain("shop", domain)
+    ca, now = ThrowawayCA(), time.time()
+    with running_proxy() as proxy, other_server("127.0.0.2", proxy.http_port):
+        proxy.certificates.put("here.test", *ca.issue_pair(["here.test"], now - 60, now + 3600))
+        services.proxy = proxy
+        config = replace(services.config, proxy=replace(
+            proxy.settings, http_port=proxy.http_port, https_port=proxy.https_port))
+        with listening(services, tmp_path):
+            facts = ApiFacts(ControlClient(config.paths.control_socket, timeout=10))
+            looks = Looks(resolve=lambda name: ADDRESSES.get(name, []),
+                          own_addresses=lambda: {"127.0.0.1"})
+            started = time.monotonic()
+            found = {f.subject: f for f in checkup(config, facts, looks)
+                     if f.subject.startswith("port")}
+            took = time.monotonic() - started
+    db.close()
+    http_port, https_port = proxy.http_port, proxy.https_port
+    assert found.pop(f"port {http_port} 127.0.0.1") == Finding(
+        "ok", f"port {http_port} 127.0.0.1", "this server's proxy answers on 127.0.0.1")
+    assert found.pop(f"port {http_port} here.test").message == (
+        "here.test reaches this server on 127.0.0.1")
+    assert found.pop(f"port {https_port} here.test").level == "ok"  # TLS, its certificate
+    elsewhere = found.pop(f"port {http_port} elsewhere.test")
+    assert (elsewhere.level, elsewhere.message) == ("fail", (
+        "elsewhere.test points at 127.0.0.2, which is not this server (it answered 200 OK)"))
+    assert elsewhere.fix == "point elsewhere.test's A/AAAA record at this server (127.0.0.1)"
+    closed = found.pop(f"port {http_port} closed.test")
+    assert (closed.level, closed.message) == (
+        "fail", f"port {http_port} unreachable on 127.0.0.3 (Connection refused)")
+    assert "open port" in closed.fix
+    assert found == {}, found  # no HTTPS probe where no certificate exists
+    assert took < 20
+
+
+def test_a_probe_without_the_token_is_another_servers_answer():
+    with running_proxy() as proxy:
+        here = portprobe.Target("127.0.0.1", proxy.http_port, "127.0.0.1")
+        assert portprobe.probe(here, proxy.probe.token).who == "this agent"
+        other = portprobe.probe(here, "not-the-token")
+        assert (other.who, other.detail) == ("another server", "it answered 404 Not Found")
+        assert proxy.https_port is not None
+        no_cert = portprobe.Target("127.0.0.1", proxy.https_port, "nocert.test", tls=True)
+        refused = portprobe.probe(no_cert, proxy.probe.token)
+        assert refused.who == "another server" and "TLS handshake failed" in refused.detail
