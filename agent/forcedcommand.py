@@ -7,6 +7,8 @@ of an app whose repository exists, with APP spelled exactly as an app name (chec
 with explicit character lists, whatever the locale), it execs git itself, as
 `berth ssh-command` would. Everything else (a verb, a first push, `APP.git`, a name it
 cannot vouch for) is passed unchanged to `berth ssh-command`, which checks it in full.
+When the client asked for a terminal (`ssh -tt`, or `RequestTTY force` in its
+configuration), git gets it in raw mode, so the pack passes byte for byte.
 
 `script` is pure; `install` writes it (root-owned, 0755) where the agent keeps its data.
 """
@@ -39,6 +41,8 @@ if [ "$#" -eq 2 ] && [ "$1" = ssh-command ]; then
         *)
             repo={repos}/$name.git
             if [ "${{#name}}" -le {name_max} ] && [ -f "$repo/HEAD" ]; then
+                # Under `ssh -tt` the pack crosses a terminal: raw, or it is mangled.
+                if [ -t 0 ]; then stty raw -echo 2>/dev/null || :; fi
                 BERTH_PUSHER=$2 exec "${{SSH_ORIGINAL_COMMAND%% *}}" "$repo"
             fi
             ;;

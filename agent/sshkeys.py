@@ -1,11 +1,16 @@
 """SSH public keys and the authorized_keys file of the `berth` user.
 
 Every key Berth knows is written with a forced command (`SCRIPT ssh-command NAME`, the
-script of agent.forcedcommand in front of `berth ssh-command`) and
-every restriction OpenSSH offers (`restrict`, OpenSSH 7.2 and later, which also covers
-restrictions added in later versions, plus the explicit no-* options), so a key can push and run Berth's verbs and nothing else: no shell, no port
-forwarding, no agent or X11 forwarding, no pty, no ~/.ssh/rc. Lines that are not Berth's
-are kept as they are. The file is rewritten atomically from the database on every change.
+script of agent.forcedcommand in front of `berth ssh-command`) and every restriction
+OpenSSH offers (`restrict`, OpenSSH 7.2 and later, which also covers restrictions added
+in later versions, plus the explicit no-* options) but one: `pty` after `restrict` gives
+back a terminal when the client asks for one (`ssh -t`), for the interactive verbs
+(`addons:psql`, `addons:redis-cli`, `run APP bash`). A terminal changes nothing else: the
+forced command still runs whatever the client asked for, so a key can push and run
+Berth's verbs and nothing else: no shell, no port forwarding, no agent or X11
+forwarding, no ~/.ssh/rc. Lines that are not Berth's are kept as they are. The file is
+rewritten atomically from the database on every change and at the agent's start, so a
+line an older Berth wrote (`no-pty`) takes the current options.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ KEY_TYPES = frozenset({
     "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 })
-OPTIONS = "restrict,no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty,no-user-rc"
+# `pty` must follow `restrict`: options apply in order, and `restrict` turns it off.
+OPTIONS = "restrict,pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-user-rc"
 MARKER = " ssh-command "
 
 

@@ -77,15 +77,18 @@ class AccessGuard:
         why = (f"key {name.decode('latin-1')[:64]!r} is not known" if key is None
                else refusal(key, scope.get("method", "GET"), scope["path"]))
         if why is not None:
-            await _refuse(scope, send, why)
+            await _refuse(scope, receive, send, why)
             return
         assert key is not None
         scope.setdefault("state", {})[ALLOWED_APPS] = key.apps
         await self._app(scope, receive, send)
 
 
-async def _refuse(scope: Scope, send: Send, why: str) -> None:
-    if scope["type"] == "websocket":
+async def _refuse(scope: Scope, receive: Receive, send: Send, why: str) -> None:
+    if scope["type"] == "websocket":  # a terminal session: its last frame says why
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps({"error": why})})
         await send({"type": "websocket.close", "code": 1008, "reason": why[:120]})
         return
     body = json.dumps({"error": why}).encode()

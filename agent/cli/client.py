@@ -42,6 +42,10 @@ class ControlClient:
         self._timeout = timeout
         self._who = {"X-Berth-Actor": actor, "X-Berth-Verb": verb, "X-Berth-Key": key}
 
+    def headers(self) -> dict[str, str]:
+        """Who a request is made by and for: sent with every request, WebSockets too."""
+        return {k: v for k, v in self._who.items() if v}
+
     def _open(
         self, method: str, url: str, *, payload: Any = None,
         query: Mapping[str, str] | None = None, body: bytes | Iterable[bytes] | None = None,
@@ -49,7 +53,7 @@ class ControlClient:
     ) -> wire.Answer:
         if query:
             url += "?" + urlencode(query)
-        headers = {"Accept": "application/json", **{k: v for k, v in self._who.items() if v}}
+        headers = {"Accept": "application/json", **self.headers()}
         if payload is not None:
             body = json.dumps(payload).encode("utf-8")
             headers["Content-Type"] = "application/json"

@@ -81,5 +81,16 @@ def _git(paths: PathSettings, words: list[str], key_name: str, environ: Mapping[
             repo = client.call("GET", path("apps", app))["repo"]
     env = dict(environ)
     env["BERTH_PUSHER"] = key_name
+    raw_terminal(0)
     os.execvpe(words[0], [words[0], repo], env)
     return 1  # not reached: exec replaced this process
+
+
+def raw_terminal(fd: int) -> None:
+    """A terminal on `fd` (the client asked for one: `ssh -tt`) made raw, so git's
+    pack crosses it byte for byte, neither echoed nor translated (as the sh fast path
+    of agent.forcedcommand does with `stty raw -echo`)."""
+    if os.isatty(fd):
+        import tty
+
+        tty.setraw(fd)

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import pytest
+
 from agent.api.access import refusal
+from agent.cli.attach import run_with_terminal
+from agent.cli.client import ControlClient
 from agent.cli.sshcommand import ssh_command
+from agent.errors import BerthError
 from agent.paths import load_paths
 from agent.store.audit import AuditStore
 from agent.store.db import Database
@@ -128,6 +134,23 @@ def test_over_ssh_an_app_key_is_refused_other_apps(
         ("ci", "config:set", "shop", "ok")]
     refusals = [(e.verb, e.app) for e in AuditStore(db).list() if e.outcome.startswith("failed")]
     assert ("push", "blog") in refusals and ("apps:create", "blog") in refusals
+
+
+def test_a_terminal_session_is_held_to_the_keys_apps(
+        agent_env: tuple[dict[str, str], Database]) -> None:
+    """Over `ssh -t` a key's `run` gets a terminal session: it must carry the key like
+    every other request, or the agent would take it for the server's own."""
+    environ, db = agent_env
+    KeyStore(db).add(SshKey("ci", "ssh-ed25519 AAAA", "SHA256:ci", 0.0, ("shop",)))
+    client = ControlClient(load_paths(environ).control_socket, actor="ci", verb="run",
+                           key="ci")
+    main, terminal = os.openpty()
+    try:
+        with pytest.raises(BerthError, match="key ci may not act on app blog"):
+            run_with_terminal(client, "blog", "true", terminal, terminal)
+    finally:
+        os.close(main)
+        os.close(terminal)
 
 
 def test_a_refused_read_is_in_the_audit_trail(world: World, tmp_path: Path) -> None:

@@ -112,3 +112,32 @@ def test_install_writes_an_executable_once(tmp_path: Path) -> None:
     forcedcommand.install(path, text + "# changed\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
     assert [p.name for p in path.parent.iterdir()] == ["ssh-command"]
+
+
+def test_under_a_terminal_git_gets_it_raw(tmp_path: Path) -> None:
+    """`ssh -tt` (or RequestTTY force) gives git a terminal: echo or newline translation
+    would corrupt the pack, so it must be raw before git runs."""
+    import os
+    import pty
+
+    repos = tmp_path / "repos"
+    (repos / "shop.git").mkdir(parents=True)
+    (repos / "shop.git" / "HEAD").write_text("ref: refs/heads/main\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git-receive-pack").write_text("#!/bin/sh\nstty -a\n")
+    (bin_dir / "git-receive-pack").chmod(0o755)
+    script = tmp_path / "ssh-command"
+    forcedcommand.install(script, forcedcommand.script(repos, "false"))
+    main, terminal = pty.openpty()
+    try:
+        subprocess.run(["/bin/sh", str(script), "ssh-command", "dev"], stdin=terminal,
+                       stdout=terminal, stderr=terminal, timeout=30, check=True,
+                       env={"PATH": f"{bin_dir}:/usr/bin:/bin",
+                            "SSH_ORIGINAL_COMMAND": "git-receive-pack 'shop'"})
+        said = os.read(main, 65536).decode()
+    finally:
+        os.close(main)
+        os.close(terminal)
+    for setting in ("-echo", "-icanon", "-opost", "-isig", "-icrnl"):
+        assert f" {setting}" in f" {said}".replace("\n", " "), said

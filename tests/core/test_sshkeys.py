@@ -5,7 +5,13 @@ import subprocess
 import pytest
 
 from agent.hostfiles import UnsafePath
-from agent.sshkeys import InvalidKey, authorized_line, parse_public_key, render, write_authorized_keys
+from agent.sshkeys import (
+    InvalidKey,
+    authorized_line,
+    parse_public_key,
+    render,
+    write_authorized_keys,
+)
 from agent.store.keys import SshKey
 
 
@@ -41,9 +47,20 @@ def test_lines_force_the_command_and_restrict_everything(public_key):
     normalized, fingerprint = parse_public_key(public_key[0])
     line = authorized_line("/usr/bin/berth", SshKey("laptop", normalized, fingerprint, 0))
     assert line.startswith('command="/usr/bin/berth ssh-command laptop",')
-    for option in ("restrict", "no-port-forwarding", "no-agent-forwarding", "no-X11-forwarding",
-                   "no-pty", "no-user-rc"):
-        assert option in line
+    options = line.split('",', 1)[1].split(" ", 1)[0].split(",")
+    assert options == ["restrict", "pty", "no-port-forwarding", "no-agent-forwarding",
+                       "no-X11-forwarding", "no-user-rc"]  # pty after restrict, or it is off
+
+
+def test_a_line_an_older_berth_wrote_takes_the_current_options(public_key):
+    normalized, fingerprint = parse_public_key(public_key[0])
+    key = SshKey("laptop", normalized, fingerprint, 0)
+    old = authorized_line("/usr/bin/berth", key).replace(
+        "restrict,pty,", "restrict,").replace("no-X11-forwarding,", "no-X11-forwarding,no-pty,")
+    assert "no-pty" in old
+    text = render("ssh-ed25519 AAAAforeign admin\n" + old + "\n", "/usr/bin/berth", [key])
+    assert "no-pty" not in text and text.count("ssh-command") == 1
+    assert authorized_line("/usr/bin/berth", key) + "\n" in text
 
 
 def test_render_keeps_foreign_lines_and_replaces_berths(public_key):

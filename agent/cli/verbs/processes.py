@@ -112,8 +112,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.no_tty and _terminal(ctx.stdin) and _terminal(ctx.out):
         from agent.cli.attach import run_with_terminal
 
-        return run_with_terminal(os.fspath(ctx.client.socket_path), args.app,
-                                 command_line(words), ctx.stdin.fileno(), ctx.out.fileno())
+        return run_with_terminal(ctx.client, args.app, command_line(words),
+                                 ctx.stdin.fileno(), ctx.out.fileno())
     exit_on_hangup(ctx.out)
     events = ctx.client.stream("POST", path("apps", args.app, "run"),
                                payload={"command": command_line(words)})
