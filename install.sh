@@ -12,7 +12,10 @@
 # first, then on, and loaded again at boot before the network); the SSH keys that may push.
 set -eu
 
-RELEASE_URL=""  # the pinned release this script belongs to (set when a release is cut)
+# The release this script belongs to, pinned when a release is cut (.ci/release): the
+# wheel's URL and its SHA-256. A download is installed only when its SHA-256 matches.
+RELEASE_URL=""
+RELEASE_SHA256=""
 
 usage() {
     cat <<'EOF'
@@ -176,23 +179,25 @@ start_docker() {
 
 resolve_source() {  # before anything changes: what to install, downloaded to WORK
     WORK=$(mktemp -d)
+    trap 'rm -rf "$WORK"' EXIT
+    EXPECTED_SHA256=""
     if [ -z "$SOURCE" ]; then
-        here=$(cd "$(dirname "$0")" 2>/dev/null && pwd) || here=""
-        if [ -n "$here" ] && [ -f "$here/pyproject.toml" ] && [ -d "$here/agent" ]; then
+        here=""
+        if [ -f "$0" ]; then here=$(cd "$(dirname "$0")" 2>/dev/null && pwd) || here=""; fi
+        if [ -n "$RELEASE_URL" ]; then
+            SOURCE=$RELEASE_URL EXPECTED_SHA256=$RELEASE_SHA256
+            [ -n "$EXPECTED_SHA256" ] || die "this install.sh pins $RELEASE_URL without its SHA-256"
+        elif [ -n "$here" ] && [ -f "$here/pyproject.toml" ] && [ -d "$here/agent" ]; then
             SOURCE=$here
-        elif [ -n "$RELEASE_URL" ]; then
-            SOURCE=$RELEASE_URL
         else
             die "no Berth to install: run from a checkout, or set --source (a checkout, wheel or tarball)"
         fi
     fi
     case $SOURCE in
         file://*) SOURCE=${SOURCE#file://} ;;
-        http://*|https://*)
-            name=$(basename "${SOURCE%%\?*}")
-            curl -fsSL -o "$WORK/$name" "$SOURCE" || die "cannot download $SOURCE"
-            SOURCE=$WORK/$name ;;
+        http://*|https://*) download ;;
     esac
+    [ -z "$EXPECTED_SHA256" ] || verify_sha256 "$SOURCE" "$EXPECTED_SHA256"
     if [ -d "$SOURCE" ]; then
         [ -f "$SOURCE/pyproject.toml" ] || die "$SOURCE is not a checkout of Berth"
     elif [ -f "$SOURCE" ]; then
@@ -203,6 +208,20 @@ resolve_source() {  # before anything changes: what to install, downloaded to WO
     else
         die "$SOURCE does not exist"
     fi
+}
+
+download() {  # SOURCE, an http(s) URL, into WORK; SOURCE becomes the file
+    command -v curl >/dev/null 2>&1 || die "needs curl to download $SOURCE (apt-get install curl)"
+    URL=$SOURCE
+    name=$(basename "${SOURCE%%\?*}")
+    mkdir "$WORK/download"
+    curl -fsSL -o "$WORK/download/$name" "$SOURCE" || die "cannot download $SOURCE"
+    SOURCE=$WORK/download/$name
+}
+
+verify_sha256() {  # FILE EXPECTED: a file that does not match is never installed
+    actual=$(sha256sum "$1" | cut -d' ' -f1)
+    [ "$actual" = "$2" ] || die "${URL:-$1} has SHA-256 $actual, not the release's $2: refusing to install it"
 }
 
 build_wheel() {  # the wheel to install, in WORK

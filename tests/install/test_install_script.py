@@ -3,33 +3,22 @@ ports 80/443 with the firewall on would touch the machine's own network namespac
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import world_readable_tempdir
+from tests.install.harness import installer_env
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.fixture
-def target():
-    if os.geteuid() != 0 or subprocess.run(["id", "berth"], capture_output=True).returncode:
-        pytest.skip("install.sh needs root and creates the berth user (tests/run does both)")
-    root = world_readable_tempdir("berth-install-")
-    yield root
-    subprocess.run(["rm", "-rf", str(root)])
-
-
 def run_install(root: Path, script: Path = REPO / "install.sh",
                 **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **extra, "BERTH_PREFIX": str(root / "opt"), "BERTH_BIN_DIR": str(root / "bin"),
-           "BERTH_CONFIG": str(root / "etc" / "berth.toml"), "BERTH_NO_START": "1",
-           "BERTH_DOMAIN": "apps.example.com", "BERTH_EMAIL": "ops@example.com"}
+    env = installer_env(root, **extra, BERTH_DOMAIN="apps.example.com",
+                        BERTH_EMAIL="ops@example.com")
     return subprocess.run(["sh", str(script)], env=env, capture_output=True,
                           text=True, timeout=900)
 
