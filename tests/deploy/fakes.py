@@ -357,8 +357,7 @@ def world_in(
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    """A world for one test (imported by the test modules that use it: a conftest here
-    would shadow the API tests' own `conftest` module)."""
+    """A world for one test (the deploy tests get it through their conftest)."""
     with world_in(tmp_path) as built:
         yield built
 

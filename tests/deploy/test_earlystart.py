@@ -20,7 +20,7 @@ from agent.build.output import BuildOutput
 from agent.deploy import earlystart
 from agent.deploy.errors import DeployFailed
 from agent.releases import ReleaseState
-from tests.deploy.fakes import BASE, GROUP, PASSWD, early, lines  # noqa: F401 (fixture)
+from tests.deploy.fakes import BASE, GROUP, PASSWD, lines
 
 # the pure rules ----------------------------------------------------------------------------
 

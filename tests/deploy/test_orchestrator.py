@@ -17,7 +17,7 @@ from agent.deploy.errors import DeployFailed
 from agent.releases import ReleaseState
 from agent.errors import BerthError
 from agent.services.configvars import ConfigChange
-from tests.deploy.fakes import lines, world, world_in  # noqa: F401 (fixture)
+from tests.deploy.fakes import lines, world_in
 
 
 async def test_a_push_goes_live_and_routes_the_web_instance(world):

@@ -14,7 +14,7 @@ import pytest
 from agent.deploy import pushbase
 from agent.deploy.errors import BaseMoved
 from agent.deploy.pushbase import ZERO, BranchGuard, PushBase, read_ref
-from tests.deploy.fakes import lines, world  # noqa: F401 (fixture)
+from tests.deploy.fakes import lines
 
 MAIN = "refs/heads/main"
 
