@@ -308,14 +308,19 @@ agent_logs() {
 
 systemd_service() {
     say "Starting berth.service (ports 80 and 443 held open by berth.socket)"
+    # An older install's socket listens on IPv4 only: reopened once below, on both.
+    listening=$(systemctl show -p Listen --value berth.socket 2>/dev/null || true)
     # The sockets outlive the agent: a restart or an upgrade refuses no connection.
     cat >/etc/systemd/system/berth.socket <<EOF
 [Unit]
 Description=Berth's proxy ports, kept open while the agent restarts
 
 [Socket]
-ListenStream=0.0.0.0:80
-ListenStream=0.0.0.0:443
+# A bare port: [::] for IPv6 and IPv4 alike (one dual-stack socket each), or 0.0.0.0
+# where the host has no IPv6.
+ListenStream=80
+ListenStream=443
+BindIPv6Only=both
 Backlog=4096
 
 [Install]
@@ -346,6 +351,7 @@ EOF
         systemctl stop berth.service  # an agent that bound 80 and 443 itself (an older install)
     fi
     systemctl enable berth.socket berth.service >/dev/null 2>&1
+    case $listening in *0.0.0.0:*) systemctl restart berth.socket ;; esac
     systemctl start berth.socket
     systemctl restart berth.service
 }

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from agent.proxy.settings import ProxySettings
-from agent.proxy.sockets import listening_socket
+from agent.proxy.sockets import listening_socket, usable_listen_address
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,11 @@ class Listeners:
         for name in VARIABLES:  # not for the processes the agent starts
             environ.pop(name, None)
         wanted = {"http": settings.http_port, "https": settings.https_port}
+        missing = {n: p for n, p in wanted.items() if p is not None and n not in passed}
+        host = usable_listen_address(settings.listen) if missing else settings.listen
         try:
-            for name, port in wanted.items():
-                if port is not None and name not in passed:
-                    passed[name] = listening_socket(settings.listen, port, settings.backlog)
+            for name, port in missing.items():
+                passed[name] = listening_socket(host, port, settings.backlog)
         except OSError:
             for sock in passed.values():
                 sock.close()

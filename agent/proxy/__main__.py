@@ -27,7 +27,7 @@ LOG_FLUSH_INTERVAL = 1.0  # seconds between flushes of the buffered log
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agent.proxy", description=__doc__)
-    parser.add_argument("--listen", default="0.0.0.0")
+    parser.add_argument("--listen", default=ProxySettings.listen)
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--https-port", type=int, default=None)
     parser.add_argument("--route", action="append", default=[], metavar="HOST=IP:PORT[,IP:PORT]")

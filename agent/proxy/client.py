@@ -31,6 +31,7 @@ from agent.proxy.request_head import (
     trusted_forwarded_lines,
     upstream_request_head,
 )
+from agent.proxy.sockets import peer_ip
 
 if TYPE_CHECKING:
     from agent.proxy.context import Context
@@ -108,8 +109,7 @@ class ClientConnection(asyncio.BaseProtocol):
             transport.close()
             return
         ctx.clients.add(self)
-        peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if isinstance(peer, tuple) else "-"
+        self.peer_ip = peer_ip(transport.get_extra_info("peername"))
         self.trusted = ctx.is_trusted(self.peer_ip)
         if not self.trusted:
             self.forwarded = peer_lines(self.peer_ip, self.scheme)

@@ -24,7 +24,7 @@ from agent.proxy.model import DrainReport, RouteCounters, RouteOptions, Upstream
 from agent.proxy.probe import ProbeToken
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
-from agent.proxy.sockets import listening_socket
+from agent.proxy.sockets import listening_socket, usable_listen_address
 from agent.proxy.tls_listener import TlsClientConnection, TlsListener
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,11 @@ class Proxy:
             settings, loop, self._table, self.certificates, self.challenges, self._access_log,
             self.probe,
         )
+        missing = "http" not in sockets or (settings.https_port is not None and "https" not in sockets)
+        host = usable_listen_address(settings.listen) if missing else settings.listen
         http = await loop.create_server(
             lambda: ClientConnection(ctx, False),
-            sock=sockets.get("http")
-            or listening_socket(settings.listen, settings.http_port, settings.backlog),
+            sock=sockets.get("http") or listening_socket(host, settings.http_port, settings.backlog),
             backlog=settings.backlog, start_serving=not restoring,
         )  # fmt: skip
         self._servers.append(http)
@@ -90,7 +91,7 @@ class Proxy:
                 lambda: len(ctx.clients),
             )  # fmt: skip
             self._https_port = ctx.https_port = await listener.start(
-                settings.listen, settings.https_port, accepting=not restoring,
+                host, settings.https_port, accepting=not restoring,
                 sock=sockets.get("https"),
             )
             self._tls = listener

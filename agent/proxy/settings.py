@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ProxySettings:
-    # Where to listen. `https_port = None` disables TLS; port 0 binds an ephemeral port.
-    listen: str = "0.0.0.0"
+    # Where to listen. `::` (the default) is every address of both families, one
+    # dual-stack socket per port (IPv4 only on a host without IPv6); `0.0.0.0` is IPv4
+    # only. `https_port = None` disables TLS; port 0 binds an ephemeral port.
+    listen: str = "::"
     http_port: int = 80
     https_port: int | None = 443
 

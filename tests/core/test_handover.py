@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from agent.handover import handover_environment, inherited_fds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,3 +111,65 @@ def test_a_passed_socket_on_another_port_than_the_settings_is_closed() -> None:
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=30, cwd=REPO)
     assert result.stdout.split() == ["True", "True"], result.stderr
+
+
+# Both listeners on the IPv6 any address, dual-stack: the exec in place keeps each with
+# its IPv6 and IPv4 connections waiting in its backlog.
+DUAL_STACK_PROGRAM = textwrap.dedent("""
+    import logging, os, sys
+    from agent.handover import Listeners
+    from agent.proxy.settings import ProxySettings
+    logging.basicConfig(filename=os.environ["LOG"], level=logging.INFO)
+    generation = int(os.environ.get("GENERATION", "0"))
+    http, https = (int(p) for p in os.environ.get("PORTS", "0 0").split())
+    listeners = Listeners.open(ProxySettings(listen="::", http_port=http, https_port=https))
+    assert listeners.https is not None
+    ports = [listeners.http.getsockname()[1], listeners.https.getsockname()[1]]
+    print(generation, *ports, flush=True)
+    if generation == 0:
+        os.environ.update(GENERATION="1", PORTS=" ".join(map(str, ports)))
+        sys.stdin.readline()  # the test has connected: exec with the connections queued
+        listeners.reexec()
+    for name, sock in (("http", listeners.http), ("https", listeners.https)):
+        sock.setblocking(True)
+        for _ in range(2):
+            connection, _ = sock.accept()
+            connection.sendall(b"%s answered by generation %d" % (name.encode(), generation))
+            connection.close()
+""")
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(),
+                    reason="this host has no IPv6 (no ::1 on lo): nothing to hand over on it")
+def test_exec_in_place_keeps_both_families_on_both_listeners(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", DUAL_STACK_PROGRAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO), "LOG": str(tmp_path / "program.log")},
+        text=True, cwd=REPO,
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stdin is not None
+            generation, http, https = child.stdout.readline().split()
+            assert generation == "0"
+            waiting = {(name, host): socket.create_connection((host, int(port)), timeout=20)
+                       for name, port in (("http", http), ("https", https))
+                       for host in ("::1", "127.0.0.1")}
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().split() == ["1", http, https]
+            for (name, _), client in waiting.items():
+                with client:
+                    assert client.recv(100) == f"{name} answered by generation 1".encode()
+            assert child.wait(20) == 0
+        finally:
+            child.kill()
+            child.wait(10)

@@ -89,10 +89,11 @@ class Client:
 
     @classmethod
     async def connect(
-        cls, port: int, *, tls: ssl.SSLContext | None = None, server_hostname: str | None = None
+        cls, port: int, *, tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+        host: str = "127.0.0.1",
     ) -> Client:
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=tls, server_hostname=server_hostname if tls else None,
+            host, port, ssl=tls, server_hostname=server_hostname if tls else None,
             limit=1 << 22,
         )  # fmt: skip
         return cls(reader, writer)
@@ -186,10 +187,11 @@ class Client:
 
 async def request(
     port: int, raw: bytes, *, head: bool = False, tls: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
+    server_hostname: str | None = None, host: str = "127.0.0.1",
 ) -> tuple[Response, bool]:  # fmt: skip
-    """Send raw bytes on a new connection; the response and whether the server closed."""
-    client = await Client.connect(port, tls=tls, server_hostname=server_hostname)
+    """Send raw bytes on a new connection to `host`; the response and whether the server
+    closed."""
+    client = await Client.connect(port, tls=tls, server_hostname=server_hostname, host=host)
     try:
         await client.send(raw)
         response = await client.response(head=head)
