@@ -23,12 +23,13 @@ def docker_problem() -> str | None:
     if shutil.which("docker") is None:
         return "docker CLI not installed"
     try:
-        info = subprocess.run(["docker", "info"], capture_output=True, timeout=20)
+        info = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
     except subprocess.TimeoutExpired:
         return "docker engine does not answer"
     if info.returncode != 0:
         return "docker engine not running"
-    image = subprocess.run(["docker", "image", "inspect", STAND_IN_IMAGE], capture_output=True)
+    image = subprocess.run(["docker", "image", "inspect", STAND_IN_IMAGE], capture_output=True,
+                           check=False)
     if image.returncode != 0:
         return f"stand-in image {STAND_IN_IMAGE} missing (tests/support/stand-in-images.sh)"
     return None
@@ -38,7 +39,7 @@ def docker_problem() -> str | None:
 def ssh_problem() -> str | None:
     if not os.path.exists("/usr/sbin/sshd"):
         return "openssh-server not installed"
-    if subprocess.run(["id", "berth"], capture_output=True).returncode != 0:
+    if subprocess.run(["id", "berth"], capture_output=True, check=False).returncode != 0:
         return "no 'berth' system user (tests/run creates it)"
     if os.geteuid() != 0:
         return "needs root"

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 
-from agent.api.outputstream import QUEUED_PIECES, _END, _run_into
+from agent.api.outputstream import _END, QUEUED_PIECES, _run_into
 from agent.errors import BerthError
 
 

@@ -128,7 +128,7 @@ def _cli(environ: dict[str, str], *args: str) -> Any:
     import subprocess
 
     return subprocess.run([environ["PYTHON"], "-m", "agent", *args], env=environ,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_the_cli_streams_the_archive_both_ways(served: tuple[World, dict[str, str]],

@@ -15,7 +15,12 @@ import pytest
 
 from agent.cli.registry import Context
 from agent.cli.starthint import (
-    SUPERVISOR, SYSTEMD_RUNNING, SYSTEMD_UNIT, SYSV_SCRIPT, restart_hint, start_hint,
+    SUPERVISOR,
+    SYSTEMD_RUNNING,
+    SYSTEMD_UNIT,
+    SYSV_SCRIPT,
+    restart_hint,
+    start_hint,
 )
 from agent.cli.verbs.certs import failed_renewals, renew
 
@@ -47,7 +52,7 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     config.write_text(f'[paths]\nrun_dir = "{tmp_path / "run"}"\ndata_dir = "{tmp_path}"\n')
     env = {**os.environ, "BERTH_CONFIG": str(config), "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "agent", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
 
 
 def test_no_socket_says_how_to_start_the_agent(tmp_path):

@@ -6,8 +6,8 @@ import pytest
 
 from agent.config import DeploySettings
 from agent.limits import InvalidLimit, Limits, default_limits, engine_limits, parse_limits
-from agent.store.db import Database
 from agent.store.apps import AppStore
+from agent.store.db import Database
 from agent.store.limits import SCHEMA as LIMITS_SCHEMA
 from agent.store.limits import LimitStore
 from agent.store.schema import SCHEMA
