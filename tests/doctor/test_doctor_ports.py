@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from agent.cli.client import ControlClient
 from agent.cli.verbs.doctor import ApiFacts
@@ -122,3 +128,31 @@ def test_a_probe_without_the_token_is_another_servers_answer():
         no_cert = portprobe.Target("127.0.0.1", proxy.https_port, "nocert.test", tls=True)
         refused = portprobe.probe(no_cert, proxy.probe.token)
         assert refused.who == "another server" and "TLS handshake failed" in refused.detail
+
+
+@pytest.mark.netns
+def test_berth_doctor_in_a_namespace_of_its_own(tmp_path: Path):
+    """The real thing but DNS: `berth doctor` as a user runs it, on a server (a network
+    namespace the test creates) whose default route leaves from 203.0.113.7, whose names
+    resolve through its own /etc/hosts, with the proxy on ports 80 and 443."""
+    script = Path(__file__).with_name("in_netns.py")
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run(["unshare", "--net", "--mount", sys.executable, str(script),
+                             str(tmp_path)], capture_output=True, text=True, timeout=180,
+                            cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    found = {f["subject"]: f for f in report["findings"] if f["subject"].startswith("port")}
+    assert found.pop("port 80 203.0.113.7")["message"] == (
+        "this server's proxy answers on 203.0.113.7")
+    assert found.pop("port 80 shop.test")["message"] == "shop.test reaches this server on 203.0.113.7"
+    assert found.pop("port 443 shop.test")["level"] == "ok"
+    elsewhere = found.pop("port 80 elsewhere.test")
+    assert (elsewhere["level"], elsewhere["message"]) == ("fail", (
+        "elsewhere.test points at 198.51.100.9, which is not this server (it answered 200 OK)"))
+    assert elsewhere["fix"] == "point elsewhere.test's A/AAAA record at this server (203.0.113.7)"
+    gone = found.pop("port 80 gone.test")
+    assert gone["level"] == "fail" and gone["message"].startswith(
+        "port 80 unreachable on 192.0.2.10 ("), gone
+    assert found == {}, found
+    assert report["status"] == 1  # the failures make doctor's exit status 1
