@@ -170,13 +170,20 @@ def test_failing_health_check_rejects_the_push_with_the_reason(agent, flask):
     flask.git("reset", "-q", "--hard", before)
 
 
-def test_an_app_listening_on_loopback_only_is_refused_in_seconds(agent, flask):
+@pytest.mark.parametrize(("web", "problem", "listening"), [
+    ("python -m http.server --bind 127.0.0.1 $PORT",
+     r"listens on 127\.0\.0\.1:5000 only, which the proxy cannot reach: "
+     r"bind 0\.0\.0\.0:\$PORT \(5000\)", "127.0.0.1:5000"),
+    ("python -m http.server --bind 0.0.0.0 8080",
+     r"listens on 0\.0\.0\.0:8080, not on \$PORT \(5000\)", "0.0.0.0:8080"),
+], ids=["loopback-only", "another-port"])
+def test_an_app_listening_where_the_proxy_cannot_reach_is_refused_in_seconds(
+        agent, flask, web, problem, listening):
     before = flask.head()
     others = [line for line in (APPS / "flask" / "Procfile").read_text().splitlines()
               if not line.startswith("web:")]
-    web = "python -m http.server --bind 127.0.0.1 $PORT"
     flask.write("Procfile", "\n".join([f"web: {web}", *others]) + "\n")
-    flask.commit("listen on loopback only")
+    flask.commit("listen where the proxy cannot reach")
     began = time.monotonic()
     try:
         result = flask.push(check=False)
@@ -184,10 +191,9 @@ def test_an_app_listening_on_loopback_only_is_refused_in_seconds(agent, flask):
         output = pushed(result)
         assert result.returncode != 0
         # With web=2 either instance may be the first one found listening wrong.
-        assert re.search(r"web\.\d: listens on 127\.0\.0\.1:5000 only, which the proxy "
-                         r"cannot reach: bind 0\.0\.0\.0:\$PORT \(5000\)", output), output
+        assert re.search(rf"web\.\d: {problem}", output), output
         assert f"command: {web}" in output
-        assert ("expected to listen on 0.0.0.0:5000 ($PORT); listening on: 127.0.0.1:5000"
+        assert (f"expected to listen on 0.0.0.0:5000 ($PORT); listening on: {listening}"
                 in output)
         assert took < 50  # the health deadline is 60 s: the push did not wait for it
         assert remote_head(agent, FLASK) == before
