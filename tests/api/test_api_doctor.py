@@ -42,3 +42,4 @@ def test_without_a_proxy_it_says_so(world: World) -> None:
     response = world.client.get("/doctor/probe")
     assert response.status_code >= 400
     assert response.json()["error"] == "the proxy is not running in this agent"
+
