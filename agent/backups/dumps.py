@@ -36,7 +36,7 @@ class DumpFailed(BerthError):
     status = 502
 
 
-def _first_line(raw: bytes) -> str:
+def first_line(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace").strip()
     return text.splitlines()[-1] if text else "no message"
 
@@ -51,15 +51,15 @@ async def postgres_dump(engine: AddonEngine, addon: Addon, sink: BinaryIO, *,
         raise DumpFailed(f"pg_dump of {addon.name} did not finish within {timeout:g} s "
                          "and was stopped ([addons] capture_timeout)") from exc
     if result.status != 0:
-        raise DumpFailed(f"pg_dump of {addon.name} failed: {_first_line(result.stderr)}")
+        raise DumpFailed(f"pg_dump of {addon.name} failed: {first_line(result.stderr)}")
 
 
 async def postgres_restore(engine: AddonEngine, addon: Addon, file_name: str, *,
-                           timeout: float, probe_timeout: float) -> None:
-    """In one transaction: an error rolls everything back, the previous data stays.
-    Run as the container's root, who alone may read the backups (0600)."""
-    argv = ["pg_restore", "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
-            "--no-owner", "-U", addon.user, "-d", addon.user, f"{BACKUPS_MOUNT}/{file_name}"]
+                           database: str, timeout: float, probe_timeout: float) -> None:
+    """Into `database` (a fresh one: agent.backups.pgrestore), in one transaction. Run as
+    the container's root, who alone may read the backups (0600)."""
+    argv = ["pg_restore", "--single-transaction", "--exit-on-error", "--no-owner",
+            "-U", addon.user, "-d", database, f"{BACKUPS_MOUNT}/{file_name}"]
     try:
         result = await _postgres_client(engine, addon, argv, timeout=timeout,
                                         probe_timeout=probe_timeout, user="root")
@@ -69,7 +69,7 @@ async def postgres_restore(engine: AddonEngine, addon: Addon, file_name: str, *,
                          ) from exc
     if result.status != 0:
         raise DumpFailed(f"pg_restore into {addon.name} failed (its data is unchanged): "
-                         f"{_first_line(result.stderr)}")
+                         f"{first_line(result.stderr)}")
 
 
 async def postgres_version(engine: AddonEngine, addon: Addon, *, timeout: float) -> str:
@@ -113,7 +113,7 @@ async def redis_command(engine: AddonEngine, addon: Addon, *words: str, timeout:
                                env={"REDISCLI_AUTH": addon.password})
     if result.status != 0:
         raise DumpFailed(f"redis-cli {words[0]} on {addon.name} failed: "
-                         f"{_first_line(result.stderr or result.stdout)}")
+                         f"{first_line(result.stderr or result.stdout)}")
     return result.stdout.decode("utf-8", "replace")
 
 

@@ -3,7 +3,8 @@
 A restore first checks the file against its recorded SHA-256, then holds the app's lock
 for its whole length (other operations on the app wait), stops the app's instances
 (answering 503 meanwhile) and starts them again afterwards, whatever happened. Postgres
-restores in one transaction; Redis gets the file while stopped, and when it does not
+restores into a fresh database swapped in by rename, so it holds exactly the capture
+(agent.backups.pgrestore); Redis gets the file while stopped, and when it does not
 come back with it, its previous file is put back. Either way a failed restore leaves
 the previous data in place.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.addons.model import Addon
-from agent.backups import dumps, files
+from agent.backups import dumps, files, pgrestore
 from agent.backups.model import Backup
 from agent.backups.service import BackupService
 from agent.deploy.output import DeployOutput
@@ -88,7 +89,7 @@ async def restore(service: BackupService, instances: AppInstances, app: str, bac
         out.step(f"Restoring {backup.id} into {addon.name}")
         try:
             if addon.kind == "postgres":
-                await dumps.postgres_restore(
+                await pgrestore.restore_exact(
                     service.addons.engine, addon, backup.file_name,
                     timeout=service.addons.settings.restore_timeout,
                     probe_timeout=service.addons.settings.command_timeout)
@@ -148,9 +149,9 @@ async def verify(service: BackupService, app: str, backup_id: str, out: DeployOu
     with tempfile.TemporaryDirectory(prefix="berth-verify-") as scratch:
         async with service.addons.scratch_copy(addon, Path(scratch)) as copy:
             if copy.kind == "postgres":
-                await dumps.postgres_restore(engine, copy, backup.file_name,
-                                             timeout=limits.restore_timeout,
-                                             probe_timeout=limits.command_timeout)
+                await pgrestore.restore_exact(engine, copy, backup.file_name,
+                                              timeout=limits.restore_timeout,
+                                              probe_timeout=limits.command_timeout)
                 answer = await engine.exec(copy.container, [
                     "psql", "-U", copy.user, "-d", copy.user, "-Atc",
                     ("SELECT count(*) FROM information_schema.tables "

@@ -36,9 +36,17 @@ def test_postgres_restore_brings_back_exactly_the_captured_rows(world: World) ->
     assert backup.size == path.stat().st_size and backup.server_version.startswith("15")
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
     world.psql(url, "UPDATE items SET name = 'changed' WHERE id = 1; DELETE FROM items WHERE id = 2;"
-                    "INSERT INTO items VALUES (4, 'four')")
+                    "INSERT INTO items VALUES (4, 'four');"
+                    "CREATE TABLE later (x int); INSERT INTO later VALUES (1);"
+                    "CREATE SEQUENCE later_seq; CREATE VIEW later_view AS SELECT id FROM items")
     asyncio.run(restore.restore(world.backups, world.instances, world.shop, "b1", world.out()))
     assert world.psql(url, "SELECT id, name FROM items ORDER BY id") == "1|one\n2|two\n3|three"
+    # Exactly the capture: what was made after it is gone, nothing is left beside it.
+    assert world.psql(url, "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class c"
+                           " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                           " WHERE nspname = 'public'") == "items,items_pkey"
+    assert world.psql(url, "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"
+                           " WHERE datname LIKE 'berth_%'") == ""
     assert world.instances.calls == ["hold", "stop", "start"] and world.instances.up
     assert addon.password not in "\n".join(world.lines)
 
@@ -46,14 +54,20 @@ def test_postgres_restore_brings_back_exactly_the_captured_rows(world: World) ->
 def test_a_failed_postgres_restore_leaves_the_previous_rows(world: World) -> None:
     world.apps.create(world.shop)
     addon = asyncio.run(world.service.create(world.shop, "postgres", None, None, world.out()))
-    world.psql(addon.url, "CREATE TABLE items (id int); INSERT INTO items VALUES (1), (2)")
+    reader = f"reader_{world.tag}"
+    world.psql(addon.url, f"CREATE TABLE items (id int); INSERT INTO items VALUES (1), (2);"
+                          f"CREATE ROLE {reader}; GRANT SELECT ON items TO {reader}")
     asyncio.run(world.backups.capture(world.shop, "postgres", world.out()))
-    # Dropping the table mid-restore now fails: a view depends on it.
-    world.psql(addon.url, "DELETE FROM items WHERE id = 1; INSERT INTO items VALUES (7);"
-                          "CREATE VIEW seen AS SELECT id FROM items")
+    # The dump grants to a role that is gone by now: its restore fails half-way.
+    world.psql(addon.url, f"REVOKE SELECT ON items FROM {reader}; DROP ROLE {reader};"
+                          "DELETE FROM items WHERE id = 1; INSERT INTO items VALUES (7);"
+                          "CREATE TABLE later (x int)")
     with pytest.raises(DumpFailed, match="unchanged"):
         asyncio.run(restore.restore(world.backups, world.instances, world.shop, "b1", world.out()))
     assert world.psql(addon.url, "SELECT id FROM items ORDER BY id") == "2\n7"
+    assert world.psql(addon.url, "SELECT count(*) FROM later") == "0"
+    assert world.psql(addon.url, "SELECT count(*) FROM pg_database"
+                                 " WHERE datname LIKE 'berth_%'") == "0"
     assert world.instances.up  # started again after the failure
     assert "RestoreFailed" in [e.kind for e in world.events.list(world.shop)]
 

@@ -1,0 +1,76 @@
+"""Restoring a postgres dump exactly: into a fresh database, swapped in by rename.
+
+`pg_restore --clean` into the add-on's own database would keep whatever was made after
+the capture (a new table, sequence, function...). Instead the dump goes into a fresh
+database beside it (`berth_restoring`, from template0, owned by the add-on's role), in
+one transaction; only once that is whole, one transaction ends the sessions on the
+add-on's database, renames it away (`berth_previous`) and the restored one into its
+place; then the previous one is dropped. Until the renames commit the add-on's database
+is untouched, so a failure anywhere before them leaves the previous data (and the
+half-made database is dropped). The maintenance connection goes to template1, which
+every cluster has and no add-on's database is named.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from agent.addons.engine import AddonEngine
+from agent.addons.model import Addon
+from agent.backups import dumps
+from agent.errors import BerthError
+
+log = logging.getLogger(__name__)
+
+RESTORING = "berth_restoring"
+PREVIOUS = "berth_previous"
+
+
+async def restore_exact(engine: AddonEngine, addon: Addon, file_name: str, *,
+                        timeout: float, probe_timeout: float) -> None:
+    """The add-on's database replaced by exactly the dump `file_name`, or left as it was."""
+    for leftover in (RESTORING, PREVIOUS):  # of an attempt the agent did not finish
+        await _drop(engine, addon, leftover, timeout)
+    await _sql(engine, addon, f'CREATE DATABASE {RESTORING} OWNER "{addon.user}" '
+               "TEMPLATE template0", probe_timeout, "creating a database to restore into")
+    try:
+        await dumps.postgres_restore(engine, addon, file_name, database=RESTORING,
+                                     timeout=timeout, probe_timeout=probe_timeout)
+        await _sql(engine, addon, _ended_sessions(addon.user)
+                   + f'ALTER DATABASE "{addon.user}" RENAME TO {PREVIOUS};'
+                   f' ALTER DATABASE {RESTORING} RENAME TO "{addon.user}";',
+                   probe_timeout, "swapping the restored database in")
+    except BerthError:
+        try:
+            await _drop(engine, addon, RESTORING, timeout)
+        except BerthError as exc:
+            log.error("half-restored database not dropped addon=%s error=%s", addon.name, exc)
+        raise
+    try:
+        await _drop(engine, addon, PREVIOUS, timeout)
+    except BerthError as exc:  # the restore stands; the next one drops it
+        log.error("previous database not dropped addon=%s error=%s", addon.name, exc)
+
+
+def _ended_sessions(database: str) -> str:
+    """SQL ending every other session on `database` (the rename or drop after it waits
+    a few seconds for them to go)."""
+    return ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname = '{database}' AND pid <> pg_backend_pid();")
+
+
+async def _drop(engine: AddonEngine, addon: Addon, database: str, timeout: float) -> None:
+    await _sql(engine, addon, _ended_sessions(database), timeout, f"ending sessions on {database}")
+    await _sql(engine, addon, f"DROP DATABASE IF EXISTS {database}", timeout,
+               f"dropping {database}")
+
+
+async def _sql(engine: AddonEngine, addon: Addon, sql: str, timeout: float, doing: str) -> None:
+    """`sql` as the add-on's role over the local socket (names here are identifiers Berth
+    made: the role is the app's name with `_` for `-`)."""
+    result = await engine.exec(addon.container, [
+        "psql", "-U", addon.user, "-d", "template1", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+        timeout=timeout, user="postgres")
+    if result.status != 0:
+        raise dumps.DumpFailed(f"restore into {addon.name} failed {doing} (its data is "
+                               f"unchanged): {dumps.first_line(result.stderr)}")
