@@ -18,7 +18,7 @@ from agent.paths import PathSettings
 from agent.store.keys import KeyStore
 from agent.store.releases import ReleaseStore
 
-from addon_world import World, world  # noqa: F401 (the fixture)
+from addon_world import World
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

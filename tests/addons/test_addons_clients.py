@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from addon_world import World, world  # noqa: F401 (the fixture)
+from addon_world import World
 from agent.cli.registry import Context
 from agent.cli.verbs.addons import client
 from agent.errors import BerthError

@@ -11,7 +11,7 @@ from agent.addons.model import AddonNotFound
 from agent.deploy.networks import app_network
 from agent.errors import BerthError
 
-from addon_world import World, world  # noqa: F401 (the fixture)
+from addon_world import World
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
