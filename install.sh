@@ -83,7 +83,7 @@ CONFIG=${BERTH_CONFIG:-/etc/berth/berth.toml}
 BERTH="$BIN_DIR/berth"
 SUPERVISOR=/usr/local/sbin/berth-supervise
 AGENT_PID=/run/berth-agent.pid
-BOOT_RULESET=/etc/berth/firewall.nft
+FIREWALL_BOOT=/usr/local/sbin/berth-firewall-boot
 RESTARTS_FILE=/run/berth-supervise.restarts
 if [ "$CONFIG" = /etc/berth/berth.toml ]; then SSH_COMMAND="$BERTH"
 else SSH_COMMAND="env BERTH_CONFIG=$CONFIG $BERTH"; fi
@@ -455,6 +455,7 @@ EOF
 # -- the firewall ---------------------------------------------------------------------
 
 enable_firewall() {
+    boot_loader  # loads what the agent saved at its last firewall change: nothing when off
     if [ "$NO_FIREWALL" = 1 ]; then
         sed -i 's/^enabled = false  # install.sh turns this on$/enabled = false/' "$CONFIG"
         note "Firewall left off (--no-firewall); turn it on later with: berth firewall:apply"
@@ -463,13 +464,33 @@ enable_firewall() {
     if grep -q '^enabled = false  # install.sh turns this on$' "$CONFIG"; then
         say "The firewall, before it is turned on:"
         berth firewall | sed 's/^/       /'
+        # The agent saves what it applies for the next boot ([firewall] boot_ruleset).
         berth firewall:apply >/dev/null || die "the firewall could not be applied (berth firewall:apply)"
         sed -i 's/^enabled = false  # install.sh turns this on$/enabled = true/' "$CONFIG"
         say "Firewall on: only SSH, 80 and 443 are reachable from outside"
     fi
-    grep -q '^enabled = true' "$CONFIG" || return 0
-    berth firewall:apply --dry-run >"$BOOT_RULESET.new" && mv "$BOOT_RULESET.new" "$BOOT_RULESET"
-    load="nft -f $BOOT_RULESET"
+}
+
+boot_ruleset() {  # where the agent saves the ruleset loaded at boot ([firewall] boot_ruleset)
+    found=$(sed -n 's/^boot_ruleset *= *"\(.*\)"/\1/p' "$CONFIG" 2>/dev/null | head -n 1)
+    echo "${found:-/etc/berth/firewall.nft}"
+}
+
+firewall_boot_loader() {  # RULESET: the script the boot unit runs; without the file, nothing
+    cat <<EOF
+#!/bin/sh
+# Loads Berth's firewall table before the network comes up. The agent saves it at each
+# firewall change and removes it when the firewall is off: no file, nothing to load.
+PATH=/usr/sbin:/sbin:/usr/bin:/bin
+[ -f "$1" ] || exit 0
+exec nft -f "$1"
+EOF
+}
+
+boot_loader() {
+    firewall_boot_loader "$(boot_ruleset)" >"$FIREWALL_BOOT.new"
+    chmod 0755 "$FIREWALL_BOOT.new"
+    mv -f "$FIREWALL_BOOT.new" "$FIREWALL_BOOT"
     if has_systemd; then
         cat >/etc/systemd/system/berth-firewall.service <<EOF
 [Unit]
@@ -480,7 +501,7 @@ Wants=network-pre.target
 
 [Service]
 Type=oneshot
-ExecStart=/usr/sbin/$load
+ExecStart=$FIREWALL_BOOT
 RemainAfterExit=yes
 
 [Install]
@@ -489,7 +510,7 @@ EOF
         systemctl daemon-reload
         systemctl enable berth-firewall.service >/dev/null 2>&1
     elif has_sysv; then
-        sysv_script berth-firewall "Berth's firewall table" "" "$load" "true"
+        sysv_script berth-firewall "Berth's firewall table" "" "$FIREWALL_BOOT" "true"
         # shellcheck disable=SC2016
         sed -i 's/^# Default-Start:     2 3 4 5$/# Default-Start:     S\n# X-Start-Before:    $network networking ssh/' /etc/init.d/berth-firewall
         sed -i 's/^# Default-Stop:      0 1 6$/# Default-Stop:/' /etc/init.d/berth-firewall
@@ -606,7 +627,7 @@ uninstall() {
     remove_service
     say "Removing the firewall table, the code and the git hooks"
     nft delete table inet berth 2>/dev/null || true
-    rm -f "$BOOT_RULESET" "$BERTH"
+    rm -f "$(boot_ruleset)" "$FIREWALL_BOOT" "$BERTH"
     rm -rf "$PREFIX"
     rm -f "$data"/repos/*.git/hooks/pre-receive
     if [ "$PURGE" = 1 ]; then

@@ -350,9 +350,12 @@ async def _start_services(agent: Agent) -> None:
     """Firewall, then routes and containers, then keys and certificates."""
     services = agent.services
     config = services.config
-    if config.firewall.enabled and services.firewall is not None:
-        result = await services.firewall.apply(ssh_connection=None, confirm_within=None)
-        log.info("firewall: %s", result.message)
+    if services.firewall is not None:
+        if config.firewall.enabled:
+            result = await services.firewall.apply(ssh_connection=None, confirm_within=None)
+            log.info("firewall: %s", result.message)
+        else:  # off: a reboot must not load a table saved while it was on
+            await services.firewall.forget_boot()
     await agent.reconciler.boot()
     services.key_service().sync()
     if services.addons is not None:

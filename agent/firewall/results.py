@@ -94,6 +94,9 @@ class FirewallStatus:
     pending_confirm_until: float | None = None
     last_revert: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    boot_ruleset: str | None = None  # where the ruleset loaded at boot is saved, if anywhere
+    boot_saved: bool = False
+    boot_digest: str | None = None  # digest of the saved table
 
     @property
     def current(self) -> bool:
@@ -109,6 +112,9 @@ class FirewallStatus:
             "config_digest": self.config_digest,
             "pending_confirm_until": self.pending_confirm_until,
             "last_revert": self.last_revert,
+            "boot_ruleset": self.boot_ruleset,
+            "boot_saved": self.boot_saved,
+            "boot_digest": self.boot_digest,
             "allowed": [a.to_dict() for a in self.allowed],
             "sockets": [s.to_dict() for s in self.sockets],
             "neighbours": [n.to_dict() for n in self.neighbours],
@@ -117,6 +123,8 @@ class FirewallStatus:
 
     def render(self) -> str:
         lines = [self._headline()]
+        if self.boot_ruleset is not None:
+            lines.append(self._boot_line())
         if self.pending_confirm_until is not None:
             lines.append(
                 f"Waiting for confirmation until {_clock(self.pending_confirm_until)}: "
@@ -147,6 +155,14 @@ class FirewallStatus:
             state = "active, differs from the configuration (run `berth firewall:apply`)"
         enabled = "true" if self.enabled else "false"
         return f"Firewall{where}: {state} (firewall.enabled = {enabled})"
+
+    def _boot_line(self) -> str:
+        if not self.boot_saved:
+            return f"At boot: nothing is loaded (no {self.boot_ruleset})."
+        if self.active and self.boot_digest == self.live_digest:
+            return f"At boot: {self.boot_ruleset} loads the table loaded now."
+        return (f"At boot: {self.boot_ruleset} loads another table than the one loaded now "
+                "(run `berth firewall:apply`).")
 
     def _render_sockets(self) -> list[str]:
         if not self.sockets:

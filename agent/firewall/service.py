@@ -13,6 +13,11 @@ Rules it keeps:
   unless `confirm()` arrives within N seconds. Successive unconfirmed applies revert to
   the last confirmed state. `aclose()` (agent shutdown) reverts an unconfirmed change.
 - Re-applying what is loaded changes nothing and says so.
+- The ruleset saved for boot (`agent.firewall.bootfile`) is the last change that stands:
+  written at each apply without `confirm_within` (a no-op one included, so a missing or
+  stale file is put right) and at `confirm()`, never for a change that may still revert;
+  removed by `disable()` and by `forget_boot()` (the agent started with the firewall off).
+  Its SSH ports are the plan's, so the next boot lets in what the last apply let in.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from dataclasses import dataclass
 
 from agent.firewall import coexist
+from agent.firewall.bootfile import BootRuleset
 from agent.firewall.errors import FirewallError, NothingToConfirm
 from agent.firewall.nft import NftRunner, read_sshd_ports
 from agent.firewall.policy import OPEN, Policy, Verdict
@@ -46,6 +52,7 @@ class _Pending:
     """An applied change waiting for confirmation."""
 
     previous: str | None  # listing of the table to go back to; None: no table
+    text: str  # the transaction applied, saved for boot once confirmed
     applied_at: float
     deadline: float  # wall clock, for people
     task: asyncio.Task[None]
@@ -55,6 +62,7 @@ class FirewallService:
     def __init__(self, settings: FirewallSettings, runner: NftRunner | None = None) -> None:
         self.settings = settings
         self.runner = runner or NftRunner.from_settings(settings)
+        self.boot = BootRuleset(settings.boot_file())
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._applied_listing: str | None = None
@@ -76,6 +84,8 @@ class FirewallService:
             live = await self.runner.list_table()
             edited = self._edited_outside(live)
             if table_digest(live) == plan.digest and not edited:
+                if self._pending is None:
+                    notes += await self._save_boot(plan.text)
                 return self._unchanged(plan, notes)
             if edited:
                 notes.append("Berth's table had been edited outside Berth; replaced it")
@@ -87,6 +97,7 @@ class FirewallService:
             if kept:
                 notes.append("the earlier change that waited for confirmation is replaced")
             if confirm_within is None:
+                notes += await self._save_boot(plan.text)
                 return ApplyResult(True, _applied_message(plan), plan.digest, None, tuple(notes))
             return self._start_pending(plan, previous, confirm_within, notes)
 
@@ -96,9 +107,12 @@ class FirewallService:
                 raise NothingToConfirm(
                     self._last_revert or "no firewall change is waiting for confirmation"
                 )
+            text = self._pending.text
             await self._drop_pending()
             log.info("firewall change confirmed netns=%s", self.settings.netns)
-            return "Firewall change confirmed: it stays in place."
+            notes = await self._save_boot(text)
+            return " ".join(["Firewall change confirmed: it stays in place.",
+                             *(f"Note: {note}." for note in notes)])
 
     async def disable(self) -> str:
         """Remove Berth's table, and only it."""
@@ -108,9 +122,17 @@ class FirewallService:
             await self.runner.load(remove_transaction())
             self._applied_listing = None
             log.info("firewall disabled netns=%s", self.settings.netns)
+            problem = await self.boot.remove()
+            tail = f" Note: {problem}." if problem else ""
             if live is None:
-                return "Berth's firewall was not active: nothing to remove."
-            return "Berth's firewall table removed; other tables were left untouched."
+                return f"Berth's firewall was not active: nothing to remove.{tail}"
+            return f"Berth's firewall table removed; other tables were left untouched.{tail}"
+
+    async def forget_boot(self) -> None:
+        """The agent starts with the firewall off: no table is to be loaded at the next boot."""
+        problem = await self.boot.remove()
+        if problem:
+            log.warning("firewall off, but %s", problem)
 
     async def status(self, *, ssh_connection: str | None = None) -> FirewallStatus:
         """What is loaded and what it lets reach the host's listening sockets.
@@ -131,6 +153,7 @@ class FirewallService:
             notes.append("verdicts are for the configuration, not the table loaded now")
         reaches = tuple(SocketReach(s, _judge(plan.policy, s, active)) for s in sockets)
         pending = self._pending
+        saved = await self.boot.read()
         return FirewallStatus(
             enabled=self.settings.enabled,
             netns=self.settings.netns,
@@ -143,6 +166,9 @@ class FirewallService:
             pending_confirm_until=pending.deadline if pending else None,
             last_revert=self._last_revert,
             notes=tuple(notes),
+            boot_ruleset=str(self.boot.path) if self.boot.path else None,
+            boot_saved=saved is not None,
+            boot_digest=table_digest(saved),
         )
 
     async def aclose(self) -> None:
@@ -171,7 +197,24 @@ class FirewallService:
             sshd_ports=ports,
             sshd_problem=problem,
             ssh_connection=ssh_connection,
+            last_known=() if ports is not None else await self._last_ssh_ports(),
         )
+
+    async def _last_ssh_ports(self) -> tuple[int, ...]:
+        """The SSH ports the loaded table and the ruleset saved for boot let in."""
+        loaded = table_ssh_ports(await self.runner.list_table())
+        saved = table_ssh_ports(await self.boot.read())
+        return tuple(sorted({*loaded, *saved}))
+
+    async def _save_boot(self, text: str) -> list[str]:
+        """Save `text` as the boot ruleset; the problem as a note, if any."""
+        problem = await self.boot.save(text)
+        if problem:
+            return [f"{problem}: the next boot loads no up-to-date table"]
+        if self.boot.path is not None and not self.settings.enabled:
+            return [(f"firewall.enabled = false: the agent's next start removes {self.boot.path}, "
+                     "so this table is not loaded after a reboot (set it to true to keep it)")]
+        return []
 
     def _edited_outside(self, live: str | None) -> bool:
         """Whether the loaded table carries our digest yet differs from what we loaded."""
@@ -192,7 +235,7 @@ class FirewallService:
     ) -> ApplyResult:
         now = time.time()
         task = asyncio.create_task(self._revert_after(within), name="berth-firewall-revert")
-        self._pending = _Pending(previous, now, now + within, task)
+        self._pending = _Pending(previous, plan.text, now, now + within, task)
         self._last_revert = None
         message = (
             f"{_applied_message(plan)} It reverts at {_clock(now + within)} unless "

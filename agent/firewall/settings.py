@@ -14,6 +14,7 @@ line naming the key. Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.firewall.errors import InvalidFirewallSetting
 from agent.firewall.rules import (
@@ -23,6 +24,10 @@ from agent.firewall.rules import (
     check_port,
     parse_port_rules,
 )
+
+# Where install.sh's boot loader (berth-firewall.service, /etc/init.d/berth-firewall)
+# looks unless `boot_ruleset` says otherwise.
+DEFAULT_BOOT_RULESET = Path("/etc/berth/firewall.nft")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ class FirewallSettings:
     # How the running sshd's effective configuration is read (its `port` lines).
     sshd_command: tuple[str, ...] = ("sshd", "-T")
     nft_command: str = "nft"
+    # Where the ruleset loaded at boot (before the network) is saved; unset: the
+    # installer's path for the host's own namespace, and none for a named namespace (the
+    # boot loader loads into the host's namespace, never into one a test made).
+    boot_ruleset: Path | None = None
 
     def __post_init__(self) -> None:
         check_netns(self.netns, "firewall.netns")
@@ -79,6 +88,16 @@ class FirewallSettings:
             )
         if not self.nft_command:
             raise InvalidFirewallSetting("firewall.nft_command", self.nft_command, "empty")
+        if self.boot_ruleset is not None and not self.boot_ruleset.is_absolute():
+            raise InvalidFirewallSetting(
+                "firewall.boot_ruleset", str(self.boot_ruleset), "must be an absolute path"
+            )
+
+    def boot_file(self) -> Path | None:
+        """The file the boot loader gives to `nft -f`, or None when nothing is saved."""
+        if self.boot_ruleset is not None:
+            return self.boot_ruleset
+        return None if self.netns else DEFAULT_BOOT_RULESET
 
     def allow_rules(self) -> tuple[PortRule, ...]:
         return parse_port_rules(self.allow, "firewall.allow")

@@ -4,7 +4,9 @@ Three sources, all always allowed: the `port` lines of the running sshd's effect
 configuration (`sshd -T`), the server port of the SSH connection the change is made over
 (the caller hands in its `SSH_CONNECTION`; nothing here reads the environment), and the
 ports configured in `firewall.ssh_ports`. When `sshd -T` cannot be read, port 22 is kept
-open as well and the plan says why.
+open as well as the SSH ports last let in (by the loaded table and the ruleset saved for
+boot), and the plan says why: an sshd moved to another port and then unreadable must not
+be shut out by the next apply, nor at the next boot.
 """
 
 from __future__ import annotations
@@ -70,15 +72,19 @@ def combine(
     sshd_ports: tuple[int, ...] | None,
     sshd_problem: str,
     ssh_connection: str | None,
+    last_known: tuple[int, ...] = (),
 ) -> SshPorts:
-    """Every SSH port to keep open; `sshd_ports` None means `sshd -T` failed with `sshd_problem`."""
+    """Every SSH port to keep open; `sshd_ports` None means `sshd -T` failed with `sshd_problem`,
+    and then 22 and `last_known` (the SSH ports of the last table applied) stay open."""
     sources: list[tuple[int, str]] = [(p, "firewall.ssh_ports") for p in configured]
     notes: list[str] = []
     if sshd_ports is not None:
         sources += [(p, "sshd -T") for p in sshd_ports]
     else:
         sources.append((FALLBACK_PORT, "fallback"))
-        notes.append(f"could not read sshd's ports ({sshd_problem}); keeping {FALLBACK_PORT} open")
+        sources += [(p, "last applied") for p in sorted(set(last_known))]
+        kept = ", ".join(str(p) for p in sorted({FALLBACK_PORT, *last_known}))
+        notes.append(f"could not read sshd's ports ({sshd_problem}); keeping {kept} open")
     if ssh_connection:
         sources.append((ssh_connection_port(ssh_connection), "current SSH connection"))
     ports = tuple(sorted({port for port, _ in sources}))

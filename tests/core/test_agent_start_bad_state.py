@@ -71,6 +71,7 @@ enabled = false
 
 [firewall]
 enabled = false
+boot_ruleset = "{tmp_path / 'firewall.nft'}"
 """)
     env = {**os.environ, "BERTH_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
     agent = subprocess.Popen([sys.executable, "-m", "agent", "agent"], env=env, text=True,

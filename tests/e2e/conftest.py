@@ -64,6 +64,7 @@ min_free_disk_mb = 512
 
 [firewall]
 {firewall}
+boot_ruleset = "{root / 'firewall.nft'}"
 {extra}
 """
 

@@ -42,6 +42,9 @@ def agent(namespace):
 
 def test_agent_applies_at_start_and_verbs_drive_it(agent, namespace):
     assert "table inet berth" in tables(namespace)  # applied when the agent started
+    boot = agent.root / "firewall.nft"  # [firewall] boot_ruleset, saved at that apply
+    assert "table inet berth {" in boot.read_text() and "8443" in boot.read_text()
+    subprocess.run(["ip", "netns", "exec", namespace, "nft", "-c", "-f", str(boot)], check=True)
 
     dry = agent.ok("firewall:apply", "--dry-run")
     assert "table inet berth" in dry and "8443" in dry
@@ -52,6 +55,7 @@ def test_agent_applies_at_start_and_verbs_drive_it(agent, namespace):
 
     assert "berth" in agent.ok("firewall:disable").lower()
     assert "table inet berth" not in tables(namespace)
+    assert not boot.exists()  # nothing loaded at the next boot either
 
     agent.ok("firewall:apply", "--confirm-within", "5")
     assert "table inet berth" in tables(namespace)
@@ -59,13 +63,23 @@ def test_agent_applies_at_start_and_verbs_drive_it(agent, namespace):
     while "table inet berth" in tables(namespace) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert "table inet berth" not in tables(namespace), "the unconfirmed change was not reverted"
+    assert not boot.exists()  # never saved: it was not confirmed
 
     agent.ok("firewall:apply", "--confirm-within", "30")
     agent.ok("firewall:confirm")
     time.sleep(1)
     assert "table inet berth" in tables(namespace)
+    assert "8443" in boot.read_text()  # saved once confirmed
     nothing = agent.cli("firewall:confirm")
     assert nothing.returncode == 1 and nothing.stderr.count("\n") == 1
 
     too_short = agent.cli("firewall:apply", "--confirm-within", "1")
     assert too_short.returncode == 1 and "5 to 3600" in too_short.stderr
+
+    # Turned off in berth.toml: the agent's next start removes the saved ruleset, so a
+    # reboot loads no stale table.
+    agent.stop()
+    agent.config_path.write_text(agent.config_path.read_text().replace(
+        "enabled = true\nnetns", "enabled = false\nnetns"))
+    agent.start()
+    assert not boot.exists()

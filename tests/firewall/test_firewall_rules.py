@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from agent.config import parse_config
 from agent.errors import BerthError, ConfigError
 from agent.firewall.errors import InvalidFirewallSetting
 from agent.firewall.rules import PortRule, parse_port_rule
-from agent.firewall.settings import FirewallSettings
+from agent.firewall.settings import DEFAULT_BOOT_RULESET, FirewallSettings
 
 
 def test_a_port_with_its_protocol() -> None:
@@ -96,6 +97,7 @@ def test_a_good_section_loads() -> None:
         ({"icmp_echo_rate": 0}, "firewall.icmp_echo_rate"),
         ({"command_timeout": 0.0}, "firewall.command_timeout"),
         ({"sshd_command": ()}, "firewall.sshd_command"),
+        ({"boot_ruleset": Path("firewall.nft")}, "firewall.boot_ruleset"),
     ],
 )
 def test_other_settings_are_checked(kwargs: dict[str, object], key: str) -> None:
@@ -108,3 +110,10 @@ def test_interface_wildcards_are_prefixes() -> None:
         container_interfaces=("docker0", "br-*"), trusted_interfaces=("wg*",)
     )
     assert settings.container_interfaces == ("docker0", "br-*")
+
+
+def test_the_boot_ruleset_is_the_installers_for_the_host_and_none_for_a_namespace() -> None:
+    assert FirewallSettings().boot_file() == DEFAULT_BOOT_RULESET == Path("/etc/berth/firewall.nft")
+    assert FirewallSettings(netns="lab").boot_file() is None  # never the host's boot file
+    chosen = parse_config('[firewall]\nnetns = "lab"\nboot_ruleset = "/srv/boot.nft"\n')
+    assert chosen.firewall.boot_file() == Path("/srv/boot.nft")

@@ -72,6 +72,18 @@ def test_unreadable_sshd_keeps_22_open_and_says_why() -> None:
     assert ports.notes == ("could not read sshd's ports (sshd not found); keeping 22 open",)
 
 
+def test_unreadable_sshd_keeps_22_and_the_last_applied_ports() -> None:
+    ports = combine(configured=(), sshd_ports=None, sshd_problem="exit 255",
+                    ssh_connection=None, last_known=(2222,))
+    assert ports.ports == (22, 2222)
+    assert (2222, "last applied") in ports.sources
+    assert ports.notes == ("could not read sshd's ports (exit 255); keeping 22, 2222 open",)
+    # Read: sshd's own ports win, an old port is not kept for ever.
+    read = combine(configured=(), sshd_ports=(2200,), sshd_problem="", ssh_connection=None,
+                   last_known=(2222,))
+    assert read.ports == (2200,)
+
+
 def test_a_missing_sshd_program_is_a_note_not_a_crash() -> None:
     runner = NftRunner(timeout=5)
     ports, problem = asyncio.run(read_sshd_ports(("/nonexistent/sshd", "-T"), runner))
