@@ -1,7 +1,7 @@
 """Control API: what `berth doctor` needs of the running agent to tell whether an address
 reaches it. GET /doctor/probe answers the proxy's probe token (agent.proxy.probe) and,
 of the domains of the apps the caller's key may see, those the proxy holds a certificate
-for (the ones worth probing on HTTPS). Any key may ask: the token only lets its holder
+for, its own or a wildcard's (the ones worth probing on HTTPS). Any key may ask: the token only lets its holder
 recognize this proxy."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from agent.errors import BerthError
 async def probe(request: Request) -> Response:
     agent = services(request)
     proxy = required(agent.proxy, "the proxy is not running in this agent")
-    served = proxy.tls_names()
     hosts: set[str] = set()
     for name in visible(request, agent.apps.names()):
         try:
@@ -26,7 +25,7 @@ async def probe(request: Request) -> Response:
         except BerthError:
             continue  # an app whose state cannot be read: doctor's other checks say so
     return JSONResponse({"token": proxy.probe_token,
-                         "tls_hosts": sorted(h for h in hosts if h in served)})
+                         "tls_hosts": sorted(h for h in hosts if proxy.serves_tls(h))})
 
 
 def routes() -> list[BaseRoute]:

@@ -45,7 +45,7 @@ class ProxyView(Protocol):
     @property
     def probe_token(self) -> str: ...  # berth doctor's probe (agent.proxy.probe)
 
-    def tls_names(self) -> frozenset[str]: ...  # names it holds a certificate for
+    def serves_tls(self, host: str) -> bool: ...  # it holds a certificate for `host`
 
 
 @dataclass

@@ -231,8 +231,8 @@ class Proxy:
     def probe_token(self) -> str:
         return self.probe.token
 
-    def tls_names(self) -> frozenset[str]:
-        return self.certificates.names()
+    def serves_tls(self, host: str) -> bool:
+        return self.certificates.covers(host)
 
     # draining ----------------------------------------------------------------------------
 

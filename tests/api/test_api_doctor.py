@@ -19,8 +19,8 @@ class ProxyHolding:
     def counters(self, name: str) -> RouteCounters:
         raise AssertionError("not asked here")
 
-    def tls_names(self) -> frozenset[str]:
-        return self._names
+    def serves_tls(self, host: str) -> bool:
+        return host in self._names or "*." + host.partition(".")[2] in self._names
 
 
 def test_the_probe_token_and_only_the_callers_domains_with_certificates(world: World) -> None:
@@ -28,13 +28,14 @@ def test_the_probe_token_and_only_the_callers_domains_with_certificates(world: W
         world.client.post("/apps", json={"name": name})
     world.services.apps.add_domain("shop", "shop.example.com")
     world.services.apps.add_domain("blog", "blog.example.com")
-    world.services.proxy = ProxyHolding("shop.example.com", "blog.example.com", "x.test")
+    world.services.proxy = ProxyHolding("*.apps.example.test", "blog.example.com", "x.test")
     world.services.keys.add(SshKey("ci", "ssh-ed25519 AAAA", "SHA256:ci", 0.0, ("shop",)))
     assert world.client.get("/doctor/probe").json() == {
-        "token": "t0ken", "tls_hosts": ["blog.example.com", "shop.example.com"]}
+        "token": "t0ken", "tls_hosts": ["blog.apps.example.test", "blog.example.com",
+                                        "shop.apps.example.test"]}
     ci = {"X-Berth-Key": "ci"}
     assert world.client.get("/doctor/probe", headers=ci).json() == {
-        "token": "t0ken", "tls_hosts": ["shop.example.com"]}
+        "token": "t0ken", "tls_hosts": ["shop.apps.example.test"]}
     assert world.client.post("/doctor/probe", headers=ci).status_code == 403
 
 

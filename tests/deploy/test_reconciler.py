@@ -57,8 +57,8 @@ async def test_a_dead_instance_is_replaced_as_soon_as_the_engine_says_so(world):
         assert replacement.id != web.id and replacement.state == "running"
         (event, *_) = EventStore(world.db).list("shop")
         assert (event.kind, event.message) == (
-            "InstanceReplaced", "web.1 was killed (SIGKILL, exit status 137); replaced; "
-            "its last lines:\n  | fake log line")
+            "InstanceReplaced", ("web.1 was killed (SIGKILL, exit status 137); replaced; "
+                                 "its last lines:\n  | fake log line"))
     finally:
         await world.runtime.close()
 
