@@ -136,8 +136,9 @@ def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
             if domain in tls_hosts and config.proxy.https_port is not None:
                 targets.append(portprobe.Target(address, config.proxy.https_port, domain, True))
     answers = portprobe.probe_all(targets, str(probe["token"]))
+    server = findings.ThisServer(own, tuple(config.acme.public_addresses), start_hint())
     return [findings.reached(t.port, t.address, None if t.host == t.address else t.host,
-                             a.who, a.detail, own, start_hint())
+                             a.who, a.detail, server)
             for t, a in zip(targets, answers, strict=True)]
 
 

@@ -157,15 +157,33 @@ def restarts(count: int | None) -> Finding:
     return Finding("ok", "agent restarts", "none")
 
 
+
+@dataclass(frozen=True)
+class ThisServer:
+    """This server as the ports check knows it: the addresses of its default routes, the
+    NAT addresses in front of it (acme.public_addresses), how to start its agent."""
+
+    addresses: Sequence[str]
+    nat: Sequence[str] = ()
+    start_hint: str = "start the agent"
+
+
 def reached(port: int, address: str, domain: str | None, who: str, detail: str,
-            server: Sequence[str], start_hint: str) -> Finding:
+            server: ThisServer) -> Finding:
     """Who answered Berth's probe on `address`:`port` (for `domain`, or for this server's
-    own address when None): this agent (ok), another server, or nothing (fail)."""
+    own address when None): this agent (ok), another server, or nothing (fail; warn for
+    a NAT address of this server, which the server itself may not get back through)."""
     subject = f"port {port} {domain or address}"
     if who == "this agent":
         return Finding("ok", subject, f"{domain} reaches this server on {address}" if domain
                        else f"this server's proxy answers on {address}")
-    here = ", ".join(server) or "its address"
+    here = ", ".join([*server.addresses, *server.nat]) or "its address"
+    if domain is not None and address in server.nat:
+        scheme = "https" if port == 443 else "http"
+        return Finding("warn", subject, f"{domain} points at {address}, this server's NAT "
+                       f"address (acme.public_addresses), which does not lead back here from "
+                       f"the server itself ({detail})", f"check from outside: curl -I "
+                       f"{scheme}://{domain}/ (the NAT must forward port {port} here)")
     if who == "another server":
         if domain is None:
             return Finding("fail", subject, f"another server answers on {address}:{port}, not "
@@ -175,8 +193,8 @@ def reached(port: int, address: str, domain: str | None, who: str, detail: str,
                        f"server ({detail})", f"point {domain}'s A/AAAA record at this server "
                        f"({here})")
     message = f"port {port} unreachable on {address} ({detail})"
-    if domain is not None and address not in server:
+    if domain is not None and address not in server.addresses:
         return Finding("fail", subject, message, f"point {domain}'s A/AAAA record at this "
                        f"server ({here}), or open port {port} on {address}")
     return Finding("fail", subject, message, f"the agent's proxy should answer there: "
-                   f"{start_hint}; check that nothing on this server blocks port {port}")
+                   f"{server.start_hint}; check that nothing on this server blocks port {port}")

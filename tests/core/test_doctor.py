@@ -173,3 +173,25 @@ def test_doctor_exits_1_on_a_failure(tmp_path):
     assert result.returncode == 1, result.stderr
     assert ("fail  ports: nothing answers for Berth on ports 1/2: the agent is not running"
             in result.stdout)
+
+
+def test_who_answered_the_probe_judged():
+    server = findings.ThisServer(["203.0.113.7"], ["198.51.100.1"], "start it with X")
+    ok = findings.reached(80, "203.0.113.7", "shop.example.com", "this agent", "", server)
+    assert (ok.level, ok.message) == ("ok", "shop.example.com reaches this server on 203.0.113.7")
+    squatter = findings.reached(80, "203.0.113.7", None, "another server", "it answered 200 OK",
+                                server)
+    assert squatter.level == "fail" and "another server answers on 203.0.113.7:80" in (
+        squatter.message) and "ss -ltnp" in squatter.fix
+    down = findings.reached(443, "203.0.113.7", "shop.example.com", "nothing",
+                            "Connection refused", server)
+    assert down.message == "port 443 unreachable on 203.0.113.7 (Connection refused)"
+    assert down.fix.startswith("the agent's proxy should answer there: start it with X")
+    nat = findings.reached(443, "198.51.100.1", "shop.example.com", "nothing", "timed out",
+                           server)
+    assert nat.level == "warn" and "NAT address" in nat.message
+    assert nat.fix.startswith("check from outside: curl -I https://shop.example.com/")
+    elsewhere = findings.reached(80, "192.0.2.9", "shop.example.com", "another server",
+                                 "it answered 404 Not Found", server)
+    assert elsewhere.fix == ("point shop.example.com's A/AAAA record at this server "
+                             "(203.0.113.7, 198.51.100.1)")
