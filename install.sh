@@ -340,6 +340,7 @@ ExecReload=/bin/kill -HUP \$MAINPID
 Restart=always
 RestartSec=2
 KillSignal=SIGTERM
+# The agent's stop ends within 80 s (agent/shutdown.py's STOP_BUDGET): never SIGKILLed.
 TimeoutStopSec=90
 UMask=0027
 

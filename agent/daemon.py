@@ -6,7 +6,8 @@ manager and the reconciler, over one SQLite database. Start-up order: state, pro
 (bound, not accepting yet), firewall, reconcile (routes restored before the API accepts
 work), certificates, the proxy accepts, API.
 Shutdown on SIGTERM/SIGINT: stop accepting API requests, let running operations and
-in-flight proxied requests finish up to their deadlines, then close. SIGHUP does the
+in-flight proxied requests finish up to their deadlines (all within one stop budget
+that fits the service's stop limit, `agent.shutdown`), then close. SIGHUP does the
 same but keeps the listening sockets and execs the installed agent with them (see
 `agent.handover`): a restart or an upgrade that refuses no connection.
 """
@@ -24,7 +25,7 @@ import shlex
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ from agent.paths import AGENT_UMASK, DEFAULT_CONFIG_PATH, open_log, prepare_stat
 from agent.proxy import Proxy
 from agent.serverbackup.service import ServerBackups
 from agent.services import boot
+from agent.shutdown import DRAIN_SHARE, STOP_BUDGET, StopDeadline, StopSteps, stop_in_order
 from agent.store.apps import AppStore
 from agent.store.audit import AuditStore
 from agent.store.db import Database
@@ -315,13 +317,8 @@ async def serve(config: Config) -> Outcome:
     finally:
         log.info("restarting in place" if restart.is_set() else "shutting down")
         server.should_exit = True
-        await _finish(tasks, api.state.background_tasks)
-        await services.deployer.settled(SHUTDOWN_TIMEOUT)  # old containers being stopped
-        await asyncio.to_thread(agent.oom_watch.close)
-        await agent.certificates.stop()
-        if services.firewall is not None:
-            await services.firewall.aclose()
-        await agent.proxy.stop(config.deploy.drain_timeout)
+        await stop_in_order(_stop_steps(agent, tasks, api.state.background_tasks),
+                            StopDeadline(STOP_BUDGET, min(config.deploy.drain_timeout, DRAIN_SHARE)))
         await agent.access_log.close()
         agent.db.close()
         config.paths.control_socket.unlink(missing_ok=True)
@@ -381,19 +378,16 @@ async def _wait_for_stop(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) ->
             log.error("core task %s died", task.get_name(), exc_info=task.exception())
 
 
-async def _finish(tasks: list[asyncio.Task[Any]], operations: set[asyncio.Task[Any]]) -> None:
-    """Stop the reconciler, let the API close, give running operations (deploys) the
-    shutdown timeout to end, then cancel them (a cancelled deploy removes what it
-    started and is marked failed)."""
-    for task in tasks:
-        if task.get_name() != "control-api":
-            task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT)
-    if operations:
-        log.info("waiting for %d running operation(s)", len(operations))
-        _, pending = await asyncio.wait(set(operations), timeout=SHUTDOWN_TIMEOUT)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=SHUTDOWN_TIMEOUT)
+def _stop_steps(agent: Agent, tasks: list[asyncio.Task[Any]],
+                operations: set[asyncio.Task[Any]]) -> StopSteps:
+    """The agent's stop, step by step (see `agent.shutdown`)."""
+    services, config = agent.services, agent.services.config
+    closers: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("the OOM watch", lambda: asyncio.to_thread(agent.oom_watch.close)),
+        ("the certificate manager", agent.certificates.stop),
+    ]
+    if services.firewall is not None:
+        closers.append(("the firewall", services.firewall.aclose))
+    return StopSteps(tasks, operations, services.deployer.settled, agent.proxy.stop,
+                     config.deploy.drain_timeout,
+                     drain_slack=config.proxy.shutdown_idle_timeout + 1.0, closers=closers)
