@@ -174,10 +174,14 @@ def reached(port: int, address: str, domain: str | None, who: str, detail: str,
     own address when None): this agent (ok), another server, or nothing (fail; warn for
     a NAT address of this server, which the server itself may not get back through)."""
     subject = f"port {port} {domain or address}"
+    here = ", ".join([*server.addresses, *server.nat]) or "its address"
     if who == "this agent":
+        if domain is not None and ipaddress.ip_address(address).is_loopback:
+            return Finding("warn", subject, f"{domain} reaches this server on {address}, a "
+                           "loopback address: from this machine only", f"point {domain}'s "
+                           f"A/AAAA record at this server ({here}), not at a loopback address")
         return Finding("ok", subject, f"{domain} reaches this server on {address}" if domain
                        else f"this server's proxy answers on {address}")
-    here = ", ".join([*server.addresses, *server.nat]) or "its address"
     if domain is not None and address in server.nat:
         scheme = "https" if port == 443 else "http"
         return Finding("warn", subject, f"{domain} points at {address}, this server's NAT "
