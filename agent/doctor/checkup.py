@@ -124,22 +124,35 @@ def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
                         f"{config.proxy.http_port}/{config.proxy.https_port}: the agent is "
                         "not running", start_hint())]
     own = sorted(looks.own_addresses())
-    targets = [portprobe.Target(a, config.proxy.http_port, a) for a in own]
-    if not own:  # no default route: the proxy's own listening address at least
-        host = "127.0.0.1" if config.proxy.listen in ("0.0.0.0", "::", "") \
-            else config.proxy.listen
-        targets.append(portprobe.Target(host, config.proxy.http_port, host))
-    tls_hosts = set(probe.get("tls_hosts") or [])
-    for domain in _domains(agent):
-        for address in looks.resolve(domain):
-            targets.append(portprobe.Target(address, config.proxy.http_port, domain))
-            if domain in tls_hosts and config.proxy.https_port is not None:
-                targets.append(portprobe.Target(address, config.proxy.https_port, domain, True))
+    targets = _port_targets(config, own, sorted(probe.get("tls_hosts") or []),
+                            {domain: looks.resolve(domain) for domain in _domains(agent)})
     answers = portprobe.probe_all(targets, str(probe["token"]))
     server = findings.ThisServer(own, tuple(config.acme.public_addresses), start_hint())
-    return [findings.reached(t.port, t.address, None if t.host == t.address else t.host,
-                             a.who, a.detail, server)
+    return [findings.reached(t.port, t.address, t.domain, a.who, a.detail, server)
             for t, a in zip(targets, answers, strict=True)]
+
+
+def _port_targets(config: Config, own: list[str], tls_hosts: list[str],
+                  domains: dict[str, list[str]]) -> list[portprobe.Target]:
+    """This server's addresses on both ports (over HTTPS with the name of a domain the
+    proxy has a certificate for, if any), then each domain's addresses on port 80, and on
+    443 where the proxy has the domain's certificate."""
+    http, https = config.proxy.http_port, config.proxy.https_port
+    if not own:  # no default route: the proxy's own listening address at least
+        own = ["127.0.0.1" if config.proxy.listen in ("0.0.0.0", "::", "")
+               else config.proxy.listen]
+    targets = []
+    for address in own:
+        targets.append(portprobe.Target(address, http, address))
+        if https is not None:
+            targets.append(portprobe.Target(address, https, tls_hosts[0] if tls_hosts else "",
+                                            tls=True))
+    for domain, addresses in domains.items():
+        for address in addresses:
+            targets.append(portprobe.Target(address, http, domain, domain=domain))
+            if domain in tls_hosts and https is not None:
+                targets.append(portprobe.Target(address, https, domain, True, domain))
+    return targets
 
 
 def _domains(agent: AgentFacts) -> list[str]:

@@ -182,6 +182,8 @@ def reached(port: int, address: str, domain: str | None, who: str, detail: str,
                            f"A/AAAA record at this server ({here}), not at a loopback address")
         return Finding("ok", subject, f"{domain} reaches this server on {address}" if domain
                        else f"this server's proxy answers on {address}")
+    if who == "something":
+        return Finding("ok", subject, f"accepts connections on {address} ({detail})")
     if domain is not None and address in server.nat:
         scheme = "https" if port == 443 else "http"
         return Finding("warn", subject, f"{domain} points at {address}, this server's NAT "

@@ -23,17 +23,22 @@ TIMEOUT = 5.0
 _MAX_ANSWER = 64 * 1024
 _PARALLEL = 16
 
-Who = Literal["this agent", "another server", "nothing"]
+# "something": a TCP connection was accepted, nothing more was asked (HTTPS on an address
+# for which the proxy has no certificate to show: its handshake would fail either way).
+Who = Literal["this agent", "another server", "nothing", "something"]
 
 
 @dataclass(frozen=True)
 class Target:
-    """One probe: `address`:`port`, with `host` as Host (and server name, over TLS)."""
+    """One probe: `address`:`port`, with `host` as Host (and server name, over TLS; ""
+    over TLS: connect only). `domain`: the app domain it is for, None for this server's
+    own address."""
 
     address: str
     port: int
     host: str
     tls: bool = False
+    domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,9 @@ def probe(target: Target, token: str, timeout: float = TIMEOUT) -> Answered:
         raw = socket.create_connection((target.address, target.port), timeout=timeout)
     except OSError as exc:
         return Answered("nothing", _why(exc))
+    if target.tls and not target.host:
+        raw.close()
+        return Answered("something", "no certificate yet to prove whose it is")
     try:
         conn = _tls().wrap_socket(raw, server_hostname=target.host) if target.tls else raw
     except OSError as exc:  # ssl.SSLError included

@@ -187,6 +187,10 @@ def test_who_answered_the_probe_judged():
                             "Connection refused", server)
     assert down.message == "port 443 unreachable on 203.0.113.7 (Connection refused)"
     assert down.fix.startswith("the agent's proxy should answer there: start it with X")
+    unproven = findings.reached(443, "203.0.113.7", None, "something", "no certificate yet "
+                                "to prove whose it is", server)
+    assert (unproven.level, unproven.message) == ("ok", "accepts connections on 203.0.113.7 "
+                                                  "(no certificate yet to prove whose it is)")
     trap = findings.reached(80, "127.0.1.1", "shop.example.com", "this agent", "", server)
     assert trap.level == "warn" and "a loopback address: from this machine only" in trap.message
     nat = findings.reached(443, "198.51.100.1", "shop.example.com", "nothing", "timed out",

@@ -101,8 +101,9 @@ def test_the_ports_check_tells_this_agent_another_server_and_nothing_apart(tmp_p
             took = time.monotonic() - started
     db.close()
     http_port, https_port = proxy.http_port, proxy.https_port
-    assert found.pop(f"port {http_port} 127.0.0.1") == Finding(
-        "ok", f"port {http_port} 127.0.0.1", "this server's proxy answers on 127.0.0.1")
+    for port in (http_port, https_port):  # 443 over TLS with here.test's name
+        assert found.pop(f"port {port} 127.0.0.1") == Finding(
+            "ok", f"port {port} 127.0.0.1", "this server's proxy answers on 127.0.0.1")
     # Reached, but on a loopback address: from this machine only (a real record would
     # name the server's public address, as the namespace test below has it).
     here = found.pop(f"port {http_port} here.test")
@@ -132,6 +133,8 @@ def test_a_probe_without_the_token_is_another_servers_answer():
         no_cert = portprobe.Target("127.0.0.1", proxy.https_port, "nocert.test", tls=True)
         refused = portprobe.probe(no_cert, proxy.probe.token)
         assert refused.who == "another server" and "TLS handshake failed" in refused.detail
+        connect_only = portprobe.Target("127.0.0.1", proxy.https_port, "", tls=True)
+        assert portprobe.probe(connect_only, proxy.probe.token).who == "something"
 
 
 @pytest.mark.netns
@@ -147,8 +150,9 @@ def test_berth_doctor_in_a_namespace_of_its_own(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
     found = {f["subject"]: f for f in report["findings"] if f["subject"].startswith("port")}
-    assert found.pop("port 80 203.0.113.7")["message"] == (
-        "this server's proxy answers on 203.0.113.7")
+    for port in (80, 443):
+        assert found.pop(f"port {port} 203.0.113.7")["message"] == (
+            "this server's proxy answers on 203.0.113.7")
     assert found.pop("port 80 shop.test")["message"] == "shop.test reaches this server on 203.0.113.7"
     assert found.pop("port 443 shop.test")["level"] == "ok"
     elsewhere = found.pop("port 80 elsewhere.test")
