@@ -62,3 +62,12 @@ class Backup:
 
 def file_name(number: int, addon: str, kind: str) -> str:
     return f"b{number}-{addon}.{EXTENSIONS[kind]}"
+
+
+@dataclass(frozen=True)
+class UploadFailure:
+    """A backup's failed uploads to the off-host target: how many, the last one, why."""
+
+    attempts: int
+    attempted_at: float
+    error: str

@@ -5,7 +5,8 @@ Every add-on is backed up daily by default, at a time of its own between 03:00 a
 once. `backups:schedule APP NAME 03:15 --keep-daily 7 --keep-weekly 4` sets another.
 Retention keeps, of the scheduled backups, the newest of each of the last `keep_daily`
 days that have one and the newest of each of the last `keep_weekly` ISO weeks; manual
-and final backups are never pruned.
+and final backups are never pruned. A backup whose upload to the off-host target failed
+is uploaded again with backoff (`upload_retry_at`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agent.backups.model import Backup
+from agent.backups.model import Backup, UploadFailure
 from agent.errors import BerthError
 
 _TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 DAY = 86400.0
 # A daily backup older than this is overdue (a day, and slack for a slow dump).
 OVERDUE_AFTER = DAY + 2 * 3600
+# Retries of a failed upload to the off-host target: backoff, and when to give up
+# (5 min doubling to 6 h: 24 attempts take about five days).
+UPLOAD_FIRST_RETRY = 300.0
+UPLOAD_MAX_RETRY = 6 * 3600.0
+UPLOAD_ATTEMPTS = 24
 
 
 class InvalidSchedule(BerthError):
@@ -70,6 +76,18 @@ def due(schedule: Schedule, last_attempt: float | None, created_at: float, now: 
     """Whether a backup is due: the first scheduled time after the last attempt (or the
     add-on's creation) has passed."""
     return next_run(schedule, last_attempt if last_attempt is not None else created_at) <= now
+
+
+def upload_retry_at(failure: UploadFailure | None, now: float) -> float | None:
+    """When a backup with no off-host copy is uploaded again: at once when no upload was
+    tried (the agent stopped first, or the target is new), else 5 minutes after the
+    first failure, doubling up to 6 hours; never after UPLOAD_ATTEMPTS failures."""
+    if failure is None:
+        return now
+    if failure.attempts >= UPLOAD_ATTEMPTS:
+        return None
+    wait = min(UPLOAD_FIRST_RETRY * 2.0 ** (failure.attempts - 1), UPLOAD_MAX_RETRY)
+    return failure.attempted_at + wait
 
 
 def to_prune(backups: Iterable[Backup], schedule: Schedule) -> list[Backup]:

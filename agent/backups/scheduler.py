@@ -3,7 +3,8 @@
 A task of the agent checks every minute. A failed scheduled backup is loud: an event on
 the app and a line in the agent's log (both from the capture), the failure stored so
 `addons` and `apps` show it, and another attempt an hour later. Pruning removes the
-file, then the record.
+file, then the record. A backup not copied off-host (its upload failed, or the agent
+stopped first) is uploaded again, with backoff, and shown as not copied until it is.
 """
 
 from __future__ import annotations
@@ -65,6 +66,24 @@ class BackupScheduler:
         await self.prune(addon)
         return backup.id
 
+    async def retry_uploads(self) -> list[str]:
+        """Upload again the backups with no off-host copy whose retry is due (backoff in
+        agent.backups.schedule); the ids copied now."""
+        if self._backups.offsite is None:
+            return []
+        copied = []
+        for backup in self._backups.store.not_copied():
+            now = self._clock()
+            failure = self._backups.store.upload_failure(backup.app, backup.number)
+            retry_at = rules.upload_retry_at(failure, now)
+            if retry_at is None or retry_at > now or not self._backups.path(backup).is_file():
+                continue
+            log.info("uploading again app=%s backup=%s attempts=%s", backup.app, backup.id,
+                     failure.attempts if failure else 0)
+            if await self._backups.copy_offsite(backup, DeployOutput(), now=now):
+                copied.append(backup.id)
+        return copied
+
     async def prune(self, addon: Addon) -> list[str]:
         doomed = rules.to_prune(self._backups.store.of_app(addon.app, addon.name),
                                 self.schedule_of(addon))
@@ -84,7 +103,19 @@ class BackupScheduler:
                              "keep_weekly": schedule.keep_weekly},
                 "backup_error": last[1] if last else None,
                 "backup_overdue": now - since > rules.OVERDUE_AFTER,
-                "next_backup": rules.next_run(schedule, now)}
+                "next_backup": rules.next_run(schedule, now),
+                "not_copied": self.not_copied(addon)}
+
+    def not_copied(self, addon: Addon) -> dict[str, Any] | None:
+        """With an off-host target: the ids of the add-on's backups with no copy there and
+        the last upload error (None when each has one)."""
+        if self._backups.offsite is None:
+            return None
+        missing = [b for b in self._backups.store.not_copied(addon.app) if b.addon == addon.name]
+        if not missing:
+            return None
+        failure = self._backups.store.upload_failure(addon.app, missing[-1].number)
+        return {"ids": [b.id for b in missing], "error": failure.error if failure else None}
 
     def problems(self, app: str) -> list[dict[str, str]]:
         """The app's add-ons whose backups need attention (what `apps` shows): the last
@@ -98,6 +129,10 @@ class BackupScheduler:
             elif status["backup_overdue"]:
                 found.append({"addon": addon.name, "problem": "overdue",
                               "detail": "no backup for more than a day"})
+            if missing := status["not_copied"]:
+                why = f" (last upload: {missing['error']})" if missing["error"] else ""
+                found.append({"addon": addon.name, "problem": "local-only",
+                              "detail": f"{', '.join(missing['ids'])} not copied off-host{why}"})
         return found
 
     async def run_periodically(self, interval: float = CHECK_INTERVAL) -> None:
@@ -105,5 +140,6 @@ class BackupScheduler:
             await asyncio.sleep(interval)
             try:
                 await self.run_due()
+                await self.retry_uploads()
             except BerthError as exc:
                 log.error("scheduled backups: %s", exc)

@@ -32,6 +32,10 @@ class BackupService:
         self.store = store
         self.events = events
         self.offsite = offsite
+        self._uploading: set[tuple[str, int]] = set()  # (app, number) being uploaded now
+
+    def uploading(self, backup: Backup) -> bool:
+        return (backup.app, backup.number) in self._uploading
 
     def directory(self, app: str) -> Path:
         return self.addons.backups_root / app
@@ -58,22 +62,31 @@ class BackupService:
             raise BackupNotFound(backup.app, backup.id)
         return path
 
-    async def copy_offsite(self, backup: Backup, out: DeployOutput) -> None:
-        """Upload and read back; a failure is loud (event, log, output), the local
-        backup stays good."""
-        if self.offsite is None:
-            return
+    async def copy_offsite(self, backup: Backup, out: DeployOutput,
+                           now: float | None = None) -> bool:
+        """Upload and read back; whether it is copied. A failure is loud (event, log,
+        output) and recorded, so the scheduler tries again; the local backup stays good."""
+        if self.offsite is None or self.uploading(backup):
+            return False
         key = self.offsite.key(backup.app, backup.file_name)
+        self._uploading.add((backup.app, backup.number))
         try:
             await self.offsite.upload(self.path(backup), key, backup.sha256)
         except OffsiteFailed as exc:
+            self.store.record_upload_failure(backup.app, backup.number,
+                                             time.time() if now is None else now, str(exc))
             self.events.record(backup.app, "BackupUploadFailed", f"{backup.id}: {exc}")
             log.error("off-host copy failed app=%s backup=%s error=%s", backup.app, backup.id, exc)
-            out.heading(f"{backup.id} is kept on this server only: {exc}")
-            return
+            out.heading(f"{backup.id} is kept on this server only (the upload is tried "
+                        f"again later): {exc}")
+            return False
+        finally:
+            self._uploading.discard((backup.app, backup.number))
         location = f"s3://{self.offsite.bucket}/{key}"
-        self.store.record_copy(backup.app, backup.number, location, time.time())
+        self.store.record_copy(backup.app, backup.number, location,
+                               time.time() if now is None else now)
         out.detail(f"copied to {location} (read back, SHA-256 checked)")
+        return True
 
     def addon_for(self, app: str, name: str | None) -> Addon:
         """The named add-on, or the app's only one."""
@@ -160,6 +173,11 @@ class BackupService:
         self.store.remove(backup.app, backup.number)
 
     def describe(self, backup: Backup) -> dict[str, object]:
+        """Its record, where its file is, and its off-host copy (or why there is none)."""
+        failure = self.store.upload_failure(backup.app, backup.number)
         return {**backup.public(), "path": str(self.path(backup)),
                 "local": self.path(backup).is_file(),
-                "offsite": self.store.copy_of(backup.app, backup.number)}
+                "offsite": self.store.copy_of(backup.app, backup.number),
+                "offsite_target": self.offsite is not None,
+                "upload_attempts": failure.attempts if failure else 0,
+                "upload_error": failure.error if failure else None}

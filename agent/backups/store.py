@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from agent.backups.model import Backup, BackupNotFound
+from agent.backups.model import Backup, BackupNotFound, UploadFailure
 from agent.backups.schedule import Schedule
 from agent.store.db import Database
 
@@ -41,6 +41,15 @@ SCHEMA: tuple[str, ...] = (
         number INTEGER NOT NULL,
         location TEXT NOT NULL,
         copied_at REAL NOT NULL,
+        PRIMARY KEY (app, number)
+    )""",
+    # Failed uploads of a backup not yet copied off-host: how many, the last one and why.
+    """CREATE TABLE IF NOT EXISTS backup_uploads (
+        app TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        attempted_at REAL NOT NULL,
+        error TEXT NOT NULL,
         PRIMARY KEY (app, number)
     )""",
     # The last scheduled attempt per add-on and, when it failed, why.
@@ -139,6 +148,30 @@ class BackupStore:
         with self._db.transaction() as tx:
             tx.execute("INSERT OR REPLACE INTO backup_copies (app, number, location, copied_at)"
                        " VALUES (?, ?, ?, ?)", (app, number, location, copied_at))
+            tx.execute("DELETE FROM backup_uploads WHERE app = ? AND number = ?", (app, number))
+
+    def record_upload_failure(self, app: str, number: int, attempted_at: float,
+                              error: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO backup_uploads (app, number, attempts, attempted_at, error)"
+                       " VALUES (?, ?, 1, ?, ?) ON CONFLICT(app, number) DO UPDATE SET"
+                       " attempts = attempts + 1, attempted_at = excluded.attempted_at,"
+                       " error = excluded.error", (app, number, attempted_at, error))
+
+    def upload_failure(self, app: str, number: int) -> UploadFailure | None:
+        rows = self._db.query("SELECT * FROM backup_uploads WHERE app = ? AND number = ?",
+                              (app, number))
+        if not rows:
+            return None
+        return UploadFailure(rows[0]["attempts"], rows[0]["attempted_at"], rows[0]["error"])
+
+    def not_copied(self, app: str | None = None) -> list[Backup]:
+        """Backups with no off-host copy (of one app, or all), oldest first."""
+        rows = self._db.query(
+            "SELECT * FROM backups b WHERE (? IS NULL OR b.app = ?) AND NOT EXISTS"
+            " (SELECT 1 FROM backup_copies c WHERE c.app = b.app AND c.number = b.number)"
+            " ORDER BY b.created_at", (app, app))
+        return [_backup(r) for r in rows]
 
     def copy_of(self, app: str, number: int) -> str | None:
         rows = self._db.query("SELECT location FROM backup_copies WHERE app = ? AND number = ?",
@@ -148,3 +181,4 @@ class BackupStore:
     def forget_copy(self, app: str, number: int) -> None:
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM backup_copies WHERE app = ? AND number = ?", (app, number))
+            tx.execute("DELETE FROM backup_uploads WHERE app = ? AND number = ?", (app, number))

@@ -108,13 +108,20 @@ def certificates(statuses: Sequence[dict[str, Any]]) -> list[Finding]:
 
 
 def backups(apps: Sequence[dict[str, Any]]) -> list[Finding]:
-    """One finding per add-on whose last scheduled backup failed (fail) or that has no
-    backup for longer than its daily schedule allows (warn), else one ok."""
+    """One finding per add-on whose last scheduled backup failed (fail), that has no
+    backup for longer than its daily schedule allows (warn), or whose backups are not
+    copied off-host (warn), else one ok."""
     found = []
     for app in apps:
         name = app["name"]
         for problem in app.get("backup_problems") or []:
             addon = problem["addon"]
+            if problem["problem"] == "local-only":
+                found.append(Finding(
+                    "warn", f"backups {name} {addon}", problem["detail"],
+                    "check [backups] s3_* in berth.toml and the target; uploads are retried "
+                    f"(berth backups {name})"))
+                continue
             failed = problem["problem"] == "failed"
             found.append(Finding(
                 "fail" if failed else "warn", f"backups {name} {addon}",

@@ -7,14 +7,16 @@ import datetime
 
 import pytest
 
-from agent.backups.model import Backup
+from agent.backups.model import Backup, UploadFailure
 from agent.backups.schedule import (
+    UPLOAD_ATTEMPTS,
     InvalidSchedule,
     Schedule,
     default_schedule,
     due,
     next_run,
     to_prune,
+    upload_retry_at,
 )
 
 UTC = datetime.timezone.utc
@@ -68,3 +70,14 @@ def test_retention_keeps_newest_per_day_and_per_week_and_never_manual_ones() -> 
     # Days 28 (the later one), 27, 26; ISO week of the 28th (Wed: the 26th-28th) and the week
     # before (the 19th-25th: newest is the 25th); manual and final ones always.
     assert kept == {29, 27, 26, 25, 30, 31}
+
+
+def test_a_failed_upload_is_retried_with_backoff_then_given_up() -> None:
+    assert upload_retry_at(None, 1000.0) == 1000.0  # never tried: now
+    assert upload_retry_at(UploadFailure(1, 1000.0, "x"), 5000.0) == 1300.0
+    assert upload_retry_at(UploadFailure(2, 1000.0, "x"), 5000.0) == 1600.0
+    assert upload_retry_at(UploadFailure(4, 1000.0, "x"), 5000.0) == 1000.0 + 2400
+    assert upload_retry_at(UploadFailure(12, 1000.0, "x"), 5000.0) == 1000.0 + 6 * 3600
+    assert upload_retry_at(UploadFailure(UPLOAD_ATTEMPTS - 1, 0.0, "x"), 1.0) == 6 * 3600
+    assert upload_retry_at(UploadFailure(UPLOAD_ATTEMPTS, 0.0, "x"), 1e9) is None
+

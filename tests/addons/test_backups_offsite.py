@@ -123,3 +123,69 @@ def test_a_tampered_copy_is_refused_and_a_failed_upload_is_loud(
     nowhere.path(second).unlink()
     with pytest.raises(BackupNotFound):
         nowhere.get(world.cache, second.id)
+
+
+def backups_listed(backups: BackupService, backup: Any) -> str:
+    """What `berth backups APP` prints of the agent's answer."""
+    import argparse
+    import io
+
+    from agent.cli.registry import Context
+    from agent.cli.verbs.backups import backups as listing
+
+    class Answering:
+        def call(self, method: str, path: str) -> Any:
+            return [backups.describe(backup)]
+
+    out = io.StringIO()
+    ctx = Context(client=Answering(), out=out)  # type: ignore[arg-type]
+    assert listing(ctx, argparse.Namespace(app=backup.app, json=False)) == 0
+    return out.getvalue()
+
+
+def test_a_failed_upload_is_retried_until_copied_and_shown_meanwhile(
+        world: World, s3: tuple[BackupSettings, Any]) -> None:
+    """A bucket that is not there yet: the backup stands local-only, `backups`, `addons`,
+    `apps` and doctor say so; not retried before its backoff; once the bucket exists the
+    scheduler's retry copies it and the warnings go."""
+    from agent.backups.scheduler import BackupScheduler
+    from agent.doctor import findings
+
+    settings, client = s3
+    backups = with_offsite(world, BackupSettings(
+        s3_bucket="later", s3_endpoint=settings.s3_endpoint, s3_access_key="test",
+        s3_secret_key="test", s3_prefix="srv1"))
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "SET", "k", "v")
+    backup = asyncio.run(backups.capture(world.cache, None, world.out()))
+    now = [backup.created_at + 60]
+    scheduler = BackupScheduler(backups, clock=lambda: now[0])
+    view = backups.describe(backup)
+    assert view["offsite"] is None and view["upload_attempts"] == 1
+    assert "NoSuchBucket" in str(view["upload_error"])
+    assert scheduler.status(addon)["not_copied"]["ids"] == [backup.id]
+    problems = scheduler.problems(world.cache)
+    assert [(p["problem"], p["detail"].split(" (")[0]) for p in problems] == [
+        ("local-only", f"{backup.id} not copied off-host")]
+    doctor = findings.backups([{"name": world.cache, "addons": 1, "backup_problems": problems}])
+    assert [(f.level, f.subject) for f in doctor] == [("warn", f"backups {world.cache} redis")]
+    assert "NOT COPIED OFF-HOST" in backups_listed(backups, backup)
+    assert asyncio.run(scheduler.retry_uploads()) == []  # 5 minutes first
+    now[0] += 301
+    assert asyncio.run(scheduler.retry_uploads()) == []  # still no bucket: attempt 2
+    assert backups.describe(backup)["upload_attempts"] == 2
+    now[0] += 301
+    assert asyncio.run(scheduler.retry_uploads()) == []  # now 10 minutes
+    client.create_bucket(Bucket="later")
+    now[0] += 600
+    assert asyncio.run(scheduler.retry_uploads()) == [backup.id]
+    key = f"srv1/{world.cache}/{backup.file_name}"
+    assert client.get_object(Bucket="later", Key=key)["Body"].read() == \
+        backups.path(backup).read_bytes()
+    view = backups.describe(backup)
+    assert view["offsite"] == f"s3://later/{key}" and view["upload_error"] is None
+    assert scheduler.status(addon)["not_copied"] is None
+    assert scheduler.problems(world.cache) == []
+    assert f"s3://later/{key}" in backups_listed(backups, backup)
+    assert asyncio.run(scheduler.retry_uploads()) == []  # done: never uploaded again

@@ -32,6 +32,8 @@ def _last_backup(row: dict[str, Any]) -> str:
         text += ", OVERDUE"
     if row.get("backup_error"):
         text += f", LAST FAILED: {row['backup_error']}"
+    if row.get("not_copied"):
+        text += f", NOT COPIED OFF-HOST: {' '.join(row['not_copied']['ids'])}"
     return text
 
 

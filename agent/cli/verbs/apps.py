@@ -27,8 +27,9 @@ def apps(ctx: Context, args: argparse.Namespace) -> int:
     ])
     for r in rows:
         for problem in r.get("backup_problems") or []:
-            what = ("last scheduled backup failed" if problem["problem"] == "failed"
-                    else "backup overdue")
+            what = {"failed": "last scheduled backup failed", "overdue": "backup overdue",
+                    "local-only": "backups kept on this server only"}.get(
+                        problem["problem"], problem["problem"])
             ctx.print(f"{r['name']}: {problem['addon']}: {what}: {problem['detail']} "
                       f"(berth addons {r['name']})")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from agent.cli.client import path
 from agent.cli.registry import APP, JSON, Context, Verb, arg, follow, table
@@ -22,11 +22,23 @@ def backups(ctx: Context, args: argparse.Namespace) -> int:
     if not rows:
         ctx.print(f"No backups of {args.app} yet: berth backups:capture {args.app}")
         return 0
-    table(ctx, ["ID", "ADD-ON", "KIND", "SIZE", "TAKEN", "REASON", "VERSION", "SHA-256"], [
+    table(ctx, ["ID", "ADD-ON", "KIND", "SIZE", "TAKEN", "REASON", "VERSION", "SHA-256",
+                "OFF-HOST"], [
         (r["id"], r["addon"], r["kind"], size(r["size"]),
          time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])), r["reason"],
-         r["server_version"], r["sha256"][:16]) for r in rows])
+         r["server_version"], r["sha256"][:16], _offsite(r)) for r in rows])
+    for r in rows:
+        if r.get("upload_error"):
+            ctx.print(f"{r['id']}: not copied off-host after {r['upload_attempts']} upload "
+                      f"attempt(s), tried again later: {r['upload_error']}")
     return 0
+
+
+def _offsite(row: dict[str, Any]) -> str:
+    """Where its off-host copy is, or that it has none."""
+    if row.get("offsite"):
+        return str(row["offsite"])
+    return "NOT COPIED OFF-HOST" if row.get("offsite_target") else "- (no target set)"
 
 
 def capture(ctx: Context, args: argparse.Namespace) -> int:
