@@ -43,50 +43,59 @@ say() { printf -- '-----> %s\n' "$*"; }
 note() { printf -- '       %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
-DOMAIN=${BERTH_DOMAIN:-}
-EMAIL=${BERTH_EMAIL:-}
-SSH_KEY=${BERTH_SSH_KEY:-}
-SSH_KEY_FILE=${BERTH_SSH_KEY_FILE:-}
-NO_FIREWALL=${BERTH_NO_FIREWALL:-0}
-SOURCE=${BERTH_SOURCE:-}
-FORCE=${BERTH_FORCE:-0}
-NO_START=${BERTH_NO_START:-0}
-ACTION=install
-PURGE=0
+read_settings() {  # every setting from its environment variable, or its default
+    DOMAIN=${BERTH_DOMAIN:-}
+    EMAIL=${BERTH_EMAIL:-}
+    SSH_KEY=${BERTH_SSH_KEY:-}
+    SSH_KEY_FILE=${BERTH_SSH_KEY_FILE:-}
+    NO_FIREWALL=${BERTH_NO_FIREWALL:-0}
+    SOURCE=${BERTH_SOURCE:-}
+    FORCE=${BERTH_FORCE:-0}
+    NO_START=${BERTH_NO_START:-0}
+    ACTION=install
+    PURGE=0
+    PREFIX=${BERTH_PREFIX:-/opt/berth}
+    BIN_DIR=${BERTH_BIN_DIR:-/usr/local/bin}
+    CONFIG=${BERTH_CONFIG:-/etc/berth/berth.toml}
+    BERTH="$BIN_DIR/berth"
+    SUPERVISOR=/usr/local/sbin/berth-supervise
+    AGENT_PID=/run/berth-agent.pid
+    FIREWALL_BOOT=/usr/local/sbin/berth-firewall-boot
+    RESTARTS_FILE=/run/berth-supervise.restarts
+    # What the preflight reads of the system (the tests point these at files of their own).
+    OS_RELEASE=${BERTH_OS_RELEASE:-/etc/os-release}
+    MEMINFO=${BERTH_MEMINFO:-/proc/meminfo}
+    PROC_NET=${BERTH_PROC_NET:-/proc/net}
+}
 
 need_value() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
-while [ $# -gt 0 ]; do
-    case $1 in
-        --domain) need_value "$@"; DOMAIN=$2; shift ;;
-        --email) need_value "$@"; EMAIL=$2; shift ;;
-        --ssh-key) need_value "$@"; SSH_KEY=$2; shift ;;
-        --ssh-key-file) need_value "$@"; SSH_KEY_FILE=$2; shift ;;
-        --source) need_value "$@"; SOURCE=$2; shift ;;
-        --no-firewall) NO_FIREWALL=1 ;;
-        --force) FORCE=1 ;;
-        --no-start) NO_START=1 ;;
-        --uninstall) ACTION=uninstall ;;
-        --purge) PURGE=1 ;;
-        -h|--help) usage; exit 0 ;;
-        *) die "unknown option $1 (see --help)" ;;
-    esac
-    shift
-done
-[ "$PURGE" = 0 ] || [ "$ACTION" = uninstall ] || die "--purge goes with --uninstall"
-case $DOMAIN in
-    ''|*[!a-z0-9.-]*|.*|*.) [ -z "$DOMAIN" ] || die "--domain $DOMAIN: not a domain name" ;;
-esac
 
-PREFIX=${BERTH_PREFIX:-/opt/berth}
-BIN_DIR=${BERTH_BIN_DIR:-/usr/local/bin}
-CONFIG=${BERTH_CONFIG:-/etc/berth/berth.toml}
-BERTH="$BIN_DIR/berth"
-SUPERVISOR=/usr/local/sbin/berth-supervise
-AGENT_PID=/run/berth-agent.pid
-FIREWALL_BOOT=/usr/local/sbin/berth-firewall-boot
-RESTARTS_FILE=/run/berth-supervise.restarts
-if [ "$CONFIG" = /etc/berth/berth.toml ]; then SSH_COMMAND="$BERTH"
-else SSH_COMMAND="env BERTH_CONFIG=$CONFIG $BERTH"; fi
+parse_args() {  # the flags, over the environment's settings
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --domain) need_value "$@"; DOMAIN=$2; shift ;;
+            --email) need_value "$@"; EMAIL=$2; shift ;;
+            --ssh-key) need_value "$@"; SSH_KEY=$2; shift ;;
+            --ssh-key-file) need_value "$@"; SSH_KEY_FILE=$2; shift ;;
+            --source) need_value "$@"; SOURCE=$2; shift ;;
+            --no-firewall) NO_FIREWALL=1 ;;
+            --force) FORCE=1 ;;
+            --no-start) NO_START=1 ;;
+            --uninstall) ACTION=uninstall ;;
+            --purge) PURGE=1 ;;
+            -h|--help) usage; exit 0 ;;
+            *) die "unknown option $1 (see --help)" ;;
+        esac
+        shift
+    done
+    [ "$PURGE" = 0 ] || [ "$ACTION" = uninstall ] || die "--purge goes with --uninstall"
+    case $DOMAIN in
+        ''|*[!a-z0-9.-]*|.*|*.) [ -z "$DOMAIN" ] || die "--domain $DOMAIN: not a domain name" ;;
+    esac
+    if [ "$CONFIG" = /etc/berth/berth.toml ]; then SSH_COMMAND="$BERTH"
+    else SSH_COMMAND="env BERTH_CONFIG=$CONFIG $BERTH"; fi
+}
+
 berth() { BERTH_CONFIG=$CONFIG "$BERTH" "$@"; }
 has_systemd() { [ -d /run/systemd/system ]; }
 has_sysv() { [ -d /etc/init.d ] && command -v update-rc.d >/dev/null 2>&1; }
@@ -99,34 +108,39 @@ preflight() {
     check_os
     case $(uname -m) in
         x86_64|aarch64) ;;
-        *) die "unsupported architecture $(uname -m) (x86_64 or aarch64)" ;;
+        *) [ "$FORCE" = 1 ] || die "unsupported architecture $(uname -m) (x86_64 or aarch64; --force to try anyway)" ;;
     esac
     check_size
     for port in 80 443; do check_port "$port"; done
 }
 
 check_os() {
-    # shellcheck disable=SC1091
-    id=$(. /etc/os-release 2>/dev/null && echo "${ID:-}-${VERSION_ID:-}")
+    # shellcheck disable=SC1090
+    id=$(. "$OS_RELEASE" 2>/dev/null && echo "${ID:-}-${VERSION_ID:-}")
     case $id in
         debian-12|ubuntu-22.04|ubuntu-24.04) ;;
-        *) [ "$FORCE" = 1 ] || die "unsupported system ${id:-unknown} (Debian 12, Ubuntu 22.04/24.04; --force to try anyway)" ;;
+        -|'') [ "$FORCE" = 1 ] || die "cannot tell the system from $OS_RELEASE (Debian 12, Ubuntu 22.04/24.04; --force to try anyway)" ;;
+        *) [ "$FORCE" = 1 ] || die "unsupported system $id (Debian 12, Ubuntu 22.04/24.04; --force to try anyway)" ;;
     esac
 }
 
 check_size() {
-    memory=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+    memory=$(awk '/^MemTotal:/ {print int($2 / 1024)}' "$MEMINFO" 2>/dev/null)
+    [ -n "$memory" ] || die "cannot read the memory size from $MEMINFO"
     [ "$memory" -ge 900 ] || [ "$FORCE" = 1 ] \
         || die "${memory} MiB of memory; Berth needs 1 GiB (--force to try anyway)"
     mkdir -p /var/lib
     disk=$(df -Pm /var/lib | awk 'NR == 2 {print $4}')
+    [ -n "$disk" ] || die "cannot read the free space in /var/lib (df -Pm /var/lib)"
     [ "$disk" -ge 5120 ] || [ "$FORCE" = 1 ] \
         || die "${disk} MiB free in /var/lib; Berth needs 5 GiB for images (--force to try anyway)"
 }
 
 check_port() {
-    command -v ss >/dev/null 2>&1 || return 0
-    holder=$(ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 \2/p' | head -n 1)
+    if ! holder=$(port_holder "$1"); then
+        note "Could not check that port $1 is free (neither ss nor /proc/net/tcp here): Berth's proxy needs it"
+        return 0
+    fi
     [ -n "$holder" ] || return 0
     if has_systemd && systemctl is-active --quiet berth.socket; then
         return 0  # held for Berth's agent by berth.socket: this is an upgrade
@@ -135,7 +149,28 @@ check_port() {
     if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q 'berth.* agent'; then
         return 0  # Berth's own agent: this is an upgrade
     fi
+    [ "$pid" != "?" ] || die "port $1 is taken (by no process this installer can see): Berth's proxy needs 80 and 443"
     die "port $1 is taken by ${holder% *} (pid $pid): stop it first, Berth's proxy needs 80 and 443"
+}
+
+port_holder() {  # "NAME PID" of what listens on TCP port $1 ("" for nothing); fails if it cannot tell
+    if command -v ss >/dev/null 2>&1; then
+        ss -Hltnp "sport = :$1" 2>/dev/null \
+            | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 \2/p' | head -n 1
+    elif [ -r "$PROC_NET/tcp" ]; then
+        proc_port_holder "$1"
+    else
+        return 1
+    fi
+}
+
+proc_port_holder() {  # port_holder without ss: the listening socket in /proc/net, its process
+    inode=$(cat "$PROC_NET/tcp" "$PROC_NET/tcp6" 2>/dev/null | awk -v port=":$(printf '%04X' "$1")" \
+        '$4 == "0A" && substr($2, length($2) - 4) == port {print $10; exit}')
+    [ -n "$inode" ] || return 0
+    pid=$(find /proc/[0-9]*/fd -lname "socket:\[$inode\]" 2>/dev/null | head -n 1 | cut -d/ -f3)
+    if [ -n "$pid" ]; then echo "$(cat "/proc/$pid/comm" 2>/dev/null || echo unknown) $pid"
+    else echo "? ?"; fi
 }
 
 # -- packages and the Docker engine -------------------------------------------------
@@ -389,7 +424,7 @@ EOF
             "kill -HUP \$(cat $AGENT_PID)"
         update-rc.d berth defaults >/dev/null 2>&1
     else
-        BOOT_NOTE="This system has no init Berth knows (neither systemd nor SysV init): after a reboot, start the agent with: setsid $SUPERVISOR &"
+        BOOT_NOTE="No systemd and no SysV init here: the agent will NOT come back after a reboot. After each boot, start it as root with: setsid $SUPERVISOR >/dev/null 2>&1 &"
     fi
     if pid=$(supervised_agent); then
         say "Restarting the agent in place (ports 80 and 443 stay open)"
@@ -533,12 +568,14 @@ candidate_keys() {
     if [ -n "$SSH_KEY" ]; then printf '%s\n' "$SSH_KEY"; fi
     if [ -n "$SSH_KEY_FILE" ]; then cat "$SSH_KEY_FILE"; fi
     if [ -z "$SSH_KEY$SSH_KEY_FILE" ]; then
-        cat /root/.ssh/authorized_keys 2>/dev/null || true
-        if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
-            home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
-            cat "$home/.ssh/authorized_keys" 2>/dev/null || true
-        fi
+        authorized_keys root
+        if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then authorized_keys "$SUDO_USER"; fi
     fi
+}
+
+authorized_keys() {  # the authorized_keys of user $1, if there are any
+    home=$(getent passwd "$1" | cut -d: -f6)
+    [ -z "$home" ] || cat "$home/.ssh/authorized_keys" 2>/dev/null || true
 }
 
 fingerprint() { ssh-keygen -lf - 2>/dev/null | awk '{print $2}'; }
@@ -663,4 +700,6 @@ main() {
     next_steps
 }
 
+read_settings
+parse_args "$@"
 main

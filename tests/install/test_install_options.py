@@ -3,15 +3,12 @@ their environment variables, one-line refusals, key extraction, and a shellcheck
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "install.sh"
+from tests.install.harness import SCRIPT, functions
 
 
 def run(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -19,13 +16,6 @@ def run(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]
     if user is not None:
         argv = ["runuser", "-u", user, "--", *argv]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
-
-
-def function(name: str) -> str:
-    """One shell function of install.sh, to run on its own."""
-    match = re.search(rf"^{name}\(\) {{.*?^}}$", SCRIPT.read_text(), re.S | re.M)
-    assert match, name
-    return match.group(0)
 
 
 def test_shellcheck_passes():
@@ -75,7 +65,7 @@ def test_keys_are_found_in_lines_with_options():
         f"{ed} plain@laptop",
         "ecdsa-sha2-nistp256 AAAAE2VjZHNh me",
     ]) + "\n"
-    result = subprocess.run(["sh", "-c", function("public_keys") + "\npublic_keys"], input=text,
+    result = subprocess.run(["sh", "-c", functions("public_keys") + "public_keys"], input=text,
                             capture_output=True, text=True)
     assert result.stdout.splitlines() == [f"{ed} cloud", f"{ed} plain@laptop",
                                           "ecdsa-sha2-nistp256 AAAAE2VjZHNh me"]
@@ -86,7 +76,7 @@ def test_a_taken_port_names_its_holder(tmp_path):
     fake_ss.write_text("#!/bin/sh\necho 'LISTEN 0 511 0.0.0.0:80 0.0.0.0:* "
                        "users:((\"nginx\",pid=4242,fd=6),(\"nginx\",pid=4243,fd=6))'\n")
     fake_ss.chmod(0o755)
-    script = "\n".join([function("die"), function("check_port"), "check_port 80"])
+    script = functions("die", "note", "has_systemd", "check_port", "port_holder") + "check_port 80"
     result = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                             env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
     assert (result.returncode, result.stderr) == (
