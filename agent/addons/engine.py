@@ -6,8 +6,8 @@ under their container name and publish no port. Every docker-py error leaves thi
 as `AddonEngineFailure`.
 
 A command run inside an add-on (`exec`) has a deadline twice over: inside the container
-it runs under coreutils' `timeout --foreground -s KILL` (the official Debian-based images
-have it), which kills it there; on this side every read of its output waits at most
+it runs under the image's own `timeout` (GNU coreutils' or busybox's, found once per
+image: `agent.addons.deadlines`), which kills it there; on this side every read of its output waits at most
 until that deadline and a grace after it, and on expiry the socket is closed and the
 command is killed from the host, so neither a stuck command nor a silent engine holds a
 thread (or a backup scheduler) forever.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import signal
 import socket
@@ -33,6 +32,7 @@ import docker.errors
 from docker.types import LogConfig
 from docker.utils.socket import STDOUT
 
+from agent.addons import deadlines
 from agent.addons.containers import LABEL_APP, LABEL_MANAGED, LABEL_NAME, AddonContainer
 from agent.deploy.docker_engine import explain, restart_policy
 from agent.deploy.networks import NetworkFailure, ensure_app_network
@@ -77,6 +77,7 @@ class AddonEngine:
     def __init__(self, client: docker.DockerClient, installation: str) -> None:
         self._api = client.api
         self.installation = installation
+        self._flavours: dict[str, deadlines.Flavour] = {}  # image id: its `timeout`
 
     async def ensure_network(self, app: str) -> str:
         """The app's own network (agent.deploy.networks), made if missing; its name.
@@ -182,24 +183,58 @@ class AddonEngine:
               sink: BinaryIO | None, timeout: float) -> ExecResult:
         started = time.monotonic()
         try:
-            created = self._api.exec_create(name, bounded(argv, timeout), environment=dict(env),
-                                            user=user, stdout=True, stderr=True)
-            sock = self._api.exec_start(created["Id"], socket=True)
-            deadline = started + timeout + EXEC_GRACE
-            try:
-                out, err = _read_frames(getattr(sock, "_sock", sock), sink, deadline)
-            except TimeoutError:
-                self._kill_exec(created["Id"], name)
-                raise ExecTimedOut(name, argv[0], timeout) from None
-            finally:
-                getattr(sock, "_sock", sock).close()
-                sock.close()
-            status = self._api.exec_inspect(created["Id"]).get("ExitCode")
+            flavour = self._flavour(name)
+            status, out, err = self._run_exec(
+                name, deadlines.bounded(argv, timeout, flavour), env, user, sink,
+                started + timeout + EXEC_GRACE, flavour)
+        except TimeoutError:
+            raise ExecTimedOut(name, argv[0], timeout) from None
         except docker.errors.DockerException as exc:
             raise AddonEngineFailure(f"run {argv[0]} in {name}", explain(exc)) from exc
         if status in _KILLED_STATUSES and time.monotonic() - started >= timeout:
             raise ExecTimedOut(name, argv[0], timeout)
-        return ExecResult(status if isinstance(status, int) else -1, bytes(out), bytes(err))
+        return ExecResult(status, bytes(out), bytes(err))
+
+    def _run_exec(self, name: str, command: list[str], env: Mapping[str, str], user: str,
+                  sink: BinaryIO | None, deadline: float, flavour: deadlines.Flavour
+                  ) -> tuple[int, bytearray, bytearray]:
+        """Status, stdout and stderr's head of `command`; `TimeoutError` (the command
+        killed from the host) when its output is still open at `deadline`."""
+        created = self._api.exec_create(name, command, environment=dict(env), user=user,
+                                        stdout=True, stderr=True)
+        sock = self._api.exec_start(created["Id"], socket=True)
+        try:
+            out, err = _read_frames(getattr(sock, "_sock", sock), sink, deadline)
+        except TimeoutError:
+            self._kill_exec(created["Id"], name, flavour)
+            raise
+        finally:
+            getattr(sock, "_sock", sock).close()
+            sock.close()
+        status = self._api.exec_inspect(created["Id"]).get("ExitCode")
+        return (status if isinstance(status, int) else -1), out, err
+
+    def _flavour(self, name: str) -> deadlines.Flavour:
+        """Which `timeout` the container's image has, found once per image."""
+        image = str(self._api.inspect_container(name)["Image"])
+        if image not in self._flavours:
+            self._flavours[image] = self._probe(name)
+        return self._flavours[image]
+
+    def _probe(self, name: str) -> deadlines.Flavour:
+        for flavour in deadlines.FLAVOURS:
+            try:
+                status, _, _ = self._run_exec(
+                    name, deadlines.probe(flavour), {}, "", None,
+                    time.monotonic() + deadlines.PROBE_SECONDS + EXEC_GRACE, flavour)
+            except TimeoutError:
+                continue
+            if status == 0:
+                log.info("timeout found container=%s flavour=%s", name, flavour)
+                return flavour
+        raise AddonEngineFailure(
+            f"run commands in {name}", "its image has neither GNU coreutils' nor busybox's "
+            "`timeout`, which every command in an add-on runs under")
 
     async def signal_processes(self, name: str, title: str, signum: int) -> list[int]:
         """Send `signum` to the processes in the container whose command line starts
@@ -222,25 +257,24 @@ class AddonEngine:
                 sent.append(pid)
         return sent
 
-    def _kill_exec(self, exec_id: str, name: str) -> None:
-        """The command killed from the host (the engine's processes are this host's).
-        Only the command, never its `timeout` first: a process orphaned in the container
-        is reaped by its PID 1, and postgres takes an unknown child killed by a signal for
-        a crashed backend (and restarts). `timeout` reaps it and ends. A failure is
-        logged; the caller's error stands."""
+    def _kill_exec(self, exec_id: str, name: str, flavour: deadlines.Flavour) -> None:
+        """The command killed from the host (the engine's processes are this host's),
+        alone (`deadlines.victims`). A failure is logged; the caller's error stands."""
         try:
             pid = int(self._api.exec_inspect(exec_id).get("Pid") or 0)
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            children = [int(c) for c in
+                        Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         except (docker.errors.DockerException, OSError, ValueError) as exc:
             log.error("timed-out command not killed container=%s error=%s", name, exc)
             return
-        for child in children:
+        killed = deadlines.victims(flavour, pid, children)
+        for victim in killed:
             try:
-                os.kill(int(child), signal.SIGKILL)
+                os.kill(victim, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 continue
         log.warning("command killed after its deadline container=%s pids=%s", name,
-                    ",".join(children) or "none")
+                    ",".join(map(str, killed)) or "none")
 
 
 def _descendants(pid: int) -> list[int]:
@@ -266,12 +300,6 @@ def _title(pid: int) -> str:
             "utf-8", "replace")
     except OSError:
         return ""
-
-
-def bounded(argv: Sequence[str], timeout: float) -> list[str]:
-    """`argv` under the container's `timeout` (whole seconds, at least 1). In the
-    foreground: it kills the command alone and lives to reap it (see `_kill_exec`)."""
-    return ["timeout", "--foreground", "-s", "KILL", str(max(1, math.ceil(timeout))), *argv]
 
 
 def _read_frames(raw: socket.socket, sink: BinaryIO | None, deadline: float

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import replace
 from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -38,6 +39,25 @@ STAND_IN_SETTINGS = AddonSettings(postgres_image="berth-stand-in/postgres:{versi
                                   redis_image="berth-stand-in/redis:{version}",
                                   postgres_version="15", redis_version="7",
                                   start_timeout=90.0, stop_timeout=20.0)
+
+# The `-alpine` stand-ins: the same images with busybox's `timeout` in place of
+# coreutils' (tests/support/stand-in/busybox-timeout/).
+BUSYBOX_SETTINGS = replace(STAND_IN_SETTINGS,
+                           postgres_image="berth-stand-in/postgres:{version}-alpine",
+                           redis_image="berth-stand-in/redis:{version}-alpine")
+_BUSYBOX_DOCKERFILE = Path(__file__).parents[1] / "support" / "stand-in" / "busybox-timeout"
+
+
+def ensure_busybox_images() -> None:
+    """Built by tests/support/stand-in-images.sh; built here when one is missing."""
+    for kind, version in (("postgres", "15"), ("redis", "7")):
+        tag = f"berth-stand-in/{kind}:{version}-alpine"
+        if subprocess.run(["docker", "image", "inspect", tag], capture_output=True,
+                          timeout=60).returncode != 0:
+            subprocess.run(["docker", "build", "-q", "--build-arg",
+                            f"BASE=berth-stand-in/{kind}:{version}", "-t", tag,
+                            str(_BUSYBOX_DOCKERFILE)], check=True, capture_output=True,
+                           timeout=600)
 
 
 class StoringReleaser:

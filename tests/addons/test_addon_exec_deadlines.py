@@ -14,15 +14,27 @@ from dataclasses import replace
 
 import pytest
 
+from agent.addons import deadlines
 from agent.addons import engine as engine_module
 from agent.addons.engine import ExecTimedOut
 from agent.addons.model import Addon
+from agent.addons.settings import AddonSettings
 from agent.backups import restore
 from agent.backups.dumps import DumpFailed
 
-from addon_world import STAND_IN_SETTINGS, World, world  # noqa: F401 (the fixture)
+from addon_world import BUSYBOX_SETTINGS, STAND_IN_SETTINGS, World, ensure_busybox_images
+from addon_world import world  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.docker]
+# The deadlines hold under coreutils' `timeout` (the official Debian-based images) and
+# busybox's (the `-alpine` ones; stand-ins here).
+ON_BOTH = pytest.mark.parametrize("images", [STAND_IN_SETTINGS, BUSYBOX_SETTINGS],
+                                  ids=["coreutils", "busybox"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def busybox_images() -> None:
+    ensure_busybox_images()
 
 CAPTURE_TIMEOUT = 2.0
 
@@ -57,9 +69,10 @@ def _hold_lock(w: World, addon: Addon) -> None:
         time.sleep(0.1)
 
 
+@ON_BOTH
 def test_a_capture_blocked_on_a_lock_fails_within_its_deadline_and_leaves_nothing(
-        world: World, caplog: pytest.LogCaptureFixture) -> None:
-    world.service.settings = replace(STAND_IN_SETTINGS, capture_timeout=CAPTURE_TIMEOUT)
+        world: World, caplog: pytest.LogCaptureFixture, images: AddonSettings) -> None:
+    world.service.settings = replace(images, capture_timeout=CAPTURE_TIMEOUT)
     world.apps.create(world.shop)
     addon = asyncio.run(world.service.create(world.shop, "postgres", None, None, world.out()))
     _sql(world, addon, "CREATE TABLE items (id int); INSERT INTO items VALUES (1)")
@@ -85,15 +98,20 @@ def test_a_capture_blocked_on_a_lock_fails_within_its_deadline_and_leaves_nothin
     assert asyncio.run(world.backups.capture(world.shop, None, world.out())).id == "b2"
 
 
+@ON_BOTH
 def test_the_agent_gives_up_a_command_the_container_does_not_end_and_kills_it(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        world: World, monkeypatch: pytest.MonkeyPatch, images: AddonSettings) -> None:
     """The container's deadline made to fail (a minute later than the agent's): the
-    agent's own deadline ends the wait, and the process is killed from the host."""
-    def late(argv: Sequence[str], timeout: float) -> list[str]:
-        return ["timeout", "--foreground", "-s", "KILL", "60", *argv]
+    agent's own deadline ends the wait, and the process is killed from the host (under
+    busybox, the exec's own process: its `timeout` became the command)."""
+    world.service.settings = images
+    bounded = deadlines.bounded
+
+    def late(argv: Sequence[str], timeout: float, flavour: deadlines.Flavour) -> list[str]:
+        return bounded(argv, 60, flavour)
     world.apps.create(world.cache)
     addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
-    monkeypatch.setattr(engine_module, "bounded", late)
+    monkeypatch.setattr(deadlines, "bounded", late)
     monkeypatch.setattr(engine_module, "EXEC_GRACE", 1.0)
     started = time.monotonic()
     with pytest.raises(ExecTimedOut, match="within 1 s"):

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from agent.addons.engine import _read_frames, bounded
+from agent.addons.deadlines import bounded, probe, victims
+from agent.addons.engine import _read_frames
 
 
 def _frame(stream: int, data: bytes) -> bytes:
@@ -77,3 +78,17 @@ def test_the_command_runs_under_the_containers_timeout_in_whole_seconds() -> Non
     assert bounded(["pg_dump", "-Fc"], 2.5) == [
         "timeout", "--foreground", "-s", "KILL", "3", "pg_dump", "-Fc"]
     assert bounded(["psql"], 0.2)[4] == "1"
+
+
+def test_busyboxs_timeout_is_called_without_foreground_which_it_lacks() -> None:
+    assert bounded(["redis-cli", "PING"], 2.5, "busybox") == [
+        "timeout", "-s", "KILL", "3", "redis-cli", "PING"]
+    assert probe("busybox")[-1] == "true" and "--foreground" in probe("gnu")
+
+
+def test_from_the_host_the_command_alone_is_killed_never_gnus_timeout() -> None:
+    # GNU's timeout is the exec's process and the command its child: the child goes.
+    assert victims("gnu", 100, [101]) == [101]
+    # busybox's timeout became the command: the exec's own process goes.
+    assert victims("busybox", 100, []) == [100]
+    assert victims("busybox", 0, []) == []

@@ -39,9 +39,29 @@ build_addon_images() {
     done
 }
 
+# The `-alpine` stand-ins: each add-on stand-in with busybox's `timeout` in place of
+# coreutils' (tests/support/stand-in/busybox-timeout/).
+BUSYBOX_IMAGES=("berth-stand-in/postgres:15:berth-stand-in/postgres:15-alpine"
+                "berth-stand-in/redis:7:berth-stand-in/redis:7-alpine")
+build_busybox_images() {
+    local entry base tag
+    for entry in "${BUSYBOX_IMAGES[@]}"; do
+        tag=${entry#*:*:}
+        base=${entry%":$tag"}
+        if docker image inspect "$tag" >/dev/null 2>&1; then
+            echo "stand-in image $tag present"
+            continue
+        fi
+        docker build -q --build-arg BASE="$base" -t "$tag" "$HERE/stand-in/busybox-timeout" \
+            >/dev/null
+        echo "stand-in image $tag built"
+    done
+}
+
 if docker image inspect "$TAG" >/dev/null 2>&1; then
     echo "stand-in image $TAG present"
     build_addon_images
+    build_busybox_images
     exit 0
 fi
 
@@ -73,3 +93,4 @@ tar -C "$rootfs" -c . | docker import \
     -c 'ENV LANG=C.UTF-8' - "$TAG" >/dev/null
 echo "stand-in image $TAG built"
 build_addon_images
+build_busybox_images
