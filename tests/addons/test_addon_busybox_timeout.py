@@ -13,9 +13,8 @@ import time
 from dataclasses import replace
 
 import pytest
-
 from addon_world import BUSYBOX_SETTINGS, World, ensure_busybox_images
-from addon_world import world  # noqa: F401 (the fixture)
+
 from agent.addons import engine as engine_module
 from agent.addons.engine import ExecTimedOut
 from agent.addons.model import Addon

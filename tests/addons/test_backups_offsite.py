@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
+from addon_world import World
 from moto.server import ThreadedMotoServer
 
-from addon_world import World, world  # noqa: F401 (the fixture)
 from agent.backups import restore
 from agent.backups.model import BackupNotFound
 from agent.backups.offsite import OffsiteFailed, OffsiteStore
