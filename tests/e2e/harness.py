@@ -156,7 +156,7 @@ class AgentProcess:
     def cli(self, *args: str, stdin: bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*self.command(), *args], env=self.env, input=stdin.decode() if stdin else None,
-            capture_output=True, text=True, timeout=timeout, cwd=self.root,
+            capture_output=True, text=True, timeout=timeout, cwd=self.root, check=False,
         )
 
     def ok(self, *args: str, stdin: bytes | None = None, timeout: float = 600) -> str:
@@ -259,7 +259,7 @@ class GitUser:
             ["ssh", "-p", str(self.ssh_port), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
              "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
              "-o", "LogLevel=ERROR", "berth@127.0.0.1", command],
-            input=stdin, capture_output=True, timeout=timeout,
+            input=stdin, capture_output=True, timeout=timeout, check=False,
         )
 
     def repo(self, source: Path, name: str) -> "WorkTree":
@@ -279,7 +279,7 @@ class WorkTree:
 
     def git(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(["git", "-C", str(self.path), *args], env=self.user.env,
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"git {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result

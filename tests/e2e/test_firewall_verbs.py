@@ -37,7 +37,7 @@ def agent(namespace):
     process.start()
     yield process
     process.stop()
-    subprocess.run(["rm", "-rf", str(root)])
+    subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
 def test_agent_applies_at_start_and_verbs_drive_it(agent, namespace):
