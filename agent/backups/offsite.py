@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,32 @@ class OffsiteFailed(BerthError):
     status = 502
 
 
+def read_secret_file(path: Path) -> str:
+    """The secret in `path` (surrounding whitespace dropped); `OffsiteFailed` when it is
+    missing, empty, not a regular file, or readable by its group or others."""
+    try:
+        with path.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise OffsiteFailed(f"s3_secret_key_file {path} is not a regular file")
+            if mode & 0o077:
+                raise OffsiteFailed(
+                    f"s3_secret_key_file {path} is readable by others (mode "
+                    f"{stat.S_IMODE(mode):04o}): refused; chmod 600 {path}")
+            secret = handle.read().decode("utf-8", "replace").strip()
+    except OSError as exc:
+        raise OffsiteFailed(f"s3_secret_key_file {path} cannot be read: "
+                            f"{exc.strerror or exc}") from exc
+    if not secret:
+        raise OffsiteFailed(f"s3_secret_key_file {path} is empty")
+    return secret
+
+
 class OffsiteStore:
     def __init__(self, settings: BackupSettings) -> None:
         self._settings = settings
         self._client: Any = None
+        self._client_secret = ""
 
     @property
     def bucket(self) -> str:
@@ -45,15 +68,27 @@ class OffsiteStore:
         return (Boto3Error, BotoCoreError, ClientError, OSError)
 
     def _s3(self) -> Any:
-        if self._client is None:
+        """The client, made again when the secret key file changed since."""
+        secret = self._secret()
+        if self._client is None or secret != self._client_secret:
             import boto3  # heavy: only when a bucket is configured
 
             s = self._settings
             self._client = boto3.client(
                 "s3", endpoint_url=s.s3_endpoint or None, region_name=s.s3_region,
                 aws_access_key_id=s.s3_access_key or None,
-                aws_secret_access_key=s.s3_secret_key or None)
+                aws_secret_access_key=secret or None)
+            self._client_secret = secret
         return self._client
+
+    def _secret(self) -> str:
+        """The secret key: from `s3_secret_key_file` (read now, refused when others may
+        read it), else berth.toml's `s3_secret_key`, else none (boto3's own chain: the
+        agent's environment)."""
+        name = self._settings.s3_secret_key_file
+        if not name:
+            return self._settings.s3_secret_key
+        return read_secret_file(Path(name))
 
     async def upload(self, path: Path, key: str, sha256: str) -> None:
         await asyncio.to_thread(self._upload, path, key, sha256)

@@ -1,20 +1,17 @@
 """Off-host copies against a local S3-compatible server (moto in server mode, started
-here): each backup uploaded and read back; a restore after the local file is deleted
+by s3_world): each backup uploaded and read back; a restore after the local file is deleted
 fetches it and brings back exactly the captured rows (postgres) or keys (redis); a
 failed upload is loud."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from addon_world import World
-from moto.server import ThreadedMotoServer
+from s3_world import s3  # noqa: F401 (the fixture)
 
 from agent.backups import restore
 from agent.backups.model import BackupNotFound
@@ -24,29 +21,6 @@ from agent.backups.settings import BackupSettings
 from agent.backups.store import BackupStore
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def s3() -> Iterator[tuple[BackupSettings, Any]]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    settings = BackupSettings(s3_bucket="offsite", s3_endpoint=f"http://127.0.0.1:{port}",
-                              s3_access_key="test", s3_secret_key="test", s3_prefix="srv1")
-    client = boto3.client("s3", endpoint_url=settings.s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
-    client.create_bucket(Bucket="offsite")
-    try:
-        yield settings, client
-    finally:
-        client.close()
-        server.stop()
 
 
 def with_offsite(world: World, settings: BackupSettings) -> BackupService:
