@@ -26,7 +26,7 @@ def functions(*names: str) -> str:
     text = SCRIPT.read_text()
     found = []
     for name in names:
-        match = re.search(rf"^{name}\(\) {{(?:[^\n]*}}$|.*?^}}$)", text, re.S | re.M)
+        match = re.search(rf"^{name}\(\) {{(?:[^\n]*}}$|.*?^}}$)", text, re.DOTALL | re.MULTILINE)
         assert match, name
         found.append(match.group(0))
     return "\n".join(found) + "\n"

@@ -141,3 +141,9 @@ def test_no_key_anywhere_prints_the_keys_add_command(server: Server):
     at = lines.index("       No SSH key may push yet. Add yours (from your machine):")
     assert lines[at + 1] == (f"         ssh root@{ADDRESS} berth keys:add laptop "
                              "< ~/.ssh/id_ed25519.pub")
+
+
+def test_berth_no_keys_adds_none(server: Server, keys: dict[str, str]):
+    result = server.install("--ssh-key", keys["flag"], BERTH_NO_KEYS="1", SUDO_USER="alice")
+    assert result.returncode == 0, result.stderr
+    assert server.added() == [] and "may push" not in result.stdout

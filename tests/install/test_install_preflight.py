@@ -62,8 +62,8 @@ def test_a_supported_machine_passes(root: Path):
     ({"os_release": 'ID=debian\nVERSION_ID="11"\n'},
      "unsupported system debian-11 (Debian 12, Ubuntu 22.04/24.04; --force to try anyway)"),
     ({"os_release": ""},
-     "cannot tell the system from {root}/os-release (Debian 12, Ubuntu 22.04/24.04; --force "
-     "to try anyway)"),
+     ("cannot tell the system from {root}/os-release (Debian 12, Ubuntu 22.04/24.04; --force "
+      "to try anyway)")),
     ({"arch": "riscv64"},
      "unsupported architecture riscv64 (x86_64 or aarch64; --force to try anyway)"),
     ({"memory_kb": 512_000}, "500 MiB of memory; Berth needs 1 GiB (--force to try anyway)"),
@@ -111,8 +111,8 @@ def test_without_ss_the_holder_is_found_in_proc(no_ss: dict[str, str], listening
     result = run_shell(CHECK_PORT, str(listening), env=no_ss)
     me = Path("/proc/self/comm").read_text().strip()
     assert (result.returncode, result.stdout, result.stderr) == (
-        1, "", f"install.sh: port {listening} is taken by {me} (pid {os.getpid()}): stop it "
-               "first, Berth's proxy needs 80 and 443\n")
+        1, "", (f"install.sh: port {listening} is taken by {me} (pid {os.getpid()}): stop it "
+                "first, Berth's proxy needs 80 and 443\n"))
 
 
 def test_without_ss_a_free_port_passes(no_ss: dict[str, str]):
