@@ -4,7 +4,8 @@ Postgres: the official image's contract (POSTGRES_USER, POSTGRES_PASSWORD, POSTG
 PGDATA initialised when empty), with TLS on from a certificate Berth made: the key is
 copied to a file the postgres user owns before the image's own entrypoint runs (Postgres
 refuses a key readable by others, and the user's id differs between images). Redis: a
-configuration file holding the password, so it is on no command line.
+configuration file holding the password, so it is on no command line, and turning on
+its append-only file.
 """
 
 from __future__ import annotations
@@ -67,10 +68,14 @@ class AddonContainer:
     restart_policy: str
 
 
-def redis_conf(addon: Addon) -> str:
+def redis_conf(addon: Addon, appendonly: bool = True) -> str:
+    """Its password, its data directory, RDB snapshots and (unless its data is an RDB
+    file not yet carried over: agent.addons.persistence) an append-only file fsynced
+    every second."""
     return (f"requirepass {addon.password}\n"
             f"dir {DATA_PATHS['redis']}\n"
-            "appendonly no\n"
+            f"appendonly {'yes' if appendonly else 'no'}\n"
+            "appendfsync everysec\n"
             "save 3600 1 300 100 60 10000\n")
 
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.addons import containers, tls
+from agent.addons import containers, persistence, tls
 from agent.addons.containers import AddonLayout
 from agent.addons.engine import AddonEngine
 from agent.addons.model import (
@@ -140,10 +140,7 @@ class AddonService:
         if addon.kind == "postgres":
             tls.ensure_certificate(layout.tls, addon.container)
         else:
-            fd = os.open(layout.redis_conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.fchmod(fd, 0o644)  # read by the container's redis user, whatever the umask
-            with os.fdopen(fd, "w") as handle:
-                handle.write(containers.redis_conf(addon))
+            persistence.write_conf(addon, layout, persistence.starts_with_aof(layout.data))
 
     async def wait_ready(self, addon: Addon) -> None:
         argv, env = containers.ready_probe(addon)
@@ -300,9 +297,23 @@ class AddonService:
     async def _bring_back(self, addon: Addon) -> None:
         async with self._acting:
             if not self._left_alone(addon.container, addon.app, addon.name, stored=True):
-                await self._restart_if_down(addon)
+                if await self._restart_if_down(addon):
+                    await self._carry_over_to_aof(addon)
 
-    async def _restart_if_down(self, addon: Addon) -> None:
+    async def _carry_over_to_aof(self, addon: Addon) -> None:
+        """A running redis whose data is still RDB only gets its AOF (made before AOF was
+        on, or a restore's switch that failed); the next pass tries again on failure."""
+        layout = self.layout(addon)
+        if addon.kind != "redis" or persistence.conf_has_aof(layout):
+            return
+        log.info("turning on the AOF app=%s addon=%s", addon.app, addon.name)
+        await persistence.switch_on(self.engine, addon, layout,
+                                    timeout=self.settings.capture_timeout,
+                                    probe_timeout=self.settings.command_timeout)
+        self._events.record(addon.app, "AddonAofOn", f"{addon.name}: append-only file on")
+
+    async def _restart_if_down(self, addon: Addon) -> bool:
+        """Recreated or started when down; whether it was running already."""
         state = await self.engine.state(addon.container)
         if state is None:
             log.info("recreating missing add-on app=%s addon=%s", addon.app, addon.name)
@@ -311,6 +322,7 @@ class AddonService:
         elif state in ("exited", "created", "dead"):
             log.info("starting stopped add-on app=%s addon=%s", addon.app, addon.name)
             await self.engine.start(addon.container)
+        return state == "running"
 
 
 def _size(directory: Path) -> int:

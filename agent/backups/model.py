@@ -26,6 +26,10 @@ class InvalidBackupId(BerthError):
     pass
 
 
+class RestoreFailed(BerthError):
+    status = 502
+
+
 def parse_id(text: str) -> int:
     match = _ID.fullmatch(text)
     if not match:

@@ -4,32 +4,27 @@ A restore first checks the file against its recorded SHA-256, then holds the app
 for its whole length (other operations on the app wait), stops the app's instances
 (answering 503 meanwhile) and starts them again afterwards, whatever happened. Postgres
 restores into a fresh database swapped in by rename, so it holds exactly the capture
-(agent.backups.pgrestore); Redis gets the file while stopped, and when it does not
-come back with it, its previous file is put back. Either way a failed restore leaves
-the previous data in place.
+(agent.backups.pgrestore); Redis gets the file while stopped, its AOF set aside, and
+when it does not come back with it, its previous files are put back
+(agent.backups.redisrestore). Either way a failed restore leaves the previous data in
+place.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.addons.model import Addon
-from agent.backups import dumps, files, pgrestore
-from agent.backups.model import Backup
+from agent.addons.containers import AddonLayout
+from agent.backups import dumps, files, pgrestore, redisrestore
+from agent.backups.model import Backup, RestoreFailed
 from agent.backups.service import BackupService
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
-
-
-class RestoreFailed(BerthError):
-    status = 502
 
 
 class AppInstances(Protocol):
@@ -94,47 +89,13 @@ async def restore(service: BackupService, instances: AppInstances, app: str, bac
                     timeout=service.addons.settings.restore_timeout,
                     probe_timeout=service.addons.settings.command_timeout)
             else:
-                await _restore_redis(service, addon, path)
+                await redisrestore.restore_rdb(service.addons, addon, path)
         except BerthError as exc:
             service.events.record(app, "RestoreFailed", f"{backup.id} into {addon.name}: {exc}")
             raise
     service.events.record(app, "BackupRestored", f"{backup.id} into {addon.name}")
     out.heading(f"{addon.name} holds the data of {backup.id} again")
     return backup
-
-
-async def _restore_redis(service: BackupService, addon: Addon, path: Path) -> None:
-    addons = service.addons
-    rdb = dumps.redis_rdb(addons.layout(addon).data)
-    previous = rdb.with_name("dump.rdb.previous")
-    async with addons.quiet(addon):
-        await addons.engine.stop(addon.container, addons.settings.stop_timeout)
-        had_data = rdb.exists()
-        if had_data:
-            os.replace(rdb, previous)
-        await asyncio.to_thread(_place, path, rdb)
-        try:
-            await addons.engine.start(addon.container)
-            await addons.wait_ready(addon)
-            await dumps.redis_command(addons.engine, addon, "DBSIZE",
-                                      timeout=addons.settings.command_timeout)
-        except BerthError as exc:
-            await addons.engine.stop(addon.container, addons.settings.stop_timeout)
-            if had_data:
-                os.replace(previous, rdb)
-            else:
-                rdb.unlink(missing_ok=True)
-            await addons.engine.start(addon.container)
-            raise RestoreFailed(f"redis did not start with the backup ({exc}); "
-                                "its previous data is back") from exc
-    previous.unlink(missing_ok=True)
-
-
-def _place(source: Path, target: Path) -> None:
-    temp = target.with_name(".dump.rdb.restoring")
-    shutil.copyfile(source, temp)
-    os.chmod(temp, 0o600)
-    os.replace(temp, target)
 
 
 async def verify(service: BackupService, app: str, backup_id: str, out: DeployOutput
@@ -160,7 +121,8 @@ async def verify(service: BackupService, app: str, backup_id: str, out: DeployOu
                 found = f"{answer.stdout.decode().strip()} tables"
             else:
                 await engine.stop(copy.container, 10)
-                await asyncio.to_thread(_place, path, dumps.redis_rdb(Path(scratch) / "data"))
+                await asyncio.to_thread(redisrestore.load_at_next_start, copy,
+                                        AddonLayout(Path(scratch)), path)
                 await engine.start(copy.container)
                 await service.addons.wait_ready(copy)
                 keys = await dumps.redis_command(engine, copy, "DBSIZE",

@@ -1,0 +1,97 @@
+"""Redis add-ons' persistence: an append-only file (fsync every second) beside the RDB
+snapshots, so a power cut loses about a second of writes, not up to an hour.
+
+With `appendonly yes` Redis reads only the AOF at start: data that is an RDB file alone
+(an add-on made before AOF was on, or a restore's file just put in place) would come up
+empty, and its next save would overwrite the RDB with nothing. So the configuration
+says `appendonly yes` only when the data directory holds an AOF already, or no data at
+all; otherwise Redis starts from its RDB with `appendonly no` and is switched on live
+(`CONFIG SET appendonly yes` writes the AOF from memory), and the configuration follows
+once that AOF is written whole. The configuration file is rewritten in place (the
+container binds that very file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from agent.addons import containers
+from agent.addons.containers import AddonLayout
+from agent.addons.engine import AddonEngine
+from agent.addons.model import Addon
+from agent.errors import BerthError
+
+AOF_NAMES = ("appendonlydir", "appendonly.aof")  # Redis 7's directory, Redis 6's file
+RDB_NAME = "dump.rdb"
+_POLL = 0.2
+
+
+class AofNotSwitchedOn(BerthError):
+    status = 502
+
+
+def aof_files(data: Path) -> list[Path]:
+    return [data / name for name in AOF_NAMES if (data / name).exists()]
+
+
+def starts_with_aof(data: Path) -> bool:
+    """Whether Redis may start with `appendonly yes` on `data` without losing any of it."""
+    return bool(aof_files(data)) or not (data / RDB_NAME).exists()
+
+
+def write_conf(addon: Addon, layout: AddonLayout, appendonly: bool) -> None:
+    fd = os.open(layout.redis_conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.fchmod(fd, 0o644)  # read by the container's redis user, whatever the umask
+    with os.fdopen(fd, "w") as handle:
+        handle.write(containers.redis_conf(addon, appendonly=appendonly))
+
+
+def conf_has_aof(layout: AddonLayout) -> bool:
+    try:
+        return "appendonly yes" in layout.redis_conf.read_text().splitlines()
+    except OSError:
+        return False
+
+
+async def _redis(engine: AddonEngine, addon: Addon, *words: str, timeout: float) -> str:
+    result = await engine.exec(addon.container, ["redis-cli", *words], timeout=timeout,
+                               env={"REDISCLI_AUTH": addon.password})
+    answer = result.stdout.decode("utf-8", "replace")
+    if result.status != 0 or answer.startswith("ERR"):
+        raise AofNotSwitchedOn(f"redis-cli {words[0]} on {addon.name}: "
+                               f"{(answer or result.stderr.decode()).strip()[:200]}")
+    return answer
+
+
+def _field(info: str, name: str) -> str:
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key == name:
+            return value.strip()
+    return ""
+
+
+async def switch_on(engine: AddonEngine, addon: Addon, layout: AddonLayout, *,
+                    timeout: float, probe_timeout: float) -> None:
+    """AOF turned on in the running server, written from its memory, then in its
+    configuration; `AofNotSwitchedOn` when the rewrite fails or outlasts `timeout`."""
+    deadline = time.monotonic() + timeout
+    await _redis(engine, addon, "CONFIG", "SET", "appendfsync", "everysec",
+                 timeout=probe_timeout)
+    await _redis(engine, addon, "CONFIG", "SET", "appendonly", "yes", timeout=probe_timeout)
+    while True:
+        info = await _redis(engine, addon, "INFO", "persistence", timeout=probe_timeout)
+        if (_field(info, "aof_enabled") == "1" and _field(info, "aof_rewrite_in_progress") == "0"
+                and _field(info, "aof_rewrite_scheduled") == "0"):
+            break
+        if time.monotonic() > deadline:
+            raise AofNotSwitchedOn(f"the AOF of {addon.name} was not written within "
+                                   f"{timeout:g} s")
+        await asyncio.sleep(_POLL)
+    if _field(info, "aof_last_bgrewrite_status") != "ok" or not aof_files(layout.data):
+        raise AofNotSwitchedOn(f"writing the AOF of {addon.name} failed "
+                               f"(docker logs {addon.container})")
+    await asyncio.to_thread(write_conf, addon, layout, True)

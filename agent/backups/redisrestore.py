@@ -1,0 +1,101 @@
+"""Restoring an RDB file into a redis add-on whose data may be in an append-only file.
+
+Redis with its AOF on reads only the AOF at start, so a restore's RDB put beside it
+would be ignored. While the server is stopped, its RDB and AOF are set aside (renamed
+`*.previous`), the backup's RDB put in place, and the configuration says `appendonly
+no`; it starts from the RDB, and once it answers, its AOF is switched on live and
+written from memory (agent.addons.persistence). When it does not come up with the file,
+the set-aside files are put back and it starts as it was. A failed switch to AOF leaves
+the restored data (in its RDB) and is retried by the add-ons' reconciler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from agent.addons import persistence
+from agent.addons.containers import AddonLayout
+from agent.addons.model import Addon
+from agent.addons.service import AddonService
+from agent.backups import dumps
+from agent.backups.model import RestoreFailed
+from agent.errors import BerthError
+
+log = logging.getLogger(__name__)
+
+_NAMES = (persistence.RDB_NAME, *persistence.AOF_NAMES)
+
+
+async def restore_rdb(addons: AddonService, addon: Addon, path: Path) -> None:
+    layout = addons.layout(addon)
+    limits = addons.settings
+    async with addons.quiet(addon):
+        await addons.engine.stop(addon.container, limits.stop_timeout)
+        kept = await asyncio.to_thread(_set_aside, layout.data)
+        await asyncio.to_thread(load_at_next_start, addon, layout, path)
+        try:
+            await addons.engine.start(addon.container)
+            await addons.wait_ready(addon)
+            await dumps.redis_command(addons.engine, addon, "DBSIZE",
+                                      timeout=limits.command_timeout)
+        except BerthError as exc:
+            await addons.engine.stop(addon.container, limits.stop_timeout)
+            await asyncio.to_thread(_put_back, addon, layout, kept)
+            await addons.engine.start(addon.container)
+            raise RestoreFailed(f"redis did not start with the backup ({exc}); "
+                                     "its previous data is back") from exc
+        await asyncio.to_thread(_drop_previous, layout.data, kept)
+        try:
+            await persistence.switch_on(addons.engine, addon, layout,
+                                        timeout=limits.restore_timeout,
+                                        probe_timeout=limits.command_timeout)
+        except BerthError as exc:  # the data is restored; the reconciler tries again
+            log.error("AOF not switched on after the restore addon=%s error=%s",
+                      addon.name, exc)
+
+
+def load_at_next_start(addon: Addon, layout: AddonLayout, rdb: Path) -> None:
+    """With the server stopped: the RDB `rdb` is what it loads when it starts (no AOF
+    to win over it)."""
+    for name in persistence.AOF_NAMES:
+        _remove(layout.data / name)
+    temp = layout.data / ".dump.rdb.restoring"
+    shutil.copyfile(rdb, temp)
+    os.chmod(temp, 0o600)
+    os.replace(temp, layout.data / persistence.RDB_NAME)
+    persistence.write_conf(addon, layout, appendonly=False)
+
+
+def _set_aside(data: Path) -> list[str]:
+    """The data files renamed `NAME.previous`; the names that were there."""
+    kept = []
+    for name in _NAMES:
+        if (data / name).exists():
+            _remove(data / f"{name}.previous")
+            os.replace(data / name, data / f"{name}.previous")
+            kept.append(name)
+    return kept
+
+
+def _put_back(addon: Addon, layout: AddonLayout, kept: list[str]) -> None:
+    for name in _NAMES:
+        _remove(layout.data / name)
+    for name in kept:
+        os.replace(layout.data / f"{name}.previous", layout.data / name)
+    persistence.write_conf(addon, layout, persistence.starts_with_aof(layout.data))
+
+
+def _drop_previous(data: Path, kept: list[str]) -> None:
+    for name in kept:
+        _remove(data / f"{name}.previous")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
