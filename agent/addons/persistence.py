@@ -50,10 +50,19 @@ def write_conf(addon: Addon, layout: AddonLayout, appendonly: bool) -> None:
 
 
 def conf_has_aof(layout: AddonLayout) -> bool:
+    return "appendonly yes" in _conf_lines(layout)
+
+
+def rdb_only(layout: AddonLayout) -> bool:
+    """Whether its configuration says `appendonly no` (its AOF still to be switched on)."""
+    return "appendonly no" in _conf_lines(layout)
+
+
+def _conf_lines(layout: AddonLayout) -> list[str]:
     try:
-        return "appendonly yes" in layout.redis_conf.read_text().splitlines()
+        return layout.redis_conf.read_text().splitlines()
     except OSError:
-        return False
+        return []
 
 
 async def _redis(engine: AddonEngine, addon: Addon, *words: str, timeout: float) -> str:

@@ -304,7 +304,7 @@ class AddonService:
         """A running redis whose data is still RDB only gets its AOF (made before AOF was
         on, or a restore's switch that failed); the next pass tries again on failure."""
         layout = self.layout(addon)
-        if addon.kind != "redis" or persistence.conf_has_aof(layout):
+        if addon.kind != "redis" or not persistence.rdb_only(layout):
             return
         log.info("turning on the AOF app=%s addon=%s", addon.app, addon.name)
         await persistence.switch_on(self.engine, addon, layout,

@@ -75,7 +75,7 @@ def test_an_addon_made_before_the_aof_keeps_its_keys_and_gets_one(world: World) 
     asyncio.run(world.service.reconcile())
     asyncio.run(world.service.wait_ready(addon))
     assert world.redis(addon.url, "MGET", "x", "y") == "1\n2"
-    assert not persistence.conf_has_aof(layout)
+    assert persistence.rdb_only(layout)
     asyncio.run(world.service.reconcile())
     assert info(world, addon.url, "aof_enabled") == "1"
     assert persistence.conf_has_aof(layout) and persistence.aof_files(layout.data)
