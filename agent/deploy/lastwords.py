@@ -1,5 +1,6 @@
-"""What a dead instance last said, as its crash event shows it: the last few lines of its
-log, each cut to a bounded length, with every config var value hidden. Pure.
+"""What a dead instance last said, as its crash event shows it (and a new instance that
+failed its checks, as the push shows it): the last few lines of its log, each cut to a
+bounded length, with every config var value hidden. Pure.
 
 Config vars hold credentials (an add-on's URL carries its password), and an app that
 crashes often prints its configuration on the way out, so any config var value found
@@ -50,11 +51,11 @@ def redact(line: str, hidden: Sequence[tuple[str, str]]) -> str:
     return line
 
 
-def last_words(tail: Sequence[str], config: Mapping[str, str]) -> list[str]:
-    """The last `LINES` non-empty lines of `tail`, redacted, each at most `LINE_LENGTH`
+def last_words(tail: Sequence[str], config: Mapping[str, str], count: int = LINES) -> list[str]:
+    """The last `count` non-empty lines of `tail`, redacted, each at most `LINE_LENGTH`
     characters (redacted before cutting, so a cut never leaves half a secret)."""
     hidden = secrets_of(config)
-    kept = [line.rstrip() for line in tail if line.strip()][-LINES:]
+    kept = [line.rstrip() for line in tail if line.strip()][-count:]
     lines = []
     for line in kept:
         shown = redact(line, hidden)

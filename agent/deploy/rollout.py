@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Protocol
 
 from agent.config import DeploySettings
 from agent.deploy.binding import BindingWatch, exited
 from agent.deploy.health import HealthCheckFailed, wait_healthy
+from agent.deploy.lastwords import last_words
 from agent.deploy.loghistory import LogHistory
 from agent.deploy.output import DeployOutput
 from agent.deploy.plan import WEB, Instance, instances
@@ -212,7 +213,8 @@ class Rollout:
                 problem = await exited(self._runtime, container)
                 if problem is not None:
                     tail = await self._runtime.logs_tail(container.id, 20)
-                    raise InstanceFailed(_dyno(container), problem + _tail_text(tail))
+                    raise InstanceFailed(_dyno(container),
+                                         problem + _tail_text(tail, target.release.config))
 
     async def _check_one(
         self, container: Container, target: RolloutPlan, host: str,
@@ -230,8 +232,9 @@ class Rollout:
         except HealthCheckFailed as exc:
             tail = await self._runtime.logs_tail(container.id, 20)
             why = watch.explain(target.release.processes.get(WEB, ""))
-            raise HealthCheckFailed(exc.url, f"{dyno}: {exc.reason}{why}" + _tail_text(tail),
-                                    None) from exc
+            raise HealthCheckFailed(
+                exc.url, f"{dyno}: {exc.reason}{why}" + _tail_text(tail, target.release.config),
+                None) from exc
 
     async def _swap(self, target: RolloutPlan, serving: Sequence[Container], out: DeployOutput) -> None:
         app = target.release.app
@@ -300,10 +303,13 @@ def _describe(containers: Sequence[Container]) -> str:
     return ", ".join(sorted(_dyno(c) for c in containers))
 
 
-def _tail_text(lines: Sequence[str]) -> str:
-    if not lines:
+def _tail_text(lines: Sequence[str], config: Mapping[str, str]) -> str:
+    """An instance's last log lines for a failure, config var values hidden (they are
+    shown to the pusher and kept in the release's event)."""
+    shown = last_words(lines, config, count=20)
+    if not shown:
         return ""
-    return "\nlast log lines:\n" + "\n".join(lines[-20:])
+    return "\nlast log lines:\n" + "\n".join(shown)
 
 
 async def _all_or_none(*work: Awaitable[None]) -> None:

@@ -78,6 +78,7 @@ class FakeRuntime:
         self.fail_after: int | None = None  # refuse starts once this many containers exist
         self.stop_delay = 0.0  # seconds an instance takes to exit after SIGTERM
         self.one_offs: list[ContainerSpec] = []
+        self.tail = ["fake log line"]  # what every container's log ends with
         self.networks_removed: list[str] = []
         self.leftovers_removed: list[str] = []
         # A real process whose sockets stand for every instance's (agent.deploy.listeners);
@@ -151,7 +152,7 @@ class FakeRuntime:
         return self.release_exit
 
     async def logs_tail(self, container_id: str, lines: int) -> list[str]:
-        return ["fake log line"]
+        return list(self.tail)
 
     async def logs(self, containers: list[Container], *, follow: bool,
                    tail: int) -> AsyncIterator[LogLine]:

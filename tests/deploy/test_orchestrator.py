@@ -15,6 +15,7 @@ import pytest
 
 from agent.deploy.errors import DeployFailed
 from agent.releases import ReleaseState
+from agent.store.events import EventStore
 from agent.errors import BerthError
 from agent.services.configvars import ConfigChange
 from tests.deploy.fakes import lines, world_in
@@ -50,6 +51,26 @@ async def test_a_failing_health_check_keeps_the_old_release(world):
         assert world.releases.live("shop").number == 1
         assert world.releases.get("shop", 2).state is ReleaseState.FAILED
         assert any("fake log line" in line for line in seen)
+    finally:
+        await world.runtime.close()
+
+
+async def test_a_failed_checks_log_lines_hide_config_values(world):
+    world.apps.create("shop")
+    url = "postgres://app:pw-8c1f2e9a@db:5432/shop"
+    world.apps.replace_config("shop", {"DATABASE_URL": url, "DEBUG": "1"})
+    world.runtime.status = 500
+    world.runtime.tail = [f"connecting to {url}", "password pw-8c1f2e9a refused", "debug 1"]
+    out, seen = lines()
+    with pytest.raises(DeployFailed) as failed:
+        await world.deployer.deploy_push("shop", "a" * 40, world.source, out)
+    try:
+        shown = "\n".join(seen) + str(failed.value)
+        assert "connecting to [DATABASE_URL]" in shown and "debug 1" in shown
+        assert "password [DATABASE_URL password] refused" in shown
+        assert "pw-8c1f2e9a" not in shown
+        events = [e.message for e in EventStore(world.db).list("shop")]
+        assert any("[DATABASE_URL]" in m for m in events) and "pw-8c1f2e9a" not in str(events)
     finally:
         await world.runtime.close()
 
