@@ -11,6 +11,7 @@ secrets (`PORT=5000`, `DEBUG=1`) are left alone: hiding every `1` would hide the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -44,21 +45,30 @@ def _password(value: str) -> str | None:
     return userinfo.partition(":")[2] or None
 
 
-def redact(line: str, hidden: Sequence[tuple[str, str]]) -> str:
-    for value, replacement in hidden:
-        if value in line:
-            line = line.replace(value, replacement)
-    return line
+class Redaction:
+    """Hides `config`'s values in a line, in one pass (a replacement is never itself
+    searched again: `[DATABASE_URL]` stays whole when another value is `DATABASE`)."""
+
+    def __init__(self, config: Mapping[str, str]) -> None:
+        hidden = secrets_of(config)
+        self._replacements = dict(hidden)
+        self._pattern = re.compile("|".join(re.escape(value) for value, _ in hidden)) \
+            if hidden else None
+
+    def __call__(self, line: str) -> str:
+        if self._pattern is None:
+            return line
+        return self._pattern.sub(lambda match: self._replacements[match.group(0)], line)
 
 
 def last_words(tail: Sequence[str], config: Mapping[str, str], count: int = LINES) -> list[str]:
     """The last `count` non-empty lines of `tail`, redacted, each at most `LINE_LENGTH`
     characters (redacted before cutting, so a cut never leaves half a secret)."""
-    hidden = secrets_of(config)
+    redact = Redaction(config)
     kept = [line.rstrip() for line in tail if line.strip()][-count:]
     lines = []
     for line in kept:
-        shown = redact(line, hidden)
+        shown = redact(line)
         if len(shown) > LINE_LENGTH:
             shown = shown[: LINE_LENGTH - 3] + "..."
         lines.append(shown)

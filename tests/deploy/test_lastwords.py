@@ -41,3 +41,9 @@ def test_the_message_carries_the_lines():
     assert with_last_words("web.1 exited with status 3", []) == "web.1 exited with status 3"
     assert with_last_words("web.1 exited with status 3", ["a", "b"]) == (
         "web.1 exited with status 3; its last lines:\n  | a\n  | b")
+
+
+def test_a_replacement_is_never_redacted_again():
+    said = last_words(["url postgres://db.internal/base and DATABASE=8"],
+                      {"DATABASE_URL": "postgres://db.internal/base", "NAME": "DATABASE"})
+    assert said == ["url [DATABASE_URL] and [NAME]=8"]
