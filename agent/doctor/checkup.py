@@ -115,14 +115,15 @@ def _registries(config: Config) -> list[Finding]:
 
 
 def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
-    """Berth's probe sent to this server's address and to every address of every app
-    domain, on port 80 (and 443 with TLS for domains with a certificate)."""
+    """Berth's probe sent to this server's address on both ports and to every address of
+    every app domain on port 80 (and 443 over TLS where the proxy has its certificate)."""
     try:
         probe = agent.probe()
     except AgentUnavailable:
-        return [Finding("fail", "ports", f"nothing answers for Berth on ports "
-                        f"{config.proxy.http_port}/{config.proxy.https_port}: the agent is "
-                        "not running", start_hint())]
+        ports = "/".join(str(p) for p in (config.proxy.http_port, config.proxy.https_port)
+                         if p is not None)
+        return [Finding("fail", "ports", f"nothing answers for Berth on ports {ports}: the "
+                        "agent is not running", start_hint())]
     own = sorted(looks.own_addresses())
     targets = _port_targets(config, own, sorted(probe.get("tls_hosts") or []),
                             {domain: looks.resolve(domain) for domain in _domains(agent)})
