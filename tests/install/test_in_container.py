@@ -37,7 +37,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
+                            check=False)
     if check:
         assert result.returncode == 0, f"docker {' '.join(args[:3])}: {result.stdout}{result.stderr}"
     return result

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 def run(*argv: str | Path, cwd: Path | None = None) -> str:
     result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, cwd=cwd,
                             timeout=900, env={k: v for k, v in os.environ.items()
-                                              if k != "PYTHONPATH"})
+                                              if k != "PYTHONPATH"}, check=False)
     assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
