@@ -22,7 +22,7 @@ from agent.deploy.reconciler import Reconciler
 from agent.limits import Limits
 from agent.store.events import Event, EventStore
 from tests.conftest import STAND_IN_IMAGE
-from tests.deploy.fakes import World, lines, world  # noqa: F401 (fixture)
+from tests.deploy.fakes import World, lines
 from tests.engine_cleanup import remove_installation
 
 pytestmark = pytest.mark.docker

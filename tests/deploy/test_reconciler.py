@@ -11,7 +11,7 @@ from agent.deploy.events import ContainerDied
 from agent.deploy.oomlog import OomKill
 from agent.deploy.reconciler import OOM_WINDOW, Reconciler
 from agent.store.events import EventStore
-from tests.deploy.fakes import lines, world  # noqa: F401 (fixture)
+from tests.deploy.fakes import lines
 
 
 def reconciler_of(world, **options) -> Reconciler:
