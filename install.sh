@@ -607,9 +607,14 @@ public_address() {  # the address of the default route (no lookup leaves the mac
     ip "-$1" route get "$2" 2>/dev/null | sed -n 's/.* src \([0-9a-f.:]*\).*/\1/p' | head -n 1
 }
 
+global_ipv6() {  # $1 when it is a global unicast IPv6 address (2000::/3), else nothing
+    case $1 in [23][0-9a-f][0-9a-f][0-9a-f]:*) echo "$1" ;; esac
+}
+
 next_steps() {
     address=$(public_address 4 1.1.1.1)
-    address6=$(public_address 6 2606:4700:4700::1111)
+    # AAAA records only for an address the internet reaches (not fd00::/8, fe80::/10).
+    address6=$(global_ipv6 "$(public_address 6 2606:4700:4700::1111)")
     host=${DOMAIN:-${address:-your-server}}
     say "Berth is installed."
     if [ -n "$DOMAIN" ]; then

@@ -9,6 +9,7 @@ still run."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class Looks:
 
     resolve: Callable[[str], list[str]] = probes.resolve
     own_addresses: Callable[[], set[str]] = probes.own_addresses
+    ipv6_addresses: Callable[[], set[str]] = probes.ipv6_addresses
 
 
 def checkup(config: Config, agent: AgentFacts, looks: Looks | None = None) -> list[Finding]:
@@ -161,8 +163,18 @@ def _domains(agent: AgentFacts) -> list[str]:
 
 
 def _dns(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
-    server = looks.own_addresses() | set(config.acme.public_addresses)
+    server = looks.own_addresses() | looks.ipv6_addresses() | set(config.acme.public_addresses)
     domains = _domains(agent)
     if not domains:
         return [Finding("ok", "dns", "no app domains yet")]
-    return [findings.dns(domain, looks.resolve(domain), server) for domain in domains]
+    ipv6_served = _listens_on_ipv6(config.proxy.listen)
+    return [findings.dns(domain, looks.resolve(domain), server, ipv6_served=ipv6_served)
+            for domain in domains]
+
+
+def _listens_on_ipv6(listen: str) -> bool:
+    """Whether the proxy's `listen` address takes IPv6 clients (`::`, or an IPv6 one)."""
+    try:
+        return ipaddress.ip_address(listen).version == 6
+    except ValueError:
+        return True  # a name, or "": resolved at start, not judged here

@@ -69,8 +69,12 @@ def clock(offset: float | None, reference: str) -> Finding:
     return Finding("ok", "clock", message)
 
 
-def dns(domain: str, addresses: Sequence[str], server: Iterable[str]) -> Finding:
-    """Whether `domain` resolves to this server (`server`: its own addresses)."""
+def dns(domain: str, addresses: Sequence[str], server: Iterable[str], *,
+        ipv6_served: bool = True) -> Finding:
+    """Whether `domain` resolves to this server (`server`: its own addresses), its A
+    records and its AAAA records each (`ipv6_served`: whether the proxy listens on IPv6).
+    A wrong AAAA record fails: IPv6 clients, and Let's Encrypt, which prefers IPv6, reach
+    another host; a wrong A record warns (it may be a NAT's address)."""
     subject = f"dns {domain}"
     if not addresses:
         return Finding("warn", subject, "does not resolve",
@@ -81,12 +85,39 @@ def dns(domain: str, addresses: Sequence[str], server: Iterable[str]) -> Finding
                        "(as Debian's 127.0.1.1 line in /etc/hosts does for the host's own name)",
                        f"remove {domain} from /etc/hosts and point its DNS record at this server")
     mine = set(server)
-    if mine and not mine.intersection(addresses):
+    aaaa = [a for a in addresses if ipaddress.ip_address(a).version == 6]
+    wrong_aaaa = _aaaa(domain, aaaa, mine, ipv6_served)
+    if wrong_aaaa is not None:
+        return wrong_aaaa
+    a_records = [a for a in addresses if ipaddress.ip_address(a).version == 4]
+    if mine and a_records and not mine.intersection(a_records):
         return Finding("warn", subject, f"resolves to {', '.join(addresses)}, not this server "
                        f"({', '.join(sorted(mine))})",
                        "point the record at this server (or list a NAT's address in "
                        "acme.public_addresses)")
     return Finding("ok", subject, f"resolves to {', '.join(addresses)}")
+
+
+def _aaaa(domain: str, aaaa: Sequence[str], mine: set[str], ipv6_served: bool) -> Finding | None:
+    """A failing finding when `domain`'s AAAA records lead IPv6 clients elsewhere."""
+    if not aaaa or not mine:
+        return None
+    subject, listed = f"dns {domain}", ", ".join(aaaa)
+    own6 = sorted(a for a in mine if ipaddress.ip_address(a).version == 6)
+    if not mine.intersection(aaaa):
+        where = f"this server's are {', '.join(own6)}" if own6 else "this server has none"
+        fix = (f"point {domain}'s AAAA record at {own6[0]}" if own6
+               else f"remove {domain}'s AAAA record (or give this server that address)")
+        return Finding("fail", subject, f"its AAAA record ({listed}) is not this server's "
+                       f"IPv6 address ({where}): IPv6 clients and Let's Encrypt, which "
+                       "prefers IPv6, reach another host", fix)
+    if not ipv6_served:
+        return Finding("fail", subject, f"its AAAA record ({listed}) is this server, but the "
+                       "proxy listens on IPv4 only (proxy.listen): IPv6 clients and Let's "
+                       "Encrypt are refused",
+                       f'set proxy.listen = "::" and restart the agent, or remove {domain}\'s '
+                       "AAAA record")
+    return None
 
 
 def certificates(statuses: Sequence[dict[str, Any]]) -> list[Finding]:

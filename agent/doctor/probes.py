@@ -85,6 +85,22 @@ def own_addresses() -> set[str]:
     return found
 
 
+def ipv6_addresses(table: Path = Path("/proc/net/if_inet6")) -> set[str]:
+    """Every IPv6 address of global scope on this host's interfaces (a server may have
+    several: its default route's source is only one of them); none without IPv6."""
+    found: set[str] = set()
+    try:
+        lines = table.read_text(encoding="ascii").splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 4 and fields[3] == "00" and len(fields[0]) == 32:
+            packed = bytes.fromhex(fields[0])
+            found.add(socket.inet_ntop(socket.AF_INET6, packed))
+    return found
+
+
 def _context(cafile: Path | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cafile) if cafile else None)
 

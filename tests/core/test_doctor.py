@@ -99,6 +99,36 @@ def test_the_127_0_1_1_trap_and_other_dns_answers():
         a in ("127.0.0.1", "::1") for a in probes.resolve("localhost"))
 
 
+def test_an_aaaa_record_is_judged_like_an_a_record_but_fails():
+    server = {"203.0.113.7", "2001:db8::7"}
+    both = findings.dns("a.example.com", ["203.0.113.7", "2001:db8::7"], server)
+    assert both.level == "ok"
+    # The A record is right, the AAAA one leads elsewhere: IPv6 clients and Let's Encrypt
+    # go there. (This was "ok" while any one address matched.)
+    stray = findings.dns("a.example.com", ["203.0.113.7", "2001:db8::99"], server)
+    assert stray.level == "fail" and "AAAA record (2001:db8::99)" in stray.message
+    assert stray.fix == "point a.example.com's AAAA record at 2001:db8::7"
+    no_ipv6 = findings.dns("a.example.com", ["203.0.113.7", "2001:db8::99"], {"203.0.113.7"})
+    assert no_ipv6.level == "fail" and "this server has none" in no_ipv6.message
+    assert no_ipv6.fix.startswith("remove a.example.com's AAAA record")
+    ipv4_only = findings.dns("a.example.com", ["2001:db8::7"], server, ipv6_served=False)
+    assert ipv4_only.level == "fail" and "listens on IPv4 only" in ipv4_only.message
+    assert findings.dns("a.example.com", ["2001:db8::7"], server).level == "ok"  # AAAA only
+    wrong_a = findings.dns("a.example.com", ["198.51.100.9", "2001:db8::7"], server)
+    assert wrong_a.level == "warn" and "not this server" in wrong_a.message
+
+
+def test_every_global_ipv6_address_of_the_host_is_its_own(tmp_path):
+    table = tmp_path / "if_inet6"  # the kernel's format: address, ifindex, prefix, scope
+    table.write_text(
+        "fe8000000000000000fc00fffe000001 04 40 20 80     eth0\n"
+        "20010db8000000000000000000000007 04 40 00 80     eth0\n"
+        "20010db80000000000000000000000aa 04 40 00 01     eth0\n"
+        "00000000000000000000000000000001 01 80 10 80       lo\n")
+    assert probes.ipv6_addresses(table) == {"2001:db8::7", "2001:db8::aa"}
+    assert probes.ipv6_addresses(tmp_path / "absent") == set()  # a host without IPv6
+
+
 def test_judgments():
     assert findings.disk("/var/lib/docker", 1 * GIB, 100 * GIB, 3 * GIB).level == "fail"
     assert findings.disk("/var/lib/docker", 6 * GIB, 100 * GIB, None).level == "warn"

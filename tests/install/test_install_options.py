@@ -82,3 +82,31 @@ def test_a_taken_port_names_its_holder(tmp_path):
     assert (result.returncode, result.stderr) == (
         1, "install.sh: port 80 is taken by nginx (pid 4242): stop it first, Berth's "
            "proxy needs 80 and 443\n")
+
+
+@pytest.mark.parametrize("source6, aaaa", [
+    ("2001:db8:1::7", True),  # global unicast: AAAA records
+    ("fd00::2", False),  # unique local: not reachable from the internet
+    ("fe80::1", False),  # link-local
+    ("", False),  # no IPv6 route
+])
+def test_next_steps_name_aaaa_records_only_for_a_global_ipv6_address(tmp_path, source6, aaaa):
+    fake_ip = tmp_path / "ip"  # `ip -4|-6 route get TARGET`, as iproute2 answers it
+    fake_ip.write_text(
+        "#!/bin/sh\n"
+        'case $1 in -4) echo "1.1.1.1 via 203.0.113.1 dev eth0 src 203.0.113.7 uid 0" ;;\n'
+        f'-6) [ -z "{source6}" ] || echo "2606:4700:4700::1111 from :: via fe80::1 dev eth0 '
+        f'src {source6} metric 1024 pref medium" ;; esac\n')
+    fake_ip.chmod(0o755)
+    script = "\n".join([
+        "say() { printf -- '-----> %s\\n' \"$*\"; }", "note() { printf -- '       %s\\n' \"$*\"; }",
+        function("public_address"), function("global_ipv6"), function("next_steps"),
+        "DOMAIN=apps.example.com CONFIG=/etc/berth/berth.toml next_steps"])
+    result = subprocess.run(["sh", "-c", script], check=False, capture_output=True, text=True,
+                            timeout=30,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert "*.apps.example.com  A  203.0.113.7" in result.stdout
+    records = [line.split() for line in result.stdout.splitlines() if "AAAA" in line]
+    assert records == ([["*.apps.example.com", "AAAA", source6],
+                        ["apps.example.com", "AAAA", source6]] if aaaa else [])
