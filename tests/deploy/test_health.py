@@ -119,7 +119,6 @@ async def test_a_failing_check_asks_the_engine_sparingly():
 
     async def running():
         asked.append(time.monotonic())
-        return None
 
     with pytest.raises(HealthCheckFailed, match="still failing at the deadline"):
         await wait_healthy(1, [], host_header="x", extra_headers=[],

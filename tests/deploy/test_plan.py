@@ -1,5 +1,10 @@
 from agent.deploy.plan import (
-    Instance, environment, initial_formation, instance_spec, instances, process_command,
+    Instance,
+    environment,
+    initial_formation,
+    instance_spec,
+    instances,
+    process_command,
     release_phase_spec,
 )
 from agent.releases import Release, ReleaseState
