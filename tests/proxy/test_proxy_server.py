@@ -13,7 +13,12 @@ import pytest
 from agent.proxy import HostTaken, InvalidHost, Proxy, RouteNotFound, RouteOptions, Upstream
 from tests.proxy.backend import running_backend
 from tests.proxy.conftest import (
-    CertificateAuthority, Client, eventually, get, request, running_proxy,
+    CertificateAuthority,
+    Client,
+    eventually,
+    get,
+    request,
+    running_proxy,
 )
 
 
@@ -488,7 +493,7 @@ async def test_request_body_backpressure_from_an_upstream_that_does_not_read() -
                 client.writer.write(block)
                 try:
                     await asyncio.wait_for(client.writer.drain(), 1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 sent += len(block)
             assert sent < 64 * 1024 * 1024  # socket buffers and a bounded proxy buffer
