@@ -4,10 +4,12 @@ they refuse, what they never show (a password), and a download byte for byte."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from addon_world import World
 from starlette.testclient import TestClient
 
 from agent.api.app import build_api
@@ -17,8 +19,6 @@ from agent.config import Config
 from agent.paths import PathSettings
 from agent.store.keys import KeyStore
 from agent.store.releases import ReleaseStore
-
-from addon_world import World
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 import pytest
-
 from addon_world import World
+
 from agent.cli.registry import Context
 from agent.cli.verbs.addons import client
 from agent.errors import BerthError

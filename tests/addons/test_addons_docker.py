@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from addon_world import World
 
 from agent.addons.model import AddonNotFound
 from agent.deploy.networks import app_network
 from agent.errors import BerthError
-
-from addon_world import World
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
