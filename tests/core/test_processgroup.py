@@ -43,8 +43,8 @@ def test_past_the_deadline_the_command_and_its_children_are_killed(tmp_path: Pat
     started = time.monotonic()
     try:
         with pytest.raises(subprocess.TimeoutExpired):
-            processgroup.run(["sh", "-c", script], timeout=1, capture_output=True)
-        assert time.monotonic() - started < 8
+            processgroup.run(["sh", "-c", script], timeout=2, capture_output=True)
+        assert time.monotonic() - started < 10
         pids = read_pids(ids)
         assert len(pids) == 2
         assert ended(pids), "a process of the command's group lives on"
