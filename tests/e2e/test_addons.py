@@ -1,7 +1,7 @@
 """Add-ons through a real agent and real pushes over SSH: the app's release phase sees
 DATABASE_URL on the first push after addons:create, its instances reach the database by
-name on the app's network, another app's do not, and a backup downloads over SSH byte
-for byte."""
+name on the app's network, another app's do not, `addons:create` on a live app fails no
+request, and a backup downloads over SSH byte for byte."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.e2e.conftest import APPS, DOMAIN, running_stack
-from tests.e2e.harness import AgentProcess, GitUser
+from tests.e2e.harness import AgentProcess, GitUser, Load
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
@@ -65,6 +65,35 @@ def test_the_release_phase_and_instances_reach_the_addon(stack) -> None:
     assert "is live" in (lambda r: r.stdout + r.stderr)(other.push())
     refused = agent.cli("run", OTHER, "--", "python3", "-c", REACH, url)
     assert refused.returncode == 7 and "unreachable" in refused.stdout, refused
+
+
+def test_addons_create_releases_the_app_with_no_request_failing(stack) -> None:
+    """`addons:create` on a live app sets REDIS_URL, a new release that replaces its
+    instances: clients sending requests all along (kept-alive and new connections) see
+    no failure."""
+    agent, _ = stack
+    host = f"{OTHER}.{DOMAIN}"
+    before = json.loads(agent.ok("apps:info", OTHER, "--json"))["release"]
+    with Load(agent.http_port, host, clients=2) as kept, \
+            Load(agent.http_port, host, clients=2, keep_alive=False) as fresh:
+        _wait_for(lambda: kept.ok > 20 and fresh.ok > 20)
+        created = agent.ok("addons:create", OTHER, "redis")
+        answered = kept.ok + fresh.ok
+        _wait_for(lambda: kept.ok + fresh.ok > answered + 40)
+    failures = kept.failures + fresh.failures
+    assert failures == [], (failures[:5], kept.statuses, fresh.statuses, agent.log_tail(30))
+    assert set(kept.statuses) == set(fresh.statuses) == {200}
+    assert f"redis is ready; {OTHER} has REDIS_URL" in created, created
+    after = json.loads(agent.ok("apps:info", OTHER, "--json"))["release"]
+    assert after != before, (before, after)  # the variable came with a new release
+    assert agent.ok("config:get", OTHER, "REDIS_URL").startswith("redis://default:")
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
 
 
 def test_a_backup_downloads_over_ssh_byte_for_byte(stack) -> None:
