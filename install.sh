@@ -29,6 +29,8 @@ Usage: install.sh [options]          (as root; every option also has an environm
   --no-firewall         leave the host firewall off                      BERTH_NO_FIREWALL=1
   --source SOURCE       Berth to install: a checkout, a wheel, a tarball BERTH_SOURCE
                         (path, file:// or https:// URL)
+  --sha256 HEX          the SHA-256 the --source wheel or tarball must   BERTH_SHA256
+                        have (a release's install.sh pins its own)
   --force               install on an unsupported OS or a small machine  BERTH_FORCE=1
   --no-start            install only, start nothing                      BERTH_NO_START=1
   --uninstall           remove the service, code, hooks and firewall table (data stays)
@@ -50,6 +52,7 @@ read_settings() {  # every setting from its environment variable, or its default
     SSH_KEY_FILE=${BERTH_SSH_KEY_FILE:-}
     NO_FIREWALL=${BERTH_NO_FIREWALL:-0}
     SOURCE=${BERTH_SOURCE:-}
+    SHA256=${BERTH_SHA256:-}
     FORCE=${BERTH_FORCE:-0}
     NO_START=${BERTH_NO_START:-0}
     ACTION=install
@@ -78,6 +81,7 @@ parse_args() {  # the flags, over the environment's settings
             --ssh-key) need_value "$@"; SSH_KEY=$2; shift ;;
             --ssh-key-file) need_value "$@"; SSH_KEY_FILE=$2; shift ;;
             --source) need_value "$@"; SOURCE=$2; shift ;;
+            --sha256) need_value "$@"; SHA256=$2; shift ;;
             --no-firewall) NO_FIREWALL=1 ;;
             --force) FORCE=1 ;;
             --no-start) NO_START=1 ;;
@@ -89,6 +93,13 @@ parse_args() {  # the flags, over the environment's settings
         shift
     done
     [ "$PURGE" = 0 ] || [ "$ACTION" = uninstall ] || die "--purge goes with --uninstall"
+    if [ -n "$SHA256" ]; then
+        [ -n "$SOURCE" ] || die "--sha256 goes with --source"
+        case $SHA256 in
+            *[!0-9a-f]*) die "--sha256 $SHA256: not a SHA-256 (64 hex digits, lowercase)" ;;
+        esac
+        [ ${#SHA256} = 64 ] || die "--sha256 $SHA256: not a SHA-256 (64 hex digits, lowercase)"
+    fi
     case $DOMAIN in
         ''|*[!a-z0-9.-]*|.*|*.) [ -z "$DOMAIN" ] || die "--domain $DOMAIN: not a domain name" ;;
     esac
@@ -215,12 +226,12 @@ start_docker() {
 resolve_source() {  # before anything changes: what to install, downloaded to WORK
     WORK=$(mktemp -d)
     trap 'rm -rf "$WORK"' EXIT
-    EXPECTED_SHA256=""
+    EXPECTED_SHA256=$SHA256 WHOSE="expected"
     if [ -z "$SOURCE" ]; then
         here=""
         if [ -f "$0" ]; then here=$(cd "$(dirname "$0")" 2>/dev/null && pwd) || here=""; fi
         if [ -n "$RELEASE_URL" ]; then
-            SOURCE=$RELEASE_URL EXPECTED_SHA256=$RELEASE_SHA256
+            SOURCE=$RELEASE_URL EXPECTED_SHA256=$RELEASE_SHA256 WHOSE="release's"
             [ -n "$EXPECTED_SHA256" ] || die "this install.sh pins $RELEASE_URL without its SHA-256"
         elif [ -n "$here" ] && [ -f "$here/pyproject.toml" ] && [ -d "$here/agent" ]; then
             SOURCE=$here
@@ -232,7 +243,6 @@ resolve_source() {  # before anything changes: what to install, downloaded to WO
         file://*) SOURCE=${SOURCE#file://} ;;
         http://*|https://*) download ;;
     esac
-    [ -z "$EXPECTED_SHA256" ] || verify_sha256 "$SOURCE" "$EXPECTED_SHA256"
     if [ -d "$SOURCE" ]; then
         [ -f "$SOURCE/pyproject.toml" ] || die "$SOURCE is not a checkout of Berth"
     elif [ -f "$SOURCE" ]; then
@@ -242,6 +252,10 @@ resolve_source() {  # before anything changes: what to install, downloaded to WO
         esac
     else
         die "$SOURCE does not exist"
+    fi
+    if [ -n "$EXPECTED_SHA256" ]; then
+        [ -f "$SOURCE" ] || die "--sha256 checks a wheel or a tarball, not $SOURCE"
+        verify_sha256 "$SOURCE" "$EXPECTED_SHA256"
     fi
 }
 
@@ -256,7 +270,7 @@ download() {  # SOURCE, an http(s) URL, into WORK; SOURCE becomes the file
 
 verify_sha256() {  # FILE EXPECTED: a file that does not match is never installed
     actual=$(sha256sum "$1" | cut -d' ' -f1)
-    [ "$actual" = "$2" ] || die "${URL:-$1} has SHA-256 $actual, not the release's $2: refusing to install it"
+    [ "$actual" = "$2" ] || die "${URL:-$1} has SHA-256 $actual, not the $WHOSE $2: refusing to install it"
 }
 
 build_wheel() {  # the wheel to install, in WORK

@@ -1,14 +1,19 @@
 """install.sh's command line and its pure parts, without installing anything: flags and
-their environment variables, one-line refusals, key extraction, and a shellcheck pass."""
+their environment variables, one-line refusals, key extraction, the --sha256 check of a
+source, and a shellcheck pass (of .ci/release too)."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.install.harness import SCRIPT, functions
+from tests.install.harness import REPO, SCRIPT, functions, run_shell
+
+RELEASE = REPO / ".ci" / "release"
 
 
 def run(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,8 +26,8 @@ def run(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]
 def test_shellcheck_passes():
     if shutil.which("shellcheck") is None:
         pytest.fail("shellcheck is not installed (tests/run installs it)")
-    result = subprocess.run(["shellcheck", "--shell=sh", str(SCRIPT)], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(["shellcheck", "--shell=sh", str(SCRIPT), str(RELEASE)],
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
 
 
@@ -33,6 +38,7 @@ def test_help_lists_every_flag_with_its_variable():
                            ("--ssh-key ", "BERTH_SSH_KEY"),
                            ("--ssh-key-file", "BERTH_SSH_KEY_FILE"),
                            ("--no-firewall", "BERTH_NO_FIREWALL"), ("--source", "BERTH_SOURCE"),
+                           ("--sha256", "BERTH_SHA256"),
                            ("--force", "BERTH_FORCE")]:
         line = next(line for line in result.stdout.splitlines() if flag in line)
         assert variable in line
@@ -100,7 +106,7 @@ def test_next_steps_name_aaaa_records_only_for_a_global_ipv6_address(tmp_path, s
     fake_ip.chmod(0o755)
     script = "\n".join([
         "say() { printf -- '-----> %s\\n' \"$*\"; }", "note() { printf -- '       %s\\n' \"$*\"; }",
-        function("public_address"), function("global_ipv6"), function("next_steps"),
+        functions("public_address", "global_ipv6", "next_steps"),
         "DOMAIN=apps.example.com CONFIG=/etc/berth/berth.toml next_steps"])
     result = subprocess.run(["sh", "-c", script], check=False, capture_output=True, text=True,
                             timeout=30,
@@ -110,3 +116,42 @@ def test_next_steps_name_aaaa_records_only_for_a_global_ipv6_address(tmp_path, s
     records = [line.split() for line in result.stdout.splitlines() if "AAAA" in line]
     assert records == ([["*.apps.example.com", "AAAA", source6],
                         ["apps.example.com", "AAAA", source6]] if aaaa else [])
+
+
+RESOLVE = functions("usage", "say", "note", "die", "need_value", "read_settings", "parse_args",
+                    "resolve_source", "download", "verify_sha256") + \
+    'read_settings; parse_args "$@"; resolve_source; echo "$SOURCE"'
+
+
+def test_sha256_checks_the_source_file(tmp_path: Path):
+    wheel = tmp_path / "berth-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"a wheel, as far as this test goes")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    env = {"PATH": "/usr/bin:/bin"}
+    by_flag = run_shell(RESOLVE, "--source", str(wheel), "--sha256", digest, env=env)
+    assert (by_flag.returncode, by_flag.stdout, by_flag.stderr) == (0, f"{wheel}\n", "")
+    by_env = run_shell(RESOLVE, env={**env, "BERTH_SOURCE": f"file://{wheel}",
+                                     "BERTH_SHA256": digest})
+    assert (by_env.returncode, by_env.stdout) == (0, f"{wheel}\n")
+    other = "0" * 64
+    refused = run_shell(RESOLVE, "--source", str(wheel), "--sha256", other, env=env)
+    assert (refused.returncode, refused.stdout, refused.stderr) == (
+        1, "", (f"install.sh: {wheel} has SHA-256 {digest}, not the expected {other}: "
+                "refusing to install it\n"))
+
+
+def test_sha256_refusals_are_one_line(tmp_path: Path):
+    (tmp_path / "pyproject.toml").write_text("")
+    cases = [
+        (["--sha256", "0" * 64], "--sha256 goes with --source"),
+        (["--source", str(tmp_path), "--sha256", "ABC"],
+         "--sha256 ABC: not a SHA-256 (64 hex digits, lowercase)"),
+        (["--source", str(tmp_path), "--sha256", "0" * 63],
+         f"--sha256 {'0' * 63}: not a SHA-256 (64 hex digits, lowercase)"),
+        (["--source", str(tmp_path), "--sha256", "0" * 64],
+         f"--sha256 checks a wheel or a tarball, not {tmp_path}"),
+    ]
+    for args, refusal in cases:
+        result = run_shell(RESOLVE, *args, env={"PATH": "/usr/bin:/bin"})
+        assert (result.returncode, result.stdout, result.stderr) == (
+            1, "", f"install.sh: {refusal}\n"), args

@@ -130,3 +130,17 @@ def test_a_tampered_wheel_is_refused_before_anything_changes(target: Path, relea
     assert result.stderr.endswith(": refusing to install it\n")
     assert sorted(path.name for path in target.iterdir()) == ["elsewhere", "kept.whl", "tmp"]
     assert list((target / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("args, refusal", [
+    ([], "usage: .ci/release BASE_URL OUTDIR"),
+    (["downloads.example.com/berth", "out"],
+     "BASE_URL downloads.example.com/berth: expected an http://, https:// or file:// URL"),
+    (["https://example.com/a b", "out"], "BASE_URL https://example.com/a b: characters a URL "
+                                          "must escape"),
+])
+def test_a_bad_release_command_is_one_line(tmp_path: Path, args: list[str], refusal: str):
+    result = subprocess.run([str(REPO / ".ci" / "release"), *args], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", f"release: {refusal}\n")
+    assert list(tmp_path.iterdir()) == []
