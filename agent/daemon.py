@@ -302,6 +302,9 @@ async def serve(config: Config) -> Outcome:
         if services.addons is not None:
             tasks.append(asyncio.create_task(
                 services.addons.run_periodically(RECONCILE_INTERVAL), name="addons"))
+        if services.firewall is not None and config.firewall.enabled:
+            tasks.append(asyncio.create_task(
+                services.firewall.follow_sshd_periodically(), name="firewall-sshd"))
         if services.backup_scheduler is not None:
             tasks.append(asyncio.create_task(
                 services.backup_scheduler.run_periodically(), name="backup-schedules"))
@@ -347,12 +350,8 @@ async def _start_services(agent: Agent) -> None:
     """Firewall, then routes and containers, then keys and certificates."""
     services = agent.services
     config = services.config
-    if services.firewall is not None:
-        if config.firewall.enabled:
-            result = await services.firewall.apply(ssh_connection=None, confirm_within=None)
-            log.info("firewall: %s", result.message)
-        else:  # off: a reboot must not load a table saved while it was on
-            await services.firewall.forget_boot()
+    if services.firewall is not None:  # applied, or (off) nothing is loaded at boot
+        await services.firewall.start()
     await agent.reconciler.boot()
     services.key_service().sync()
     if services.addons is not None:

@@ -18,6 +18,10 @@ Rules it keeps:
   stale file is put right) and at `confirm()`, never for a change that may still revert;
   removed by `disable()` and by `forget_boot()` (the agent started with the firewall off).
   Its SSH ports are the plan's, so the next boot lets in what the last apply let in.
+- An sshd moved to another port is followed (`follow_sshd`, every
+  `firewall.sshd_check_interval` while the firewall is on): its new ports are added to the
+  loaded table and to the saved ruleset, none taken away, so neither a new SSH connection
+  nor the next boot is shut out, even if the agent does not start again.
 """
 
 from __future__ import annotations
@@ -128,11 +132,48 @@ class FirewallService:
                 return f"Berth's firewall was not active: nothing to remove.{tail}"
             return f"Berth's firewall table removed; other tables were left untouched.{tail}"
 
+    async def start(self) -> None:
+        """At agent start: apply the table, or (firewall off) save none for the next boot."""
+        if not self.settings.enabled:
+            await self.forget_boot()
+            return
+        result = await self.apply(ssh_connection=None, confirm_within=None)
+        log.info("firewall: %s", result.message)
+
     async def forget_boot(self) -> None:
         """The agent starts with the firewall off: no table is to be loaded at the next boot."""
         problem = await self.boot.remove()
         if problem:
             log.warning("firewall off, but %s", problem)
+
+    async def follow_sshd(self) -> ApplyResult | None:
+        """Add the ports sshd listens on now to the loaded table (and the saved ruleset)
+        when it misses some; None when nothing was to do: no table of Berth's loaded, a
+        change waiting for confirmation, sshd's ports unreadable or all let in already."""
+        async with self._lock:
+            live = await self.runner.list_table()
+            if self._pending is not None or table_digest(live) is None:
+                return None
+            loaded = table_ssh_ports(live)
+            ports, _ = await read_sshd_ports(self.settings.sshd_command, self.runner)
+            if ports is None or set(ports) <= set(loaded):
+                return None
+            plan = await self._plan(None, loaded, await self.runner.list_ruleset())
+            coexist.refuse_if_unsafe(list(plan.neighbours))
+            await self.runner.load(plan.text)
+            self._applied_listing = await self.runner.list_table()
+            log.info("firewall follows sshd ports=%s netns=%s", ports, self.settings.netns)
+            notes = await self._save_boot(plan.text)
+            return ApplyResult(True, _applied_message(plan), plan.digest, None, tuple(notes))
+
+    async def follow_sshd_periodically(self) -> None:
+        """`follow_sshd` every `sshd_check_interval` seconds (a task of the agent)."""
+        while True:
+            await asyncio.sleep(self.settings.sshd_check_interval)
+            try:
+                await self.follow_sshd()
+            except Exception:  # task boundary: the next round tries again
+                log.exception("following sshd's ports failed netns=%s", self.settings.netns)
 
     async def status(self, *, ssh_connection: str | None = None) -> FirewallStatus:
         """What is loaded and what it lets reach the host's listening sockets.

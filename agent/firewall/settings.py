@@ -58,6 +58,8 @@ class FirewallSettings:
     command_timeout: float = 10.0
     # How the running sshd's effective configuration is read (its `port` lines).
     sshd_command: tuple[str, ...] = ("sshd", "-T")
+    # How often the agent reads sshd's ports and lets in new ones (sshd moved port).
+    sshd_check_interval: float = 60.0
     nft_command: str = "nft"
     # Where the ruleset loaded at boot (before the network) is saved; unset: the
     # installer's path for the host's own namespace, and none for a named namespace (the
@@ -77,6 +79,10 @@ class FirewallSettings:
         if not 1 <= self.icmp_echo_rate <= 10000:
             raise InvalidFirewallSetting(
                 "firewall.icmp_echo_rate", self.icmp_echo_rate, "must be 1-10000 per second"
+            )
+        if not self.sshd_check_interval >= 1:
+            raise InvalidFirewallSetting(
+                "firewall.sshd_check_interval", self.sshd_check_interval, "must be 1 s or more"
             )
         if not self.command_timeout > 0:
             raise InvalidFirewallSetting(

@@ -4,11 +4,13 @@ namespace this test makes (never the machine's own)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 
 import pytest
 
+from agent.firewall.render import table_ssh_ports
 from tests.e2e.conftest import make_agent
 from tests.e2e.harness import world_readable_tempdir
 
@@ -32,12 +34,24 @@ def tables(namespace: str) -> str:
 @pytest.fixture
 def agent(namespace):
     root = world_readable_tempdir("berth-e2e-fw-")
+    # An sshd configuration of the test's own, read with sshd -T, which the test moves.
+    key = root / "sshd_hostkey"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    sshd_port(root, 22)
+    os.makedirs("/run/sshd", exist_ok=True)  # sshd -T insists on its privsep directory
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     process = make_agent(root, firewall=f'enabled = true\nnetns = "{namespace}"\n'
-                                         'allow = ["8443/tcp"]')
+                                         'allow = ["8443/tcp"]\nsshd_check_interval = 1\n'
+                                         f'sshd_command = ["{sshd}", "-T", "-f", '
+                                         f'"{root / "sshd_config"}"]')
     process.start()
     yield process
     process.stop()
     subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def sshd_port(root, port: int) -> None:
+    (root / "sshd_config").write_text(f"Port {port}\nHostKey {root / 'sshd_hostkey'}\n")
 
 
 def test_agent_applies_at_start_and_verbs_drive_it(agent, namespace):
@@ -75,6 +89,16 @@ def test_agent_applies_at_start_and_verbs_drive_it(agent, namespace):
 
     too_short = agent.cli("firewall:apply", "--confirm-within", "1")
     assert too_short.returncode == 1 and "5 to 3600" in too_short.stderr
+
+    # sshd moved to another port: the agent lets it in by itself, for now and for the boot.
+    sshd_port(agent.root, 2222)
+    deadline = time.monotonic() + 30
+    while "2222" not in boot.read_text():
+        assert time.monotonic() < deadline, "the agent did not follow sshd to port 2222"
+        time.sleep(0.2)
+    listing = subprocess.run(["ip", "netns", "exec", namespace, "nft", "list", "table", "inet",
+                              "berth"], capture_output=True, text=True, check=True).stdout
+    assert {22, 2222} <= set(table_ssh_ports(listing))  # 22 stays: only an apply drops it
 
     # Turned off in berth.toml: the agent's next start removes the saved ruleset, so a
     # reboot loads no stale table.

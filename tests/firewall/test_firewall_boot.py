@@ -189,3 +189,37 @@ def test_a_boot_ruleset_that_cannot_be_saved_is_a_note(clean_lab: Lab, tmp_path:
     assert result.changed and berth_table(clean_lab) is not None  # the rules are in force
     assert any(note.startswith("the ruleset loaded at boot could not be saved") and
                "the next boot loads no up-to-date table" in note for note in result.notes)
+
+
+def test_an_sshd_moved_to_another_port_is_followed_without_an_apply(
+        clean_lab: Lab, tmp_path: Path) -> None:
+    lab, boot = clean_lab, tmp_path / "firewall.nft"
+    sshd = sshd_on(lab, 22, tmp_path)
+    svc = service(lab, boot, sshd=sshd, enabled=True)
+
+    async def scenario() -> None:
+        assert await svc.follow_sshd() is None  # no table loaded: nothing to follow
+        await svc.apply(ssh_connection=None, confirm_within=None)
+        assert await svc.follow_sshd() is None  # sshd's ports all let in
+        Path(sshd[-1]).write_text(f"Port 2222\nHostKey {lab.workdir / 'hostkey'}\n")
+        followed = await svc.follow_sshd()
+        assert followed is not None and "SSH stays open on 22, 2222" in followed.message
+        assert await svc.follow_sshd() is None
+        # Waiting for confirmation: left alone until it is settled.
+        Path(sshd[-1]).write_text(f"Port 2200\nHostKey {lab.workdir / 'hostkey'}\n")
+        await svc.apply(ssh_connection=None, confirm_within=30)
+        assert await svc.follow_sshd() is None
+        await svc.confirm()
+        assert table_ssh_ports(boot.read_text()) == (2200,)  # an apply took 22, 2222 away
+        # Moved once more: added to what is loaded (here 2222), which is kept.
+        await service(lab, boot, sshd=sshd_on(lab, 2222, tmp_path)).apply(
+            ssh_connection=None, confirm_within=None)
+        Path(sshd[-1]).write_text(f"Port 2022\nHostKey {lab.workdir / 'hostkey'}\n")
+        assert await svc.follow_sshd() is not None
+        assert table_ssh_ports(boot.read_text()) == (2022, 2222)
+
+    asyncio.run(scenario())
+    got = lab.connect(lab.client, "10.77.0.1:2222", "10.77.0.1:22")
+    reboot_firewall(lab, boot_loader(boot, tmp_path))
+    assert lab.connect(lab.client, "10.77.0.1:2222", "10.77.0.1:22") == got == {
+        "10.77.0.1:2222": "server:2222", "10.77.0.1:22": "timeout"}

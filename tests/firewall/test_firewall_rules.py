@@ -98,6 +98,7 @@ def test_a_good_section_loads() -> None:
         ({"command_timeout": 0.0}, "firewall.command_timeout"),
         ({"sshd_command": ()}, "firewall.sshd_command"),
         ({"boot_ruleset": Path("firewall.nft")}, "firewall.boot_ruleset"),
+        ({"sshd_check_interval": 0.5}, "firewall.sshd_check_interval"),
     ],
 )
 def test_other_settings_are_checked(kwargs: dict[str, object], key: str) -> None:
