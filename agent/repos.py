@@ -7,12 +7,14 @@ The hook templates are shipped with Berth (agent.shipped); `@BERTH_COMMAND@` in 
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import shlex
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,8 @@ GIT_PATH = "/usr/local/bin:/usr/bin:/bin"
 def ensure_repo(paths: PathSettings, app: str, *, command: str, owner: str | None) -> Path:
     """Create the app's bare repository if needed and (re)install its hooks. The hooks
     are written through directory descriptors (agent.hostfiles): a symlinked or
-    foreign-owned repository or hooks directory, or hook, is refused."""
+    foreign-owned repository or hooks directory, or hook, is refused. A new repository
+    is made whole where the berth user cannot reach it, then renamed into place."""
     path = paths.repo(app)
     repos = paths.repos
     repos.mkdir(parents=True, exist_ok=True)
@@ -45,18 +48,49 @@ def ensure_repo(paths: PathSettings, app: str, *, command: str, owner: str | Non
         # would be taken by the git that creates the repository as root.
         raise UnsafePath(path, "exists but holds no repository; remove it to push again")
     if created:
-        _init(path, app)
-    with hostfiles.directory(repos, f"{path.name}/hooks", owners=owners) as hooks:
-        for name in HOOKS:
-            text = (hooks_dir() / name).read_text(encoding="utf-8")
+        _create(paths, app, command, entry)
+    _install_hooks(repos, path.name, paths, command, owners)
+    return path
+
+
+def _create(paths: PathSettings, app: str, command: str,
+            entry: pwd.struct_passwd | None) -> None:
+    """Make the repository (git init, hooks, owner and modes) in a directory of root's
+    beside repos/, then rename it in. The berth user owns repos/ and could swap a
+    repository being made there for a link between two steps; nothing here is written,
+    chmodded or chowned through a path it can change."""
+    path = paths.repo(app)
+    staging = Path(tempfile.mkdtemp(prefix=".new-repo-", dir=paths.repos.parent))
+    try:
+        made = staging / path.name
+        _init(made, app)
+        _install_hooks(staging, made.name, paths, command, {os.geteuid()})
+        if entry is not None and os.geteuid() == 0:
+            _chown_tree(made, entry)
+        try:
+            os.rename(made, path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
+                raise
+            raise UnsafePath(path, "made by someone else while Berth created it") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if entry is not None and os.geteuid() == 0:
+        os.chown(paths.repos, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        os.chmod(paths.repos, 0o750)
+
+
+def _install_hooks(parent: Path, name: str, paths: PathSettings, command: str,
+                   owners: set[int]) -> None:
+    """Berth's hooks in `parent`/`name`/hooks, rewritten only when they differ."""
+    with hostfiles.directory(parent, f"{name}/hooks", owners=owners) as hooks:
+        for hook_name in HOOKS:
+            text = (hooks_dir() / hook_name).read_text(encoding="utf-8")
             text = text.replace("@BERTH_COMMAND@", command).replace(
                 "@BERTH_SOCKET@", shlex.quote(str(paths.control_socket)))
-            hook = path / "hooks" / name
-            if hostfiles.read_file(hooks, name, hook, owners=owners) != text.encode():
-                hostfiles.replace_file(hooks, name, text.encode(), mode=0o755)
-    if created and entry is not None and os.geteuid() == 0:
-        _chown_tree(repos, path, entry)
-    return path
+            hook = parent / name / "hooks" / hook_name
+            if hostfiles.read_file(hooks, hook_name, hook, owners=owners) != text.encode():
+                hostfiles.replace_file(hooks, hook_name, text.encode(), mode=0o755)
 
 
 def _init(path: Path, app: str) -> None:
@@ -80,12 +114,10 @@ def _owner(owner: str | None) -> pwd.struct_passwd | None:
         raise BerthError(f"system user {owner!r} does not exist (ssh.user)") from None
 
 
-def _chown_tree(repos: Path, path: Path, entry: pwd.struct_passwd) -> None:
-    """The new repository (and the repositories' directory) to the berth user, 0750;
-    nothing followed."""
+def _chown_tree(path: Path, entry: pwd.struct_passwd) -> None:
+    """The new repository to the berth user, 0750 (only ever called where the berth
+    user cannot reach it); nothing followed."""
     uid, gid = entry.pw_uid, entry.pw_gid
-    os.chown(repos, uid, gid, follow_symlinks=False)
-    os.chmod(repos, 0o750)
     os.chmod(path, 0o750)
     for root, dirs, files in os.walk(path):
         os.chown(root, uid, gid, follow_symlinks=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import hostfiles
 from agent.errors import BerthError
 from agent.hostfiles import UnsafePath
 from agent.paths import PathSettings
@@ -82,6 +83,34 @@ def test_a_repository_made_a_symlink_is_refused(paths: PathSettings, tmp_path: P
         make(paths, "other")
     assert not elsewhere.exists()
 
+
+
+def test_a_new_repository_swapped_for_a_link_while_it_is_made_leaves_the_target_alone(
+    paths: PathSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make(paths)  # repos/ is the berth user's from now on
+    victim = tmp_path / "etc-like"
+    victim.mkdir()
+    victim.chmod(0o755)
+    (victim / "passwd").write_text("root's file\n")
+    target = paths.repo("next")
+    write = hostfiles.replace_file
+
+    def write_then_swap(dir_fd: int, name: str, data: bytes, **options: int) -> None:
+        write(dir_fd, name, data, **options)
+        # The berth user owns repos/: it moves what root is making aside, leaves a link.
+        if target.exists():
+            target.rename(paths.repos / "aside.git")
+        if not target.is_symlink():
+            target.symlink_to(victim)
+
+    monkeypatch.setattr(hostfiles, "replace_file", write_then_swap)
+    with pytest.raises(UnsafePath, match="next.git"):
+        make(paths, "next")
+    for path in (victim, victim / "passwd"):
+        assert os.lstat(path).st_uid == 0, f"{path} was given to the berth user"
+    assert stat.S_IMODE(os.stat(victim).st_mode) == 0o755
+    assert sorted(p.name for p in paths.data_dir.iterdir()) == ["repos"]
 
 def test_a_foreign_owned_hooks_directory_is_refused(paths: PathSettings) -> None:
     repo = make(paths)
