@@ -538,6 +538,7 @@ EOF
 }
 
 boot_loader() {
+    mkdir -p "$(dirname "$FIREWALL_BOOT")"
     firewall_boot_loader "$(boot_ruleset)" >"$FIREWALL_BOOT.new"
     chmod 0755 "$FIREWALL_BOOT.new"
     mv -f "$FIREWALL_BOOT.new" "$FIREWALL_BOOT"

@@ -211,6 +211,8 @@ def test_install_upgrade_reboot_uninstall(server: str):
     keys = sh(server, "berth keys").stdout
     assert "admin" in keys, keys  # the key behind cloud options was found
     assert "table inet berth" in sh(server, "nft list tables").stdout
+    # The agent saved what it applied for the boot loader.
+    assert "table inet berth {" in sh(server, "cat /etc/berth/firewall.nft").stdout
     doctor = sh(server, "berth doctor", check=False).stdout
     for line in ("ok    docker engine", "ok    port 80", "ok    port 443", "ok    firewall",
                  "ok    agent restarts: none"):
@@ -245,11 +247,15 @@ def test_install_upgrade_reboot_uninstall(server: str):
     assert wait_until(server, "berth apps"), logs(server)
     assert wait_until(server, APP_ANSWERS, timeout=120), logs(server)  # the app came back
     assert "table inet berth" in sh(server, "nft list tables").stdout
+    if server.endswith("systemd"):  # loaded at boot, before the network and the agent
+        assert sh(server, "systemctl is-active berth-firewall").stdout.strip() == "active"
 
     removed = sh(server, "sh /src/install.sh --uninstall", check=False)
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert sh(server, "command -v berth", check=False).returncode != 0
     assert "table inet berth" not in sh(server, "nft list tables").stdout
+    assert sh(server, "test -e /etc/berth/firewall.nft || test -e /usr/local/sbin/berth-firewall-boot",
+              check=False).returncode == 1  # nothing is loaded at the next boot
     assert sh(server, "test -f /var/lib/berth/berth.db && test -f /etc/berth/berth.toml",
               check=False).returncode == 0  # data and configuration kept without --purge
     assert not wait_until(server, "pgrep -f '[b]erth agent'", timeout=6)
