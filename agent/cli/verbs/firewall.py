@@ -52,5 +52,6 @@ VERBS = [
                  help="revert unless `berth firewall:confirm` arrives in time"),
              JSON]),
     Verb("firewall:confirm", "keep a change applied with --confirm-within", confirm),
-    Verb("firewall:disable", "remove Berth's firewall table (other tables stay)", disable),
+    Verb("firewall:disable", "remove Berth's firewall table (other tables stay) and the "
+         "ruleset saved for boot", disable),
 ]
