@@ -167,6 +167,9 @@ def backups(apps: Sequence[dict[str, Any]]) -> list[Finding]:
 
 def firewall(status: dict[str, Any]) -> Finding:
     if status.get("active"):
+        boot = _boot_ruleset_problem(status)
+        if boot:
+            return Finding("warn", "firewall", boot, "berth firewall:apply (it saves the table)")
         return Finding("ok", "firewall", "Berth's table is loaded: only SSH, 80, 443 and what "
                        "[firewall] allows get in")
     if status.get("enabled"):
@@ -174,6 +177,19 @@ def firewall(status: dict[str, Any]) -> Finding:
                        "berth firewall:apply")
     return Finding("warn", "firewall", "off: Docker's published ports are reachable from outside",
                    "set [firewall] enabled = true, then berth firewall:apply")
+
+
+def _boot_ruleset_problem(status: dict[str, Any]) -> str | None:
+    """What is wrong with the table saved for boot, when the firewall is on."""
+    path = status.get("boot_ruleset")
+    if not path or not status.get("enabled"):
+        return None
+    if not status.get("boot_saved"):
+        return (f"loaded, but not saved for boot ({path} is missing): after a reboot the "
+                "host is open until the agent starts")
+    if status.get("boot_digest") != status.get("live_digest"):
+        return f"the table saved for boot ({path}) is not the one loaded now"
+    return None
 
 
 def reachable(subject: str, error: str | None, *, tls_failure: bool, hint: str) -> Finding:

@@ -144,6 +144,11 @@ def test_judgments():
     assert [(f.level, f.subject) for f in certs] == [
         ("fail", "certificate a.example.com"), ("warn", "certificate b.example.com")]
     assert findings.firewall({"enabled": True, "active": False}).fix == "berth firewall:apply"
+    on = {"enabled": True, "active": True, "live_digest": "ab12", "boot_ruleset": "/b.nft"}
+    assert findings.firewall({**on, "boot_saved": True, "boot_digest": "ab12"}).level == "ok"
+    assert "not saved for boot" in findings.firewall({**on, "boot_saved": False}).message
+    stale = findings.firewall({**on, "boot_saved": True, "boot_digest": "cd34"})
+    assert stale.level == "warn" and "not the one loaded now" in stale.message
     backups = findings.backups([
         {"name": "shop", "addons": 2, "backup_problems": [
             {"addon": "postgres", "problem": "failed", "detail": "pg_dump failed: disk full"},
