@@ -13,6 +13,7 @@ every cluster has and no add-on's database is named.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from agent.addons.engine import AddonEngine
@@ -22,6 +23,7 @@ from agent.errors import BerthError
 
 log = logging.getLogger(__name__)
 
+_SWAP_ATTEMPTS = 3
 RESTORING = "berth_restoring"
 PREVIOUS = "berth_previous"
 
@@ -36,10 +38,7 @@ async def restore_exact(engine: AddonEngine, addon: Addon, file_name: str, *,
     try:
         await dumps.postgres_restore(engine, addon, file_name, database=RESTORING,
                                      timeout=timeout, probe_timeout=probe_timeout)
-        await _sql(engine, addon, _ended_sessions(addon.user)
-                   + f'ALTER DATABASE "{addon.user}" RENAME TO {PREVIOUS};'
-                   f' ALTER DATABASE {RESTORING} RENAME TO "{addon.user}";',
-                   probe_timeout, "swapping the restored database in")
+        await _swap(engine, addon, probe_timeout)
     except BerthError:
         try:
             await _drop(engine, addon, RESTORING, timeout)
@@ -50,6 +49,24 @@ async def restore_exact(engine: AddonEngine, addon: Addon, file_name: str, *,
         await _drop(engine, addon, PREVIOUS, timeout)
     except BerthError as exc:  # the restore stands; the next one drops it
         log.error("previous database not dropped addon=%s error=%s", addon.name, exc)
+
+
+async def _swap(engine: AddonEngine, addon: Addon, timeout: float) -> None:
+    """The renames, in one transaction after ending the sessions on the add-on's
+    database; tried again when a client connected in between (the rename refuses while
+    one is there)."""
+    sql = (_ended_sessions(addon.user) + f'ALTER DATABASE "{addon.user}" RENAME TO {PREVIOUS};'
+           f' ALTER DATABASE {RESTORING} RENAME TO "{addon.user}";')
+    for attempt in range(1, _SWAP_ATTEMPTS + 1):
+        try:
+            await _sql(engine, addon, sql, timeout, "swapping the restored database in")
+            return
+        except dumps.DumpFailed as exc:
+            if attempt == _SWAP_ATTEMPTS or "other users" not in str(exc):
+                raise
+            log.warning("a client reconnected during the swap addon=%s attempt=%d",
+                        addon.name, attempt)
+            await asyncio.sleep(1.0)
 
 
 def _ended_sessions(database: str) -> str:

@@ -232,3 +232,34 @@ def test_a_backup_the_disk_refuses_is_a_loud_failure(world: World,
     assert any("backup failed" in r.getMessage() and str(directory) in r.getMessage()
                for r in caplog.records)
     assert addon.password not in caplog.text
+
+
+def test_a_postgres_restore_ends_a_session_left_open_on_the_database(world: World) -> None:
+    """A client still connected (a psql left open, an app's worker not stopped) is
+    disconnected for the swap, not a reason for the restore to fail."""
+    import subprocess
+
+    world.apps.create(world.shop)
+    addon = asyncio.run(world.service.create(world.shop, "postgres", None, None, world.out()))
+    world.psql(addon.url, "CREATE TABLE items (id int); INSERT INTO items VALUES (1)")
+    asyncio.run(world.backups.capture(world.shop, None, world.out()))
+    world.psql(addon.url, "INSERT INTO items VALUES (2)")
+    network = next(iter(world.client.api.inspect_container(addon.container)
+                        ["NetworkSettings"]["Networks"]))
+    lingering = subprocess.Popen(
+        ["docker", "run", "--rm", "--network", network, f"--label=berth.managed=test-{world.tag}",
+         "--entrypoint", "psql", "berth-stand-in/postgres:15", f"{addon.url}?sslmode=require",
+         "-c", "SELECT pg_sleep(600)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while world.psql(addon.url, "SELECT count(*) FROM pg_stat_activity "
+                                    "WHERE query LIKE 'SELECT pg_sleep%'") != "1":
+            assert time.monotonic() < deadline and lingering.poll() is None
+            time.sleep(0.2)
+        asyncio.run(restore.restore(world.backups, world.instances, world.shop, "b1",
+                                    world.out()))
+        assert world.psql(addon.url, "SELECT id FROM items ORDER BY id") == "1"
+        assert lingering.wait(timeout=30) != 0  # its session was ended
+    finally:
+        lingering.kill()
+        lingering.wait(timeout=30)
