@@ -296,9 +296,9 @@ class AddonService:
 
     async def _bring_back(self, addon: Addon) -> None:
         async with self._acting:
-            if not self._left_alone(addon.container, addon.app, addon.name, stored=True):
-                if await self._restart_if_down(addon):
-                    await self._carry_over_to_aof(addon)
+            if (not self._left_alone(addon.container, addon.app, addon.name, stored=True)
+                    and await self._restart_if_down(addon)):
+                await self._carry_over_to_aof(addon)
 
     async def _carry_over_to_aof(self, addon: Addon) -> None:
         """A running redis whose data is still RDB only gets its AOF (made before AOF was

@@ -4,7 +4,8 @@ a bucket `offsite` made (imported by name, like addon_world)."""
 from __future__ import annotations
 
 import socket
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest

@@ -19,7 +19,7 @@ from agent.backups.schedule import (
     upload_retry_at,
 )
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def at(text: str) -> float:

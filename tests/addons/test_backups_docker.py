@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from addon_world import STAND_IN_SETTINGS, World, world  # noqa: F401 (the fixture)
 
 from agent.backups import restore
+from agent.backups.dumps import DumpFailed
 from agent.backups.model import BackupNotFound, InvalidBackupId
 from agent.backups.restore import RestoreFailed
-from agent.backups.dumps import DumpFailed
-
-from addon_world import STAND_IN_SETTINGS, World, world  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from addon_world import World
-from s3_world import s3  # noqa: F401 (the fixture)
 
 from agent.backups import restore
 from agent.backups.model import BackupNotFound

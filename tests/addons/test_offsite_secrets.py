@@ -16,7 +16,6 @@ from agent.backups.offsite import OffsiteFailed, OffsiteStore
 from agent.backups.settings import BackupSettings
 from agent.config import parse_config
 from agent.errors import ConfigError
-from s3_world import s3  # noqa: F401 (the fixture)
 
 
 def upload(store: OffsiteStore, tmp_path: Path, name: str) -> str:

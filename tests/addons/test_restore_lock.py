@@ -4,11 +4,22 @@ over the deploy tests' fake engine, so an operation sent mid-restore is seen to 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from agent.addons.wiring import DeployedInstances
 from agent.backups import restore
 from agent.services.configvars import ConfigChange
-from tests.deploy.fakes import World, lines, world  # noqa: F401 (fixture)
+from tests.deploy.fakes import World, lines, world_in
+
+
+@pytest.fixture
+def deployed(tmp_path: Path) -> Iterator[World]:
+    """The deploy tests' world: a real deployer over the fake engine."""
+    with world_in(tmp_path) as built:
+        yield built
 
 
 def running(world: World, app: str) -> list[str]:
@@ -16,13 +27,13 @@ def running(world: World, app: str) -> list[str]:
             if c.spec.labels.get("berth.app") == app and c.state == "running"]
 
 
-async def test_a_config_change_sent_mid_restore_starts_nothing_until_it_ends(world: World
+async def test_a_config_change_sent_mid_restore_starts_nothing_until_it_ends(deployed: World
                                                                              ) -> None:
-    world.apps.create("shop")
+    deployed.apps.create("shop")
     try:
-        await world.deployer.deploy_push("shop", "a" * 40, world.source, lines()[0])
-        assert running(world, "shop")
-        instances = DeployedInstances(world.deployer, world.apps, world.releases)
+        await deployed.deployer.deploy_push("shop", "a" * 40, deployed.source, lines()[0])
+        assert running(deployed, "shop")
+        instances = DeployedInstances(deployed.deployer, deployed.apps, deployed.releases)
         out, seen = lines()
         restoring, finish = asyncio.Event(), asyncio.Event()
 
@@ -33,28 +44,28 @@ async def test_a_config_change_sent_mid_restore_starts_nothing_until_it_ends(wor
 
         task = asyncio.create_task(a_restore())
         await asyncio.wait_for(restoring.wait(), 10)
-        assert running(world, "shop") == []
+        assert running(deployed, "shop") == []
         config_out, config_seen = lines()
-        change = asyncio.create_task(world.deployer.release_config(
+        change = asyncio.create_task(deployed.deployer.release_config(
             "shop", ConfigChange({"K": "v"}), config_out))
         await asyncio.sleep(0.5)  # long enough for a release of the fakes to go live
-        assert not change.done() and running(world, "shop") == []
-        assert world.releases.live("shop").number == 1
+        assert not change.done() and running(deployed, "shop") == []
+        assert deployed.releases.live("shop").number == 1
         assert any("Waiting for the operation in progress on shop" in line
                    for line in config_seen)
         finish.set()
         await asyncio.wait_for(task, 10)
         await asyncio.wait_for(change, 10)
-        assert running(world, "shop") and world.releases.live("shop").number == 2
-        assert world.apps.config("shop")["K"] == "v"
+        assert running(deployed, "shop") and deployed.releases.live("shop").number == 2
+        assert deployed.apps.config("shop")["K"] == "v"
         assert any("Starting shop again" in line for line in seen)
     finally:
-        await world.runtime.close()
+        await deployed.runtime.close()
 
 
-async def test_a_push_to_an_app_not_running_waits_for_the_restore_too(world: World) -> None:
-    world.apps.create("shop")
-    instances = DeployedInstances(world.deployer, world.apps, world.releases)
+async def test_a_push_to_an_app_not_running_waits_for_the_restore_too(deployed: World) -> None:
+    deployed.apps.create("shop")
+    instances = DeployedInstances(deployed.deployer, deployed.apps, deployed.releases)
     restoring, finish = asyncio.Event(), asyncio.Event()
 
     async def a_restore() -> None:
@@ -65,13 +76,13 @@ async def test_a_push_to_an_app_not_running_waits_for_the_restore_too(world: Wor
     try:
         task = asyncio.create_task(a_restore())
         await asyncio.wait_for(restoring.wait(), 10)
-        push = asyncio.create_task(world.deployer.deploy_push("shop", "a" * 40, world.source,
+        push = asyncio.create_task(deployed.deployer.deploy_push("shop", "a" * 40, deployed.source,
                                                               lines()[0]))
         await asyncio.sleep(0.5)
-        assert not push.done() and running(world, "shop") == []
+        assert not push.done() and running(deployed, "shop") == []
         finish.set()
         await asyncio.wait_for(task, 10)
         await asyncio.wait_for(push, 10)
-        assert running(world, "shop")
+        assert running(deployed, "shop")
     finally:
-        await world.runtime.close()
+        await deployed.runtime.close()
