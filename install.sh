@@ -358,7 +358,9 @@ agent_logs() {
 systemd_service() {
     say "Starting berth.service (ports 80 and 443 held open by berth.socket)"
     # An older install's socket listens on IPv4 only: reopened once below, on both.
-    listening=$(systemctl show -p Listen --value berth.socket 2>/dev/null || true)
+    ipv4_only=0
+    ! grep -q '^ListenStream=0\.0\.0\.0:' /etc/systemd/system/berth.socket 2>/dev/null \
+        || ipv4_only=1
     # The sockets outlive the agent: a restart or an upgrade refuses no connection.
     cat >/etc/systemd/system/berth.socket <<EOF
 [Unit]
@@ -401,7 +403,7 @@ EOF
         systemctl stop berth.service  # an agent that bound 80 and 443 itself (an older install)
     fi
     systemctl enable berth.socket berth.service >/dev/null 2>&1
-    case $listening in *0.0.0.0:*) systemctl restart berth.socket ;; esac
+    [ "$ipv4_only" = 0 ] || systemctl restart berth.socket
     systemctl start berth.socket
     systemctl restart berth.service
 }
