@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from agent.proxy.settings import ProxySettings
-from agent.proxy.sockets import listening_socket, usable_listen_address
+from agent.proxy.sockets import listening_socket, takes_ipv4_only, usable_listen_address
 
 log = logging.getLogger(__name__)
 
@@ -148,4 +148,7 @@ def _adopt(fds: list[tuple[str, int]], settings: ProxySettings) -> dict[str, soc
         sock.setblocking(False)
         adopted[name] = sock
         log.info("listening socket taken over name=%s port=%d", name, port)
+        if takes_ipv4_only(sock, settings.listen):
+            log.warning("passed socket %s takes IPv4 only (an older Berth bound it): IPv6 "
+                        "clients are refused until the agent is stopped and started", name)
     return adopted

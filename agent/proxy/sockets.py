@@ -54,6 +54,12 @@ def _ipv6_error() -> OSError | None:
     return None
 
 
+def takes_ipv4_only(sock: socket.socket, wanted: str) -> bool:
+    """Whether `sock`, passed on from an earlier agent, misses IPv6 clients that `wanted`
+    (the settings' listen address) asks for on a host that has IPv6."""
+    return wanted == ANY_IPV6 and sock.family == socket.AF_INET and _ipv6_error() is None
+
+
 def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     """A non-blocking TCP socket bound to `host`:`port` and listening (port 0: any).
     An IPv6 socket is dual-stack: on `::` it takes IPv4 connections too."""

@@ -173,3 +173,26 @@ def test_exec_in_place_keeps_both_families_on_both_listeners(tmp_path: Path) -> 
         finally:
             child.kill()
             child.wait(10)
+
+
+@pytest.mark.skipif(not _ipv6_loopback(),
+                    reason="this host has no IPv6 (no ::1 on lo): an IPv4 socket misses nothing")
+def test_an_ipv4_only_socket_from_an_older_agent_is_kept_and_said_to_miss_ipv6() -> None:
+    program = textwrap.dedent("""
+        import logging, os, socket, sys
+        from agent.handover import Listeners
+        from agent.proxy.settings import ProxySettings
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+        older = socket.create_server(("127.0.0.1", 0))  # as an older Berth bound it
+        port = older.getsockname()[1]
+        if older.fileno() != 3:
+            os.dup2(older.fileno(), 3)
+        environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"}
+        listeners = Listeners.open(ProxySettings(http_port=port, https_port=None), environ)
+        print(listeners.http.fileno() == 3, listeners.http.getsockname()[1] == port)
+    """)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            check=False, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=30,
+                            cwd=REPO)
+    assert result.stdout.split() == ["True", "True"], result.stderr  # kept: nothing refused
+    assert "passed socket http takes IPv4 only" in result.stderr
