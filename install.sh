@@ -657,9 +657,34 @@ next_steps() {
 
 # -- uninstall ------------------------------------------------------------------------
 
-data_dir() {
-    found=$(sed -n 's/^data_dir *= *"\(.*\)"/\1/p' "$CONFIG" 2>/dev/null | head -n 1)
-    echo "${found:-/var/lib/berth}"
+config_value() {  # KEY DEFAULT: KEY's value in CONFIG (its first `KEY = "..."` line), else DEFAULT
+    found=$(sed -n "s/^$1 *= *\"\(.*\)\"/\1/p" "$CONFIG" 2>/dev/null | head -n 1)
+    echo "${found:-$2}"
+}
+
+log_dirs() {  # where Berth logs: the agent's own log, and [paths] log_dir when elsewhere
+    log_dir=$(config_value log_dir /var/log/berth)
+    if [ "$log_dir" = /var/log/berth ]; then echo /var/log/berth; else echo "/var/log/berth $log_dir"; fi
+}
+
+purge() {  # DATA LOGS: Berth's containers, networks, images, data, configuration and logs
+    say "Purging apps, data, configuration and logs"
+    if docker info >/dev/null 2>&1; then
+        ids=$(docker ps -aq --filter label=berth.managed)
+        # shellcheck disable=SC2086
+        [ -z "$ids" ] || docker rm -f $ids >/dev/null || note "Could not remove containers: $ids"
+        networks=$(docker network ls -q --filter label=berth.managed)
+        # shellcheck disable=SC2086
+        [ -z "$networks" ] || docker network rm $networks >/dev/null \
+            || note "Could not remove networks: $networks"
+        images=$(docker images -q --filter 'reference=berth/*' | sort -u)
+        # shellcheck disable=SC2086
+        [ -z "$images" ] || docker rmi -f $images >/dev/null || note "Could not remove images: $images"
+    fi
+    # shellcheck disable=SC2086
+    rm -rf "$1" "$CONFIG" $2
+    rmdir "$(dirname "$CONFIG")" 2>/dev/null || true
+    ! id berth >/dev/null 2>&1 || userdel -r berth >/dev/null 2>&1 || true
 }
 
 remove_service() {
@@ -682,7 +707,16 @@ remove_service() {
 
 uninstall() {
     [ "$(id -u)" = 0 ] || die "run as root (sudo sh install.sh --uninstall)"
-    data=$(data_dir)
+    data=$(config_value data_dir /var/lib/berth)
+    logs=$(log_dirs)
+    if [ "$PURGE" = 1 ]; then
+        for path in $data $logs; do  # before anything changes: never rm -rf a system directory
+            case $path in
+                /|/*/|*/.|*/./*|*/..|*/../*|[!/]*|/bin|/boot|/dev|/etc|/home|/lib|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/usr/*bin|/var|/var/lib|/var/log)
+                    die "--purge: refusing to remove $path (from $CONFIG); remove Berth's files there yourself" ;;
+            esac
+        done
+    fi
     say "Removing Berth's service"
     remove_service
     say "Removing the firewall table, the code and the git hooks"
@@ -691,15 +725,9 @@ uninstall() {
     rm -rf "$PREFIX"
     rm -f "$data"/repos/*.git/hooks/pre-receive
     if [ "$PURGE" = 1 ]; then
-        say "Purging apps, data, configuration and logs"
-        ids=$(docker ps -aq --filter label=berth.managed 2>/dev/null || true)
-        # shellcheck disable=SC2086
-        [ -z "$ids" ] || docker rm -f $ids >/dev/null
-        rm -rf "$data" "$CONFIG" /var/log/berth
-        rmdir "$(dirname "$CONFIG")" 2>/dev/null || true
-        ! id berth >/dev/null 2>&1 || userdel -r berth >/dev/null 2>&1 || true
+        purge "$data" "$logs"
     else
-        note "Kept: $data (repositories, releases), $CONFIG and /var/log/berth;"
+        note "Kept: $data (repositories, releases), $CONFIG and the logs ($logs);"
         note "apps keep running. --uninstall --purge removes them too."
     fi
     say "Berth is uninstalled."

@@ -23,15 +23,16 @@ INSTALLED = r"""
 set -e
 useradd --system --create-home --home-dir /home/berth --shell /bin/sh berth
 mkdir -p /opt/berth/venv/bin /usr/local/bin /usr/local/sbin /etc/berth /var/log/berth \
-    /srv/berth/repos/myapp.git/hooks
+    /srv/berth/repos/myapp.git/hooks /srv/log
 printf '#!/bin/sh\n' >/opt/berth/venv/bin/berth && chmod 0755 /opt/berth/venv/bin/berth
 ln -s /opt/berth/venv/bin/berth /usr/local/bin/berth
-printf '[paths]\ndata_dir = "/srv/berth"\n' >/etc/berth/berth.toml
+printf '[paths]\ndata_dir = "/srv/berth"\nlog_dir = "/srv/log"\n' >/etc/berth/berth.toml
 echo state >/srv/berth/berth.db
 echo ref >/srv/berth/repos/myapp.git/HEAD
 printf '#!/bin/sh\nexec berth hook\n' >/srv/berth/repos/myapp.git/hooks/pre-receive
 echo 'table inet berth {}' >/etc/berth/firewall.nft
 echo line >/var/log/berth/agent.log
+echo line >/srv/log/access.log
 printf '#!/bin/sh\n' >/usr/local/sbin/berth-supervise
 printf '#!/bin/sh\n' >/usr/local/sbin/berth-firewall-boot
 for name in berth berth-firewall; do
@@ -46,14 +47,15 @@ PATHS = ["/opt/berth", "/usr/local/bin/berth", "/usr/local/sbin/berth-supervise"
          "/etc/init.d/berth-firewall", "/etc/rc2.d/S01berth",
          "/srv/berth/repos/myapp.git/hooks/pre-receive",
          "/srv/berth/berth.db", "/srv/berth/repos/myapp.git/HEAD", "/etc/berth/berth.toml",
-         "/etc/berth", "/var/log/berth/agent.log", "/home/berth", "/tmp/berth.stopped",
+         "/etc/berth", "/var/log/berth/agent.log", "/srv/log/access.log", "/home/berth", "/tmp/berth.stopped",
          "/tmp/berth-firewall.stopped"]
 DATA = {"/srv/berth/berth.db", "/srv/berth/repos/myapp.git/HEAD", "/etc/berth/berth.toml",
-        "/etc/berth", "/var/log/berth/agent.log", "/home/berth"}
+        "/etc/berth", "/var/log/berth/agent.log", "/srv/log/access.log", "/home/berth"}
 
 
 def docker(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=120)
+    return subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=120,
+                          check=False)
 
 
 def inside(script: str) -> subprocess.CompletedProcess[bytes]:
@@ -93,7 +95,8 @@ def test_uninstall_keeps_data_config_logs_and_the_user(server: None):
     result = inside("sh /install.sh --uninstall")
     assert result.returncode == 0, result.stderr
     out = result.stdout.decode()
-    assert "Kept: /srv/berth (repositories, releases), /etc/berth/berth.toml" in out
+    assert ("Kept: /srv/berth (repositories, releases), /etc/berth/berth.toml and the logs "
+            "(/var/log/berth /srv/log);") in out
     assert out.splitlines()[-1] == "-----> Berth is uninstalled."
     assert present() == DATA | {"/tmp/berth.stopped", "/tmp/berth-firewall.stopped"}
     assert has_user()
@@ -106,3 +109,17 @@ def test_uninstall_purge_removes_data_config_logs_and_the_user(server: None):
     assert present() == {"/tmp/berth.stopped", "/tmp/berth-firewall.stopped"}
     assert not has_user()
     assert inside("ls -A /srv").stdout == b""
+
+
+@pytest.mark.parametrize("setting", ['data_dir = "/var/lib"', 'log_dir = "/"',
+                                     'data_dir = "/srv/berth/.."'])
+def test_purge_refuses_a_system_directory_before_anything_changes(server: None, setting: str):
+    key, path = setting.split(" = ")
+    inside(f"sed -i 's|^{key} = .*|{setting}|' /etc/berth/berth.toml")
+    before = present()
+    result = inside("sh /install.sh --uninstall --purge")
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr.decode() == (f"install.sh: --purge: refusing to remove {path.strip(chr(34))} "
+                                      "(from /etc/berth/berth.toml); remove Berth's files there "
+                                      "yourself\n")
+    assert present() == before and has_user()
