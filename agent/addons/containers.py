@@ -105,15 +105,22 @@ def container_for(addon: Addon, layout: AddonLayout, backups: Path, network: str
 
 
 def client_command(kind: str, container: str, user: str) -> list[str]:
-    """`docker exec` of the add-on's own client, attached to this terminal: psql over
-    the local socket (trusted inside the container), or redis-cli with the password read
-    inside the container from its config file, so it never passes through here."""
+    """`docker exec` of the add-on's own client (`client_in_container`), attached to this
+    terminal."""
+    argv, exec_user = client_in_container(kind, user)
+    return ["docker", "exec", "-it", *(["-u", exec_user] if exec_user else []), container,
+            *argv]
+
+
+def client_in_container(kind: str, user: str) -> tuple[list[str], str]:
+    """The add-on's own client as run inside its container, and the user it runs as:
+    psql over the local socket (trusted inside the container), or redis-cli with the
+    password read inside the container from its config file, so it never passes
+    through the host's command lines."""
     if kind == "postgres":
-        return ["docker", "exec", "-it", "-u", "postgres", container, "psql", "-U", user,
-                "-d", user]
+        return ["psql", "-U", user, "-d", user], "postgres"
     read_password = f"sed -n 's/^requirepass //p' {REDIS_CONF}"
-    return ["docker", "exec", "-it", container, "sh", "-c",
-            f'REDISCLI_AUTH="$({read_password})" exec redis-cli']
+    return ["sh", "-c", f'REDISCLI_AUTH="$({read_password})" exec redis-cli'], ""
 
 
 def ready_probe(addon: Addon) -> tuple[tuple[str, ...], dict[str, str]]:

@@ -257,6 +257,46 @@ class AddonEngine:
                 sent.append(pid)
         return sent
 
+    def start_terminal_exec(self, name: str, argv: Sequence[str], *, user: str,
+                            env: Mapping[str, str], size: tuple[int, int], timeout: float
+                            ) -> tuple[str, socket.socket]:
+        """`argv` started in the running container with a terminal of `size` (columns,
+        rows), killed there after `timeout`; its exec id and the socket that carries
+        its terminal both ways (raw bytes). Blocking."""
+        try:
+            command = deadlines.bounded(argv, timeout, self._flavour(name))
+            created = self._api.exec_create(name, command, stdin=True, tty=True,
+                                            environment=dict(env), user=user)
+            attached = self._api.exec_start(created["Id"], socket=True, tty=True)
+        except docker.errors.DockerException as exc:
+            raise AddonEngineFailure(f"run {argv[0]} in {name}", explain(exc)) from exc
+        raw: socket.socket = getattr(attached, "_sock", attached)
+        if attached is not raw:
+            attached.close()  # docker-py's file view of it: without it, raw.close() closes
+        raw.settimeout(None)  # a client may sit at its prompt for as long as it likes
+        self.resize_exec(created["Id"], size)
+        return created["Id"], raw
+
+    def resize_exec(self, exec_id: str, size: tuple[int, int]) -> None:
+        columns, rows = size
+        try:
+            self._api.exec_resize(exec_id, height=rows, width=columns)
+        except docker.errors.DockerException as exc:
+            log.info("terminal resize refused exec=%s error=%s", exec_id[:12], exc)
+
+    def exec_status(self, exec_id: str) -> int | None:
+        """The command's exit status, None while it runs."""
+        try:
+            found = self._api.exec_inspect(exec_id)
+        except docker.errors.DockerException as exc:
+            raise AddonEngineFailure(f"inspect {exec_id[:12]}", explain(exc)) from exc
+        status = found.get("ExitCode")
+        return None if found.get("Running") or not isinstance(status, int) else status
+
+    def kill_exec(self, exec_id: str, name: str) -> None:
+        """The command killed from the host, alone (see `_kill_exec`)."""
+        self._kill_exec(exec_id, name, self._flavour(name))
+
     def _kill_exec(self, exec_id: str, name: str, flavour: deadlines.Flavour) -> None:
         """The command killed from the host (the engine's processes are this host's),
         alone (`deadlines.victims`). A failure is logged; the caller's error stands."""

@@ -8,15 +8,19 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from agent.addons.model import Addon, check_name
 from agent.addons.service import AddonService
+from agent.addons.terminal import run_client
 from agent.api.params import app_param, json_body, required, services
 from agent.api.services import Services
 from agent.api.streaming import stream_operation
+from agent.api.terminals import serve_terminal
 from agent.backups.service import BackupService
 from agent.deploy.output import DeployOutput
+from agent.deploy.runtime import Terminal
 from agent.errors import BerthError
 
 
@@ -126,6 +130,21 @@ async def destroy_addon(request: Request) -> Response:
     return stream_operation(request, operation)
 
 
+async def attach_client(websocket: WebSocket) -> None:
+    """`addons:psql` / `addons:redis-cli` from a terminal over SSH (agent.api.terminals,
+    agent.addons.terminal): the add-on's own client, for up to `deploy.run_timeout`."""
+    agent = services(websocket)
+
+    async def session(terminal: Terminal, size: tuple[int, int]) -> int:
+        addons = required(agent.addons, "add-ons are not available on this agent")
+        addon = addons.store.get(app_param(websocket), check_name(websocket.path_params["name"]))
+        return await run_client(addons.engine, addon, size,
+                                websocket.query_params.get("term", ""),
+                                agent.config.deploy.run_timeout, terminal)
+
+    await serve_terminal(websocket, session)
+
+
 def routes() -> list[BaseRoute]:
     return [Route("/addons", list_all, methods=["GET"])]
 
@@ -137,4 +156,5 @@ def app_routes() -> list[BaseRoute]:
         Route("/addons/{name}", addon_info, methods=["GET"]),
         Route("/addons/{name}", destroy_addon, methods=["DELETE"]),
         Route("/addons/{name}/restart", restart_addon, methods=["POST"]),
+        WebSocketRoute("/addons/{name}/attach", attach_client),
     ]

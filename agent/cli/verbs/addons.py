@@ -87,7 +87,9 @@ def destroy(ctx: Context, args: argparse.Namespace) -> int:
 
 def client(kind: str) -> Handler:
     """addons:psql / addons:redis-cli: the add-on's own client, attached to this
-    terminal (on the server, as root: `docker exec -it`)."""
+    terminal: on the server, as root, `docker exec -it`; over `ssh -t` (as the berth
+    user, which may not use Docker) through the agent (agent.cli.attach)."""
+    verb = f"addons:{'psql' if kind == 'postgres' else 'redis-cli'}"
 
     def run(ctx: Context, args: argparse.Namespace) -> int:
         rows = [r for r in ctx.client.call("GET", path("apps", args.app, "addons"))
@@ -96,9 +98,15 @@ def client(kind: str) -> Handler:
             which = f"named {args.name}" if args.name else "(name one)" if rows else ""
             raise BerthError(f"{args.app} has {len(rows) or 'no'} {kind} add-on(s) {which}".strip())
         if not ctx.stdin.isatty():
-            raise BerthError(f"addons:{'psql' if kind == 'postgres' else 'redis-cli'} needs a "
-                             "terminal on the server: run it there as root (Berth's SSH keys "
-                             "get no pty)")
+            how = (f"ssh -t berth@HOST {verb} {args.app}" if ctx.remote
+                   else "run it from a terminal")
+            raise BerthError(f"{verb} needs a terminal: {how}")
+        if ctx.remote:
+            from agent.cli.attach import attach
+
+            return attach(ctx.client, path("apps", args.app, "addons", rows[0]["name"], "attach"),
+                          {"term": ctx.environ.get("TERM", "")}, ctx.stdin.fileno(),
+                          ctx.out.fileno())
         argv = client_command(kind, rows[0]["container"], rows[0]["user"])
         ctx.out.flush()
         try:
@@ -119,10 +127,10 @@ VERBS = [
           arg("--as", dest="alias", metavar="NAME", help="name it and set NAME_URL")]),
     Verb("addons:info", "one add-on: kind, state, variable, data on disk, last backup", info,
          [APP, NAME, JSON]),
-    Verb("addons:psql", "psql into the app's postgres add-on, from a terminal on the server",
+    Verb("addons:psql", "psql into the app's postgres add-on, from a terminal (over SSH: ssh -t)",
          client("postgres"), [APP, arg("name", metavar="NAME", nargs="?",
                                        help="the add-on (default: the app's only postgres)")]),
-    Verb("addons:redis-cli", "redis-cli into the app's redis add-on, from a terminal on the server",
+    Verb("addons:redis-cli", "redis-cli into the app's redis add-on, from a terminal (ssh -t)",
          client("redis"), [APP, arg("name", metavar="NAME", nargs="?",
                                     help="the add-on (default: the app's only redis)")]),
     Verb("addons:restart", "restart an add-on's container", restart, [APP, NAME]),
