@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
-from urllib.parse import urlsplit
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import pytest
@@ -53,7 +54,7 @@ def ensure_busybox_images() -> None:
     for kind, version in (("postgres", "15"), ("redis", "7")):
         tag = f"berth-stand-in/{kind}:{version}-alpine"
         if subprocess.run(["docker", "image", "inspect", tag], capture_output=True,
-                          timeout=60).returncode != 0:
+                          timeout=60, check=False).returncode != 0:
             subprocess.run(["docker", "build", "-q", "--build-arg",
                             f"BASE=berth-stand-in/{kind}:{version}", "-t", tag,
                             str(_BUSYBOX_DOCKERFILE)], check=True, capture_output=True,
@@ -132,7 +133,7 @@ class World:
         flags.append(f"--label=berth.managed=test-{self.tag}")
         return subprocess.run(
             ["docker", "run", "--rm", "--network", self._network_of(argv), *flags, "--entrypoint",
-             argv[0], image, *argv[1:]], capture_output=True, text=True, timeout=120)
+             argv[0], image, *argv[1:]], capture_output=True, text=True, timeout=120, check=False)
 
     def _network_of(self, argv: tuple[str, ...]) -> str:
         """The network of the add-on the command names (by URL or host name)."""
