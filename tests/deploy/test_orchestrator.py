@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from agent.deploy.errors import DeployFailed
-from agent.releases import ReleaseState
-from agent.store.events import EventStore
 from agent.errors import BerthError
+from agent.releases import ReleaseState
 from agent.services.configvars import ConfigChange
+from agent.store.events import EventStore
 from tests.deploy.fakes import lines, world_in
 
 
