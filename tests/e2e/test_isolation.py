@@ -1,8 +1,10 @@
-"""Apps isolated from each other, and instances replaced as soon as they die, through a
-real agent, real Docker and real pushes over SSH (two apps with their own Dockerfile)."""
+"""Apps isolated from each other, and instances replaced as soon as they die (and
+reported with why, and what they last said), through a real agent, real Docker and real
+pushes over SSH (two apps with their own Dockerfile)."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 
@@ -16,7 +18,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 MINE, THEIRS = "e2e-iso-a", "e2e-iso-b"
 # `hog` allocates past the 32 MiB its test gives it, after the roll-out has seen it settle.
 PROCFILE = ("web: python3 server.py\nworker: sleep infinity\n"
-            "hog: python3 -c 'import time; time.sleep(4); x = bytearray(256 << 20)'\n")
+            "hog: python3 -c 'import time; time.sleep(4); x = bytearray(256 << 20)'\n"
+            # `crash` says a config value and why it fails, then exits 3 (past the roll-out).
+            "crash: echo token $SECRET_TOKEN; echo crash.1 cannot open the database; "
+            "sleep 4; exit 3\n")
 FETCH = ("import sys, urllib.request\n"
          "try: print(urllib.request.urlopen('http://%s:5000/', timeout=3).read().decode())\n"
          "except Exception as exc: print('unreachable', type(exc).__name__); sys.exit(7)\n")
@@ -157,6 +162,24 @@ def test_an_instance_past_its_memory_limit_is_reported_out_of_memory(agent, push
                 "restarted by its restart policy") in info, info
     finally:
         agent.ok("ps:scale", THEIRS, "hog=0")
+
+
+def test_a_crashed_instance_is_reported_with_its_status_and_last_lines(agent, pushed) -> None:
+    secret = f"tok-{secrets.token_hex(8)}"
+    agent.ok("config:set", THEIRS, f"SECRET_TOKEN={secret}")
+    agent.ok("ps:scale", THEIRS, "crash=1")
+    try:
+        deadline, info = time.monotonic() + 90, ""
+        while time.monotonic() < deadline and "crash.1 exited" not in info:
+            info = agent.ok("apps:info", THEIRS)
+            time.sleep(0.5)
+        assert ("InstanceRestarted: crash.1 exited with status 3; restarted by its restart "
+                "policy; its last lines:") in info, info
+        assert "| crash.1 cannot open the database" in info
+        assert "| token [SECRET_TOKEN]" in info and secret not in info
+    finally:
+        agent.ok("ps:scale", THEIRS, "crash=0")
+        agent.ok("config:unset", THEIRS, "SECRET_TOKEN")
 
 
 def test_destroy_removes_the_apps_network(agent, pushed) -> None:
