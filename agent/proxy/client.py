@@ -363,7 +363,8 @@ class ClientConnection(asyncio.BaseProtocol):
 
     def _answer_and_linger(self, status: int) -> None:
         log.debug("request rejected client=%s status=%d", self.peer_ip, status)
-        self.transport.write(pages.error_response(status, True))
+        response = pages.error_response(status, True)
+        self.transport.write(pages.head_only(response) if self.reader.head_request() else response)
         self._linger()
 
     def _linger(self) -> None:

@@ -28,7 +28,8 @@ _WELL_KNOWN = b"/.well-known/"
 
 
 class Answer(NamedTuple):
-    """A complete response the proxy writes itself (`route`: the app it counts for)."""
+    """A complete response the proxy writes itself (`route`: the app it counts for), as
+    to GET: the exchange writes its head only to HEAD."""
 
     status: int
     response: bytes
@@ -46,9 +47,9 @@ def dispatch(
             return answer
     route = ctx.table.lookup(head.host)
     if route is None:
-        return _no_route(ctx, head, close)
+        return _no_route(ctx, close)
     if tls and _misdirected(ctx, head, sni, route):
-        return error(421, head, close)
+        return error(421, close)
     https_port = ctx.https_port
     if (
         not tls
@@ -59,16 +60,13 @@ def dispatch(
         return _redirect(head, https_port, keep_alive, route)
     length = head.content_length
     if length is not None and length > route.options.max_body_bytes:
-        return error(413, head, close, route)
+        return error(413, close, route)
     return route
 
 
-def error(status: int, head: RequestHead, close: bool, route: Route | None = None) -> Answer:
-    """An error page (its head only, for HEAD)."""
-    response = pages.error_response(status, close)
-    if head.method == b"HEAD":
-        response = pages.head_only(response)
-    return Answer(status, response, route)
+def error(status: int, close: bool, route: Route | None = None) -> Answer:
+    """An error page."""
+    return Answer(status, pages.error_response(status, close), route)
 
 
 def _well_known(
@@ -81,7 +79,7 @@ def _well_known(
     if target.startswith(PROBE_PREFIX):
         proof = ctx.probe.answer(target)
         if proof is None:
-            return error(404, head, close)
+            return error(404, close)
         return Answer(200, pages.challenge_response(proof, not keep_alive))
     return None
 
@@ -89,17 +87,14 @@ def _well_known(
 def _challenge(ctx: Context, head: RequestHead, keep_alive: bool, close: bool) -> Answer:
     answer = ctx.challenges.answer(head.target)
     if answer is None:
-        return error(404, head, close)
+        return error(404, close)
     return Answer(200, pages.challenge_response(answer, not keep_alive))
 
 
-def _no_route(ctx: Context, head: RequestHead, close: bool) -> Answer:
+def _no_route(ctx: Context, close: bool) -> Answer:
     if not ctx.restoring:
-        return error(404, head, close)
-    response = pages.starting_response(close)
-    if head.method == b"HEAD":
-        response = pages.head_only(response)
-    return Answer(503, response)
+        return error(404, close)
+    return Answer(503, pages.starting_response(close))
 
 
 def _misdirected(ctx: Context, head: RequestHead, sni: str, route: Route) -> bool:

@@ -318,13 +318,15 @@ class Exchange:
 
     def respond_error(self, status: int) -> None:
         close = not self.keep_alive or not self.request_complete
-        self.respond_local(status, error(status, self.head, close).response)
+        self.respond_local(status, error(status, close).response)
 
     def respond_local(self, status: int, response: bytes) -> None:
+        """Write a response the proxy made (as to GET); to HEAD, its head alone."""
         self.status = status
-        if b"\r\nConnection: close\r\n" in response[: response.find(b"\r\n\r\n") + 2]:
+        end = response.find(b"\r\n\r\n") + 4
+        if b"\r\nConnection: close\r\n" in response[: end - 2]:
             self.keep_alive = False
-        self.write(response)
+        self.write(response[:end] if self.head.method == b"HEAD" else response)
         self._finish()
 
     def fail(self, status: int) -> None:

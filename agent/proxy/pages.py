@@ -2,7 +2,9 @@
 
 Small, friendly HTML for people and an exact status for machines. Every response here is
 complete bytes with a Content-Length, rendered once per status (errors) or per request
-(redirects, challenges), so answering costs one write.
+(redirects, challenges), so answering costs one write. They are made as answers to GET;
+their two writers (the exchange, and the client connection refusing a request) send a
+HEAD request their head alone.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def _error_page(status: int, text: str, close: bool, extra: str) -> bytes:
 
 
 def head_only(response: bytes) -> bytes:
-    """The same response without its body (for HEAD requests)."""
+    """The same response without its body: the answer to HEAD (RFC 9110 section 9.3.2:
+    no content, and the Content-Length GET would get)."""
     return response[: response.index(b"\r\n\r\n") + 4]
 
 

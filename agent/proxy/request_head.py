@@ -176,6 +176,11 @@ class RequestReader:
                 raise Rejected(431, "header block too large")
         return None
 
+    def head_request(self) -> bool:
+        """Whether the request being read (or just refused) is a HEAD: known once its
+        request target began (llhttp keeps the method it parsed last)."""
+        return bool(self._url) and self._parser.get_method() == b"HEAD"
+
     # llhttp callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
