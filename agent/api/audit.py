@@ -16,6 +16,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.store.audit import AuditStore
+from agent.text import printable
 
 ACTOR_HEADER = b"x-berth-actor"
 VERB_HEADER = b"x-berth-verb"
@@ -55,7 +56,7 @@ class AuditTrail:
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str:
     value = headers.get(name, b"").decode("latin-1")
-    return "".join(c for c in value if c.isprintable())[:64]
+    return printable(value)[:64]
 
 
 def _app_in(path: str) -> str:

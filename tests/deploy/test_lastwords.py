@@ -47,3 +47,24 @@ def test_a_replacement_is_never_redacted_again():
     said = last_words(["url postgres://db.internal/base and DATABASE=8"],
                       {"DATABASE_URL": "postgres://db.internal/base", "NAME": "DATABASE"})
     assert said == ["url [DATABASE_URL] and [NAME]=8"]
+
+
+PEM = ("-----BEGIN PRIVATE KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+       "  BKcwggSjAgEAAoIBAQDGx7y2\nab\n-----END PRIVATE KEY-----\n")
+
+
+def test_each_line_of_a_multi_line_value_is_hidden():
+    config = {"TLS_KEY": PEM, "CREDS": '{\n  "private_key": "hunter2-long-secret"\n}'}
+    said = last_words(["loading key", "-----BEGIN PRIVATE KEY-----",
+                       "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "    BKcwggSjAgEAAoIBAQDGx7y2",
+                       "ab", '  "private_key": "hunter2-long-secret"'], config)
+    assert said == ["loading key", "[TLS_KEY line]", "[TLS_KEY line]", "    [TLS_KEY line]",
+                    "ab", '  [CREDS line]']
+    assert not any("MIIE" in line or "hunter2" in line for line in said)
+
+
+def test_terminal_escapes_and_control_characters_are_dropped_but_tabs_kept():
+    said = last_words(["\x1b]0;owned\x07\x1b[2Jboom\tat\x9b31m line\x00 3\x08\x08",
+                       "\x1b[31mkey k" + "k" * 39 + "\x1b[0m"], CONFIG)
+    assert said == ["]0;owned[2Jboom\tat31m line 3", "[31mkey [SECRET_KEY][0m"]
+    assert not any(c in line for line in said for c in "\x1b\x07\x9b\x00\x08")
