@@ -6,11 +6,19 @@ no body: a body there would be read as the start of the next response. The reque
 pipelined on one raw connection, HEAD then GET, and the GET's head must follow the HEAD's
 byte for byte. Requests refused before an exchange (a bad Expect, no Host) get a head
 only too, then the close.
+
+From upstreams, the same holds: whatever an app sends after its answer to HEAD, after a
+204 or a 304 is not forwarded, and the upstream connection that sent it is not used
+again; interim answers (103) reach HTTP/1.1 clients as heads alone before the final one
+(100 never does, and HTTP/1.0 clients get none).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from agent.proxy import Proxy, RouteOptions, Upstream
@@ -98,6 +106,7 @@ async def test_head_of_each_answer_the_proxy_makes_is_its_get_head_alone(
         proxy.certificates.put("app.test", *authority.issue("app.test"))
         proxy.challenges.set(TOKEN, KEY_AUTHORIZATION)
         probe = PROBE_PREFIX.decode() + proxy.probe.token
+        assert proxy.https_port is not None
         await check_on_one_connection(proxy.http_port, [
             Kind("challenge", "unknown.test", f"/.well-known/acme-challenge/{TOKEN}", 200,
                  KEY_AUTHORIZATION.encode()),
@@ -108,7 +117,6 @@ async def test_head_of_each_answer_the_proxy_makes_is_its_get_head_alone(
             Kind("unknown host", "unknown.test", "/", 404),
             Kind("no running instance", "down.test", "/", 503),
         ])  # fmt: skip
-        assert proxy.https_port is not None
         await check_on_one_connection(proxy.https_port, [
             Kind("probe over TLS", "app.test", probe, 200, proof(proxy.probe.token)),
             Kind("another app than the SNI name", "other.test", "/", 421),
@@ -147,3 +155,107 @@ async def test_a_refused_head_request_gets_a_head_only_then_the_close() -> None:
         # The same refusals to GET carry the page.
         answer = await refused(proxy, b"GET / HTTP/1.1\r\n\r\n")
         assert len(answer) == answer.index(b"\r\n\r\n") + 4 + content_length(answer)
+
+
+# Upstream answers without content ---------------------------------------------------------
+
+_SCRIPT = {
+    # An app that sends a body to HEAD, to 204 and to 304: none of it may reach the client.
+    b"HEAD /head": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    b"GET /204": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello",
+    b"GET /304": b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 5\r\n\r\nhello',
+    # Interim answers before the real one: 103 reaches HTTP/1.1 clients, 100 never does
+    # (the proxy answers Expect itself).
+    b"GET /hints": b"HTTP/1.1 100 Continue\r\n\r\n"
+    b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+    b"GET /ok": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+}
+
+
+class ScriptedUpstream:
+    """An upstream answering each request line from `_SCRIPT`, in one write."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                request_head = await reader.readuntil(b"\r\n\r\n")
+                writer.write(_SCRIPT[request_head.split(b" HTTP/", 1)[0]])
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+
+@asynccontextmanager
+async def scripted_upstream() -> AsyncIterator[ScriptedUpstream]:
+    upstream = ScriptedUpstream()
+    upstream.server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0)
+    try:
+        yield upstream
+    finally:
+        upstream.server.close()
+        await upstream.server.wait_closed()
+
+
+async def read_ok(client: Client) -> None:
+    """The answer to GET /ok, right where the next response must start."""
+    ok = await read_head(client)
+    assert ok.startswith(b"HTTP/1.1 200 OK\r\n"), ok
+    assert await read_body(client, content_length(ok)) == b"ok"
+
+
+async def test_no_content_from_upstreams_reaches_the_client_after_head_204_304() -> None:
+    async with scripted_upstream() as app, running_proxy() as proxy:
+        proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", app.port)])
+        client = await Client.connect(proxy.http_port)
+        try:
+            await client.send(get("/ok"))
+            await read_ok(client)  # one pooled upstream connection, clean
+            for request_line, status in ((b"HEAD /head", 200), (b"GET /204", 204),
+                                         (b"GET /304", 304)):  # fmt: skip
+                connections = app.connections
+                await client.send(request_line + b" HTTP/1.1\r\nHost: app.test\r\n\r\n"
+                                  + get("/ok"))  # fmt: skip
+                answer = await read_head(client)
+                assert answer.startswith(b"HTTP/1.1 %d " % status), answer
+                await read_ok(client)
+                # Bytes past the answer's end: that upstream connection was not reused,
+                # /ok went on a new one (which the next request reuses).
+                assert app.connections == connections + 1
+            assert client._buffer == b"" and not await client.closed(timeout=0.2)
+        finally:
+            await client.close()
+
+
+async def test_interim_answers_carry_no_body_and_the_final_one_follows() -> None:
+    async with scripted_upstream() as app, running_proxy() as proxy:
+        proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", app.port)])
+        client = await Client.connect(proxy.http_port)
+        try:
+            await client.send(get("/hints") + get("/ok"))
+            hints = await read_head(client)
+            assert hints == b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+            final = await read_head(client)
+            assert final.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert await read_body(client, content_length(final)) == b"final"
+            await read_ok(client)
+            # HTTP/1.0 has no interim answers: the final one comes alone.
+            await client.send(b"GET /hints HTTP/1.0\r\nHost: app.test\r\n"
+                              b"Connection: keep-alive\r\n\r\n")  # fmt: skip
+            final = await read_head(client)
+            assert final.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert await read_body(client, content_length(final)) == b"final"
+        finally:
+            await client.close()
