@@ -97,7 +97,7 @@ class TlsListener:
         assert self._sock is not None
         while True:
             try:
-                conn, _ = await loop.sock_accept(self._sock)
+                conn = await _accepted(loop, self._sock)
             except OSError as exc:  # EMFILE and friends: back off, keep listening
                 log.warning("https accept failed error=%s", exc)
                 await asyncio.sleep(0.1)
@@ -131,6 +131,24 @@ class TlsListener:
         finally:
             if not handed_over:
                 conn.close()
+
+
+async def _accepted(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> socket.socket:
+    """The next connection on `sock`. Cancelled (the listener closing) just after the
+    accept completed, the connection it took is closed, never left to leak."""
+    accepting = asyncio.ensure_future(loop.sock_accept(sock))
+    try:
+        conn, _ = await asyncio.shield(accepting)
+    except asyncio.CancelledError:
+        accepting.cancel()
+        accepting.add_done_callback(_close_accepted)
+        raise
+    return conn
+
+
+def _close_accepted(accepting: asyncio.Future[tuple[socket.socket, object]]) -> None:
+    if not accepting.cancelled() and accepting.exception() is None:
+        accepting.result()[0].close()
 
 
 async def _peek_server_name(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> str | None:
