@@ -7,8 +7,9 @@ An admin key may do everything. An app key may push to and use the verbs of the 
 lists (config, domains, ps, logs, run, releases, rollback, storage, apps:info/set,
 apps:create and apps:destroy of those names), and the add-ons and backups of those apps
 (addons, addons:create/destroy/restart, backups, capture, download, restore, verify,
-schedules); `apps` and `events` show it only those apps, `doctor`'s probe (/doctor)
-only their domains; keys, firewall, certificates,
+schedules); `apps` and `events` show it only those apps; of `doctor`, exactly what its
+ports check asks (GET /doctor/probe, only their domains, and /doctor/challenges); keys,
+firewall, certificates,
 the server-wide add-on list (/addons) and whole-server backup and restore (/server) need
 an admin key.
 """
@@ -25,6 +26,7 @@ from agent.store.keys import KeyStore, SshKey
 
 KEY_HEADER = b"x-berth-key"
 ALLOWED_APPS = "allowed_apps"  # request.state: the apps an app key may act on
+DOCTOR_PATHS = ("/doctor/probe", "/doctor/challenges")  # what an app key's doctor asks
 
 
 class Forbidden(BerthError):
@@ -36,7 +38,8 @@ def refusal(key: SshKey, method: str, path: str) -> str | None:
     if key.apps is None:
         return None
     parts = path.strip("/").split("/")
-    if parts[0] == "version" or (parts[0] in ("events", "doctor") and method in ("GET", "HEAD")):
+    reading = method in ("GET", "HEAD")
+    if parts[0] == "version" or (reading and (parts[0] == "events" or path in DOCTOR_PATHS)):
         return None
     if parts[0] == "apps" and len(parts) == 1:
         return None  # listed, or created, within the key's apps (checked by the handler)

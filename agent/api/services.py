@@ -14,6 +14,7 @@ from agent.deploy.loghistory import LogHistory
 from agent.deploy.orchestrator import Deployer
 from agent.deploy.runtime import ContainerRuntime
 from agent.proxy import RouteCounters
+from agent.proxy.probe import Challenge
 from agent.services.apps import Apps
 from agent.services.config import ConfigVars
 from agent.services.domains import Domains
@@ -42,8 +43,7 @@ class ProxyView(Protocol):
 
     def counters(self, name: str) -> RouteCounters: ...
 
-    @property
-    def probe_token(self) -> str: ...  # berth doctor's probe (agent.proxy.probe)
+    def probe_challenges(self, count: int) -> list[Challenge]: ...  # berth doctor's probe
 
     def serves_tls(self, host: str) -> bool: ...  # it holds a certificate for `host`
 

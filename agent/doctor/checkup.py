@@ -2,7 +2,11 @@
 clock), the network (ACME, package registries), then what the agent knows and answers:
 ports 80/443 on this server's address and every app domain's addresses (whether this
 agent's proxy answers Berth's probe there, agent.doctor.portprobe), DNS of app domains,
-certificates, firewall, add-on backups, restarts. A probe that raises becomes a `warn`
+certificates, firewall, add-on backups, restarts. With a key limited to apps, the ports
+check probes an app domain only on its public (global unicast) addresses and says only
+whether this agent answered, never what else did: a domain is the key holder's to choose,
+and it must not turn the server into a scanner of its own network. A probe that raises
+becomes a `warn`
 naming what could not be checked; one the caller's key may not ask for (an app key's
 certificates and firewall) is a `skip` saying it needs an admin key; the other checks
 still run."""
@@ -21,6 +25,7 @@ from agent.config import Config
 from agent.doctor import findings, portprobe, probes
 from agent.doctor.findings import Finding
 from agent.errors import AgentUnavailable
+from agent.proxy.probe import Challenge
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,9 @@ class AgentFacts(Protocol):
 
     def firewall(self) -> dict[str, Any]: ...
 
-    def probe(self) -> dict[str, Any]: ...  # the proxy's probe token, domains with a certificate
+    def probe(self) -> dict[str, Any]: ...  # domains with a certificate; is the key limited?
+
+    def challenges(self, count: int) -> list[Challenge]: ...  # one per address to probe
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class Looks:
     resolve: Callable[[str], list[str]] = probes.resolve
     own_addresses: Callable[[], set[str]] = probes.own_addresses
     ipv6_addresses: Callable[[], set[str]] = probes.ipv6_addresses
+    public: Callable[[str], bool] = lambda address: is_public(address)
 
 
 def checkup(config: Config, agent: AgentFacts, looks: Looks | None = None) -> list[Finding]:
@@ -129,10 +137,30 @@ def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
     own = sorted(looks.own_addresses())
     targets = _port_targets(config, own, sorted(probe.get("tls_hosts") or []),
                             {domain: looks.resolve(domain) for domain in _domains(agent)})
-    answers = portprobe.probe_all(targets, str(probe["token"]))
+    limited = bool(probe.get("limited"))  # this server's own addresses are not the key's
+    skipped = [t for t in targets
+               if limited and t.domain is not None and not looks.public(t.address)]
+    targets = [t for t in targets if t not in skipped]
+    answers = portprobe.probe_all(targets, agent.challenges(len(targets)) if targets else [])
     server = findings.ThisServer(own, tuple(config.acme.public_addresses), start_hint())
+    if limited:
+        return [*(findings.not_probed(t.port, t.address, t.domain or "") for t in skipped),
+                *(findings.reached_or_not(t.port, t.address, t.domain, a.who, a.detail, server)
+                  for t, a in zip(targets, answers, strict=True))]
     return [findings.reached(t.port, t.address, t.domain, a.who, a.detail, server)
             for t, a in zip(targets, answers, strict=True)]
+
+
+def is_public(address: str) -> bool:
+    """A global unicast address (not private, loopback, link-local, shared, reserved,
+    documentation or multicast; an IPv4-mapped IPv6 address judged as its IPv4)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    return parsed.is_global and not parsed.is_multicast
 
 
 def _port_targets(config: Config, own: list[str], tls_hosts: list[str],

@@ -258,3 +258,27 @@ def reached(port: int, address: str, domain: str | None, who: str, detail: str,
                        f"server ({here}), or open port {port} on {address}")
     return Finding("fail", subject, message, f"the agent's proxy should answer there: "
                    f"{server.start_hint}; check that nothing on this server blocks port {port}")
+
+
+def reached_or_not(port: int, address: str, domain: str | None, who: str, detail: str,
+                   server: ThisServer) -> Finding:
+    """Whether this agent answered Berth's probe on `address`:`port`, as a key limited to
+    apps sees it: ok or not, never what else answered (or whether anything did). Only
+    doctor's own words are kept (`something`: a connection this server's own HTTPS port
+    accepted, where the proxy has no certificate to prove itself with)."""
+    if who in ("this agent", "something"):
+        return reached(port, address, domain, who, detail, server)
+    subject = f"port {port} {domain or address}"
+    here = ", ".join([*server.addresses, *server.nat]) or "its address"
+    if domain is None:
+        return Finding("fail", subject, f"this server's proxy does not answer on {address}",
+                       "ask an admin to run berth doctor: it says what answers instead")
+    return Finding("fail", subject, f"{domain} on {address} does not reach this server",
+                   f"point {domain}'s A/AAAA record at this server ({here})")
+
+
+def not_probed(port: int, address: str, domain: str) -> Finding:
+    """An app domain's address that a key limited to apps may not have probed."""
+    return Finding("skip", f"port {port} {domain}", f"not probed: {address} is not a public "
+                   "address (a key limited to apps has only public addresses probed)",
+                   "ask an admin to run berth doctor")

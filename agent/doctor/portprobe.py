@@ -1,10 +1,12 @@
 """Who answers on an address's HTTP or HTTPS port (I/O only, no judging): `berth doctor`
-connects, sends the proxy's probe (agent.proxy.probe) with the agent's token, and tells
-this agent's proxy (it answers with the token's proof) from another server (anything
-else that answers) and from nothing at all (refused, timed out, unroutable).
+connects, sends the proxy's probe (agent.proxy.probe) with a nonce of its own, and tells
+this agent's proxy (it gives the answer the control API said it would, for that nonce)
+from another server (anything else that answers) and from nothing at all (refused,
+timed out, unroutable). Each address gets its own nonce: an answer taken from another
+probe does not match.
 
 Over HTTPS the domain goes as the TLS server name and the certificate is not verified:
-the proof, not the certificate, says who answered. Each probe has a deadline; several
+the answer, not the certificate, says who answered. Each probe has a deadline; several
 run at once."""
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.proxy.probe import PREFIX, proof
+from agent.proxy.probe import PREFIX, Challenge
 
 TIMEOUT = 5.0
 _MAX_ANSWER = 64 * 1024
@@ -47,17 +49,19 @@ class Answered:
     detail: str = ""  # for another server, what it answered; for nothing, the error
 
 
-def probe_all(targets: Sequence[Target], token: str) -> list[Answered]:
-    """Who answered each target, in order."""
+def probe_all(targets: Sequence[Target], challenges: Sequence[Challenge]) -> list[Answered]:
+    """Who answered each target, in order (each with its own challenge)."""
+    if len(challenges) < len(targets):
+        raise ValueError(f"{len(targets)} addresses to probe, {len(challenges)} nonces")
     if not targets:
         return []
     with ThreadPoolExecutor(min(_PARALLEL, len(targets))) as pool:
-        return list(pool.map(lambda target: probe(target, token), targets))
+        return list(pool.map(probe, targets, challenges))
 
 
-def probe(target: Target, token: str, timeout: float = TIMEOUT) -> Answered:
+def probe(target: Target, challenge: Challenge, timeout: float = TIMEOUT) -> Answered:
     deadline = time.monotonic() + timeout
-    request = (f"GET {PREFIX.decode()}{token} HTTP/1.1\r\nHost: {_host_header(target.host)}"
+    request = (f"GET {PREFIX.decode()}{challenge.nonce} HTTP/1.1\r\nHost: {_host_header(target.host)}"
                "\r\nUser-Agent: berth-doctor\r\nConnection: close\r\n\r\n").encode()
     try:
         raw = socket.create_connection((target.address, target.port), timeout=timeout)
@@ -77,10 +81,10 @@ def probe(target: Target, token: str, timeout: float = TIMEOUT) -> Answered:
             answer = _read(conn, deadline)
         except OSError as exc:  # accepted, then reset: something holds the port
             return Answered("another server", f"the connection broke: {_why(exc)}")
-    return _judge(answer, token, timeout)
+    return _judge(answer, challenge.answer, timeout)
 
 
-def _judge(answer: bytes, token: str, timeout: float) -> Answered:
+def _judge(answer: bytes, expected: str, timeout: float) -> Answered:
     head, _, body = answer.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
@@ -89,7 +93,7 @@ def _judge(answer: bytes, token: str, timeout: float) -> Answered:
                         f"within {timeout:g} s")
     if len(parts) < 2 or not parts[0].startswith("HTTP/"):
         return Answered("another server", "it did not answer HTTP")
-    if parts[1] == "200" and body.strip() == proof(token):
+    if parts[1] == "200" and body.strip() == expected.encode():
         return Answered("this agent")
     return Answered("another server", f"it answered {' '.join(parts[1:])[:60]}")
 

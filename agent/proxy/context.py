@@ -21,7 +21,7 @@ from typing import Protocol
 from agent.proxy.access_log import AccessLog
 from agent.proxy.certs import CertificateStore
 from agent.proxy.challenges import ChallengeTokens
-from agent.proxy.probe import ProbeToken
+from agent.proxy.probe import ProbeKey
 from agent.proxy.response_head import HeadMemo
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
@@ -53,10 +53,10 @@ class Context:
         certificates: CertificateStore,
         challenges: ChallengeTokens,
         access_log: logging.Logger | None,
-        probe: ProbeToken | None = None,
+        probe: ProbeKey | None = None,
     ) -> None:
         self.settings = settings
-        self.probe = probe or ProbeToken()  # berth doctor's probe (agent.proxy.probe)
+        self.probe = probe or ProbeKey()  # berth doctor's probe (agent.proxy.probe)
         self.loop = loop
         self.table = table
         self.certificates = certificates

@@ -21,7 +21,7 @@ from agent.proxy.client import ClientConnection
 from agent.proxy.context import Context
 from agent.proxy.errors import ProxyAlreadyRunning, ProxyNotRunning
 from agent.proxy.model import DrainReport, RouteCounters, RouteOptions, Upstream
-from agent.proxy.probe import ProbeToken
+from agent.proxy.probe import Challenge, ProbeKey
 from agent.proxy.routes import RouteTable, Target
 from agent.proxy.settings import ProxySettings
 from agent.proxy.sockets import listening_socket, usable_listen_address
@@ -39,7 +39,7 @@ class Proxy:
         self.settings = settings
         self.certificates = CertificateStore()
         self.challenges = ChallengeTokens()
-        self.probe = ProbeToken()  # answered on /.well-known/berth-probe/ (berth doctor)
+        self.probe = ProbeKey()  # answered on /.well-known/berth-probe/ (berth doctor)
         if not settings.access_log:
             access_log = None
         elif access_log is None:
@@ -227,9 +227,8 @@ class Proxy:
     def counters(self, name: str) -> RouteCounters:
         return self._table.tally(name).snapshot()
 
-    @property
-    def probe_token(self) -> str:
-        return self.probe.token
+    def probe_challenges(self, count: int) -> list[Challenge]:
+        return self.probe.issue(count)
 
     def serves_tls(self, host: str) -> bool:
         return self.certificates.covers(host)

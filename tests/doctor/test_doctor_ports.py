@@ -25,9 +25,11 @@ import pytest
 from agent.cli.client import ControlClient
 from agent.cli.verbs.doctor import ApiFacts
 from agent.doctor import portprobe
-from agent.doctor.checkup import Looks, checkup
+from agent.doctor.checkup import Looks, checkup, is_public
 from agent.doctor.findings import Finding
 from agent.proxy import Proxy, ProxySettings
+from agent.proxy.probe import Challenge
+from agent.store.keys import SshKey
 from tests.api.conftest import listening, make_services
 from tests.certs.fakes import ThrowawayCA
 
@@ -80,11 +82,16 @@ def other_server(address: str, port: int) -> Iterator[None]:
         thread.join(10)
 
 
+def ports_found(config, facts: ApiFacts, looks: Looks) -> dict[str, Finding]:
+    return {f.subject: f for f in checkup(config, facts, looks) if f.subject.startswith("port")}
+
+
 def test_the_ports_check_tells_this_agent_another_server_and_nothing_apart(tmp_path: Path):
     services, db = make_services(tmp_path)
     services.app_service().create("shop")
     for domain in ADDRESSES:
         services.apps.add_domain("shop", domain)
+    services.keys.add(SshKey("ci", "ssh-ed25519 AAAA", "SHA256:ci", 0.0, ("shop",)))
     ca, now = ThrowawayCA(), time.time()
     with running_proxy() as proxy, other_server("127.0.0.2", proxy.http_port):
         proxy.certificates.put("here.test", *ca.issue_pair(["here.test"], now - 60, now + 3600))
@@ -92,13 +99,15 @@ def test_the_ports_check_tells_this_agent_another_server_and_nothing_apart(tmp_p
         config = replace(services.config, proxy=replace(
             proxy.settings, http_port=proxy.http_port, https_port=proxy.https_port))
         with listening(services, tmp_path):
-            facts = ApiFacts(ControlClient(config.paths.control_socket, timeout=10))
+            socket = config.paths.control_socket
             looks = Looks(resolve=lambda name: ADDRESSES.get(name, []),
                           own_addresses=lambda: {"127.0.0.1"})
             started = time.monotonic()
-            found = {f.subject: f for f in checkup(config, facts, looks)
-                     if f.subject.startswith("port")}
+            found = ports_found(config, ApiFacts(ControlClient(socket, timeout=10)), looks)
             took = time.monotonic() - started
+            # An app key: 127.0.0.2 taken for a public address, 127.0.0.3 not one.
+            limited = ports_found(config, ApiFacts(ControlClient(socket, timeout=10, key="ci")),
+                                  replace(looks, public=lambda address: address != "127.0.0.3"))
     db.close()
     http_port, https_port = proxy.http_port, proxy.https_port
     for port in (http_port, https_port):  # 443 over TLS with here.test's name
@@ -107,8 +116,8 @@ def test_the_ports_check_tells_this_agent_another_server_and_nothing_apart(tmp_p
     # Reached, but on a loopback address: from this machine only (a real record would
     # name the server's public address, as the namespace test below has it).
     here = found.pop(f"port {http_port} here.test")
-    assert (here.level, here.message) == ("warn", "here.test reaches this server on "
-                                          "127.0.0.1, a loopback address: from this machine only")
+    assert (here.level, here.message) == ("warn", ("here.test reaches this server on "
+                                          "127.0.0.1, a loopback address: from this machine only"))
     tls = found.pop(f"port {https_port} here.test")  # over TLS, with its certificate
     assert tls.message.startswith("here.test reaches this server on 127.0.0.1"), tls
     elsewhere = found.pop(f"port {http_port} elsewhere.test")
@@ -121,20 +130,52 @@ def test_the_ports_check_tells_this_agent_another_server_and_nothing_apart(tmp_p
     assert "open port" in closed.fix
     assert found == {}, found  # no HTTPS probe where no certificate exists
     assert took < 20
+    assert_an_app_key_sees_only_whether_this_agent_answered(limited, http_port)
 
 
-def test_a_probe_without_the_token_is_another_servers_answer():
+def assert_an_app_key_sees_only_whether_this_agent_answered(
+        found: dict[str, Finding], http_port: int) -> None:
+    """What a key limited to apps is told: no probe of an address that is not public,
+    and of another server only that it is not this one (not its status line)."""
+    assert found[f"port {http_port} here.test"].level == "warn"
+    assert found[f"port {http_port} elsewhere.test"] == Finding(
+        "fail", f"port {http_port} elsewhere.test", "elsewhere.test on 127.0.0.2 does not "
+        "reach this server", "point elsewhere.test's A/AAAA record at this server (127.0.0.1)")
+    assert found[f"port {http_port} closed.test"] == Finding(
+        "skip", f"port {http_port} closed.test", "not probed: 127.0.0.3 is not a public "
+        "address (a key limited to apps has only public addresses probed)",
+        "ask an admin to run berth doctor")
+    said = " ".join(f.message + f.fix for f in found.values())
+    assert "200 OK" not in said and "refused" not in said, said
+    assert len(found) == 6  # this server on both ports, here.test on both
+
+
+def test_only_global_unicast_addresses_are_public():
+    for address in ("8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"):
+        assert is_public(address), address
+    for address in ("10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "169.254.169.254",
+                    "100.64.0.1", "0.0.0.0", "224.0.0.1", "192.0.2.10", "::1", "fe80::1",
+                    "fd00::1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "ff02::1",
+                    "2001:db8::1", "not-an-address", "255.255.255.255"):
+        assert not is_public(address), address
+
+
+def test_a_probe_is_this_agents_only_with_the_answer_to_its_own_nonce():
     with running_proxy() as proxy:
         here = portprobe.Target("127.0.0.1", proxy.http_port, "127.0.0.1")
-        assert portprobe.probe(here, proxy.probe.token).who == "this agent"
-        other = portprobe.probe(here, "not-the-token")
-        assert (other.who, other.detail) == ("another server", "it answered 404 Not Found")
+        one, two = proxy.probe_challenges(2)
+        assert portprobe.probe(here, one).who == "this agent"
+        # An answer taken from another probe (replayed, forwarded) does not match.
+        replayed = portprobe.probe(here, Challenge(one.nonce, two.answer))
+        assert (replayed.who, replayed.detail) == ("another server", "it answered 200 OK")
+        made_up = portprobe.probe(here, Challenge("A" * len(one.nonce), one.answer))
+        assert (made_up.who, made_up.detail) == ("another server", "it answered 404 Not Found")
         assert proxy.https_port is not None
         no_cert = portprobe.Target("127.0.0.1", proxy.https_port, "nocert.test", tls=True)
-        refused = portprobe.probe(no_cert, proxy.probe.token)
+        refused = portprobe.probe(no_cert, two)
         assert refused.who == "another server" and "TLS handshake failed" in refused.detail
         connect_only = portprobe.Target("127.0.0.1", proxy.https_port, "", tls=True)
-        assert portprobe.probe(connect_only, proxy.probe.token).who == "something"
+        assert portprobe.probe(connect_only, two).who == "something"
 
 
 @pytest.mark.netns

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from agent.proxy import Proxy, RouteOptions, Upstream
 from agent.proxy.probe import PREFIX as PROBE_PREFIX
-from agent.proxy.probe import proof
 from tests.proxy.backend import running_backend
 from tests.proxy.conftest import CertificateAuthority, Client, get, running_proxy
 from tests.proxy.test_proxy_start import restoring_proxy
@@ -105,20 +104,21 @@ async def test_head_of_each_answer_the_proxy_makes_is_its_get_head_alone(
         proxy.set_route("other", ["other.test"], [Upstream("127.0.0.1", a.port)])
         proxy.certificates.put("app.test", *authority.issue("app.test"))
         proxy.challenges.set(TOKEN, KEY_AUTHORIZATION)
-        probe = PROBE_PREFIX.decode() + proxy.probe.token
+        [challenge] = proxy.probe_challenges(1)
+        probe, proof = PROBE_PREFIX.decode() + challenge.nonce, challenge.answer.encode()
         assert proxy.https_port is not None
         await check_on_one_connection(proxy.http_port, [
             Kind("challenge", "unknown.test", f"/.well-known/acme-challenge/{TOKEN}", 200,
                  KEY_AUTHORIZATION.encode()),
             Kind("unknown challenge", "app.test", "/.well-known/acme-challenge/nope", 404),
-            Kind("probe", "127.0.0.1", probe, 200, proof(proxy.probe.token)),
+            Kind("probe", "127.0.0.1", probe, 200, proof),
             Kind("redirect", "app.test", "/page?x=1", 301,
                  b'<a href="https://app.test:%d/page?x=1">moved</a>\n' % proxy.https_port),
             Kind("unknown host", "unknown.test", "/", 404),
             Kind("no running instance", "down.test", "/", 503),
         ])  # fmt: skip
         await check_on_one_connection(proxy.https_port, [
-            Kind("probe over TLS", "app.test", probe, 200, proof(proxy.probe.token)),
+            Kind("probe over TLS", "app.test", probe, 200, proof),
             Kind("another app than the SNI name", "other.test", "/", 421),
         ], tls=authority.client_context(), sni="app.test")  # fmt: skip
         assert a.requests == 0

@@ -1,47 +1,58 @@
-"""berth doctor's probe: answered over HTTP and HTTPS, for any host (an address, an app's
-domain, a host with no route), before routing and redirects, only with this proxy's token;
-everything else under its prefix is a plain 404, and the app's own /.well-known/ paths
-still reach it."""
+"""berth doctor's probe: a challenge and its response. Answered over HTTP and HTTPS, for
+any host (an address, an app's domain, a host with no route), before routing and
+redirects, only for a nonce the agent issued and only while it is fresh, with an answer
+no one without the proxy's secret can compute; everything else under its prefix is a
+plain 404, and the app's own /.well-known/ paths still reach it."""
 
 from __future__ import annotations
 
 from agent.proxy import Upstream
-from agent.proxy.probe import PREFIX, ProbeToken, proof
+from agent.proxy.probe import PREFIX, TTL, ProbeKey
 from tests.proxy.backend import running_backend
 from tests.proxy.conftest import CertificateAuthority, get, request, running_proxy
 
 
-async def test_the_probe_is_answered_with_the_proof_only_for_the_token(
+async def test_an_issued_nonce_is_answered_with_its_own_answer_only(
     authority: CertificateAuthority,
 ) -> None:
     async with running_backend("a") as a, running_proxy() as proxy:
         proxy.set_route("app", ["app.test"], [Upstream("127.0.0.1", a.port)])
         proxy.certificates.put("app.test", *authority.issue("app.test"))  # HTTP redirects
-        token = proxy.probe.token
-        path = PREFIX.decode() + token
+        one, two = proxy.probe_challenges(2)
+        assert one.nonce != two.nonce and one.answer != two.answer
+        path = PREFIX.decode() + one.nonce
         for host in ("app.test", "127.0.0.1", "unknown.test"):
             response, closed = await request(proxy.http_port, get(path, host))
-            assert (response.status, response.body) == (200, proof(token)), host
+            assert (response.status, response.body) == (200, one.answer.encode()), host
             assert not closed
         response, _ = await request(proxy.http_port, get(path + "?x=1", "app.test"))
-        assert (response.status, response.body) == (200, proof(token))
+        assert (response.status, response.body) == (200, one.answer.encode())
         assert proxy.https_port is not None
-        response, _ = await request(proxy.https_port, get(path), tls=authority.client_context(),
-                                    server_hostname="app.test")
-        assert (response.status, response.body) == (200, proof(token))
-        for wrong in (PREFIX.decode() + "other", PREFIX.decode(), path + "x", path + "/"):
+        response, _ = await request(proxy.https_port, get(PREFIX.decode() + two.nonce),
+                                    tls=authority.client_context(), server_hostname="app.test")
+        assert (response.status, response.body) == (200, two.answer.encode())
+        made_up = "A" * len(one.nonce)  # the form of a nonce, never issued
+        for wrong in (PREFIX.decode() + made_up, PREFIX.decode(), path + "x", path + "/"):
             response, _ = await request(proxy.http_port, get(wrong, "unknown.test"))
-            assert response.status == 404 and token.encode() not in response.body
-            assert proof(token) not in response.body
+            assert response.status == 404 and one.answer.encode() not in response.body
         assert a.requests == 0
         response, _ = await request(proxy.https_port, get("/.well-known/security.txt"),
                                     tls=authority.client_context(), server_hostname="app.test")
         assert response.header("x-served-by") == "a" and a.requests == 1
 
 
-def test_each_proxy_draws_its_own_token() -> None:
-    one, two = ProbeToken(), ProbeToken()
-    assert one.token != two.token and len(one.token) >= 32
-    assert one.answer(PREFIX + one.token.encode()) == proof(one.token)
-    assert one.answer(PREFIX + two.token.encode()) is None
-    assert proof(one.token) != proof(two.token)
+def test_the_answer_needs_the_secret_and_a_fresh_issued_nonce() -> None:
+    now = [1000.0]
+    key, other = ProbeKey(clock=lambda: now[0]), ProbeKey(clock=lambda: now[0])
+    [mine] = key.issue(1)
+    [theirs] = other.issue(1)
+    assert key.answer(PREFIX + mine.nonce.encode()) == mine.answer.encode()
+    # A nonce another proxy issued (a forwarded probe) is not answered here, and an
+    # answer given for one nonce is not the answer to another.
+    assert key.answer(PREFIX + theirs.nonce.encode()) is None
+    assert other.answer(PREFIX + theirs.nonce.encode()) == theirs.answer.encode()
+    assert theirs.answer != mine.answer
+    assert len(mine.nonce) >= 32 and len(mine.answer) == 64
+    now[0] += TTL + 1  # a nonce that leaked (sent to another server) expires
+    assert key.answer(PREFIX + mine.nonce.encode()) is None
+    assert len(key.issue(10_000)) == 256  # at most MOST_AT_ONCE per call

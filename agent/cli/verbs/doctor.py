@@ -12,6 +12,7 @@ from agent.cli.registry import JSON, Context, Verb
 from agent.config import load_config
 from agent.doctor.checkup import NeedsAdminKey, checkup
 from agent.doctor.findings import render
+from agent.proxy.probe import MOST_AT_ONCE, Challenge
 
 
 class ApiFacts:
@@ -31,6 +32,14 @@ class ApiFacts:
 
     def probe(self) -> dict[str, Any]:
         return dict(self.client.call("GET", "/doctor/probe"))
+
+    def challenges(self, count: int) -> list[Challenge]:
+        found: list[Challenge] = []
+        while len(found) < count:  # the API issues at most MOST_AT_ONCE per call
+            ask = str(min(count - len(found), MOST_AT_ONCE))
+            issued = self.client.call("GET", "/doctor/challenges", query={"count": ask})
+            found += [Challenge(str(c["nonce"]), str(c["answer"])) for c in issued["challenges"]]
+        return found
 
     def _admin_only(self, path: str) -> Any:
         """GET `path`, which an app key is refused (403): that refusal is NeedsAdminKey."""
