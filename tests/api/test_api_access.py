@@ -81,6 +81,12 @@ def test_the_rule_is_a_pure_function() -> None:
     assert "may not act on app blog" in (refusal(key, "GET", "/apps/blog") or "")
     assert "needs an admin key" in (refusal(key, "POST", "/certs/renew") or "")
     assert refusal(SshKey("root", "k", "f", 0.0), "POST", "/firewall/disable") is None
+    # Of doctor, exactly what its ports check reads: not the whole /doctor prefix.
+    for path in ("/doctor/probe", "/doctor/challenges"):
+        assert refusal(key, "GET", path) is None
+        assert "needs an admin key" in (refusal(key, "POST", path) or "")
+    for path in ("/doctor", "/doctor/probe/x", "/doctor/anything"):
+        assert "needs an admin key" in (refusal(key, "GET", path) or ""), path
 
 
 def test_keys_from_before_scopes_become_admin_keys(tmp_path: Path) -> None:
