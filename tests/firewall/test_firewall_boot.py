@@ -132,6 +132,7 @@ def test_a_change_waiting_for_confirmation_is_saved_once_confirmed(
         svc = service(lab, boot, allow=("9443/tcp",))
         await svc.apply(ssh_connection=None, confirm_within=30)
         assert boot.read_text() == confirmed  # a reboot now comes back to the known state
+        assert "loads another table than the one loaded now" in (await svc.status()).render()
         await svc.confirm()
         assert "9443" in boot.read_text()
         confirmed = boot.read_text()
