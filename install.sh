@@ -31,7 +31,8 @@ Usage: install.sh [options]          (as root; every option also has an environm
                         (path, file:// or https:// URL)
   --sha256 HEX          the SHA-256 the --source wheel or tarball must   BERTH_SHA256
                         have (a release's install.sh pins its own)
-  --force               install on an unsupported OS or a small machine  BERTH_FORCE=1
+  --force               install on an unsupported OS or architecture,    BERTH_FORCE=1
+                        or a small machine
   --no-start            install only, start nothing                      BERTH_NO_START=1
   --uninstall           remove the service, code, hooks and firewall table (data stays)
   --purge               with --uninstall: remove data, config, logs, apps and the user too

@@ -4,8 +4,9 @@ server over SSH (a Dockerfile app, built by the server's own Docker engine), run
 installer again (an upgrade) while clients send requests for the app through the proxy
 (none may fail: under systemd berth.socket keeps the ports open, without it the agent
 restarts in place), restart the container (the agent, the app and the firewall table
-come back by themselves), then uninstall. Runs only under the shared lock of tests/e2e and
-tests/install (it starts and removes containers)."""
+come back by themselves), then uninstall, and purge (the app's container, network and
+image go too). Runs only under the shared lock of tests/e2e and tests/install (it starts
+and removes containers)."""
 
 from __future__ import annotations
 
@@ -259,3 +260,13 @@ def test_install_upgrade_reboot_uninstall(server: str):
     assert sh(server, "test -f /var/lib/berth/berth.db && test -f /etc/berth/berth.toml",
               check=False).returncode == 0  # data and configuration kept without --purge
     assert not wait_until(server, "pgrep -f '[b]erth agent'", timeout=6)
+    assert sh(server, "docker ps -q --filter label=berth.managed").stdout.strip()  # app runs
+
+    berths = ("docker ps -aq --filter label=berth.managed; "
+              "docker network ls -q --filter label=berth.managed; docker images -q 'berth/*'")
+    purged = sh(server, "sh /src/install.sh --uninstall --purge", check=False)
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert sh(server, berths).stdout.strip() == ""  # the app's container, network and image
+    assert sh(server, "id berth", check=False).returncode != 0
+    assert sh(server, "for path in /var/lib/berth /etc/berth /var/log/berth; do "
+                      "[ ! -e $path ] || echo $path; done").stdout == ""
