@@ -265,7 +265,11 @@ download() {  # SOURCE, an http(s) URL, into WORK; SOURCE becomes the file
     URL=$SOURCE
     name=$(basename "${SOURCE%%\?*}")
     mkdir "$WORK/download"
-    curl -fsSL -o "$WORK/download/$name" "$SOURCE" || die "cannot download $SOURCE"
+    # A stalled server ends the download (and the install) instead of hanging it.
+    if ! said=$(curl -fsSL --connect-timeout 20 --max-time 600 -o "$WORK/download/$name" \
+            "$SOURCE" 2>&1); then
+        die "cannot download $SOURCE: $(printf '%s' "$said" | tail -n 1 | sed 's/^curl: ([0-9]*) //')"
+    fi
     SOURCE=$WORK/download/$name
 }
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.install.harness import installer_env
+from tests.install.harness import functions, installer_env, run_shell
 
 REPO = Path(__file__).resolve().parents[2]
 ONE_LINE = 'curl -fsSL "$1/install.sh" | sh -s -- --domain apps.example.com --no-start'
@@ -144,3 +144,13 @@ def test_a_bad_release_command_is_one_line(tmp_path: Path, args: list[str], refu
                             capture_output=True, text=True, timeout=60, check=False)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", f"release: {refusal}\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_download_is_one_line(release: Published, tmp_path: Path):
+    script = functions("say", "note", "die", "read_settings", "resolve_source", "download",
+                       "verify_sha256") + "read_settings; SHA256= SOURCE=$1; resolve_source"
+    missing = f"{release.base}/berth-9.9.9-py3-none-any.whl"
+    result = run_shell(script, missing, env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)})
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1, "", f"install.sh: cannot download {missing}: The requested URL returned error: 404\n")
+    assert list(tmp_path.iterdir()) == []  # the download's directory went too
