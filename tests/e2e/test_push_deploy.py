@@ -40,7 +40,7 @@ def pushed(result: subprocess.CompletedProcess[str]) -> str:
 def remote_head(agent, app: str, branch: str = "main") -> str:
     result = subprocess.run(["git", "--git-dir", str(agent.root / "data" / "repos" / f"{app}.git"),
                              "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     return result.stdout.strip()
 
 
@@ -438,7 +438,7 @@ def test_verbs_over_ssh(agent, developer):
         ["ssh", "-p", str(developer.ssh_port), "-i", str(developer.key), "-o", "IdentitiesOnly=yes",
          "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
          "-W", f"127.0.0.1:{agent.http_port}", "berth@127.0.0.1"],
-        input=b"GET / HTTP/1.0\r\n\r\n", capture_output=True, timeout=30)
+        input=b"GET / HTTP/1.0\r\n\r\n", capture_output=True, timeout=30, check=False)
     assert forward.returncode != 0 and b"prohibited" in forward.stderr, forward
     assert b"HTTP/1" not in forward.stdout
 
@@ -637,7 +637,8 @@ def test_keys_are_listed_added_and_removed(agent, developer, tmp_path):
 def test_clone_back_over_ssh(agent, developer, flask, tmp_path):
     clone = tmp_path / "clone"
     result = subprocess.run(["git", "clone", "-q", f"berth@127.0.0.1:{FLASK}", str(clone)],
-                            env=developer.env, capture_output=True, text=True, timeout=60)
+                            env=developer.env, capture_output=True, text=True, timeout=60,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert (clone / "Procfile").exists()
 
@@ -678,7 +679,8 @@ def test_stop_start_and_destroy(agent):
 def test_only_root_and_berth_may_use_the_control_socket(agent):
     def as_user(user: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["runuser", "-u", user, "--", *agent.command(), "apps"],
-                              env=agent.env, capture_output=True, text=True, timeout=60)
+                              env=agent.env, capture_output=True, text=True, timeout=60,
+                              check=False)
 
     assert as_user("berth").returncode == 0
     stranger = as_user("nobody")
