@@ -236,7 +236,8 @@ async def build_agent(config: Config) -> Agent:
     services.backup_scheduler = BackupScheduler(services.backups)
     services.server_backups = ServerBackups(
         data_dir=config.paths.data_dir, config_file=config.source, db=db, apps=apps,
-        addons=services.addons, backups=services.backups, version=services.version)
+        addons=services.addons, backups=services.backups, version=services.version,
+        restart_agent=lambda: os.kill(os.getpid(), signal.SIGHUP))  # see _handle_signals
     reconciler = Reconciler(apps, releases, runtime, rollout, deployer, events,
                             builds=config.paths.builds, oom=oom_watch)
     engine_events = EngineEvents(client, runtime.installation)

@@ -26,7 +26,7 @@ from agent.certs.state import CertState
 from agent.certs.storage import CertStore
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError, Conflict
-from agent.serverbackup import archive
+from agent.serverbackup import archive, configfile
 from agent.serverbackup.manifest import CONFIG, DATABASE, BadServerArchive, Manifest
 from agent.serverbackup.service import ServerBackups
 from agent.serverbackup.swap import Swap
@@ -85,6 +85,7 @@ class ServerRestore:
         """Restore the archive uploaded as staging/archive.tar; staging is removed."""
         if self.server.lock.locked():
             raise BerthError("a server backup or restore is already running")
+        config_changed = False
         try:
             async with self.server.lock:
                 refuse_unless_empty(self.s, force)
@@ -92,13 +93,15 @@ class ServerRestore:
                 if force:
                     await self._destroy_others(manifest, out)
                 previous = await self._swap(staging / "tree", out)
-                self._restore_config(staging / "tree", out)
+                config_changed = self._restore_config(staging / "tree", out)
                 self._refresh()
                 await self._serve_custom_certificates(out)
                 failed = await self._recreate_addons(manifest, out)
                 failed += await self._rebuild_apps(manifest, out)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
+            if config_changed:
+                self._apply_config(out)
         if force:
             out.heading(f"The server's previous data is kept in {previous}: delete it once "
                         "you no longer need it")
@@ -137,26 +140,25 @@ class ServerRestore:
         Swap(self.server.data_dir, tree, previous, self.server.db).run(self.s.config.ssh.user)
         return previous
 
-    def _restore_config(self, tree: Path, out: DeployOutput) -> None:
-        """berth.toml back where this agent read its own (the old one kept beside it);
-        it applies from the agent's next start."""
+    def _restore_config(self, tree: Path, out: DeployOutput) -> bool:
+        """berth.toml back where this agent read its own, if it may be
+        (agent.serverbackup.configfile); whether the agent must restart to apply it."""
         archived, current = tree / CONFIG, self.server.config_file
         if not archived.is_file() or current is None:
-            return
-        text = archived.read_bytes()
-        if current.is_file() and current.read_bytes() == text:
-            return
-        if current.is_file():
-            shutil.copy2(current, current.with_name(current.name + ".before-restore"))
-        partial = current.with_name(f".{current.name}.restoring")
-        partial.write_bytes(text)
-        if current.is_file():
-            shutil.copymode(current, partial)  # the agent and the berth user read it
-        else:
-            partial.chmod(0o644)
-        partial.replace(current)
-        out.heading(f"{current} restored (the previous one is {current.name}.before-restore):"
-                    " restart the agent to apply it")
+            return False
+        restored = configfile.put_back(archived, current, self.server.data_dir)
+        if restored.said is not None:
+            how = ("the agent restarts in place to apply it once the restore ends"
+                   if self.server.restart_agent is not None else "restart the agent to apply it")
+            out.heading(f"{restored.said}: {how}" if restored.replaced else restored.said)
+        return restored.replaced
+
+    def _apply_config(self, out: DeployOutput) -> None:
+        """The restored berth.toml applied: the agent restarts in place (it finishes this
+        answer first, and refuses no request meanwhile)."""
+        if self.server.restart_agent is not None:
+            out.step("Restarting the agent in place to apply the restored berth.toml")
+            asyncio.get_running_loop().call_soon(self.server.restart_agent)
 
     def _refresh(self) -> None:
         """The running agent follows the restored state: keys, hooks, certificates."""

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -56,9 +57,12 @@ class ServerBackups:
 
     def __init__(self, *, data_dir: Path, config_file: Path | None, db: Database,
                  apps: AppStore, addons: AddonService | None, backups: BackupService | None,
-                 version: str) -> None:
+                 version: str, restart_agent: Callable[[], None] | None = None) -> None:
         self.data_dir = data_dir
         self.config_file = config_file
+        # Restarts the running agent in place (a restored berth.toml applies); None when
+        # there is no agent to restart (tests in-process).
+        self.restart_agent = restart_agent
         self.db = db
         self.apps = apps
         self.addons = addons
