@@ -151,15 +151,23 @@ def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
             for t, a in zip(targets, answers, strict=True)]
 
 
+_EMBEDS_IPV4 = (ipaddress.ip_network("64:ff9b::/96"),  # NAT64's well-known prefix
+                ipaddress.ip_network("::/96"))  # IPv4-compatible (deprecated)
+
+
 def is_public(address: str) -> bool:
     """A global unicast address (not private, loopback, link-local, shared, reserved,
-    documentation or multicast; an IPv4-mapped IPv6 address judged as its IPv4)."""
+    documentation or multicast; an IPv6 address carrying an IPv4 one, mapped or through
+    NAT64, judged as that IPv4 address)."""
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return False
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        parsed = parsed.ipv4_mapped
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            parsed = parsed.ipv4_mapped
+        elif any(parsed in network for network in _EMBEDS_IPV4):
+            parsed = ipaddress.IPv4Address(int(parsed) & 0xFFFFFFFF)
     return parsed.is_global and not parsed.is_multicast
 
 
