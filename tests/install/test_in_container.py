@@ -197,6 +197,27 @@ def logs(server: str) -> str:
               "journalctl -u berth -n 30 --no-pager; ps ax", check=False).stdout
 
 
+OLD_SOCKET = ("sed -i -e 's/^ListenStream=80$/ListenStream=0.0.0.0:80/' "
+              "-e 's/^ListenStream=443$/ListenStream=0.0.0.0:443/' -e '/^BindIPv6Only=/d' "
+              "/etc/systemd/system/berth.socket")
+
+
+def upgrade_from_ipv4_only_socket(server: str, install: str) -> None:
+    """An install from before IPv6 (berth.socket on 0.0.0.0 only, the running agent
+    holding those sockets) upgrades to the dual-stack socket and serves again."""
+    sh(server, f"systemctl stop berth.service berth.socket && {OLD_SOCKET} && "
+               "systemctl daemon-reload && systemctl start berth.socket berth.service")
+    assert "0.0.0.0:80" in sh(server, "cat /etc/systemd/system/berth.socket").stdout
+    assert wait_until(server, APP_ANSWERS, timeout=120), logs(server)
+    upgraded = sh(server, install, check=False)
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr + logs(server)
+    unit = sh(server, "cat /etc/systemd/system/berth.socket").stdout
+    assert "ListenStream=80\n" in unit and "BindIPv6Only=both" in unit, unit
+    assert sh(server, "systemctl is-active berth.socket berth.service").stdout.split() == [
+        "active", "active"]
+    assert wait_until(server, APP_ANSWERS, timeout=120), logs(server)
+
+
 def test_install_upgrade_reboot_uninstall(server: str):
     install = "sh /src/install.sh --domain apps.example.com --email ops@example.com"
     first = sh(server, install, check=False)
@@ -250,6 +271,9 @@ def test_install_upgrade_reboot_uninstall(server: str):
     assert "table inet berth" in sh(server, "nft list tables").stdout
     if server.endswith("systemd"):  # loaded at boot, before the network and the agent
         assert sh(server, "systemctl is-active berth-firewall").stdout.strip() == "active"
+
+    if server.endswith("systemd"):
+        upgrade_from_ipv4_only_socket(server, install)
 
     removed = sh(server, "sh /src/install.sh --uninstall", check=False)
     assert removed.returncode == 0, removed.stdout + removed.stderr
