@@ -1,5 +1,6 @@
 """Running every check of `berth doctor` in order: the host (engine, disk, memory,
-clock), the network (ACME, package registries), then what the agent knows and answers:
+clock), the network (ACME; the package registries as builds reach them,
+agent.doctor.registries), then what the agent knows and answers:
 ports 80/443 on this server's address and every app domain's addresses (whether this
 agent's proxy answers Berth's probe there, agent.doctor.portprobe), DNS of app domains,
 certificates, firewall, add-on backups, restarts. With a key limited to apps, the ports
@@ -22,16 +23,13 @@ from typing import Any, Protocol
 
 from agent.cli.starthint import start_hint
 from agent.config import Config
-from agent.doctor import findings, portprobe, probes
-from agent.doctor.findings import Finding
+from agent.doctor import findings, portprobe, probes, registries
+from agent.doctor.findings import CA_HINT, Finding
 from agent.errors import AgentUnavailable
 from agent.proxy.probe import Challenge
 
 log = logging.getLogger(__name__)
 
-REGISTRIES = ("pypi.org", "files.pythonhosted.org", "registry.npmjs.org")
-CA_HINT = ("a TLS proxy intercepts outbound HTTPS: set build.ca_bundle to its CA bundle "
-           "(and acme.ca_bundle for ACME)")
 
 
 class NeedsAdminKey(Exception):
@@ -86,7 +84,7 @@ def _checks(config: Config, agent: AgentFacts, looks: Looks) -> list[tuple[str, 
         ("docker engine", lambda: _engine_and_disk(config)),
         ("memory", lambda: findings.memory(*probes.memory())),
         ("acme", lambda: _acme_and_clock(config)),
-        ("registries", lambda: _registries(config)),
+        ("registries", lambda: registries.check(config)),
         ("ports", lambda: _ports(config, agent, looks)),
         ("dns", lambda: _dns(config, agent, looks)),
         ("certificates", lambda: findings.certificates(agent.certificates())),
@@ -115,13 +113,6 @@ def _acme_and_clock(config: Config) -> list[Finding]:
     return [findings.reachable(f"acme {host}", reach.error, tls_failure=reach.tls_failure,
                                hint=CA_HINT),
             findings.clock(reach.date_offset, host)]
-
-
-def _registries(config: Config) -> list[Finding]:
-    return [findings.reachable(f"registry {host}", reach.error, tls_failure=reach.tls_failure,
-                               hint=CA_HINT)
-            for host in REGISTRIES
-            for reach in [probes.tls_handshake(host, config.build.ca_bundle)]]
 
 
 def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 Level = Literal["ok", "warn", "fail", "skip"]
 GIB = 1024 ** 3
 MIB = 1024 ** 2
+CA_HINT = ("a TLS proxy intercepts outbound HTTPS: set build.ca_bundle to its CA bundle "
+           "(and acme.ca_bundle for ACME)")
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,47 @@ def reachable(subject: str, error: str | None, *, tls_failure: bool, hint: str) 
         return Finding("fail", subject, f"TLS verification failed: {error}", hint)
     return Finding("fail", subject, f"not reachable: {error}",
                    "check the server's outbound network and DNS")
+
+
+# How a build container failed to reach a registry, in words, and the fix when this host
+# reaches it (Docker's network is at fault) or not (the server's network is).
+_FAILED_TO = {
+    "dns": "cannot resolve the name",
+    "connect": "cannot connect",
+    "handshake": "connects, but the TLS handshake does not complete",
+    "timeout": "got no answer",
+}
+_DOCKER_FIX = {
+    "dns": "check the DNS containers get: Docker copies /etc/resolv.conf but skips loopback "
+           "resolvers (such as 127.0.0.53); set \"dns\" in /etc/docker/daemon.json to a "
+           "resolver containers reach, then restart Docker",
+    "connect": "check Docker's forwarding: net.ipv4.ip_forward = 1, and the iptables/nftables "
+               "FORWARD chain must accept (and masquerade) docker0's traffic",
+    "handshake": "check the MTU: set \"mtu\" in /etc/docker/daemon.json to the uplink's "
+                 "(ip link) when it is below 1500, then restart Docker",
+}
+_DOCKER_FIX["timeout"] = _DOCKER_FIX["connect"]
+_NETWORK_FIX = "check the server's outbound network and DNS (and a proxy in the way)"
+
+
+def registry(target: str, kind: str, error: str, host_kind: str | None, *,
+             where: str = "a build container") -> Finding:
+    """How `where` reached a package registry (`kind` as agent.doctor.tlsreach says, or
+    "timeout", or "failed"), judged with how this host did (`host_kind`; None: not
+    compared): a registry the host reaches but builds do not is Docker's doing."""
+    subject = f"registry {target}"
+    if kind == "ok":
+        return Finding("ok", subject, f"reachable from {where}")
+    if kind == "verify":
+        return Finding("fail", subject, f"TLS verification failed from {where}: {error}",
+                       CA_HINT)
+    message = f"{where} {_FAILED_TO[kind]} ({error})" if kind in _FAILED_TO else error
+    if host_kind in ("ok", "verify") and kind in _DOCKER_FIX:  # the host gets through
+        return Finding("fail", subject, message + "; this host reaches it: builds' network "
+                       "(Docker's) is at fault", _DOCKER_FIX[kind])
+    if host_kind is not None:
+        message += f"; this host cannot either ({_FAILED_TO.get(host_kind, host_kind)})"
+    return Finding("fail", subject, message, _NETWORK_FIX)
 
 
 def restarts(count: int | None) -> Finding:

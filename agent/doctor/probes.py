@@ -1,5 +1,5 @@
 """What `berth doctor` looks at (I/O only, no judging): the disk, memory, the Docker
-engine, name resolution, this host's addresses, HTTPS and TLS endpoints, the agent's
+engine, name resolution, this host's addresses, HTTPS endpoints, the agent's
 restart count. Every network probe has a short deadline."""
 
 from __future__ import annotations
@@ -125,17 +125,6 @@ def https_get(url: str, cafile: Path | None) -> Reach:
     if date:
         offset = time.time() - email.utils.parsedate_to_datetime(date).timestamp()
     return Reach(None, date_offset=offset)
-
-
-def tls_handshake(host: str, cafile: Path | None, port: int = 443) -> Reach:
-    try:
-        with socket.create_connection((host, port), timeout=TIMEOUT) as raw, \
-                _context(cafile).wrap_socket(raw, server_hostname=host):
-            return Reach(None)
-    except ssl.SSLCertVerificationError as exc:
-        return Reach(exc.verify_message or str(exc), tls_failure=True)
-    except OSError as exc:
-        return Reach(str(exc) or type(exc).__name__)
 
 
 SUPERVISOR_RESTARTS = Path("/run/berth-supervise.restarts")  # written by install.sh's loop

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.config import Config
-from agent.doctor import findings, probes
-from agent.doctor.checkup import CA_HINT, checkup
+from agent.doctor import findings, probes, tlsreach
+from agent.doctor.checkup import checkup
 from agent.errors import AgentUnavailable
 
 GIB = 1024 ** 3
@@ -70,21 +70,42 @@ def test_a_wrong_ca_is_a_tls_failure_with_the_ca_bundle_hint(tmp_path):
     cert, key = self_signed(tmp_path, "server")
     other, _ = self_signed(tmp_path, "other")
     port, listener = tls_server(cert, key)
+    target = f"localhost:{port}"
     try:
-        assert probes.tls_handshake("localhost", cert, port) == probes.Reach(None)
-        wrong = probes.tls_handshake("localhost", other, port)
-        assert wrong.tls_failure and wrong.error
-        finding = findings.reachable("registry localhost", wrong.error,
-                                     tls_failure=wrong.tls_failure, hint=CA_HINT)
+        assert tlsreach.probe(target, 5.0, str(cert)) == {
+            "target": target, "kind": "ok", "error": ""}
+        wrong = tlsreach.probe(target, 5.0, str(other))
+        assert wrong["kind"] == "verify" and wrong["error"]
+        finding = findings.registry(target, wrong["kind"], wrong["error"], None)
         assert finding.level == "fail" and "build.ca_bundle" in finding.fix
+        assert finding.message.startswith("TLS verification failed from a build container")
     finally:
         listener.shutdown(socket.SHUT_RDWR)
         listener.close()
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         free = unused.getsockname()[1]
-    closed = probes.tls_handshake("localhost", cert, free)
-    assert closed.error and not closed.tls_failure
+    closed = tlsreach.probe(f"127.0.0.1:{free}", 5.0, str(cert))
+    assert closed["kind"] == "connect" and closed["error"]
+    assert tlsreach.probe("registry.invalid", 5.0)["kind"] == "dns"
+
+
+def test_a_registry_the_host_reaches_but_builds_do_not_blames_docker():
+    dns = findings.registry("pypi.org", "dns", "Name or service not known", "ok")
+    assert dns.level == "fail" and "this host reaches it" in dns.message
+    assert "daemon.json" in dns.fix and "resolv.conf" in dns.fix
+    forward = findings.registry("pypi.org", "connect", "timed out", "verify")
+    assert "FORWARD" in forward.fix
+    mtu = findings.registry("pypi.org", "handshake", "timed out", "ok")
+    assert "mtu" in mtu.fix
+    both = findings.registry("pypi.org", "connect", "timed out", "connect")
+    assert both.message == ("a build container cannot connect (timed out); this host cannot "
+                            "either (cannot connect)")
+    assert both.fix.startswith("check the server's outbound network")
+    assert findings.registry("pypi.org", "ok", "", None).message == (
+        "reachable from a build container")
+    assert tlsreach.split_target("pypi.org") == ("pypi.org", 443)
+    assert tlsreach.split_target("172.17.0.1:8443") == ("172.17.0.1", 8443)
 
 
 def test_the_127_0_1_1_trap_and_other_dns_answers():
