@@ -2,13 +2,16 @@
 
 `pg_restore --clean` into the add-on's own database would keep whatever was made after
 the capture (a new table, sequence, function...). Instead the dump goes into a fresh
-database beside it (`berth_restoring`, from template0, owned by the add-on's role), in
+database beside it (`Berth restoring`, from template0, owned by the add-on's role), in
 one transaction; only once that is whole, one transaction ends the sessions on the
-add-on's database, renames it away (`berth_previous`) and the restored one into its
+add-on's database, renames it away (`Berth previous`) and the restored one into its
 place; then the previous one is dropped. Until the renames commit the add-on's database
 is untouched, so a failure anywhere before them leaves the previous data (and the
-half-made database is dropped). The maintenance connection goes to template1, which
-every cluster has and no add-on's database is named.
+half-made database is dropped). The two temporary names hold an uppercase letter and a
+space, so no add-on's database (its app's name, `[a-z0-9-]`, with `_` for `-`) is ever
+one of them: clearing them never drops live data. The maintenance connection goes to
+template1, which every cluster has and no add-on's database is named (an add-on of an
+app named template1 does not start: the image refuses that database).
 """
 
 from __future__ import annotations
@@ -24,16 +27,24 @@ from agent.errors import BerthError
 log = logging.getLogger(__name__)
 
 _SWAP_ATTEMPTS = 3
-RESTORING = "berth_restoring"
-PREVIOUS = "berth_previous"
+RESTORING = "Berth restoring"
+PREVIOUS = "Berth previous"
+
+
+def _quoted(database: str) -> str:
+    """`database` as an SQL identifier (Berth's names hold no double quote)."""
+    return f'"{database}"'
 
 
 async def restore_exact(engine: AddonEngine, addon: Addon, file_name: str, *,
                         timeout: float, probe_timeout: float) -> None:
     """The add-on's database replaced by exactly the dump `file_name`, or left as it was."""
+    if addon.user in (RESTORING, PREVIOUS):  # app names cannot make them; never drop live data
+        raise dumps.DumpFailed(f"restore into {addon.name} refused: its database is named "
+                               f"{addon.user} (its data is unchanged)")
     for leftover in (RESTORING, PREVIOUS):  # of an attempt the agent did not finish
         await _drop(engine, addon, leftover, timeout)
-    await _sql(engine, addon, f'CREATE DATABASE {RESTORING} OWNER "{addon.user}" '
+    await _sql(engine, addon, f'CREATE DATABASE {_quoted(RESTORING)} OWNER "{addon.user}" '
                "TEMPLATE template0", probe_timeout, "creating a database to restore into")
     try:
         await dumps.postgres_restore(engine, addon, file_name, database=RESTORING,
@@ -55,8 +66,9 @@ async def _swap(engine: AddonEngine, addon: Addon, timeout: float) -> None:
     """The renames, in one transaction after ending the sessions on the add-on's
     database; tried again when a client connected in between (the rename refuses while
     one is there)."""
-    sql = (_ended_sessions(addon.user) + f'ALTER DATABASE "{addon.user}" RENAME TO {PREVIOUS};'
-           f' ALTER DATABASE {RESTORING} RENAME TO "{addon.user}";')
+    sql = (_ended_sessions(addon.user)
+           + f"ALTER DATABASE {_quoted(addon.user)} RENAME TO {_quoted(PREVIOUS)};"
+           f" ALTER DATABASE {_quoted(RESTORING)} RENAME TO {_quoted(addon.user)};")
     for attempt in range(1, _SWAP_ATTEMPTS + 1):
         try:
             await _sql(engine, addon, sql, timeout, "swapping the restored database in")
@@ -78,7 +90,7 @@ def _ended_sessions(database: str) -> str:
 
 async def _drop(engine: AddonEngine, addon: Addon, database: str, timeout: float) -> None:
     await _sql(engine, addon, _ended_sessions(database), timeout, f"ending sessions on {database}")
-    await _sql(engine, addon, f"DROP DATABASE IF EXISTS {database}", timeout,
+    await _sql(engine, addon, f"DROP DATABASE IF EXISTS {_quoted(database)}", timeout,
                f"dropping {database}")
 
 

@@ -262,3 +262,22 @@ def test_a_postgres_restore_ends_a_session_left_open_on_the_database(world: Worl
     finally:
         lingering.kill()
         lingering.wait(timeout=30)
+
+
+@pytest.mark.parametrize("app", ["berth-previous", "berth-restoring", "postgres"])
+def test_a_postgres_restore_keeps_the_data_of_an_app_named_like_its_own_databases(
+        world: World, app: str) -> None:
+    """The restore's temporary databases and its maintenance connection are never the
+    add-on's own database, whatever the app is named: the restore brings back the
+    capture and drops nothing live."""
+    world.apps.create(app)
+    addon = asyncio.run(world.service.create(app, "postgres", None, None, world.out()))
+    world.psql(addon.url, "CREATE TABLE items (id int); INSERT INTO items VALUES (1)")
+    asyncio.run(world.backups.capture(app, None, world.out()))
+    world.psql(addon.url, "INSERT INTO items VALUES (2)")
+    asyncio.run(restore.restore(world.backups, world.instances, app, "b1", world.out()))
+    assert world.psql(addon.url, "SELECT id FROM items ORDER BY id") == "1"
+    asyncio.run(restore.restore(world.backups, world.instances, app, "b1", world.out()))
+    assert world.psql(addon.url, "SELECT id FROM items ORDER BY id") == "1"
+    assert world.psql(addon.url, "SELECT count(*) FROM pg_database"
+                                 " WHERE datname LIKE 'Berth %'") == "0"
