@@ -5,7 +5,9 @@ would be ignored. While the server is stopped, its RDB and AOF are set aside (re
 `*.previous`), the backup's RDB put in place, and the configuration says `appendonly
 no`; it starts from the RDB, and once it answers, its AOF is switched on live and
 written from memory (agent.addons.persistence). When it does not come up with the file,
-the set-aside files are put back and it starts as it was. A failed switch to AOF leaves
+or the file cannot be put in place (a full disk), the set-aside files are put back and
+it starts as it was. A `*.previous` already there (a restore that did not finish) is
+never overwritten: the restore is refused until it is moved away. A failed switch to AOF leaves
 the restored data (in its RDB) and is retried by the add-ons' reconciler.
 """
 
@@ -28,26 +30,27 @@ from agent.errors import BerthError
 log = logging.getLogger(__name__)
 
 _NAMES = (persistence.RDB_NAME, *persistence.AOF_NAMES)
+_TEMP_NAME = ".dump.rdb.restoring"
 
 
 async def restore_rdb(addons: AddonService, addon: Addon, path: Path) -> None:
     layout = addons.layout(addon)
     limits = addons.settings
     async with addons.quiet(addon):
+        await asyncio.to_thread(_refuse_leftovers, layout.data)
         await addons.engine.stop(addon.container, limits.stop_timeout)
-        kept = await asyncio.to_thread(_set_aside, layout.data)
-        await asyncio.to_thread(load_at_next_start, addon, layout, path)
+        kept: list[str] = []
         try:
+            await asyncio.to_thread(_set_aside, layout.data, kept)
+            await asyncio.to_thread(load_at_next_start, addon, layout, path)
             await addons.engine.start(addon.container)
             await addons.wait_ready(addon)
             await dumps.redis_command(addons.engine, addon, "DBSIZE",
                                       timeout=limits.command_timeout)
-        except BerthError as exc:
-            await addons.engine.stop(addon.container, limits.stop_timeout)
-            await asyncio.to_thread(_put_back, addon, layout, kept)
-            await addons.engine.start(addon.container)
+        except Exception as exc:  # disk full included: the previous data comes back
+            await _back_as_it_was(addons, addon, layout, kept, exc)
             raise RestoreFailed(f"redis did not start with the backup ({exc}); "
-                                     "its previous data is back") from exc
+                                "its previous data is back") from exc
         await asyncio.to_thread(_drop_previous, layout.data, kept)
         try:
             await persistence.switch_on(addons.engine, addon, layout,
@@ -58,31 +61,51 @@ async def restore_rdb(addons: AddonService, addon: Addon, path: Path) -> None:
                       addon.name, exc)
 
 
+async def _back_as_it_was(addons: AddonService, addon: Addon, layout: AddonLayout,
+                          kept: list[str], cause: Exception) -> None:
+    """The set-aside files back in place and the server started on them; when that fails
+    too, one error saying where the previous data is."""
+    try:
+        await addons.engine.stop(addon.container, addons.settings.stop_timeout)
+        await asyncio.to_thread(_put_back, addon, layout, kept)
+        await addons.engine.start(addon.container)
+    except Exception as exc:
+        raise RestoreFailed(f"redis did not start with the backup ({cause}) and its previous "
+                            f"data could not be put back ({exc}): it is in "
+                            f"{layout.data}/*.previous") from exc
+
+
 def load_at_next_start(addon: Addon, layout: AddonLayout, rdb: Path) -> None:
     """With the server stopped: the RDB `rdb` is what it loads when it starts (no AOF
     to win over it)."""
     for name in persistence.AOF_NAMES:
         _remove(layout.data / name)
-    temp = layout.data / ".dump.rdb.restoring"
+    temp = layout.data / _TEMP_NAME
     shutil.copyfile(rdb, temp)
     os.chmod(temp, 0o600)
     os.replace(temp, layout.data / persistence.RDB_NAME)
     persistence.write_conf(addon, layout, appendonly=False)
 
 
-def _set_aside(data: Path) -> list[str]:
-    """The data files renamed `NAME.previous`; the names that were there."""
-    kept = []
+def _refuse_leftovers(data: Path) -> None:
+    """A `*.previous` left by a restore that did not finish may be the only copy of the
+    data before it: never overwritten, the restore refused until someone looks."""
+    found = [f"{name}.previous" for name in _NAMES if (data / f"{name}.previous").exists()]
+    if found:
+        raise RestoreFailed(f"{data} holds {', '.join(found)} from a restore that did not "
+                            "finish; keep or remove it, then restore again")
+
+
+def _set_aside(data: Path, kept: list[str]) -> None:
+    """The data files renamed `NAME.previous`, each name added to `kept` as it moves."""
     for name in _NAMES:
         if (data / name).exists():
-            _remove(data / f"{name}.previous")
             os.replace(data / name, data / f"{name}.previous")
             kept.append(name)
-    return kept
 
 
 def _put_back(addon: Addon, layout: AddonLayout, kept: list[str]) -> None:
-    for name in _NAMES:
+    for name in (*_NAMES, _TEMP_NAME):
         _remove(layout.data / name)
     for name in kept:
         os.replace(layout.data / f"{name}.previous", layout.data / name)

@@ -4,6 +4,7 @@ what was captured; a failed restore leaves the data as it was; verify in a throw
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from addon_world import STAND_IN_SETTINGS, World, world  # noqa: F401 (the fixture)
 
-from agent.backups import restore
+from agent.backups import redisrestore, restore
 from agent.backups.dumps import DumpFailed
 from agent.backups.model import BackupNotFound, InvalidBackupId
 from agent.backups.restore import RestoreFailed
@@ -105,6 +106,45 @@ def test_a_redis_backup_it_cannot_load_leaves_the_previous_keys(world: World) ->
     # known at once, not after the add-on's start deadline.
     assert time.monotonic() - began < STAND_IN_SETTINGS.start_timeout / 2
     assert world.redis(addon.url, "GET", "k") == "after"
+
+
+def test_a_redis_restore_the_disk_refuses_leaves_the_previous_keys(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backup's file cannot be put in place (the disk is full): the data set aside
+    comes back and redis serves it, and the failure is a RestoreFailed like any other."""
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "SET", "k", "before")
+    asyncio.run(world.backups.capture(world.cache, None, world.out()))
+    world.redis(addon.url, "SET", "k", "after")
+
+    def full_disk(source: object, target: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(redisrestore.shutil, "copyfile", full_disk)
+    with pytest.raises(RestoreFailed, match="No space left.*previous data is back"):
+        asyncio.run(restore.restore(world.backups, world.instances, world.cache, "b1", world.out()))
+    assert world.redis(addon.url, "GET", "k") == "after"
+    assert "RestoreFailed" in [e.kind for e in world.events.list(world.cache)]
+    data = world.service.layout(addon).data
+    assert not [p.name for p in data.iterdir() if p.name.endswith((".previous", ".restoring"))]
+    monkeypatch.undo()  # with the disk back, the same restore works
+    asyncio.run(restore.restore(world.backups, world.instances, world.cache, "b1", world.out()))
+    assert world.redis(addon.url, "GET", "k") == "before"
+
+
+def test_a_redis_restore_never_overwrites_data_an_unfinished_one_set_aside(
+        world: World) -> None:
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "SET", "k", "now")
+    asyncio.run(world.backups.capture(world.cache, None, world.out()))
+    left = world.service.layout(addon).data / "dump.rdb.previous"
+    left.write_bytes(b"the only copy of older data")
+    with pytest.raises(RestoreFailed, match="dump.rdb.previous from a restore that did not"):
+        asyncio.run(restore.restore(world.backups, world.instances, world.cache, "b1", world.out()))
+    assert left.read_bytes() == b"the only copy of older data"
+    assert world.redis(addon.url, "GET", "k") == "now"
 
 
 def test_a_damaged_file_is_refused_before_anything_stops(world: World) -> None:
