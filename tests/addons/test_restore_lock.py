@@ -4,13 +4,15 @@ over the deploy tests' fake engine, so an operation sent mid-restore is seen to 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from agent.addons.wiring import DeployedInstances
 from agent.backups import restore
+from agent.deploy.output import DeployOutput
 from agent.services.configvars import ConfigChange
 from tests.deploy.fakes import World, lines, world_in
 
@@ -86,3 +88,51 @@ async def test_a_push_to_an_app_not_running_waits_for_the_restore_too(deployed: 
         assert running(deployed, "shop")
     finally:
         await deployed.runtime.close()
+
+
+class SlowStart:
+    """An app's instances whose start waits to be let go; the lock's release recorded."""
+
+    def __init__(self) -> None:
+        self.starting, self.let_go = asyncio.Event(), asyncio.Event()
+        self.calls: list[str] = []
+
+    @asynccontextmanager
+    async def hold(self, app: str, out: DeployOutput) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            self.calls.append("released")
+
+    def running(self, app: str) -> bool:
+        return True
+
+    async def stop(self, app: str, out: DeployOutput) -> None:
+        self.calls.append("stopped")
+
+    async def start(self, app: str, out: DeployOutput) -> None:
+        self.starting.set()
+        await self.let_go.wait()
+        self.calls.append("started")
+
+
+async def test_a_cancelled_restore_releases_the_app_only_once_its_instances_started() -> None:
+    """Cancelled while the instances start again (twice, as a shutdown may), the restore
+    waits for the start to end before it lets the app go, then is cancelled."""
+    instances = SlowStart()
+
+    async def a_restore() -> None:
+        async with restore._app_held_stopped(instances, "shop", lines()[0]):
+            pass
+
+    task = asyncio.create_task(a_restore())
+    await asyncio.wait_for(instances.starting.wait(), 10)
+    task.cancel()
+    await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=0.2)
+    assert not done and instances.calls == ["stopped"]  # still holding, start not cut short
+    instances.let_go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert instances.calls == ["stopped", "started", "released"]
