@@ -29,6 +29,17 @@ def running(world: World, app: str) -> list[str]:
             if c.spec.labels.get("berth.app") == app and c.state == "running"]
 
 
+def waiting_output() -> tuple[DeployOutput, asyncio.Event]:
+    """An operation's output, and an event set once it says it waits for the restore."""
+    waits = asyncio.Event()
+
+    def seen(line: str) -> None:
+        if "Waiting for the operation in progress on shop" in line:
+            waits.set()
+
+    return DeployOutput(seen), waits
+
+
 async def test_a_config_change_sent_mid_restore_starts_nothing_until_it_ends(deployed: World
                                                                              ) -> None:
     deployed.apps.create("shop")
@@ -47,14 +58,12 @@ async def test_a_config_change_sent_mid_restore_starts_nothing_until_it_ends(dep
         task = asyncio.create_task(a_restore())
         await asyncio.wait_for(restoring.wait(), 10)
         assert running(deployed, "shop") == []
-        config_out, config_seen = lines()
+        config_out, config_waits = waiting_output()
         change = asyncio.create_task(deployed.deployer.release_config(
             "shop", ConfigChange({"K": "v"}), config_out))
-        await asyncio.sleep(0.5)  # long enough for a release of the fakes to go live
+        await asyncio.wait_for(config_waits.wait(), 10)
         assert not change.done() and running(deployed, "shop") == []
         assert deployed.releases.live("shop").number == 1
-        assert any("Waiting for the operation in progress on shop" in line
-                   for line in config_seen)
         finish.set()
         await asyncio.wait_for(task, 10)
         await asyncio.wait_for(change, 10)
@@ -78,9 +87,10 @@ async def test_a_push_to_an_app_not_running_waits_for_the_restore_too(deployed: 
     try:
         task = asyncio.create_task(a_restore())
         await asyncio.wait_for(restoring.wait(), 10)
+        push_out, push_waits = waiting_output()
         push = asyncio.create_task(deployed.deployer.deploy_push("shop", "a" * 40, deployed.source,
-                                                              lines()[0]))
-        await asyncio.sleep(0.5)
+                                                              push_out))
+        await asyncio.wait_for(push_waits.wait(), 10)
         assert not push.done() and running(deployed, "shop") == []
         finish.set()
         await asyncio.wait_for(task, 10)
