@@ -26,16 +26,12 @@ class OffsiteFailed(BerthError):
 
 def read_secret_file(path: Path) -> str:
     """The secret in `path` (surrounding whitespace dropped); `OffsiteFailed` when it is
-    missing, empty, not a regular file, or readable by its group or others."""
+    missing, empty, not a regular file (a FIFO is refused, never waited on), owned by
+    another user than the agent's, or readable by its group or others."""
     try:
-        with path.open("rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise OffsiteFailed(f"s3_secret_key_file {path} is not a regular file")
-            if mode & 0o077:
-                raise OffsiteFailed(
-                    f"s3_secret_key_file {path} is readable by others (mode "
-                    f"{stat.S_IMODE(mode):04o}): refused; chmod 600 {path}")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with os.fdopen(fd, "rb") as handle:
+            _check_secret_file(path, os.fstat(fd))
             secret = handle.read().decode("utf-8", "replace").strip()
     except OSError as exc:
         raise OffsiteFailed(f"s3_secret_key_file {path} cannot be read: "
@@ -43,6 +39,20 @@ def read_secret_file(path: Path) -> str:
     if not secret:
         raise OffsiteFailed(f"s3_secret_key_file {path} is empty")
     return secret
+
+
+def _check_secret_file(path: Path, found: os.stat_result) -> None:
+    """Only a regular file that the agent's user owns and alone may read."""
+    if not stat.S_ISREG(found.st_mode):
+        raise OffsiteFailed(f"s3_secret_key_file {path} is not a regular file")
+    if found.st_uid != os.geteuid():
+        raise OffsiteFailed(f"s3_secret_key_file {path} is owned by uid {found.st_uid}, not "
+                            f"by the agent's user (uid {os.geteuid()}): refused; "
+                            f"chown {os.geteuid()} {path}")
+    if found.st_mode & 0o077:
+        raise OffsiteFailed(
+            f"s3_secret_key_file {path} is readable by others (mode "
+            f"{stat.S_IMODE(found.st_mode):04o}): refused; chmod 600 {path}")
 
 
 class OffsiteStore:

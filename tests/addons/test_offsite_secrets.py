@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.backups.offsite import OffsiteFailed, OffsiteStore
+from agent.backups.offsite import OffsiteFailed, OffsiteStore, read_secret_file
 from agent.backups.settings import BackupSettings
 from agent.config import parse_config
 from agent.errors import ConfigError
@@ -70,3 +72,41 @@ def test_berth_toml_refuses_both_a_secret_and_a_secret_file() -> None:
         parse_config('[backups]\ns3_secret_key_file = "s3-secret"\n')
     parsed = parse_config('[backups]\ns3_bucket = "b"\ns3_secret_key_file = "/etc/berth/s3"\n')
     assert parsed.backups.s3_secret_key_file == "/etc/berth/s3"
+
+
+def test_a_secret_key_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer: the agent would hang forever."""
+    fifo = tmp_path / "s3-secret"
+    os.mkfifo(fifo, 0o600)
+    done = threading.Event()
+    answer: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_secret_file(fifo)
+        except OffsiteFailed as exc:
+            answer.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not done.wait(10):
+        with open(fifo, "wb"):  # lets the blocked reader go, so the test ends
+            pass
+        pytest.fail("reading the secret key file waited on the FIFO")
+    assert [str(e) for e in answer] == [f"s3_secret_key_file {fifo} is not a regular file"]
+
+
+def test_a_secret_key_file_of_another_user_is_refused(tmp_path: Path) -> None:
+    """`chmod 600` is not enough: the file must be the agent's user's own."""
+    secret = tmp_path / "s3-secret"
+    secret.write_text("test\n")
+    secret.chmod(0o600)
+    assert read_secret_file(secret) == "test"
+    other = os.geteuid() + 4242
+    os.chown(secret, other, -1)  # the tests run as root, as the agent does
+    with pytest.raises(OffsiteFailed) as refused:
+        read_secret_file(secret)
+    assert str(refused.value) == (
+        f"s3_secret_key_file {secret} is owned by uid {other}, not by the agent's user "
+        f"(uid {os.geteuid()}): refused; chown {os.geteuid()} {secret}")
