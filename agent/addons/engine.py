@@ -45,7 +45,7 @@ _NETWORK_ATTEMPTS = 5
 # Seconds the agent waits past the in-container deadline before it gives up itself.
 EXEC_GRACE = 5.0
 # The exit statuses of a command `timeout -s KILL` ended (GNU: 137; some report 124).
-_KILLED_STATUSES = (124, 137)
+KILLED_STATUSES = (124, 137)
 # At most this many processes of a container are looked at for a signal.
 _DESCENDANTS_READ = 4096
 
@@ -191,7 +191,7 @@ class AddonEngine:
             raise ExecTimedOut(name, argv[0], timeout) from None
         except docker.errors.DockerException as exc:
             raise AddonEngineFailure(f"run {argv[0]} in {name}", explain(exc)) from exc
-        if status in _KILLED_STATUSES and time.monotonic() - started >= timeout:
+        if status in KILLED_STATUSES and time.monotonic() - started >= timeout:
             raise ExecTimedOut(name, argv[0], timeout)
         return ExecResult(status, bytes(out), bytes(err))
 

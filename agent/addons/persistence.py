@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent.addons import containers
 from agent.addons.containers import AddonLayout
-from agent.addons.engine import AddonEngine
+from agent.addons.engine import AddonEngine, ExecResult
 from agent.addons.model import Addon
 from agent.errors import BerthError
 
@@ -65,9 +65,16 @@ def _conf_lines(layout: AddonLayout) -> list[str]:
         return []
 
 
+async def redis_cli(engine: AddonEngine, addon: Addon, *words: str, timeout: float
+                    ) -> ExecResult:
+    """`redis-cli WORDS` in the add-on's container, the password in its environment (never
+    on a command line)."""
+    return await engine.exec(addon.container, ["redis-cli", *words], timeout=timeout,
+                             env={"REDISCLI_AUTH": addon.password})
+
+
 async def _redis(engine: AddonEngine, addon: Addon, *words: str, timeout: float) -> str:
-    result = await engine.exec(addon.container, ["redis-cli", *words], timeout=timeout,
-                               env={"REDISCLI_AUTH": addon.password})
+    result = await redis_cli(engine, addon, *words, timeout=timeout)
     answer = result.stdout.decode("utf-8", "replace")
     if result.status != 0 or answer.startswith("ERR"):
         raise AofNotSwitchedOn(f"redis-cli {words[0]} on {addon.name}: "
@@ -75,7 +82,8 @@ async def _redis(engine: AddonEngine, addon: Addon, *words: str, timeout: float)
     return answer
 
 
-def _field(info: str, name: str) -> str:
+def info_field(info: str, name: str) -> str:
+    """The value of `name` in the answer to redis' INFO ("" when it is not there)."""
     for line in info.splitlines():
         key, _, value = line.partition(":")
         if key == name:
@@ -93,14 +101,15 @@ async def switch_on(engine: AddonEngine, addon: Addon, layout: AddonLayout, *,
     await _redis(engine, addon, "CONFIG", "SET", "appendonly", "yes", timeout=probe_timeout)
     while True:
         info = await _redis(engine, addon, "INFO", "persistence", timeout=probe_timeout)
-        if (_field(info, "aof_enabled") == "1" and _field(info, "aof_rewrite_in_progress") == "0"
-                and _field(info, "aof_rewrite_scheduled") == "0"):
+        if (info_field(info, "aof_enabled") == "1"
+                and info_field(info, "aof_rewrite_in_progress") == "0"
+                and info_field(info, "aof_rewrite_scheduled") == "0"):
             break
         if time.monotonic() > deadline:
             raise AofNotSwitchedOn(f"the AOF of {addon.name} was not written within "
                                    f"{timeout:g} s")
         await asyncio.sleep(_POLL)
-    if _field(info, "aof_last_bgrewrite_status") != "ok" or not aof_files(layout.data):
+    if info_field(info, "aof_last_bgrewrite_status") != "ok" or not aof_files(layout.data):
         raise AofNotSwitchedOn(f"writing the AOF of {addon.name} failed "
                                f"(docker logs {addon.container})")
     await asyncio.to_thread(write_conf, addon, layout, True)

@@ -19,13 +19,12 @@ import socket
 import threading
 
 from agent.addons.containers import client_in_container
-from agent.addons.engine import EXEC_GRACE, AddonEngine
+from agent.addons.engine import EXEC_GRACE, KILLED_STATUSES, AddonEngine
 from agent.addons.model import Addon
 from agent.deploy.runtime import Terminal
 
 HUNG_UP = 129  # 128 + SIGHUP
 TIMED_OUT = -1
-_KILLED_STATUSES = (124, 137)  # what the container's `timeout -s KILL` reports
 _STATUS_WAIT = 5.0  # after the client's output ends, for the engine to record its status
 _TERM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
@@ -48,7 +47,7 @@ async def run_client(engine: AddonEngine, addon: Addon, size: tuple[int, int], t
         if status is None:
             status = await _exit_status(engine, exec_id)
             late = asyncio.get_running_loop().time() - started >= timeout
-            return TIMED_OUT if late and status in _KILLED_STATUSES else status
+            return TIMED_OUT if late and status in KILLED_STATUSES else status
         await asyncio.to_thread(engine.kill_exec, exec_id, addon.container)
         return status
     finally:

@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from agent.addons import persistence
 from agent.addons.containers import BACKUPS_MOUNT
 from agent.addons.engine import AddonEngine, AddonEngineFailure, ExecResult, ExecTimedOut
 from agent.addons.model import Addon
+from agent.addons.persistence import info_field
 from agent.errors import BerthError
 
 log = logging.getLogger(__name__)
@@ -109,20 +111,11 @@ async def _terminate_sessions(engine: AddonEngine, addon: Addon, tag: str,
 
 
 async def redis_command(engine: AddonEngine, addon: Addon, *words: str, timeout: float) -> str:
-    result = await engine.exec(addon.container, ["redis-cli", *words], timeout=timeout,
-                               env={"REDISCLI_AUTH": addon.password})
+    result = await persistence.redis_cli(engine, addon, *words, timeout=timeout)
     if result.status != 0:
         raise DumpFailed(f"redis-cli {words[0]} on {addon.name} failed: "
                          f"{first_line(result.stderr or result.stdout)}")
     return result.stdout.decode("utf-8", "replace")
-
-
-def info_field(info: str, name: str) -> str:
-    for line in info.splitlines():
-        key, _, value = line.partition(":")
-        if key == name:
-            return value.strip()
-    return ""
 
 
 async def redis_snapshot(engine: AddonEngine, addon: Addon, *, timeout: float,
