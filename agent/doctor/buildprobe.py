@@ -40,8 +40,12 @@ MEMORY = 128 * 1024 * 1024
 
 
 class BuildContainerUnavailable(BerthError):
-    """No probe container could run: the engine does not answer, or the build's base
-    image is not on this server yet."""
+    """No probe container could run: the engine does not answer, the build's base image
+    is not on this server yet, or it would not run the probe. `fix` says what to do."""
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(reason)
+        self.fix = fix
 
 
 @dataclass(frozen=True)
@@ -67,14 +71,23 @@ def run_probe(docker_url: str, settings: BuildSettings, bundle: bytes | None,
     try:
         client = docker.DockerClient(base_url=docker_url, timeout=ENGINE_TIMEOUT)
     except docker.errors.DockerException as exc:
-        raise BuildContainerUnavailable(f"the Docker engine does not answer: {exc}") from exc
+        raise BuildContainerUnavailable(f"the Docker engine does not answer: {exc}",
+                                        "start Docker (see the docker engine line)") from exc
     try:
         return _in_container(client, base, bundle, targets, timeout, deadline)
     except docker.errors.ImageNotFound as exc:
-        raise BuildContainerUnavailable(f"the build base image {base} is not on this server "
-                                        "yet (the first Python build pulls it)") from exc
+        raise BuildContainerUnavailable(
+            f"the build base image {base} is not on this server yet",
+            "run berth doctor again after the first Python build (it pulls the image): "
+            "builds may not reach what this host reaches (Docker's DNS, forwarding, MTU)",
+        ) from exc
+    except docker.errors.APIError as exc:
+        raise BuildContainerUnavailable(
+            f"a container of {base} did not run: {exc.explanation or exc}",
+            f"builds start from {base} too: check build.python_image") from exc
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise BuildContainerUnavailable(f"could not run a container of {base}: {exc}") from exc
+        raise BuildContainerUnavailable(f"the Docker engine failed: {exc}",
+                                        "check the Docker engine (see its line)") from exc
     finally:
         client.close()
 

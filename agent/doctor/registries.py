@@ -40,7 +40,7 @@ def check(config: Config, targets: Sequence[str] = REGISTRIES,
         seen = buildprobe.run_probe(config.docker.url, config.build, bundle, targets,
                                     TIMEOUT, deadline)
     except buildprobe.BuildContainerUnavailable as exc:
-        return _from_host_only(config.build.ca_bundle, targets, str(exc))
+        return _from_host_only(config.build.ca_bundle, targets, exc)
     unreached = [o.target for o in seen if o.kind not in ("ok", "verify")]
     host = on_host(unreached, config.build.ca_bundle)
     return [findings.registry(o.target, o.kind, o.error, _kind(host.get(o.target)))
@@ -53,10 +53,9 @@ def _kind(outcome: Outcome | None) -> str | None:
 
 
 def _from_host_only(ca_bundle: Path | None, targets: Sequence[str],
-                    reason: str) -> list[Finding]:
-    warning = Finding("warn", "registries", f"not checked from a build container: {reason}",
-                      "run berth doctor again once a build has run: builds may not reach what "
-                      "this host reaches (Docker's DNS, forwarding, MTU)")
+                    why: buildprobe.BuildContainerUnavailable) -> list[Finding]:
+    warning = Finding("warn", "registries", f"not checked from a build container: {why}",
+                      why.fix)
     host = on_host(targets, ca_bundle)
     return [warning, *(findings.registry(t, host[t].kind, host[t].error, None,
                                          where="this host") for t in targets)]

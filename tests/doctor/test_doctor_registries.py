@@ -4,18 +4,20 @@ starts on the Docker bridge's gateway address, with its own self-signed certific
 Trusted through build.ca_bundle it is reachable; without it the TLS failure names
 build.ca_bundle; a name that does not resolve, a closed port, and a server the host
 reaches (on its loopback) but containers cannot are each told apart; the probe container
-is gone afterwards, also when its deadline cut it short."""
+is gone afterwards, also when its deadline cut it short or it could not start."""
 
 from __future__ import annotations
 
 import datetime
+import io
 import ipaddress
 import socket
 import ssl
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -113,7 +115,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 def _config(**build: object) -> Config:
-    return Config(build=BuildSettings(python_image=STAND_IN_IMAGE, **build))  # type: ignore[arg-type]
+    settings = {"python_image": STAND_IN_IMAGE, **build}
+    return Config(build=BuildSettings(**settings))  # type: ignore[arg-type]
 
 
 def _probe_containers() -> list[str]:
@@ -167,12 +170,37 @@ def test_the_probe_container_goes_at_its_deadline(registry, monkeypatch):
 
 
 def test_without_the_base_image_the_host_stands_in_with_a_warning(registry):
-    config = _config(ca_bundle=registry.ca)
-    config = replace(config, build=replace(config.build, python_image="berth-absent/py:{version}"))
+    config = _config(ca_bundle=registry.ca, python_image="berth-absent/py:{version}")
     warning, reached = registries.check(config, [f"{registry.gateway}:{registry.port}"])
     assert warning.level == "warn" and warning.subject == "registries"
     assert "berth-absent/py:3.12 is not on this server yet" in warning.message
     assert (reached.level, reached.message) == ("ok", "reachable from this host")
+
+
+@pytest.fixture
+def no_python_image(tmp_path: Path) -> Iterator[str]:
+    """An image with no files at all: a container of it cannot start python3."""
+    tag = f"berth-test/no-python:{tmp_path.name.lower()}"
+    client = docker.from_env()
+    empty = io.BytesIO()
+    tarfile.open(fileobj=empty, mode="w").close()
+    client.api.import_image_from_data(empty.getvalue(), repository=tag)
+    try:
+        yield tag
+    finally:
+        client.images.remove(tag, force=True)
+        client.close()
+
+
+def test_a_probe_container_that_cannot_start_is_removed_and_said(registry, no_python_image):
+    [warning, reached] = registries.check(_config(python_image=no_python_image,
+                                                  ca_bundle=registry.ca),
+                                          [f"{registry.gateway}:{registry.port}"])
+    assert warning.level == "warn" and warning.message.startswith(
+        f"not checked from a build container: a container of {no_python_image} did not run")
+    assert "python3" in warning.message and "build.python_image" in warning.fix
+    assert (reached.level, reached.message) == ("ok", "reachable from this host")
+    assert _probe_containers() == []
 
 
 def test_an_unreadable_ca_bundle_is_one_failing_line(tmp_path):
