@@ -225,16 +225,22 @@ _NETWORK_FIX = "check the server's outbound network and DNS (and a proxy in the 
 
 
 def registry(target: str, kind: str, error: str, host_kind: str | None, *,
-             where: str = "a build container") -> Finding:
+             where: str = "a build container", host_bundle: str = "") -> Finding:
     """How `where` reached a package registry (`kind` as agent.doctor.tlsreach says, or
     "timeout", or "failed"), judged with how this host did (`host_kind`; None: not
-    compared): a registry the host reaches but builds do not is Docker's doing."""
+    compared): a registry the host reaches but builds do not is Docker's doing; one whose
+    certificate the host trusts (through `host_bundle`) but builds do not wants that
+    bundle as build.ca_bundle."""
     subject = f"registry {target}"
     if kind == "ok":
         return Finding("ok", subject, f"reachable from {where}")
     if kind == "verify":
-        return Finding("fail", subject, f"TLS verification failed from {where}: {error}",
-                       CA_HINT)
+        message = f"TLS verification failed from {where}: {error}"
+        if host_kind == "ok" and host_bundle:
+            return Finding("fail", subject, message + "; this host trusts it",
+                           f'set build.ca_bundle = "{host_bundle}", the CA bundle this host '
+                           "trusts it with (a TLS proxy intercepts outbound HTTPS)")
+        return Finding("fail", subject, message, CA_HINT)
     message = f"{where} {_FAILED_TO[kind]} ({error})" if kind in _FAILED_TO else error
     if host_kind in ("ok", "verify") and kind in _DOCKER_FIX:  # the host gets through
         return Finding("fail", subject, message + "; this host reaches it: builds' network "

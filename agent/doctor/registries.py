@@ -3,13 +3,15 @@
 Asked where builds run (agent.doctor.buildprobe: a container of the build's base image, on
 the build's network, trusting build.ca_bundle as builds do). For a registry the container
 cannot reach, this host is asked too: a host that gets through points at Docker's DNS,
-forwarding or MTU rather than at the server's network. When no probe container can run
-(no engine, the base image not pulled yet), the host's view stands in, after a warning
-that builds themselves were not checked.
+forwarding or MTU rather than at the server's network, and a host that trusts a
+certificate builds do not names the CA bundle to give builds. When no probe container
+can run (no engine, the base image not pulled yet), the host's view stands in, after a
+warning that builds themselves were not checked.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -41,10 +43,17 @@ def check(config: Config, targets: Sequence[str] = REGISTRIES,
                                     TIMEOUT, deadline)
     except buildprobe.BuildContainerUnavailable as exc:
         return _from_host_only(config.build.ca_bundle, targets, exc)
-    unreached = [o.target for o in seen if o.kind not in ("ok", "verify")]
-    host = on_host(unreached, config.build.ca_bundle)
-    return [findings.registry(o.target, o.kind, o.error, _kind(host.get(o.target)))
+    host = on_host([o.target for o in seen if o.kind != "ok"], config.build.ca_bundle)
+    bundle_here = "" if config.build.ca_bundle else _host_bundle()
+    return [findings.registry(o.target, o.kind, o.error, _kind(host.get(o.target)),
+                              host_bundle=bundle_here)
             for o in seen]
+
+
+def _host_bundle() -> str:
+    """The CA bundle file this host's TLS clients trust ("" when they use a directory)."""
+    cafile = ssl.get_default_verify_paths().cafile
+    return str(Path(cafile).resolve()) if cafile else ""
 
 
 def _kind(outcome: Outcome | None) -> str | None:

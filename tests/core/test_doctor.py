@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from agent.config import Config
 from agent.doctor import findings, probes, tlsreach
 from agent.doctor.checkup import checkup
+from agent.doctor.findings import CA_HINT
 from agent.errors import AgentUnavailable
 
 GIB = 1024 ** 3
@@ -96,6 +97,14 @@ def test_a_registry_the_host_reaches_but_builds_do_not_blames_docker():
     assert "daemon.json" in dns.fix and "resolv.conf" in dns.fix
     forward = findings.registry("pypi.org", "connect", "timed out", "verify")
     assert "FORWARD" in forward.fix
+    trusted_here = findings.registry("pypi.org", "verify", "self-signed certificate", "ok",
+                                     host_bundle="/etc/ssl/certs/ca-certificates.crt")
+    assert trusted_here.message.endswith("; this host trusts it")
+    assert trusted_here.fix.startswith(
+        'set build.ca_bundle = "/etc/ssl/certs/ca-certificates.crt"')
+    untrusted_here = findings.registry("pypi.org", "verify", "self-signed", "verify",
+                                       host_bundle="/etc/ssl/certs/ca-certificates.crt")
+    assert untrusted_here.fix == CA_HINT
     mtu = findings.registry("pypi.org", "handshake", "timed out", "ok")
     assert "mtu" in mtu.fix
     both = findings.registry("pypi.org", "connect", "timed out", "connect")
