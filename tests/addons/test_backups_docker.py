@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from addon_world import STAND_IN_SETTINGS, World, world  # noqa: F401 (the fixture)
+from addon_world import STAND_IN_SETTINGS, World
 
 from agent.backups import redisrestore, restore
 from agent.backups.dumps import DumpFailed

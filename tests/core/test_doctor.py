@@ -30,7 +30,7 @@ GIB = 1024 ** 3
 def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
@@ -234,7 +234,7 @@ def test_doctor_exits_1_on_a_failure(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-m", "agent", "doctor"], capture_output=True, text=True,
                             env={"BERTH_CONFIG": str(config), "PYTHONPATH": str(repo),
-                                 "PATH": "/usr/bin:/bin"}, timeout=120, cwd=repo)
+                                 "PATH": "/usr/bin:/bin"}, timeout=120, cwd=repo, check=False)
     assert result.returncode == 1, result.stderr
     assert ("fail  ports: nothing answers for Berth on ports 1/2: the agent is not running"
             in result.stdout)
