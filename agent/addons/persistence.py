@@ -7,8 +7,9 @@ empty, and its next save would overwrite the RDB with nothing. So the configurat
 says `appendonly yes` only when the data directory holds an AOF already, or no data at
 all; otherwise Redis starts from its RDB with `appendonly no` and is switched on live
 (`CONFIG SET appendonly yes` writes the AOF from memory), and the configuration follows
-once that AOF is written whole. The configuration file is rewritten in place (the
-container binds that very file).
+once that AOF is written whole. The configuration file is written beside the old one
+and renamed over it. The container binds that very file, so a container running keeps
+the old one: Redis reads it only at start, and Docker binds the file anew at each start.
 """
 
 from __future__ import annotations
@@ -43,10 +44,26 @@ def starts_with_aof(data: Path) -> bool:
 
 
 def write_conf(addon: Addon, layout: AddonLayout, appendonly: bool) -> None:
-    fd = os.open(layout.redis_conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.fchmod(fd, 0o644)  # read by the container's redis user, whatever the umask
-    with os.fdopen(fd, "w") as handle:
-        handle.write(containers.redis_conf(addon, appendonly=appendonly))
+    """The configuration written whole beside the old one, flushed, then renamed over it:
+    a crash at any point leaves one or the other, never a file without `requirepass`."""
+    text = containers.redis_conf(addon, appendonly=appendonly).encode()
+    temp = layout.redis_conf.with_name(f".{layout.redis_conf.name}.writing")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o644)  # read by the container's redis user, whatever the umask
+            handle.write(text)
+            handle.flush()
+            os.fsync(fd)
+        os.replace(temp, layout.redis_conf)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    directory = os.open(layout.redis_conf.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def conf_has_aof(layout: AddonLayout) -> bool:
