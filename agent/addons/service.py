@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.addons import containers, persistence, tls
+from agent.addons.carryover import AofCarryOver
 from agent.addons.containers import AddonLayout
 from agent.addons.engine import AddonEngine
 from agent.addons.model import (
@@ -76,6 +77,7 @@ class AddonService:
         # Held by the reconciler while it acts on one container: whoever pauses one
         # then waits for an action begun before the pause (see `quiet`).
         self._acting = asyncio.Lock()
+        self._aof = AofCarryOver(self._switch_to_aof)  # its switches run outside `_acting`
 
     def layout(self, addon: Addon) -> AddonLayout:
         return AddonLayout.of(self.root, addon)
@@ -196,10 +198,12 @@ class AddonService:
     @asynccontextmanager
     async def quiet(self, addon: Addon) -> AsyncIterator[None]:
         """Paused, and once the reconciler's action in flight (if any) has ended: it can
-        no longer start, recreate or remove this add-on's container meanwhile."""
+        no longer start, recreate or remove this add-on's container meanwhile, nor is
+        its switch to the AOF still running."""
         with self.paused(addon):
             async with self._acting:
                 pass
+            await self._aof.settled(addon.container)
             yield
 
     @asynccontextmanager
@@ -295,19 +299,18 @@ class AddonService:
             await self.engine.remove(container)
 
     async def _bring_back(self, addon: Addon) -> None:
+        """Started when down; a running redis whose data is still RDB only (made before
+        AOF was on, or a restore's switch that failed) gets its AOF in the background,
+        begun while `_acting` is held so that a `quiet()` after it waits for it."""
         async with self._acting:
             if (not self._left_alone(addon.container, addon.app, addon.name, stored=True)
-                    and await self._restart_if_down(addon)):
-                await self._carry_over_to_aof(addon)
+                    and await self._restart_if_down(addon) and addon.kind == "redis"
+                    and persistence.rdb_only(self.layout(addon))):
+                self._aof.start(addon)
 
-    async def _carry_over_to_aof(self, addon: Addon) -> None:
-        """A running redis whose data is still RDB only gets its AOF (made before AOF was
-        on, or a restore's switch that failed); the next pass tries again on failure."""
-        layout = self.layout(addon)
-        if addon.kind != "redis" or not persistence.rdb_only(layout):
-            return
+    async def _switch_to_aof(self, addon: Addon) -> None:
         log.info("turning on the AOF app=%s addon=%s", addon.app, addon.name)
-        await persistence.switch_on(self.engine, addon, layout,
+        await persistence.switch_on(self.engine, addon, self.layout(addon),
                                     timeout=self.settings.capture_timeout,
                                     probe_timeout=self.settings.command_timeout)
         self._events.record(addon.app, "AddonAofOn", f"{addon.name}: append-only file on")

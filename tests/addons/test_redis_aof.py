@@ -76,7 +76,13 @@ def test_an_addon_made_before_the_aof_keeps_its_keys_and_gets_one(world: World) 
     asyncio.run(world.service.wait_ready(addon))
     assert world.redis(addon.url, "MGET", "x", "y") == "1\n2"
     assert persistence.rdb_only(layout)
-    asyncio.run(world.service.reconcile())
+
+    async def carried_over() -> None:  # the switch runs in the background; quiet waits for it
+        await world.service.reconcile()
+        async with world.service.quiet(addon):
+            pass
+
+    asyncio.run(carried_over())
     assert info(world, addon.url, "aof_enabled") == "1"
     assert persistence.conf_has_aof(layout) and persistence.aof_files(layout.data)
     assert "AddonAofOn" in [e.kind for e in world.events.list(world.cache)]
