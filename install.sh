@@ -109,6 +109,10 @@ parse_args() {  # the flags, over the environment's settings
 }
 
 berth() { BERTH_CONFIG=$CONFIG "$BERTH" "$@"; }
+config_value() {  # KEY DEFAULT: KEY's value in CONFIG (its first `KEY = "..."` line), else DEFAULT
+    found=$(sed -n "s/^$1 *= *\"\(.*\)\"/\1/p" "$CONFIG" 2>/dev/null | head -n 1)
+    echo "${found:-$2}"
+}
 has_systemd() { [ -d /run/systemd/system ]; }
 has_sysv() { [ -d /etc/init.d ] && command -v update-rc.d >/dev/null 2>&1; }
 
@@ -529,8 +533,7 @@ enable_firewall() {
 }
 
 boot_ruleset() {  # where the agent saves the ruleset loaded at boot ([firewall] boot_ruleset)
-    found=$(sed -n 's/^boot_ruleset *= *"\(.*\)"/\1/p' "$CONFIG" 2>/dev/null | head -n 1)
-    echo "${found:-/etc/berth/firewall.nft}"
+    config_value boot_ruleset /etc/berth/firewall.nft
 }
 
 firewall_boot_loader() {  # RULESET: the script the boot unit runs; without the file, nothing
@@ -662,17 +665,12 @@ next_steps() {
 
 # -- uninstall ------------------------------------------------------------------------
 
-config_value() {  # KEY DEFAULT: KEY's value in CONFIG (its first `KEY = "..."` line), else DEFAULT
-    found=$(sed -n "s/^$1 *= *\"\(.*\)\"/\1/p" "$CONFIG" 2>/dev/null | head -n 1)
-    echo "${found:-$2}"
-}
-
 log_dirs() {  # where Berth logs: the agent's own log, and [paths] log_dir when elsewhere
     log_dir=$(config_value log_dir /var/log/berth)
     if [ "$log_dir" = /var/log/berth ]; then echo /var/log/berth; else echo "/var/log/berth $log_dir"; fi
 }
 
-purge() {  # DATA LOGS: Berth's containers, networks, images, data, configuration and logs
+purge() {  # DATA LOG_DIR: Berth's containers, networks, images, data, configuration and logs
     say "Purging apps, data, configuration and logs"
     if docker info >/dev/null 2>&1; then
         ids=$(docker ps -aq --filter label=berth.managed)
@@ -686,10 +684,32 @@ purge() {  # DATA LOGS: Berth's containers, networks, images, data, configuratio
         # shellcheck disable=SC2086
         [ -z "$images" ] || docker rmi -f $images >/dev/null || note "Could not remove images: $images"
     fi
-    # shellcheck disable=SC2086
-    rm -rf "$1" "$CONFIG" $2
+    rm -rf "$1" "$CONFIG"
+    remove_logs /var/log/berth
+    [ "$2" = /var/log/berth ] || remove_logs "$2"
     rmdir "$(dirname "$CONFIG")" 2>/dev/null || true
     ! id berth >/dev/null 2>&1 || userdel -r berth >/dev/null 2>&1 || true
+}
+
+remove_logs() {  # DIR: Berth's log files in DIR, then DIR once empty; anything else stays
+    [ -d "$1" ] || return 0
+    rm -f "$1/agent.log" "$1/agent.stderr" "$1/agent.stderr.1" "$1/access.log" \
+        "$1"/agent.log.[0-9]* "$1"/access.log.[0-9]* "$1"/apps/*.jsonl "$1"/apps/*.jsonl.1
+    [ ! -d "$1/apps" ] || rmdir "$1/apps" 2>/dev/null || true
+    rmdir "$1" 2>/dev/null || note "Kept $1: it holds files that are not Berth's logs"
+}
+
+refuse_to_purge() {  # DATA LOG_DIR: before anything changes, never rm -rf what is not Berth's
+    for path in "$1" "$2"; do
+        case $path in
+            /|/*/|*/.|*/./*|*/..|*/../*|[!/]*|/bin|/boot|/dev|/etc|/home|/lib|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/usr/*bin|/var|/var/lib|/var/log)
+                die "--purge: refusing to remove $path (from $CONFIG); remove Berth's files there yourself" ;;
+        esac
+    done
+    # The agent keeps its state in data_dir/berth.db: a directory without it is not Berth's.
+    if [ -e "$1" ] && [ ! -f "$1/berth.db" ] && [ -n "$(ls -A "$1" 2>/dev/null)" ]; then
+        die "--purge: refusing to remove $1 (from $CONFIG): it holds no berth.db, so it is not Berth's data_dir; remove Berth's files there yourself"
+    fi
 }
 
 remove_service() {
@@ -714,14 +734,7 @@ uninstall() {
     [ "$(id -u)" = 0 ] || die "run as root (sudo sh install.sh --uninstall)"
     data=$(config_value data_dir /var/lib/berth)
     logs=$(log_dirs)
-    if [ "$PURGE" = 1 ]; then
-        for path in $data $logs; do  # before anything changes: never rm -rf a system directory
-            case $path in
-                /|/*/|*/.|*/./*|*/..|*/../*|[!/]*|/bin|/boot|/dev|/etc|/home|/lib|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/usr/*bin|/var|/var/lib|/var/log)
-                    die "--purge: refusing to remove $path (from $CONFIG); remove Berth's files there yourself" ;;
-            esac
-        done
-    fi
+    [ "$PURGE" = 0 ] || refuse_to_purge "$data" "$(config_value log_dir /var/log/berth)"
     say "Removing Berth's service"
     remove_service
     say "Removing the firewall table, the code and the git hooks"
@@ -730,7 +743,7 @@ uninstall() {
     rm -rf "$PREFIX"
     rm -f "$data"/repos/*.git/hooks/pre-receive
     if [ "$PURGE" = 1 ]; then
-        purge "$data" "$logs"
+        purge "$data" "$(config_value log_dir /var/log/berth)"
     else
         note "Kept: $data (repositories, releases), $CONFIG and the logs ($logs);"
         note "apps keep running. --uninstall --purge removes them too."

@@ -123,3 +123,37 @@ def test_purge_refuses_a_system_directory_before_anything_changes(server: None, 
                                       "(from /etc/berth/berth.toml); remove Berth's files there "
                                       "yourself\n")
     assert present() == before and has_user()
+
+
+def test_purge_refuses_a_data_dir_without_berths_database(server: None):
+    inside("mkdir -p /srv/docker/volumes && echo mine >/srv/docker/volumes/db && "
+           "sed -i 's|^data_dir = .*|data_dir = \"/srv/docker\"|' /etc/berth/berth.toml")
+    before = present()
+    result = inside("sh /install.sh --uninstall --purge")
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr.decode() == (
+        "install.sh: --purge: refusing to remove /srv/docker (from /etc/berth/berth.toml): it "
+        "holds no berth.db, so it is not Berth's data_dir; remove Berth's files there yourself\n")
+    assert present() == before and has_user()
+    assert inside("cat /srv/docker/volumes/db").stdout == b"mine\n"
+
+
+def test_purge_takes_a_glob_in_log_dir_literally(server: None):
+    inside("mkdir -p /srv/logbook && echo mine >/srv/logbook/keep && "
+           "sed -i 's|^log_dir = .*|log_dir = \"/srv/lo*\"|' /etc/berth/berth.toml")
+    result = inside("sh /install.sh --uninstall --purge")
+    assert result.returncode == 0, result.stderr
+    assert inside("cat /srv/logbook/keep /srv/log/access.log").stdout == b"mine\nline\n"
+    assert present() == {"/srv/log/access.log", "/tmp/berth.stopped",
+                         "/tmp/berth-firewall.stopped"}
+
+
+def test_purge_removes_only_berths_logs_from_log_dir(server: None):
+    inside("echo mine >/srv/log/notes && mkdir /srv/log/apps && echo '{}' >/srv/log/apps/web.jsonl"
+           " && echo older >/srv/log/access.log.1")
+    result = inside("sh /install.sh --uninstall --purge")
+    assert result.returncode == 0, result.stderr
+    assert "       Kept /srv/log: it holds files that are not Berth's logs" in \
+        result.stdout.decode().splitlines()
+    assert inside("ls -A /srv/log").stdout == b"notes\n"
+    assert present() == {"/tmp/berth.stopped", "/tmp/berth-firewall.stopped"}
