@@ -72,6 +72,8 @@ read_settings() {  # every setting from its environment variable, or its default
     PROC_NET=${BERTH_PROC_NET:-/proc/net}
 }
 
+printable() { printf '%s' "$1" | tr -c '[:print:]' '?'; }  # a value to echo on one line
+
 need_value() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
 
 parse_args() {  # the flags, over the environment's settings
@@ -101,8 +103,16 @@ parse_args() {  # the flags, over the environment's settings
         esac
         [ ${#SHA256} = 64 ] || die "--sha256 $SHA256: not a SHA-256 (64 hex digits, lowercase)"
     fi
+    # Checked before anything changes: both are written into berth.toml as they are.
     case $DOMAIN in
-        ''|*[!a-z0-9.-]*|.*|*.) [ -z "$DOMAIN" ] || die "--domain $DOMAIN: not a domain name" ;;
+        ''|*[!a-z0-9.-]*|.*|*.) [ -z "$DOMAIN" ] || die "--domain $(printable "$DOMAIN"): not a domain name" ;;
+    esac
+    case $EMAIL in
+        ''|*@*.*) ;;
+        *) die "--email $(printable "$EMAIL"): not an e-mail address" ;;
+    esac
+    case $EMAIL in
+        *[!A-Za-z0-9._%+@-]*|*@*@*|@*|*@.*|*.) die "--email $(printable "$EMAIL"): not an e-mail address" ;;
     esac
     if [ "$CONFIG" = /etc/berth/berth.toml ]; then SSH_COMMAND="$BERTH"
     else SSH_COMMAND="env BERTH_CONFIG=$CONFIG $BERTH"; fi
@@ -322,7 +332,12 @@ create_user() {
 }
 
 write_config() {
-    [ ! -f "$CONFIG" ] || return 0
+    if [ -f "$CONFIG" ]; then  # an earlier install's: kept, but for the flags given now
+        apply_setting --domain deploy domain "$DOMAIN"
+        apply_setting --email acme email "$EMAIL"
+        [ -n "$DOMAIN" ] || DOMAIN=$(config_setting deploy domain | sed -n 's/^value [0-9]* //p')
+        return 0
+    fi
     say "Writing $CONFIG"
     mkdir -p "$(dirname "$CONFIG")"
     # The firewall starts off: the installer shows what it will close, then turns it on.
@@ -342,6 +357,44 @@ email = "$EMAIL"
 enabled = false  # install.sh turns this on
 EOF
     chmod 0644 "$CONFIG"
+}
+
+config_setting() {  # SECTION KEY: where KEY is in [SECTION] of CONFIG, as "value LINE VALUE"
+    # (a plain KEY = "VALUE" line), "other LINE" (a value written otherwise), "absent LINE"
+    # (no KEY; LINE is the table's header) or "absent 0" (no such table).
+    awk -v section="$1" -v key="$2" '
+        /^[ \t]*\[/ { name = $0; sub(/^[ \t]*\[[ \t]*/, "", name); sub(/[ \t]*\].*$/, "", name)
+                     inside = (name == section); if (inside) header = NR; next }
+        inside && $0 ~ ("^[ \t]*" key "[ \t]*=") {
+            value = $0; sub(/^[^=]*=[ \t]*/, "", value); done = 1
+            if (value !~ /^"[^"\\]*"[ \t]*(#.*)?$/) { print "other " NR; exit }
+            sub(/^"/, "", value); sub(/".*$/, "", value); print "value " NR " " value; exit
+        }
+        END { if (!done) print "absent " (header + 0) }' "$CONFIG"
+}
+
+check_setting() {  # FLAG SECTION KEY VALUE: before anything changes, refuse what apply_setting cannot do
+    [ -n "$4" ] && [ -f "$CONFIG" ] || return 0
+    case $(config_setting "$2" "$3") in
+        other\ *) die "$1 $4: [$2] $3 in $CONFIG is not a plain \"...\" string; change it there yourself" ;;
+    esac
+}
+
+apply_setting() {  # FLAG SECTION KEY VALUE: KEY in [SECTION] of CONFIG becomes VALUE, the rest kept byte for byte
+    [ -n "$4" ] || return 0
+    found=$(config_setting "$2" "$3")
+    line=${found#* }; line=${line%% *}
+    case $found in
+        value\ *) was=${found#value "$line" }
+            [ "$was" != "$4" ] || return 0
+            sed -i "${line}s/\"[^\"]*\"/\"$4\"/" "$CONFIG" ;;
+        absent\ 0) was=""
+            if [ -n "$(tail -c 1 "$CONFIG")" ]; then echo >>"$CONFIG"; fi
+            printf '\n[%s]\n%s = "%s"\n' "$2" "$3" "$4" >>"$CONFIG" ;;
+        absent\ *) was=""; sed -i "${line}a $3 = \"$4\"" "$CONFIG" ;;
+        *) check_setting "$@" ;;
+    esac
+    say "Changed [$2] $3 in $CONFIG from \"$was\" to \"$4\" ($1; the rest of the file is kept)"
 }
 
 # -- the agent as a service ----------------------------------------------------------
@@ -754,6 +807,8 @@ uninstall() {
 main() {
     if [ "$ACTION" = uninstall ]; then uninstall; exit 0; fi
     preflight
+    check_setting --domain deploy domain "$DOMAIN"
+    check_setting --email acme email "$EMAIL"
     resolve_source
     install_packages
     start_docker
