@@ -63,6 +63,8 @@ read_settings() {  # every setting from its environment variable, or its default
     CONFIG=${BERTH_CONFIG:-/etc/berth/berth.toml}
     BERTH="$BIN_DIR/berth"
     SUPERVISOR=/usr/local/sbin/berth-supervise
+    SUPERVISE_PID=/run/berth-supervise.pid
+    AGENT_LOGS=/var/log/berth  # the agent's own log and what it prints before logging starts
     AGENT_PID=/run/berth-agent.pid
     FIREWALL_BOOT=/usr/local/sbin/berth-firewall-boot
     RESTARTS_FILE=/run/berth-supervise.restarts
@@ -470,23 +472,23 @@ EOF
     systemctl restart berth.service
 }
 
-supervisor_service() {
-    cat >"$SUPERVISOR.new" <<EOF
+supervisor_script() {  # the respawning loop that runs the agent without systemd
+    cat <<EOF
 #!/bin/sh
 # Keeps \`berth agent\` running where there is no systemd. The agent rotates its own
 # log; what it prints before logging starts (or as it dies) goes to agent.stderr,
 # rotated here between runs.
 umask 0027
-mkdir -p /var/log/berth
-echo \$\$ >/run/berth-supervise.pid
+mkdir -p $AGENT_LOGS
+echo \$\$ >$SUPERVISE_PID
 restarts=0
 echo 0 >$RESTARTS_FILE
 while true; do
-    if [ -f /var/log/berth/agent.stderr ] && [ "\$(wc -c </var/log/berth/agent.stderr)" -gt 10485760 ]; then
-        mv -f /var/log/berth/agent.stderr /var/log/berth/agent.stderr.1
+    if [ -f $AGENT_LOGS/agent.stderr ] && [ "\$(wc -c <$AGENT_LOGS/agent.stderr)" -gt 10485760 ]; then
+        mv -f $AGENT_LOGS/agent.stderr $AGENT_LOGS/agent.stderr.1
     fi
     # SIGHUP to this pid restarts the agent in place, its ports kept open (an upgrade).
-    BERTH_CONFIG=$CONFIG $BERTH agent --log-file /var/log/berth/agent.log 2>>/var/log/berth/agent.stderr &
+    BERTH_CONFIG=$CONFIG $BERTH agent --log-file $AGENT_LOGS/agent.log 2>>$AGENT_LOGS/agent.stderr &
     echo \$! >$AGENT_PID
     wait \$!
     restarts=\$((restarts + 1))
@@ -494,12 +496,35 @@ while true; do
     sleep 2
 done
 EOF
+}
+
+supervisor_stop() {  # shell text: stop the respawning loop, then wait for its agent to end
+    cat <<EOF
+agent=\$(cat $AGENT_PID 2>/dev/null) || agent=""
+[ ! -f $SUPERVISE_PID ] || kill -TERM -"\$(cat $SUPERVISE_PID)" 2>/dev/null || true
+# The agent drains for at most 80 s (its stop budget): a new one could not bind before.
+i=0
+while [ -n "\$agent" ] && { tr '\\0' ' ' <"/proc/\$agent/cmdline"; } 2>/dev/null | grep -q 'berth.* agent'; do
+    i=\$((i + 1))
+    if [ \$i -gt 900 ]; then kill -KILL "\$agent" 2>/dev/null || true; break; fi
+    sleep 0.1
+done
+rm -f $SUPERVISE_PID $RESTARTS_FILE $AGENT_PID
+EOF
+}
+
+agent_init_script() {  # /etc/init.d/berth: the respawning loop as a SysV service
+    sysv_script berth "Berth agent" "\$network docker" "(setsid $SUPERVISOR >/dev/null 2>&1 &)" \
+        "$(supervisor_stop)" "kill -HUP \$(cat $AGENT_PID)"
+}
+
+supervisor_service() {
+    supervisor_script >"$SUPERVISOR.new"
     chmod 0755 "$SUPERVISOR.new"
     mv -f "$SUPERVISOR.new" "$SUPERVISOR"  # a running loop keeps reading its own copy
     if has_sysv; then
-        sysv_script berth "Berth agent" "\$network docker" "(setsid $SUPERVISOR >/dev/null 2>&1 &)" \
-            "[ -f /run/berth-supervise.pid ] && kill -TERM -\$(cat /run/berth-supervise.pid) || true" \
-            "kill -HUP \$(cat $AGENT_PID)"
+        agent_init_script >/etc/init.d/berth
+        chmod 0755 /etc/init.d/berth
         update-rc.d berth defaults >/dev/null 2>&1
     else
         BOOT_NOTE="No systemd and no SysV init here: the agent will NOT come back after a reboot. After each boot, start it as root with: setsid $SUPERVISOR >/dev/null 2>&1 &"
@@ -520,7 +545,7 @@ EOF
 }
 
 supervised_agent() {  # the pid of the agent the respawning loop runs, if it runs
-    [ -f /run/berth-supervise.pid ] && kill -0 "$(cat /run/berth-supervise.pid)" 2>/dev/null \
+    [ -f "$SUPERVISE_PID" ] && kill -0 "$(cat "$SUPERVISE_PID")" 2>/dev/null \
         || return 1
     pid=$(cat "$AGENT_PID" 2>/dev/null) || return 1
     { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q 'berth.* agent' || return 1
@@ -536,16 +561,10 @@ restart_in_place() {  # SIGHUP: the agent execs the installed code, keeping its 
     done
 }
 
-stop_supervisor() {
-    if [ -f /run/berth-supervise.pid ]; then
-        kill -TERM -"$(cat /run/berth-supervise.pid)" 2>/dev/null || true
-        rm -f /run/berth-supervise.pid "$RESTARTS_FILE" "$AGENT_PID"
-        sleep 1
-    fi
-}
+stop_supervisor() { sh -c "$(supervisor_stop)"; }
 
 sysv_script() {  # NAME DESCRIPTION REQUIRED-START START-COMMAND STOP-COMMAND [RELOAD-COMMAND]
-    cat >"/etc/init.d/$1" <<EOF
+    cat <<EOF
 #!/bin/sh
 ### BEGIN INIT INFO
 # Provides:          $1
@@ -558,12 +577,11 @@ sysv_script() {  # NAME DESCRIPTION REQUIRED-START START-COMMAND STOP-COMMAND [R
 case "\$1" in
     start) $4 ;;
     stop) $5 ;;
-    restart) "\$0" stop; sleep 1; "\$0" start ;;
+    restart) "\$0" stop; "\$0" start ;;  # stop returns once the service has ended
     reload) ${6:-\$0 restart} ;;
     *) echo "usage: \$0 start|stop|restart|reload"; exit 1 ;;
 esac
 EOF
-    chmod 0755 "/etc/init.d/$1"
 }
 
 # -- the firewall ---------------------------------------------------------------------
@@ -624,7 +642,9 @@ EOF
         systemctl daemon-reload
         systemctl enable berth-firewall.service >/dev/null 2>&1
     elif has_sysv; then
-        sysv_script berth-firewall "Berth's firewall table" "" "$FIREWALL_BOOT" "true"
+        sysv_script berth-firewall "Berth's firewall table" "" "$FIREWALL_BOOT" "true" \
+            >/etc/init.d/berth-firewall
+        chmod 0755 /etc/init.d/berth-firewall
         # shellcheck disable=SC2016
         sed -i 's/^# Default-Start:     2 3 4 5$/# Default-Start:     S\n# X-Start-Before:    $network networking ssh/' /etc/init.d/berth-firewall
         sed -i 's/^# Default-Stop:      0 1 6$/# Default-Stop:/' /etc/init.d/berth-firewall

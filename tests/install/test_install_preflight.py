@@ -134,7 +134,8 @@ def test_without_a_known_init_it_says_the_agent_will_not_come_back(tmp_path: Pat
     fake_command(tmp_path / "bin", "setsid", f'echo "$@" >"{tmp_path}/started"')
     fake_command(tmp_path / "bin", "ip", "exit 1")
     supervisor = tmp_path / "berth-supervise"
-    script = functions("say", "note", "die", "read_settings", "supervisor_service",
+    script = functions("say", "note", "die", "read_settings", "supervisor_script",
+                       "supervisor_service",
                        "public_address", "next_steps") + f"""
 has_systemd() {{ false; }}
 has_sysv() {{ false; }}
@@ -154,6 +155,7 @@ next_steps
             f"reboot. After each boot, start it as root with: setsid {supervisor} "
             ">/dev/null 2>&1 &") in lines
     assert os.access(supervisor, os.X_OK)
+    assert "while true; do" in supervisor.read_text()
     deadline = time.monotonic() + 10
     while not (tmp_path / "started").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
