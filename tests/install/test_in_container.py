@@ -1,7 +1,9 @@
 """install.sh on a fresh server: a container with systemd as PID 1 and one with SysV
-init (no systemd). Install with a cloud-style authorized_keys line, push an app into the
-server over SSH (a Dockerfile app, built by the server's own Docker engine), run the
-installer again (an upgrade) while clients send requests for the app through the proxy
+init (no systemd), with no checkout of Berth in it. Install the way the README says, with
+the one line (`curl -fsSL BASE_URL/install.sh | sh -s -- ...`) from a release cut by
+`.ci/release` and served over HTTP from the host, with a cloud-style authorized_keys line;
+push an app into the server over SSH (a Dockerfile app, built by the server's own Docker engine), run the
+one line of a later release (an upgrade to another wheel) while clients send requests for the app through the proxy
 (none may fail: under systemd berth.socket keeps the ports open, without it the agent
 restarts in place), restart the container (the agent, the app and the firewall table
 come back by themselves), then uninstall, and purge (the app's container, network and
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import docker_problem
+from tests.install.harness import Published, Releases
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -32,6 +35,7 @@ APP_BASE = IMAGES["systemd"]
 APP_HOST = "load.apps.example.com"
 APP_BODY = "hello from a Dockerfile"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBt3ZkOtt0LHlyhz4mD0Gz3hrrQmT8GEGEPYXQH0vBEp"
+SETTINGS = "--domain apps.example.com --email ops@example.com"
 CLOUD_LINE = f'no-port-forwarding,no-agent-forwarding,command="echo \'use debian\'" {KEY} cloud\n'
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -85,12 +89,7 @@ def server(request: pytest.FixtureRequest, pip_cache: Path) -> Iterator[str]:
         # Installing during boot races the init's own clean-up of /tmp: wait for the end.
         assert wait_until(name, "systemctl is-system-running --wait >/dev/null 2>&1; "
                           "pgrep -x sshd", timeout=120)
-        source = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True,
-                                check=True).stdout
-        tar = subprocess.run(["tar", "-C", str(REPO), "--null", "-T", "-", "-cf", "-"],
-                             input=source, capture_output=True, check=True).stdout
-        subprocess.run(["docker", "exec", "-i", name, "sh", "-c", "mkdir -p /src && tar -C /src -xf -"],
-                       input=tar, check=True, capture_output=True)
+        docker("cp", str(REPO / "tests" / "apps" / "dockerfile"), f"{name}:/root/app")
         docker("cp", HOST_CA_BUNDLE, f"{name}:{HOST_CA_BUNDLE}")
         sh(name, f"mkdir -p /root/.ssh && printf '%s' \"{CLOUD_LINE}\" >/root/.ssh/authorized_keys")
         yield name
@@ -166,7 +165,7 @@ PUSH = f"""
 set -e
 ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/push
 berth keys:add pusher < /root/.ssh/push.pub
-rm -rf /tmp/load && cp -r /src/tests/apps/dockerfile /tmp/load && cd /tmp/load
+rm -rf /tmp/load && cp -r /root/app /tmp/load && cd /tmp/load
 sed -i 's|^FROM .*|FROM {APP_BASE}|' Dockerfile
 git init -q -b main . && git add -A
 git -c user.name=dev -c user.email=dev@example.com commit -qm app
@@ -218,10 +217,32 @@ def upgrade_from_ipv4_only_socket(server: str, install: str) -> None:
     assert wait_until(server, APP_ANSWERS, timeout=120), logs(server)
 
 
-def test_install_upgrade_reboot_uninstall(server: str):
-    install = "sh /src/install.sh --domain apps.example.com --email ops@example.com"
-    first = sh(server, install, check=False)
+def one_line(base: str, arguments: str) -> str:
+    """The README's install line for the release published at BASE."""
+    return f"curl -fsSL {base}/install.sh | sh -s -- {arguments}"
+
+
+def runs_release(server: str, site: Published, base: str, version: str, asked: int) -> None:
+    """The server's Berth, installed and running, is the release at BASE: what the one line
+    fetched since request ASKED is its install.sh and its wheel (whose SHA-256 install.sh
+    checked), and `berth version` names VERSION, installed and running."""
+    wheel = f"berth-{version}-py3-none-any.whl"
+    path = base.removeprefix(site.base)
+    assert site.requests[asked:] == [f"{path}/install.sh", f"{path}/{wheel}"], site.requests
+    running = f"berth version | grep -qx 'agent {version}+[0-9a-f]* (running)'"
+    assert wait_until(server, running, timeout=60), sh(server, "berth version").stdout
+    lines = sh(server, "berth version").stdout.splitlines()
+    build = lines[0].split()[1] if lines else ""
+    assert build.startswith(f"{version}+") and lines == [
+        f"berth {build} (installed)", f"agent {build} (running)"], lines
+
+
+def installed(server: str, releases: Releases) -> None:
+    """The first install, from the first release: what it says, what it set up."""
+    asked = len(releases.site.requests)
+    first = sh(server, one_line(releases.first, SETTINGS), check=False)
     assert first.returncode == 0, first.stdout + first.stderr + logs(server)
+    runs_release(server, releases.site, releases.first, releases.first_version, asked)
     lines = first.stdout.splitlines()
     if server.endswith("sysvinit"):  # its docker.io was there and running: used as it is
         assert "Using the Docker engine already running" in first.stdout
@@ -248,15 +269,20 @@ def test_install_upgrade_reboot_uninstall(server: str):
     if server.endswith("systemd"):
         assert sh(server, "systemctl show -p UMask berth").stdout.strip() == "UMask=0027"
 
-    push_app(server)
-    keys = sh(server, "berth keys").stdout
 
-    again, load = upgraded_under_load(server, install)  # same key, same config
+def upgraded(server: str, releases: Releases) -> str:
+    """The one line of the later release, run while clients use the pushed app: none of
+    their requests fails and the agent runs the later wheel. The line that ran it."""
+    upgrade = one_line(releases.later, SETTINGS)  # same key, same config
+    keys = sh(server, "berth keys").stdout
+    asked = len(releases.site.requests)
+    again, load = upgraded_under_load(server, upgrade)
     assert again.returncode == 0, again.stdout + again.stderr
     if load["failures"]:
         print(again.stdout, logs(server), sep="\n")  # shown with the failure
     assert load["failures"] == [] and load["answered"] > 100, (
         load["failures"][:3], len(load["failures"]), load["statuses"])
+    runs_release(server, releases.site, releases.later, releases.later_version, asked)
     if server.endswith("sysvinit"):
         assert "Restarting the agent in place" in again.stdout, again.stdout
     else:  # the ports belong to berth.socket, the agent to berth.service
@@ -264,19 +290,24 @@ def test_install_upgrade_reboot_uninstall(server: str):
             "active", "active"]
     assert "may push" not in again.stdout
     assert sh(server, "berth keys").stdout == keys
+    return upgrade
 
-    docker("restart", server, timeout=180)  # a clean shutdown and boot, as a reboot
+
+def rebooted(server: str) -> None:
+    """A clean shutdown and boot, as a reboot: the agent, the app and the firewall come back."""
+    docker("restart", server, timeout=180)
     assert wait_until(server, "berth apps"), logs(server)
     assert wait_until(server, APP_ANSWERS, timeout=120), logs(server)  # the app came back
     assert "table inet berth" in sh(server, "nft list tables").stdout
     if server.endswith("systemd"):  # loaded at boot, before the network and the agent
         assert sh(server, "systemctl is-active berth-firewall").stdout.strip() == "active"
 
-    if server.endswith("systemd"):
-        upgrade_from_ipv4_only_socket(server, install)
 
-    removed = sh(server, "sh /src/install.sh --uninstall", check=False)
+def uninstalled(server: str, base: str) -> None:
+    """--uninstall keeps data, configuration and running apps; --purge removes them too."""
+    removed = sh(server, one_line(base, "--uninstall"), check=False)
     assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "Berth is uninstalled." in removed.stdout, removed.stdout
     assert sh(server, "command -v berth", check=False).returncode != 0
     assert "table inet berth" not in sh(server, "nft list tables").stdout
     assert sh(server, "test -e /etc/berth/firewall.nft || test -e /usr/local/sbin/berth-firewall-boot",
@@ -288,9 +319,20 @@ def test_install_upgrade_reboot_uninstall(server: str):
 
     berths = ("docker ps -aq --filter label=berth.managed; "
               "docker network ls -q --filter label=berth.managed; docker images -q 'berth/*'")
-    purged = sh(server, "sh /src/install.sh --uninstall --purge", check=False)
-    assert purged.returncode == 0, purged.stdout + purged.stderr
+    purged = sh(server, one_line(base, "--uninstall --purge"), check=False)
+    assert purged.returncode == 0 and "Berth is uninstalled." in purged.stdout, (
+        purged.stdout + purged.stderr)
     assert sh(server, berths).stdout.strip() == ""  # the app's container, network and image
     assert sh(server, "id berth", check=False).returncode != 0
     assert sh(server, "for path in /var/lib/berth /etc/berth /var/log/berth; do "
                       "[ ! -e $path ] || echo $path; done").stdout == ""
+
+
+def test_install_upgrade_reboot_uninstall(server: str, bridge_releases: Releases) -> None:
+    installed(server, bridge_releases)
+    push_app(server)
+    upgrade = upgraded(server, bridge_releases)
+    rebooted(server)
+    if server.endswith("systemd"):
+        upgrade_from_ipv4_only_socket(server, upgrade)
+    uninstalled(server, bridge_releases.later)
