@@ -5,10 +5,11 @@ would be ignored. While the server is stopped, its RDB and AOF are set aside (re
 `*.previous`), the backup's RDB put in place, and the configuration says `appendonly
 no`; it starts from the RDB, and once it answers, its AOF is switched on live and
 written from memory (agent.addons.persistence). When it does not come up with the file,
-or the file cannot be put in place (a full disk), the set-aside files are put back and
-it starts as it was. A `*.previous` already there (a restore that did not finish) is
-never overwritten: the restore is refused until it is moved away. A failed switch to AOF leaves
-the restored data (in its RDB) and is retried by the add-ons' reconciler.
+or the file cannot be put in place (a full disk), or the restore is cancelled, the
+set-aside files are put back and it starts as it was. A `*.previous` already there (a
+restore that did not finish) is never overwritten: the restore is refused until it is
+moved away. A failed switch to AOF leaves the restored data (in its RDB) and is retried
+by the add-ons' reconciler.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from agent.addons.model import Addon
 from agent.addons.service import AddonService
 from agent.backups import dumps
 from agent.backups.model import RestoreFailed
+from agent.backups.uncut import to_its_end
 from agent.errors import BerthError
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ async def restore_rdb(addons: AddonService, addon: Addon, path: Path) -> None:
             await addons.wait_ready(addon)
             await dumps.redis_command(addons.engine, addon, "DBSIZE",
                                       timeout=limits.command_timeout)
+        except asyncio.CancelledError:  # never left stopped, its data set aside
+            await to_its_end(_back_as_it_was(addons, addon, layout, kept, "cancelled"))
+            raise
         except Exception as exc:  # disk full included: the previous data comes back
             await _back_as_it_was(addons, addon, layout, kept, exc)
             raise RestoreFailed(f"redis did not start with the backup ({exc}); "
@@ -62,7 +67,7 @@ async def restore_rdb(addons: AddonService, addon: Addon, path: Path) -> None:
 
 
 async def _back_as_it_was(addons: AddonService, addon: Addon, layout: AddonLayout,
-                          kept: list[str], cause: Exception) -> None:
+                          kept: list[str], cause: Exception | str) -> None:
     """The set-aside files back in place and the server started on them; when that fails
     too, one error saying where the previous data is."""
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ from agent.addons.containers import AddonLayout
 from agent.backups import dumps, files, pgrestore, redisrestore
 from agent.backups.model import Backup, RestoreFailed
 from agent.backups.service import BackupService
+from agent.backups.uncut import to_its_end
 from agent.deploy.output import DeployOutput
 from agent.errors import BerthError
 
@@ -61,24 +62,7 @@ async def _app_held_stopped(instances: AppInstances, app: str, out: DeployOutput
         finally:
             if was_running:
                 out.step(f"Starting {app} again")
-                await _to_its_end(instances.start(app, out))
-
-
-async def _to_its_end(work: Awaitable[None]) -> None:
-    """`work` awaited to its end even when the caller is cancelled meanwhile (the app's
-    lock is released only after it); the cancellation is raised once it has ended."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    task.result()
+                await to_its_end(instances.start(app, out))
 
 
 async def check_file(service: BackupService, backup: Backup) -> Path:

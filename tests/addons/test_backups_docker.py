@@ -133,6 +133,28 @@ def test_a_redis_restore_the_disk_refuses_leaves_the_previous_keys(
     assert world.redis(addon.url, "GET", "k") == "before"
 
 
+def test_a_redis_restore_cancelled_midway_leaves_the_previous_keys(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelled once the data is set aside (the agent stopping, say): the data goes back
+    and redis serves it before the cancellation goes on."""
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "SET", "k", "before")
+    asyncio.run(world.backups.capture(world.cache, None, world.out()))
+    world.redis(addon.url, "SET", "k", "after")
+
+    def cancelled(source: object, target: object) -> None:
+        raise asyncio.CancelledError  # as the restore's task sees a cancellation here
+
+    monkeypatch.setattr(redisrestore.shutil, "copyfile", cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(restore.restore(world.backups, world.instances, world.cache, "b1", world.out()))
+    assert world.redis(addon.url, "GET", "k") == "after"
+    data = world.service.layout(addon).data
+    assert not [p.name for p in data.iterdir() if p.name.endswith((".previous", ".restoring"))]
+    assert world.instances.up
+
+
 def test_a_redis_restore_never_overwrites_data_an_unfinished_one_set_aside(
         world: World) -> None:
     world.apps.create(world.cache)
