@@ -20,6 +20,8 @@ from agent.names import APP_NAME_MAX, APP_RULE, app_shaped
 KINDS = ("postgres", "redis")
 STANDARD_VARIABLES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
 PORTS = {"postgres": 5432, "redis": 6379}
+# Databases every Postgres cluster has: an add-on of an app so named gets `app_` before it.
+RESERVED_DATABASES = frozenset({"template0", "template1"})
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.-]{0,19}")
 # `--as` may use capitals and underscores: lowered and dashed, it is the add-on's name.
 _AS = re.compile(rf"[A-Za-z][A-Za-z0-9_-]{{0,{APP_NAME_MAX - 1}}}")
@@ -60,8 +62,10 @@ class Addon:
 
     @property
     def user(self) -> str:
-        """The Postgres role and database (the app's name, as an SQL identifier)."""
-        return self.app.replace("-", "_")
+        """The Postgres role and database: the app's name as an SQL identifier, prefixed
+        with `app_` when Postgres keeps that name for itself (an app named template1)."""
+        name = self.app.replace("-", "_")
+        return f"app_{name}" if name in RESERVED_DATABASES else name
 
     @property
     def url(self) -> str:

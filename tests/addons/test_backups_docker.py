@@ -326,7 +326,7 @@ def test_a_postgres_restore_ends_a_session_left_open_on_the_database(world: Worl
         lingering.wait(timeout=30)
 
 
-@pytest.mark.parametrize("app", ["berth-previous", "berth-restoring", "postgres"])
+@pytest.mark.parametrize("app", ["berth-previous", "berth-restoring", "postgres", "template1"])
 def test_a_postgres_restore_keeps_the_data_of_an_app_named_like_its_own_databases(
         world: World, app: str) -> None:
     """The restore's temporary databases and its maintenance connection are never the
