@@ -121,10 +121,12 @@ parse_args() {  # the flags, over the environment's settings
 }
 
 berth() { BERTH_CONFIG=$CONFIG "$BERTH" "$@"; }
+
 config_value() {  # KEY DEFAULT: KEY's value in CONFIG (its first `KEY = "..."` line), else DEFAULT
     found=$(sed -n "s/^$1 *= *\"\(.*\)\"/\1/p" "$CONFIG" 2>/dev/null | head -n 1)
     echo "${found:-$2}"
 }
+
 has_systemd() { [ -d /run/systemd/system ]; }
 has_sysv() { [ -d /etc/init.d ] && command -v update-rc.d >/dev/null 2>&1; }
 
@@ -501,10 +503,12 @@ EOF
 supervisor_stop() {  # shell text: stop the respawning loop, then wait for its agent to end
     cat <<EOF
 agent=\$(cat $AGENT_PID 2>/dev/null) || agent=""
+running() { [ -n "\$agent" ] && { tr '\\0' ' ' <"/proc/\$agent/cmdline"; } 2>/dev/null | grep -q 'berth.* agent'; }
 [ ! -f $SUPERVISE_PID ] || kill -TERM -"\$(cat $SUPERVISE_PID)" 2>/dev/null || true
+! running || kill -TERM "\$agent" 2>/dev/null || true  # also an agent whose loop is gone
 # The agent drains for at most 80 s (its stop budget): a new one could not bind before.
 i=0
-while [ -n "\$agent" ] && { tr '\\0' ' ' <"/proc/\$agent/cmdline"; } 2>/dev/null | grep -q 'berth.* agent'; do
+while running; do
     i=\$((i + 1))
     if [ \$i -gt 900 ]; then kill -KILL "\$agent" 2>/dev/null || true; break; fi
     sleep 0.1

@@ -43,10 +43,19 @@ agent_init_script >{root}/init && chmod 0755 {root}/init
     written = run_shell(script, env={"PATH": "/usr/bin:/bin"})
     assert written.returncode == 0, written.stderr
     yield root / "init"
-    stopped = subprocess.run(["sh", str(root / "init"), "stop"], capture_output=True,
-                             timeout=30, check=False)
-    if stopped.returncode and (root / "supervise.pid").exists():
-        os.killpg(int((root / "supervise.pid").read_text()), signal.SIGKILL)
+    supervisor, agent = (int(path.read_text()) if path.exists() else 0
+                         for path in (root / "supervise.pid", root / "agent.pid"))
+    try:
+        stopped = subprocess.run(["sh", str(root / "init"), "stop"], capture_output=True,
+                                 timeout=30, check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        stopped = False
+    for kill, pid in ((os.killpg, supervisor), (os.kill, agent)):
+        if not stopped and pid:  # whatever a failed stop left running
+            try:
+                kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def events(root: Path, count: int) -> list[str]:
@@ -85,3 +94,15 @@ def test_stop_returns_once_the_agent_has_ended(init: Path):
     assert stopped.returncode == 0, stopped.stderr
     assert (root / "events").read_text().splitlines() == [first, f"drained {first.split()[1]}"]
     assert not (root / "supervise.pid").exists() and not (root / "agent.pid").exists()
+
+
+def test_stop_ends_an_agent_whose_loop_is_gone(init: Path):
+    root = init.parent
+    subprocess.run(["sh", str(init), "start"], capture_output=True, timeout=30, check=True)
+    [first] = events(root, 1)
+    os.kill(int((root / "supervise.pid").read_text()), signal.SIGKILL)  # the loop alone,
+    (root / "supervise.pid").unlink()  # and its pid file with it
+    stopped = subprocess.run(["sh", str(init), "stop"], capture_output=True, timeout=30,
+                             check=False)
+    assert stopped.returncode == 0, stopped.stderr
+    assert (root / "events").read_text().splitlines() == [first, f"drained {first.split()[1]}"]
