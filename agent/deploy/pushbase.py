@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import processgroup
+from agent import repos
 from agent.deploy.errors import BaseMoved
+from agent.hostfiles import UnsafePath
 
 ZERO = "0" * 40  # git's old value of a branch that does not exist yet
 SETTLE = 5.0  # seconds a pending ref update is waited for
@@ -46,13 +47,15 @@ class PushBase:
 async def read_ref(repo: Path, ref: str) -> str | None:
     """The commit `ref` holds in `repo`; ZERO when there is no such branch; None when
     git cannot tell (the push then goes on unchecked, as git will still check it)."""
-    try:
+    try:  # as the repository's owner: never root on a repository the berth user owns
         result: subprocess.CompletedProcess[str] = await asyncio.to_thread(
-            processgroup.run, ["git", "-c", f"safe.directory={repo}", "--git-dir", str(repo),
-                               "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+            repos.git_as_owner, repo, ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
             capture_output=True, text=True, timeout=READ_TIMEOUT)
     except subprocess.TimeoutExpired:
         log.warning("branch not read in %gs repo=%s ref=%s", READ_TIMEOUT, repo, ref)
+        return None
+    except (OSError, UnsafePath) as exc:
+        log.warning("branch not readable repo=%s ref=%s error=%s", repo, ref, exc)
         return None
     if result.returncode == 0:
         return result.stdout.strip()

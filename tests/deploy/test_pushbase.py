@@ -5,12 +5,15 @@ deployer over the fakes of tests/deploy/fakes.py."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from agent import repos
 from agent.deploy import pushbase
 from agent.deploy.errors import BaseMoved
 from agent.deploy.pushbase import ZERO, BranchGuard, PushBase, read_ref
@@ -98,8 +101,30 @@ async def test_a_git_that_does_not_answer_reads_as_unknown_within_the_deadline(
     stuck.mkdir()
     (stuck / "git").write_text("#!/bin/sh\nexec sleep 60\n")
     (stuck / "git").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{stuck}:/usr/bin:/bin")
+    monkeypatch.setattr(repos, "GIT_PATH", f"{stuck}:/usr/bin:/bin")
     monkeypatch.setattr(pushbase, "READ_TIMEOUT", 0.5)
     began = time.monotonic()
     assert await read_ref(repo / ".git", MAIN) is None  # the push goes on; git checks it
     assert time.monotonic() - began < 10
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become the repository's owner")
+async def test_the_branch_is_read_as_the_repository_owner_never_as_root(monkeypatch) -> None:
+    """The berth user owns the repositories (and could write their config): git runs
+    as that owner, never as root."""
+    with tempfile.TemporaryDirectory() as top:  # one the owner can reach (not 0700)
+        place = Path(top)
+        place.chmod(0o755)
+        (place / "bin").mkdir()
+        seen = place / "seen"
+        git_wrapper = place / "bin" / "git"
+        git_wrapper.write_text(f"#!/bin/sh\nid -u > {seen}\nexec /usr/bin/git \"$@\"\n")
+        git_wrapper.chmod(0o755)
+        seen.touch()
+        seen.chmod(0o666)
+        shop = place / "shop.git"
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(shop)], check=True)
+        subprocess.run(["chown", "-R", "65534:65534", str(shop)], check=True)
+        monkeypatch.setattr(repos, "GIT_PATH", f"{place / 'bin'}:/usr/bin:/bin")
+        assert await read_ref(shop, MAIN) == ZERO
+        assert seen.read_text().strip() == "65534"
