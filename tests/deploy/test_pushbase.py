@@ -9,6 +9,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,23 +109,32 @@ async def test_a_git_that_does_not_answer_reads_as_unknown_within_the_deadline(
     assert time.monotonic() - began < 10
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become the repository's owner")
-async def test_the_branch_is_read_as_the_repository_owner_never_as_root(monkeypatch) -> None:
-    """The berth user owns the repositories (and could write their config): git runs
-    as that owner, never as root."""
-    with tempfile.TemporaryDirectory() as top:  # one the owner can reach (not 0700)
+@pytest.fixture
+def owned_repo() -> Iterator[tuple[Path, Path, Path]]:
+    """A bare repository owned by uid 65534 in a directory that user can reach, a `git`
+    wrapper that records who ran it, and the file it records to."""
+    with tempfile.TemporaryDirectory() as top:  # not pytest's 0700 tmp_path
         place = Path(top)
         place.chmod(0o755)
         (place / "bin").mkdir()
         seen = place / "seen"
-        git_wrapper = place / "bin" / "git"
-        git_wrapper.write_text(f"#!/bin/sh\nid -u > {seen}\nexec /usr/bin/git \"$@\"\n")
-        git_wrapper.chmod(0o755)
+        wrapper = place / "bin" / "git"
+        wrapper.write_text(f"#!/bin/sh\nid -u > {seen}\nexec /usr/bin/git \"$@\"\n")
+        wrapper.chmod(0o755)
         seen.touch()
         seen.chmod(0o666)
         shop = place / "shop.git"
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(shop)], check=True)
         subprocess.run(["chown", "-R", "65534:65534", str(shop)], check=True)
-        monkeypatch.setattr(repos, "GIT_PATH", f"{place / 'bin'}:/usr/bin:/bin")
-        assert await read_ref(shop, MAIN) == ZERO
-        assert seen.read_text().strip() == "65534"
+        yield shop, place / "bin", seen
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become the repository's owner")
+async def test_the_branch_is_read_as_the_repository_owner_never_as_root(
+        owned_repo, monkeypatch) -> None:
+    """The berth user owns the repositories (and could write their config): git runs
+    as that owner, never as root."""
+    shop, bin_dir, seen = owned_repo
+    monkeypatch.setattr(repos, "GIT_PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert await read_ref(shop, MAIN) == ZERO
+    assert seen.read_text().strip() == "65534"
