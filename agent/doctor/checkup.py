@@ -143,13 +143,14 @@ def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
 
 
 _EMBEDS_IPV4 = (ipaddress.ip_network("64:ff9b::/96"),  # NAT64's well-known prefix
+                ipaddress.ip_network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT)
                 ipaddress.ip_network("::/96"))  # IPv4-compatible (deprecated)
 
 
 def is_public(address: str) -> bool:
     """A global unicast address (not private, loopback, link-local, shared, reserved,
-    documentation or multicast; an IPv6 address carrying an IPv4 one, mapped or through
-    NAT64, judged as that IPv4 address)."""
+    documentation or multicast; an IPv6 address carrying an IPv4 one, mapped, translated or
+    through NAT64, judged as that IPv4 address)."""
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:

@@ -151,13 +151,15 @@ def assert_an_app_key_sees_only_whether_this_agent_answered(
 
 
 def test_only_global_unicast_addresses_are_public():
-    for address in ("8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"):
+    for address in ("8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808",
+                    "::ffff:0:808:808"):
         assert is_public(address), address
     for address in ("10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "169.254.169.254",
                     "100.64.0.1", "0.0.0.0", "224.0.0.1", "192.0.2.10", "::1", "fe80::1",
                     "fd00::1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "ff02::1",
                     "2001:db8::1", "not-an-address", "255.255.255.255",
-                    "64:ff9b::a00:1", "64:ff9b::a9fe:a9fe", "::a00:1", "2002:a00:1::"):
+                    "64:ff9b::a00:1", "64:ff9b::a9fe:a9fe", "::a00:1", "2002:a00:1::",
+                    "::ffff:0:a00:1", "::ffff:0:a9fe:a9fe"):
         assert not is_public(address), address
 
 
