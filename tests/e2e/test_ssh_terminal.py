@@ -193,3 +193,24 @@ def test_hanging_up_ends_the_client_in_the_addon(stack) -> None:
             break
         assert time.monotonic() < deadline, top
         time.sleep(0.2)
+
+
+def test_keys_an_older_berth_wrote_get_a_terminal_once_the_agent_restarts(stack) -> None:
+    """An upgrade: authorized_keys still has the no-pty lines of the Berth before; the
+    new agent rewrites them at its start."""
+    agent, developer = stack
+    keys_file = agent.root / "ssh" / "authorized_keys"
+    current = keys_file.read_text()
+    assert "restrict,pty,no-port-forwarding," in current
+    keys_file.write_text(current.replace("restrict,pty,", "restrict,").replace(
+        "no-X11-forwarding,", "no-X11-forwarding,no-pty,"))
+    psql = [*ssh_argv(developer, "-tt", log_level="INFO"), f"addons:psql {APP}"]
+    refused = subprocess.run(psql, stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=60, check=False)
+    assert refused.returncode != 0, refused  # -tt gives up without the terminal it forces
+    assert b"PTY allocation request failed" in refused.stderr, refused.stderr
+    agent.restart_in_place()
+    assert "no-pty" not in keys_file.read_text()
+    seen = in_terminal(psql, [((b"=>", b"=#"), b"SELECT 6 * 7 AS again;\n"),
+                              ((b"(1 row)",), b"\\q\n")])
+    assert b" again \r\n-------\r\n    42\r\n(1 row)" in seen, seen
