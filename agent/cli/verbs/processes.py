@@ -228,7 +228,7 @@ VERBS = [
     action("stop"),
     action("start"),
     Verb("run", "run a command once in a new container of the live release (from a "
-         "terminal on the server: attached to it, e.g. berth run APP bash)", run,
+         "terminal, on the server or over ssh -t: attached to it, e.g. run APP bash)", run,
          [APP, arg("--no-tty", action="store_true",
                    help="no terminal even from one: output only, as in scripts"),
           arg("command", nargs=argparse.REMAINDER, metavar="COMMAND")]),
