@@ -40,11 +40,14 @@ async def restore_rdb(addons: AddonService, addon: Addon, path: Path) -> None:
     limits = addons.settings
     async with addons.quiet(addon):
         await asyncio.to_thread(_refuse_leftovers, layout.data)
-        await addons.engine.stop(addon.container, limits.stop_timeout)
-        kept: list[str] = []
+        kept: list[str] | None = None  # None: nothing set aside yet
         try:
-            await asyncio.to_thread(_set_aside, layout.data, kept)
-            await asyncio.to_thread(load_at_next_start, addon, layout, path)
+            await addons.engine.stop(addon.container, limits.stop_timeout)
+            kept = []
+            # A thread is not stopped by a cancellation: each file step ends before any
+            # rollback, or its copy could land over the files put back.
+            await to_its_end(asyncio.to_thread(_set_aside, layout.data, kept))
+            await to_its_end(asyncio.to_thread(load_at_next_start, addon, layout, path))
             await addons.engine.start(addon.container)
             await addons.wait_ready(addon)
             await dumps.redis_command(addons.engine, addon, "DBSIZE",
@@ -53,10 +56,10 @@ async def restore_rdb(addons: AddonService, addon: Addon, path: Path) -> None:
             await to_its_end(_back_as_it_was(addons, addon, layout, kept, "cancelled"))
             raise
         except Exception as exc:  # disk full included: the previous data comes back
-            await _back_as_it_was(addons, addon, layout, kept, exc)
+            await to_its_end(_back_as_it_was(addons, addon, layout, kept, exc))
             raise RestoreFailed(f"redis did not start with the backup ({exc}); "
                                 "its previous data is back") from exc
-        await asyncio.to_thread(_drop_previous, layout.data, kept)
+        await to_its_end(asyncio.to_thread(_drop_previous, layout.data, kept))
         try:
             await persistence.switch_on(addons.engine, addon, layout,
                                         timeout=limits.restore_timeout,
@@ -67,12 +70,14 @@ async def restore_rdb(addons: AddonService, addon: Addon, path: Path) -> None:
 
 
 async def _back_as_it_was(addons: AddonService, addon: Addon, layout: AddonLayout,
-                          kept: list[str], cause: Exception | str) -> None:
-    """The set-aside files back in place and the server started on them; when that fails
-    too, one error saying where the previous data is."""
+                          kept: list[str] | None, cause: Exception | str) -> None:
+    """The set-aside files back in place and the server started on them (`kept` None:
+    nothing was set aside, its files are left as they are); when that fails too, one
+    error saying where the previous data is."""
     try:
         await addons.engine.stop(addon.container, addons.settings.stop_timeout)
-        await asyncio.to_thread(_put_back, addon, layout, kept)
+        if kept is not None:
+            await asyncio.to_thread(_put_back, addon, layout, kept)
         await addons.engine.start(addon.container)
     except Exception as exc:
         raise RestoreFailed(f"redis did not start with the backup ({cause}) and its previous "

@@ -54,10 +54,10 @@ async def _app_held_stopped(instances: AppInstances, app: str, out: DeployOutput
     data; its instances, if it had any, are stopped and started again inside."""
     async with instances.hold(app, out):
         was_running = instances.running(app)
-        if was_running:
-            out.step(f"Stopping {app}'s instances for the restore")
-            await instances.stop(app, out)
-        try:
+        try:  # a stop cut short (cancelled, failed) still ends with the app started
+            if was_running:
+                out.step(f"Stopping {app}'s instances for the restore")
+                await instances.stop(app, out)
             yield
         finally:
             if was_running:
