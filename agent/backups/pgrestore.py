@@ -10,8 +10,8 @@ is untouched, so a failure anywhere before them leaves the previous data (and th
 half-made database is dropped). The two temporary names hold an uppercase letter and a
 space, so no add-on's database (its app's name, `[a-z0-9-]`, with `_` for `-`) is ever
 one of them: clearing them never drops live data. The maintenance connection goes to
-template1, which every cluster has and no add-on's database is named (an add-on of an
-app named template1 does not start: the image refuses that database).
+template1, which every cluster has and no add-on's database is named (an app named
+template1 gets `app_template1` as its add-on's role and database).
 """
 
 from __future__ import annotations
