@@ -7,7 +7,8 @@ container's `timeout` like every command in an add-on (agent.addons.engine.bound
 relayed to a Terminal (agent.deploy.runtime.Terminal: a WebSocket, agent.api.addons):
 keystrokes and sizes in, the client's terminal out. The session ends when the client
 exits (its status), when the user goes away (the client is killed: 129, as a hang-up;
-the engine would leave it running) or at the deadline (killed: -1).
+the engine would leave it running), at the deadline (killed: -1) or when the agent
+cancels the session (restart, shutdown: killed, the cancellation goes on).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from agent.addons.containers import client_in_container
 from agent.addons.engine import EXEC_GRACE, KILLED_STATUSES, AddonEngine
 from agent.addons.model import Addon
 from agent.deploy.runtime import Terminal
+from agent.deploy.terminal_output import TerminalOutput
 
 HUNG_UP = 129  # 128 + SIGHUP
 TIMED_OUT = -1
@@ -50,23 +52,27 @@ async def run_client(engine: AddonEngine, addon: Addon, size: tuple[int, int], t
             return TIMED_OUT if late and status in KILLED_STATUSES else status
         await asyncio.to_thread(engine.kill_exec, exec_id, addon.container)
         return status
+    except asyncio.CancelledError:
+        _kill_behind(engine, exec_id, addon.container)
+        raise
     finally:
         sock.close()
+
+
+def _kill_behind(engine: AddonEngine, exec_id: str, container: str) -> None:
+    """The client killed in a thread of its own, run to its end even while the agent
+    shuts down (not a daemon; the engine's calls have the client's timeout): a session
+    cancelled under it would otherwise hold the add-on (a postgres backend) until its
+    deadline."""
+    threading.Thread(target=engine.kill_exec, args=(exec_id, container),
+                     name=f"addon-client-kill-{exec_id[:12]}").start()
 
 
 async def _relay(engine: AddonEngine, exec_id: str, sock: socket.socket, timeout: float,
                  terminal: Terminal) -> int | None:
     """Keystrokes in, output out; None once the client's output ended (it exited),
     HUNG_UP when the user went away first, TIMED_OUT at the deadline."""
-    loop = asyncio.get_running_loop()
-    output: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    def read() -> None:
-        with contextlib.suppress(OSError):
-            while data := sock.recv(65536):
-                loop.call_soon_threadsafe(output.put_nowait, data)
-        with contextlib.suppress(RuntimeError):  # the loop is gone
-            loop.call_soon_threadsafe(output.put_nowait, None)
+    output = TerminalOutput(sock, f"addon-client-{exec_id[:12]}")
 
     async def send_output() -> None:
         while (data := await output.get()) is not None:
@@ -80,7 +86,7 @@ async def _relay(engine: AddonEngine, exec_id: str, sock: socket.socket, timeout
             else:
                 await asyncio.to_thread(engine.resize_exec, exec_id, item)
 
-    threading.Thread(target=read, name=f"addon-client-{exec_id[:12]}", daemon=True).start()
+    output.start()
     printed = asyncio.ensure_future(send_output())
     typed = asyncio.ensure_future(take_input())
     try:
@@ -90,6 +96,7 @@ async def _relay(engine: AddonEngine, exec_id: str, sock: socket.socket, timeout
             return None if printed.exception() is None else HUNG_UP
         return HUNG_UP if typed in done else TIMED_OUT
     finally:
+        output.stop()
         for task in (printed, typed):
             task.cancel()
         await asyncio.gather(printed, typed, return_exceptions=True)

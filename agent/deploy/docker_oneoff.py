@@ -25,6 +25,7 @@ from agent.deploy.docker_engine import RuntimeFailure, consume, explain
 from agent.deploy.plan import ContainerSpec
 from agent.deploy.runtime import OutputSink, Terminal
 from agent.deploy.streams import FrameDecoder, LineSplitter
+from agent.deploy.terminal_output import TerminalOutput
 from agent.errors import BerthError
 
 log = logging.getLogger(__name__)
@@ -180,15 +181,7 @@ class OneOffs(ContainerLifecycle):
         """Keystrokes in, output out, until the container exits (its status), the
         terminal goes away (killed: 129, as a hang-up), or `timeout` passes (-1)."""
         loop = asyncio.get_running_loop()
-        output: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-        def read() -> None:
-            try:
-                while data := sock.recv(65536):
-                    loop.call_soon_threadsafe(output.put_nowait, data)
-            except OSError:
-                pass
-            loop.call_soon_threadsafe(output.put_nowait, None)
+        output = TerminalOutput(sock, f"oneoff-{container_id[:12]}")
 
         async def send_output() -> None:
             while (data := await output.get()) is not None:
@@ -206,7 +199,7 @@ class OneOffs(ContainerLifecycle):
                     return False  # exiting: its status tells the rest
             return True
 
-        threading.Thread(target=read, daemon=True).start()
+        output.start()
         exited = asyncio.ensure_future(asyncio.to_thread(self._api.wait, container_id))
         exited.add_done_callback(consume)  # left behind on a hang-up: ends with the removal
         printed = asyncio.ensure_future(send_output())
@@ -226,6 +219,7 @@ class OneOffs(ContainerLifecycle):
         except docker.errors.DockerException as exc:
             raise RuntimeFailure(f"wait for {container_id[:12]}", explain(exc)) from exc
         finally:
+            output.stop()
             for task in (printed, typed):
                 task.cancel()
             await asyncio.gather(printed, typed, return_exceptions=True)
