@@ -5,8 +5,9 @@ GET /doctor/probe answers, of the domains of the apps the caller's key may see, 
 the proxy holds a certificate for, its own or a wildcard's (the ones worth probing on
 HTTPS), and whether the caller's key is limited to apps (doctor then probes only public
 addresses and keeps the remote's words to itself). GET /doctor/challenges?count=N issues
-N fresh nonces, each with the answer only this proxy gives to it, answered for a minute.
-Any key may ask both: a nonce only lets its holder recognize this proxy, briefly."""
+N fresh nonces, each with the answer only this proxy gives to it, answered once within
+seconds; each key (and the server itself) may hold only so many unanswered (429 past
+that). Any key may ask both: a nonce only lets its holder recognize this proxy, briefly."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ async def challenges(request: Request) -> Response:
     raw = request.query_params.get("count", "1")
     if not raw.isdigit() or not 1 <= int(raw) <= MOST_AT_ONCE:
         raise BadCount(f"count must be a number from 1 to {MOST_AT_ONCE}, not {raw[:20]!r}")
-    issued = proxy.probe_challenges(int(raw))
+    caller = request.headers.get("x-berth-key", "")  # "" : the server itself
+    issued = proxy.probe_challenges(int(raw), caller)
     return JSONResponse({"ttl": TTL, "challenges": [
         {"nonce": c.nonce, "answer": c.answer} for c in issued]})
 

@@ -43,7 +43,7 @@ class ProxyView(Protocol):
 
     def counters(self, name: str) -> RouteCounters: ...
 
-    def probe_challenges(self, count: int) -> list[Challenge]: ...  # berth doctor's probe
+    def probe_challenges(self, count: int, caller: str = "") -> list[Challenge]: ...  # doctor
 
     def serves_tls(self, host: str) -> bool: ...  # it holds a certificate for `host`
 

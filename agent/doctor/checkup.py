@@ -132,7 +132,7 @@ def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
     skipped = [t for t in targets
                if limited and t.domain is not None and not looks.public(t.address)]
     targets = [t for t in targets if t not in skipped]
-    answers = portprobe.probe_all(targets, agent.challenges(len(targets)) if targets else [])
+    answers = _probe(agent, targets)
     server = findings.ThisServer(own, tuple(config.acme.public_addresses), start_hint())
     if limited:
         return [*(findings.not_probed(t.port, t.address, t.domain or "") for t in skipped),
@@ -140,6 +140,16 @@ def _ports(config: Config, agent: AgentFacts, looks: Looks) -> list[Finding]:
                   for t, a in zip(targets, answers, strict=True))]
     return [findings.reached(t.port, t.address, t.domain, a.who, a.detail, server)
             for t, a in zip(targets, answers, strict=True)]
+
+
+def _probe(agent: AgentFacts, targets: list[portprobe.Target]) -> list[portprobe.Answered]:
+    """Who answers each target, probed a batch at a time with nonces asked for just before
+    (a nonce is answered only within seconds of being issued)."""
+    answers: list[portprobe.Answered] = []
+    for start in range(0, len(targets), portprobe.PARALLEL):
+        batch = targets[start:start + portprobe.PARALLEL]
+        answers += portprobe.probe_all(batch, agent.challenges(len(batch)))
+    return answers
 
 
 _EMBEDS_IPV4 = (ipaddress.ip_network("64:ff9b::/96"),  # NAT64's well-known prefix

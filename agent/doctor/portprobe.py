@@ -23,7 +23,7 @@ from agent.proxy.probe import PREFIX, Challenge
 
 TIMEOUT = 5.0
 _MAX_ANSWER = 64 * 1024
-_PARALLEL = 16
+PARALLEL = 16  # probes at once
 
 # "something": a TCP connection was accepted, nothing more was asked (HTTPS on an address
 # for which the proxy has no certificate to show: its handshake would fail either way).
@@ -55,7 +55,7 @@ def probe_all(targets: Sequence[Target], challenges: Sequence[Challenge]) -> lis
         raise ValueError(f"{len(targets)} addresses to probe, {len(challenges)} nonces")
     if not targets:
         return []
-    with ThreadPoolExecutor(min(_PARALLEL, len(targets))) as pool:
+    with ThreadPoolExecutor(min(PARALLEL, len(targets))) as pool:
         return list(pool.map(probe, targets, challenges))
 
 

@@ -227,8 +227,8 @@ class Proxy:
     def counters(self, name: str) -> RouteCounters:
         return self._table.tally(name).snapshot()
 
-    def probe_challenges(self, count: int) -> list[Challenge]:
-        return self.probe.issue(count)
+    def probe_challenges(self, count: int, caller: str = "") -> list[Challenge]:
+        return self.probe.issue(count, caller)
 
     def serves_tls(self, host: str) -> bool:
         return self.certificates.covers(host)

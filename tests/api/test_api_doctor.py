@@ -6,7 +6,7 @@ nothing else under /doctor."""
 from __future__ import annotations
 
 from agent.proxy import RouteCounters
-from agent.proxy.probe import Challenge, ProbeKey
+from agent.proxy.probe import MOST_PER_CALLER, TTL, Challenge, ProbeKey
 from agent.store.keys import SshKey
 from tests.api.conftest import World
 
@@ -24,8 +24,8 @@ class ProxyHolding:
     def serves_tls(self, host: str) -> bool:
         return host in self._names or "*." + host.partition(".")[2] in self._names
 
-    def probe_challenges(self, count: int) -> list[Challenge]:
-        return self.probe.issue(count)
+    def probe_challenges(self, count: int, caller: str = "") -> list[Challenge]:
+        return self.probe.issue(count, caller)
 
 
 def test_only_the_callers_domains_with_certificates(world: World) -> None:
@@ -51,7 +51,7 @@ def test_challenges_are_fresh_nonces_the_proxy_answers(world: World) -> None:
     answer = world.client.get("/doctor/challenges", params={"count": "3"},
                               headers={"X-Berth-Key": "ci"}).json()
     issued = answer["challenges"]
-    assert answer["ttl"] == 60 and len(issued) == 3 and len({c["nonce"] for c in issued}) == 3
+    assert answer["ttl"] == TTL and len(issued) == 3 and len({c["nonce"] for c in issued}) == 3
     for challenge in issued:
         target = b"/.well-known/berth-probe/" + challenge["nonce"].encode()
         assert proxy.probe.answer(target) == challenge["answer"].encode()
@@ -59,6 +59,20 @@ def test_challenges_are_fresh_nonces_the_proxy_answers(world: World) -> None:
         response = world.client.get("/doctor/challenges", params={"count": bad})
         assert response.status_code == 400
         assert response.json()["error"].startswith("count must be a number from 1 to 256")
+
+
+def test_an_app_key_cannot_crowd_out_the_servers_own_nonces(world: World) -> None:
+    world.services.proxy = ProxyHolding()
+    world.services.keys.add(SshKey("ci", "ssh-ed25519 AAAA", "SHA256:ci", 0.0, ("shop",)))
+    ci = {"X-Berth-Key": "ci"}
+    for _ in range(MOST_PER_CALLER // 256):
+        assert world.client.get("/doctor/challenges", params={"count": "256"},
+                                headers=ci).status_code == 200
+    refused = world.client.get("/doctor/challenges", params={"count": "1"}, headers=ci)
+    assert refused.status_code == 429
+    assert refused.json()["error"].startswith("too many probe nonces outstanding")
+    assert len(world.client.get("/doctor/challenges", params={"count": "256"})
+               .json()["challenges"]) == 256
 
 
 def test_without_a_proxy_it_says_so(world: World) -> None:

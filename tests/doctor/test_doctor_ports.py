@@ -166,10 +166,12 @@ def test_only_global_unicast_addresses_are_public():
 def test_a_probe_is_this_agents_only_with_the_answer_to_its_own_nonce():
     with running_proxy() as proxy:
         here = portprobe.Target("127.0.0.1", proxy.http_port, "127.0.0.1")
-        one, two = proxy.probe_challenges(2)
+        one, two, three = proxy.probe_challenges(3)
         assert portprobe.probe(here, one).who == "this agent"
+        spent = portprobe.probe(here, one)  # a nonce is answered once
+        assert (spent.who, spent.detail) == ("another server", "it answered 404 Not Found")
         # An answer taken from another probe (replayed, forwarded) does not match.
-        replayed = portprobe.probe(here, Challenge(one.nonce, two.answer))
+        replayed = portprobe.probe(here, Challenge(three.nonce, two.answer))
         assert (replayed.who, replayed.detail) == ("another server", "it answered 200 OK")
         made_up = portprobe.probe(here, Challenge("A" * len(one.nonce), one.answer))
         assert (made_up.who, made_up.detail) == ("another server", "it answered 404 Not Found")

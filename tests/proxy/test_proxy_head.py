@@ -41,6 +41,7 @@ class Kind:
     status: int
     body: bytes | None = None  # None: any body (an HTML page)
     tls: bool = False
+    head_path: str = ""  # HEAD asks here instead (a probe nonce is answered only once)
 
 
 def head(path: str, host: str) -> bytes:
@@ -79,7 +80,8 @@ async def check_on_one_connection(
     client = await Client.connect(port, tls=tls, server_hostname=sni or None)
     try:
         for kind in kinds:
-            await client.send(head(kind.path, kind.host) + get(kind.path, kind.host))
+            await client.send(head(kind.head_path or kind.path, kind.host)
+                              + get(kind.path, kind.host))
             head_answer = await read_head(client)
             get_head = await read_head(client)
             assert head_answer == get_head, (kind.name, head_answer, get_head)
@@ -104,21 +106,22 @@ async def test_head_of_each_answer_the_proxy_makes_is_its_get_head_alone(
         proxy.set_route("other", ["other.test"], [Upstream("127.0.0.1", a.port)])
         proxy.certificates.put("app.test", *authority.issue("app.test"))
         proxy.challenges.set(TOKEN, KEY_AUTHORIZATION)
-        [challenge] = proxy.probe_challenges(1)
-        probe, proof = PROBE_PREFIX.decode() + challenge.nonce, challenge.answer.encode()
+        issued = proxy.probe_challenges(4)  # HEAD and GET each spend one
+        probes = [PROBE_PREFIX.decode() + c.nonce for c in issued]
+        proofs = [c.answer.encode() for c in issued]
         assert proxy.https_port is not None
         await check_on_one_connection(proxy.http_port, [
             Kind("challenge", "unknown.test", f"/.well-known/acme-challenge/{TOKEN}", 200,
                  KEY_AUTHORIZATION.encode()),
             Kind("unknown challenge", "app.test", "/.well-known/acme-challenge/nope", 404),
-            Kind("probe", "127.0.0.1", probe, 200, proof),
+            Kind("probe", "127.0.0.1", probes[1], 200, proofs[1], head_path=probes[0]),
             Kind("redirect", "app.test", "/page?x=1", 301,
                  b'<a href="https://app.test:%d/page?x=1">moved</a>\n' % proxy.https_port),
             Kind("unknown host", "unknown.test", "/", 404),
             Kind("no running instance", "down.test", "/", 503),
         ])  # fmt: skip
         await check_on_one_connection(proxy.https_port, [
-            Kind("probe over TLS", "app.test", probe, 200, proof),
+            Kind("probe over TLS", "app.test", probes[3], 200, proofs[3], head_path=probes[2]),
             Kind("another app than the SNI name", "other.test", "/", 421),
         ], tls=authority.client_context(), sni="app.test")  # fmt: skip
         assert a.requests == 0
