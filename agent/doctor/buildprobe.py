@@ -71,8 +71,9 @@ def run_probe(docker_url: str, settings: BuildSettings, bundle: bytes | None,
     try:
         client = docker.DockerClient(base_url=docker_url, timeout=ENGINE_TIMEOUT)
     except docker.errors.DockerException as exc:
-        raise BuildContainerUnavailable(f"the Docker engine does not answer: {exc}",
-                                        "start Docker (see the docker engine line)") from exc
+        raise _refused(exc) or BuildContainerUnavailable(
+            f"the Docker engine does not answer: {exc}",
+            "start Docker (see the docker engine line)") from exc
     try:
         return _in_container(client, base, bundle, targets, timeout, deadline)
     except docker.errors.ImageNotFound as exc:
@@ -86,10 +87,24 @@ def run_probe(docker_url: str, settings: BuildSettings, bundle: bytes | None,
             f"a container of {base} did not run: {exc.explanation or exc}",
             f"builds start from {base} too: check build.python_image") from exc
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise BuildContainerUnavailable(f"the Docker engine failed: {exc}",
-                                        "check the Docker engine (see its line)") from exc
+        raise _refused(exc) or BuildContainerUnavailable(
+            f"the Docker engine failed: {exc}", "check the Docker engine (see its line)") from exc
     finally:
         client.close()
+
+
+def _refused(exc: BaseException) -> BuildContainerUnavailable | None:
+    """What to say when this user may not use the engine's socket (doctor run over SSH
+    runs as the berth user, which is not in the docker group); None for other errors."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, PermissionError):
+        seen = seen.__cause__ or seen.__context__ or next(
+            (a for a in seen.args if isinstance(a, BaseException)), None)
+    if seen is None and "permission denied" not in str(exc).lower():
+        return None
+    return BuildContainerUnavailable(
+        "this user may not use the Docker engine (permission denied on its socket)",
+        "run `berth doctor` on the server as root to check from a build container")
 
 
 def _in_container(client: docker.DockerClient, base: str, bundle: bytes | None,

@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime
 import io
 import ipaddress
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -209,3 +212,29 @@ def test_an_unreadable_ca_bundle_is_one_failing_line(tmp_path):
     [found] = registries.check(_config(ca_bundle=empty), ["pypi.org"])
     assert found.level == "fail" and "holds no PEM certificate" in found.message
     assert _probe_containers() == []
+
+
+_AS_BERTH_USER = """
+from agent.build.settings import BuildSettings
+from agent.config import Config
+from agent.doctor import registries
+warning, _ = registries.check(Config(build=BuildSettings(python_image={image!r})),
+                              ["127.0.0.1:9"], deadline=10.0)
+print(warning.level, warning.message, "|", warning.fix, sep="\\n")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to a user without Docker")
+def test_a_user_without_docker_is_told_to_run_doctor_as_root():
+    # Doctor over SSH runs as the berth user, which may not use the engine's socket.
+    script = _AS_BERTH_USER.format(image=STAND_IN_IMAGE)
+    done = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+         sys.executable, "-c", script],
+        cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert done.returncode == 0, done.stderr
+    level, message, _, fix = done.stdout.splitlines()
+    assert (level, message) == ("warn", "not checked from a build container: this user may "
+                                "not use the Docker engine (permission denied on its socket)")
+    assert fix == "run `berth doctor` on the server as root to check from a build container"
