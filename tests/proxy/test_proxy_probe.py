@@ -6,9 +6,9 @@ plain 404, and the app's own /.well-known/ paths still reach it."""
 
 from __future__ import annotations
 
-from agent.proxy import Upstream
 import pytest
 
+from agent.proxy import Upstream
 from agent.proxy.probe import MOST_PER_CALLER, PREFIX, TTL, ProbeKey, TooManyNonces
 from tests.proxy.backend import running_backend
 from tests.proxy.conftest import CertificateAuthority, get, request, running_proxy
