@@ -48,9 +48,9 @@ async def read_ref(repo: Path, ref: str) -> str | None:
     """The commit `ref` holds in `repo`; ZERO when there is no such branch; None when
     git cannot tell (the push then goes on unchecked, as git will still check it)."""
     try:  # as the repository's owner: never root on a repository the berth user owns
-        result: subprocess.CompletedProcess[str] = await asyncio.to_thread(
+        result = await asyncio.to_thread(
             repos.git_as_owner, repo, ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-            capture_output=True, text=True, timeout=READ_TIMEOUT)
+            capture_output=True, timeout=READ_TIMEOUT)
     except subprocess.TimeoutExpired:
         log.warning("branch not read in %gs repo=%s ref=%s", READ_TIMEOUT, repo, ref)
         return None
@@ -58,11 +58,11 @@ async def read_ref(repo: Path, ref: str) -> str | None:
         log.warning("branch not readable repo=%s ref=%s error=%s", repo, ref, exc)
         return None
     if result.returncode == 0:
-        return result.stdout.strip()
-    if result.returncode == 1 and not result.stderr.strip():
+        return result.stdout.decode("ascii", "replace").strip()
+    error = result.stderr.decode("utf-8", "replace").strip()
+    if result.returncode == 1 and not error:
         return ZERO
-    log.warning("branch not readable repo=%s ref=%s error=%s", repo, ref,
-                result.stderr.strip()[-200:])
+    log.warning("branch not readable repo=%s ref=%s error=%s", repo, ref, error[-200:])
     return None
 
 
