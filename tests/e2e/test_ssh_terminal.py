@@ -180,6 +180,18 @@ def test_an_app_key_gets_no_terminal_session_on_other_apps(stack, e2e_root) -> N
         assert b"uid=" not in seen and f"may not act on app {APP}".encode() in seen, seen
 
 
+def psql_sessions(container: str) -> int:
+    """The add-on's psql sessions for the app's database, but the one asking."""
+    user = APP.replace("-", "_")
+    sql = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'psql'"
+           f" AND datname = '{user}' AND pid <> pg_backend_pid()")
+    done = subprocess.run(["docker", "exec", "-u", "postgres", container, "psql", "-U", user,
+                           "-d", user, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip())
+
+
 def test_hanging_up_ends_the_client_in_the_addon(stack) -> None:
     _, developer = stack
     container = f"berth-addon-{APP}-postgres"
@@ -189,9 +201,10 @@ def test_hanging_up_ends_the_client_in_the_addon(stack) -> None:
     while True:
         top = subprocess.run(["docker", "top", container], capture_output=True, text=True,
                              timeout=30, check=True).stdout
-        if " psql " not in top and not top.rstrip().endswith("psql"):
-            break
-        assert time.monotonic() < deadline, top
+        client_gone = " psql " not in top and not top.rstrip().endswith("psql")
+        if client_gone and (sessions := psql_sessions(container)) == 0:
+            break  # neither the client nor its session in postgres is left
+        assert time.monotonic() < deadline, (top, sessions if client_gone else None)
         time.sleep(0.2)
 
 
