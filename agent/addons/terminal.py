@@ -74,10 +74,6 @@ async def _relay(engine: AddonEngine, exec_id: str, sock: socket.socket, timeout
     HUNG_UP when the user went away first, TIMED_OUT at the deadline."""
     output = TerminalOutput(sock, f"addon-client-{exec_id[:12]}")
 
-    async def send_output() -> None:
-        while (data := await output.get()) is not None:
-            await terminal.send(data)
-
     async def take_input() -> None:
         while (item := await terminal.receive()) is not None:
             if isinstance(item, bytes):
@@ -87,7 +83,7 @@ async def _relay(engine: AddonEngine, exec_id: str, sock: socket.socket, timeout
                 await asyncio.to_thread(engine.resize_exec, exec_id, item)
 
     output.start()
-    printed = asyncio.ensure_future(send_output())
+    printed = asyncio.ensure_future(output.copy_to(terminal))
     typed = asyncio.ensure_future(take_input())
     try:
         done, _ = await asyncio.wait({printed, typed}, timeout=timeout,

@@ -183,10 +183,6 @@ class OneOffs(ContainerLifecycle):
         loop = asyncio.get_running_loop()
         output = TerminalOutput(sock, f"oneoff-{container_id[:12]}")
 
-        async def send_output() -> None:
-            while (data := await output.get()) is not None:
-                await terminal.send(data)
-
         async def take_input() -> bool:
             """True when the user hung up; False when the container's input closed."""
             while (item := await terminal.receive()) is not None:
@@ -202,7 +198,7 @@ class OneOffs(ContainerLifecycle):
         output.start()
         exited = asyncio.ensure_future(asyncio.to_thread(self._api.wait, container_id))
         exited.add_done_callback(consume)  # left behind on a hang-up: ends with the removal
-        printed = asyncio.ensure_future(send_output())
+        printed = asyncio.ensure_future(output.copy_to(terminal))
         typed = asyncio.ensure_future(take_input())
         deadline = loop.time() + timeout
         try:

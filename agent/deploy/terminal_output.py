@@ -15,6 +15,8 @@ import contextlib
 import socket
 import threading
 
+from agent.deploy.runtime import Terminal
+
 QUEUED_PIECES = 4
 PIECE = 65536
 _POLL = 0.5  # how often a thread waiting on a full queue looks whether it was stopped
@@ -42,6 +44,11 @@ class TerminalOutput:
     async def get(self) -> bytes | None:
         """The next piece, or None once the output ended."""
         return await self.queue.get()
+
+    async def copy_to(self, terminal: Terminal) -> None:
+        """Every piece sent to the user's terminal, until the output ends."""
+        while (data := await self.get()) is not None:
+            await terminal.send(data)
 
     def _read(self) -> None:
         with contextlib.suppress(OSError):
