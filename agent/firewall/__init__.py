@@ -6,6 +6,7 @@ Modules, from the pure core out:
 - `sshd`, `coexist`, `sockets`: SSH ports, other firewall managers, listening sockets.
 - `nft`: the adapter running nft/ss (optionally in a network namespace).
 - `service`: `FirewallService`, what the agent and the CLI call; `results`: its answers.
+- `bootfile`: the ruleset saved for boot, which the service writes and removes.
 """
 
 from agent.firewall.results import ApplyResult, FirewallPlan, FirewallStatus
