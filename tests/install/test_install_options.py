@@ -155,3 +155,29 @@ def test_sha256_refusals_are_one_line(tmp_path: Path):
         result = run_shell(RESOLVE, *args, env={"PATH": "/usr/bin:/bin"})
         assert (result.returncode, result.stdout, result.stderr) == (
             1, "", f"install.sh: {refusal}\n"), args
+
+
+@pytest.mark.parametrize("no_firewall", [True, False], ids=["--no-firewall", "default"])
+def test_the_firewall_is_shown_then_turned_on_unless_left_off(tmp_path: Path, no_firewall):
+    """By default: the summary of what will be reachable, then `firewall:apply`, then
+    `enabled = true`; with --no-firewall none of that, and the config says off for good."""
+    config = tmp_path / "berth.toml"
+    config.write_text("[firewall]\nenabled = false  # install.sh turns this on\n")
+    calls = tmp_path / "calls"
+    script = "\n".join([
+        functions("say", "note", "die", "enable_firewall"),
+        "boot_loader() { :; }",  # the boot unit: not this test's part
+        f"berth() {{ echo \"$*\" >> {calls}; [ \"$1\" != firewall ] || echo 'reachable: 22 80 443'; }}",
+        f"CONFIG={config} NO_FIREWALL={int(no_firewall)} enable_firewall"])
+    result = run_shell(script, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    made = calls.read_text().splitlines() if calls.exists() else []
+    if no_firewall:
+        assert made == []
+        assert "Firewall left off (--no-firewall)" in result.stdout
+        assert config.read_text() == "[firewall]\nenabled = false\n"
+    else:
+        assert made == ["firewall", "firewall:apply"]
+        assert "The firewall, before it is turned on:" in result.stdout
+        assert "       reachable: 22 80 443" in result.stdout
+        assert config.read_text() == "[firewall]\nenabled = true\n"
