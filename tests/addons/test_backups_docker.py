@@ -240,6 +240,40 @@ def test_destroying_the_app_backs_up_then_removes_its_addons(world: World, tmp_p
     assert world.backups.path(finals[0]).stat().st_size > 0
 
 
+def test_a_final_backup_that_fails_stops_the_destroy_with_the_addon_intact(
+        world: World, tmp_path: Path) -> None:
+    """No final backup, no destroy: the app, its add-on and its data stay as they were."""
+    from agent.backups.dumps import DumpFailed
+    from agent.config import Config
+    from agent.paths import PathSettings
+    from agent.services.apps import Apps
+
+    class Lifecycle:
+        destroyed: list[str] = []
+
+        async def refresh_routing(self, app_name: str) -> None: ...
+
+        async def destroy(self, app_name: str, out: object) -> None:
+            self.destroyed.append(app_name)
+
+    lifecycle = Lifecycle()
+    apps = Apps(Config(paths=PathSettings(data_dir=tmp_path / "d", run_dir=tmp_path / "r")),
+                world.apps, world.events, lifecycle, "true",
+                before_destroy=world.backups.retire_app)
+    world.apps.create(world.cache)
+    addon = asyncio.run(world.service.create(world.cache, "redis", None, None, world.out()))
+    world.redis(addon.url, "SET", "kept", "yes")
+    directory = world.backups.directory(world.cache)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.write_bytes(b"not a directory")  # the disk refuses the final backup
+    with pytest.raises(DumpFailed, match="writing the backup of redis failed"):
+        asyncio.run(apps.destroy(world.cache, world.out()))
+    assert lifecycle.destroyed == []
+    assert [a.name for a in world.service.store.of_app(world.cache)] == ["redis"]
+    assert asyncio.run(world.engine.state(addon.container)) == "running"
+    assert world.redis(addon.url, "GET", "kept") == "yes"
+
+
 def test_scheduled_backups_run_when_due_prune_and_fail_loudly(world: World) -> None:
     from agent.backups.schedule import Schedule, next_run
     from agent.backups.scheduler import BackupScheduler
