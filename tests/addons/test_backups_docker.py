@@ -249,7 +249,8 @@ def test_a_final_backup_that_fails_stops_the_destroy_with_the_addon_intact(
     from agent.services.apps import Apps
 
     class Lifecycle:
-        destroyed: list[str] = []
+        def __init__(self) -> None:
+            self.destroyed: list[str] = []
 
         async def refresh_routing(self, app_name: str) -> None: ...
 
