@@ -10,12 +10,24 @@ import asyncio
 import inspect
 import os
 import shutil
+import socket
 import subprocess
 from functools import cache
 
 import pytest
 
 STAND_IN_IMAGE = os.environ.get("BERTH_STAND_IN_TAG", "berth-stand-in/bookworm:1")
+
+
+@cache
+def ipv6_loopback() -> bool:
+    """Whether this host can listen on ::1 (IPv6 is not disabled)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
 
 
 @cache

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.handover import handover_environment, inherited_fds
+from tests.conftest import ipv6_loopback
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -139,16 +140,7 @@ DUAL_STACK_PROGRAM = textwrap.dedent("""
 """)
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_loopback(),
+@pytest.mark.skipif(not ipv6_loopback(),
                     reason="this host has no IPv6 (no ::1 on lo): nothing to hand over on it")
 def test_exec_in_place_keeps_both_families_on_both_listeners(tmp_path: Path) -> None:
     with subprocess.Popen(
@@ -175,7 +167,7 @@ def test_exec_in_place_keeps_both_families_on_both_listeners(tmp_path: Path) -> 
             child.wait(10)
 
 
-@pytest.mark.skipif(not _ipv6_loopback(),
+@pytest.mark.skipif(not ipv6_loopback(),
                     reason="this host has no IPv6 (no ::1 on lo): an IPv4 socket misses nothing")
 def test_an_ipv4_only_socket_from_an_older_agent_is_kept_and_said_to_miss_ipv6() -> None:
     program = textwrap.dedent("""

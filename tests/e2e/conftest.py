@@ -21,6 +21,13 @@ from tests.e2e.harness import (
 APPS = Path(__file__).resolve().parents[1] / "apps"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DOMAIN = "berth.test"
+# berth.toml's [addons] for agents whose apps get add-ons: the stand-in images.
+ADDONS = """
+[addons]
+postgres_image = "berth-stand-in/postgres:{version}"
+redis_image = "berth-stand-in/redis:{version}"
+postgres_version = "15"
+"""
 
 
 def agent_config(root: Path, *, http_port: int, https_port: int, command: str,

@@ -14,18 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import APPS, DOMAIN, running_stack
+from tests.e2e.conftest import ADDONS, APPS, DOMAIN, running_stack
 from tests.e2e.harness import AgentProcess, GitUser, Load
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
 APP, OTHER = "e2e-addon-a", "e2e-addon-b"
-ADDONS = """
-[addons]
-postgres_image = "berth-stand-in/postgres:{version}"
-redis_image = "berth-stand-in/redis:{version}"
-postgres_version = "15"
-"""
 RELEASE = ("release: python3 -c \"import os, urllib.parse as u; "
            "p = u.urlsplit(os.environ['DATABASE_URL']); "
            "print('release sees', p.hostname, p.port, p.path)\"\n")

@@ -15,19 +15,13 @@ from typing import Iterator
 import docker
 import pytest
 
-from tests.e2e.conftest import APPS, DOMAIN, remove_leftovers, running_stack
+from tests.e2e.conftest import ADDONS, APPS, DOMAIN, remove_leftovers, running_stack
 from tests.e2e.harness import AgentProcess, GitUser
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
 PREFIX = "e2e-srv-"  # the apps of this file, and only they, are wiped
 SHOP, BLOG = f"{PREFIX}shop", f"{PREFIX}blog"
-ADDONS = """
-[addons]
-postgres_image = "berth-stand-in/postgres:{version}"
-redis_image = "berth-stand-in/redis:{version}"
-postgres_version = "15"
-"""
 # The shop is built on the postgres stand-in image, for its psql client: it answers with
 # a row of its database and a file of its persistent storage.
 SHOP_DOCKERFILE = """FROM berth-stand-in/postgres:15

@@ -16,18 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import running_stack
+from tests.e2e.conftest import ADDONS, running_stack
 from tests.e2e.harness import AgentProcess, GitUser, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
 APP, OTHER = "e2e-tty", "e2e-tty-other"
-ADDONS = """
-[addons]
-postgres_image = "berth-stand-in/postgres:{version}"
-redis_image = "berth-stand-in/redis:{version}"
-postgres_version = "15"
-"""
 
 
 @pytest.fixture(scope="module")

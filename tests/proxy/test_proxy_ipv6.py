@@ -16,21 +16,12 @@ import pytest
 from agent.proxy import Upstream
 from agent.proxy.settings import ProxySettings
 from agent.proxy.sockets import listen_address, listening_socket, peer_ip
+from tests.conftest import ipv6_loopback
 from tests.proxy.backend import running_backend
 from tests.proxy.conftest import CertificateAuthority, get, request, running_proxy
 
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 needs_ipv6 = pytest.mark.skipif(
-    not _ipv6_loopback(), reason="this host has no IPv6 (no ::1 on lo): nothing to test over it")
+    not ipv6_loopback(), reason="this host has no IPv6 (no ::1 on lo): nothing to test over it")
 
 
 def test_the_default_is_every_address_of_both_families() -> None:
